@@ -1,0 +1,47 @@
+//! The one error type of the library: every failure names what is wrong.
+
+use std::fmt;
+
+/// Everything that can go wrong in flowhmc, each variant carrying a message that names the
+/// offending input (file, key, value) so a user can act on it without reading the code.
+#[derive(Debug)]
+pub enum Error {
+    /// A run card (or parameter set) is malformed or has an invalid value.
+    Card(String),
+    /// A gauge configuration or checkpoint file is missing, corrupt or does not match.
+    Config(String),
+    /// An operating-system I/O failure, with the path it concerned.
+    Io { path: String, source: std::io::Error },
+    /// A numerical failure (non-finite energy, non-unitary link, ...).
+    Numerical(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it happened on.
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        Error::Io { path: path.as_ref().display().to_string(), source }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Card(m) => write!(f, "invalid run card: {m}"),
+            Error::Config(m) => write!(f, "bad configuration file: {m}"),
+            Error::Io { path, source } => write!(f, "{path}: {source}"),
+            Error::Numerical(m) => write!(f, "numerical failure: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Result with the library's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,187 @@
+//! Lattice geometry: extents, lexicographic site index, neighbours, parity, even/odd maps.
+//!
+//! Conventions (DESIGN.md): directions mu = 0..D-1 are x, y, (z,) t, time last. The
+//! lexicographic index has x fastest: `site = x0 + L0 * (x1 + L1 * (x2 + ...))`. The parity of
+//! a site is the sum of its coordinates mod 2. Even/odd-ordered arrays hold all even sites
+//! first, each parity in increasing lexicographic order. The torus is periodic; boundary phases
+//! of fermions are applied by the operators, not here.
+
+use crate::error::{Error, Result};
+
+/// A D-dimensional periodic lattice with precomputed neighbour tables.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lattice {
+    dims: Vec<usize>,
+    volume: usize,
+    forward: Vec<usize>,
+    backward: Vec<usize>,
+    parity: Vec<u8>,
+    eo_index: Vec<usize>,
+    lex_of_eo: Vec<usize>,
+}
+
+impl Lattice {
+    /// Builds a lattice with extents `dims` (x first, time last). Every extent must be even
+    /// and at least 2, so that the even/odd decomposition and parity are well defined.
+    pub fn new(dims: &[usize]) -> Result<Self> {
+        if dims.len() < 2 {
+            return Err(Error::Card(format!(
+                "lattice.dims = {dims:?}: need at least 2 dimensions"
+            )));
+        }
+        if let Some(&l) = dims.iter().find(|&&l| l < 2 || l % 2 != 0) {
+            return Err(Error::Card(format!(
+                "lattice.dims = {dims:?}: extent {l} is not an even number >= 2"
+            )));
+        }
+        let d = dims.len();
+        let volume: usize = dims.iter().product();
+        let mut forward = vec![0; volume * d];
+        let mut backward = vec![0; volume * d];
+        let mut parity = vec![0u8; volume];
+        let mut coords = vec![0usize; d];
+        for site in 0..volume {
+            Self::coords_into(dims, site, &mut coords);
+            parity[site] = (coords.iter().sum::<usize>() % 2) as u8;
+            let mut stride = 1;
+            for mu in 0..d {
+                let x = coords[mu];
+                let up = if x + 1 == dims[mu] { site + stride - dims[mu] * stride } else { site + stride };
+                let down = if x == 0 { site + (dims[mu] - 1) * stride } else { site - stride };
+                forward[site * d + mu] = up;
+                backward[site * d + mu] = down;
+                stride *= dims[mu];
+            }
+        }
+        let mut lex_of_eo: Vec<usize> = (0..volume).filter(|&s| parity[s] == 0).collect();
+        lex_of_eo.extend((0..volume).filter(|&s| parity[s] == 1));
+        let mut eo_index = vec![0; volume];
+        for (i, &s) in lex_of_eo.iter().enumerate() {
+            eo_index[s] = i;
+        }
+        Ok(Lattice { dims: dims.to_vec(), volume, forward, backward, parity, eo_index, lex_of_eo })
+    }
+
+    fn coords_into(dims: &[usize], mut site: usize, out: &mut [usize]) {
+        for (c, &l) in out.iter_mut().zip(dims) {
+            *c = site % l;
+            site /= l;
+        }
+    }
+
+    /// Number of dimensions D.
+    pub fn ndim(&self) -> usize {
+        self.dims.len()
+    }
+
+    /// Extents, x first and time last.
+    pub fn dims(&self) -> &[usize] {
+        &self.dims
+    }
+
+    /// Number of sites.
+    pub fn volume(&self) -> usize {
+        self.volume
+    }
+
+    /// Coordinates of a lexicographic site index.
+    pub fn coords(&self, site: usize) -> Vec<usize> {
+        let mut c = vec![0; self.ndim()];
+        Self::coords_into(&self.dims, site, &mut c);
+        c
+    }
+
+    /// Lexicographic index of coordinates (taken modulo the extents).
+    pub fn site(&self, coords: &[usize]) -> usize {
+        coords.iter().zip(&self.dims).rev().fold(0, |acc, (&c, &l)| acc * l + c % l)
+    }
+
+    /// The site one step forward in direction mu (periodic).
+    #[inline]
+    pub fn fwd(&self, site: usize, mu: usize) -> usize {
+        self.forward[site * self.dims.len() + mu]
+    }
+
+    /// The site one step backward in direction mu (periodic).
+    #[inline]
+    pub fn bwd(&self, site: usize, mu: usize) -> usize {
+        self.backward[site * self.dims.len() + mu]
+    }
+
+    /// Parity of a site: 0 (even) or 1 (odd), the coordinate sum mod 2.
+    #[inline]
+    pub fn parity(&self, site: usize) -> u8 {
+        self.parity[site]
+    }
+
+    /// Position of a lexicographic site in the even/odd ordering (even sites first).
+    #[inline]
+    pub fn eo_index(&self, site: usize) -> usize {
+        self.eo_index[site]
+    }
+
+    /// Lexicographic site at position `i` of the even/odd ordering.
+    #[inline]
+    pub fn lex_of_eo(&self, i: usize) -> usize {
+        self.lex_of_eo[i]
+    }
+
+    /// Number of sites of one parity (V/2).
+    pub fn half_volume(&self) -> usize {
+        self.volume / 2
+    }
+
+    /// Number of plaquettes: V * D(D-1)/2.
+    pub fn plaquette_count(&self) -> usize {
+        self.volume * self.ndim() * (self.ndim() - 1) / 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_odd_extents_and_one_dimension() {
+        assert!(Lattice::new(&[4, 3]).is_err());
+        assert!(Lattice::new(&[4]).is_err());
+        assert!(Lattice::new(&[4, 0]).is_err());
+    }
+
+    #[test]
+    fn index_neighbours_parity_2d_and_4d() {
+        for dims in [vec![4usize, 6], vec![2, 4, 4, 6]] {
+            let lat = Lattice::new(&dims).unwrap();
+            let d = lat.ndim();
+            for s in 0..lat.volume() {
+                let c = lat.coords(s);
+                assert_eq!(lat.site(&c), s);
+                assert_eq!(lat.parity(s) as usize, c.iter().sum::<usize>() % 2);
+                for mu in 0..d {
+                    let mut up = c.clone();
+                    up[mu] = (up[mu] + 1) % dims[mu];
+                    assert_eq!(lat.fwd(s, mu), lat.site(&up));
+                    assert_eq!(lat.bwd(lat.fwd(s, mu), mu), s);
+                    assert_ne!(lat.parity(lat.fwd(s, mu)), lat.parity(s));
+                }
+            }
+            // x is fastest
+            assert_eq!(lat.site(&[1, 0, 0, 0][..d]), 1);
+            assert_eq!(lat.coords(dims[0])[1], 1);
+        }
+    }
+
+    #[test]
+    fn even_odd_maps_are_inverse_and_ordered() {
+        let lat = Lattice::new(&[4, 4, 2, 6]).unwrap();
+        let h = lat.half_volume();
+        for i in 0..lat.volume() {
+            let s = lat.lex_of_eo(i);
+            assert_eq!(lat.eo_index(s), i);
+            assert_eq!(lat.parity(s) as usize, usize::from(i >= h));
+            if i + 1 < lat.volume() && (i + 1) != h {
+                assert!(lat.lex_of_eo(i + 1) > s, "each parity in lexicographic order");
+            }
+        }
+    }
+}
