@@ -46,8 +46,16 @@ impl Lattice {
             let mut stride = 1;
             for mu in 0..d {
                 let x = coords[mu];
-                let up = if x + 1 == dims[mu] { site + stride - dims[mu] * stride } else { site + stride };
-                let down = if x == 0 { site + (dims[mu] - 1) * stride } else { site - stride };
+                let up = if x + 1 == dims[mu] {
+                    site + stride - dims[mu] * stride
+                } else {
+                    site + stride
+                };
+                let down = if x == 0 {
+                    site + (dims[mu] - 1) * stride
+                } else {
+                    site - stride
+                };
                 forward[site * d + mu] = up;
                 backward[site * d + mu] = down;
                 stride *= dims[mu];
@@ -59,7 +67,15 @@ impl Lattice {
         for (i, &s) in lex_of_eo.iter().enumerate() {
             eo_index[s] = i;
         }
-        Ok(Lattice { dims: dims.to_vec(), volume, forward, backward, parity, eo_index, lex_of_eo })
+        Ok(Lattice {
+            dims: dims.to_vec(),
+            volume,
+            forward,
+            backward,
+            parity,
+            eo_index,
+            lex_of_eo,
+        })
     }
 
     fn coords_into(dims: &[usize], mut site: usize, out: &mut [usize]) {
@@ -93,7 +109,11 @@ impl Lattice {
 
     /// Lexicographic index of coordinates (taken modulo the extents).
     pub fn site(&self, coords: &[usize]) -> usize {
-        coords.iter().zip(&self.dims).rev().fold(0, |acc, (&c, &l)| acc * l + c % l)
+        coords
+            .iter()
+            .zip(&self.dims)
+            .rev()
+            .fold(0, |acc, (&c, &l)| acc * l + c % l)
     }
 
     /// The site one step forward in direction mu (periodic).
@@ -180,7 +200,10 @@ mod tests {
             assert_eq!(lat.eo_index(s), i);
             assert_eq!(lat.parity(s) as usize, usize::from(i >= h));
             if i + 1 < lat.volume() && (i + 1) != h {
-                assert!(lat.lex_of_eo(i + 1) > s, "each parity in lexicographic order");
+                assert!(
+                    lat.lex_of_eo(i + 1) > s,
+                    "each parity in lexicographic order"
+                );
             }
         }
     }

@@ -4,9 +4,16 @@
 //! [`geometry`] -> [`group`] -> [`field`] -> [`action`] -> [`integrator`] -> [`update`] ->
 //! [`chain`]; [`observables`], [`analysis`] and [`io`] serve the chain.
 
+pub mod action;
 pub mod error;
+pub mod field;
 pub mod geometry;
 pub mod group;
+pub mod integrator;
+pub mod loops;
+pub mod observables;
+pub mod parallel;
 pub mod rng;
+pub mod update;
 
 pub use error::{Error, Result};

@@ -129,7 +129,10 @@ mod tests {
             for eps in [1e-9, 1e-3, 0.1, 1.0, 3.0] {
                 let e = G::exp(&p, eps);
                 let r = exp_reference::<G>(&p, eps);
-                assert!(e.sub(&r).norm_sqr().sqrt() < 1e-13, "exp vs Taylor at eps {eps}");
+                assert!(
+                    e.sub(&r).norm_sqr().sqrt() < 1e-13,
+                    "exp vs Taylor at eps {eps}"
+                );
                 assert!(G::unitarity_violation(&e) < 1e-14);
                 let back = G::exp(&p, -eps).mul(&e);
                 assert!(back.sub(&G::Elem::identity()).norm_sqr().sqrt() < 1e-14);
@@ -143,7 +146,10 @@ mod tests {
                 let h = 1e-5;
                 let fd = (G::exp(&t, h).mul(&x).trace().re - G::exp(&t, -h).mul(&x).trace().re)
                     / (2.0 * h);
-                assert!((fd - r.as_ref()[a]).abs() < 1e-9, "generator {a}: {fd} vs {r:?}");
+                assert!(
+                    (fd - r.as_ref()[a]).abs() < 1e-9,
+                    "generator {a}: {fd} vs {r:?}"
+                );
             }
             // Haar elements are in the group, and projection fixes a perturbed element
             let u = G::haar(&mut rng);

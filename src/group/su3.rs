@@ -43,8 +43,9 @@ impl LinkMatrix for Su3Matrix {
         let mut out = [C0; 9];
         for r in 0..3 {
             for c in 0..3 {
-                out[3 * r + c] =
-                    self.at(r, 0) * b.at(0, c) + self.at(r, 1) * b.at(1, c) + self.at(r, 2) * b.at(2, c);
+                out[3 * r + c] = self.at(r, 0) * b.at(0, c)
+                    + self.at(r, 1) * b.at(1, c)
+                    + self.at(r, 2) * b.at(2, c);
             }
         }
         Su3Matrix(out)
@@ -120,7 +121,9 @@ impl LinkMatrix for Su3Matrix {
         }
     }
     fn read_reals(reals: &[f64]) -> Self {
-        Su3Matrix(std::array::from_fn(|i| Complex64::new(reals[2 * i], reals[2 * i + 1])))
+        Su3Matrix(std::array::from_fn(|i| {
+            Complex64::new(reals[2 * i], reals[2 * i + 1])
+        }))
     }
 }
 
@@ -231,7 +234,9 @@ impl Group for Su3 {
         a.iter_mut().for_each(|z| *z /= n);
         let mut b = row(1);
         let overlap: Complex64 = a.iter().zip(&b).map(|(ai, bi)| ai.conj() * bi).sum();
-        b.iter_mut().zip(&a).for_each(|(bi, ai)| *bi -= overlap * ai);
+        b.iter_mut()
+            .zip(&a)
+            .for_each(|(bi, ai)| *bi -= overlap * ai);
         let n = norm(&b);
         b.iter_mut().for_each(|z| *z /= n);
         let c = [
@@ -245,7 +250,9 @@ impl Group for Su3 {
     fn haar(rng: &mut SiteRng) -> Su3Matrix {
         // Gram-Schmidt of a complex Ginibre matrix is Haar on U(3); completing the third row
         // by the cross product makes it Haar on SU(3).
-        let g = Su3Matrix(std::array::from_fn(|_| Complex64::new(rng.normal(), rng.normal())));
+        let g = Su3Matrix(std::array::from_fn(|_| {
+            Complex64::new(rng.normal(), rng.normal())
+        }));
         Self::project(&g)
     }
 

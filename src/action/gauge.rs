@@ -1,0 +1,182 @@
+//! Gauge actions: Wilson, tree-level Symanzik and Iwasaki.
+//!
+//! S = beta * sum_x [ c0 sum_{mu<nu} (1 - Re tr P_{mu nu}(x) / N)
+//!                  + c1 sum_{mu != nu} (1 - Re tr R_{mu nu}(x) / N) ]
+//! with c0 = 1 - 8 c1 (DESIGN.md): c1 = 0 (Wilson), -1/12 (Symanzik), -0.331 (Iwasaki). The
+//! rectangle sum runs over every 1x2 rectangle once ([`crate::loops`]).
+
+use super::Monomial;
+use crate::field::{GaugeField, MomentumField};
+use crate::group::{Group, LinkMatrix, alg_axpy};
+use crate::loops::{plaquette_re_tr_sum, plaquette_staple, rectangle_re_tr_sum, rectangle_staple};
+use rayon::prelude::*;
+
+/// The gauge actions a run card can name.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GaugeActionKind {
+    /// Plaquettes only (c1 = 0).
+    Wilson,
+    /// Tree-level Symanzik (Luscher-Weisz), c1 = -1/12.
+    Symanzik,
+    /// Iwasaki, c1 = -0.331.
+    Iwasaki,
+}
+
+impl GaugeActionKind {
+    /// The rectangle coefficient c1.
+    pub fn c1(self) -> f64 {
+        match self {
+            GaugeActionKind::Wilson => 0.0,
+            GaugeActionKind::Symanzik => -1.0 / 12.0,
+            GaugeActionKind::Iwasaki => -0.331,
+        }
+    }
+}
+
+/// A gauge action monomial with coupling beta (see the module docs for the normalisation).
+#[derive(Clone, Debug)]
+pub struct GaugeAction {
+    name: String,
+    beta: f64,
+    c0: f64,
+    c1: f64,
+}
+
+impl GaugeAction {
+    /// The action of `kind` at coupling `beta`, named "gauge".
+    pub fn new(kind: GaugeActionKind, beta: f64) -> Self {
+        let c1 = kind.c1();
+        GaugeAction {
+            name: "gauge".into(),
+            beta,
+            c0: 1.0 - 8.0 * c1,
+            c1,
+        }
+    }
+
+    /// The same action under another name (to place parts of it on different levels).
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The coupling beta.
+    pub fn beta(&self) -> f64 {
+        self.beta
+    }
+}
+
+impl<G: Group> Monomial<G> for GaugeAction {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn action(&self, u: &GaugeField<G>) -> f64 {
+        let lat = u.lattice();
+        let n = G::NC as f64;
+        let plaquettes = lat.plaquette_count() as f64;
+        let mut s = self.c0 * (plaquettes - plaquette_re_tr_sum(u) / n);
+        if self.c1 != 0.0 {
+            s += self.c1 * (2.0 * plaquettes - rectangle_re_tr_sum(u) / n);
+        }
+        self.beta * s
+    }
+
+    fn add_force(&self, u: &GaugeField<G>, h: f64, p: &mut MomentumField<G>) {
+        // S contains -(beta/N) Re tr(U_mu(x) A) with A the weighted staple sum, so
+        // F_a = (beta/N) Re tr(T_a U_mu(x) A).
+        let d = u.lattice().ndim();
+        let coeff = h * self.beta / G::NC as f64;
+        p.data_mut()
+            .par_chunks_mut(d)
+            .enumerate()
+            .for_each(|(site, ps)| {
+                for (mu, pm) in ps.iter_mut().enumerate() {
+                    let mut a = plaquette_staple(u, site, mu);
+                    if self.c1 != 0.0 {
+                        a = a
+                            .scale(self.c0)
+                            .add(&rectangle_staple(u, site, mu).scale(self.c1));
+                    } else if self.c0 != 1.0 {
+                        a = a.scale(self.c0);
+                    }
+                    alg_axpy(coeff, &G::re_tr_generators(&u.link(site, mu).mul(&a)), pm);
+                }
+            });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::Lattice;
+    use crate::group::{Su3, U1};
+    use crate::rng::{Purpose, StreamKey};
+    use std::sync::Arc;
+
+    /// Every force component agrees with a central finite difference of the action,
+    /// relative to the force scale, to 1e-6.
+    fn check_force<G: Group>(dims: &[usize], kind: GaugeActionKind) {
+        let lat = Arc::new(Lattice::new(dims).unwrap());
+        let u = GaugeField::<G>::hot(lat.clone(), 21);
+        let action = GaugeAction::new(kind, 2.3);
+        let mut f = MomentumField::<G>::zeros(&lat);
+        action.add_force(&u, 1.0, &mut f);
+        let scale = f
+            .data()
+            .iter()
+            .flat_map(|a| a.as_ref().iter())
+            .fold(0.0f64, |m, x| m.max(x.abs()));
+        let mut rng = StreamKey::new(2, Purpose::Test, 0).stream(0);
+        let d = lat.ndim();
+        for _ in 0..12 {
+            let link = (rng.uniform() * (lat.volume() * d) as f64) as usize;
+            let a = (rng.uniform() * G::ALG_DIM as f64) as usize;
+            let mut t = G::Alg::default();
+            t.as_mut()[a] = 1.0;
+            let eps = 1e-4;
+            let shifted = |w: f64| {
+                let mut v = u.clone();
+                let l = &mut v.links_mut()[link];
+                *l = G::exp(&t, w).mul(l);
+                action.action(&v)
+            };
+            // fourth-order central difference
+            let fd = -(8.0 * (shifted(eps) - shifted(-eps))
+                - (shifted(2.0 * eps) - shifted(-2.0 * eps)))
+                / (12.0 * eps);
+            let got = f.data()[link].as_ref()[a];
+            assert!(
+                (fd - got).abs() < 1e-6 * scale,
+                "{kind:?} {} link {link} a {a}: force {got}, finite difference {fd}",
+                G::NAME
+            );
+        }
+    }
+
+    #[test]
+    fn forces_match_finite_differences() {
+        for kind in [
+            GaugeActionKind::Wilson,
+            GaugeActionKind::Symanzik,
+            GaugeActionKind::Iwasaki,
+        ] {
+            check_force::<U1>(&[4, 6], kind);
+            check_force::<U1>(&[4, 4, 4, 4], kind);
+            check_force::<Su3>(&[4, 4], kind);
+            check_force::<Su3>(&[4, 4, 2, 4], kind);
+        }
+    }
+
+    #[test]
+    fn cold_field_has_zero_action_and_force() {
+        let lat = Arc::new(Lattice::new(&[4, 4, 4, 4]).unwrap());
+        let u = GaugeField::<Su3>::cold(lat.clone());
+        let action = GaugeAction::new(GaugeActionKind::Iwasaki, 6.0);
+        assert!(Monomial::<Su3>::action(&action, &u).abs() < 1e-10);
+        let mut f = MomentumField::<Su3>::zeros(&lat);
+        action.add_force(&u, 1.0, &mut f);
+        assert!(f.kinetic_energy() < 1e-24);
+    }
+}

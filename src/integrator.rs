@@ -1,0 +1,266 @@
+//! Molecular-dynamics integrators with nested time scales.
+//!
+//! Notation: P(h) is the kick p <- p + h F(U) with the forces of one level's monomials, and
+//! Q(h) the drift: U <- exp(h P) U on the innermost level, or h units of MD time of the next
+//! level. Level 0 is the outermost (slowest, most expensive force, fewest steps); each level
+//! makes `steps` steps per drift of its parent, so level k has step size
+//! tau / (n_0 n_1 ... n_k).
+//!
+//! Schemes for one step of size e:
+//! - leapfrog: P(e/2) Q(e) P(e/2);
+//! - omelyan (2MN): P(l e) Q(e/2) P((1-2l) e) Q(e/2) P(l e), l = 0.1931833275037836
+//!   (Omelyan, Mryglod, Folk 2003);
+//! - force-gradient (4th order): P(e/6) Q(e/2) P~(2e/3) Q(e/2) P(e/6), where P~ evaluates the
+//!   force at the displaced field exp(e^2/24 F(U)) U (Yin and Mawhinney, arXiv:1111.5059;
+//!   Clark, Joo, Kennedy, Silva, arXiv:1108.1828).
+//!
+//! Consecutive kicks of a level (the last of one step and the first of the next) are merged
+//! into one force evaluation.
+
+use crate::action::Monomial;
+use crate::error::{Error, Result};
+use crate::field::{GaugeField, MomentumField};
+use crate::group::Group;
+
+/// Omelyan's 2MN parameter lambda.
+pub const OMELYAN_LAMBDA: f64 = 0.193_183_327_503_783_6;
+
+/// An integration scheme for one level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scheme {
+    /// Second order, one force per step.
+    Leapfrog,
+    /// Second-order minimum norm (2MN), two forces per step.
+    Omelyan,
+    /// Fourth-order force-gradient, three forces per step (one at a displaced field).
+    ForceGradient,
+}
+
+impl Scheme {
+    /// Order p of the scheme: dH per trajectory scales as e^p.
+    pub fn order(self) -> u32 {
+        match self {
+            Scheme::Leapfrog | Scheme::Omelyan => 2,
+            Scheme::ForceGradient => 4,
+        }
+    }
+
+    fn step(self, e: f64) -> Vec<Op> {
+        match self {
+            Scheme::Leapfrog => vec![Op::Kick(e / 2.0), Op::Drift(e), Op::Kick(e / 2.0)],
+            Scheme::Omelyan => {
+                let l = OMELYAN_LAMBDA;
+                vec![
+                    Op::Kick(l * e),
+                    Op::Drift(e / 2.0),
+                    Op::Kick((1.0 - 2.0 * l) * e),
+                    Op::Drift(e / 2.0),
+                    Op::Kick(l * e),
+                ]
+            }
+            Scheme::ForceGradient => vec![
+                Op::Kick(e / 6.0),
+                Op::Drift(e / 2.0),
+                Op::DisplacedKick {
+                    h: 2.0 * e / 3.0,
+                    displacement: e * e / 24.0,
+                },
+                Op::Drift(e / 2.0),
+                Op::Kick(e / 6.0),
+            ],
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Op {
+    Kick(f64),
+    Drift(f64),
+    DisplacedKick { h: f64, displacement: f64 },
+}
+
+/// One time scale: which monomials it integrates, its step count and scheme.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Level {
+    /// Indices into the monomial list handed to [`Integrator::integrate`].
+    pub monomials: Vec<usize>,
+    /// Steps per drift of the parent level (per trajectory for level 0).
+    pub steps: usize,
+    /// The scheme of this level.
+    pub scheme: Scheme,
+}
+
+/// A nested multi-time-scale integrator.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Integrator {
+    levels: Vec<Level>,
+    programs: Vec<Vec<Op>>,
+}
+
+impl Integrator {
+    /// Builds the integrator; every level needs at least one step. Each monomial index must
+    /// be below `n_monomials` and appear on exactly one level.
+    pub fn new(levels: Vec<Level>, n_monomials: usize) -> Result<Self> {
+        if levels.is_empty() {
+            return Err(Error::Card(
+                "the integrator needs at least one level".into(),
+            ));
+        }
+        let mut seen = vec![0usize; n_monomials];
+        for (i, level) in levels.iter().enumerate() {
+            if level.steps == 0 {
+                return Err(Error::Card(format!(
+                    "integrator level {i}: steps must be at least 1"
+                )));
+            }
+            for &m in &level.monomials {
+                if m >= n_monomials {
+                    return Err(Error::Card(format!(
+                        "integrator level {i}: no monomial {m}"
+                    )));
+                }
+                seen[m] += 1;
+            }
+        }
+        if let Some(m) = seen.iter().position(|&c| c != 1) {
+            return Err(Error::Card(format!(
+                "monomial {m} is placed on {} integrator levels; it must be on exactly one",
+                seen[m]
+            )));
+        }
+        let programs = levels.iter().map(|l| program(l.scheme, l.steps)).collect();
+        Ok(Integrator { levels, programs })
+    }
+
+    /// A single level integrating every monomial.
+    pub fn single(scheme: Scheme, steps: usize, n_monomials: usize) -> Result<Self> {
+        Self::new(
+            vec![Level {
+                monomials: (0..n_monomials).collect(),
+                steps,
+                scheme,
+            }],
+            n_monomials,
+        )
+    }
+
+    /// The levels.
+    pub fn levels(&self) -> &[Level] {
+        &self.levels
+    }
+
+    /// Integrates (U, P) over MD time `tau`.
+    pub fn integrate<G: Group>(
+        &self,
+        monomials: &[Box<dyn Monomial<G>>],
+        u: &mut GaugeField<G>,
+        p: &mut MomentumField<G>,
+        tau: f64,
+    ) {
+        self.run_level(0, monomials, u, p, tau);
+    }
+
+    fn run_level<G: Group>(
+        &self,
+        level: usize,
+        monomials: &[Box<dyn Monomial<G>>],
+        u: &mut GaugeField<G>,
+        p: &mut MomentumField<G>,
+        tau: f64,
+    ) {
+        let kick = |u: &GaugeField<G>, h: f64, p: &mut MomentumField<G>| {
+            for &m in &self.levels[level].monomials {
+                monomials[m].add_force(u, h, p);
+            }
+        };
+        for op in &self.programs[level] {
+            match *op {
+                Op::Kick(h) => kick(u, h * tau, p),
+                Op::Drift(h) if level + 1 < self.levels.len() => {
+                    self.run_level(level + 1, monomials, u, p, h * tau)
+                }
+                Op::Drift(h) => u.evolve(p, h * tau),
+                Op::DisplacedKick { h, displacement } => {
+                    let mut force = MomentumField::zeros(u.lattice());
+                    kick(u, 1.0, &mut force);
+                    let mut displaced = u.clone();
+                    displaced.evolve(&force, displacement * tau * tau);
+                    kick(&displaced, h * tau, p);
+                }
+            }
+        }
+    }
+}
+
+/// The operations of `steps` steps over unit time, with adjacent kicks merged. Coefficients
+/// are fractions of the level's time span: drifts and kicks scale with it linearly, the
+/// force-gradient displacement quadratically.
+fn program(scheme: Scheme, steps: usize) -> Vec<Op> {
+    let e = 1.0 / steps as f64;
+    let mut ops: Vec<Op> = Vec::new();
+    for _ in 0..steps {
+        for op in scheme.step(e) {
+            match (ops.last_mut(), op) {
+                (Some(Op::Kick(a)), Op::Kick(b)) => *a += b,
+                _ => ops.push(op),
+            }
+        }
+    }
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_cover_unit_time() {
+        for scheme in [Scheme::Leapfrog, Scheme::Omelyan, Scheme::ForceGradient] {
+            for steps in [1, 3, 7] {
+                let ops = program(scheme, steps);
+                let (mut kicks, mut drifts) = (0.0, 0.0);
+                for op in &ops {
+                    match op {
+                        Op::Kick(h) | Op::DisplacedKick { h, .. } => kicks += h,
+                        Op::Drift(h) => drifts += h,
+                    }
+                }
+                assert!((kicks - 1.0).abs() < 1e-14 && (drifts - 1.0).abs() < 1e-14);
+                // merged kicks: no two kicks in a row
+                assert!(
+                    ops.windows(2)
+                        .all(|w| !matches!(w, [Op::Kick(_), Op::Kick(_)]))
+                );
+            }
+        }
+        // leapfrog with n steps needs n + 1 force evaluations, omelyan 2n + 1
+        assert_eq!(
+            program(Scheme::Leapfrog, 10)
+                .iter()
+                .filter(|o| matches!(o, Op::Kick(_)))
+                .count(),
+            11
+        );
+        assert_eq!(
+            program(Scheme::Omelyan, 10)
+                .iter()
+                .filter(|o| matches!(o, Op::Kick(_)))
+                .count(),
+            21
+        );
+    }
+
+    #[test]
+    fn rejects_bad_levels() {
+        assert!(Integrator::single(Scheme::Omelyan, 0, 1).is_err());
+        let l = |m: Vec<usize>| Level {
+            monomials: m,
+            steps: 2,
+            scheme: Scheme::Leapfrog,
+        };
+        assert!(Integrator::new(vec![l(vec![0]), l(vec![0])], 1).is_err());
+        assert!(Integrator::new(vec![l(vec![0]), l(vec![])], 2).is_err());
+        assert!(Integrator::new(vec![l(vec![1]), l(vec![0])], 2).is_ok());
+    }
+}

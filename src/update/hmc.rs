@@ -1,0 +1,107 @@
+//! Hybrid Monte Carlo (Duane, Kennedy, Pendleton, Roweth 1987).
+//!
+//! H = (1/2) sum p_a^2 + sum of monomial actions. A trajectory refreshes the momenta (and the
+//! monomials' auxiliary fields), integrates over MD time tau and accepts with probability
+//! min(1, exp(-dH)). A non-finite dH is always rejected. Accepted links are projected back to
+//! the group to remove round-off drift.
+
+use super::{MarkovStep, StepReport};
+use crate::action::Monomial;
+use crate::error::{Error, Result};
+use crate::field::{GaugeField, MomentumField};
+use crate::group::Group;
+use crate::integrator::Integrator;
+use crate::rng::{Purpose, StreamKey};
+
+/// The HMC update.
+pub struct Hmc<G: Group> {
+    monomials: Vec<Box<dyn Monomial<G>>>,
+    integrator: Integrator,
+    tau: f64,
+    seed: u64,
+    reversibility_check: bool,
+}
+
+impl<G: Group> Hmc<G> {
+    /// HMC over `monomials` with trajectory length `tau` (> 0) and run seed `seed`.
+    pub fn new(
+        monomials: Vec<Box<dyn Monomial<G>>>,
+        integrator: Integrator,
+        tau: f64,
+        seed: u64,
+    ) -> Result<Self> {
+        if !(tau > 0.0 && tau.is_finite()) {
+            return Err(Error::Card(format!(
+                "update.trajectory_length = {tau}: must be positive"
+            )));
+        }
+        Ok(Hmc {
+            monomials,
+            integrator,
+            tau,
+            seed,
+            reversibility_check: false,
+        })
+    }
+
+    /// Also integrate every trajectory back with reversed momenta and report the distance.
+    pub fn with_reversibility_check(mut self, on: bool) -> Self {
+        self.reversibility_check = on;
+        self
+    }
+
+    /// The monomials.
+    pub fn monomials(&self) -> &[Box<dyn Monomial<G>>] {
+        &self.monomials
+    }
+
+    /// H = kinetic + sum of actions.
+    pub fn hamiltonian(&self, u: &GaugeField<G>, p: &MomentumField<G>) -> f64 {
+        p.kinetic_energy() + self.monomials.iter().map(|m| m.action(u)).sum::<f64>()
+    }
+}
+
+impl<G: Group> MarkovStep<G> for Hmc<G> {
+    fn step(&mut self, u: &mut GaugeField<G>, update: u64) -> Result<StepReport> {
+        for m in &mut self.monomials {
+            m.refresh(u, self.seed, update);
+        }
+        let mut p = MomentumField::<G>::gaussian(u.lattice(), self.seed, update);
+        let h_start = self.hamiltonian(u, &p);
+        if !h_start.is_finite() {
+            return Err(Error::Numerical(format!(
+                "update {update}: the Hamiltonian of the current field is {h_start}"
+            )));
+        }
+        let mut proposal = u.clone();
+        self.integrator
+            .integrate(&self.monomials, &mut proposal, &mut p, self.tau);
+        let h_end = self.hamiltonian(&proposal, &p);
+        let dh = h_end - h_start;
+
+        let reversibility = self.reversibility_check.then(|| {
+            let (mut back, mut q) = (proposal.clone(), p.clone());
+            q.negate();
+            self.integrator
+                .integrate(&self.monomials, &mut back, &mut q, self.tau);
+            (
+                back.max_distance(u),
+                (self.hamiltonian(&back, &q) - h_start).abs(),
+            )
+        });
+
+        let r = StreamKey::new(self.seed, Purpose::Accept, update)
+            .stream(0)
+            .uniform();
+        let accepted = dh.is_finite() && r < (-dh).exp();
+        if accepted {
+            proposal.project();
+            *u = proposal;
+        }
+        Ok(StepReport {
+            accepted,
+            dh,
+            reversibility,
+        })
+    }
+}

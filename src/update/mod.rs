@@ -1,0 +1,27 @@
+//! Markov steps: one trait, implemented by HMC (and later by flow-based updates).
+
+pub mod hmc;
+
+use crate::error::Result;
+use crate::field::GaugeField;
+use crate::group::Group;
+
+pub use hmc::Hmc;
+
+/// What one Markov step reports.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepReport {
+    /// Whether the proposal was accepted.
+    pub accepted: bool,
+    /// H(proposal) - H(current); exp(-dH) averages to 1 for an exact algorithm.
+    pub dh: f64,
+    /// Reversibility check, when asked for: (max |U_back - U_start|, |H_back - H_start|).
+    pub reversibility: Option<(f64, f64)>,
+}
+
+/// One step of a Markov chain whose stationary distribution is exp(-S[U]).
+pub trait MarkovStep<G: Group> {
+    /// Updates `u` in place. `update` is the global update number: all random numbers of the
+    /// step derive from it and the run seed, so chains are reproducible and resumable.
+    fn step(&mut self, u: &mut GaugeField<G>, update: u64) -> Result<StepReport>;
+}
