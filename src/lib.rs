@@ -5,6 +5,7 @@
 //! [`chain`]; [`observables`], [`analysis`] and [`io`] serve the chain.
 
 pub mod action;
+pub mod analysis;
 pub mod error;
 pub mod field;
 pub mod geometry;
@@ -13,6 +14,7 @@ pub mod integrator;
 pub mod loops;
 pub mod observables;
 pub mod parallel;
+pub mod reference;
 pub mod rng;
 pub mod update;
 

@@ -1,0 +1,6 @@
+//! Statistical analysis of Monte Carlo time series and plots of them.
+
+pub mod gamma;
+pub mod plot;
+
+pub use gamma::{GammaResult, gamma_method};
