@@ -11,6 +11,7 @@ pub mod field;
 pub mod geometry;
 pub mod group;
 pub mod integrator;
+pub mod io;
 pub mod loops;
 pub mod observables;
 pub mod parallel;
