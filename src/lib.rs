@@ -6,6 +6,8 @@
 
 pub mod action;
 pub mod analysis;
+pub mod bench;
+pub mod chain;
 pub mod error;
 pub mod field;
 pub mod geometry;
@@ -20,3 +22,6 @@ pub mod rng;
 pub mod update;
 
 pub use error::{Error, Result};
+
+/// Version and source revision of this build, e.g. "0.1.0 (a1b2c3d4e5f6)".
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("FLOWHMC_REVISION"), ")");

@@ -46,8 +46,13 @@ impl<G: Group> Hmc<G> {
 
     /// Also integrate every trajectory back with reversed momenta and report the distance.
     pub fn with_reversibility_check(mut self, on: bool) -> Self {
-        self.reversibility_check = on;
+        self.set_reversibility_check(on);
         self
+    }
+
+    /// Switches the reversibility check of the following trajectories on or off.
+    pub fn set_reversibility_check(&mut self, on: bool) {
+        self.reversibility_check = on;
     }
 
     /// The monomials.

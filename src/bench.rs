@@ -1,0 +1,82 @@
+//! Benchmarks shared by `flowhmc bench` and `cargo bench`: the pure-gauge figures that are
+//! compared with openQCD (../shared/reference/peer_figures.md).
+
+use crate::action::{GaugeAction, GaugeActionKind, Monomial};
+use crate::field::{GaugeField, MomentumField};
+use crate::geometry::Lattice;
+use crate::group::Su3;
+use crate::integrator::{Integrator, Scheme};
+use crate::observables::average_plaquette;
+use crate::update::{Hmc, MarkovStep};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One measured figure.
+#[derive(Clone, Debug)]
+pub struct Figure {
+    /// What was measured.
+    pub name: String,
+    /// The value.
+    pub value: f64,
+    /// Its unit.
+    pub unit: &'static str,
+}
+
+/// SU(3) Wilson beta = 6.0 on 8^4: the gauge-force time per site, and seconds per HMC
+/// trajectory (tau = 1, Omelyan 10 steps) with acceptance and plaquette, for each thread count.
+/// The field is thermalised from a hot start by `thermalization` trajectories first (with all
+/// cores); then `trajectories` trajectories are timed per thread count.
+pub fn su3_pure_gauge(thread_counts: &[usize], thermalization: u64, trajectories: u64) -> Vec<Figure> {
+    let lat = Arc::new(Lattice::new(&[8, 8, 8, 8]).expect("8^4"));
+    let action = GaugeAction::new(GaugeActionKind::Wilson, 6.0);
+    let hmc = || {
+        let mono: Vec<Box<dyn Monomial<Su3>>> = vec![Box::new(action.clone())];
+        let integrator = Integrator::single(Scheme::Omelyan, 10, 1).expect("integrator");
+        Hmc::new(mono, integrator, 1.0, 1).expect("hmc")
+    };
+    let mut thermalised = GaugeField::<Su3>::hot(lat.clone(), 1);
+    let mut chain = hmc();
+    for k in 0..thermalization {
+        chain.step(&mut thermalised, k).expect("trajectory");
+    }
+    let mut figures = vec![Figure {
+        name: format!("plaquette after {thermalization} thermalization trajectories"),
+        value: average_plaquette(&thermalised),
+        unit: "",
+    }];
+    for &threads in thread_counts {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
+        pool.install(|| {
+            let mut f = MomentumField::<Su3>::zeros(&lat);
+            let repeats = 50;
+            let t = Instant::now();
+            for _ in 0..repeats {
+                action.add_force(&thermalised, 1.0, &mut f);
+            }
+            let force_us = t.elapsed().as_secs_f64() / (repeats * lat.volume()) as f64 * 1e6;
+            let mut u = thermalised.clone();
+            let mut chain = hmc();
+            let t = Instant::now();
+            let mut accepted = 0;
+            for k in thermalization..thermalization + trajectories {
+                accepted += u64::from(chain.step(&mut u, k).expect("trajectory").accepted);
+            }
+            let per_traj = t.elapsed().as_secs_f64() / trajectories as f64;
+            figures.push(Figure { name: format!("gauge force SU(3) Wilson 8^4, {threads} thread(s)"), value: force_us, unit: "us/site" });
+            figures.push(Figure {
+                name: format!("HMC SU(3) Wilson b=6 8^4 Omelyan 10 steps, {threads} thread(s)"),
+                value: per_traj,
+                unit: "s/trajectory",
+            });
+            figures.push(Figure { name: "  acceptance".into(), value: accepted as f64 / trajectories as f64, unit: "" });
+        });
+    }
+    figures
+}
+
+/// Prints the figures as a table.
+pub fn print(figures: &[Figure]) {
+    for f in figures {
+        println!("{:<64} {:>12.6} {}", f.name, f.value, f.unit);
+    }
+}

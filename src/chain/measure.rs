@@ -1,0 +1,55 @@
+//! The per-trajectory measurement record (one JSON object per line of measurements.jsonl).
+//!
+//! Keys: `trajectory` (global update number, 1-based, thermalization included), `accepted`,
+//! `dh`, `plaquette`, `rectangle`, `polyakov_loop_re`, `polyakov_loop_abs`; for 2D U(1)
+//! `topological_charge` (geometric); with a reversibility check `reversibility_du` and
+//! `reversibility_dh`; with Wilson-flow measurements `flow_t0` (null if t^2 E < 0.3 up to
+//! t_max), `flow_energy` (E at t_max) and `flow_topological_charge` (clover Q at t_max).
+
+use super::card::FlowCard;
+use crate::field::GaugeField;
+use crate::group::{Group, U1};
+use crate::observables::{
+    average_plaquette, average_rectangle, polyakov_loop, topological_charge_u1_2d, wilson_flow,
+};
+use crate::update::StepReport;
+use serde_json::{Map, Value, json};
+use std::any::Any;
+
+/// The geometric charge when the field is 2D U(1), else `None`.
+pub fn geometric_charge<G: Group>(u: &GaugeField<G>) -> Option<f64> {
+    let u1 = (u as &dyn Any).downcast_ref::<GaugeField<U1>>()?;
+    (u1.lattice().ndim() == 2).then(|| topological_charge_u1_2d(u1))
+}
+
+/// Measures `u` after update `trajectory`; `flow` is given on trajectories that measure it.
+pub fn measure<G: Group>(
+    u: &GaugeField<G>,
+    report: &StepReport,
+    trajectory: u64,
+    flow: Option<&FlowCard>,
+) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("trajectory".into(), json!(trajectory));
+    m.insert("accepted".into(), json!(report.accepted));
+    m.insert("dh".into(), json!(report.dh));
+    m.insert("plaquette".into(), json!(average_plaquette(u)));
+    m.insert("rectangle".into(), json!(average_rectangle(u)));
+    let p = polyakov_loop(u);
+    m.insert("polyakov_loop_re".into(), json!(p.re));
+    m.insert("polyakov_loop_abs".into(), json!(p.norm()));
+    if let Some(q) = geometric_charge(u) {
+        m.insert("topological_charge".into(), json!(q));
+    }
+    if let Some((du, dh)) = report.reversibility {
+        m.insert("reversibility_du".into(), json!(du));
+        m.insert("reversibility_dh".into(), json!(dh));
+    }
+    if let Some(f) = flow {
+        let result = wilson_flow(u, f.epsilon, f.t_max);
+        m.insert("flow_t0".into(), json!(result.t0));
+        m.insert("flow_energy".into(), json!(result.energy.last()));
+        m.insert("flow_topological_charge".into(), json!(result.charge));
+    }
+    m
+}

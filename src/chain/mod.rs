@@ -1,0 +1,11 @@
+//! Running a chain from a card: the loop, measurements, checkpoints, restart and the summary.
+
+pub mod card;
+pub mod measure;
+pub mod progress;
+pub mod run;
+pub mod summary;
+
+pub use card::{Card, DEFAULT_CARD};
+pub use run::{RunOptions, run_card};
+pub use summary::{Summary, analyze};

@@ -1,0 +1,50 @@
+//! Progress of a run on stderr: a bar redrawn in place on a terminal, plain lines otherwise.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+/// Reports trajectory, acceptance, plaquette and the estimated time left.
+pub struct Progress {
+    total: u64,
+    first: u64,
+    started: Instant,
+    terminal: bool,
+    last_line: u64,
+}
+
+fn format_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 { format!("{}h{:02}m", s / 3600, (s % 3600) / 60) } else { format!("{}m{:02}s", s / 60, s % 60) }
+}
+
+impl Progress {
+    /// Progress for updates `first..total` (a resumed run starts past 0).
+    pub fn new(first: u64, total: u64) -> Self {
+        Progress { total, first, started: Instant::now(), terminal: std::io::stderr().is_terminal(), last_line: first }
+    }
+
+    /// Call after update `done` (1-based count of finished updates).
+    pub fn update(&mut self, done: u64, acceptance: f64, plaquette: f64) {
+        let fraction = done as f64 / self.total as f64;
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let rate = (done - self.first) as f64 / elapsed.max(1e-9);
+        let eta = Duration::from_secs_f64(((self.total - done) as f64 / rate.max(1e-9)).min(1e7));
+        let text = format!(
+            "trajectory {done}/{} acc {acceptance:.3} plaq {plaquette:.6} ETA {}",
+            self.total,
+            format_duration(eta)
+        );
+        let mut err = std::io::stderr().lock();
+        if self.terminal {
+            let width = 30;
+            let filled = (fraction * width as f64).round() as usize;
+            let _ = write!(err, "\r[{}{}] {text}  ", "#".repeat(filled), ".".repeat(width - filled));
+            if done == self.total {
+                let _ = writeln!(err);
+            }
+        } else if done == self.total || done - self.last_line >= (self.total / 20).max(1) {
+            self.last_line = done;
+            let _ = writeln!(err, "{text}");
+        }
+    }
+}
