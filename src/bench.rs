@@ -26,7 +26,11 @@ pub struct Figure {
 /// trajectory (tau = 1, Omelyan 10 steps) with acceptance and plaquette, for each thread count.
 /// The field is thermalised from a hot start by `thermalization` trajectories first (with all
 /// cores); then `trajectories` trajectories are timed per thread count.
-pub fn su3_pure_gauge(thread_counts: &[usize], thermalization: u64, trajectories: u64) -> Vec<Figure> {
+pub fn su3_pure_gauge(
+    thread_counts: &[usize],
+    thermalization: u64,
+    trajectories: u64,
+) -> Vec<Figure> {
     let lat = Arc::new(Lattice::new(&[8, 8, 8, 8]).expect("8^4"));
     let action = GaugeAction::new(GaugeActionKind::Wilson, 6.0);
     let hmc = || {
@@ -45,7 +49,10 @@ pub fn su3_pure_gauge(thread_counts: &[usize], thermalization: u64, trajectories
         unit: "",
     }];
     for &threads in thread_counts {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("thread pool");
         pool.install(|| {
             let mut f = MomentumField::<Su3>::zeros(&lat);
             let repeats = 50;
@@ -62,13 +69,21 @@ pub fn su3_pure_gauge(thread_counts: &[usize], thermalization: u64, trajectories
                 accepted += u64::from(chain.step(&mut u, k).expect("trajectory").accepted);
             }
             let per_traj = t.elapsed().as_secs_f64() / trajectories as f64;
-            figures.push(Figure { name: format!("gauge force SU(3) Wilson 8^4, {threads} thread(s)"), value: force_us, unit: "us/site" });
+            figures.push(Figure {
+                name: format!("gauge force SU(3) Wilson 8^4, {threads} thread(s)"),
+                value: force_us,
+                unit: "us/site",
+            });
             figures.push(Figure {
                 name: format!("HMC SU(3) Wilson b=6 8^4 Omelyan 10 steps, {threads} thread(s)"),
                 value: per_traj,
                 unit: "s/trajectory",
             });
-            figures.push(Figure { name: "  acceptance".into(), value: accepted as f64 / trajectories as f64, unit: "" });
+            figures.push(Figure {
+                name: "  acceptance".into(),
+                value: accepted as f64 / trajectories as f64,
+                unit: "",
+            });
         });
     }
     figures

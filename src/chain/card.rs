@@ -211,11 +211,17 @@ impl Card {
         let bad = |m: String| Err(Error::Card(m));
         Lattice::new(&self.lattice.dims)?;
         if !(self.gauge.beta > 0.0 && self.gauge.beta.is_finite()) {
-            return bad(format!("gauge.beta = {}: must be a positive number", self.gauge.beta));
+            return bad(format!(
+                "gauge.beta = {}: must be a positive number",
+                self.gauge.beta
+            ));
         }
         let u = &self.update;
         if !(u.trajectory_length > 0.0 && u.trajectory_length.is_finite()) {
-            return bad(format!("update.trajectory_length = {}: must be positive", u.trajectory_length));
+            return bad(format!(
+                "update.trajectory_length = {}: must be positive",
+                u.trajectory_length
+            ));
         }
         self.integrator()?;
         let r = &self.run;
@@ -225,10 +231,10 @@ impl Card {
         if r.trajectories == 0 {
             return bad("run.trajectories = 0: must be at least 1".into());
         }
-        if let Start::File(path) = self.start() {
-            if !path.is_file() {
-                return bad(format!("run.start = {:?}: no such file", path.display()));
-            }
+        if let Start::File(path) = self.start()
+            && !path.is_file()
+        {
+            return bad(format!("run.start = {:?}: no such file", path.display()));
         }
         if let Some(f) = &self.measure.flow {
             if self.lattice.dims.len() != 4 {
@@ -280,9 +286,14 @@ impl Card {
                         })?;
                         monomials.push(idx);
                     }
-                    built.push(Level { monomials, steps: l.steps, scheme: l.integrator });
+                    built.push(Level {
+                        monomials,
+                        steps: l.steps,
+                        scheme: l.integrator,
+                    });
                 }
-                Integrator::new(built, names.len()).map_err(|e| Error::Card(format!("update.levels: {}", strip(e))))
+                Integrator::new(built, names.len())
+                    .map_err(|e| Error::Card(format!("update.levels: {}", strip(e))))
             }
         }
     }
@@ -350,9 +361,18 @@ mod tests {
         assert!(err("checkpoint_every = 500", "checkpoint_every = 0").contains("checkpoint_every"));
         assert!(err("steps = 10", "").contains("missing integrator"));
         assert!(err("integrator = \"omelyan\"", "integrator = \"rk4\"").contains("rk4"));
-        let e = err("steps = 10\n", "steps = 10\n[[update.levels]]\nintegrator = \"leapfrog\"\nsteps = 2\nmonomials = [\"gauge\"]\n");
+        let e = err(
+            "steps = 10\n",
+            "steps = 10\n[[update.levels]]\nintegrator = \"leapfrog\"\nsteps = 2\nmonomials = [\"gauge\"]\n",
+        );
         assert!(e.contains("not both"), "{e}");
-        assert!(err("[run]", "[measure]\nflow = { epsilon = 0.1, t_max = 1.0, every = 1 }\n[run]").contains("4D"));
+        assert!(
+            err(
+                "[run]",
+                "[measure]\nflow = { epsilon = 0.1, t_max = 1.0, every = 1 }\n[run]"
+            )
+            .contains("4D")
+        );
         assert!(err("[lattice]", "[lattice]\n[lattice]").contains("card.toml"));
     }
 

@@ -14,13 +14,23 @@ pub struct Progress {
 
 fn format_duration(d: Duration) -> String {
     let s = d.as_secs();
-    if s >= 3600 { format!("{}h{:02}m", s / 3600, (s % 3600) / 60) } else { format!("{}m{:02}s", s / 60, s % 60) }
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
 }
 
 impl Progress {
     /// Progress for updates `first..total` (a resumed run starts past 0).
     pub fn new(first: u64, total: u64) -> Self {
-        Progress { total, first, started: Instant::now(), terminal: std::io::stderr().is_terminal(), last_line: first }
+        Progress {
+            total,
+            first,
+            started: Instant::now(),
+            terminal: std::io::stderr().is_terminal(),
+            last_line: first,
+        }
     }
 
     /// Call after update `done` (1-based count of finished updates).
@@ -38,7 +48,12 @@ impl Progress {
         if self.terminal {
             let width = 30;
             let filled = (fraction * width as f64).round() as usize;
-            let _ = write!(err, "\r[{}{}] {text}  ", "#".repeat(filled), ".".repeat(width - filled));
+            let _ = write!(
+                err,
+                "\r[{}{}] {text}  ",
+                "#".repeat(filled),
+                ".".repeat(width - filled)
+            );
             if done == self.total {
                 let _ = writeln!(err);
             }

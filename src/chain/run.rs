@@ -56,12 +56,19 @@ pub fn load_configuration<G: Group>(path: &Path, lattice: &Lattice) -> Result<Ga
     let field: GaugeField<G> = if nersc::is_nersc(&bytes) {
         let su3: Box<dyn Any> = Box::new(nersc::read(path)?);
         *su3.downcast::<GaugeField<G>>().map_err(|_| {
-            Error::Config(format!("{}: a NERSC file holds SU(3) links, the card asks for {}", path.display(), G::NAME))
+            Error::Config(format!(
+                "{}: a NERSC file holds SU(3) links, the card asks for {}",
+                path.display(),
+                G::NAME
+            ))
         })?
     } else if native::is_native(&bytes) {
         native::read::<G>(path)?.0
     } else {
-        return Err(Error::Config(format!("{}: neither a NERSC nor a flowhmc gauge file", path.display())));
+        return Err(Error::Config(format!(
+            "{}: neither a NERSC nor a flowhmc gauge file",
+            path.display()
+        )));
     };
     if field.lattice().dims() != lattice.dims() {
         return Err(Error::Config(format!(
@@ -77,7 +84,11 @@ pub fn load_configuration<G: Group>(path: &Path, lattice: &Lattice) -> Result<Ga
 /// A fresh run: the output directory must be new or empty; everything that can fail on bad
 /// input fails before it is created.
 fn fresh_state<G: Group>(card: &Card, lattice: &Arc<Lattice>, dir: &Path) -> Result<GaugeField<G>> {
-    if dir.read_dir().map(|mut d| d.next().is_some()).unwrap_or(false) {
+    if dir
+        .read_dir()
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
+    {
         return Err(Error::Card(format!(
             "run.output = {:?} already holds files; resume it with --resume or choose another output",
             dir.display()
@@ -108,17 +119,25 @@ fn resume_state<G: Group>(card: &Card, dir: &Path) -> Result<(GaugeField<G>, u64
     }
     let path = dir.join(CHECKPOINT);
     if !path.is_file() {
-        return Err(Error::Config(format!("{}: no checkpoint to resume from", dir.display())));
+        return Err(Error::Config(format!(
+            "{}: no checkpoint to resume from",
+            dir.display()
+        )));
     }
     let (u, meta) = native::read::<G>(&path)?;
     let field = |k: &str| {
-        meta.get(k).and_then(|v| v.as_u64()).ok_or_else(|| Error::Config(format!("{}: metadata lacks {k}", path.display())))
+        meta.get(k)
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| Error::Config(format!("{}: metadata lacks {k}", path.display())))
     };
     let (next_update, measured) = (field("next_update")?, field("measured")?);
     let records = read_measurements_prefix(dir, measured as usize)?;
     write_atomically(&dir.join(MEASUREMENTS), records.as_bytes())?;
     if card.lattice.dims != u.lattice().dims() {
-        return Err(Error::Config(format!("{}: checkpoint dims differ from the card", path.display())));
+        return Err(Error::Config(format!(
+            "{}: checkpoint dims differ from the card",
+            path.display()
+        )));
     }
     Ok((u, next_update, measured))
 }
@@ -141,43 +160,71 @@ fn read_measurements_prefix(dir: &Path, n: usize) -> Result<String> {
 fn run<G: Group>(card: &Card, options: RunOptions) -> Result<Summary> {
     let dir = card.run.output.as_path();
     let lattice = Arc::new(Lattice::new(&card.lattice.dims)?);
-    let monomials: Vec<Box<dyn Monomial<G>>> = vec![Box::new(GaugeAction::new(card.gauge.action, card.gauge.beta))];
-    let mut hmc = Hmc::new(monomials, card.integrator()?, card.update.trajectory_length, card.run.seed)?;
-    let (mut u, first, mut measured) =
-        if options.resume { resume_state::<G>(card, dir)? } else { (fresh_state::<G>(card, &lattice, dir)?, 0, 0) };
+    let monomials: Vec<Box<dyn Monomial<G>>> = vec![Box::new(GaugeAction::new(
+        card.gauge.action,
+        card.gauge.beta,
+    ))];
+    let mut hmc = Hmc::new(
+        monomials,
+        card.integrator()?,
+        card.update.trajectory_length,
+        card.run.seed,
+    )?;
+    let (mut u, first, mut measured) = if options.resume {
+        resume_state::<G>(card, dir)?
+    } else {
+        (fresh_state::<G>(card, &lattice, dir)?, 0, 0)
+    };
     let therm = card.run.thermalization;
     let total = therm + card.run.trajectories;
     let path = dir.join(MEASUREMENTS);
-    let mut file = std::fs::OpenOptions::new().append(true).open(&path).map_err(|e| Error::io(&path, e))?;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
     let mut progress = Progress::new(first, total);
     let (mut accepted, mut steps) = (0u64, 0u64);
     let started = Instant::now();
     for update in first..total {
         let check = card.update.reversibility_check;
-        hmc.set_reversibility_check(check > 0 && (update + 1) % check == 0);
+        hmc.set_reversibility_check(check > 0 && (update + 1).is_multiple_of(check));
         let report = hmc.step(&mut u, update)?;
         steps += 1;
         accepted += u64::from(report.accepted);
         if update >= therm {
-            let flow = card.measure.flow.as_ref().filter(|f| (update - therm) % f.every == 0);
+            let flow = card
+                .measure
+                .flow
+                .as_ref()
+                .filter(|f| (update - therm).is_multiple_of(f.every));
             let record = measure(&u, &report, update + 1, flow);
-            writeln!(file, "{}", serde_json::Value::Object(record)).map_err(|e| Error::io(&path, e))?;
+            writeln!(file, "{}", serde_json::Value::Object(record))
+                .map_err(|e| Error::io(&path, e))?;
             measured += 1;
         }
-        if (update + 1) % card.run.checkpoint_every == 0 || update + 1 == total {
-            file.flush().and_then(|_| file.sync_data()).map_err(|e| Error::io(&path, e))?;
+        if (update + 1).is_multiple_of(card.run.checkpoint_every) || update + 1 == total {
+            file.flush()
+                .and_then(|_| file.sync_data())
+                .map_err(|e| Error::io(&path, e))?;
             let meta = json!({"next_update": update + 1, "measured": measured});
             native::write(&u, meta, &dir.join(CHECKPOINT))?;
         }
         if !options.quiet {
-            progress.update(update + 1, accepted as f64 / steps as f64, crate::observables::average_plaquette(&u));
+            progress.update(
+                update + 1,
+                accepted as f64 / steps as f64,
+                crate::observables::average_plaquette(&u),
+            );
         }
     }
     let seconds = (steps > 0).then(|| started.elapsed().as_secs_f64() / steps as f64);
     // all measured lines must be there (a resume of a finished run re-analyses it)
     let n = read_measurements(dir)?.len() as u64;
     if n != measured {
-        return Err(Error::Config(format!("{}: {n} records, expected {measured}", path.display())));
+        return Err(Error::Config(format!(
+            "{}: {n} records, expected {measured}",
+            path.display()
+        )));
     }
     analyze(dir, seconds)
 }

@@ -1,0 +1,277 @@
+//! The `flowhmc` command: bad input, resume identity (also after kill -9), thread-count
+//! independence, starting from a NERSC file, and `analyze`.
+
+use flowhmc::field::GaugeField;
+use flowhmc::geometry::Lattice;
+use flowhmc::group::Su3;
+use flowhmc::io::nersc;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("flowhmc-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn flowhmc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flowhmc"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A small SU(3) 4D card writing into `output`.
+fn card(output: &Path, trajectories: u64, threads: usize, start: &str) -> String {
+    format!(
+        r#"[lattice]
+dims = [4, 4, 4, 4]
+[gauge]
+group = "su3"
+action = "wilson"
+beta = 5.8
+[update]
+kind = "hmc"
+trajectory_length = 1.0
+integrator = "omelyan"
+steps = 8
+[run]
+trajectories = {trajectories}
+thermalization = 5
+seed = 3
+start = "{start}"
+checkpoint_every = 4
+output = "{}"
+threads = {threads}
+"#,
+        output.display()
+    )
+}
+
+fn write_card(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run_ok(card: &Path, extra: &[&str]) {
+    let mut args = vec!["run", card.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = flowhmc(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn measurements(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("measurements.jsonl")).unwrap()
+}
+
+#[test]
+fn bad_input_exits_2_with_a_clear_error_and_writes_nothing() {
+    let dir = scratch("bad");
+    let out_dir = dir.join("out");
+    let good = card(&out_dir, 10, 1, "hot");
+    // a corrupt and a mismatched configuration file
+    let lat = Arc::new(Lattice::new(&[4, 4, 4, 6]).unwrap());
+    let other_dims = dir.join("six.nersc");
+    nersc::write(
+        &GaugeField::<Su3>::hot(lat, 1),
+        &other_dims,
+        nersc::Storage::Full,
+        nersc::Precision::F64,
+    )
+    .unwrap();
+    let corrupt = dir.join("corrupt.nersc");
+    let mut bytes = std::fs::read(&other_dims).unwrap();
+    let n = bytes.len();
+    bytes[n - 5] ^= 0xff;
+    std::fs::write(&corrupt, bytes).unwrap();
+    let cases: Vec<(String, &str)> = vec![
+        (
+            good.replace("beta = 5.8", "beta = 5.8\nbeat = 1"),
+            "unknown field `beat`",
+        ),
+        (good.replace("steps = 8", "steps = \"eight\""), "steps"),
+        (
+            good.replace("dims = [4, 4, 4, 4]", "dims = [4, 4, 5, 4]"),
+            "extent 5",
+        ),
+        (
+            good.replace("beta = 5.8", "beta = -5.8"),
+            "gauge.beta = -5.8",
+        ),
+        (
+            good.replace("start = \"hot\"", "start = \"/nonexistent/cfg\""),
+            "no such file",
+        ),
+        (
+            good.replace(
+                "start = \"hot\"",
+                &format!("start = \"{}\"", corrupt.display()),
+            ),
+            "checksum mismatch",
+        ),
+        (
+            good.replace(
+                "start = \"hot\"",
+                &format!("start = \"{}\"", other_dims.display()),
+            ),
+            "dims [4, 4, 4, 6]",
+        ),
+        (
+            good.replace("group = \"su3\"", "group = \"u1\"").replace(
+                "start = \"hot\"",
+                &format!("start = \"{}\"", other_dims.display()),
+            ),
+            "SU(3)",
+        ),
+    ];
+    for (text, expected) in cases {
+        let path = write_card(&dir, "bad.toml", &text);
+        let out = flowhmc(&["run", path.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(expected), "expected {expected:?} in: {err}");
+        assert_eq!(
+            err.trim().lines().count().min(8),
+            err.trim().lines().count(),
+            "short message"
+        );
+        assert!(
+            !out_dir.exists(),
+            "output directory created for: {expected}"
+        );
+    }
+    let out = flowhmc(&["run", dir.join("missing.toml").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+    assert_eq!(flowhmc(&["frobnicate"]).status.code(), Some(2));
+    // an existing run is not overwritten without --resume
+    run_ok(&write_card(&dir, "good.toml", &good), &[]);
+    let again = flowhmc(&["run", dir.join("good.toml").to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn resumed_and_killed_runs_reproduce_the_uninterrupted_chain() {
+    let dir = scratch("resume");
+    let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
+    // uninterrupted reference, 2 threads
+    run_ok(&write_card(&dir, "a.toml", &card(&a, 60, 2, "hot")), &[]);
+    let reference = measurements(&a);
+    assert_eq!(reference.lines().count(), 60);
+
+    // stopped after 20 measured trajectories (1 thread), then extended to 60 with --resume
+    run_ok(&write_card(&dir, "b.toml", &card(&b, 20, 1, "hot")), &[]);
+    let b60 = write_card(&dir, "b.toml", &card(&b, 60, 1, "hot"));
+    run_ok(&b60, &["--resume"]);
+    assert_eq!(measurements(&b), reference, "stop + resume differs");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["trajectories"], 60);
+
+    // killed with SIGKILL between checkpoints, then resumed
+    let c_card = write_card(&dir, "c.toml", &card(&c, 60, 1, "hot"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowhmc"))
+        .args(["run", c_card.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while std::fs::read_to_string(c.join("measurements.jsonl"))
+        .map(|m| m.lines().count())
+        .unwrap_or(0)
+        < 14
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "run too slow to interrupt"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = measurements(&c);
+    assert!(
+        before.lines().count() < 60,
+        "the kill came too late to test anything"
+    );
+    let checkpoint = std::fs::read(c.join("checkpoint.cfg")).unwrap();
+    let header: serde_json::Value =
+        serde_json::from_slice(&checkpoint[..checkpoint.iter().position(|&b| b == b'\n').unwrap()])
+            .unwrap();
+    let measured = header["metadata"]["measured"].as_u64().unwrap() as usize;
+    assert!(measured >= 8, "a checkpoint was written before the kill");
+    assert_eq!(
+        before.lines().take(measured).collect::<Vec<_>>(),
+        reference.lines().take(measured).collect::<Vec<_>>()
+    );
+    run_ok(&c_card, &["--resume"]);
+    assert_eq!(measurements(&c), reference, "kill -9 + resume differs");
+
+    // a different card cannot resume the run
+    let changed = write_card(
+        &dir,
+        "c2.toml",
+        &card(&c, 60, 1, "hot").replace("beta = 5.8", "beta = 5.9"),
+    );
+    let out = flowhmc(&["run", changed.to_str().unwrap(), "--resume"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("differs"));
+
+    // analyze recomputes the same summary
+    let before = std::fs::read_to_string(a.join("summary.json")).unwrap();
+    std::fs::remove_file(a.join("summary.json")).unwrap();
+    let out = flowhmc(&["analyze", a.to_str().unwrap()]);
+    assert!(out.status.success());
+    let after: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("summary.json")).unwrap()).unwrap();
+    let before: serde_json::Value = serde_json::from_str(&before).unwrap();
+    assert_eq!(after["observables"], before["observables"]);
+    assert!(a.join("plots/plaquette.svg").is_file());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn runs_start_from_nersc_and_native_files() {
+    let dir = scratch("start");
+    let lat = Arc::new(Lattice::new(&[4, 4, 4, 4]).unwrap());
+    let cfg = dir.join("start.nersc");
+    nersc::write(
+        &GaugeField::<Su3>::hot(lat, 9),
+        &cfg,
+        nersc::Storage::TwoRow,
+        nersc::Precision::F64,
+    )
+    .unwrap();
+    let out_nersc = dir.join("from-nersc");
+    run_ok(
+        &write_card(
+            &dir,
+            "n.toml",
+            &card(&out_nersc, 4, 1, cfg.to_str().unwrap()),
+        ),
+        &[],
+    );
+    // the checkpoint of that run is a native file and starts another run
+    let native = out_nersc.join("checkpoint.cfg");
+    let out_native = dir.join("from-native");
+    run_ok(
+        &write_card(
+            &dir,
+            "m.toml",
+            &card(&out_native, 4, 1, native.to_str().unwrap()),
+        ),
+        &[],
+    );
+    assert_eq!(measurements(&out_native).lines().count(), 4);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
