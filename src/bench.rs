@@ -26,11 +26,7 @@ pub struct Figure {
 /// trajectory (tau = 1, Omelyan 10 steps) with acceptance and plaquette, for each thread count.
 /// The field is thermalised from a hot start by `thermalization` trajectories first (with all
 /// cores); then `trajectories` trajectories are timed per thread count.
-pub fn su3_pure_gauge(
-    thread_counts: &[usize],
-    thermalization: u64,
-    trajectories: u64,
-) -> Vec<Figure> {
+pub fn su3_pure_gauge(thread_counts: &[usize], thermalization: u64, trajectories: u64) -> Vec<Figure> {
     let lat = Arc::new(Lattice::new(&[8, 8, 8, 8]).expect("8^4"));
     let action = GaugeAction::new(GaugeActionKind::Wilson, 6.0);
     let hmc = || {
@@ -49,10 +45,7 @@ pub fn su3_pure_gauge(
         unit: "",
     }];
     for &threads in thread_counts {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .expect("thread pool");
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
         pool.install(|| {
             let mut f = MomentumField::<Su3>::zeros(&lat);
             let repeats = 50;

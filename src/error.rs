@@ -11,10 +11,7 @@ pub enum Error {
     /// A gauge configuration or checkpoint file is missing, corrupt or does not match.
     Config(String),
     /// An operating-system I/O failure, with the path it concerned.
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     /// A numerical failure (non-finite energy, non-unitary link, ...).
     Numerical(String),
 }
@@ -22,10 +19,7 @@ pub enum Error {
 impl Error {
     /// Wraps an I/O error with the path it happened on.
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.as_ref().display().to_string(),
-            source,
-        }
+        Error::Io { path: path.as_ref().display().to_string(), source }
     }
 }
 

@@ -5,8 +5,27 @@
 //! a site is the sum of its coordinates mod 2. Even/odd-ordered arrays hold all even sites
 //! first, each parity in increasing lexicographic order. The torus is periodic; boundary phases
 //! of fermions are applied by the operators, not here.
+//!
+//! Packed (vector) layout: fields store LANES = 4 sites per element, one per SIMD lane. The
+//! last two dimensions (z and t in 4D, x and y in 2D) are cut in halves; lane l = a + 2b holds
+//! the site whose coordinate in dimension D-2 is shifted by a L_{D-2}/2 and in dimension D-1 by
+//! b L_{D-1}/2 relative to the outer site. The outer lattice has those two extents halved. A
+//! hop from an outer site lands on one outer site for all lanes; where it crosses a half
+//! boundary the lanes are exchanged, lane l reading lane l ^ mask with mask 1 (dimension D-2)
+//! or 2 (dimension D-1). Masks compose by XOR.
 
 use crate::error::{Error, Result};
+use crate::group::packed::LANES;
+
+/// A site in the packed layout: outer site and lane mask (lane l of the view reads physical
+/// lane l ^ mask of the outer site).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackedSite {
+    /// Outer site index.
+    pub outer: usize,
+    /// XOR mask applied to the lane index.
+    pub mask: usize,
+}
 
 /// A D-dimensional periodic lattice with precomputed neighbour tables.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,6 +37,14 @@ pub struct Lattice {
     parity: Vec<u8>,
     eo_index: Vec<usize>,
     lex_of_eo: Vec<usize>,
+    outer_volume: usize,
+    /// (outer site, lane) of each lexicographic site.
+    packed_of: Vec<(usize, usize)>,
+    /// Lexicographic site of outer * LANES + lane.
+    site_of_packed: Vec<usize>,
+    /// Outer neighbours with crossing masks, `outer * D + mu`.
+    outer_forward: Vec<PackedSite>,
+    outer_backward: Vec<PackedSite>,
 }
 
 impl Lattice {
@@ -25,9 +52,7 @@ impl Lattice {
     /// and at least 2, so that the even/odd decomposition and parity are well defined.
     pub fn new(dims: &[usize]) -> Result<Self> {
         if dims.len() < 2 {
-            return Err(Error::Card(format!(
-                "lattice.dims = {dims:?}: need at least 2 dimensions"
-            )));
+            return Err(Error::Card(format!("lattice.dims = {dims:?}: need at least 2 dimensions")));
         }
         if let Some(&l) = dims.iter().find(|&&l| l < 2 || l % 2 != 0) {
             return Err(Error::Card(format!(
@@ -46,16 +71,8 @@ impl Lattice {
             let mut stride = 1;
             for mu in 0..d {
                 let x = coords[mu];
-                let up = if x + 1 == dims[mu] {
-                    site + stride - dims[mu] * stride
-                } else {
-                    site + stride
-                };
-                let down = if x == 0 {
-                    site + (dims[mu] - 1) * stride
-                } else {
-                    site - stride
-                };
+                let up = if x + 1 == dims[mu] { site + stride - dims[mu] * stride } else { site + stride };
+                let down = if x == 0 { site + (dims[mu] - 1) * stride } else { site - stride };
                 forward[site * d + mu] = up;
                 backward[site * d + mu] = down;
                 stride *= dims[mu];
@@ -67,6 +84,40 @@ impl Lattice {
         for (i, &s) in lex_of_eo.iter().enumerate() {
             eo_index[s] = i;
         }
+        let (a_dim, b_dim) = (d - 2, d - 1);
+        let mut outer_dims = dims.to_vec();
+        outer_dims[a_dim] /= 2;
+        outer_dims[b_dim] /= 2;
+        let outer_volume = volume / LANES;
+        let packed_of: Vec<(usize, usize)> = (0..volume)
+            .map(|site| {
+                Self::coords_into(dims, site, &mut coords);
+                let a = coords[a_dim] / outer_dims[a_dim];
+                let b = coords[b_dim] / outer_dims[b_dim];
+                coords[a_dim] %= outer_dims[a_dim];
+                coords[b_dim] %= outer_dims[b_dim];
+                let outer = coords.iter().zip(&outer_dims).rev().fold(0, |acc, (&c, &l)| acc * l + c);
+                (outer, a + 2 * b)
+            })
+            .collect();
+        let mut site_of_packed = vec![0; volume];
+        for (site, &(outer, lane)) in packed_of.iter().enumerate() {
+            site_of_packed[outer * LANES + lane] = site;
+        }
+        // lane 0 of an outer site hops to lane `mask` of the neighbouring outer site; the
+        // crossing is the same for every lane, so that lane is the mask of the hop
+        let hop = |outer: usize, mu: usize, table: &[usize]| {
+            let (o, lane) = packed_of[table[site_of_packed[outer * LANES] * d + mu]];
+            PackedSite { outer: o, mask: lane }
+        };
+        let mut outer_forward = Vec::with_capacity(outer_volume * d);
+        let mut outer_backward = Vec::with_capacity(outer_volume * d);
+        for outer in 0..outer_volume {
+            for mu in 0..d {
+                outer_forward.push(hop(outer, mu, &forward));
+                outer_backward.push(hop(outer, mu, &backward));
+            }
+        }
         Ok(Lattice {
             dims: dims.to_vec(),
             volume,
@@ -75,6 +126,11 @@ impl Lattice {
             parity,
             eo_index,
             lex_of_eo,
+            outer_volume,
+            packed_of,
+            site_of_packed,
+            outer_forward,
+            outer_backward,
         })
     }
 
@@ -109,11 +165,7 @@ impl Lattice {
 
     /// Lexicographic index of coordinates (taken modulo the extents).
     pub fn site(&self, coords: &[usize]) -> usize {
-        coords
-            .iter()
-            .zip(&self.dims)
-            .rev()
-            .fold(0, |acc, (&c, &l)| acc * l + c % l)
+        coords.iter().zip(&self.dims).rev().fold(0, |acc, (&c, &l)| acc * l + c % l)
     }
 
     /// The site one step forward in direction mu (periodic).
@@ -149,6 +201,37 @@ impl Lattice {
     /// Number of sites of one parity (V/2).
     pub fn half_volume(&self) -> usize {
         self.volume / 2
+    }
+
+    /// Number of outer sites of the packed layout (V / LANES).
+    pub fn outer_volume(&self) -> usize {
+        self.outer_volume
+    }
+
+    /// (outer site, lane) of a lexicographic site.
+    #[inline]
+    pub fn packed_of(&self, site: usize) -> (usize, usize) {
+        self.packed_of[site]
+    }
+
+    /// Lexicographic site held by `lane` of `outer`.
+    #[inline]
+    pub fn site_of_packed(&self, outer: usize, lane: usize) -> usize {
+        self.site_of_packed[outer * LANES + lane]
+    }
+
+    /// One step forward in direction mu in the packed layout.
+    #[inline]
+    pub fn packed_fwd(&self, s: PackedSite, mu: usize) -> PackedSite {
+        let n = self.outer_forward[s.outer * self.dims.len() + mu];
+        PackedSite { outer: n.outer, mask: n.mask ^ s.mask }
+    }
+
+    /// One step backward in direction mu in the packed layout.
+    #[inline]
+    pub fn packed_bwd(&self, s: PackedSite, mu: usize) -> PackedSite {
+        let n = self.outer_backward[s.outer * self.dims.len() + mu];
+        PackedSite { outer: n.outer, mask: n.mask ^ s.mask }
     }
 
     /// Number of plaquettes: V * D(D-1)/2.
@@ -192,6 +275,33 @@ mod tests {
     }
 
     #[test]
+    fn packed_layout_is_a_bijection_with_consistent_hops() {
+        for dims in [vec![2usize, 2], vec![4, 6], vec![4, 2, 6, 2], vec![8, 8, 8, 8]] {
+            let lat = Lattice::new(&dims).unwrap();
+            let d = lat.ndim();
+            assert_eq!(lat.outer_volume() * LANES, lat.volume());
+            for site in 0..lat.volume() {
+                let (o, l) = lat.packed_of(site);
+                assert_eq!(lat.site_of_packed(o, l), site);
+            }
+            for outer in 0..lat.outer_volume() {
+                for mask in 0..LANES {
+                    let s = PackedSite { outer, mask };
+                    for mu in 0..d {
+                        let (f, b) = (lat.packed_fwd(s, mu), lat.packed_bwd(s, mu));
+                        assert_eq!(lat.packed_bwd(f, mu), s);
+                        for lane in 0..LANES {
+                            let here = lat.site_of_packed(outer, lane ^ mask);
+                            assert_eq!(lat.site_of_packed(f.outer, lane ^ f.mask), lat.fwd(here, mu));
+                            assert_eq!(lat.site_of_packed(b.outer, lane ^ b.mask), lat.bwd(here, mu));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn even_odd_maps_are_inverse_and_ordered() {
         let lat = Lattice::new(&[4, 4, 2, 6]).unwrap();
         let h = lat.half_volume();
@@ -200,10 +310,7 @@ mod tests {
             assert_eq!(lat.eo_index(s), i);
             assert_eq!(lat.parity(s) as usize, usize::from(i >= h));
             if i + 1 < lat.volume() && (i + 1) != h {
-                assert!(
-                    lat.lex_of_eo(i + 1) > s,
-                    "each parity in lexicographic order"
-                );
+                assert!(lat.lex_of_eo(i + 1) > s, "each parity in lexicographic order");
             }
         }
     }

@@ -62,10 +62,7 @@ impl Scheme {
             Scheme::ForceGradient => vec![
                 Op::Kick(e / 6.0),
                 Op::Drift(e / 2.0),
-                Op::DisplacedKick {
-                    h: 2.0 * e / 3.0,
-                    displacement: e * e / 24.0,
-                },
+                Op::DisplacedKick { h: 2.0 * e / 3.0, displacement: e * e / 24.0 },
                 Op::Drift(e / 2.0),
                 Op::Kick(e / 6.0),
             ],
@@ -103,22 +100,16 @@ impl Integrator {
     /// be below `n_monomials` and appear on exactly one level.
     pub fn new(levels: Vec<Level>, n_monomials: usize) -> Result<Self> {
         if levels.is_empty() {
-            return Err(Error::Card(
-                "the integrator needs at least one level".into(),
-            ));
+            return Err(Error::Card("the integrator needs at least one level".into()));
         }
         let mut seen = vec![0usize; n_monomials];
         for (i, level) in levels.iter().enumerate() {
             if level.steps == 0 {
-                return Err(Error::Card(format!(
-                    "integrator level {i}: steps must be at least 1"
-                )));
+                return Err(Error::Card(format!("integrator level {i}: steps must be at least 1")));
             }
             for &m in &level.monomials {
                 if m >= n_monomials {
-                    return Err(Error::Card(format!(
-                        "integrator level {i}: no monomial {m}"
-                    )));
+                    return Err(Error::Card(format!("integrator level {i}: no monomial {m}")));
                 }
                 seen[m] += 1;
             }
@@ -135,14 +126,7 @@ impl Integrator {
 
     /// A single level integrating every monomial.
     pub fn single(scheme: Scheme, steps: usize, n_monomials: usize) -> Result<Self> {
-        Self::new(
-            vec![Level {
-                monomials: (0..n_monomials).collect(),
-                steps,
-                scheme,
-            }],
-            n_monomials,
-        )
+        Self::new(vec![Level { monomials: (0..n_monomials).collect(), steps, scheme }], n_monomials)
     }
 
     /// The levels.
@@ -228,37 +212,18 @@ mod tests {
                 }
                 assert!((kicks - 1.0).abs() < 1e-14 && (drifts - 1.0).abs() < 1e-14);
                 // merged kicks: no two kicks in a row
-                assert!(
-                    ops.windows(2)
-                        .all(|w| !matches!(w, [Op::Kick(_), Op::Kick(_)]))
-                );
+                assert!(ops.windows(2).all(|w| !matches!(w, [Op::Kick(_), Op::Kick(_)])));
             }
         }
         // leapfrog with n steps needs n + 1 force evaluations, omelyan 2n + 1
-        assert_eq!(
-            program(Scheme::Leapfrog, 10)
-                .iter()
-                .filter(|o| matches!(o, Op::Kick(_)))
-                .count(),
-            11
-        );
-        assert_eq!(
-            program(Scheme::Omelyan, 10)
-                .iter()
-                .filter(|o| matches!(o, Op::Kick(_)))
-                .count(),
-            21
-        );
+        assert_eq!(program(Scheme::Leapfrog, 10).iter().filter(|o| matches!(o, Op::Kick(_))).count(), 11);
+        assert_eq!(program(Scheme::Omelyan, 10).iter().filter(|o| matches!(o, Op::Kick(_))).count(), 21);
     }
 
     #[test]
     fn rejects_bad_levels() {
         assert!(Integrator::single(Scheme::Omelyan, 0, 1).is_err());
-        let l = |m: Vec<usize>| Level {
-            monomials: m,
-            steps: 2,
-            scheme: Scheme::Leapfrog,
-        };
+        let l = |m: Vec<usize>| Level { monomials: m, steps: 2, scheme: Scheme::Leapfrog };
         assert!(Integrator::new(vec![l(vec![0]), l(vec![0])], 1).is_err());
         assert!(Integrator::new(vec![l(vec![0]), l(vec![])], 2).is_err());
         assert!(Integrator::new(vec![l(vec![1]), l(vec![0])], 2).is_ok());

@@ -24,9 +24,4 @@ pub mod update;
 pub use error::{Error, Result};
 
 /// Version and source revision of this build, e.g. "0.1.0 (a1b2c3d4e5f6)".
-pub const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (",
-    env!("FLOWHMC_REVISION"),
-    ")"
-);
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("FLOWHMC_REVISION"), ")");

@@ -5,6 +5,8 @@
 //! x+2mu+nu -> x+nu -> x.
 
 use crate::field::GaugeField;
+use crate::geometry::PackedSite;
+use crate::group::packed::PackedMatrix;
 use crate::group::{Group, LinkMatrix};
 use crate::parallel::deterministic_sum;
 
@@ -39,11 +41,11 @@ pub fn path_product<G: Group>(u: &GaugeField<G>, start: usize, path: &[Step]) ->
     let mut prod = G::Elem::identity();
     for step in path {
         if step.forward {
-            prod = prod.mul(u.link(site, step.mu));
+            prod = prod.mul(&u.link(site, step.mu));
             site = lat.fwd(site, step.mu);
         } else {
             site = lat.bwd(site, step.mu);
-            prod = prod.mul_adj(u.link(site, step.mu));
+            prod = prod.mul_adj(&u.link(site, step.mu));
         }
     }
     (prod, site)
@@ -53,84 +55,112 @@ pub fn path_product<G: Group>(u: &GaugeField<G>, start: usize, path: &[Step]) ->
 #[inline]
 pub fn plaquette<G: Group>(u: &GaugeField<G>, site: usize, mu: usize, nu: usize) -> G::Elem {
     let lat = u.lattice();
-    let lower = u.link(site, mu).mul(u.link(lat.fwd(site, mu), nu));
-    let upper = u.link(site, nu).mul(u.link(lat.fwd(site, nu), mu));
+    let lower = u.link(site, mu).mul(&u.link(lat.fwd(site, mu), nu));
+    let upper = u.link(site, nu).mul(&u.link(lat.fwd(site, nu), mu));
     lower.mul_adj(&upper)
-}
-
-/// Sum over sites and planes mu < nu of Re tr P_{mu nu}(x).
-pub fn plaquette_re_tr_sum<G: Group>(u: &GaugeField<G>) -> f64 {
-    let d = u.lattice().ndim();
-    deterministic_sum(u.lattice().volume(), |site| {
-        let mut s = 0.0;
-        for mu in 0..d {
-            for nu in mu + 1..d {
-                let lat = u.lattice();
-                let lower = u.link(site, mu).mul(u.link(lat.fwd(site, mu), nu));
-                let upper = u.link(site, nu).mul(u.link(lat.fwd(site, nu), mu));
-                s += lower.re_tr_mul(&upper.adj());
-            }
-        }
-        s
-    })
 }
 
 /// Path of the rectangle R_{mu nu}(x) (long in mu).
 pub fn rectangle_path(mu: usize, nu: usize) -> [Step; 6] {
-    [
-        Step::up(mu),
-        Step::up(mu),
-        Step::up(nu),
-        Step::down(mu),
-        Step::down(mu),
-        Step::down(nu),
-    ]
+    [Step::up(mu), Step::up(mu), Step::up(nu), Step::down(mu), Step::down(mu), Step::down(nu)]
 }
 
-/// Sum over sites and ordered pairs mu != nu of Re tr R_{mu nu}(x): every 1x2 rectangle once.
-pub fn rectangle_re_tr_sum<G: Group>(u: &GaugeField<G>) -> f64 {
-    let d = u.lattice().ndim();
-    deterministic_sum(u.lattice().volume(), |site| {
+/// The ordered product along `path` from the LANES sites of `start`, packed.
+pub fn path_product_packed<G: Group>(u: &GaugeField<G>, start: PackedSite, path: &[Step]) -> G::Packed {
+    let lat = u.lattice();
+    let mut site = start;
+    let mut prod: Option<G::Packed> = None;
+    for step in path {
+        let link = if step.forward {
+            let l = u.packed_link(site, step.mu);
+            site = lat.packed_fwd(site, step.mu);
+            l
+        } else {
+            site = lat.packed_bwd(site, step.mu);
+            u.packed_link(site, step.mu)
+        };
+        prod = Some(match (prod, step.forward) {
+            (None, true) => link.0.permute(link.1),
+            (None, false) => link.0.permute(link.1).adj(),
+            (Some(p), true) => G::Packed::product::<false, false>((&p, 0), link),
+            (Some(p), false) => G::Packed::product::<false, true>((&p, 0), link),
+        });
+    }
+    prod.expect("a path has at least one step")
+}
+
+/// Sum over sites and planes mu < nu of Re tr P_{mu nu}(x).
+pub fn plaquette_re_tr_sum<G: Group>(u: &GaugeField<G>) -> f64 {
+    let lat = u.lattice();
+    let d = lat.ndim();
+    deterministic_sum(lat.outer_volume(), |outer| {
+        let x = PackedSite { outer, mask: 0 };
         let mut s = 0.0;
         for mu in 0..d {
-            for nu in (0..d).filter(|&nu| nu != mu) {
-                s += path_product(u, site, &rectangle_path(mu, nu)).0.trace().re;
+            let x_mu = lat.packed_fwd(x, mu);
+            for nu in mu + 1..d {
+                let lower = G::Packed::product::<false, false>(u.packed_link(x, mu), u.packed_link(x_mu, nu));
+                let upper = G::Packed::product::<false, false>(
+                    u.packed_link(x, nu),
+                    u.packed_link(lat.packed_fwd(x, nu), mu),
+                );
+                s += G::packed_re_trace(&lower.mul_adj(&upper)).iter().sum::<f64>();
             }
         }
         s
     })
 }
 
-/// Sum of the 2(D-1) plaquette staples of link (x, mu): the matrix A with
-/// sum of Re tr of the plaquettes containing U_mu(x) = Re tr(U_mu(x) A).
-#[inline]
-pub fn plaquette_staple<G: Group>(u: &GaugeField<G>, site: usize, mu: usize) -> G::Elem {
+/// Sum over sites and ordered pairs mu != nu of Re tr R_{mu nu}(x): every 1x2 rectangle once.
+pub fn rectangle_re_tr_sum<G: Group>(u: &GaugeField<G>) -> f64 {
     let lat = u.lattice();
-    let x_mu = lat.fwd(site, mu);
-    let mut a = G::Elem::zero();
+    let d = lat.ndim();
+    deterministic_sum(lat.outer_volume(), |outer| {
+        let x = PackedSite { outer, mask: 0 };
+        let mut s = 0.0;
+        for mu in 0..d {
+            for nu in (0..d).filter(|&nu| nu != mu) {
+                let r = path_product_packed(u, x, &rectangle_path(mu, nu));
+                s += G::packed_re_trace(&r).iter().sum::<f64>();
+            }
+        }
+        s
+    })
+}
+
+/// Sum of the 2(D-1) plaquette staples of the links U_mu of the LANES sites of `x`: the
+/// matrix A with sum of Re tr of the plaquettes containing U_mu(x) = Re tr(U_mu(x) A).
+#[inline]
+pub fn plaquette_staple<G: Group>(u: &GaugeField<G>, x: PackedSite, mu: usize) -> G::Packed {
+    let lat = u.lattice();
+    let x_mu = lat.packed_fwd(x, mu);
+    let mut a = G::Packed::zero();
     for nu in (0..lat.ndim()).filter(|&nu| nu != mu) {
         // up: U_nu(x+mu) U_mu(x+nu)^dagger U_nu(x)^dagger
-        let up = u
-            .link(x_mu, nu)
-            .mul_adj(u.link(lat.fwd(site, nu), mu))
-            .mul_adj(u.link(site, nu));
+        let up_half = G::Packed::product::<false, true>(
+            u.packed_link(x_mu, nu),
+            u.packed_link(lat.packed_fwd(x, nu), mu),
+        );
+        let up = G::Packed::product::<false, true>((&up_half, 0), u.packed_link(x, nu));
         // down: U_nu(x+mu-nu)^dagger U_mu(x-nu)^dagger U_nu(x-nu)
-        let x_m_nu = lat.bwd(site, nu);
-        let down = u
-            .link(x_m_nu, mu)
-            .mul(u.link(lat.bwd(x_mu, nu), nu))
-            .adj_mul(u.link(x_m_nu, nu));
+        let x_m_nu = lat.packed_bwd(x, nu);
+        let down_half = G::Packed::product::<false, false>(
+            u.packed_link(x_m_nu, mu),
+            u.packed_link(lat.packed_bwd(x_mu, nu), nu),
+        );
+        let down = G::Packed::product::<true, false>((&down_half, 0), u.packed_link(x_m_nu, nu));
         a = a.add(&up).add(&down);
     }
     a
 }
 
-/// Sum of the 6(D-1) rectangle staples of link (x, mu): every 1x2 rectangle containing the
-/// link, as the path from x+mu back to x, so that their Re tr sum is Re tr(U_mu(x) A).
-pub fn rectangle_staple<G: Group>(u: &GaugeField<G>, site: usize, mu: usize) -> G::Elem {
+/// Sum of the 6(D-1) rectangle staples of the links U_mu of the LANES sites of `x`: every
+/// 1x2 rectangle containing the link, as the path from x+mu back to x, so that their Re tr
+/// sum is Re tr(U_mu(x) A).
+pub fn rectangle_staple<G: Group>(u: &GaugeField<G>, x: PackedSite, mu: usize) -> G::Packed {
     let lat = u.lattice();
-    let start = lat.fwd(site, mu);
-    let mut a = G::Elem::zero();
+    let start = lat.packed_fwd(x, mu);
+    let mut a = G::Packed::zero();
     for nu in (0..lat.ndim()).filter(|&nu| nu != mu) {
         for side in [true, false] {
             let (n, nb) = (Step::signed(nu, side), Step::signed(nu, !side));
@@ -140,7 +170,7 @@ pub fn rectangle_staple<G: Group>(u: &GaugeField<G>, site: usize, mu: usize) -> 
                 [n, n, Step::down(mu), nb, nb],
             ];
             for path in &paths {
-                a = a.add(&path_product(u, start, path).0);
+                a = a.add(&path_product_packed(u, start, path));
             }
         }
     }
@@ -151,30 +181,48 @@ pub fn rectangle_staple<G: Group>(u: &GaugeField<G>, site: usize, mu: usize) -> 
 mod tests {
     use super::*;
     use crate::geometry::Lattice;
-    use crate::group::Su3;
+    use crate::group::{Group, Su3};
     use std::sync::Arc;
 
     #[test]
-    fn staples_reproduce_the_loop_sums() {
+    fn staples_and_sums_agree_with_scalar_loops() {
         let lat = Arc::new(Lattice::new(&[4, 4, 2, 4]).unwrap());
         let u = GaugeField::<Su3>::hot(lat.clone(), 3);
         let d = lat.ndim();
-        let (mut plaq, mut rect) = (0.0, 0.0);
+        // scalar reference sums from path products
+        let (mut plaq_ref, mut rect_ref) = (0.0, 0.0);
         for site in 0..lat.volume() {
             for mu in 0..d {
-                plaq += u.link(site, mu).re_tr_mul(&plaquette_staple(&u, site, mu));
-                rect += u.link(site, mu).re_tr_mul(&rectangle_staple(&u, site, mu));
+                for nu in 0..d {
+                    if nu > mu {
+                        plaq_ref += plaquette(&u, site, mu, nu).trace().re;
+                    }
+                    if nu != mu {
+                        rect_ref += path_product(&u, site, &rectangle_path(mu, nu)).0.trace().re;
+                    }
+                }
             }
         }
+        assert!((plaquette_re_tr_sum(&u) - plaq_ref).abs() < 1e-10);
+        assert!((rectangle_re_tr_sum(&u) - rect_ref).abs() < 1e-10);
         // each plaquette has 4 links, each rectangle 6
-        assert!((plaq / 4.0 - plaquette_re_tr_sum(&u)).abs() < 1e-10);
-        assert!((rect / 6.0 - rectangle_re_tr_sum(&u)).abs() < 1e-10);
+        let (mut plaq, mut rect) = (0.0, 0.0);
+        for outer in 0..lat.outer_volume() {
+            let x = PackedSite { outer, mask: 0 };
+            for mu in 0..d {
+                let links = u.packed_link(x, mu);
+                for (staple, sum) in
+                    [(plaquette_staple(&u, x, mu), &mut plaq), (rectangle_staple(&u, x, mu), &mut rect)]
+                {
+                    let loops = <Su3 as Group>::Packed::product::<false, false>(links, (&staple, 0));
+                    *sum += Su3::packed_re_trace(&loops).iter().sum::<f64>();
+                }
+            }
+        }
+        assert!((plaq / 4.0 - plaq_ref).abs() < 1e-10);
+        assert!((rect / 6.0 - rect_ref).abs() < 1e-10);
         let p = plaquette(&u, 5, 1, 3);
-        let (q, end) = path_product(
-            &u,
-            5,
-            &[Step::up(1), Step::up(3), Step::down(1), Step::down(3)],
-        );
+        let (q, end) = path_product(&u, 5, &[Step::up(1), Step::up(3), Step::down(1), Step::down(3)]);
         assert_eq!(end, 5);
         assert!(p.sub(&q).norm_sqr() < 1e-28);
     }

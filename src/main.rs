@@ -42,21 +42,13 @@ fn dispatch(args: &[String]) -> Result<()> {
             println!("{USAGE}");
             Ok(())
         }
-        _ => Err(Error::Card(format!(
-            "unrecognised arguments {args:?}\n{USAGE}"
-        ))),
+        _ => Err(Error::Card(format!("unrecognised arguments {args:?}\n{USAGE}"))),
     }
 }
 
 fn run(card_path: &Path, resume: bool) -> Result<()> {
     let card = Card::load(card_path)?;
-    let summary = run_card(
-        &card,
-        RunOptions {
-            resume,
-            quiet: false,
-        },
-    )?;
+    let summary = run_card(&card, RunOptions { resume, quiet: false })?;
     println!("{}", summary.table());
     println!("results in {}", card.run.output.display());
     Ok(())
@@ -76,9 +68,7 @@ fn run_default() -> Result<()> {
         }
         std::fs::remove_dir_all(&out).map_err(|e| Error::io(&out, e))?;
     }
-    println!(
-        "flowhmc: built-in default card (2D U(1), L = 16, beta = 3, HMC); see README for run cards"
-    );
+    println!("flowhmc: built-in default card (2D U(1), L = 16, beta = 3, HMC); see README for run cards");
     let summary = run_card(&card, RunOptions::default())?;
     println!("{}", summary.table());
     let exact = flowhmc::reference::u1_2d_plaquette(card.gauge.beta, 256);
@@ -88,18 +78,8 @@ fn run_default() -> Result<()> {
 }
 
 fn bench(thermalization: u64, trajectories: u64) -> Result<()> {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let threads: Vec<usize> = if cores > 1 {
-        vec![1, cores.min(2)]
-    } else {
-        vec![1]
-    };
-    flowhmc::bench::print(&flowhmc::bench::su3_pure_gauge(
-        &threads,
-        thermalization,
-        trajectories,
-    ));
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads: Vec<usize> = if cores > 1 { vec![1, cores.min(2)] } else { vec![1] };
+    flowhmc::bench::print(&flowhmc::bench::su3_pure_gauge(&threads, thermalization, trajectories));
     Ok(())
 }

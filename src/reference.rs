@@ -31,10 +31,7 @@ fn ln_gamma(x: f64) -> f64 {
     ];
     let x = x - 1.0;
     let t = x + 7.5;
-    let s = C[1..]
-        .iter()
-        .enumerate()
-        .fold(C[0], |acc, (i, c)| acc + c / (x + i as f64 + 1.0));
+    let s = C[1..].iter().enumerate().fold(C[0], |acc, (i, c)| acc + c / (x + i as f64 + 1.0));
     0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + s.ln()
 }
 
@@ -47,8 +44,7 @@ pub fn u1_2d_plaquette(beta: f64, volume: usize) -> f64 {
     let (mut num, mut den) = (0.0, 0.0);
     for &(n, li) in &ln_i {
         let w = ((v - 1.0) * (li - ln_i0)).exp(); // I_n^(V-1) / I_0^(V-1)
-        let di = 0.5
-            * ((ln_bessel_i(n - 1, beta) - ln_i0).exp() + (ln_bessel_i(n + 1, beta) - ln_i0).exp());
+        let di = 0.5 * ((ln_bessel_i(n - 1, beta) - ln_i0).exp() + (ln_bessel_i(n + 1, beta) - ln_i0).exp());
         num += w * di;
         den += w * (li - ln_i0).exp();
     }

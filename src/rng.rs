@@ -50,10 +50,7 @@ impl StreamKey {
     pub fn stream(&self, site: usize) -> SiteRng {
         let mut rng = ChaCha8Rng::from_seed(self.0);
         rng.set_stream(site as u64);
-        SiteRng {
-            rng,
-            spare_normal: None,
-        }
+        SiteRng { rng, spare_normal: None }
     }
 }
 
@@ -89,12 +86,8 @@ mod tests {
 
     #[test]
     fn streams_differ_by_every_index() {
-        let draw = |seed, purpose, update, site| {
-            StreamKey::new(seed, purpose, update)
-                .stream(site)
-                .rng
-                .next_u64()
-        };
+        let draw =
+            |seed, purpose, update, site| StreamKey::new(seed, purpose, update).stream(site).rng.next_u64();
         let base = draw(1, Purpose::Momentum, 5, 7);
         assert_eq!(base, draw(1, Purpose::Momentum, 5, 7));
         assert_ne!(base, draw(2, Purpose::Momentum, 5, 7));

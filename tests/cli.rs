@@ -18,10 +18,7 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn flowhmc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flowhmc"))
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_flowhmc")).args(args).output().unwrap()
 }
 
 /// A small SU(3) 4D card writing into `output`.
@@ -61,11 +58,7 @@ fn run_ok(card: &Path, extra: &[&str]) {
     let mut args = vec!["run", card.to_str().unwrap()];
     args.extend_from_slice(extra);
     let out = flowhmc(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn measurements(dir: &Path) -> String {
@@ -80,55 +73,27 @@ fn bad_input_exits_2_with_a_clear_error_and_writes_nothing() {
     // a corrupt and a mismatched configuration file
     let lat = Arc::new(Lattice::new(&[4, 4, 4, 6]).unwrap());
     let other_dims = dir.join("six.nersc");
-    nersc::write(
-        &GaugeField::<Su3>::hot(lat, 1),
-        &other_dims,
-        nersc::Storage::Full,
-        nersc::Precision::F64,
-    )
-    .unwrap();
+    nersc::write(&GaugeField::<Su3>::hot(lat, 1), &other_dims, nersc::Storage::Full, nersc::Precision::F64)
+        .unwrap();
     let corrupt = dir.join("corrupt.nersc");
     let mut bytes = std::fs::read(&other_dims).unwrap();
     let n = bytes.len();
     bytes[n - 5] ^= 0xff;
     std::fs::write(&corrupt, bytes).unwrap();
     let cases: Vec<(String, &str)> = vec![
-        (
-            good.replace("beta = 5.8", "beta = 5.8\nbeat = 1"),
-            "unknown field `beat`",
-        ),
+        (good.replace("beta = 5.8", "beta = 5.8\nbeat = 1"), "unknown field `beat`"),
         (good.replace("steps = 8", "steps = \"eight\""), "steps"),
+        (good.replace("dims = [4, 4, 4, 4]", "dims = [4, 4, 5, 4]"), "extent 5"),
+        (good.replace("beta = 5.8", "beta = -5.8"), "gauge.beta = -5.8"),
+        (good.replace("start = \"hot\"", "start = \"/nonexistent/cfg\""), "no such file"),
+        (good.replace("start = \"hot\"", &format!("start = \"{}\"", corrupt.display())), "checksum mismatch"),
         (
-            good.replace("dims = [4, 4, 4, 4]", "dims = [4, 4, 5, 4]"),
-            "extent 5",
-        ),
-        (
-            good.replace("beta = 5.8", "beta = -5.8"),
-            "gauge.beta = -5.8",
-        ),
-        (
-            good.replace("start = \"hot\"", "start = \"/nonexistent/cfg\""),
-            "no such file",
-        ),
-        (
-            good.replace(
-                "start = \"hot\"",
-                &format!("start = \"{}\"", corrupt.display()),
-            ),
-            "checksum mismatch",
-        ),
-        (
-            good.replace(
-                "start = \"hot\"",
-                &format!("start = \"{}\"", other_dims.display()),
-            ),
+            good.replace("start = \"hot\"", &format!("start = \"{}\"", other_dims.display())),
             "dims [4, 4, 4, 6]",
         ),
         (
-            good.replace("group = \"su3\"", "group = \"u1\"").replace(
-                "start = \"hot\"",
-                &format!("start = \"{}\"", other_dims.display()),
-            ),
+            good.replace("group = \"su3\"", "group = \"u1\"")
+                .replace("start = \"hot\"", &format!("start = \"{}\"", other_dims.display())),
             "SU(3)",
         ),
     ];
@@ -138,15 +103,8 @@ fn bad_input_exits_2_with_a_clear_error_and_writes_nothing() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{err}");
         assert!(err.contains(expected), "expected {expected:?} in: {err}");
-        assert_eq!(
-            err.trim().lines().count().min(8),
-            err.trim().lines().count(),
-            "short message"
-        );
-        assert!(
-            !out_dir.exists(),
-            "output directory created for: {expected}"
-        );
+        assert_eq!(err.trim().lines().count().min(8), err.trim().lines().count(), "short message");
+        assert!(!out_dir.exists(), "output directory created for: {expected}");
     }
     let out = flowhmc(&["run", dir.join("missing.toml").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
@@ -186,28 +144,17 @@ fn resumed_and_killed_runs_reproduce_the_uninterrupted_chain() {
         .spawn()
         .unwrap();
     let t = Instant::now();
-    while std::fs::read_to_string(c.join("measurements.jsonl"))
-        .map(|m| m.lines().count())
-        .unwrap_or(0)
-        < 14
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "run too slow to interrupt"
-        );
+    while std::fs::read_to_string(c.join("measurements.jsonl")).map(|m| m.lines().count()).unwrap_or(0) < 14 {
+        assert!(t.elapsed() < Duration::from_secs(120), "run too slow to interrupt");
         std::thread::sleep(Duration::from_millis(5));
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let before = measurements(&c);
-    assert!(
-        before.lines().count() < 60,
-        "the kill came too late to test anything"
-    );
+    assert!(before.lines().count() < 60, "the kill came too late to test anything");
     let checkpoint = std::fs::read(c.join("checkpoint.cfg")).unwrap();
     let header: serde_json::Value =
-        serde_json::from_slice(&checkpoint[..checkpoint.iter().position(|&b| b == b'\n').unwrap()])
-            .unwrap();
+        serde_json::from_slice(&checkpoint[..checkpoint.iter().position(|&b| b == b'\n').unwrap()]).unwrap();
     let measured = header["metadata"]["measured"].as_u64().unwrap() as usize;
     assert!(measured >= 8, "a checkpoint was written before the kill");
     assert_eq!(
@@ -218,11 +165,7 @@ fn resumed_and_killed_runs_reproduce_the_uninterrupted_chain() {
     assert_eq!(measurements(&c), reference, "kill -9 + resume differs");
 
     // a different card cannot resume the run
-    let changed = write_card(
-        &dir,
-        "c2.toml",
-        &card(&c, 60, 1, "hot").replace("beta = 5.8", "beta = 5.9"),
-    );
+    let changed = write_card(&dir, "c2.toml", &card(&c, 60, 1, "hot").replace("beta = 5.8", "beta = 5.9"));
     let out = flowhmc(&["run", changed.to_str().unwrap(), "--resume"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("differs"));
@@ -245,33 +188,14 @@ fn runs_start_from_nersc_and_native_files() {
     let dir = scratch("start");
     let lat = Arc::new(Lattice::new(&[4, 4, 4, 4]).unwrap());
     let cfg = dir.join("start.nersc");
-    nersc::write(
-        &GaugeField::<Su3>::hot(lat, 9),
-        &cfg,
-        nersc::Storage::TwoRow,
-        nersc::Precision::F64,
-    )
-    .unwrap();
+    nersc::write(&GaugeField::<Su3>::hot(lat, 9), &cfg, nersc::Storage::TwoRow, nersc::Precision::F64)
+        .unwrap();
     let out_nersc = dir.join("from-nersc");
-    run_ok(
-        &write_card(
-            &dir,
-            "n.toml",
-            &card(&out_nersc, 4, 1, cfg.to_str().unwrap()),
-        ),
-        &[],
-    );
+    run_ok(&write_card(&dir, "n.toml", &card(&out_nersc, 4, 1, cfg.to_str().unwrap())), &[]);
     // the checkpoint of that run is a native file and starts another run
     let native = out_nersc.join("checkpoint.cfg");
     let out_native = dir.join("from-native");
-    run_ok(
-        &write_card(
-            &dir,
-            "m.toml",
-            &card(&out_native, 4, 1, native.to_str().unwrap()),
-        ),
-        &[],
-    );
+    run_ok(&write_card(&dir, "m.toml", &card(&out_native, 4, 1, native.to_str().unwrap())), &[]);
     assert_eq!(measurements(&out_native).lines().count(), 4);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -23,16 +23,8 @@ fn split<Gr: Group>(kind: GaugeActionKind, beta: f64) -> Vec<Box<dyn Monomial<Gr
 fn nested(outer: Scheme, inner: Scheme, steps: usize) -> Integrator {
     Integrator::new(
         vec![
-            Level {
-                monomials: vec![0],
-                steps,
-                scheme: outer,
-            },
-            Level {
-                monomials: vec![1],
-                steps: 2,
-                scheme: inner,
-            },
+            Level { monomials: vec![0], steps, scheme: outer },
+            Level { monomials: vec![1], steps: 2, scheme: inner },
         ],
         2,
     )
@@ -40,22 +32,11 @@ fn nested(outer: Scheme, inner: Scheme, steps: usize) -> Integrator {
 }
 
 /// A thermalised field: `n` HMC trajectories from a hot start.
-fn thermalised<Gr: Group>(
-    dims: &[usize],
-    kind: GaugeActionKind,
-    beta: f64,
-    n: u64,
-) -> GaugeField<Gr> {
+fn thermalised<Gr: Group>(dims: &[usize], kind: GaugeActionKind, beta: f64, n: u64) -> GaugeField<Gr> {
     let lat = Arc::new(Lattice::new(dims).unwrap());
     let mut u = GaugeField::<Gr>::hot(lat, 1);
     let mono: Vec<Box<dyn Monomial<Gr>>> = vec![Box::new(GaugeAction::new(kind, beta))];
-    let mut hmc = Hmc::new(
-        mono,
-        Integrator::single(Scheme::Omelyan, 12, 1).unwrap(),
-        0.5,
-        1,
-    )
-    .unwrap();
+    let mut hmc = Hmc::new(mono, Integrator::single(Scheme::Omelyan, 12, 1).unwrap(), 0.5, 1).unwrap();
     for k in 0..n {
         hmc.step(&mut u, k).unwrap();
     }
@@ -84,16 +65,10 @@ fn mean_abs_dh<Gr: Group>(
 
 fn check_scaling<Gr: Group>(u: &GaugeField<Gr>, kind: GaugeActionKind, beta: f64, steps: usize) {
     for scheme in [Scheme::Leapfrog, Scheme::Omelyan, Scheme::ForceGradient] {
-        let coarse = mean_abs_dh(
-            u,
-            gauge_for::<Gr>(kind, beta),
-            Integrator::single(scheme, steps, 1).unwrap(),
-        );
-        let fine = mean_abs_dh(
-            u,
-            gauge_for::<Gr>(kind, beta),
-            Integrator::single(scheme, 2 * steps, 1).unwrap(),
-        );
+        let coarse =
+            mean_abs_dh(u, gauge_for::<Gr>(kind, beta), Integrator::single(scheme, steps, 1).unwrap());
+        let fine =
+            mean_abs_dh(u, gauge_for::<Gr>(kind, beta), Integrator::single(scheme, 2 * steps, 1).unwrap());
         let expected = 2f64.powi(scheme.order() as i32);
         let ratio = coarse / fine;
         assert!(
@@ -105,11 +80,7 @@ fn check_scaling<Gr: Group>(u: &GaugeField<Gr>, kind: GaugeActionKind, beta: f64
     // nested levels with one scheme keep its order
     for scheme in [Scheme::Omelyan, Scheme::ForceGradient] {
         let coarse = mean_abs_dh(u, split::<Gr>(kind, beta), nested(scheme, scheme, steps));
-        let fine = mean_abs_dh(
-            u,
-            split::<Gr>(kind, beta),
-            nested(scheme, scheme, 2 * steps),
-        );
+        let fine = mean_abs_dh(u, split::<Gr>(kind, beta), nested(scheme, scheme, 2 * steps));
         let (ratio, expected) = (coarse / fine, 2f64.powi(scheme.order() as i32));
         assert!(
             ratio > 0.75 * expected && ratio < 1.3 * expected,
@@ -135,10 +106,7 @@ fn dh_scales_with_the_order_of_the_scheme() {
 #[test]
 fn trajectories_are_reversible() {
     let check = |name: &str, du: f64, dh: f64| {
-        assert!(
-            du < 1e-12 && dh < 1e-9,
-            "{name}: |dU| = {du:e}, |dH| = {dh:e}"
-        );
+        assert!(du < 1e-12 && dh < 1e-9, "{name}: |dU| = {du:e}, |dH| = {dh:e}");
     };
     let u0 = thermalised::<Su3>(&[4, 4, 4, 4], GaugeActionKind::Symanzik, 4.0, 5);
     for scheme in [Scheme::Leapfrog, Scheme::Omelyan, Scheme::ForceGradient] {
@@ -169,25 +137,19 @@ fn trajectories_are_reversible() {
 #[test]
 fn chains_are_identical_for_one_and_two_threads() {
     let run = |threads: usize| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(|| {
-                let lat = Arc::new(Lattice::new(&[4, 4, 4, 4]).unwrap());
-                let mut u = GaugeField::<Su3>::hot(lat, 5);
-                let mut hmc = Hmc::new(
-                    gauge_for::<Su3>(GaugeActionKind::Wilson, 5.7),
-                    Integrator::single(Scheme::Omelyan, 6, 1).unwrap(),
-                    1.0,
-                    5,
-                )
-                .unwrap();
-                let dh: Vec<u64> = (0..6)
-                    .map(|k| hmc.step(&mut u, k).unwrap().dh.to_bits())
-                    .collect();
-                (u, dh)
-            })
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| {
+            let lat = Arc::new(Lattice::new(&[4, 4, 4, 4]).unwrap());
+            let mut u = GaugeField::<Su3>::hot(lat, 5);
+            let mut hmc = Hmc::new(
+                gauge_for::<Su3>(GaugeActionKind::Wilson, 5.7),
+                Integrator::single(Scheme::Omelyan, 6, 1).unwrap(),
+                1.0,
+                5,
+            )
+            .unwrap();
+            let dh: Vec<u64> = (0..6).map(|k| hmc.step(&mut u, k).unwrap().dh.to_bits()).collect();
+            (u, dh)
+        })
     };
     let (u1, dh1) = run(1);
     let (u2, dh2) = run(2);
@@ -205,13 +167,7 @@ fn u1_chain(
 ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let lat = Arc::new(Lattice::new(&[l, l]).unwrap());
     let mut u = GaugeField::<U1>::hot(lat, 7);
-    let mut hmc = Hmc::new(
-        monomials,
-        integrator,
-        1.0,
-        7 + l as u64 + (10.0 * beta) as u64,
-    )
-    .unwrap();
+    let mut hmc = Hmc::new(monomials, integrator, 1.0, 7 + l as u64 + (10.0 * beta) as u64).unwrap();
     let (mut plaq, mut q2, mut boltz) = (vec![], vec![], vec![]);
     for k in 0..n + 200 {
         let r = hmc.step(&mut u, k).unwrap();
@@ -247,18 +203,10 @@ fn u1_2d_plaquette_and_charge_agree_with_exact_results() {
             gauge_for::<U1>(GaugeActionKind::Wilson, beta),
             8000,
         );
-        within_3_sigma(
-            &format!("L={l} beta={beta} plaquette"),
-            &plaq,
-            u1_2d_plaquette(beta, v),
-        );
+        within_3_sigma(&format!("L={l} beta={beta} plaquette"), &plaq, u1_2d_plaquette(beta, v));
         within_3_sigma(&format!("L={l} beta={beta} <exp(-dH)>"), &boltz, 1.0);
         if beta <= 2.0 {
-            within_3_sigma(
-                &format!("L={l} beta={beta} <Q^2>"),
-                &q2,
-                u1_2d_charge_squared(beta, v),
-            );
+            within_3_sigma(&format!("L={l} beta={beta} <Q^2>"), &q2, u1_2d_charge_squared(beta, v));
         }
     }
     // nested levels with force-gradient outside sample the same distribution

@@ -16,15 +16,8 @@ use std::sync::Arc;
 fn su3_8_to_the_4_plaquette_at_beta_6() {
     let lat = Arc::new(Lattice::new(&[8, 8, 8, 8]).unwrap());
     let mut u = GaugeField::<Su3>::hot(lat, 2);
-    let mono: Vec<Box<dyn Monomial<Su3>>> =
-        vec![Box::new(GaugeAction::new(GaugeActionKind::Wilson, 6.0))];
-    let mut hmc = Hmc::new(
-        mono,
-        Integrator::single(Scheme::Omelyan, 10, 1).unwrap(),
-        1.0,
-        2,
-    )
-    .unwrap();
+    let mono: Vec<Box<dyn Monomial<Su3>>> = vec![Box::new(GaugeAction::new(GaugeActionKind::Wilson, 6.0))];
+    let mut hmc = Hmc::new(mono, Integrator::single(Scheme::Omelyan, 10, 1).unwrap(), 1.0, 2).unwrap();
     let (therm, n) = (60, 160);
     let (mut plaq, mut boltz) = (vec![], vec![]);
     for k in 0..therm + n {
@@ -45,12 +38,7 @@ fn su3_8_to_the_4_plaquette_at_beta_6() {
         p.tau_int
     );
     let b = gamma_method(&boltz, DEFAULT_S).unwrap();
-    assert!(
-        ((b.mean - 1.0) / b.error).abs() < 3.0,
-        "<exp(-dH)> = {} +- {}",
-        b.mean,
-        b.error
-    );
+    assert!(((b.mean - 1.0) / b.error).abs() < 3.0, "<exp(-dH)> = {} +- {}", b.mean, b.error);
     println!(
         "plaquette {:.5} +- {:.5} (tau_int {:.2}); <exp(-dH)> {:.4} +- {:.4}",
         p.mean, p.error, p.tau_int, b.mean, b.error

@@ -7,7 +7,9 @@
 
 use super::Monomial;
 use crate::field::{GaugeField, MomentumField};
-use crate::group::{Group, LinkMatrix, alg_axpy};
+use crate::geometry::PackedSite;
+use crate::group::packed::{LANES, PackedMatrix};
+use crate::group::{Group, alg_axpy};
 use crate::loops::{plaquette_re_tr_sum, plaquette_staple, rectangle_re_tr_sum, rectangle_staple};
 use rayon::prelude::*;
 
@@ -47,12 +49,7 @@ impl GaugeAction {
     /// The action of `kind` at coupling `beta`, named "gauge".
     pub fn new(kind: GaugeActionKind, beta: f64) -> Self {
         let c1 = kind.c1();
-        GaugeAction {
-            name: "gauge".into(),
-            beta,
-            c0: 1.0 - 8.0 * c1,
-            c1,
-        }
+        GaugeAction { name: "gauge".into(), beta, c0: 1.0 - 8.0 * c1, c1 }
     }
 
     /// The same action under another name (to place parts of it on different levels).
@@ -85,25 +82,28 @@ impl<G: Group> Monomial<G> for GaugeAction {
 
     fn add_force(&self, u: &GaugeField<G>, h: f64, p: &mut MomentumField<G>) {
         // S contains -(beta/N) Re tr(U_mu(x) A) with A the weighted staple sum, so
-        // F_a = (beta/N) Re tr(T_a U_mu(x) A).
+        // F_a = (beta/N) Re tr(T_a U_mu(x) A). Staples of LANES consecutive sites are
+        // computed together in packed form.
         let d = u.lattice().ndim();
         let coeff = h * self.beta / G::NC as f64;
-        p.data_mut()
-            .par_chunks_mut(d)
-            .enumerate()
-            .for_each(|(site, ps)| {
-                for (mu, pm) in ps.iter_mut().enumerate() {
-                    let mut a = plaquette_staple(u, site, mu);
-                    if self.c1 != 0.0 {
-                        a = a
-                            .scale(self.c0)
-                            .add(&rectangle_staple(u, site, mu).scale(self.c1));
-                    } else if self.c0 != 1.0 {
-                        a = a.scale(self.c0);
+        p.data_mut().par_chunks_mut(LANES * d).enumerate().for_each(|(outer, ps)| {
+            let x = PackedSite { outer, mask: 0 };
+            for mu in 0..d {
+                let links = u.packed_link(x, mu);
+                let loops = |staple: G::Packed| {
+                    G::packed_re_tr_generators(&G::Packed::product::<false, false>(links, (&staple, 0)))
+                };
+                let plaq = loops(plaquette_staple(u, x, mu));
+                let rect = (self.c1 != 0.0).then(|| loops(rectangle_staple(u, x, mu)));
+                for l in 0..LANES {
+                    let pm = &mut ps[mu * LANES + l];
+                    alg_axpy(coeff * self.c0, &plaq[l], pm);
+                    if let Some(r) = &rect {
+                        alg_axpy(coeff * self.c1, &r[l], pm);
                     }
-                    alg_axpy(coeff, &G::re_tr_generators(&u.link(site, mu).mul(&a)), pm);
                 }
-            });
+            }
+        });
     }
 }
 
@@ -111,7 +111,7 @@ impl<G: Group> Monomial<G> for GaugeAction {
 mod tests {
     use super::*;
     use crate::geometry::Lattice;
-    use crate::group::{Su3, U1};
+    use crate::group::{LinkMatrix, Su3, U1};
     use crate::rng::{Purpose, StreamKey};
     use std::sync::Arc;
 
@@ -123,33 +123,28 @@ mod tests {
         let action = GaugeAction::new(kind, 2.3);
         let mut f = MomentumField::<G>::zeros(&lat);
         action.add_force(&u, 1.0, &mut f);
-        let scale = f
-            .data()
-            .iter()
-            .flat_map(|a| a.as_ref().iter())
-            .fold(0.0f64, |m, x| m.max(x.abs()));
+        let scale = f.data().iter().flat_map(|a| a.as_ref().iter()).fold(0.0f64, |m, x| m.max(x.abs()));
         let mut rng = StreamKey::new(2, Purpose::Test, 0).stream(0);
         let d = lat.ndim();
         for _ in 0..12 {
-            let link = (rng.uniform() * (lat.volume() * d) as f64) as usize;
+            let (site, mu) =
+                ((rng.uniform() * lat.volume() as f64) as usize, (rng.uniform() * d as f64) as usize);
             let a = (rng.uniform() * G::ALG_DIM as f64) as usize;
             let mut t = G::Alg::default();
             t.as_mut()[a] = 1.0;
             let eps = 1e-4;
             let shifted = |w: f64| {
                 let mut v = u.clone();
-                let l = &mut v.links_mut()[link];
-                *l = G::exp(&t, w).mul(l);
+                v.set_link(site, mu, &G::exp(&t, w).mul(&u.link(site, mu)));
                 action.action(&v)
             };
             // fourth-order central difference
-            let fd = -(8.0 * (shifted(eps) - shifted(-eps))
-                - (shifted(2.0 * eps) - shifted(-2.0 * eps)))
+            let fd = -(8.0 * (shifted(eps) - shifted(-eps)) - (shifted(2.0 * eps) - shifted(-2.0 * eps)))
                 / (12.0 * eps);
-            let got = f.data()[link].as_ref()[a];
+            let got = f.at(&lat, site, mu).as_ref()[a];
             assert!(
                 (fd - got).abs() < 1e-6 * scale,
-                "{kind:?} {} link {link} a {a}: force {got}, finite difference {fd}",
+                "{kind:?} {} link ({site}, {mu}) a {a}: force {got}, finite difference {fd}",
                 G::NAME
             );
         }
@@ -157,11 +152,7 @@ mod tests {
 
     #[test]
     fn forces_match_finite_differences() {
-        for kind in [
-            GaugeActionKind::Wilson,
-            GaugeActionKind::Symanzik,
-            GaugeActionKind::Iwasaki,
-        ] {
+        for kind in [GaugeActionKind::Wilson, GaugeActionKind::Symanzik, GaugeActionKind::Iwasaki] {
             check_force::<U1>(&[4, 6], kind);
             check_force::<U1>(&[4, 4, 4, 4], kind);
             check_force::<Su3>(&[4, 4], kind);

@@ -32,14 +32,8 @@ pub fn autocorrelation(data: &[f64], t_max: usize) -> Vec<f64> {
     let n = data.len();
     let mean = data.iter().sum::<f64>() / n as f64;
     let dev: Vec<f64> = data.iter().map(|x| x - mean).collect();
-    let gamma = |t: usize| {
-        dev[..n - t]
-            .iter()
-            .zip(&dev[t..])
-            .map(|(a, b)| a * b)
-            .sum::<f64>()
-            / (n - t) as f64
-    };
+    let gamma =
+        |t: usize| dev[..n - t].iter().zip(&dev[t..]).map(|(a, b)| a * b).sum::<f64>() / (n - t) as f64;
     let g0 = gamma(0);
     (0..=t_max.min(n.saturating_sub(1)))
         .map(|t| {
@@ -64,14 +58,8 @@ pub fn gamma_method(data: &[f64], s: f64) -> Option<GammaResult> {
     let nf = n as f64;
     let mean = data.iter().sum::<f64>() / nf;
     let dev: Vec<f64> = data.iter().map(|x| x - mean).collect();
-    let gamma = |t: usize| {
-        dev[..n - t]
-            .iter()
-            .zip(&dev[t..])
-            .map(|(a, b)| a * b)
-            .sum::<f64>()
-            / (n - t) as f64
-    };
+    let gamma =
+        |t: usize| dev[..n - t].iter().zip(&dev[t..]).map(|(a, b)| a * b).sum::<f64>() / (n - t) as f64;
     let g0 = gamma(0);
     if g0 <= 0.0 {
         return Some(GammaResult {
@@ -104,14 +92,7 @@ pub fn gamma_method(data: &[f64], s: f64) -> Option<GammaResult> {
     let g0_corrected = g0 + c_f / nf;
     let tau_int = (c_f / (2.0 * g0_corrected)).max(0.0);
     let tau_int_error = tau_int * (4.0 * ((window as f64 + 0.5 - tau_int).max(0.0)) / nf).sqrt();
-    Some(GammaResult {
-        mean,
-        error: (c_f.max(0.0) / nf).sqrt(),
-        tau_int,
-        tau_int_error,
-        window,
-        samples: n,
-    })
+    Some(GammaResult { mean, error: (c_f.max(0.0) / nf).sqrt(), tau_int, tau_int_error, window, samples: n })
 }
 
 #[cfg(test)]
@@ -145,11 +126,7 @@ mod tests {
                 r.tau_int_error
             );
             let expected_error = (2.0 * exact / 200_000.0).sqrt();
-            assert!(
-                (r.error / expected_error - 1.0).abs() < 0.1,
-                "error {} vs {expected_error}",
-                r.error
-            );
+            assert!((r.error / expected_error - 1.0).abs() < 0.1, "error {} vs {expected_error}", r.error);
         }
     }
 
@@ -163,10 +140,7 @@ mod tests {
             })
             .count();
         // binomial standard deviation sqrt(400 * 0.68 * 0.32) = 9.3
-        assert!(
-            (245..=300).contains(&inside),
-            "{inside} of 400 within one sigma"
-        );
+        assert!((245..=300).contains(&inside), "{inside} of 400 within one sigma");
     }
 
     #[test]
@@ -175,10 +149,6 @@ mod tests {
         assert_eq!((r.mean, r.error, r.tau_int), (2.0, 0.0, 0.5));
         assert!(gamma_method(&[1.0], DEFAULT_S).is_none());
         let rho = autocorrelation(&ar1(0.5, 50_000, 9), 3);
-        assert!(
-            (rho[0] - 1.0).abs() < 1e-12
-                && (rho[1] - 0.5).abs() < 0.02
-                && (rho[2] - 0.25).abs() < 0.02
-        );
+        assert!((rho[0] - 1.0).abs() < 1e-12 && (rho[1] - 0.5).abs() < 0.02 && (rho[2] - 0.25).abs() < 0.02);
     }
 }

@@ -19,11 +19,7 @@ pub struct Panel<'a> {
 }
 
 fn fmt_num(x: f64) -> String {
-    if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e5) {
-        format!("{x:.3e}")
-    } else {
-        format!("{x:.4}")
-    }
+    if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e5) { format!("{x:.3e}") } else { format!("{x:.4}") }
 }
 
 /// An SVG document with the panels stacked vertically.
@@ -39,19 +35,10 @@ pub fn svg(panels: &[Panel]) -> String {
         let top = k as f64 * PANEL_HEIGHT + 30.0;
         let (x0, x1) = (MARGIN, WIDTH - 20.0);
         let (y0, y1) = (top, top + PANEL_HEIGHT - 70.0);
-        let finite: Vec<(f64, f64)> = panel
-            .points
-            .iter()
-            .copied()
-            .filter(|(x, y)| x.is_finite() && y.is_finite())
-            .collect();
+        let finite: Vec<(f64, f64)> =
+            panel.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
         let (mut xmin, mut xmax, mut ymin, mut ymax) = finite.iter().fold(
-            (
-                f64::INFINITY,
-                f64::NEG_INFINITY,
-                f64::INFINITY,
-                f64::NEG_INFINITY,
-            ),
+            (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY),
             |(a, b, c, d), &(x, y)| (a.min(x), b.max(x), c.min(y), d.max(y)),
         );
         if let Some(r) = panel.reference {
@@ -69,12 +56,8 @@ pub fn svg(panels: &[Panel]) -> String {
         }
         let sx = |x: f64| x0 + (x - xmin) / (xmax - xmin) * (x1 - x0);
         let sy = |y: f64| y1 - (y - ymin) / (ymax - ymin) * (y1 - y0);
-        let _ = writeln!(
-            out,
-            r#"<text x="{x0}" y="{}" font-weight="bold">{}</text>"#,
-            y0 - 10.0,
-            panel.title
-        );
+        let _ =
+            writeln!(out, r#"<text x="{x0}" y="{}" font-weight="bold">{}</text>"#, y0 - 10.0, panel.title);
         let _ = writeln!(
             out,
             r#"<rect x="{x0}" y="{y0}" width="{}" height="{}" fill="none" stroke="black"/>"#,
@@ -82,18 +65,10 @@ pub fn svg(panels: &[Panel]) -> String {
             y1 - y0
         );
         for (y, label) in [(y0 + 4.0, fmt_num(ymax)), (y1, fmt_num(ymin))] {
-            let _ = writeln!(
-                out,
-                r#"<text x="{}" y="{y}" text-anchor="end">{label}</text>"#,
-                x0 - 4.0
-            );
+            let _ = writeln!(out, r#"<text x="{}" y="{y}" text-anchor="end">{label}</text>"#, x0 - 4.0);
         }
         for (x, anchor, label) in [(x0, "start", fmt_num(xmin)), (x1, "end", fmt_num(xmax))] {
-            let _ = writeln!(
-                out,
-                r#"<text x="{x}" y="{}" text-anchor="{anchor}">{label}</text>"#,
-                y1 + 16.0
-            );
+            let _ = writeln!(out, r#"<text x="{x}" y="{}" text-anchor="{anchor}">{label}</text>"#, y1 + 16.0);
         }
         let _ = writeln!(
             out,
@@ -113,10 +88,8 @@ pub fn svg(panels: &[Panel]) -> String {
         for &(x, y) in &finite {
             let _ = write!(poly, "{:.2},{:.2} ", sx(x), sy(y));
         }
-        let _ = writeln!(
-            out,
-            r##"<polyline points="{poly}" fill="none" stroke="#1f5fa8" stroke-width="1"/>"##
-        );
+        let _ =
+            writeln!(out, r##"<polyline points="{poly}" fill="none" stroke="#1f5fa8" stroke-width="1"/>"##);
     }
     out.push_str("</svg>\n");
     out
@@ -135,12 +108,7 @@ mod tests {
                 points: vec![(0.0, 1.0), (1.0, f64::NAN), (2.0, 3.0)],
                 reference: Some(2.0),
             },
-            Panel {
-                title: "rho".into(),
-                x_label: "t",
-                points: vec![],
-                reference: None,
-            },
+            Panel { title: "rho".into(), x_label: "t", points: vec![], reference: None },
         ];
         let s = svg(&panels);
         assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));

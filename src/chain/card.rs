@@ -211,17 +211,11 @@ impl Card {
         let bad = |m: String| Err(Error::Card(m));
         Lattice::new(&self.lattice.dims)?;
         if !(self.gauge.beta > 0.0 && self.gauge.beta.is_finite()) {
-            return bad(format!(
-                "gauge.beta = {}: must be a positive number",
-                self.gauge.beta
-            ));
+            return bad(format!("gauge.beta = {}: must be a positive number", self.gauge.beta));
         }
         let u = &self.update;
         if !(u.trajectory_length > 0.0 && u.trajectory_length.is_finite()) {
-            return bad(format!(
-                "update.trajectory_length = {}: must be positive",
-                u.trajectory_length
-            ));
+            return bad(format!("update.trajectory_length = {}: must be positive", u.trajectory_length));
         }
         self.integrator()?;
         let r = &self.run;
@@ -271,9 +265,9 @@ impl Card {
             )),
             (None, Some(scheme), Some(steps)) => Integrator::single(scheme, steps, names.len())
                 .map_err(|e| Error::Card(format!("update: {}", strip(e)))),
-            (None, _, _) => Err(Error::Card(
-                "update: missing integrator and steps (or [[update.levels]])".into(),
-            )),
+            (None, _, _) => {
+                Err(Error::Card("update: missing integrator and steps (or [[update.levels]])".into()))
+            }
             (Some(levels), None, None) => {
                 let mut built = Vec::new();
                 for (i, l) in levels.iter().enumerate() {
@@ -286,11 +280,7 @@ impl Card {
                         })?;
                         monomials.push(idx);
                     }
-                    built.push(Level {
-                        monomials,
-                        steps: l.steps,
-                        scheme: l.integrator,
-                    });
+                    built.push(Level { monomials, steps: l.steps, scheme: l.integrator });
                 }
                 Integrator::new(built, names.len())
                     .map_err(|e| Error::Card(format!("update.levels: {}", strip(e))))
@@ -367,11 +357,7 @@ mod tests {
         );
         assert!(e.contains("not both"), "{e}");
         assert!(
-            err(
-                "[run]",
-                "[measure]\nflow = { epsilon = 0.1, t_max = 1.0, every = 1 }\n[run]"
-            )
-            .contains("4D")
+            err("[run]", "[measure]\nflow = { epsilon = 0.1, t_max = 1.0, every = 1 }\n[run]").contains("4D")
         );
         assert!(err("[lattice]", "[lattice]\n[lattice]").contains("card.toml"));
     }
@@ -379,7 +365,8 @@ mod tests {
     #[test]
     fn nested_levels() {
         let levels = "integrator = \"omelyan\"\nsteps = 10\n";
-        let nested = "[[update.levels]]\nintegrator = \"force-gradient\"\nsteps = 3\nmonomials = [\"gauge\"]\n";
+        let nested =
+            "[[update.levels]]\nintegrator = \"force-gradient\"\nsteps = 3\nmonomials = [\"gauge\"]\n";
         let card = with(levels, nested).unwrap();
         let integrator = card.integrator().unwrap();
         assert_eq!(integrator.levels().len(), 1);

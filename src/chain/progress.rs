@@ -48,12 +48,7 @@ impl Progress {
         if self.terminal {
             let width = 30;
             let filled = (fraction * width as f64).round() as usize;
-            let _ = write!(
-                err,
-                "\r[{}{}] {text}  ",
-                "#".repeat(filled),
-                ".".repeat(width - filled)
-            );
+            let _ = write!(err, "\r[{}{}] {text}  ", "#".repeat(filled), ".".repeat(width - filled));
             if done == self.total {
                 let _ = writeln!(err);
             }

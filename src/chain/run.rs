@@ -65,10 +65,7 @@ pub fn load_configuration<G: Group>(path: &Path, lattice: &Lattice) -> Result<Ga
     } else if native::is_native(&bytes) {
         native::read::<G>(path)?.0
     } else {
-        return Err(Error::Config(format!(
-            "{}: neither a NERSC nor a flowhmc gauge file",
-            path.display()
-        )));
+        return Err(Error::Config(format!("{}: neither a NERSC nor a flowhmc gauge file", path.display())));
     };
     if field.lattice().dims() != lattice.dims() {
         return Err(Error::Config(format!(
@@ -84,11 +81,7 @@ pub fn load_configuration<G: Group>(path: &Path, lattice: &Lattice) -> Result<Ga
 /// A fresh run: the output directory must be new or empty; everything that can fail on bad
 /// input fails before it is created.
 fn fresh_state<G: Group>(card: &Card, lattice: &Arc<Lattice>, dir: &Path) -> Result<GaugeField<G>> {
-    if dir
-        .read_dir()
-        .map(|mut d| d.next().is_some())
-        .unwrap_or(false)
-    {
+    if dir.read_dir().map(|mut d| d.next().is_some()).unwrap_or(false) {
         return Err(Error::Card(format!(
             "run.output = {:?} already holds files; resume it with --resume or choose another output",
             dir.display()
@@ -119,10 +112,7 @@ fn resume_state<G: Group>(card: &Card, dir: &Path) -> Result<(GaugeField<G>, u64
     }
     let path = dir.join(CHECKPOINT);
     if !path.is_file() {
-        return Err(Error::Config(format!(
-            "{}: no checkpoint to resume from",
-            dir.display()
-        )));
+        return Err(Error::Config(format!("{}: no checkpoint to resume from", dir.display())));
     }
     let (u, meta) = native::read::<G>(&path)?;
     let field = |k: &str| {
@@ -134,10 +124,7 @@ fn resume_state<G: Group>(card: &Card, dir: &Path) -> Result<(GaugeField<G>, u64
     let records = read_measurements_prefix(dir, measured as usize)?;
     write_atomically(&dir.join(MEASUREMENTS), records.as_bytes())?;
     if card.lattice.dims != u.lattice().dims() {
-        return Err(Error::Config(format!(
-            "{}: checkpoint dims differ from the card",
-            path.display()
-        )));
+        return Err(Error::Config(format!("{}: checkpoint dims differ from the card", path.display())));
     }
     Ok((u, next_update, measured))
 }
@@ -160,16 +147,9 @@ fn read_measurements_prefix(dir: &Path, n: usize) -> Result<String> {
 fn run<G: Group>(card: &Card, options: RunOptions) -> Result<Summary> {
     let dir = card.run.output.as_path();
     let lattice = Arc::new(Lattice::new(&card.lattice.dims)?);
-    let monomials: Vec<Box<dyn Monomial<G>>> = vec![Box::new(GaugeAction::new(
-        card.gauge.action,
-        card.gauge.beta,
-    ))];
-    let mut hmc = Hmc::new(
-        monomials,
-        card.integrator()?,
-        card.update.trajectory_length,
-        card.run.seed,
-    )?;
+    let monomials: Vec<Box<dyn Monomial<G>>> =
+        vec![Box::new(GaugeAction::new(card.gauge.action, card.gauge.beta))];
+    let mut hmc = Hmc::new(monomials, card.integrator()?, card.update.trajectory_length, card.run.seed)?;
     let (mut u, first, mut measured) = if options.resume {
         resume_state::<G>(card, dir)?
     } else {
@@ -178,10 +158,7 @@ fn run<G: Group>(card: &Card, options: RunOptions) -> Result<Summary> {
     let therm = card.run.thermalization;
     let total = therm + card.run.trajectories;
     let path = dir.join(MEASUREMENTS);
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .map_err(|e| Error::io(&path, e))?;
+    let mut file = std::fs::OpenOptions::new().append(true).open(&path).map_err(|e| Error::io(&path, e))?;
     let mut progress = Progress::new(first, total);
     let (mut accepted, mut steps) = (0u64, 0u64);
     let started = Instant::now();
@@ -192,20 +169,13 @@ fn run<G: Group>(card: &Card, options: RunOptions) -> Result<Summary> {
         steps += 1;
         accepted += u64::from(report.accepted);
         if update >= therm {
-            let flow = card
-                .measure
-                .flow
-                .as_ref()
-                .filter(|f| (update - therm).is_multiple_of(f.every));
+            let flow = card.measure.flow.as_ref().filter(|f| (update - therm).is_multiple_of(f.every));
             let record = measure(&u, &report, update + 1, flow);
-            writeln!(file, "{}", serde_json::Value::Object(record))
-                .map_err(|e| Error::io(&path, e))?;
+            writeln!(file, "{}", serde_json::Value::Object(record)).map_err(|e| Error::io(&path, e))?;
             measured += 1;
         }
         if (update + 1).is_multiple_of(card.run.checkpoint_every) || update + 1 == total {
-            file.flush()
-                .and_then(|_| file.sync_data())
-                .map_err(|e| Error::io(&path, e))?;
+            file.flush().and_then(|_| file.sync_data()).map_err(|e| Error::io(&path, e))?;
             let meta = json!({"next_update": update + 1, "measured": measured});
             native::write(&u, meta, &dir.join(CHECKPOINT))?;
         }
@@ -221,10 +191,7 @@ fn run<G: Group>(card: &Card, options: RunOptions) -> Result<Summary> {
     // all measured lines must be there (a resume of a finished run re-analyses it)
     let n = read_measurements(dir)?.len() as u64;
     if n != measured {
-        return Err(Error::Config(format!(
-            "{}: {n} records, expected {measured}",
-            path.display()
-        )));
+        return Err(Error::Config(format!("{}: {n} records, expected {measured}", path.display())));
     }
     analyze(dir, seconds)
 }

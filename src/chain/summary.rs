@@ -55,20 +55,14 @@ pub fn analyze(dir: &Path, seconds_per_trajectory: Option<f64>) -> Result<Summar
     let volume: usize = card.lattice.dims.iter().product();
     let records = read_measurements(dir)?;
     if records.is_empty() {
-        return Err(Error::Config(format!(
-            "{}: no measurements yet",
-            dir.display()
-        )));
+        return Err(Error::Config(format!("{}: no measurements yet", dir.display())));
     }
     let mut series: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut accepted = 0usize;
     for r in &records {
         accepted += usize::from(r.get("accepted").and_then(Value::as_bool).unwrap_or(false));
         if let Some(dh) = r.get("dh").and_then(Value::as_f64) {
-            series
-                .entry("exp_minus_dh".into())
-                .or_default()
-                .push((-dh).exp());
+            series.entry("exp_minus_dh".into()).or_default().push((-dh).exp());
         }
         for (k, v) in r {
             if let (false, Some(x)) = (NOT_OBSERVABLES.contains(&k.as_str()), v.as_f64()) {
@@ -80,10 +74,8 @@ pub fn analyze(dir: &Path, seconds_per_trajectory: Option<f64>) -> Result<Summar
         let chi = q.iter().map(|q| q * q / volume as f64).collect();
         series.insert("topological_susceptibility".into(), chi);
     }
-    let observables: BTreeMap<String, GammaResult> = series
-        .iter()
-        .filter_map(|(k, v)| Some((k.clone(), gamma_method(v, DEFAULT_S)?)))
-        .collect();
+    let observables: BTreeMap<String, GammaResult> =
+        series.iter().filter_map(|(k, v)| Some((k.clone(), gamma_method(v, DEFAULT_S)?))).collect();
     let previous = std::fs::read(dir.join("summary.json"))
         .ok()
         .and_then(|b| serde_json::from_slice::<Summary>(&b).ok())
@@ -108,18 +100,12 @@ fn write_plots(dir: &Path, series: &BTreeMap<String, Vec<f64>>, summary: &Summar
         let Some(result) = summary.observables.get(name) else {
             continue;
         };
-        let t_max = (5 * result.window)
-            .max(20)
-            .min(data.len().saturating_sub(1));
+        let t_max = (5 * result.window).max(20).min(data.len().saturating_sub(1));
         let panels = [
             Panel {
                 title: format!("{name}: {:.6} +- {:.6}", result.mean, result.error),
                 x_label: "measurement",
-                points: data
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &y)| (i as f64, y))
-                    .collect(),
+                points: data.iter().enumerate().map(|(i, &y)| (i as f64, y)).collect(),
                 reference: Some(result.mean),
             },
             Panel {
@@ -144,20 +130,11 @@ fn write_plots(dir: &Path, series: &BTreeMap<String, Vec<f64>>, summary: &Summar
 impl Summary {
     /// The results table printed at the end of a run.
     pub fn table(&self) -> String {
-        let mut out = format!(
-            "{:<28} {:>14} {:>12} {:>9}\n",
-            "observable", "mean", "error", "tau_int"
-        );
+        let mut out = format!("{:<28} {:>14} {:>12} {:>9}\n", "observable", "mean", "error", "tau_int");
         for (name, r) in &self.observables {
-            out += &format!(
-                "{name:<28} {:>14.8} {:>12.8} {:>9.2}\n",
-                r.mean, r.error, r.tau_int
-            );
+            out += &format!("{name:<28} {:>14.8} {:>12.8} {:>9.2}\n", r.mean, r.error, r.tau_int);
         }
-        out += &format!(
-            "acceptance {:.4} over {} measured trajectories",
-            self.acceptance, self.trajectories
-        );
+        out += &format!("acceptance {:.4} over {} measured trajectories", self.acceptance, self.trajectories);
         if let Some(s) = self.seconds_per_trajectory {
             out += &format!(", {s:.4} s per trajectory");
         }

@@ -6,11 +6,13 @@
 //! refresh draws every p_a from N(0, 1). Links evolve as dU/dt = P U, and a force is the vector
 //! F_a = -d/dw S(exp(w T_a) U) at w = 0.
 
+pub mod packed;
 pub mod su3;
 pub mod u1;
 
 use crate::rng::SiteRng;
 use num_complex::Complex64;
+use packed::{LANES, PackedMatrix};
 use std::fmt::Debug;
 
 pub use su3::{Su3, Su3Matrix};
@@ -75,6 +77,26 @@ pub trait Group: Copy + Send + Sync + Debug + 'static {
     /// How far x is from the group: max of |x x^dagger - 1| entries and |det x - 1|.
     fn unitarity_violation(x: &Self::Elem) -> f64;
 
+    /// LANES elements packed lane-wise for the vectorised kernels.
+    type Packed: PackedMatrix;
+    /// Packs the links of LANES sites.
+    fn pack(links: [&Self::Elem; LANES]) -> Self::Packed;
+    /// Lane `lane` of a packed element.
+    fn lane(x: &Self::Packed, lane: usize) -> Self::Elem;
+    /// Sets lane `lane` of a packed element.
+    fn set_lane(x: &mut Self::Packed, lane: usize, value: &Self::Elem);
+    /// Re tr of every lane.
+    fn packed_re_trace(x: &Self::Packed) -> packed::Lanes;
+    /// [`Group::re_tr_generators`] of every lane.
+    fn packed_re_tr_generators(x: &Self::Packed) -> [Self::Alg; LANES];
+
+    /// u_l <- exp(eps p_l) u_l in every lane (the MD drift of LANES links).
+    fn exp_mul_packed(p: &[Self::Alg; LANES], eps: f64, u: &mut Self::Packed) {
+        for (l, pl) in p.iter().enumerate() {
+            Self::set_lane(u, l, &Self::exp(pl, eps).mul(&Self::lane(u, l)));
+        }
+    }
+
     /// A Gaussian algebra element: every component N(0, 1), kinetic energy (1/2) sum p_a^2.
     fn gaussian_alg(rng: &mut SiteRng) -> Self::Alg {
         let mut p = Self::Alg::default();
@@ -129,13 +151,22 @@ mod tests {
             for eps in [1e-9, 1e-3, 0.1, 1.0, 3.0] {
                 let e = G::exp(&p, eps);
                 let r = exp_reference::<G>(&p, eps);
-                assert!(
-                    e.sub(&r).norm_sqr().sqrt() < 1e-13,
-                    "exp vs Taylor at eps {eps}"
-                );
+                assert!(e.sub(&r).norm_sqr().sqrt() < 1e-13, "exp vs Taylor at eps {eps}");
                 assert!(G::unitarity_violation(&e) < 1e-14);
                 let back = G::exp(&p, -eps).mul(&e);
                 assert!(back.sub(&G::Elem::identity()).norm_sqr().sqrt() < 1e-14);
+            }
+            // the packed drift exp(eps p_l) u_l agrees with the scalar one, also for large eps
+            // (series fallback)
+            for eps in [0.01, 0.2, 2.5] {
+                let ps: [G::Alg; LANES] = std::array::from_fn(|_| G::gaussian_alg(&mut rng));
+                let us: [G::Elem; LANES] = std::array::from_fn(|_| G::haar(&mut rng));
+                let mut packed = G::pack(us.each_ref());
+                G::exp_mul_packed(&ps, eps, &mut packed);
+                for l in 0..LANES {
+                    let scalar = G::exp(&ps[l], eps).mul(&us[l]);
+                    assert!(scalar.sub(&G::lane(&packed, l)).norm_sqr().sqrt() < 1e-14, "eps {eps}");
+                }
             }
             // r_a = Re tr(T_a X) matches the finite-difference derivative of Re tr(exp(w T_a) X)
             let x = G::haar(&mut rng).add(&G::haar(&mut rng));
@@ -144,12 +175,8 @@ mod tests {
                 let mut t = G::Alg::default();
                 t.as_mut()[a] = 1.0;
                 let h = 1e-5;
-                let fd = (G::exp(&t, h).mul(&x).trace().re - G::exp(&t, -h).mul(&x).trace().re)
-                    / (2.0 * h);
-                assert!(
-                    (fd - r.as_ref()[a]).abs() < 1e-9,
-                    "generator {a}: {fd} vs {r:?}"
-                );
+                let fd = (G::exp(&t, h).mul(&x).trace().re - G::exp(&t, -h).mul(&x).trace().re) / (2.0 * h);
+                assert!((fd - r.as_ref()[a]).abs() < 1e-9, "generator {a}: {fd} vs {r:?}");
             }
             // Haar elements are in the group, and projection fixes a perturbed element
             let u = G::haar(&mut rng);

@@ -1,5 +1,6 @@
 //! SU(3): 3x3 special unitary matrices, generators T_a = i lambda_a / 2 (Gell-Mann lambda_a).
 
+use super::packed::{LANES, Lanes, PackedMatrix, Su3Lanes, fma};
 use super::{Group, LinkMatrix};
 use crate::rng::SiteRng;
 use num_complex::Complex64;
@@ -25,8 +26,7 @@ impl Su3Matrix {
     /// The determinant.
     pub fn det(&self) -> Complex64 {
         let m = |r, c| self.at(r, c);
-        m(0, 0) * (m(1, 1) * m(2, 2) - m(1, 2) * m(2, 1))
-            - m(0, 1) * (m(1, 0) * m(2, 2) - m(1, 2) * m(2, 0))
+        m(0, 0) * (m(1, 1) * m(2, 2) - m(1, 2) * m(2, 1)) - m(0, 1) * (m(1, 0) * m(2, 2) - m(1, 2) * m(2, 0))
             + m(0, 2) * (m(1, 0) * m(2, 1) - m(1, 1) * m(2, 0))
     }
 }
@@ -43,9 +43,8 @@ impl LinkMatrix for Su3Matrix {
         let mut out = [C0; 9];
         for r in 0..3 {
             for c in 0..3 {
-                out[3 * r + c] = self.at(r, 0) * b.at(0, c)
-                    + self.at(r, 1) * b.at(1, c)
-                    + self.at(r, 2) * b.at(2, c);
+                out[3 * r + c] =
+                    self.at(r, 0) * b.at(0, c) + self.at(r, 1) * b.at(1, c) + self.at(r, 2) * b.at(2, c);
             }
         }
         Su3Matrix(out)
@@ -121,9 +120,7 @@ impl LinkMatrix for Su3Matrix {
         }
     }
     fn read_reals(reals: &[f64]) -> Self {
-        Su3Matrix(std::array::from_fn(|i| {
-            Complex64::new(reals[2 * i], reals[2 * i + 1])
-        }))
+        Su3Matrix(std::array::from_fn(|i| Complex64::new(reals[2 * i], reals[2 * i + 1])))
     }
 }
 
@@ -193,6 +190,105 @@ fn exp_i_hermitian(q: &Su3Matrix) -> Su3Matrix {
     }))
 }
 
+/// Largest squared Frobenius norm of X for which [`exp_mul_lanes`] uses its power series.
+const SERIES_MAX_NORM_SQR: f64 = 4.0;
+
+/// u_l <- exp(eps P_l) u_l for LANES links at once. exp(X) = f0 + f1 X + f2 X^2 with the
+/// coefficients summed from the Taylor series, reducing X^n by the Cayley-Hamilton theorem
+/// X^3 = (tr X^2 / 2) X + det(X) (traceless X): X^n = p_n + q_n X + r_n X^2 with
+/// p_{n+1} = r_n det X, q_{n+1} = p_n + r_n tr X^2 / 2, r_{n+1} = q_n. Terms are summed
+/// until they fall below 1e-17 (exact to round-off). Returns false, changing nothing, when
+/// some |X|^2 exceeds [`SERIES_MAX_NORM_SQR`] (the caller then uses [`Su3::exp`]).
+fn exp_mul_series(p: &[[f64; 8]; LANES], eps: f64, u: &mut Su3Lanes) -> bool {
+    // X = eps sum p_a T_a = i H' with H' = (eps/2) sum p_a lambda_a: X.re = -Im H', X.im = Re H'
+    let h = 0.5 * eps;
+    let c: [Lanes; 8] = std::array::from_fn(|a| std::array::from_fn(|l| h * p[l][a]));
+    let lanes = |f: &dyn Fn(usize) -> f64| -> Lanes { std::array::from_fn(f) };
+    let d8 = lanes(&|l| c[7][l] / SQRT3);
+    let neg = |v: &Lanes| v.map(|x| -x);
+    let zero = [0.0; LANES];
+    let x = Su3Lanes {
+        re: [zero, c[1], c[4], neg(&c[1]), zero, c[6], neg(&c[4]), neg(&c[6]), zero],
+        im: [
+            lanes(&|l| c[2][l] + d8[l]),
+            c[0],
+            c[3],
+            c[0],
+            lanes(&|l| d8[l] - c[2][l]),
+            c[5],
+            c[3],
+            c[5],
+            lanes(&|l| -2.0 * d8[l]),
+        ],
+    };
+    let x2 = x.mul(&x);
+    let half_tr = lanes(&|l| 0.5 * (x2.re[0][l] + x2.re[4][l] + x2.re[8][l]));
+    let norm_sqr = half_tr.map(|t| -2.0 * t);
+    if norm_sqr.iter().any(|&n| n > SERIES_MAX_NORM_SQR) {
+        return false;
+    }
+    let norm = norm_sqr.map(f64::sqrt);
+    let (det_re, det_im) = det_lanes(&x);
+    // X^n / n! = p + q X + r X^2, all lanes at once
+    let (mut pr, mut pi, mut qr, mut qi, mut rr, mut ri) = ([1.0; LANES], zero, zero, zero, zero, zero);
+    let (mut f0r, mut f0i, mut f1r, mut f1i, mut f2r, mut f2i) = ([1.0; LANES], zero, zero, zero, zero, zero);
+    for n in 1..40 {
+        let inv = 1.0 / n as f64;
+        for l in 0..LANES {
+            let (npr, npi) = (
+                (rr[l] * det_re[l] - ri[l] * det_im[l]) * inv,
+                (rr[l] * det_im[l] + ri[l] * det_re[l]) * inv,
+            );
+            let (nqr, nqi) = ((pr[l] + rr[l] * half_tr[l]) * inv, (pi[l] + ri[l] * half_tr[l]) * inv);
+            (rr[l], ri[l]) = (qr[l] * inv, qi[l] * inv);
+            (pr[l], pi[l], qr[l], qi[l]) = (npr, npi, nqr, nqi);
+            f0r[l] += pr[l];
+            f0i[l] += pi[l];
+            f1r[l] += qr[l];
+            f1i[l] += qi[l];
+            f2r[l] += rr[l];
+            f2i[l] += ri[l];
+        }
+        // |z| <= |re| + |im| bounds the size of the term in every lane
+        let bound = (0..LANES)
+            .map(|l| {
+                pr[l].abs()
+                    + pi[l].abs()
+                    + (qr[l].abs() + qi[l].abs()) * norm[l]
+                    + (rr[l].abs() + ri[l].abs()) * norm_sqr[l]
+            })
+            .fold(0.0, f64::max);
+        if bound < 1e-17 {
+            break;
+        }
+    }
+    let mut e = Su3Lanes::zero();
+    for k in 0..9 {
+        for l in 0..LANES {
+            let (dr, di) = if k % 4 == 0 { (f0r[l], f0i[l]) } else { (0.0, 0.0) };
+            e.re[k][l] = dr
+                + fma(f1r[l], x.re[k][l], -f1i[l] * x.im[k][l])
+                + fma(f2r[l], x2.re[k][l], -f2i[l] * x2.im[k][l]);
+            e.im[k][l] = di
+                + fma(f1r[l], x.im[k][l], f1i[l] * x.re[k][l])
+                + fma(f2r[l], x2.im[k][l], f2i[l] * x2.re[k][l]);
+        }
+    }
+    *u = e.mul(u);
+    true
+}
+
+/// The determinant of every lane, as (real parts, imaginary parts).
+fn det_lanes(x: &Su3Lanes) -> (Lanes, Lanes) {
+    let m = |k: usize, l: usize| Complex64::new(x.re[k][l], x.im[k][l]);
+    let det: [Complex64; LANES] = std::array::from_fn(|l| {
+        let e = |k| m(k, l);
+        e(0) * (e(4) * e(8) - e(5) * e(7)) - e(1) * (e(3) * e(8) - e(5) * e(6))
+            + e(2) * (e(3) * e(7) - e(4) * e(6))
+    });
+    (det.map(|z| z.re), det.map(|z| z.im))
+}
+
 impl Group for Su3 {
     type Elem = Su3Matrix;
     type Alg = [f64; 8];
@@ -234,9 +330,7 @@ impl Group for Su3 {
         a.iter_mut().for_each(|z| *z /= n);
         let mut b = row(1);
         let overlap: Complex64 = a.iter().zip(&b).map(|(ai, bi)| ai.conj() * bi).sum();
-        b.iter_mut()
-            .zip(&a)
-            .for_each(|(bi, ai)| *bi -= overlap * ai);
+        b.iter_mut().zip(&a).for_each(|(bi, ai)| *bi -= overlap * ai);
         let n = norm(&b);
         b.iter_mut().for_each(|z| *z /= n);
         let c = [
@@ -250,10 +344,49 @@ impl Group for Su3 {
     fn haar(rng: &mut SiteRng) -> Su3Matrix {
         // Gram-Schmidt of a complex Ginibre matrix is Haar on U(3); completing the third row
         // by the cross product makes it Haar on SU(3).
-        let g = Su3Matrix(std::array::from_fn(|_| {
-            Complex64::new(rng.normal(), rng.normal())
-        }));
+        let g = Su3Matrix(std::array::from_fn(|_| Complex64::new(rng.normal(), rng.normal())));
         Self::project(&g)
+    }
+
+    type Packed = Su3Lanes;
+
+    #[inline(always)]
+    fn pack(links: [&Su3Matrix; LANES]) -> Su3Lanes {
+        Su3Lanes {
+            re: std::array::from_fn(|k| links.map(|m| m.0[k].re)),
+            im: std::array::from_fn(|k| links.map(|m| m.0[k].im)),
+        }
+    }
+
+    #[inline(always)]
+    fn lane(x: &Su3Lanes, lane: usize) -> Su3Matrix {
+        Su3Matrix(std::array::from_fn(|k| Complex64::new(x.re[k][lane], x.im[k][lane])))
+    }
+
+    #[inline(always)]
+    fn set_lane(x: &mut Su3Lanes, lane: usize, value: &Su3Matrix) {
+        for (k, z) in value.0.iter().enumerate() {
+            x.re[k][lane] = z.re;
+            x.im[k][lane] = z.im;
+        }
+    }
+
+    #[inline(always)]
+    fn packed_re_trace(x: &Su3Lanes) -> Lanes {
+        std::array::from_fn(|l| x.re[0][l] + x.re[4][l] + x.re[8][l])
+    }
+
+    #[inline(always)]
+    fn packed_re_tr_generators(x: &Su3Lanes) -> [[f64; 8]; LANES] {
+        std::array::from_fn(|l| Self::re_tr_generators(&Self::lane(x, l)))
+    }
+
+    fn exp_mul_packed(p: &[[f64; 8]; LANES], eps: f64, u: &mut Su3Lanes) {
+        if !exp_mul_series(p, eps, u) {
+            for (l, pl) in p.iter().enumerate() {
+                Self::set_lane(u, l, &Self::exp(pl, eps).mul(&Self::lane(u, l)));
+            }
+        }
     }
 
     fn unitarity_violation(x: &Su3Matrix) -> f64 {

@@ -1,5 +1,6 @@
 //! U(1): links are unit complex numbers e^{i theta}; the generator is T = i.
 
+use super::packed::{ComplexLanes, LANES, PackedMatrix};
 use super::{Group, LinkMatrix};
 use crate::rng::SiteRng;
 use num_complex::Complex64;
@@ -89,5 +90,32 @@ impl Group for U1 {
     }
     fn unitarity_violation(x: &Complex64) -> f64 {
         (x.norm_sqr() - 1.0).abs()
+    }
+
+    type Packed = ComplexLanes;
+    #[inline(always)]
+    fn pack(links: [&Complex64; LANES]) -> ComplexLanes {
+        ComplexLanes::pack(links)
+    }
+    #[inline(always)]
+    fn lane(x: &ComplexLanes, lane: usize) -> Complex64 {
+        Complex64::new(x.re[lane], x.im[lane])
+    }
+    #[inline(always)]
+    fn set_lane(x: &mut ComplexLanes, lane: usize, value: &Complex64) {
+        x.re[lane] = value.re;
+        x.im[lane] = value.im;
+    }
+    fn exp_mul_packed(p: &[[f64; 1]; LANES], eps: f64, u: &mut ComplexLanes) {
+        let e = ComplexLanes::pack(p.map(|p| Complex64::from_polar(1.0, eps * p[0])).each_ref());
+        *u = e.mul(u);
+    }
+    #[inline(always)]
+    fn packed_re_trace(x: &ComplexLanes) -> [f64; LANES] {
+        x.re
+    }
+    #[inline(always)]
+    fn packed_re_tr_generators(x: &ComplexLanes) -> [[f64; 1]; LANES] {
+        x.im.map(|im| [-im])
     }
 }

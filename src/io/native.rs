@@ -29,9 +29,7 @@ struct Header {
 
 /// FNV-1a 64-bit hash.
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// Whether `bytes` start like a native gauge file.
@@ -43,12 +41,11 @@ pub fn is_native(bytes: &[u8]) -> bool {
 pub fn write<G: Group>(u: &GaugeField<G>, metadata: serde_json::Value, path: &Path) -> Result<()> {
     let per_link = 2 * G::NC * G::NC;
     let mut reals = vec![0.0; per_link];
-    let mut data = Vec::with_capacity(u.links().len() * per_link * 8);
-    for link in u.links() {
+    let links = u.to_links();
+    let mut data = Vec::with_capacity(links.len() * per_link * 8);
+    for link in &links {
         link.write_reals(&mut reals);
-        reals
-            .iter()
-            .for_each(|x| data.extend_from_slice(&x.to_le_bytes()));
+        reals.iter().for_each(|x| data.extend_from_slice(&x.to_le_bytes()));
     }
     let header = Header {
         format: FORMAT.into(),
@@ -71,13 +68,8 @@ pub fn read<G: Group>(path: &Path) -> Result<(GaugeField<G>, serde_json::Value)>
     parse(&bytes).map_err(|m| Error::Config(format!("{}: {m}", path.display())))
 }
 
-fn parse<G: Group>(
-    bytes: &[u8],
-) -> std::result::Result<(GaugeField<G>, serde_json::Value), String> {
-    let end = bytes
-        .iter()
-        .position(|&b| b == b'\n')
-        .ok_or("no header line")?;
+fn parse<G: Group>(bytes: &[u8]) -> std::result::Result<(GaugeField<G>, serde_json::Value), String> {
+    let end = bytes.iter().position(|&b| b == b'\n').ok_or("no header line")?;
     let header: Header =
         serde_json::from_slice(&bytes[..end]).map_err(|e| format!("unreadable header: {e}"))?;
     if header.format != FORMAT || header.version != 1 {
@@ -87,38 +79,21 @@ fn parse<G: Group>(
         ));
     }
     if header.group != G::NAME {
-        return Err(format!(
-            "the file holds a {} field, {} was expected",
-            header.group,
-            G::NAME
-        ));
+        return Err(format!("the file holds a {} field, {} was expected", header.group, G::NAME));
     }
     let lattice = Arc::new(Lattice::new(&header.dims).map_err(|e| e.to_string())?);
     let data = &bytes[end + 1..];
     let per_link = 2 * G::NC * G::NC;
     let expected = lattice.volume() * lattice.ndim() * per_link * 8;
     if data.len() != expected {
-        return Err(format!(
-            "{} data bytes, dims {:?} need {expected}",
-            data.len(),
-            header.dims
-        ));
+        return Err(format!("{} data bytes, dims {:?} need {expected}", data.len(), header.dims));
     }
     let sum = format!("{:016x}", fnv1a(data));
     if sum != header.checksum {
-        return Err(format!(
-            "checksum mismatch: header {}, data {sum}",
-            header.checksum
-        ));
+        return Err(format!("checksum mismatch: header {}, data {sum}", header.checksum));
     }
-    let reals: Vec<f64> = data
-        .chunks_exact(8)
-        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-        .collect();
-    let links: Vec<G::Elem> = reals
-        .chunks_exact(per_link)
-        .map(G::Elem::read_reals)
-        .collect();
+    let reals: Vec<f64> = data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect();
+    let links: Vec<G::Elem> = reals.chunks_exact(per_link).map(G::Elem::read_reals).collect();
     check_links::<G>(&links)?;
     let field = GaugeField::from_links(lattice, links).map_err(|e| e.to_string())?;
     Ok((field, header.metadata))
@@ -159,20 +134,10 @@ mod tests {
         let n = bytes.len();
         bytes[n - 20] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        assert!(
-            read::<Su3>(&path)
-                .unwrap_err()
-                .to_string()
-                .contains("checksum")
-        );
+        assert!(read::<Su3>(&path).unwrap_err().to_string().contains("checksum"));
         // truncated
         std::fs::write(&path, &bytes[..n - 8]).unwrap();
-        assert!(
-            read::<Su3>(&path)
-                .unwrap_err()
-                .to_string()
-                .contains("data bytes")
-        );
+        assert!(read::<Su3>(&path).unwrap_err().to_string().contains("data bytes"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

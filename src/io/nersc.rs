@@ -49,34 +49,27 @@ impl Precision {
 
 /// Average of Re tr U / 3 over all links.
 fn link_trace(u: &GaugeField<Su3>) -> f64 {
-    u.links().iter().map(|l| l.trace().re).sum::<f64>() / (3 * u.links().len()) as f64
+    let links = u.to_links();
+    links.iter().map(|l| l.trace().re).sum::<f64>() / (3 * links.len()) as f64
 }
 
 /// Writes a 4D SU(3) field in NERSC format, big-endian.
-pub fn write(
-    u: &GaugeField<Su3>,
-    path: &Path,
-    storage: Storage,
-    precision: Precision,
-) -> Result<()> {
+pub fn write(u: &GaugeField<Su3>, path: &Path, storage: Storage, precision: Precision) -> Result<()> {
     let dims = u.lattice().dims();
     if dims.len() != 4 {
-        return Err(Error::Config(format!(
-            "NERSC files hold 4D fields, this one has dims {dims:?}"
-        )));
+        return Err(Error::Config(format!("NERSC files hold 4D fields, this one has dims {dims:?}")));
     }
     let rows = if storage == Storage::Full { 3 } else { 2 };
-    let mut data = Vec::with_capacity(u.links().len() * rows * 6 * precision.bytes());
+    let links = u.to_links();
+    let mut data = Vec::with_capacity(links.len() * rows * 6 * precision.bytes());
     let mut checksum = 0u32;
-    for link in u.links() {
+    for link in &links {
         for z in &link.0[..3 * rows] {
             for x in [z.re, z.im] {
                 match precision {
                     Precision::F64 => {
                         let bits = x.to_bits();
-                        checksum = checksum
-                            .wrapping_add(bits as u32)
-                            .wrapping_add((bits >> 32) as u32);
+                        checksum = checksum.wrapping_add(bits as u32).wrapping_add((bits >> 32) as u32);
                         data.extend_from_slice(&x.to_be_bytes());
                     }
                     Precision::F32 => {
@@ -88,16 +81,8 @@ pub fn write(
             }
         }
     }
-    let datatype = if storage == Storage::Full {
-        "4D_SU3_GAUGE_3x3"
-    } else {
-        "4D_SU3_GAUGE"
-    };
-    let fp = if precision == Precision::F64 {
-        "IEEE64BIG"
-    } else {
-        "IEEE32BIG"
-    };
+    let datatype = if storage == Storage::Full { "4D_SU3_GAUGE_3x3" } else { "4D_SU3_GAUGE" };
+    let fp = if precision == Precision::F64 { "IEEE64BIG" } else { "IEEE32BIG" };
     let mut header = String::from("BEGIN_HEADER\nHDR_VERSION = 1.0\n");
     header += &format!("DATATYPE = {datatype}\nSTORAGE_FORMAT = 1.0\n");
     for (i, l) in dims.iter().enumerate() {
@@ -128,10 +113,7 @@ pub fn is_nersc(bytes: &[u8]) -> bool {
 
 fn parse(bytes: &[u8]) -> std::result::Result<GaugeField<Su3>, String> {
     let marker = b"END_HEADER\n";
-    let end = bytes
-        .windows(marker.len())
-        .position(|w| w == marker)
-        .ok_or("no END_HEADER line")?;
+    let end = bytes.windows(marker.len()).position(|w| w == marker).ok_or("no END_HEADER line")?;
     let text = std::str::from_utf8(&bytes[..end]).map_err(|_| "header is not text")?;
     let mut header = BTreeMap::new();
     for line in text.lines().skip(1) {
@@ -141,11 +123,7 @@ fn parse(bytes: &[u8]) -> std::result::Result<GaugeField<Su3>, String> {
     }
     let get = |k: &str| header.get(k).ok_or_else(|| format!("header has no {k}"));
     let dims: Vec<usize> = (1..=4)
-        .map(|i| {
-            get(&format!("DIMENSION_{i}"))?
-                .parse()
-                .map_err(|_| format!("bad DIMENSION_{i}"))
-        })
+        .map(|i| get(&format!("DIMENSION_{i}"))?.parse().map_err(|_| format!("bad DIMENSION_{i}")))
         .collect::<std::result::Result<_, String>>()?;
     let rows = match get("DATATYPE")?.as_str() {
         "4D_SU3_GAUGE_3x3" => 3,
@@ -164,10 +142,7 @@ fn parse(bytes: &[u8]) -> std::result::Result<GaugeField<Su3>, String> {
     let n_links = lattice.volume() * 4;
     let expected = n_links * rows * 6 * width;
     if data.len() != expected {
-        return Err(format!(
-            "{} data bytes, dims {dims:?} with {rows} rows need {expected}",
-            data.len()
-        ));
+        return Err(format!("{} data bytes, dims {dims:?} with {rows} rows need {expected}", data.len()));
     }
     let mut checksum = 0u32;
     let values: Vec<f64> = data
@@ -175,23 +150,13 @@ fn parse(bytes: &[u8]) -> std::result::Result<GaugeField<Su3>, String> {
         .map(|c| {
             if width == 8 {
                 let b: [u8; 8] = c.try_into().unwrap();
-                let x = if big {
-                    f64::from_be_bytes(b)
-                } else {
-                    f64::from_le_bytes(b)
-                };
+                let x = if big { f64::from_be_bytes(b) } else { f64::from_le_bytes(b) };
                 let bits = x.to_bits();
-                checksum = checksum
-                    .wrapping_add(bits as u32)
-                    .wrapping_add((bits >> 32) as u32);
+                checksum = checksum.wrapping_add(bits as u32).wrapping_add((bits >> 32) as u32);
                 x
             } else {
                 let b: [u8; 4] = c.try_into().unwrap();
-                let x = if big {
-                    f32::from_be_bytes(b)
-                } else {
-                    f32::from_le_bytes(b)
-                };
+                let x = if big { f32::from_be_bytes(b) } else { f32::from_le_bytes(b) };
                 checksum = checksum.wrapping_add(x.to_bits());
                 x as f64
             }
@@ -200,9 +165,7 @@ fn parse(bytes: &[u8]) -> std::result::Result<GaugeField<Su3>, String> {
     let stated = u32::from_str_radix(get("CHECKSUM")?.trim_start_matches("0x"), 16)
         .map_err(|_| "unreadable CHECKSUM".to_string())?;
     if stated != checksum {
-        return Err(format!(
-            "checksum mismatch: header {stated:08x}, data {checksum:08x}"
-        ));
+        return Err(format!("checksum mismatch: header {stated:08x}, data {checksum:08x}"));
     }
     let links: Vec<Su3Matrix> = values
         .chunks_exact(rows * 6)
@@ -222,10 +185,7 @@ fn parse(bytes: &[u8]) -> std::result::Result<GaugeField<Su3>, String> {
     check_links::<Su3>(&links)?;
     let field = GaugeField::from_links(lattice, links).map_err(|e| e.to_string())?;
     let tolerance = if width == 8 { 1e-10 } else { 1e-6 };
-    for (key, value) in [
-        ("PLAQUETTE", average_plaquette(&field)),
-        ("LINK_TRACE", link_trace(&field)),
-    ] {
+    for (key, value) in [("PLAQUETTE", average_plaquette(&field)), ("LINK_TRACE", link_trace(&field))] {
         if let Some(s) = header.get(key) {
             let stated: f64 = s.parse().map_err(|_| format!("unreadable {key}"))?;
             if (stated - value).abs() > tolerance {
@@ -251,16 +211,8 @@ mod tests {
                 let path = dir.join(format!("{storage:?}{precision:?}.nersc"));
                 write(&u, &path, storage, precision).unwrap();
                 let v = read(&path).unwrap();
-                let tol = if precision == Precision::F64 {
-                    1e-14
-                } else {
-                    1e-6
-                };
-                assert!(
-                    u.max_distance(&v) < tol,
-                    "{storage:?} {precision:?}: {}",
-                    u.max_distance(&v)
-                );
+                let tol = if precision == Precision::F64 { 1e-14 } else { 1e-6 };
+                assert!(u.max_distance(&v) < tol, "{storage:?} {precision:?}: {}", u.max_distance(&v));
             }
         }
         // corruptions: a data bit, the plaquette line, a truncated file, a wrong datatype
@@ -270,47 +222,21 @@ mod tests {
         let n = bad.len();
         bad[n - 3] ^= 0x10;
         std::fs::write(&path, &bad).unwrap();
-        assert!(
-            read(&path)
-                .unwrap_err()
-                .to_string()
-                .contains("checksum mismatch")
-        );
+        assert!(read(&path).unwrap_err().to_string().contains("checksum mismatch"));
         let text = String::from_utf8_lossy(&good).to_string();
-        let plaq_line = text
-            .lines()
-            .find(|l| l.starts_with("PLAQUETTE"))
-            .unwrap()
-            .to_string();
+        let plaq_line = text.lines().find(|l| l.starts_with("PLAQUETTE")).unwrap().to_string();
         // an edit of the same length keeps the data aligned
         let mut edited_bytes = good.clone();
-        let pos = good
-            .windows(plaq_line.len())
-            .position(|w| w == plaq_line.as_bytes())
-            .unwrap();
+        let pos = good.windows(plaq_line.len()).position(|w| w == plaq_line.as_bytes()).unwrap();
         let replacement = format!("{:<width$}", "PLAQUETTE = 0.1", width = plaq_line.len());
         edited_bytes[pos..pos + plaq_line.len()].copy_from_slice(replacement.as_bytes());
         std::fs::write(&path, &edited_bytes).unwrap();
-        assert!(
-            read(&path)
-                .unwrap_err()
-                .to_string()
-                .contains("PLAQUETTE mismatch")
-        );
+        assert!(read(&path).unwrap_err().to_string().contains("PLAQUETTE mismatch"));
         std::fs::write(&path, &good[..n - 100]).unwrap();
         assert!(read(&path).unwrap_err().to_string().contains("data bytes"));
-        std::fs::write(
-            &path,
-            text.replacen("4D_SU3_GAUGE_3x3", "4D_SU2_GAUGE_3x3", 1),
-        )
-        .unwrap();
+        std::fs::write(&path, text.replacen("4D_SU3_GAUGE_3x3", "4D_SU2_GAUGE_3x3", 1)).unwrap();
         assert!(read(&path).unwrap_err().to_string().contains("DATATYPE"));
-        assert!(
-            read(&dir.join("missing.nersc"))
-                .unwrap_err()
-                .to_string()
-                .contains("missing.nersc")
-        );
+        assert!(read(&dir.join("missing.nersc")).unwrap_err().to_string().contains("missing.nersc"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -24,15 +24,8 @@ use num_complex::Complex64;
 pub fn clover<G: Group>(u: &GaugeField<G>, site: usize, mu: usize, nu: usize) -> G::Elem {
     let (m, n) = (Step::up(mu), Step::up(nu));
     let (mb, nb) = (Step::down(mu), Step::down(nu));
-    let leaves = [
-        [m, n, mb, nb],
-        [n, mb, nb, m],
-        [mb, nb, m, n],
-        [nb, m, n, mb],
-    ];
-    let c = leaves.iter().fold(G::Elem::zero(), |acc, path| {
-        acc.add(&path_product(u, site, path).0)
-    });
+    let leaves = [[m, n, mb, nb], [n, mb, nb, m], [mb, nb, m, n], [nb, m, n, mb]];
+    let c = leaves.iter().fold(G::Elem::zero(), |acc, path| acc.add(&path_product(u, site, path).0));
     let g = c.sub(&c.adj()).scale(0.125);
     if G::NC > 1 {
         let tr = g.trace() / G::NC as f64;
@@ -102,10 +95,7 @@ pub fn flow_step<G: Group>(v: &mut GaugeField<G>, eps: f64) {
     let z1 = z(v);
     v.evolve(&combine(&[(8.0 / 9.0, &z1), (-17.0 / 36.0, &z0)]), 1.0);
     let z2 = z(v);
-    v.evolve(
-        &combine(&[(0.75, &z2), (-8.0 / 9.0, &z1), (17.0 / 36.0, &z0)]),
-        1.0,
-    );
+    v.evolve(&combine(&[(0.75, &z2), (-8.0 / 9.0, &z1), (17.0 / 36.0, &z0)]), 1.0);
 }
 
 /// What one flow measurement records.
@@ -141,12 +131,7 @@ pub fn wilson_flow<G: Group>(u: &GaugeField<G>, eps: f64, t_max: f64) -> FlowMea
         energy.push(e);
     }
     let charge = (u.lattice().ndim() == 4).then(|| topological_charge_clover(&v));
-    FlowMeasurement {
-        times,
-        energy,
-        t0,
-        charge,
-    }
+    FlowMeasurement { times, energy, t0, charge }
 }
 
 #[cfg(test)]
@@ -163,24 +148,15 @@ mod tests {
         let lat = Arc::new(Lattice::new(&[8, 8, 6, 6]).unwrap());
         for (n01, n23) in [(1, 1), (2, -1), (1, 0)] {
             let u = constant_flux(&lat, &[(0, 1, n01), (2, 3, n23)]);
-            let (t01, t23) = (
-                std::f64::consts::TAU * n01 as f64 / 64.0,
-                std::f64::consts::TAU * n23 as f64 / 36.0,
-            );
+            let (t01, t23) =
+                (std::f64::consts::TAU * n01 as f64 / 64.0, std::f64::consts::TAU * n23 as f64 / 36.0);
             // clover of a constant field: G = i sin(theta), so Q = V sin t01 sin t23 / (4 pi^2)
-            let exact =
-                lat.volume() as f64 * t01.sin() * t23.sin() / (4.0 * std::f64::consts::PI.powi(2));
+            let exact = lat.volume() as f64 * t01.sin() * t23.sin() / (4.0 * std::f64::consts::PI.powi(2));
             let q = topological_charge_clover(&u);
-            assert!(
-                (q - exact).abs() < 1e-10,
-                "({n01},{n23}): Q = {q}, exact {exact}"
-            );
+            assert!((q - exact).abs() < 1e-10, "({n01},{n23}): Q = {q}, exact {exact}");
             // and the O(theta^2) clover error is small: Q is n01 n23 to 3 percent
             let n = (n01 * n23) as f64;
-            assert!(
-                (q - n).abs() <= 0.03 * n.abs() + 1e-10,
-                "({n01},{n23}): Q = {q}"
-            );
+            assert!((q - n).abs() <= 0.03 * n.abs() + 1e-10, "({n01},{n23}): Q = {q}");
             // E = -sum tr G^2 = sin^2 t01 + sin^2 t23 exactly
             let e = t01.sin().powi(2) + t23.sin().powi(2);
             assert!((energy_density(&u) - e).abs() < 1e-12);
@@ -197,7 +173,7 @@ mod tests {
             for mu in 0..4 {
                 let gx = g.link(x, 0);
                 let gy = g.link(lat.fwd(x, mu), 0);
-                v.links_mut()[x * 4 + mu] = gx.mul(u.link(x, mu)).mul_adj(gy);
+                v.set_link(x, mu, &gx.mul(&u.link(x, mu)).mul_adj(&gy));
             }
         }
         assert!((energy_density(&u) - energy_density(&v)).abs() < 1e-12);
@@ -220,11 +196,7 @@ mod tests {
         }
         // once the field is smooth (t >= 0.5 here) E(t) falls monotonically
         let m = wilson_flow(&u, 0.05, 2.0);
-        assert!(
-            m.energy[10..].windows(2).all(|w| w[1] < w[0]),
-            "E(t): {:?}",
-            m.energy
-        );
+        assert!(m.energy[10..].windows(2).all(|w| w[1] < w[0]), "E(t): {:?}", m.energy);
         // global error of a third-order scheme: halving eps divides it by ~8
         let flowed = |eps: f64| {
             let mut v = u.clone();
@@ -234,15 +206,9 @@ mod tests {
             v
         };
         let reference = flowed(0.0025);
-        let (e1, e2) = (
-            flowed(0.04).max_distance(&reference),
-            flowed(0.02).max_distance(&reference),
-        );
+        let (e1, e2) = (flowed(0.04).max_distance(&reference), flowed(0.02).max_distance(&reference));
         let ratio = e1 / e2;
-        assert!(
-            ratio > 6.0 && ratio < 10.0,
-            "error ratio {ratio} ({e1} / {e2})"
-        );
+        assert!(ratio > 6.0 && ratio < 10.0, "error ratio {ratio} ({e1} / {e2})");
         // U(1) in 4D flows too (the same code with N = 1)
         let w = GaugeField::<U1>::hot(lat, 13);
         let mu = wilson_flow(&w, 0.05, 0.5);

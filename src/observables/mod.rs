@@ -34,7 +34,7 @@ pub fn polyakov_loop<G: Group>(u: &GaugeField<G>) -> Complex64 {
         let mut site = x; // sites with t = 0 are the first `spatial` lexicographic indices
         let mut prod = G::Elem::identity();
         for _ in 0..nt {
-            prod = prod.mul(u.link(site, t_dir));
+            prod = prod.mul(&u.link(site, t_dir));
             site = lat.fwd(site, t_dir);
         }
         prod.trace()
@@ -47,11 +47,7 @@ pub fn polyakov_loop<G: Group>(u: &GaugeField<G>) -> Complex64 {
 /// Geometric topological charge of a 2D U(1) field: Q = (1/2 pi) sum_x arg P_{01}(x) with
 /// arg in (-pi, pi]; an exact integer on the torus.
 pub fn topological_charge_u1_2d(u: &GaugeField<U1>) -> f64 {
-    assert_eq!(
-        u.lattice().ndim(),
-        2,
-        "the geometric charge is defined in 2D"
-    );
+    assert_eq!(u.lattice().ndim(), 2, "the geometric charge is defined in 2D");
     deterministic_sum(u.lattice().volume(), |x| plaquette(u, x, 0, 1).arg()) / std::f64::consts::TAU
 }
 
@@ -65,22 +61,18 @@ pub(crate) mod tests {
 
     /// A U(1) field with `n` units of constant flux in each listed plane (mu, nu): every
     /// plaquette of the plane has angle 2 pi n / (L_mu L_nu).
-    pub(crate) fn constant_flux(
-        lat: &Arc<Lattice>,
-        planes: &[(usize, usize, i32)],
-    ) -> GaugeField<U1> {
+    pub(crate) fn constant_flux(lat: &Arc<Lattice>, planes: &[(usize, usize, i32)]) -> GaugeField<U1> {
         let mut u = GaugeField::<U1>::cold(lat.clone());
-        let d = lat.ndim();
         for site in 0..lat.volume() {
             let x = lat.coords(site);
             for &(mu, nu, n) in planes {
                 let (lm, ln) = (lat.dims()[mu], lat.dims()[nu]);
                 let theta = TAU * n as f64 / (lm * ln) as f64;
-                let links = u.links_mut();
-                links[site * d + nu] *= Complex64::from_polar(1.0, theta * x[mu] as f64);
+                let phase = Complex64::from_polar(1.0, theta * x[mu] as f64);
+                u.set_link(site, nu, &(u.link(site, nu) * phase));
                 if x[mu] == lm - 1 {
-                    links[site * d + mu] *=
-                        Complex64::from_polar(1.0, -theta * (lm * x[nu]) as f64);
+                    let phase = Complex64::from_polar(1.0, -theta * (lm * x[nu]) as f64);
+                    u.set_link(site, mu, &(u.link(site, mu) * phase));
                 }
             }
         }
@@ -108,10 +100,7 @@ pub(crate) mod tests {
         }
         let hot = GaugeField::<U1>::hot(lat, 4);
         let q = topological_charge_u1_2d(&hot);
-        assert!(
-            (q - q.round()).abs() < 1e-9,
-            "Q is an integer on the torus: {q}"
-        );
+        assert!((q - q.round()).abs() < 1e-9, "Q is an integer on the torus: {q}");
     }
 
     #[test]
@@ -119,7 +108,7 @@ pub(crate) mod tests {
         let lat = Arc::new(Lattice::new(&[4, 6]).unwrap());
         let mut u = GaugeField::<U1>::cold(lat.clone());
         for site in 0..lat.volume() {
-            u.links_mut()[site * 2 + 1] = Complex64::from_polar(1.0, 0.3);
+            u.set_link(site, 1, &Complex64::from_polar(1.0, 0.3));
         }
         assert!((polyakov_loop(&u) - Complex64::from_polar(1.0, 1.8)).norm() < 1e-14);
     }

@@ -31,17 +31,9 @@ impl<G: Group> Hmc<G> {
         seed: u64,
     ) -> Result<Self> {
         if !(tau > 0.0 && tau.is_finite()) {
-            return Err(Error::Card(format!(
-                "update.trajectory_length = {tau}: must be positive"
-            )));
+            return Err(Error::Card(format!("update.trajectory_length = {tau}: must be positive")));
         }
-        Ok(Hmc {
-            monomials,
-            integrator,
-            tau,
-            seed,
-            reversibility_check: false,
-        })
+        Ok(Hmc { monomials, integrator, tau, seed, reversibility_check: false })
     }
 
     /// Also integrate every trajectory back with reversed momenta and report the distance.
@@ -79,34 +71,23 @@ impl<G: Group> MarkovStep<G> for Hmc<G> {
             )));
         }
         let mut proposal = u.clone();
-        self.integrator
-            .integrate(&self.monomials, &mut proposal, &mut p, self.tau);
+        self.integrator.integrate(&self.monomials, &mut proposal, &mut p, self.tau);
         let h_end = self.hamiltonian(&proposal, &p);
         let dh = h_end - h_start;
 
         let reversibility = self.reversibility_check.then(|| {
             let (mut back, mut q) = (proposal.clone(), p.clone());
             q.negate();
-            self.integrator
-                .integrate(&self.monomials, &mut back, &mut q, self.tau);
-            (
-                back.max_distance(u),
-                (self.hamiltonian(&back, &q) - h_start).abs(),
-            )
+            self.integrator.integrate(&self.monomials, &mut back, &mut q, self.tau);
+            (back.max_distance(u), (self.hamiltonian(&back, &q) - h_start).abs())
         });
 
-        let r = StreamKey::new(self.seed, Purpose::Accept, update)
-            .stream(0)
-            .uniform();
+        let r = StreamKey::new(self.seed, Purpose::Accept, update).stream(0).uniform();
         let accepted = dh.is_finite() && r < (-dh).exp();
         if accepted {
             proposal.project();
             *u = proposal;
         }
-        Ok(StepReport {
-            accepted,
-            dh,
-            reversibility,
-        })
+        Ok(StepReport { accepted, dh, reversibility })
     }
 }

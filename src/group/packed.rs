@@ -1,0 +1,275 @@
+//! Link matrices of LANES sites packed lane-wise, so that one instruction acts on all lanes
+//! (the vector units see `[f64; LANES]` operands). Hot kernels gather the links of LANES sites
+//! into a packed matrix, compute, and scatter the results.
+
+use num_complex::Complex64;
+
+/// Sites processed together by the packed kernels (one AVX register of f64).
+pub const LANES: usize = 4;
+
+/// One real number per lane.
+pub type Lanes = [f64; LANES];
+
+/// a * b + c per lane, fused where the CPU has FMA.
+#[inline(always)]
+pub fn fma(a: f64, b: f64, c: f64) -> f64 {
+    #[cfg(target_feature = "fma")]
+    {
+        a.mul_add(b, c)
+    }
+    #[cfg(not(target_feature = "fma"))]
+    {
+        a * b + c
+    }
+}
+
+/// Reads lane vectors of a packed operand, lane l taking lane l ^ mask (a packed-layout hop).
+/// The identity reader loads directly; the permuting one shuffles each vector as it is loaded
+/// (one `vpermps` with AVX2), so a fetched neighbour is never copied.
+trait LaneReader: Copy {
+    fn read(&self, v: &Lanes) -> Lanes;
+}
+
+#[derive(Clone, Copy)]
+struct Direct;
+
+impl LaneReader for Direct {
+    #[inline(always)]
+    fn read(&self, v: &Lanes) -> Lanes {
+        *v
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+#[derive(Clone, Copy)]
+struct Permuted(std::arch::x86_64::__m256i);
+
+#[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+impl Permuted {
+    #[inline(always)]
+    fn new(mask: usize) -> Self {
+        // each f64 lane is a pair of f32 words: lane l reads words 2(l^m), 2(l^m)+1
+        let w = |l: usize| (2 * (l ^ mask)) as i32;
+        // SAFETY: AVX2 is enabled at compile time (cfg above).
+        Permuted(unsafe {
+            std::arch::x86_64::_mm256_setr_epi32(
+                w(0),
+                w(0) + 1,
+                w(1),
+                w(1) + 1,
+                w(2),
+                w(2) + 1,
+                w(3),
+                w(3) + 1,
+            )
+        })
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+impl LaneReader for Permuted {
+    #[inline(always)]
+    fn read(&self, v: &Lanes) -> Lanes {
+        use std::arch::x86_64::{__m256, _mm256_loadu_ps, _mm256_permutevar8x32_ps, _mm256_storeu_ps};
+        let mut out = [0.0f64; LANES];
+        // SAFETY: AVX2 is enabled at compile time; the loads and stores cover exactly the 32
+        // bytes of a [f64; 4], read and written as eight f32 words without interpretation.
+        unsafe {
+            let x: __m256 = _mm256_loadu_ps(v.as_ptr().cast());
+            _mm256_storeu_ps(out.as_mut_ptr().cast(), _mm256_permutevar8x32_ps(x, self.0));
+        }
+        out
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
+#[derive(Clone, Copy)]
+struct Permuted(usize);
+
+#[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
+impl Permuted {
+    fn new(mask: usize) -> Self {
+        Permuted(mask)
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
+impl LaneReader for Permuted {
+    #[inline(always)]
+    fn read(&self, v: &Lanes) -> Lanes {
+        std::array::from_fn(|l| v[l ^ self.0])
+    }
+}
+
+/// A packed operand: the stored element and the lane mask to read it with.
+pub type Operand<'a, P> = (&'a P, usize);
+
+/// Products and sums of packed link matrices.
+pub trait PackedMatrix: Copy + Send + Sync + std::fmt::Debug + PartialEq + 'static {
+    /// All lanes zero.
+    fn zero() -> Self;
+    /// op(a) op(b) per lane, op the adjoint where ADJ_A / ADJ_B is set, each operand read
+    /// through its lane mask.
+    fn product<const ADJ_A: bool, const ADJ_B: bool>(a: Operand<Self>, b: Operand<Self>) -> Self;
+    /// a + b per lane.
+    fn add(&self, b: &Self) -> Self;
+    /// a^dagger per lane.
+    fn adj(&self) -> Self;
+    /// Lane l of the result is lane l ^ mask of self.
+    fn permute(&self, mask: usize) -> Self;
+
+    /// a * b per lane.
+    #[inline(always)]
+    fn mul(&self, b: &Self) -> Self {
+        Self::product::<false, false>((self, 0), (b, 0))
+    }
+    /// a * b^dagger per lane.
+    #[inline(always)]
+    fn mul_adj(&self, b: &Self) -> Self {
+        Self::product::<false, true>((self, 0), (b, 0))
+    }
+    /// a^dagger * b per lane.
+    #[inline(always)]
+    fn adj_mul(&self, b: &Self) -> Self {
+        Self::product::<true, false>((self, 0), (b, 0))
+    }
+}
+
+/// Dispatches a product on whether any operand needs a permutation.
+macro_rules! dispatch_readers {
+    ($kernel:ident :: <$aa:ident, $ba:ident>($a:expr, $b:expr)) => {{
+        let ((a, ma), (b, mb)) = ($a, $b);
+        if (ma | mb) == 0 {
+            $kernel::<$aa, $ba, _, _>(a, Direct, b, Direct)
+        } else {
+            $kernel::<$aa, $ba, _, _>(a, Permuted::new(ma), b, Permuted::new(mb))
+        }
+    }};
+}
+
+/// LANES complex numbers (packed U(1) links).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ComplexLanes {
+    /// Real parts.
+    pub re: Lanes,
+    /// Imaginary parts.
+    pub im: Lanes,
+}
+
+impl ComplexLanes {
+    /// Packs LANES complex numbers.
+    #[inline(always)]
+    pub fn pack(z: [&Complex64; LANES]) -> Self {
+        ComplexLanes { re: z.map(|z| z.re), im: z.map(|z| z.im) }
+    }
+}
+
+#[inline(always)]
+fn complex_product<const AA: bool, const BA: bool, RA: LaneReader, RB: LaneReader>(
+    a: &ComplexLanes,
+    ra: RA,
+    b: &ComplexLanes,
+    rb: RB,
+) -> ComplexLanes {
+    let (sa, sb) = (if AA { -1.0 } else { 1.0 }, if BA { -1.0 } else { 1.0 });
+    let (ar, ai, br, bi) = (ra.read(&a.re), ra.read(&a.im), rb.read(&b.re), rb.read(&b.im));
+    ComplexLanes {
+        re: std::array::from_fn(|l| fma(ar[l], br[l], -(sa * ai[l]) * (sb * bi[l]))),
+        im: std::array::from_fn(|l| fma(ar[l], sb * bi[l], sa * ai[l] * br[l])),
+    }
+}
+
+impl PackedMatrix for ComplexLanes {
+    fn zero() -> Self {
+        ComplexLanes { re: [0.0; LANES], im: [0.0; LANES] }
+    }
+    #[inline(always)]
+    fn product<const AA: bool, const BA: bool>(a: Operand<Self>, b: Operand<Self>) -> Self {
+        dispatch_readers!(complex_product::<AA, BA>(a, b))
+    }
+    #[inline(always)]
+    fn adj(&self) -> Self {
+        ComplexLanes { re: self.re, im: self.im.map(|x| -x) }
+    }
+    #[inline(always)]
+    fn permute(&self, mask: usize) -> Self {
+        let r = Permuted::new(mask);
+        ComplexLanes { re: r.read(&self.re), im: r.read(&self.im) }
+    }
+    #[inline(always)]
+    fn add(&self, b: &Self) -> Self {
+        ComplexLanes {
+            re: std::array::from_fn(|l| self.re[l] + b.re[l]),
+            im: std::array::from_fn(|l| self.im[l] + b.im[l]),
+        }
+    }
+}
+
+/// LANES 3x3 complex matrices, entry k = 3 * row + col, each entry a lane vector.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Su3Lanes {
+    /// Real parts of the entries.
+    pub re: [Lanes; 9],
+    /// Imaginary parts of the entries.
+    pub im: [Lanes; 9],
+}
+
+/// sum_k op(A)(r, k) op(B)(k, c) per lane, op the adjoint where AA / BA is set.
+#[inline(always)]
+fn su3_product<const AA: bool, const BA: bool, RA: LaneReader, RB: LaneReader>(
+    a: &Su3Lanes,
+    ra: RA,
+    b: &Su3Lanes,
+    rb: RB,
+) -> Su3Lanes {
+    let (sa, sb) = (if AA { -1.0 } else { 1.0 }, if BA { -1.0 } else { 1.0 });
+    let ai = |r: usize, k: usize| if AA { 3 * k + r } else { 3 * r + k };
+    let bi = |k: usize, c: usize| if BA { 3 * c + k } else { 3 * k + c };
+    let mut out = Su3Lanes::zero();
+    for r in 0..3 {
+        for c in 0..3 {
+            let (mut sr, mut si) = ([0.0; LANES], [0.0; LANES]);
+            for k in 0..3 {
+                let (xr, xi) = (ra.read(&a.re[ai(r, k)]), ra.read(&a.im[ai(r, k)]));
+                let (yr, yi) = (rb.read(&b.re[bi(k, c)]), rb.read(&b.im[bi(k, c)]));
+                for l in 0..LANES {
+                    let (xil, yil) = (sa * xi[l], sb * yi[l]);
+                    sr[l] = fma(xr[l], yr[l], fma(-xil, yil, sr[l]));
+                    si[l] = fma(xr[l], yil, fma(xil, yr[l], si[l]));
+                }
+            }
+            out.re[3 * r + c] = sr;
+            out.im[3 * r + c] = si;
+        }
+    }
+    out
+}
+
+impl PackedMatrix for Su3Lanes {
+    fn zero() -> Self {
+        Su3Lanes { re: [[0.0; LANES]; 9], im: [[0.0; LANES]; 9] }
+    }
+    #[inline(always)]
+    fn product<const AA: bool, const BA: bool>(a: Operand<Self>, b: Operand<Self>) -> Self {
+        dispatch_readers!(su3_product::<AA, BA>(a, b))
+    }
+    #[inline(always)]
+    fn permute(&self, mask: usize) -> Self {
+        let r = Permuted::new(mask);
+        Su3Lanes { re: self.re.map(|v| r.read(&v)), im: self.im.map(|v| r.read(&v)) }
+    }
+    #[inline(always)]
+    fn adj(&self) -> Self {
+        Su3Lanes {
+            re: std::array::from_fn(|k| self.re[3 * (k % 3) + k / 3]),
+            im: std::array::from_fn(|k| self.im[3 * (k % 3) + k / 3].map(|x| -x)),
+        }
+    }
+    #[inline(always)]
+    fn add(&self, b: &Self) -> Self {
+        Su3Lanes {
+            re: std::array::from_fn(|k| std::array::from_fn(|l| self.re[k][l] + b.re[k][l])),
+            im: std::array::from_fn(|k| std::array::from_fn(|l| self.im[k][l] + b.im[k][l])),
+        }
+    }
+}
