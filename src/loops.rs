@@ -141,15 +141,14 @@ pub fn plaquette_staple<G: Group>(u: &GaugeField<G>, x: PackedSite, mu: usize) -
             u.packed_link(x_mu, nu),
             u.packed_link(lat.packed_fwd(x, nu), mu),
         );
-        let up = G::Packed::product::<false, true>((&up_half, 0), u.packed_link(x, nu));
+        a = G::Packed::product_add::<false, true>(&a, (&up_half, 0), u.packed_link(x, nu));
         // down: U_nu(x+mu-nu)^dagger U_mu(x-nu)^dagger U_nu(x-nu)
         let x_m_nu = lat.packed_bwd(x, nu);
         let down_half = G::Packed::product::<false, false>(
             u.packed_link(x_m_nu, mu),
             u.packed_link(lat.packed_bwd(x_mu, nu), nu),
         );
-        let down = G::Packed::product::<true, false>((&down_half, 0), u.packed_link(x_m_nu, nu));
-        a = a.add(&up).add(&down);
+        a = G::Packed::product_add::<true, false>(&a, (&down_half, 0), u.packed_link(x_m_nu, nu));
     }
     a
 }

@@ -108,9 +108,18 @@ pub type Operand<'a, P> = (&'a P, usize);
 pub trait PackedMatrix: Copy + Send + Sync + std::fmt::Debug + PartialEq + 'static {
     /// All lanes zero.
     fn zero() -> Self;
-    /// op(a) op(b) per lane, op the adjoint where ADJ_A / ADJ_B is set, each operand read
-    /// through its lane mask.
-    fn product<const ADJ_A: bool, const ADJ_B: bool>(a: Operand<Self>, b: Operand<Self>) -> Self;
+    /// acc + op(a) op(b) per lane, op the adjoint where ADJ_A / ADJ_B is set, each operand
+    /// read through its lane mask.
+    fn product_add<const ADJ_A: bool, const ADJ_B: bool>(
+        acc: &Self,
+        a: Operand<Self>,
+        b: Operand<Self>,
+    ) -> Self;
+    /// op(a) op(b) per lane (see [`PackedMatrix::product_add`]).
+    #[inline(always)]
+    fn product<const ADJ_A: bool, const ADJ_B: bool>(a: Operand<Self>, b: Operand<Self>) -> Self {
+        Self::product_add::<ADJ_A, ADJ_B>(&Self::zero(), a, b)
+    }
     /// a + b per lane.
     fn add(&self, b: &Self) -> Self;
     /// a^dagger per lane.
@@ -137,12 +146,12 @@ pub trait PackedMatrix: Copy + Send + Sync + std::fmt::Debug + PartialEq + 'stat
 
 /// Dispatches a product on whether any operand needs a permutation.
 macro_rules! dispatch_readers {
-    ($kernel:ident :: <$aa:ident, $ba:ident>($a:expr, $b:expr)) => {{
+    ($kernel:ident :: <$aa:ident, $ba:ident>($acc:expr, $a:expr, $b:expr)) => {{
         let ((a, ma), (b, mb)) = ($a, $b);
         if (ma | mb) == 0 {
-            $kernel::<$aa, $ba, _, _>(a, Direct, b, Direct)
+            $kernel::<$aa, $ba, _, _>($acc, a, Direct, b, Direct)
         } else {
-            $kernel::<$aa, $ba, _, _>(a, Permuted::new(ma), b, Permuted::new(mb))
+            $kernel::<$aa, $ba, _, _>($acc, a, Permuted::new(ma), b, Permuted::new(mb))
         }
     }};
 }
@@ -166,6 +175,7 @@ impl ComplexLanes {
 
 #[inline(always)]
 fn complex_product<const AA: bool, const BA: bool, RA: LaneReader, RB: LaneReader>(
+    acc: &ComplexLanes,
     a: &ComplexLanes,
     ra: RA,
     b: &ComplexLanes,
@@ -174,8 +184,8 @@ fn complex_product<const AA: bool, const BA: bool, RA: LaneReader, RB: LaneReade
     let (sa, sb) = (if AA { -1.0 } else { 1.0 }, if BA { -1.0 } else { 1.0 });
     let (ar, ai, br, bi) = (ra.read(&a.re), ra.read(&a.im), rb.read(&b.re), rb.read(&b.im));
     ComplexLanes {
-        re: std::array::from_fn(|l| fma(ar[l], br[l], -(sa * ai[l]) * (sb * bi[l]))),
-        im: std::array::from_fn(|l| fma(ar[l], sb * bi[l], sa * ai[l] * br[l])),
+        re: std::array::from_fn(|l| fma(ar[l], br[l], fma(-(sa * ai[l]), sb * bi[l], acc.re[l]))),
+        im: std::array::from_fn(|l| fma(ar[l], sb * bi[l], fma(sa * ai[l], br[l], acc.im[l]))),
     }
 }
 
@@ -184,8 +194,8 @@ impl PackedMatrix for ComplexLanes {
         ComplexLanes { re: [0.0; LANES], im: [0.0; LANES] }
     }
     #[inline(always)]
-    fn product<const AA: bool, const BA: bool>(a: Operand<Self>, b: Operand<Self>) -> Self {
-        dispatch_readers!(complex_product::<AA, BA>(a, b))
+    fn product_add<const AA: bool, const BA: bool>(acc: &Self, a: Operand<Self>, b: Operand<Self>) -> Self {
+        dispatch_readers!(complex_product::<AA, BA>(acc, a, b))
     }
     #[inline(always)]
     fn adj(&self) -> Self {
@@ -214,9 +224,10 @@ pub struct Su3Lanes {
     pub im: [Lanes; 9],
 }
 
-/// sum_k op(A)(r, k) op(B)(k, c) per lane, op the adjoint where AA / BA is set.
+/// acc(r, c) + sum_k op(A)(r, k) op(B)(k, c) per lane, op the adjoint where AA / BA is set.
 #[inline(always)]
 fn su3_product<const AA: bool, const BA: bool, RA: LaneReader, RB: LaneReader>(
+    acc: &Su3Lanes,
     a: &Su3Lanes,
     ra: RA,
     b: &Su3Lanes,
@@ -228,7 +239,7 @@ fn su3_product<const AA: bool, const BA: bool, RA: LaneReader, RB: LaneReader>(
     let mut out = Su3Lanes::zero();
     for r in 0..3 {
         for c in 0..3 {
-            let (mut sr, mut si) = ([0.0; LANES], [0.0; LANES]);
+            let (mut sr, mut si) = (acc.re[3 * r + c], acc.im[3 * r + c]);
             for k in 0..3 {
                 let (xr, xi) = (ra.read(&a.re[ai(r, k)]), ra.read(&a.im[ai(r, k)]));
                 let (yr, yi) = (rb.read(&b.re[bi(k, c)]), rb.read(&b.im[bi(k, c)]));
@@ -250,8 +261,8 @@ impl PackedMatrix for Su3Lanes {
         Su3Lanes { re: [[0.0; LANES]; 9], im: [[0.0; LANES]; 9] }
     }
     #[inline(always)]
-    fn product<const AA: bool, const BA: bool>(a: Operand<Self>, b: Operand<Self>) -> Self {
-        dispatch_readers!(su3_product::<AA, BA>(a, b))
+    fn product_add<const AA: bool, const BA: bool>(acc: &Self, a: Operand<Self>, b: Operand<Self>) -> Self {
+        dispatch_readers!(su3_product::<AA, BA>(acc, a, b))
     }
     #[inline(always)]
     fn permute(&self, mask: usize) -> Self {

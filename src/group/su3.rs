@@ -190,6 +190,21 @@ fn exp_i_hermitian(q: &Su3Matrix) -> Su3Matrix {
     }))
 }
 
+/// Re tr(T_a X) = -Im tr(lambda_a X) / 2 for a = 1..8, from the entries of X (k = 3 row + col).
+#[inline(always)]
+fn generator_traces(re: impl Fn(usize) -> f64, im: impl Fn(usize) -> f64) -> [f64; 8] {
+    [
+        -0.5 * (im(1) + im(3)),
+        -0.5 * (re(1) - re(3)),
+        -0.5 * (im(0) - im(4)),
+        -0.5 * (im(2) + im(6)),
+        -0.5 * (re(2) - re(6)),
+        -0.5 * (im(5) + im(7)),
+        -0.5 * (re(5) - re(7)),
+        -0.5 * (im(0) + im(4) - 2.0 * im(8)) / SQRT3,
+    ]
+}
+
 /// Largest squared Frobenius norm of X for which [`exp_mul_lanes`] uses its power series.
 const SERIES_MAX_NORM_SQR: f64 = 4.0;
 
@@ -278,15 +293,22 @@ fn exp_mul_series(p: &[[f64; 8]; LANES], eps: f64, u: &mut Su3Lanes) -> bool {
     true
 }
 
-/// The determinant of every lane, as (real parts, imaginary parts).
+/// The determinant of every lane, as (real parts, imaginary parts), computed lane-wise.
 fn det_lanes(x: &Su3Lanes) -> (Lanes, Lanes) {
-    let m = |k: usize, l: usize| Complex64::new(x.re[k][l], x.im[k][l]);
-    let det: [Complex64; LANES] = std::array::from_fn(|l| {
-        let e = |k| m(k, l);
-        e(0) * (e(4) * e(8) - e(5) * e(7)) - e(1) * (e(3) * e(8) - e(5) * e(6))
-            + e(2) * (e(3) * e(7) - e(4) * e(6))
-    });
-    (det.map(|z| z.re), det.map(|z| z.im))
+    let (mut dr, mut di) = ([0.0; LANES], [0.0; LANES]);
+    for l in 0..LANES {
+        let e = |k: usize| (x.re[k][l], x.im[k][l]);
+        let mul = |(ar, ai): (f64, f64), (br, bi): (f64, f64)| (ar * br - ai * bi, ar * bi + ai * br);
+        let minor = |a: usize, b: usize, c: usize, d: usize| {
+            let (p, q) = (mul(e(a), e(b)), mul(e(c), e(d)));
+            (p.0 - q.0, p.1 - q.1)
+        };
+        let terms =
+            [mul(e(0), minor(4, 8, 5, 7)), mul(e(1), minor(3, 8, 5, 6)), mul(e(2), minor(3, 7, 4, 6))];
+        dr[l] = terms[0].0 - terms[1].0 + terms[2].0;
+        di[l] = terms[0].1 - terms[1].1 + terms[2].1;
+    }
+    (dr, di)
 }
 
 impl Group for Su3 {
@@ -303,18 +325,7 @@ impl Group for Su3 {
 
     #[inline]
     fn re_tr_generators(x: &Su3Matrix) -> [f64; 8] {
-        // Re tr(i lambda_a X / 2) = -Im tr(lambda_a X) / 2
-        let m = |r, c| x.at(r, c);
-        [
-            -0.5 * (m(0, 1).im + m(1, 0).im),
-            -0.5 * (m(0, 1).re - m(1, 0).re),
-            -0.5 * (m(0, 0).im - m(1, 1).im),
-            -0.5 * (m(0, 2).im + m(2, 0).im),
-            -0.5 * (m(0, 2).re - m(2, 0).re),
-            -0.5 * (m(1, 2).im + m(2, 1).im),
-            -0.5 * (m(1, 2).re - m(2, 1).re),
-            -0.5 * (m(0, 0).im + m(1, 1).im - 2.0 * m(2, 2).im) / SQRT3,
-        ]
+        generator_traces(|k| x.0[k].re, |k| x.0[k].im)
     }
 
     fn alg_matrix(p: &[f64; 8]) -> Su3Matrix {
@@ -378,7 +389,7 @@ impl Group for Su3 {
 
     #[inline(always)]
     fn packed_re_tr_generators(x: &Su3Lanes) -> [[f64; 8]; LANES] {
-        std::array::from_fn(|l| Self::re_tr_generators(&Self::lane(x, l)))
+        std::array::from_fn(|l| generator_traces(|k| x.re[k][l], |k| x.im[k][l]))
     }
 
     fn exp_mul_packed(p: &[[f64; 8]; LANES], eps: f64, u: &mut Su3Lanes) {
