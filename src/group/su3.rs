@@ -211,8 +211,8 @@ const SERIES_MAX_NORM_SQR: f64 = 4.0;
 /// u_l <- exp(eps P_l) u_l for LANES links at once. exp(X) = f0 + f1 X + f2 X^2 with the
 /// coefficients summed from the Taylor series, reducing X^n by the Cayley-Hamilton theorem
 /// X^3 = (tr X^2 / 2) X + det(X) (traceless X): X^n = p_n + q_n X + r_n X^2 with
-/// p_{n+1} = r_n det X, q_{n+1} = p_n + r_n tr X^2 / 2, r_{n+1} = q_n. Terms are summed
-/// until they fall below 1e-17 (exact to round-off). Returns false, changing nothing, when
+/// p_{n+1} = r_n det X, q_{n+1} = p_n + r_n tr X^2 / 2, r_{n+1} = q_n. The series is cut
+/// where its remainder is below 1e-17 (exact to round-off). Returns false, changing nothing, when
 /// some |X|^2 exceeds [`SERIES_MAX_NORM_SQR`] (the caller then uses [`Su3::exp`]).
 fn exp_mul_series(p: &[[f64; 8]; LANES], eps: f64, u: &mut Su3Lanes) -> bool {
     // X = eps sum p_a T_a = i H' with H' = (eps/2) sum p_a lambda_a: X.re = -Im H', X.im = Re H'
@@ -242,12 +242,20 @@ fn exp_mul_series(p: &[[f64; 8]; LANES], eps: f64, u: &mut Su3Lanes) -> bool {
     if norm_sqr.iter().any(|&n| n > SERIES_MAX_NORM_SQR) {
         return false;
     }
-    let norm = norm_sqr.map(f64::sqrt);
     let (det_re, det_im) = det_lanes(&x);
+    // The remainder of the matrix series after N terms is below sum_{n>N} s^n/n! for
+    // s = |X|_F >= |X|_2, whatever the (exact) Cayley-Hamilton representation of the terms:
+    // take N with s^(N+1)/(N+1)! e^s < 1e-17 for the largest s of the lanes.
+    let s_max = norm_sqr.iter().cloned().fold(0.0, f64::max).sqrt();
+    let (mut terms, mut tail) = (0, s_max.exp());
+    while tail >= 1e-17 && terms < 40 {
+        terms += 1;
+        tail *= s_max / terms as f64;
+    }
     // X^n / n! = p + q X + r X^2, all lanes at once
     let (mut pr, mut pi, mut qr, mut qi, mut rr, mut ri) = ([1.0; LANES], zero, zero, zero, zero, zero);
     let (mut f0r, mut f0i, mut f1r, mut f1i, mut f2r, mut f2i) = ([1.0; LANES], zero, zero, zero, zero, zero);
-    for n in 1..40 {
+    for n in 1..=terms {
         let inv = 1.0 / n as f64;
         for l in 0..LANES {
             let (npr, npi) = (
@@ -263,18 +271,6 @@ fn exp_mul_series(p: &[[f64; 8]; LANES], eps: f64, u: &mut Su3Lanes) -> bool {
             f1i[l] += qi[l];
             f2r[l] += rr[l];
             f2i[l] += ri[l];
-        }
-        // |z| <= |re| + |im| bounds the size of the term in every lane
-        let bound = (0..LANES)
-            .map(|l| {
-                pr[l].abs()
-                    + pi[l].abs()
-                    + (qr[l].abs() + qi[l].abs()) * norm[l]
-                    + (rr[l].abs() + ri[l].abs()) * norm_sqr[l]
-            })
-            .fold(0.0, f64::max);
-        if bound < 1e-17 {
-            break;
         }
     }
     let mut e = Su3Lanes::zero();
