@@ -89,43 +89,43 @@ pub fn path_product_packed<G: Group>(u: &GaugeField<G>, start: PackedSite, path:
     prod.expect("a path has at least one step")
 }
 
+/// Sum over sites x and the direction pairs (mu, nu) of `pairs` of Re tr of the loop
+/// `loop_at(x, mu, nu)` (packed: all lanes of x), bit-identical for any number of threads.
+fn loop_re_tr_sum<G: Group>(
+    u: &GaugeField<G>,
+    pairs: &[(usize, usize)],
+    loop_at: impl Fn(PackedSite, usize, usize) -> G::Packed + Sync,
+) -> f64 {
+    deterministic_sum(u.lattice().outer_volume(), |outer| {
+        let x = PackedSite { outer, mask: 0 };
+        pairs.iter().map(|&(mu, nu)| G::packed_re_trace(&loop_at(x, mu, nu)).iter().sum::<f64>()).sum()
+    })
+}
+
 /// Sum over sites and planes mu < nu of Re tr P_{mu nu}(x).
 pub fn plaquette_re_tr_sum<G: Group>(u: &GaugeField<G>) -> f64 {
     let lat = u.lattice();
     let d = lat.ndim();
-    deterministic_sum(lat.outer_volume(), |outer| {
-        let x = PackedSite { outer, mask: 0 };
-        let mut s = 0.0;
-        for mu in 0..d {
-            let x_mu = lat.packed_fwd(x, mu);
-            for nu in mu + 1..d {
-                let lower = G::Packed::product::<false, false>(u.packed_link(x, mu), u.packed_link(x_mu, nu));
-                let upper = G::Packed::product::<false, false>(
-                    u.packed_link(x, nu),
-                    u.packed_link(lat.packed_fwd(x, nu), mu),
-                );
-                s += G::packed_re_trace(&lower.mul_adj(&upper)).iter().sum::<f64>();
-            }
-        }
-        s
+    let planes: Vec<_> = (0..d).flat_map(|mu| (mu + 1..d).map(move |nu| (mu, nu))).collect();
+    loop_re_tr_sum(u, &planes, |x, mu, nu| {
+        let lower = G::Packed::product::<false, false>(
+            u.packed_link(x, mu),
+            u.packed_link(lat.packed_fwd(x, mu), nu),
+        );
+        let upper = G::Packed::product::<false, false>(
+            u.packed_link(x, nu),
+            u.packed_link(lat.packed_fwd(x, nu), mu),
+        );
+        lower.mul_adj(&upper)
     })
 }
 
 /// Sum over sites and ordered pairs mu != nu of Re tr R_{mu nu}(x): every 1x2 rectangle once.
 pub fn rectangle_re_tr_sum<G: Group>(u: &GaugeField<G>) -> f64 {
-    let lat = u.lattice();
-    let d = lat.ndim();
-    deterministic_sum(lat.outer_volume(), |outer| {
-        let x = PackedSite { outer, mask: 0 };
-        let mut s = 0.0;
-        for mu in 0..d {
-            for nu in (0..d).filter(|&nu| nu != mu) {
-                let r = path_product_packed(u, x, &rectangle_path(mu, nu));
-                s += G::packed_re_trace(&r).iter().sum::<f64>();
-            }
-        }
-        s
-    })
+    let d = u.lattice().ndim();
+    let pairs: Vec<_> =
+        (0..d).flat_map(|mu| (0..d).filter(move |&nu| nu != mu).map(move |nu| (mu, nu))).collect();
+    loop_re_tr_sum(u, &pairs, |x, mu, nu| path_product_packed(u, x, &rectangle_path(mu, nu)))
 }
 
 /// Sum of the 2(D-1) plaquette staples of the links U_mu of the LANES sites of `x`: the

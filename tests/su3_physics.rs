@@ -18,7 +18,7 @@ fn su3_8_to_the_4_plaquette_at_beta_6() {
     let mut u = GaugeField::<Su3>::hot(lat, 2);
     let mono: Vec<Box<dyn Monomial<Su3>>> = vec![Box::new(GaugeAction::new(GaugeActionKind::Wilson, 6.0))];
     let mut hmc = Hmc::new(mono, Integrator::single(Scheme::Omelyan, 10, 1).unwrap(), 1.0, 2).unwrap();
-    let (therm, n) = (60, 160);
+    let (therm, n) = (100, 400);
     let (mut plaq, mut boltz) = (vec![], vec![]);
     for k in 0..therm + n {
         let r = hmc.step(&mut u, k).unwrap();
