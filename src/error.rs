@@ -10,8 +10,13 @@ pub enum Error {
     Card(String),
     /// A gauge configuration or checkpoint file is missing, corrupt or does not match.
     Config(String),
-    /// An operating-system I/O failure, with the path it concerned.
-    Io { path: String, source: std::io::Error },
+    /// An operating-system I/O failure.
+    Io {
+        /// The file or directory it concerned.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
     /// A numerical failure (non-finite energy, non-unitary link, ...).
     Numerical(String),
 }

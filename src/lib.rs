@@ -4,6 +4,8 @@
 //! [`geometry`] -> [`group`] -> [`field`] -> [`action`] -> [`integrator`] -> [`update`] ->
 //! [`chain`]; [`observables`], [`analysis`] and [`io`] serve the chain.
 
+#![warn(missing_docs)]
+
 pub mod action;
 pub mod analysis;
 pub mod bench;

@@ -2,7 +2,7 @@
 //!
 //! 2D U(1) Wilson gauge theory on an L0 x L1 periodic torus with V plaquettes and
 //! S = -beta sum_P Re U_P (+ const): Z = sum_n I_n(beta)^V (character expansion), so
-//! <Re U_P> = sum_n I_n^(V-1) (I_{n-1} + I_{n+1})/2 / sum_n I_n^V, and the topological
+//! `<Re U_P> = sum_n I_n^(V-1) (I_{n-1} + I_{n+1})/2 / sum_n I_n^V`, and the topological
 //! susceptibility follows from the same sector weights (README eqs. for A_n, B_n).
 
 /// ln I_n(x) for integer n and x > 0 from the power series
@@ -35,7 +35,7 @@ fn ln_gamma(x: f64) -> f64 {
     0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + s.ln()
 }
 
-/// Exact <Re U_P> of 2D U(1) with the Wilson action at `beta` on a torus of `volume` sites.
+/// Exact `<Re U_P>` of 2D U(1) with the Wilson action at `beta` on a torus of `volume` sites.
 pub fn u1_2d_plaquette(beta: f64, volume: usize) -> f64 {
     let v = volume as f64;
     let range = -40i64..=40;

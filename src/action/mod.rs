@@ -10,7 +10,7 @@ use crate::group::Group;
 
 pub use gauge::{GaugeAction, GaugeActionKind};
 
-/// One term of the action S[U] (gauge action, and later pseudofermion terms).
+/// One term of the action S(U) (gauge action, and later pseudofermion terms).
 pub trait Monomial<G: Group>: Send + Sync {
     /// Name used by run cards to place the monomial on an integrator level.
     fn name(&self) -> &str;

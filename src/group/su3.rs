@@ -205,6 +205,20 @@ fn generator_traces(re: impl Fn(usize) -> f64, im: impl Fn(usize) -> f64) -> [f6
     ]
 }
 
+/// Most terms the drift series takes (enough for |X|_F^2 up to [`SERIES_MAX_NORM_SQR`]).
+const SERIES_MAX_TERMS: usize = 40;
+
+/// 1/n for n = 0..=SERIES_MAX_TERMS (entry 0 unused), so the series needs no division.
+const RECIPROCALS: [f64; SERIES_MAX_TERMS + 1] = {
+    let mut r = [0.0; SERIES_MAX_TERMS + 1];
+    let mut n = 1;
+    while n <= SERIES_MAX_TERMS {
+        r[n] = 1.0 / n as f64;
+        n += 1;
+    }
+    r
+};
+
 /// Largest squared Frobenius norm of X for which [`exp_mul_lanes`] uses its power series.
 const SERIES_MAX_NORM_SQR: f64 = 4.0;
 
@@ -248,15 +262,14 @@ fn exp_mul_series(p: &[[f64; 8]; LANES], eps: f64, u: &mut Su3Lanes) -> bool {
     // take N with s^(N+1)/(N+1)! e^s < 1e-17 for the largest s of the lanes.
     let s_max = norm_sqr.iter().cloned().fold(0.0, f64::max).sqrt();
     let (mut terms, mut tail) = (0, s_max.exp());
-    while tail >= 1e-17 && terms < 40 {
+    while tail >= 1e-17 && terms < SERIES_MAX_TERMS {
         terms += 1;
-        tail *= s_max / terms as f64;
+        tail *= s_max * RECIPROCALS[terms];
     }
     // X^n / n! = p + q X + r X^2, all lanes at once
     let (mut pr, mut pi, mut qr, mut qi, mut rr, mut ri) = ([1.0; LANES], zero, zero, zero, zero, zero);
     let (mut f0r, mut f0i, mut f1r, mut f1i, mut f2r, mut f2i) = ([1.0; LANES], zero, zero, zero, zero, zero);
-    for n in 1..=terms {
-        let inv = 1.0 / n as f64;
+    for &inv in &RECIPROCALS[1..=terms] {
         for l in 0..LANES {
             let (npr, npi) = (
                 (rr[l] * det_re[l] - ri[l] * det_im[l]) * inv,

@@ -6,7 +6,7 @@
 //! `4D_SU3_GAUGE` (first two rows; the third is reconstructed as the conjugate cross product).
 //! `FLOATING_POINT` is `IEEE64BIG`, `IEEE32BIG` (written here) or the LITTLE variants (read).
 //! On read, `CHECKSUM` (the wrapping sum of the stored data as 32-bit words in host order),
-//! `PLAQUETTE` (<Re tr P>/3) and `LINK_TRACE` (<Re tr U>/3) are checked.
+//! `PLAQUETTE` (`<Re tr P>`/3) and `LINK_TRACE` (`<Re tr U>`/3) are checked.
 
 use super::native::check_links;
 use super::{read_file, write_atomically};

@@ -19,7 +19,7 @@ pub struct StepReport {
     pub reversibility: Option<(f64, f64)>,
 }
 
-/// One step of a Markov chain whose stationary distribution is exp(-S[U]).
+/// One step of a Markov chain whose stationary distribution is exp(-S(U)).
 pub trait MarkovStep<G: Group> {
     /// Updates `u` in place. `update` is the global update number: all random numbers of the
     /// step derive from it and the run seed, so chains are reproducible and resumable.
