@@ -19,7 +19,13 @@ pub struct Panel<'a> {
 }
 
 fn fmt_num(x: f64) -> String {
-    if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e5) { format!("{x:.3e}") } else { format!("{x:.4}") }
+    if x.fract() == 0.0 && x.abs() < 1e9 {
+        format!("{x:.0}")
+    } else if x.abs() < 1e-3 || x.abs() >= 1e5 {
+        format!("{x:.3e}")
+    } else {
+        format!("{x:.4}")
+    }
 }
 
 /// An SVG document with the panels stacked vertically.
