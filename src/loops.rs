@@ -104,20 +104,9 @@ fn loop_re_tr_sum<G: Group>(
 
 /// Sum over sites and planes mu < nu of Re tr P_{mu nu}(x).
 pub fn plaquette_re_tr_sum<G: Group>(u: &GaugeField<G>) -> f64 {
-    let lat = u.lattice();
-    let d = lat.ndim();
+    let d = u.lattice().ndim();
     let planes: Vec<_> = (0..d).flat_map(|mu| (mu + 1..d).map(move |nu| (mu, nu))).collect();
-    loop_re_tr_sum(u, &planes, |x, mu, nu| {
-        let lower = G::Packed::product::<false, false>(
-            u.packed_link(x, mu),
-            u.packed_link(lat.packed_fwd(x, mu), nu),
-        );
-        let upper = G::Packed::product::<false, false>(
-            u.packed_link(x, nu),
-            u.packed_link(lat.packed_fwd(x, nu), mu),
-        );
-        lower.mul_adj(&upper)
-    })
+    loop_re_tr_sum(u, &planes, |x, mu, nu| packed_plaquette(u, x, mu, nu))
 }
 
 /// Sum over sites and ordered pairs mu != nu of Re tr R_{mu nu}(x): every 1x2 rectangle once.
@@ -128,27 +117,33 @@ pub fn rectangle_re_tr_sum<G: Group>(u: &GaugeField<G>) -> f64 {
     loop_re_tr_sum(u, &pairs, |x, mu, nu| path_product_packed(u, x, &rectangle_path(mu, nu)))
 }
 
-/// Sum of the 2(D-1) plaquette staples of the links U_mu of the LANES sites of `x`: the
-/// matrix A with sum of Re tr of the plaquettes containing U_mu(x) = Re tr(U_mu(x) A).
+/// The plaquettes P_{mu nu}(x) of the LANES sites of `x`.
 #[inline]
-pub fn plaquette_staple<G: Group>(u: &GaugeField<G>, x: PackedSite, mu: usize) -> G::Packed {
+pub fn packed_plaquette<G: Group>(u: &GaugeField<G>, x: PackedSite, mu: usize, nu: usize) -> G::Packed {
+    let lat = u.lattice();
+    let lower =
+        G::Packed::product::<false, false>(u.packed_link(x, mu), u.packed_link(lat.packed_fwd(x, mu), nu));
+    let upper =
+        G::Packed::product::<false, false>(u.packed_link(x, nu), u.packed_link(lat.packed_fwd(x, nu), mu));
+    lower.mul_adj(&upper)
+}
+
+/// Sum of the D-1 "lower" plaquette staples of the links U_mu of the LANES sites of `x`,
+/// U_nu(x+mu-nu)^dagger U_mu(x-nu)^dagger U_nu(x-nu) for nu != mu: the plaquettes that contain
+/// U_mu(x) but have their base point at x - nu. (The other D-1 plaquettes containing U_mu(x)
+/// have their base at x and are P_{mu nu}(x) or P_{nu mu}(x)^dagger.)
+#[inline]
+pub fn lower_plaquette_staple<G: Group>(u: &GaugeField<G>, x: PackedSite, mu: usize) -> G::Packed {
     let lat = u.lattice();
     let x_mu = lat.packed_fwd(x, mu);
     let mut a = G::Packed::zero();
     for nu in (0..lat.ndim()).filter(|&nu| nu != mu) {
-        // up: U_nu(x+mu) U_mu(x+nu)^dagger U_nu(x)^dagger
-        let up_half = G::Packed::product::<false, true>(
-            u.packed_link(x_mu, nu),
-            u.packed_link(lat.packed_fwd(x, nu), mu),
-        );
-        a = G::Packed::product_add::<false, true>(&a, (&up_half, 0), u.packed_link(x, nu));
-        // down: U_nu(x+mu-nu)^dagger U_mu(x-nu)^dagger U_nu(x-nu)
         let x_m_nu = lat.packed_bwd(x, nu);
-        let down_half = G::Packed::product::<false, false>(
+        let half = G::Packed::product::<false, false>(
             u.packed_link(x_m_nu, mu),
             u.packed_link(lat.packed_bwd(x_mu, nu), nu),
         );
-        a = G::Packed::product_add::<true, false>(&a, (&down_half, 0), u.packed_link(x_m_nu, nu));
+        a = G::Packed::product_add::<true, false>(&a, (&half, 0), u.packed_link(x_m_nu, nu));
     }
     a
 }
@@ -204,21 +199,21 @@ mod tests {
         }
         assert!((plaquette_re_tr_sum(&u) - plaq_ref).abs() < 1e-10);
         assert!((rectangle_re_tr_sum(&u) - rect_ref).abs() < 1e-10);
-        // each plaquette has 4 links, each rectangle 6
+        // each plaquette is a lower staple of 2 of its links; each rectangle has 6 links
         let (mut plaq, mut rect) = (0.0, 0.0);
         for outer in 0..lat.outer_volume() {
             let x = PackedSite { outer, mask: 0 };
             for mu in 0..d {
                 let links = u.packed_link(x, mu);
                 for (staple, sum) in
-                    [(plaquette_staple(&u, x, mu), &mut plaq), (rectangle_staple(&u, x, mu), &mut rect)]
+                    [(lower_plaquette_staple(&u, x, mu), &mut plaq), (rectangle_staple(&u, x, mu), &mut rect)]
                 {
                     let loops = <Su3 as Group>::Packed::product::<false, false>(links, (&staple, 0));
                     *sum += Su3::packed_re_trace(&loops).iter().sum::<f64>();
                 }
             }
         }
-        assert!((plaq / 4.0 - plaq_ref).abs() < 1e-10);
+        assert!((plaq / 2.0 - plaq_ref).abs() < 1e-10);
         assert!((rect / 6.0 - rect_ref).abs() < 1e-10);
         let p = plaquette(&u, 5, 1, 3);
         let (q, end) = path_product(&u, 5, &[Step::up(1), Step::up(3), Step::down(1), Step::down(3)]);

@@ -10,7 +10,9 @@ use crate::field::{GaugeField, MomentumField};
 use crate::geometry::PackedSite;
 use crate::group::packed::{LANES, PackedMatrix};
 use crate::group::{Group, alg_axpy};
-use crate::loops::{plaquette_re_tr_sum, plaquette_staple, rectangle_re_tr_sum, rectangle_staple};
+use crate::loops::{
+    lower_plaquette_staple, packed_plaquette, plaquette_re_tr_sum, rectangle_re_tr_sum, rectangle_staple,
+};
 use rayon::prelude::*;
 
 /// The gauge actions a run card can name.
@@ -81,26 +83,37 @@ impl<G: Group> Monomial<G> for GaugeAction {
     }
 
     fn add_force(&self, u: &GaugeField<G>, h: f64, p: &mut MomentumField<G>) {
-        // S contains -(beta/N) Re tr(U_mu(x) A) with A the weighted staple sum, so
-        // F_a = (beta/N) Re tr(T_a U_mu(x) A). Staples of LANES consecutive sites are
-        // computed together in packed form.
+        // S contains -(beta/N) c Re tr L for every loop L, so each link gets
+        // F_a = (beta/N) c Re tr(T_a L_link) from every loop containing it, L_link the loop
+        // traversed from that link forward. Per site x: each plaquette P_{mu nu}(x) with base x
+        // is computed once and serves U_mu(x) (L = P) and U_nu(x) (L = P^dagger, F = -r(P));
+        // the plaquettes based at x - nu come from the lower staples, the rectangles from their
+        // staples. LANES sites are computed together in packed form.
         let d = u.lattice().ndim();
         let coeff = h * self.beta / G::NC as f64;
+        let (c_plaq, c_rect) = (coeff * self.c0, coeff * self.c1);
         p.data_mut().par_chunks_mut(LANES * d).enumerate().for_each(|(outer, ps)| {
             let x = PackedSite { outer, mask: 0 };
+            let mut add = |mu: usize, c: f64, r: &[G::Alg; LANES]| {
+                for (l, rl) in r.iter().enumerate() {
+                    alg_axpy(c, rl, &mut ps[mu * LANES + l]);
+                }
+            };
             for mu in 0..d {
-                let links = u.packed_link(x, mu);
+                for nu in mu + 1..d {
+                    let r = G::packed_re_tr_generators(&packed_plaquette(u, x, mu, nu));
+                    add(mu, c_plaq, &r);
+                    add(nu, -c_plaq, &r);
+                }
+            }
+            for mu in 0..d {
+                let link = u.packed_link(x, mu);
                 let loops = |staple: G::Packed| {
-                    G::packed_re_tr_generators(&G::Packed::product::<false, false>(links, (&staple, 0)))
+                    G::packed_re_tr_generators(&G::Packed::product::<false, false>(link, (&staple, 0)))
                 };
-                let plaq = loops(plaquette_staple(u, x, mu));
-                let rect = (self.c1 != 0.0).then(|| loops(rectangle_staple(u, x, mu)));
-                for l in 0..LANES {
-                    let pm = &mut ps[mu * LANES + l];
-                    alg_axpy(coeff * self.c0, &plaq[l], pm);
-                    if let Some(r) = &rect {
-                        alg_axpy(coeff * self.c1, &r[l], pm);
-                    }
+                add(mu, c_plaq, &loops(lower_plaquette_staple(u, x, mu)));
+                if self.c1 != 0.0 {
+                    add(mu, c_rect, &loops(rectangle_staple(u, x, mu)));
                 }
             }
         });
