@@ -163,11 +163,6 @@ impl<G: Group> MomentumField<G> {
         &self.data[packed_index(lattice, site, mu)]
     }
 
-    /// The momentum of link (site, mu), mutable.
-    pub fn at_mut(&mut self, lattice: &Lattice, site: usize, mu: usize) -> &mut G::Alg {
-        &mut self.data[packed_index(lattice, site, mu)]
-    }
-
     /// Kinetic energy (1/2) sum over links and components of p_a^2.
     pub fn kinetic_energy(&self) -> f64 {
         0.5 * deterministic_sum(self.data.len(), |i| alg_norm_sqr(&self.data[i]))
