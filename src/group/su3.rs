@@ -229,10 +229,10 @@ const SERIES_MAX_NORM_SQR: f64 = 4.0;
 /// where its remainder is below 1e-17 (exact to round-off). Returns false, changing nothing, when
 /// some |X|^2 exceeds [`SERIES_MAX_NORM_SQR`] (the caller then uses [`Su3::exp`]).
 fn exp_mul_series(p: &[[f64; 8]; LANES], eps: f64, u: &mut Su3Lanes) -> bool {
+    let lanes = |f: &dyn Fn(usize) -> f64| -> Lanes { std::array::from_fn(f) };
     // X = eps sum p_a T_a = i H' with H' = (eps/2) sum p_a lambda_a: X.re = -Im H', X.im = Re H'
     let h = 0.5 * eps;
     let c: [Lanes; 8] = std::array::from_fn(|a| std::array::from_fn(|l| h * p[l][a]));
-    let lanes = |f: &dyn Fn(usize) -> f64| -> Lanes { std::array::from_fn(f) };
     let d8 = lanes(&|l| c[7][l] / SQRT3);
     let neg = |v: &Lanes| v.map(|x| -x);
     let zero = [0.0; LANES];
@@ -266,25 +266,17 @@ fn exp_mul_series(p: &[[f64; 8]; LANES], eps: f64, u: &mut Su3Lanes) -> bool {
         terms += 1;
         tail *= s_max * RECIPROCALS[terms];
     }
-    // X^n / n! = p + q X + r X^2, all lanes at once
-    let (mut pr, mut pi, mut qr, mut qi, mut rr, mut ri) = ([1.0; LANES], zero, zero, zero, zero, zero);
+    // Horner: c <- 1 + X c / n for n = N..1 gives sum_{n<=N} X^n/n! = f0 + f1 X + f2 X^2,
+    // with X (p + q X + r X^2) = r det X + (p + r tr X^2 / 2) X + q X^2 (all lanes at once)
     let (mut f0r, mut f0i, mut f1r, mut f1i, mut f2r, mut f2i) = ([1.0; LANES], zero, zero, zero, zero, zero);
-    for &inv in &RECIPROCALS[1..=terms] {
-        for l in 0..LANES {
-            let (npr, npi) = (
-                (rr[l] * det_re[l] - ri[l] * det_im[l]) * inv,
-                (rr[l] * det_im[l] + ri[l] * det_re[l]) * inv,
-            );
-            let (nqr, nqi) = ((pr[l] + rr[l] * half_tr[l]) * inv, (pi[l] + ri[l] * half_tr[l]) * inv);
-            (rr[l], ri[l]) = (qr[l] * inv, qi[l] * inv);
-            (pr[l], pi[l], qr[l], qi[l]) = (npr, npi, nqr, nqi);
-            f0r[l] += pr[l];
-            f0i[l] += pi[l];
-            f1r[l] += qr[l];
-            f1i[l] += qi[l];
-            f2r[l] += rr[l];
-            f2i[l] += ri[l];
-        }
+    for &inv in RECIPROCALS[1..=terms].iter().rev() {
+        let p_re = lanes(&|l| 1.0 + (f2r[l] * det_re[l] - f2i[l] * det_im[l]) * inv);
+        let p_im = lanes(&|l| (f2r[l] * det_im[l] + f2i[l] * det_re[l]) * inv);
+        let q_re = lanes(&|l| (f0r[l] + f2r[l] * half_tr[l]) * inv);
+        let q_im = lanes(&|l| (f0i[l] + f2i[l] * half_tr[l]) * inv);
+        let r_re = lanes(&|l| f1r[l] * inv);
+        let r_im = lanes(&|l| f1i[l] * inv);
+        (f0r, f0i, f1r, f1i, f2r, f2i) = (p_re, p_im, q_re, q_im, r_re, r_im);
     }
     let mut e = Su3Lanes::zero();
     for k in 0..9 {
