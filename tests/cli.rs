@@ -199,3 +199,31 @@ fn runs_start_from_nersc_and_native_files() {
     assert_eq!(measurements(&out_native).lines().count(), 4);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn flow_measurements_reach_records_and_summary() {
+    let dir = scratch("flow");
+    let out = dir.join("out");
+    let text = card(&out, 4, 1, "hot")
+        .replace("[run]", "[measure]\nflow = { epsilon = 0.05, t_max = 0.5, every = 2 }\n[run]");
+    run_ok(&write_card(&dir, "flow.toml", &text), &[]);
+    let records: Vec<serde_json::Value> =
+        measurements(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // measured trajectories 0 and 2 of the 4 carry the flow
+    let flowed: Vec<_> = records.iter().filter(|r| r.get("flow_t2e").is_some()).collect();
+    assert_eq!(flowed.len(), 2);
+    for r in flowed {
+        let t2e = r["flow_t2e"].as_array().unwrap();
+        let times = r["flow_times"].as_array().unwrap();
+        assert_eq!((t2e.len(), times.len()), (11, 11));
+        assert_eq!(t2e[0].as_f64().unwrap(), 0.0);
+        let e_max = r["flow_energy"].as_f64().unwrap();
+        assert!((t2e[10].as_f64().unwrap() - 0.25 * e_max).abs() < 1e-12);
+        assert!(r["flow_topological_charge"].is_number());
+    }
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["observables"]["flow_energy"]["samples"], 2);
+    assert!(summary["observables"].get("flow_t2e").is_none());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -4,7 +4,9 @@
 //! `dh`, `plaquette`, `rectangle`, `polyakov_loop_re`, `polyakov_loop_abs`; for 2D U(1)
 //! `topological_charge` (geometric); with a reversibility check `reversibility_du` and
 //! `reversibility_dh`; with Wilson-flow measurements `flow_t0` (null if t^2 E < 0.3 up to
-//! t_max), `flow_energy` (E at t_max) and `flow_topological_charge` (clover Q at t_max).
+//! t_max), `flow_energy` (E at t_max), `flow_topological_charge` (clover Q at t_max) and the
+//! curve t^2 E(t) as the arrays `flow_times` and `flow_t2e` (the summary analyses the
+//! scalars only).
 
 use super::card::FlowCard;
 use crate::field::GaugeField;
@@ -50,6 +52,9 @@ pub fn measure<G: Group>(
         m.insert("flow_t0".into(), json!(result.t0));
         m.insert("flow_energy".into(), json!(result.energy.last()));
         m.insert("flow_topological_charge".into(), json!(result.charge));
+        let t2e: Vec<f64> = result.times.iter().zip(&result.energy).map(|(t, e)| t * t * e).collect();
+        m.insert("flow_times".into(), json!(result.times));
+        m.insert("flow_t2e".into(), json!(t2e));
     }
     m
 }

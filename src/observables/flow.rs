@@ -209,6 +209,12 @@ mod tests {
         let (e1, e2) = (flowed(0.04).max_distance(&reference), flowed(0.02).max_distance(&reference));
         let ratio = e1 / e2;
         assert!(ratio > 6.0 && ratio < 10.0, "error ratio {ratio} ({e1} / {e2})");
+        // t0 is where t^2 E crosses 0.3, interpolated between two flow steps
+        let m = wilson_flow(&u, 0.02, 1.0);
+        let t0 = m.t0.expect("a hot field reaches t^2 E = 0.3 early");
+        let k = m.times.iter().position(|&t| t >= t0).unwrap();
+        let y = |i: usize| m.times[i] * m.times[i] * m.energy[i];
+        assert!(y(k - 1) < 0.3 && y(k) >= 0.3, "t0 = {t0} between steps {} and {k}", k - 1);
         // U(1) in 4D flows too (the same code with N = 1)
         let w = GaugeField::<U1>::hot(lat, 13);
         let mu = wilson_flow(&w, 0.05, 0.5);
