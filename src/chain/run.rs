@@ -10,7 +10,7 @@
 use super::card::{Card, GroupName, Start};
 use super::measure::measure;
 use super::progress::Progress;
-use super::summary::{Summary, analyze, read_measurements};
+use super::summary::{Summary, analyze};
 use crate::action::{GaugeAction, Monomial};
 use crate::error::{Error, Result};
 use crate::field::GaugeField;
@@ -168,30 +168,35 @@ fn run<G: Group>(card: &Card, options: RunOptions) -> Result<Summary> {
         let report = hmc.step(&mut u, update)?;
         steps += 1;
         accepted += u64::from(report.accepted);
-        if update >= therm {
+        let plaquette = if update >= therm {
             let flow = card.measure.flow.as_ref().filter(|f| (update - therm).is_multiple_of(f.every));
             let record = measure(&u, &report, update + 1, flow);
+            let plaquette = record["plaquette"].as_f64();
             writeln!(file, "{}", serde_json::Value::Object(record)).map_err(|e| Error::io(&path, e))?;
             measured += 1;
-        }
+            plaquette
+        } else {
+            None
+        };
         if (update + 1).is_multiple_of(card.run.checkpoint_every) || update + 1 == total {
             file.flush().and_then(|_| file.sync_data()).map_err(|e| Error::io(&path, e))?;
             let meta = json!({"next_update": update + 1, "measured": measured});
             native::write(&u, meta, &dir.join(CHECKPOINT))?;
         }
         if !options.quiet {
-            progress.update(
-                update + 1,
-                accepted as f64 / steps as f64,
-                crate::observables::average_plaquette(&u),
-            );
+            let plaquette = plaquette.unwrap_or_else(|| crate::observables::average_plaquette(&u));
+            progress.update(update + 1, accepted as f64 / steps as f64, plaquette);
         }
     }
     let seconds = (steps > 0).then(|| started.elapsed().as_secs_f64() / steps as f64);
-    // all measured lines must be there (a resume of a finished run re-analyses it)
-    let n = read_measurements(dir)?.len() as u64;
-    if n != measured {
-        return Err(Error::Config(format!("{}: {n} records, expected {measured}", path.display())));
+    let summary = analyze(dir, seconds)?;
+    // all measured lines must be there (a resume of a finished run re-analyses them)
+    if summary.trajectories as u64 != measured {
+        return Err(Error::Config(format!(
+            "{}: {} records, expected {measured}",
+            path.display(),
+            summary.trajectories
+        )));
     }
-    analyze(dir, seconds)
+    Ok(summary)
 }
