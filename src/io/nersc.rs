@@ -167,24 +167,28 @@ fn parse(bytes: &[u8]) -> std::result::Result<GaugeField<Su3>, String> {
     if stated != checksum {
         return Err(format!("checksum mismatch: header {stated:08x}, data {checksum:08x}"));
     }
-    let links: Vec<Su3Matrix> = values
+    // stored entries must lie on SU(3) to the precision of the file before the third row is
+    // reconstructed (two-row) or single-precision round-off is removed by projection
+    let tolerance = if width == 8 { 1e-10 } else { 1e-6 };
+    let links = values
         .chunks_exact(rows * 6)
-        .map(|v| {
+        .enumerate()
+        .map(|(i, v)| {
             let mut m = [Complex64::new(0.0, 0.0); 9];
             for (k, z) in m.iter_mut().take(3 * rows).enumerate() {
                 *z = Complex64::new(v[2 * k], v[2 * k + 1]);
             }
-            let mut u = Su3Matrix(m);
-            if rows == 2 || width == 4 {
-                // reconstruct the third row, and restore unitarity lost to single precision
-                u = <Su3 as crate::group::Group>::project(&u);
+            let stored = Su3Matrix(m);
+            let projected = <Su3 as crate::group::Group>::project(&stored);
+            let off = (0..3 * rows).map(|k| (stored.0[k] - projected.0[k]).norm()).fold(0.0, f64::max);
+            if off.is_nan() || off > tolerance {
+                return Err(format!("link {i} is not in SU(3) (stored rows off by {off:e})"));
             }
-            u
+            Ok(if rows == 3 && width == 8 { stored } else { projected })
         })
-        .collect();
+        .collect::<std::result::Result<Vec<Su3Matrix>, String>>()?;
     check_links::<Su3>(&links)?;
     let field = GaugeField::from_links(lattice, links).map_err(|e| e.to_string())?;
-    let tolerance = if width == 8 { 1e-10 } else { 1e-6 };
     for (key, value) in [("PLAQUETTE", average_plaquette(&field)), ("LINK_TRACE", link_trace(&field))] {
         if let Some(s) = header.get(key) {
             let stated: f64 = s.parse().map_err(|_| format!("unreadable {key}"))?;
@@ -236,6 +240,17 @@ mod tests {
         assert!(read(&path).unwrap_err().to_string().contains("data bytes"));
         std::fs::write(&path, text.replacen("4D_SU3_GAUGE_3x3", "4D_SU2_GAUGE_3x3", 1)).unwrap();
         assert!(read(&path).unwrap_err().to_string().contains("DATATYPE"));
+        // a two-row file whose rows are not unitary is refused, not silently projected
+        let lat = u.lattice().clone();
+        let mut links = u.to_links();
+        links[7] = links[7].scale(1.01);
+        let bad = GaugeField::<Su3>::from_links(lat, links).unwrap();
+        for precision in [Precision::F64, Precision::F32] {
+            let path = dir.join("nonunitary.nersc");
+            write(&bad, &path, Storage::TwoRow, precision).unwrap();
+            let err = read(&path).unwrap_err().to_string();
+            assert!(err.contains("link 7 is not in SU(3)"), "{err}");
+        }
         assert!(read(&dir.join("missing.nersc")).unwrap_err().to_string().contains("missing.nersc"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
