@@ -44,3 +44,33 @@ fn su3_8_to_the_4_plaquette_at_beta_6() {
         p.mean, p.error, p.tau_int, b.mean, b.error
     );
 }
+
+/// 2D SU(3) Wilson gauge theory, L = 8: the HMC plaquette agrees with the exact character
+/// expansion of ../shared/reference/README.md section 2 (EXACT; equal to L = infinity there).
+#[test]
+fn su3_2d_plaquette_agrees_with_the_character_expansion() {
+    for (beta, exact) in [(4.0, 0.279_619_149_409), (8.0, 0.535_753_990_214)] {
+        let lat = Arc::new(Lattice::new(&[8, 8]).unwrap());
+        let mut u = GaugeField::<Su3>::hot(lat, 3);
+        let mono: Vec<Box<dyn Monomial<Su3>>> =
+            vec![Box::new(GaugeAction::new(GaugeActionKind::Wilson, beta))];
+        let mut hmc = Hmc::new(mono, Integrator::single(Scheme::Omelyan, 8, 1).unwrap(), 1.0, 4).unwrap();
+        let (therm, n) = (200, 4000);
+        let mut plaq = Vec::with_capacity(n as usize);
+        for k in 0..therm + n {
+            hmc.step(&mut u, k).unwrap();
+            if k >= therm {
+                plaq.push(average_plaquette(&u));
+            }
+        }
+        let p = gamma_method(&plaq, DEFAULT_S).unwrap();
+        assert!(
+            ((p.mean - exact) / p.error).abs() < 3.0,
+            "beta {beta}: plaquette {} +- {} (tau_int {:.2}) vs exact {exact}",
+            p.mean,
+            p.error,
+            p.tau_int
+        );
+        println!("beta {beta}: plaquette {:.5} +- {:.5} vs exact {exact:.5}", p.mean, p.error);
+    }
+}
