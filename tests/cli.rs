@@ -227,3 +227,24 @@ fn flow_measurements_reach_records_and_summary() {
     assert!(summary["observables"].get("flow_t2e").is_none());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn default_run_prints_exact_values_and_replaces_itself() {
+    let dir = scratch("default");
+    for _ in 0..2 {
+        let out = Command::new(env!("CARGO_BIN_EXE_flowhmc")).current_dir(&dir).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("exact (character expansion): plaquette 0.80998529"), "{stdout}");
+        assert!(stdout.contains("topological_susceptibility"));
+    }
+    // a directory that is not a flowhmc run is never replaced
+    let foreign = scratch("default-foreign");
+    std::fs::create_dir_all(foreign.join("runs/default")).unwrap();
+    std::fs::write(foreign.join("runs/default/notes.txt"), "mine").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_flowhmc")).current_dir(&foreign).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(foreign.join("runs/default/notes.txt")).unwrap(), "mine");
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&foreign).unwrap();
+}

@@ -312,11 +312,11 @@ integrator = "omelyan"
 steps = 10
 
 [run]
-trajectories = 2000
+trajectories = 10000
 thermalization = 200
 seed = 1
 start = "hot"
-checkpoint_every = 500
+checkpoint_every = 2000
 output = "runs/default"
 "#;
 
@@ -348,7 +348,7 @@ mod tests {
         assert!(err("beta = 3.0", "beta = -1.0").contains("gauge.beta = -1"));
         assert!(err("group = \"u1\"", "group = \"su2\"").contains("su2"));
         assert!(err("start = \"hot\"", "start = \"/no/such/file\"").contains("no such file"));
-        assert!(err("checkpoint_every = 500", "checkpoint_every = 0").contains("checkpoint_every"));
+        assert!(err("checkpoint_every = 2000", "checkpoint_every = 0").contains("checkpoint_every"));
         assert!(err("steps = 10", "").contains("missing integrator"));
         assert!(err("integrator = \"omelyan\"", "integrator = \"rk4\"").contains("rk4"));
         let e = err(
