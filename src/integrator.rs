@@ -10,6 +10,10 @@
 //! - leapfrog: P(e/2) Q(e) P(e/2);
 //! - omelyan (2MN): P(l e) Q(e/2) P((1-2l) e) Q(e/2) P(l e), l = 0.1931833275037836
 //!   (Omelyan, Mryglod, Folk 2003);
+//! - omelyan4 (4MN5FV, 4th order, openQCD's OMF4): P(v e) Q(r e) P(l e) Q(t e) P(m e)
+//!   Q((1-2(t+r)) e) P(m e) Q(t e) P(l e) Q(r e) P(v e), m = (1-2(l+v))/2, with
+//!   r = 0.2539785108410595, t = -0.03230286765269967, v = 0.08398315262876693,
+//!   l = 0.6822365335719091 (Omelyan, Mryglod, Folk 2003); five forces per step;
 //! - force-gradient (4th order): P(e/6) Q(e/2) P~(2e/3) Q(e/2) P(e/6), where P~ evaluates the
 //!   force at the displaced field exp(e^2/24 F(U)) U (Yin and Mawhinney, arXiv:1111.5059;
 //!   Clark, Joo, Kennedy, Silva, arXiv:1108.1828).
@@ -25,6 +29,10 @@ use crate::group::Group;
 /// Omelyan's 2MN parameter lambda.
 pub const OMELYAN_LAMBDA: f64 = 0.193_183_327_503_783_6;
 
+/// Omelyan's 4MN5FV parameters (rho, theta, vartheta, lambda).
+pub const OMELYAN4: (f64, f64, f64, f64) =
+    (0.253_978_510_841_059_5, -0.032_302_867_656_699_67, 0.083_983_152_628_766_93, 0.682_236_533_571_909);
+
 /// An integration scheme for one level.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -33,6 +41,8 @@ pub enum Scheme {
     Leapfrog,
     /// Second-order minimum norm (2MN), two forces per step.
     Omelyan,
+    /// Fourth-order minimum norm with five forces per step (4MN5FV, openQCD's OMF4).
+    Omelyan4,
     /// Fourth-order force-gradient, three forces per step (one at a displaced field).
     ForceGradient,
 }
@@ -42,7 +52,7 @@ impl Scheme {
     pub fn order(self) -> u32 {
         match self {
             Scheme::Leapfrog | Scheme::Omelyan => 2,
-            Scheme::ForceGradient => 4,
+            Scheme::Omelyan4 | Scheme::ForceGradient => 4,
         }
     }
 
@@ -57,6 +67,23 @@ impl Scheme {
                     Op::Kick((1.0 - 2.0 * l) * e),
                     Op::Drift(e / 2.0),
                     Op::Kick(l * e),
+                ]
+            }
+            Scheme::Omelyan4 => {
+                let (r, t, v, l) = OMELYAN4;
+                let m = 0.5 * (1.0 - 2.0 * (l + v));
+                vec![
+                    Op::Kick(v * e),
+                    Op::Drift(r * e),
+                    Op::Kick(l * e),
+                    Op::Drift(t * e),
+                    Op::Kick(m * e),
+                    Op::Drift((1.0 - 2.0 * (t + r)) * e),
+                    Op::Kick(m * e),
+                    Op::Drift(t * e),
+                    Op::Kick(l * e),
+                    Op::Drift(r * e),
+                    Op::Kick(v * e),
                 ]
             }
             Scheme::ForceGradient => vec![
@@ -200,7 +227,7 @@ mod tests {
 
     #[test]
     fn programs_cover_unit_time() {
-        for scheme in [Scheme::Leapfrog, Scheme::Omelyan, Scheme::ForceGradient] {
+        for scheme in [Scheme::Leapfrog, Scheme::Omelyan, Scheme::Omelyan4, Scheme::ForceGradient] {
             for steps in [1, 3, 7] {
                 let ops = program(scheme, steps);
                 let (mut kicks, mut drifts) = (0.0, 0.0);
@@ -218,6 +245,8 @@ mod tests {
         // leapfrog with n steps needs n + 1 force evaluations, omelyan 2n + 1
         assert_eq!(program(Scheme::Leapfrog, 10).iter().filter(|o| matches!(o, Op::Kick(_))).count(), 11);
         assert_eq!(program(Scheme::Omelyan, 10).iter().filter(|o| matches!(o, Op::Kick(_))).count(), 21);
+        // omelyan4 with n steps: 5n + 1
+        assert_eq!(program(Scheme::Omelyan4, 4).iter().filter(|o| matches!(o, Op::Kick(_))).count(), 21);
     }
 
     #[test]

@@ -32,7 +32,7 @@ fn dispatch(args: &[String]) -> Result<()> {
             println!("{}", analyze(Path::new(dir), None)?.table());
             Ok(())
         }
-        ["bench"] => bench(50, 20),
+        ["bench"] => bench(150, 20),
         ["bench", "--quick"] => bench(10, 3),
         ["--version" | "-V"] => {
             println!("flowhmc {}", flowhmc::VERSION);

@@ -64,7 +64,7 @@ fn mean_abs_dh<Gr: Group>(
 }
 
 fn check_scaling<Gr: Group>(u: &GaugeField<Gr>, kind: GaugeActionKind, beta: f64, steps: usize) {
-    for scheme in [Scheme::Leapfrog, Scheme::Omelyan, Scheme::ForceGradient] {
+    for scheme in [Scheme::Leapfrog, Scheme::Omelyan, Scheme::Omelyan4, Scheme::ForceGradient] {
         let coarse =
             mean_abs_dh(u, gauge_for::<Gr>(kind, beta), Integrator::single(scheme, steps, 1).unwrap());
         let fine =
@@ -78,7 +78,7 @@ fn check_scaling<Gr: Group>(u: &GaugeField<Gr>, kind: GaugeActionKind, beta: f64
         );
     }
     // nested levels with one scheme keep its order
-    for scheme in [Scheme::Omelyan, Scheme::ForceGradient] {
+    for scheme in [Scheme::Omelyan, Scheme::Omelyan4, Scheme::ForceGradient] {
         let coarse = mean_abs_dh(u, split::<Gr>(kind, beta), nested(scheme, scheme, steps));
         let fine = mean_abs_dh(u, split::<Gr>(kind, beta), nested(scheme, scheme, 2 * steps));
         let (ratio, expected) = (coarse / fine, 2f64.powi(scheme.order() as i32));
@@ -109,7 +109,7 @@ fn trajectories_are_reversible() {
         assert!(du < 1e-12 && dh < 1e-9, "{name}: |dU| = {du:e}, |dH| = {dh:e}");
     };
     let u0 = thermalised::<Su3>(&[4, 4, 4, 4], GaugeActionKind::Symanzik, 4.0, 5);
-    for scheme in [Scheme::Leapfrog, Scheme::Omelyan, Scheme::ForceGradient] {
+    for scheme in [Scheme::Leapfrog, Scheme::Omelyan, Scheme::Omelyan4, Scheme::ForceGradient] {
         let mut hmc = Hmc::new(
             gauge_for::<Su3>(GaugeActionKind::Symanzik, 4.0),
             Integrator::single(scheme, 5, 1).unwrap(),

@@ -11,7 +11,7 @@
 //! [update]
 //! kind = "hmc"
 //! trajectory_length = 1.0
-//! integrator = "omelyan"     # "leapfrog" | "omelyan" | "force-gradient"
+//! integrator = "omelyan"     # "leapfrog" | "omelyan" | "omelyan4" | "force-gradient"
 //! steps = 10
 //! reversibility_check = 0    # every n-th trajectory also runs back (0: never)
 //! [run]
