@@ -87,6 +87,12 @@ pub fn su3_pure_gauge(thread_counts: &[usize], thermalization: u64, trajectories
     figures
 }
 
+/// The thread counts the benchmarks compare: 1, and 2 where the machine has two cores or more.
+pub fn thread_counts() -> Vec<usize> {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if cores > 1 { vec![1, 2] } else { vec![1] }
+}
+
 /// Prints the figures as a table.
 pub fn print(figures: &[Figure]) {
     for f in figures {

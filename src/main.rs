@@ -82,8 +82,7 @@ fn run_default() -> Result<()> {
 }
 
 fn bench(thermalization: u64, trajectories: u64) -> Result<()> {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let threads: Vec<usize> = if cores > 1 { vec![1, cores.min(2)] } else { vec![1] };
+    let threads = flowhmc::bench::thread_counts();
     flowhmc::bench::print(&flowhmc::bench::su3_pure_gauge(&threads, thermalization, trajectories));
     Ok(())
 }

@@ -38,15 +38,14 @@ fn ln_gamma(x: f64) -> f64 {
 /// Exact `<Re U_P>` of 2D U(1) with the Wilson action at `beta` on a torus of `volume` sites.
 pub fn u1_2d_plaquette(beta: f64, volume: usize) -> f64 {
     let v = volume as f64;
-    let range = -40i64..=40;
-    let ln_i: Vec<(i64, f64)> = range.map(|n| (n, ln_bessel_i(n, beta))).collect();
+    // ln I_n / I_0 for n = -41..=41, so that n = -40..=40 and their neighbours are at hand
     let ln_i0 = ln_bessel_i(0, beta);
+    let ratio: Vec<f64> = (-41i64..=41).map(|n| ln_bessel_i(n, beta) - ln_i0).collect();
     let (mut num, mut den) = (0.0, 0.0);
-    for &(n, li) in &ln_i {
-        let w = ((v - 1.0) * (li - ln_i0)).exp(); // I_n^(V-1) / I_0^(V-1)
-        let di = 0.5 * ((ln_bessel_i(n - 1, beta) - ln_i0).exp() + (ln_bessel_i(n + 1, beta) - ln_i0).exp());
-        num += w * di;
-        den += w * (li - ln_i0).exp();
+    for k in 1..ratio.len() - 1 {
+        let w = ((v - 1.0) * ratio[k]).exp(); // I_n^(V-1) / I_0^(V-1)
+        num += w * 0.5 * (ratio[k - 1].exp() + ratio[k + 1].exp());
+        den += w * ratio[k].exp();
     }
     num / den
 }

@@ -53,8 +53,11 @@ pub fn run_card(card: &Card, options: RunOptions) -> Result<Summary> {
 /// Loads a start configuration (NERSC for 4D SU(3), or native) and checks its extents.
 pub fn load_configuration<G: Group>(path: &Path, lattice: &Lattice) -> Result<GaugeField<G>> {
     let bytes = read_file(path)?;
+    // the same messages as nersc::read and native::read, without reading the file again
     let field: GaugeField<G> = if nersc::is_nersc(&bytes) {
-        let su3: Box<dyn Any> = Box::new(nersc::read(path)?);
+        let su3: Box<dyn Any> = Box::new(
+            nersc::parse(&bytes).map_err(|m| Error::Config(format!("{} (NERSC): {m}", path.display())))?,
+        );
         *su3.downcast::<GaugeField<G>>().map_err(|_| {
             Error::Config(format!(
                 "{}: a NERSC file holds SU(3) links, the card asks for {}",
@@ -63,7 +66,7 @@ pub fn load_configuration<G: Group>(path: &Path, lattice: &Lattice) -> Result<Ga
             ))
         })?
     } else if native::is_native(&bytes) {
-        native::read::<G>(path)?.0
+        native::parse::<G>(&bytes).map_err(|m| Error::Config(format!("{}: {m}", path.display())))?.0
     } else {
         return Err(Error::Config(format!("{}: neither a NERSC nor a flowhmc gauge file", path.display())));
     };

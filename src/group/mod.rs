@@ -38,6 +38,8 @@ pub trait LinkMatrix: Copy + Send + Sync + Debug + PartialEq + 'static {
     fn sub(&self, b: &Self) -> Self;
     /// s * a for real s.
     fn scale(&self, s: f64) -> Self;
+    /// a + z * identity for complex z.
+    fn add_scalar(&self, z: Complex64) -> Self;
     /// The trace.
     fn trace(&self) -> Complex64;
     /// Re tr(a * b) without forming the product.

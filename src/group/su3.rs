@@ -96,6 +96,14 @@ impl LinkMatrix for Su3Matrix {
         Su3Matrix(std::array::from_fn(|i| self.0[i] * s))
     }
     #[inline]
+    fn add_scalar(&self, z: Complex64) -> Self {
+        let mut out = *self;
+        for k in [0, 4, 8] {
+            out.0[k] += z;
+        }
+        out
+    }
+    #[inline]
     fn trace(&self) -> Complex64 {
         self.0[0] + self.0[4] + self.0[8]
     }

@@ -45,6 +45,10 @@ impl LinkMatrix for Complex64 {
         self * s
     }
     #[inline]
+    fn add_scalar(&self, z: Complex64) -> Self {
+        self + z
+    }
+    #[inline]
     fn trace(&self) -> Complex64 {
         *self
     }

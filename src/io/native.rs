@@ -68,7 +68,8 @@ pub fn read<G: Group>(path: &Path) -> Result<(GaugeField<G>, serde_json::Value)>
     parse(&bytes).map_err(|m| Error::Config(format!("{}: {m}", path.display())))
 }
 
-fn parse<G: Group>(bytes: &[u8]) -> std::result::Result<(GaugeField<G>, serde_json::Value), String> {
+/// Parses the bytes of a native file (see [`read`]); errors are messages without the path.
+pub fn parse<G: Group>(bytes: &[u8]) -> std::result::Result<(GaugeField<G>, serde_json::Value), String> {
     let end = bytes.iter().position(|&b| b == b'\n').ok_or("no header line")?;
     let header: Header =
         serde_json::from_slice(&bytes[..end]).map_err(|e| format!("unreadable header: {e}"))?;

@@ -111,7 +111,8 @@ pub fn is_nersc(bytes: &[u8]) -> bool {
     bytes.starts_with(b"BEGIN_HEADER")
 }
 
-fn parse(bytes: &[u8]) -> std::result::Result<GaugeField<Su3>, String> {
+/// Parses the bytes of a NERSC file (see [`read`]); errors are messages without the path.
+pub fn parse(bytes: &[u8]) -> std::result::Result<GaugeField<Su3>, String> {
     let marker = b"END_HEADER\n";
     let end = bytes.windows(marker.len()).position(|w| w == marker).ok_or("no END_HEADER line")?;
     let text = std::str::from_utf8(&bytes[..end]).map_err(|_| "header is not text")?;

@@ -18,7 +18,6 @@ use crate::field::{GaugeField, MomentumField};
 use crate::group::{Group, LinkMatrix, alg_axpy};
 use crate::loops::{Step, path_product};
 use crate::parallel::deterministic_sum;
-use num_complex::Complex64;
 
 /// The clover field strength G_{mu nu}(x) (anti-Hermitian, traceless for SU(N)).
 pub fn clover<G: Group>(u: &GaugeField<G>, site: usize, mu: usize, nu: usize) -> G::Elem {
@@ -27,23 +26,7 @@ pub fn clover<G: Group>(u: &GaugeField<G>, site: usize, mu: usize, nu: usize) ->
     let leaves = [[m, n, mb, nb], [n, mb, nb, m], [mb, nb, m, n], [nb, m, n, mb]];
     let c = leaves.iter().fold(G::Elem::zero(), |acc, path| acc.add(&path_product(u, site, path).0));
     let g = c.sub(&c.adj()).scale(0.125);
-    if G::NC > 1 {
-        let tr = g.trace() / G::NC as f64;
-        g.sub(&scalar_matrix::<G>(tr))
-    } else {
-        g
-    }
-}
-
-fn scalar_matrix<G: Group>(z: Complex64) -> G::Elem {
-    // z * identity, built from reals so it works for any LinkMatrix
-    let n = G::NC;
-    let mut reals = vec![0.0; 2 * n * n];
-    for i in 0..n {
-        reals[2 * (i * n + i)] = z.re;
-        reals[2 * (i * n + i) + 1] = z.im;
-    }
-    G::Elem::read_reals(&reals)
+    if G::NC > 1 { g.add_scalar(-g.trace() / G::NC as f64) } else { g }
 }
 
 /// Clover energy density E = -sum_{mu<nu} tr G^2, averaged over sites.
