@@ -49,33 +49,26 @@ pub fn su3_pure_gauge(thread_counts: &[usize], thermalization: u64, trajectories
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
         pool.install(|| {
             let mut f = MomentumField::<Su3>::zeros(&lat);
-            let repeats = 50;
-            let t = Instant::now();
-            for _ in 0..repeats {
-                action.add_force(&thermalised, 1.0, &mut f);
-            }
-            let force_us = t.elapsed().as_secs_f64() / (repeats * lat.volume()) as f64 * 1e6;
-            figures.push(Figure {
-                name: format!("gauge force SU(3) Wilson 8^4, {threads} thread(s)"),
-                value: force_us,
-                unit: "us/site",
-            });
+            let force_times = timed(50, |_| action.add_force(&thermalised, 1.0, &mut f));
+            let per_site = 1e6 / lat.volume() as f64;
+            figures.extend(spread(
+                &format!("gauge force SU(3) Wilson 8^4, {threads} thread(s)"),
+                &force_times,
+                per_site,
+                "us/site",
+            ));
             for (scheme, steps, label) in
                 [(Scheme::Omelyan, 10, "Omelyan 10 steps"), (Scheme::Omelyan4, 4, "OMF4 4 steps")]
             {
                 let mut u = thermalised.clone();
                 let mut chain = hmc(scheme, steps);
-                let t = Instant::now();
                 let mut accepted = 0;
-                for k in thermalization..thermalization + trajectories {
-                    accepted += u64::from(chain.step(&mut u, k).expect("trajectory").accepted);
-                }
-                let per_traj = t.elapsed().as_secs_f64() / trajectories as f64;
-                figures.push(Figure {
-                    name: format!("HMC SU(3) Wilson b=6 8^4 {label}, {threads} thread(s)"),
-                    value: per_traj,
-                    unit: "s/trajectory",
+                let times = timed(trajectories, |k| {
+                    let report = chain.step(&mut u, thermalization + k).expect("trajectory");
+                    accepted += u64::from(report.accepted);
                 });
+                let name = format!("HMC SU(3) Wilson b=6 8^4 {label}, {threads} thread(s)");
+                figures.extend(spread(&name, &times, 1.0, "s/trajectory"));
                 figures.push(Figure {
                     name: "  acceptance".into(),
                     value: accepted as f64 / trajectories as f64,
@@ -85,6 +78,28 @@ pub fn su3_pure_gauge(thread_counts: &[usize], thermalization: u64, trajectories
         });
     }
     figures
+}
+
+/// Seconds taken by each of `repeats` calls of `work(k)`, k = 0..repeats.
+fn timed(repeats: u64, mut work: impl FnMut(u64)) -> Vec<f64> {
+    (0..repeats)
+        .map(|k| {
+            let t = Instant::now();
+            work(k);
+            t.elapsed().as_secs_f64()
+        })
+        .collect()
+}
+
+/// The median and the minimum of `times`, scaled by `scale`: on a shared machine the median is
+/// the typical figure and the minimum the one least disturbed by other work.
+fn spread(name: &str, times: &[f64], scale: f64, unit: &'static str) -> [Figure; 2] {
+    let mut sorted = times.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    [
+        Figure { name: format!("{name}, median"), value: sorted[sorted.len() / 2] * scale, unit },
+        Figure { name: format!("{name}, best of {}", sorted.len()), value: sorted[0] * scale, unit },
+    ]
 }
 
 /// The thread counts the benchmarks compare: 1, and 2 where the machine has two cores or more.

@@ -8,12 +8,12 @@
 use super::Monomial;
 use crate::field::{GaugeField, MomentumField};
 use crate::geometry::PackedSite;
-use crate::group::packed::{LANES, PackedMatrix};
-use crate::group::{Group, alg_axpy};
-use crate::loops::{
-    lower_plaquette_staple, packed_plaquette, plaquette_re_tr_sum, rectangle_re_tr_sum, rectangle_staple,
-};
+use crate::group::packed::{Lanes, PackedMatrix};
+use crate::group::{Group, alg_lanes_axpy};
+use crate::loops::{plaquette_re_tr_sum, rectangle_re_tr_sum, rectangle_staple};
+use crate::parallel::for_each_slice_in_phases;
 use rayon::prelude::*;
+use std::marker::PhantomData;
 
 /// The gauge actions a run card can name.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -85,38 +85,100 @@ impl<G: Group> Monomial<G> for GaugeAction {
     fn add_force(&self, u: &GaugeField<G>, h: f64, p: &mut MomentumField<G>) {
         // S contains -(beta/N) c Re tr L for every loop L, so each link gets
         // F_a = (beta/N) c Re tr(T_a L_link) from every loop containing it, L_link the loop
-        // traversed from that link forward. Per site x: each plaquette P_{mu nu}(x) with base x
-        // is computed once and serves U_mu(x) (L = P) and U_nu(x) (L = P^dagger, F = -r(P));
-        // the plaquettes based at x - nu come from the lower staples, the rectangles from their
-        // staples. LANES sites are computed together in packed form.
-        let d = u.lattice().ndim();
+        // traversed from that link forward.
         let coeff = h * self.beta / G::NC as f64;
-        let (c_plaq, c_rect) = (coeff * self.c0, coeff * self.c1);
-        p.data_mut().par_chunks_mut(LANES * d).enumerate().for_each(|(outer, ps)| {
+        add_plaquette_force(u, coeff * self.c0, p);
+        if self.c1 != 0.0 {
+            add_rectangle_force(u, coeff * self.c1, p);
+        }
+    }
+}
+
+/// p += c F with F_a = Re tr(T_a L) summed over the plaquettes L containing each link, L
+/// traversed from that link forward.
+///
+/// Every plaquette is computed once and serves its four links, after openQCD's `plaq_frc`:
+/// with U0 = U_mu(x), U1 = U_nu(x+mu), U3 = U_mu(x+nu), U2 = U_nu(x), W0 = U1 U3^dagger and
+/// W1 = U2^dagger U0, the loops are U0 (W0 U2^dagger) for U0, its adjoint for U2 (F -> -F),
+/// W0 W1 for U1 and (W1 W0)^dagger for U3: three full products and three of which only the
+/// traceless anti-Hermitian part is formed. The forces on U1 and U3 are scattered to the
+/// neighbouring sites; sites are processed in slices of the slowest outer coordinate, whose
+/// scatter reaches the next slice at most, in phases that never run neighbouring slices
+/// together ([`for_each_slice_in_phases`]).
+fn add_plaquette_force<G: Group>(u: &GaugeField<G>, c: f64, p: &mut MomentumField<G>) {
+    let lat = u.lattice();
+    let d = lat.ndim();
+    let slices = lat.dims()[d - 1] / 2;
+    let slice_len = lat.outer_volume() / slices;
+    let target = ScatterTarget::new(p.packed_mut());
+    for_each_slice_in_phases(slices, |s| {
+        for outer in s * slice_len..(s + 1) * slice_len {
             let x = PackedSite { outer, mask: 0 };
-            let mut add = |mu: usize, c: f64, r: &[G::Alg; LANES]| {
-                for (l, rl) in r.iter().enumerate() {
-                    alg_axpy(c, rl, &mut ps[mu * LANES + l]);
-                }
-            };
             for mu in 0..d {
                 for nu in mu + 1..d {
-                    let r = G::packed_re_tr_generators(&packed_plaquette(u, x, mu, nu));
-                    add(mu, c_plaq, &r);
-                    add(nu, -c_plaq, &r);
+                    let (x_mu, x_nu) = (lat.packed_fwd(x, mu), lat.packed_fwd(x, nu));
+                    let (u0, u2) = (u.packed_link(x, mu), u.packed_link(x, nu));
+                    let w0 =
+                        G::Packed::product::<false, true>(u.packed_link(x_mu, nu), u.packed_link(x_nu, mu));
+                    let w1 = G::Packed::product::<true, false>(u2, u0);
+                    let r1 = G::packed_re_tr_generators_of_product(&w0, &w1);
+                    let r3 = G::packed_re_tr_generators_of_product(&w1, &w0);
+                    let w2 = G::Packed::product::<false, true>((&w0, 0), u2);
+                    let r0 = G::packed_re_tr_generators_of_product(u0.0, &w2);
+                    // SAFETY: x lies in slice s; x_mu (mu < D-1) in slice s, x_nu in slice s
+                    // or s+1 (mod the slice count): the slices this task may write.
+                    unsafe {
+                        target.axpy(outer * d + mu, c, &r0, 0);
+                        target.axpy(outer * d + nu, -c, &r0, 0);
+                        target.axpy(x_mu.outer * d + nu, c, &r1, x_mu.mask);
+                        target.axpy(x_nu.outer * d + mu, -c, &r3, x_nu.mask);
+                    }
                 }
             }
-            for mu in 0..d {
-                let link = u.packed_link(x, mu);
-                let loops = |staple: G::Packed| {
-                    G::packed_re_tr_generators(&G::Packed::product::<false, false>(link, (&staple, 0)))
-                };
-                add(mu, c_plaq, &loops(lower_plaquette_staple(u, x, mu)));
-                if self.c1 != 0.0 {
-                    add(mu, c_rect, &loops(rectangle_staple(u, x, mu)));
-                }
-            }
-        });
+        }
+    });
+}
+
+/// p += c F with F_a = Re tr(T_a L) summed over the 1x2 rectangles L containing each link,
+/// gathered per link from its rectangle staples.
+fn add_rectangle_force<G: Group>(u: &GaugeField<G>, c: f64, p: &mut MomentumField<G>) {
+    let d = u.lattice().ndim();
+    p.packed_mut().par_chunks_mut(d).enumerate().for_each(|(outer, ps)| {
+        let x = PackedSite { outer, mask: 0 };
+        for (mu, pm) in ps.iter_mut().enumerate() {
+            let staple = rectangle_staple(u, x, mu);
+            alg_lanes_axpy(c, &G::packed_re_tr_generators_of_product(u.packed_link(x, mu).0, &staple), 0, pm);
+        }
+    });
+}
+
+/// Packed momenta written from several threads at once by [`add_plaquette_force`], each
+/// thread confined to the slices its phase gives it.
+struct ScatterTarget<'a, T> {
+    ptr: *mut T,
+    len: usize,
+    _borrow: PhantomData<&'a mut [T]>,
+}
+
+// SAFETY: the target only hands out writes through `axpy`, whose callers guarantee that no two
+// threads write one element concurrently; T itself moves between threads safely.
+unsafe impl<T: Send> Sync for ScatterTarget<'_, T> {}
+
+impl<'a, T: AsRef<[Lanes]> + AsMut<[Lanes]>> ScatterTarget<'a, T> {
+    fn new(data: &'a mut [T]) -> Self {
+        ScatterTarget { ptr: data.as_mut_ptr(), len: data.len(), _borrow: PhantomData }
+    }
+
+    /// Element i += a * x, x's lane l ^ mask going to lane l ([`alg_lanes_axpy`]).
+    ///
+    /// # Safety
+    /// No other thread may access element i during the call.
+    #[inline(always)]
+    unsafe fn axpy(&self, i: usize, a: f64, x: &T, mask: usize) {
+        assert!(i < self.len, "scatter index {i} outside {} links", self.len);
+        // SAFETY: i is in bounds, the borrow of the data outlives self, and the caller
+        // excludes concurrent access to element i.
+        alg_lanes_axpy(a, x, mask, unsafe { &mut *self.ptr.add(i) });
     }
 }
 
@@ -136,10 +198,10 @@ mod tests {
         let action = GaugeAction::new(kind, 2.3);
         let mut f = MomentumField::<G>::zeros(&lat);
         action.add_force(&u, 1.0, &mut f);
-        let scale = f.data().iter().flat_map(|a| a.as_ref().iter()).fold(0.0f64, |m, x| m.max(x.abs()));
+        let scale = f.components().fold(0.0f64, |m, x| m.max(x.abs()));
         let mut rng = StreamKey::new(2, Purpose::Test, 0).stream(0);
         let d = lat.ndim();
-        for _ in 0..12 {
+        for _ in 0..32 {
             let (site, mu) =
                 ((rng.uniform() * lat.volume() as f64) as usize, (rng.uniform() * d as f64) as usize);
             let a = (rng.uniform() * G::ALG_DIM as f64) as usize;

@@ -87,15 +87,30 @@ pub trait Group: Copy + Send + Sync + Debug + 'static {
     fn lane(x: &Self::Packed, lane: usize) -> Self::Elem;
     /// Sets lane `lane` of a packed element.
     fn set_lane(x: &mut Self::Packed, lane: usize, value: &Self::Elem);
+    /// Algebra elements of LANES links, component-major: entry a is the lane vector of p_a.
+    type AlgLanes: Copy
+        + Default
+        + Send
+        + Sync
+        + Debug
+        + PartialEq
+        + AsRef<[packed::Lanes]>
+        + AsMut<[packed::Lanes]>;
     /// Re tr of every lane.
     fn packed_re_trace(x: &Self::Packed) -> packed::Lanes;
     /// [`Group::re_tr_generators`] of every lane.
-    fn packed_re_tr_generators(x: &Self::Packed) -> [Self::Alg; LANES];
+    fn packed_re_tr_generators(x: &Self::Packed) -> Self::AlgLanes;
+    /// [`Group::re_tr_generators`] of every lane of a * b, computing only the entries of the
+    /// product that the traces need.
+    #[inline(always)]
+    fn packed_re_tr_generators_of_product(a: &Self::Packed, b: &Self::Packed) -> Self::AlgLanes {
+        Self::packed_re_tr_generators(&a.mul(b))
+    }
 
     /// u_l <- exp(eps p_l) u_l in every lane (the MD drift of LANES links).
-    fn exp_mul_packed(p: &[Self::Alg; LANES], eps: f64, u: &mut Self::Packed) {
-        for (l, pl) in p.iter().enumerate() {
-            Self::set_lane(u, l, &Self::exp(pl, eps).mul(&Self::lane(u, l)));
+    fn exp_mul_packed(p: &Self::AlgLanes, eps: f64, u: &mut Self::Packed) {
+        for l in 0..LANES {
+            Self::set_lane(u, l, &Self::exp(&alg_lane::<Self>(p, l), eps).mul(&Self::lane(u, l)));
         }
     }
 
@@ -115,11 +130,38 @@ pub fn alg_norm_sqr<A: AsRef<[f64]>>(p: &A) -> f64 {
     p.as_ref().iter().map(|x| x * x).sum()
 }
 
-/// y += a * x on algebra elements.
+/// Lane `lane` of packed algebra elements.
 #[inline]
-pub fn alg_axpy<A: AsRef<[f64]> + AsMut<[f64]>>(a: f64, x: &A, y: &mut A) {
-    for (yi, xi) in y.as_mut().iter_mut().zip(x.as_ref()) {
-        *yi += a * xi;
+pub fn alg_lane<G: Group>(p: &G::AlgLanes, lane: usize) -> G::Alg {
+    let mut a = G::Alg::default();
+    for (c, v) in a.as_mut().iter_mut().zip(p.as_ref()) {
+        *c = v[lane];
+    }
+    a
+}
+
+/// Sets lane `lane` of packed algebra elements.
+#[inline]
+pub fn set_alg_lane<G: Group>(p: &mut G::AlgLanes, lane: usize, value: &G::Alg) {
+    for (v, c) in p.as_mut().iter_mut().zip(value.as_ref()) {
+        v[lane] = *c;
+    }
+}
+
+/// y += a * x on packed algebra elements, lane l of y taking lane l ^ mask of x (the
+/// packed-layout hop by which x's lanes reach y's sites).
+#[inline(always)]
+pub fn alg_lanes_axpy<A: AsRef<[packed::Lanes]> + AsMut<[packed::Lanes]>>(
+    a: f64,
+    x: &A,
+    mask: usize,
+    y: &mut A,
+) {
+    for (yv, xv) in y.as_mut().iter_mut().zip(x.as_ref()) {
+        let xv = packed::permute_lanes(xv, mask);
+        for l in 0..LANES {
+            yv[l] = packed::fma(a, xv[l], yv[l]);
+        }
     }
 }
 
@@ -164,7 +206,12 @@ mod tests {
                 let ps: [G::Alg; LANES] = std::array::from_fn(|_| G::gaussian_alg(&mut rng));
                 let us: [G::Elem; LANES] = std::array::from_fn(|_| G::haar(&mut rng));
                 let mut packed = G::pack(us.each_ref());
-                G::exp_mul_packed(&ps, eps, &mut packed);
+                let mut p_lanes = G::AlgLanes::default();
+                for (l, pl) in ps.iter().enumerate() {
+                    set_alg_lane::<G>(&mut p_lanes, l, pl);
+                }
+                assert_eq!(alg_lane::<G>(&p_lanes, 2), ps[2]);
+                G::exp_mul_packed(&p_lanes, eps, &mut packed);
                 for l in 0..LANES {
                     let scalar = G::exp(&ps[l], eps).mul(&us[l]);
                     assert!(scalar.sub(&G::lane(&packed, l)).norm_sqr().sqrt() < 1e-14, "eps {eps}");
@@ -179,6 +226,23 @@ mod tests {
                 let h = 1e-5;
                 let fd = (G::exp(&t, h).mul(&x).trace().re - G::exp(&t, -h).mul(&x).trace().re) / (2.0 * h);
                 assert!((fd - r.as_ref()[a]).abs() < 1e-9, "generator {a}: {fd} vs {r:?}");
+            }
+            // the packed traces, also of a product, agree with the scalar ones lane by lane,
+            // and a masked axpy moves lane l ^ mask to lane l
+            let xs: [G::Elem; LANES] = std::array::from_fn(|_| G::haar(&mut rng).add(&G::haar(&mut rng)));
+            let ys: [G::Elem; LANES] = std::array::from_fn(|_| G::haar(&mut rng));
+            let (xp, yp) = (G::pack(xs.each_ref()), G::pack(ys.each_ref()));
+            let whole = G::packed_re_tr_generators(&xp);
+            let of_product = G::packed_re_tr_generators_of_product(&xp, &yp);
+            let mut moved = G::AlgLanes::default();
+            alg_lanes_axpy(2.0, &whole, 3, &mut moved);
+            for l in 0..LANES {
+                let (r, rp) = (G::re_tr_generators(&xs[l]), G::re_tr_generators(&xs[l].mul(&ys[l])));
+                for a in 0..G::ALG_DIM {
+                    assert_eq!(whole.as_ref()[a][l], r.as_ref()[a]);
+                    assert!((of_product.as_ref()[a][l] - rp.as_ref()[a]).abs() < 1e-14);
+                    assert_eq!(moved.as_ref()[a][l], 2.0 * whole.as_ref()[a][l ^ 3]);
+                }
             }
             // Haar elements are in the group, and projection fixes a perturbed element
             let u = G::haar(&mut rng);

@@ -101,6 +101,12 @@ impl LaneReader for Permuted {
     }
 }
 
+/// The lane vector with lane l taken from lane l ^ mask of `v`.
+#[inline(always)]
+pub fn permute_lanes(v: &Lanes, mask: usize) -> Lanes {
+    if mask == 0 { *v } else { Permuted::new(mask).read(v) }
+}
+
 /// A packed operand: the stored element and the lane mask to read it with.
 pub type Operand<'a, P> = (&'a P, usize);
 
@@ -146,12 +152,12 @@ pub trait PackedMatrix: Copy + Send + Sync + std::fmt::Debug + PartialEq + 'stat
 
 /// Dispatches a product on whether any operand needs a permutation.
 macro_rules! dispatch_readers {
-    ($kernel:ident :: <$aa:ident, $ba:ident>($acc:expr, $a:expr, $b:expr)) => {{
+    ($kernel:ident :: <$($flag:tt),*>($acc:expr, $a:expr, $b:expr)) => {{
         let ((a, ma), (b, mb)) = ($a, $b);
         if (ma | mb) == 0 {
-            $kernel::<$aa, $ba, _, _>($acc, a, Direct, b, Direct)
+            $kernel::<$($flag,)* _, _>($acc, a, Direct, b, Direct)
         } else {
-            $kernel::<$aa, $ba, _, _>($acc, a, Permuted::new(ma), b, Permuted::new(mb))
+            $kernel::<$($flag,)* _, _>($acc, a, Permuted::new(ma), b, Permuted::new(mb))
         }
     }};
 }
@@ -224,10 +230,12 @@ pub struct Su3Lanes {
     pub im: [Lanes; 9],
 }
 
-/// acc(r, c) + sum_k op(A)(r, k) op(B)(k, c) per lane, op the adjoint where AA / BA is set.
+/// acc(r, c) + sum_k op(A)(r, k) op(B)(k, c) per lane (acc zero if None), op the adjoint
+/// where AA / BA is set. With SKIP_RE_DIAG the real parts of the diagonal entries are not
+/// computed (left as in acc).
 #[inline(always)]
-fn su3_product<const AA: bool, const BA: bool, RA: LaneReader, RB: LaneReader>(
-    acc: &Su3Lanes,
+fn su3_product<const AA: bool, const BA: bool, const SKIP_RE_DIAG: bool, RA: LaneReader, RB: LaneReader>(
+    acc: Option<&Su3Lanes>,
     a: &Su3Lanes,
     ra: RA,
     b: &Su3Lanes,
@@ -237,23 +245,36 @@ fn su3_product<const AA: bool, const BA: bool, RA: LaneReader, RB: LaneReader>(
     let ai = |r: usize, k: usize| if AA { 3 * k + r } else { 3 * r + k };
     let bi = |k: usize, c: usize| if BA { 3 * c + k } else { 3 * k + c };
     let mut out = Su3Lanes::zero();
-    for r in 0..3 {
-        for c in 0..3 {
-            let (mut sr, mut si) = (acc.re[3 * r + c], acc.im[3 * r + c]);
-            for k in 0..3 {
-                let (xr, xi) = (ra.read(&a.re[ai(r, k)]), ra.read(&a.im[ai(r, k)]));
-                let (yr, yi) = (rb.read(&b.re[bi(k, c)]), rb.read(&b.im[bi(k, c)]));
-                for l in 0..LANES {
-                    let (xil, yil) = (sa * xi[l], sb * yi[l]);
+    for rc in 0..9 {
+        let (r, c) = (rc / 3, rc % 3);
+        let (mut sr, mut si) = match acc {
+            Some(acc) => (acc.re[rc], acc.im[rc]),
+            None => ([0.0; LANES], [0.0; LANES]),
+        };
+        for k in 0..3 {
+            let (xr, xi) = (ra.read(&a.re[ai(r, k)]), ra.read(&a.im[ai(r, k)]));
+            let (yr, yi) = (rb.read(&b.re[bi(k, c)]), rb.read(&b.im[bi(k, c)]));
+            for l in 0..LANES {
+                let (xil, yil) = (sa * xi[l], sb * yi[l]);
+                if !(SKIP_RE_DIAG && r == c) {
                     sr[l] = fma(xr[l], yr[l], fma(-xil, yil, sr[l]));
-                    si[l] = fma(xr[l], yil, fma(xil, yr[l], si[l]));
                 }
+                si[l] = fma(xr[l], yil, fma(xil, yr[l], si[l]));
             }
-            out.re[3 * r + c] = sr;
-            out.im[3 * r + c] = si;
         }
+        out.re[rc] = sr;
+        out.im[rc] = si;
     }
     out
+}
+
+impl Su3Lanes {
+    /// a * b per lane without the real parts of the diagonal (left zero): the entries that
+    /// the traceless anti-Hermitian part of the product, and so its generator traces, need.
+    #[inline(always)]
+    pub fn product_without_re_diagonal(a: &Self, b: &Self) -> Self {
+        su3_product::<false, false, true, _, _>(None, a, Direct, b, Direct)
+    }
 }
 
 impl PackedMatrix for Su3Lanes {
@@ -262,7 +283,11 @@ impl PackedMatrix for Su3Lanes {
     }
     #[inline(always)]
     fn product_add<const AA: bool, const BA: bool>(acc: &Self, a: Operand<Self>, b: Operand<Self>) -> Self {
-        dispatch_readers!(su3_product::<AA, BA>(acc, a, b))
+        dispatch_readers!(su3_product::<AA, BA, false>(Some(acc), a, b))
+    }
+    #[inline(always)]
+    fn product<const AA: bool, const BA: bool>(a: Operand<Self>, b: Operand<Self>) -> Self {
+        dispatch_readers!(su3_product::<AA, BA, false>(None, a, b))
     }
     #[inline(always)]
     fn permute(&self, mask: usize) -> Self {

@@ -1,9 +1,10 @@
 //! SU(3): 3x3 special unitary matrices, generators T_a = i lambda_a / 2 (Gell-Mann lambda_a).
 
 use super::packed::{LANES, Lanes, PackedMatrix, Su3Lanes, fma};
-use super::{Group, LinkMatrix};
+use super::{Group, LinkMatrix, alg_lane};
 use crate::rng::SiteRng;
 use num_complex::Complex64;
+use std::sync::OnceLock;
 
 /// The group SU(3). Plaquette normalisation N = 3: Re tr P / 3 is 1 on a cold start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,7 +16,8 @@ pub struct Su3Matrix(pub [Complex64; 9]);
 
 const C0: Complex64 = Complex64::new(0.0, 0.0);
 const C1: Complex64 = Complex64::new(1.0, 0.0);
-const SQRT3: f64 = 1.732_050_807_568_877_2;
+/// 1/sqrt(3), the normalisation of lambda_8.
+const INV_SQRT3: f64 = 0.577_350_269_189_625_8;
 
 impl Su3Matrix {
     #[inline(always)]
@@ -135,7 +137,7 @@ impl LinkMatrix for Su3Matrix {
 /// The Hermitian traceless matrix H = sum_a p_a lambda_a.
 fn hermitian_from_components(p: &[f64; 8], scale: f64) -> Su3Matrix {
     let q = |x: f64| x * scale;
-    let d8 = q(p[7]) / SQRT3;
+    let d8 = q(p[7]) * INV_SQRT3;
     let c = Complex64::new;
     Su3Matrix([
         c(q(p[2]) + d8, 0.0),
@@ -209,7 +211,7 @@ fn generator_traces(re: impl Fn(usize) -> f64, im: impl Fn(usize) -> f64) -> [f6
         -0.5 * (re(2) - re(6)),
         -0.5 * (im(5) + im(7)),
         -0.5 * (re(5) - re(7)),
-        -0.5 * (im(0) + im(4) - 2.0 * im(8)) / SQRT3,
+        -0.5 * INV_SQRT3 * (im(0) + im(4) - 2.0 * im(8)),
     ]
 }
 
@@ -227,97 +229,166 @@ const RECIPROCALS: [f64; SERIES_MAX_TERMS + 1] = {
     r
 };
 
-/// Largest squared Frobenius norm of X for which [`exp_mul_lanes`] uses its power series.
+/// Largest squared Frobenius norm of X for which [`exp_mul_series`] uses its power series.
 const SERIES_MAX_NORM_SQR: f64 = 4.0;
 
-/// u_l <- exp(eps P_l) u_l for LANES links at once. exp(X) = f0 + f1 X + f2 X^2 with the
-/// coefficients summed from the Taylor series, reducing X^n by the Cayley-Hamilton theorem
-/// X^3 = (tr X^2 / 2) X + det(X) (traceless X): X^n = p_n + q_n X + r_n X^2 with
-/// p_{n+1} = r_n det X, q_{n+1} = p_n + r_n tr X^2 / 2, r_{n+1} = q_n. The series is cut
-/// where its remainder is below 1e-17 (exact to round-off). Returns false, changing nothing, when
-/// some |X|^2 exceeds [`SERIES_MAX_NORM_SQR`] (the caller then uses [`Su3::exp`]).
-fn exp_mul_series(p: &[[f64; 8]; LANES], eps: f64, u: &mut Su3Lanes) -> bool {
-    let lanes = |f: &dyn Fn(usize) -> f64| -> Lanes { std::array::from_fn(f) };
-    // X = eps sum p_a T_a = i H' with H' = (eps/2) sum p_a lambda_a: X.re = -Im H', X.im = Re H'
-    let h = 0.5 * eps;
-    let c: [Lanes; 8] = std::array::from_fn(|a| std::array::from_fn(|l| h * p[l][a]));
-    let d8 = lanes(&|l| c[7][l] / SQRT3);
-    let neg = |v: &Lanes| v.map(|x| -x);
-    let zero = [0.0; LANES];
-    let x = Su3Lanes {
-        re: [zero, c[1], c[4], neg(&c[1]), zero, c[6], neg(&c[4]), neg(&c[6]), zero],
-        im: [
-            lanes(&|l| c[2][l] + d8[l]),
-            c[0],
-            c[3],
-            c[0],
-            lanes(&|l| d8[l] - c[2][l]),
-            c[5],
-            c[3],
-            c[5],
-            lanes(&|l| -2.0 * d8[l]),
-        ],
+/// Remainder below which the drift series is cut.
+const SERIES_TOLERANCE: f64 = 1e-17;
+
+/// The number N of terms after which the exponential series of a matrix X with |X|_F <= s has
+/// a remainder below [`SERIES_TOLERANCE`]: sum_{n>N} |X^n|/n! <= s^(N+1)/(N+1)! e^s, whatever the
+/// (exact) Cayley-Hamilton representation of the terms. The bound is tabulated once as the
+/// largest s each N admits.
+fn series_terms(s: f64) -> usize {
+    static LARGEST_NORM: OnceLock<[f64; SERIES_MAX_TERMS + 1]> = OnceLock::new();
+    let table = LARGEST_NORM.get_or_init(|| {
+        let bound = |s: f64, n: usize| {
+            s.powi(n as i32 + 1) * RECIPROCALS[1..=n + 1].iter().product::<f64>() * s.exp()
+        };
+        std::array::from_fn(|n| {
+            let cap = SERIES_MAX_NORM_SQR.sqrt();
+            if n + 1 > SERIES_MAX_TERMS || bound(cap, n) < SERIES_TOLERANCE {
+                return cap;
+            }
+            let (mut lo, mut hi) = (0.0, cap);
+            for _ in 0..80 {
+                let mid = 0.5 * (lo + hi);
+                if bound(mid, n) < SERIES_TOLERANCE { lo = mid } else { hi = mid }
+            }
+            lo
+        })
+    });
+    table.iter().position(|&largest| s <= largest).unwrap_or(SERIES_MAX_TERMS)
+}
+
+/// The lane vector (f(0), .., f(LANES - 1)).
+#[inline(always)]
+fn lanes(f: impl Fn(usize) -> f64) -> Lanes {
+    std::array::from_fn(f)
+}
+
+/// A Hermitian 3x3 matrix per lane: real diagonal d, upper off-diagonal entries (0,1), (0,2),
+/// (1,2) as complex lane vectors.
+struct HermitianLanes {
+    d: [Lanes; 3],
+    re: [Lanes; 3],
+    im: [Lanes; 3],
+}
+
+/// Index of the upper off-diagonal entry (i, j), i < j, in [`HermitianLanes`].
+const fn upper(i: usize, j: usize) -> usize {
+    i + j - 1
+}
+
+impl HermitianLanes {
+    /// H^2 (Hermitian), from the entries of H.
+    #[inline(always)]
+    fn square(&self) -> HermitianLanes {
+        let (d, re, im) = (&self.d, &self.re, &self.im);
+        let abs2 =
+            |k: usize| -> Lanes { std::array::from_fn(|l| fma(re[k][l], re[k][l], im[k][l] * im[k][l])) };
+        let (n01, n02, n12) = (abs2(0), abs2(1), abs2(2));
+        // (H^2)_ij = h_ij (h_ii + h_jj) + h_ik h_kj for the third index k
+        let off = |ij: usize, i: usize, j: usize, (kr, ki): (Lanes, Lanes)| -> (Lanes, Lanes) {
+            (
+                lanes(|l| fma(re[ij][l], d[i][l] + d[j][l], kr[l])),
+                lanes(|l| fma(im[ij][l], d[i][l] + d[j][l], ki[l])),
+            )
+        };
+        // h_02 h_21 = h_02 conj(h_12); h_01 h_12; conj(h_01) h_02
+        let w_v = (
+            lanes(|l| re[1][l] * re[2][l] + im[1][l] * im[2][l]),
+            lanes(|l| im[1][l] * re[2][l] - re[1][l] * im[2][l]),
+        );
+        let z_v = (
+            lanes(|l| re[0][l] * re[2][l] - im[0][l] * im[2][l]),
+            lanes(|l| re[0][l] * im[2][l] + im[0][l] * re[2][l]),
+        );
+        let zc_w = (
+            lanes(|l| re[0][l] * re[1][l] + im[0][l] * im[1][l]),
+            lanes(|l| re[0][l] * im[1][l] - im[0][l] * re[1][l]),
+        );
+        let (e01, e02, e12) = (off(0, 0, 1, w_v), off(1, 0, 2, z_v), off(2, 1, 2, zc_w));
+        HermitianLanes {
+            d: [
+                lanes(|l| fma(d[0][l], d[0][l], n01[l] + n02[l])),
+                lanes(|l| fma(d[1][l], d[1][l], n01[l] + n12[l])),
+                lanes(|l| fma(d[2][l], d[2][l], n02[l] + n12[l])),
+            ],
+            re: [e01.0, e02.0, e12.0],
+            im: [e01.1, e02.1, e12.1],
+        }
+    }
+
+    /// det H (real), from the entries of H.
+    #[inline(always)]
+    fn det(&self) -> Lanes {
+        let (d, re, im) = (&self.d, &self.re, &self.im);
+        std::array::from_fn(|l| {
+            let abs2 = |k: usize| re[k][l] * re[k][l] + im[k][l] * im[k][l];
+            // Re(h01 h12 conj(h02))
+            let (zr, zi) =
+                (re[0][l] * re[2][l] - im[0][l] * im[2][l], re[0][l] * im[2][l] + im[0][l] * re[2][l]);
+            let cyc = zr * re[1][l] + zi * im[1][l];
+            d[0][l] * d[1][l] * d[2][l] + 2.0 * cyc
+                - d[0][l] * abs2(2)
+                - d[1][l] * abs2(1)
+                - d[2][l] * abs2(0)
+        })
+    }
+}
+
+/// u_l <- exp(eps P_l) u_l for LANES links at once. With eps P = i H (H Hermitian traceless),
+/// exp(iH) = f0 + f1 H + f2 H^2, the coefficients summed from the Taylor series by Horner's
+/// rule, reducing powers by the Cayley-Hamilton theorem H^3 = c1 H + c0 (c1 = tr H^2 / 2,
+/// c0 = det H): c <- 1 + iH c / n maps (p, q, r) to (1 + i r c0 / n, i (p + r c1) / n, i q / n).
+/// The series is cut where its remainder is below [`SERIES_TOLERANCE`] ([`series_terms`]), exact to round-off. Returns false,
+/// changing nothing, when some |eps P|^2 exceeds [`SERIES_MAX_NORM_SQR`] (the caller then uses
+/// [`Su3::exp`]).
+fn exp_mul_series(p: &[Lanes; 8], eps: f64, u: &mut Su3Lanes) -> bool {
+    // H = (eps/2) sum p_a lambda_a (Gell-Mann matrices)
+    let c: [Lanes; 8] = p.map(|v| v.map(|x| 0.5 * eps * x));
+    let d8 = lanes(|l| c[7][l] * INV_SQRT3);
+    let h = HermitianLanes {
+        d: [lanes(|l| c[2][l] + d8[l]), lanes(|l| d8[l] - c[2][l]), lanes(|l| -2.0 * d8[l])],
+        re: [c[0], c[3], c[5]],
+        im: [c[1].map(|x| -x), c[4].map(|x| -x), c[6].map(|x| -x)],
     };
-    let x2 = x.mul(&x);
-    let half_tr = lanes(&|l| 0.5 * (x2.re[0][l] + x2.re[4][l] + x2.re[8][l]));
-    let norm_sqr = half_tr.map(|t| -2.0 * t);
-    if norm_sqr.iter().any(|&n| n > SERIES_MAX_NORM_SQR) {
+    let h2 = h.square();
+    let c1 = lanes(|l| 0.5 * (h2.d[0][l] + h2.d[1][l] + h2.d[2][l]));
+    // |eps P|_F^2 = tr H^2 = 2 c1
+    let s_max = c1.iter().cloned().fold(0.0, f64::max) * 2.0;
+    if s_max > SERIES_MAX_NORM_SQR {
         return false;
     }
-    let (det_re, det_im) = det_lanes(&x);
-    // The remainder of the matrix series after N terms is below sum_{n>N} s^n/n! for
-    // s = |X|_F >= |X|_2, whatever the (exact) Cayley-Hamilton representation of the terms:
-    // take N with s^(N+1)/(N+1)! e^s < 1e-17 for the largest s of the lanes.
-    let s_max = norm_sqr.iter().cloned().fold(0.0, f64::max).sqrt();
-    let (mut terms, mut tail) = (0, s_max.exp());
-    while tail >= 1e-17 && terms < SERIES_MAX_TERMS {
-        terms += 1;
-        tail *= s_max * RECIPROCALS[terms];
-    }
-    // Horner: c <- 1 + X c / n for n = N..1 gives sum_{n<=N} X^n/n! = f0 + f1 X + f2 X^2,
-    // with X (p + q X + r X^2) = r det X + (p + r tr X^2 / 2) X + q X^2 (all lanes at once)
-    let (mut f0r, mut f0i, mut f1r, mut f1i, mut f2r, mut f2i) = ([1.0; LANES], zero, zero, zero, zero, zero);
+    let c0 = h.det();
+    let terms = series_terms(s_max.sqrt());
+    let zero = [0.0; LANES];
+    let (mut pr, mut pi, mut qr, mut qi, mut rr, mut ri) = ([1.0; LANES], zero, zero, zero, zero, zero);
     for &inv in RECIPROCALS[1..=terms].iter().rev() {
-        let p_re = lanes(&|l| 1.0 + (f2r[l] * det_re[l] - f2i[l] * det_im[l]) * inv);
-        let p_im = lanes(&|l| (f2r[l] * det_im[l] + f2i[l] * det_re[l]) * inv);
-        let q_re = lanes(&|l| (f0r[l] + f2r[l] * half_tr[l]) * inv);
-        let q_im = lanes(&|l| (f0i[l] + f2i[l] * half_tr[l]) * inv);
-        let r_re = lanes(&|l| f1r[l] * inv);
-        let r_im = lanes(&|l| f1i[l] * inv);
-        (f0r, f0i, f1r, f1i, f2r, f2i) = (p_re, p_im, q_re, q_im, r_re, r_im);
+        let next_p = (lanes(|l| 1.0 - ri[l] * c0[l] * inv), lanes(|l| rr[l] * c0[l] * inv));
+        let next_q = (lanes(|l| -fma(ri[l], c1[l], pi[l]) * inv), lanes(|l| fma(rr[l], c1[l], pr[l]) * inv));
+        let next_r = (lanes(|l| -qi[l] * inv), lanes(|l| qr[l] * inv));
+        ((pr, pi), (qr, qi), (rr, ri)) = (next_p, next_q, next_r);
     }
+    // E = f0 + f1 H + f2 H^2 with (f0, f1, f2) = (p, q, r); the lower triangle from conj(h_ij)
     let mut e = Su3Lanes::zero();
-    for k in 0..9 {
-        for l in 0..LANES {
-            let (dr, di) = if k % 4 == 0 { (f0r[l], f0i[l]) } else { (0.0, 0.0) };
-            e.re[k][l] = dr
-                + fma(f1r[l], x.re[k][l], -f1i[l] * x.im[k][l])
-                + fma(f2r[l], x2.re[k][l], -f2i[l] * x2.im[k][l]);
-            e.im[k][l] = di
-                + fma(f1r[l], x.im[k][l], f1i[l] * x.re[k][l])
-                + fma(f2r[l], x2.im[k][l], f2i[l] * x2.re[k][l]);
+    for i in 0..3 {
+        let k = 4 * i;
+        e.re[k] = lanes(|l| pr[l] + qr[l] * h.d[i][l] + rr[l] * h2.d[i][l]);
+        e.im[k] = lanes(|l| pi[l] + qi[l] * h.d[i][l] + ri[l] * h2.d[i][l]);
+        for j in i + 1..3 {
+            let o = upper(i, j);
+            let (hr, hi, gr, gi) = (&h.re[o], &h.im[o], &h2.re[o], &h2.im[o]);
+            let (ku, kl) = (3 * i + j, 3 * j + i);
+            e.re[ku] = lanes(|l| qr[l] * hr[l] - qi[l] * hi[l] + rr[l] * gr[l] - ri[l] * gi[l]);
+            e.im[ku] = lanes(|l| qr[l] * hi[l] + qi[l] * hr[l] + rr[l] * gi[l] + ri[l] * gr[l]);
+            e.re[kl] = lanes(|l| qr[l] * hr[l] + qi[l] * hi[l] + rr[l] * gr[l] + ri[l] * gi[l]);
+            e.im[kl] = lanes(|l| qi[l] * hr[l] - qr[l] * hi[l] + ri[l] * gr[l] - rr[l] * gi[l]);
         }
     }
     *u = e.mul(u);
     true
-}
-
-/// The determinant of every lane, as (real parts, imaginary parts), computed lane-wise.
-fn det_lanes(x: &Su3Lanes) -> (Lanes, Lanes) {
-    let (mut dr, mut di) = ([0.0; LANES], [0.0; LANES]);
-    for l in 0..LANES {
-        let e = |k: usize| (x.re[k][l], x.im[k][l]);
-        let mul = |(ar, ai): (f64, f64), (br, bi): (f64, f64)| (ar * br - ai * bi, ar * bi + ai * br);
-        let minor = |a: usize, b: usize, c: usize, d: usize| {
-            let (p, q) = (mul(e(a), e(b)), mul(e(c), e(d)));
-            (p.0 - q.0, p.1 - q.1)
-        };
-        let terms =
-            [mul(e(0), minor(4, 8, 5, 7)), mul(e(1), minor(3, 8, 5, 6)), mul(e(2), minor(3, 7, 4, 6))];
-        dr[l] = terms[0].0 - terms[1].0 + terms[2].0;
-        di[l] = terms[0].1 - terms[1].1 + terms[2].1;
-    }
-    (dr, di)
 }
 
 impl Group for Su3 {
@@ -396,15 +467,24 @@ impl Group for Su3 {
         std::array::from_fn(|l| x.re[0][l] + x.re[4][l] + x.re[8][l])
     }
 
+    type AlgLanes = [Lanes; 8];
+
     #[inline(always)]
-    fn packed_re_tr_generators(x: &Su3Lanes) -> [[f64; 8]; LANES] {
-        std::array::from_fn(|l| generator_traces(|k| x.re[k][l], |k| x.im[k][l]))
+    fn packed_re_tr_generators(x: &Su3Lanes) -> [Lanes; 8] {
+        let per_lane: [[f64; 8]; LANES] =
+            std::array::from_fn(|l| generator_traces(|k| x.re[k][l], |k| x.im[k][l]));
+        std::array::from_fn(|a| std::array::from_fn(|l| per_lane[l][a]))
     }
 
-    fn exp_mul_packed(p: &[[f64; 8]; LANES], eps: f64, u: &mut Su3Lanes) {
+    #[inline(always)]
+    fn packed_re_tr_generators_of_product(a: &Su3Lanes, b: &Su3Lanes) -> [Lanes; 8] {
+        Self::packed_re_tr_generators(&Su3Lanes::product_without_re_diagonal(a, b))
+    }
+
+    fn exp_mul_packed(p: &[Lanes; 8], eps: f64, u: &mut Su3Lanes) {
         if !exp_mul_series(p, eps, u) {
-            for (l, pl) in p.iter().enumerate() {
-                Self::set_lane(u, l, &Self::exp(pl, eps).mul(&Self::lane(u, l)));
+            for l in 0..LANES {
+                Self::set_lane(u, l, &Self::exp(&alg_lane::<Self>(p, l), eps).mul(&Self::lane(u, l)));
             }
         }
     }
@@ -413,5 +493,22 @@ impl Group for Su3 {
         let uu = x.mul_adj(x).sub(&Su3Matrix::identity());
         let worst = uu.0.iter().map(|z| z.norm()).fold(0.0, f64::max);
         worst.max((x.det() - C1).norm())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drift_series_length_is_the_shortest_that_meets_the_tolerance() {
+        let bound = |s: f64, n: usize| (1..=n + 1).fold(s.exp(), |b, k| b * s / k as f64);
+        for i in 1..=200 {
+            let s = 2.0 * i as f64 / 200.0;
+            let n = series_terms(s);
+            assert!(bound(s, n) < SERIES_TOLERANCE, "s {s}: {n} terms leave {}", bound(s, n));
+            assert!(n == 0 || bound(s, n - 1) >= 0.999 * SERIES_TOLERANCE, "s {s}: {n} terms, fewer suffice");
+        }
+        assert_eq!(series_terms(0.0), 0);
     }
 }

@@ -1,6 +1,6 @@
 //! U(1): links are unit complex numbers e^{i theta}; the generator is T = i.
 
-use super::packed::{ComplexLanes, LANES, PackedMatrix};
+use super::packed::{ComplexLanes, LANES, Lanes, PackedMatrix};
 use super::{Group, LinkMatrix};
 use crate::rng::SiteRng;
 use num_complex::Complex64;
@@ -110,8 +110,9 @@ impl Group for U1 {
         x.re[lane] = value.re;
         x.im[lane] = value.im;
     }
-    fn exp_mul_packed(p: &[[f64; 1]; LANES], eps: f64, u: &mut ComplexLanes) {
-        let e = ComplexLanes::pack(p.map(|p| Complex64::from_polar(1.0, eps * p[0])).each_ref());
+    type AlgLanes = [Lanes; 1];
+    fn exp_mul_packed(p: &[Lanes; 1], eps: f64, u: &mut ComplexLanes) {
+        let e = ComplexLanes::pack(p[0].map(|p| Complex64::from_polar(1.0, eps * p)).each_ref());
         *u = e.mul(u);
     }
     #[inline(always)]
@@ -119,7 +120,7 @@ impl Group for U1 {
         x.re
     }
     #[inline(always)]
-    fn packed_re_tr_generators(x: &ComplexLanes) -> [[f64; 1]; LANES] {
-        x.im.map(|im| [-im])
+    fn packed_re_tr_generators(x: &ComplexLanes) -> [Lanes; 1] {
+        [x.im.map(|im| -im)]
     }
 }

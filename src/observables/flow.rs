@@ -15,7 +15,7 @@
 
 use crate::action::{GaugeAction, GaugeActionKind, Monomial};
 use crate::field::{GaugeField, MomentumField};
-use crate::group::{Group, LinkMatrix, alg_axpy};
+use crate::group::{Group, LinkMatrix};
 use crate::loops::{Step, path_product};
 use crate::parallel::deterministic_sum;
 
@@ -67,9 +67,7 @@ pub fn flow_step<G: Group>(v: &mut GaugeField<G>, eps: f64) {
     let combine = |terms: &[(f64, &MomentumField<G>)]| {
         let mut out = MomentumField::<G>::zeros(&lattice);
         for (c, f) in terms {
-            for (o, x) in out.data_mut().iter_mut().zip(f.data()) {
-                alg_axpy(*c, x, o);
-            }
+            out.axpy(*c, f);
         }
         out
     };
