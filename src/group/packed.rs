@@ -245,25 +245,31 @@ fn su3_product<const AA: bool, const BA: bool, const SKIP_RE_DIAG: bool, RA: Lan
     let ai = |r: usize, k: usize| if AA { 3 * k + r } else { 3 * r + k };
     let bi = |k: usize, c: usize| if BA { 3 * c + k } else { 3 * k + c };
     let mut out = Su3Lanes::zero();
-    for rc in 0..9 {
-        let (r, c) = (rc / 3, rc % 3);
-        let (mut sr, mut si) = match acc {
-            Some(acc) => (acc.re[rc], acc.im[rc]),
-            None => ([0.0; LANES], [0.0; LANES]),
-        };
-        for k in 0..3 {
-            let (xr, xi) = (ra.read(&a.re[ai(r, k)]), ra.read(&a.im[ai(r, k)]));
-            let (yr, yi) = (rb.read(&b.re[bi(k, c)]), rb.read(&b.im[bi(k, c)]));
-            for l in 0..LANES {
-                let (xil, yil) = (sa * xi[l], sb * yi[l]);
-                if !(SKIP_RE_DIAG && r == c) {
-                    sr[l] = fma(xr[l], yr[l], fma(-xil, yil, sr[l]));
+    for r in 0..3 {
+        // row r of op(A), read once for the three columns
+        let row: [(Lanes, Lanes); 3] = std::array::from_fn(|k| {
+            let xi = ra.read(&a.im[ai(r, k)]);
+            (ra.read(&a.re[ai(r, k)]), xi.map(|v| sa * v))
+        });
+        for c in 0..3 {
+            let rc = 3 * r + c;
+            let (mut sr, mut si) = match acc {
+                Some(acc) => (acc.re[rc], acc.im[rc]),
+                None => ([0.0; LANES], [0.0; LANES]),
+            };
+            for (k, (xr, xi)) in row.iter().enumerate() {
+                let (yr, yi) = (rb.read(&b.re[bi(k, c)]), rb.read(&b.im[bi(k, c)]));
+                for l in 0..LANES {
+                    let yil = sb * yi[l];
+                    if !(SKIP_RE_DIAG && r == c) {
+                        sr[l] = fma(xr[l], yr[l], fma(-xi[l], yil, sr[l]));
+                    }
+                    si[l] = fma(xr[l], yil, fma(xi[l], yr[l], si[l]));
                 }
-                si[l] = fma(xr[l], yil, fma(xil, yr[l], si[l]));
             }
+            out.re[rc] = sr;
+            out.im[rc] = si;
         }
-        out.re[rc] = sr;
-        out.im[rc] = si;
     }
     out
 }

@@ -200,18 +200,20 @@ fn exp_i_hermitian(q: &Su3Matrix) -> Su3Matrix {
     }))
 }
 
-/// Re tr(T_a X) = -Im tr(lambda_a X) / 2 for a = 1..8, from the entries of X (k = 3 row + col).
+/// Re tr(T_a X) = -Im tr(lambda_a X) / 2 for a = 1..8 in every lane, from the entries of X
+/// (k = 3 row + col). The real parts of the diagonal are not used.
 #[inline(always)]
-fn generator_traces(re: impl Fn(usize) -> f64, im: impl Fn(usize) -> f64) -> [f64; 8] {
+fn generator_traces(x: &Su3Lanes) -> [Lanes; 8] {
+    let (re, im) = (&x.re, &x.im);
     [
-        -0.5 * (im(1) + im(3)),
-        -0.5 * (re(1) - re(3)),
-        -0.5 * (im(0) - im(4)),
-        -0.5 * (im(2) + im(6)),
-        -0.5 * (re(2) - re(6)),
-        -0.5 * (im(5) + im(7)),
-        -0.5 * (re(5) - re(7)),
-        -0.5 * INV_SQRT3 * (im(0) + im(4) - 2.0 * im(8)),
+        lanes(|l| -0.5 * (im[1][l] + im[3][l])),
+        lanes(|l| -0.5 * (re[1][l] - re[3][l])),
+        lanes(|l| -0.5 * (im[0][l] - im[4][l])),
+        lanes(|l| -0.5 * (im[2][l] + im[6][l])),
+        lanes(|l| -0.5 * (re[2][l] - re[6][l])),
+        lanes(|l| -0.5 * (im[5][l] + im[7][l])),
+        lanes(|l| -0.5 * (re[5][l] - re[7][l])),
+        lanes(|l| -0.5 * INV_SQRT3 * (im[0][l] + im[4][l] - 2.0 * im[8][l])),
     ]
 }
 
@@ -403,9 +405,8 @@ impl Group for Su3 {
         exp_i_hermitian(&hermitian_from_components(p, 0.5 * eps))
     }
 
-    #[inline]
     fn re_tr_generators(x: &Su3Matrix) -> [f64; 8] {
-        generator_traces(|k| x.0[k].re, |k| x.0[k].im)
+        generator_traces(&Self::pack([x; LANES])).map(|v| v[0])
     }
 
     fn alg_matrix(p: &[f64; 8]) -> Su3Matrix {
@@ -471,9 +472,7 @@ impl Group for Su3 {
 
     #[inline(always)]
     fn packed_re_tr_generators(x: &Su3Lanes) -> [Lanes; 8] {
-        let per_lane: [[f64; 8]; LANES] =
-            std::array::from_fn(|l| generator_traces(|k| x.re[k][l], |k| x.im[k][l]));
-        std::array::from_fn(|a| std::array::from_fn(|l| per_lane[l][a]))
+        generator_traces(x)
     }
 
     #[inline(always)]
