@@ -10,6 +10,8 @@ pub mod action;
 pub mod analysis;
 pub mod bench;
 pub mod chain;
+pub mod checkerboard;
+pub mod dirac;
 pub mod error;
 pub mod field;
 pub mod geometry;
@@ -21,6 +23,8 @@ pub mod observables;
 pub mod parallel;
 pub mod reference;
 pub mod rng;
+pub mod solver;
+pub mod spinor;
 pub mod update;
 
 pub use error::{Error, Result};

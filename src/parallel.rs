@@ -11,16 +11,17 @@ use rayon::prelude::*;
 /// Indices per block of a deterministic reduction.
 const BLOCK: usize = 512;
 
-/// sum_{i < n} f(i), bit-identical for any number of threads.
-pub fn deterministic_sum<F>(n: usize, f: F) -> f64
+/// sum_{i < n} f(i) (real or complex), bit-identical for any number of threads.
+pub fn deterministic_sum<T, F>(n: usize, f: F) -> T
 where
-    F: Fn(usize) -> f64 + Sync,
+    T: Send + Copy + std::iter::Sum<T>,
+    F: Fn(usize) -> T + Sync,
 {
-    let blocks: Vec<f64> = (0..n.div_ceil(BLOCK))
+    let blocks: Vec<T> = (0..n.div_ceil(BLOCK))
         .into_par_iter()
         .map(|b| (b * BLOCK..((b + 1) * BLOCK).min(n)).map(&f).sum())
         .collect();
-    blocks.iter().sum()
+    blocks.iter().copied().sum()
 }
 
 /// Runs `work(s)` for the slices s = 0..n of a periodic chain, where the work on slice s may

@@ -20,6 +20,10 @@ pub enum Purpose {
     HotStart = 3,
     /// Draws made by tests and benchmarks that need a random field.
     Test = 4,
+    /// Gaussian noise of a pseudofermion heatbath.
+    Pseudofermion = 5,
+    /// Noise vectors of stochastic estimators (chiral condensate).
+    Noise = 6,
 }
 
 /// SplitMix64 finaliser: a bijective 64-bit mixer (Steele, Lea, Flood 2014).

@@ -6,6 +6,7 @@
 //! refresh draws every p_a from N(0, 1). Links evolve as dU/dt = P U, and a force is the vector
 //! F_a = -d/dw S(exp(w T_a) U) at w = 0.
 
+pub mod color;
 pub mod packed;
 pub mod su3;
 pub mod u1;
@@ -167,6 +168,7 @@ pub fn alg_lanes_axpy<A: AsRef<[packed::Lanes]> + AsMut<[packed::Lanes]>>(
 
 #[cfg(test)]
 mod tests {
+    use super::packed::ColorVector;
     use super::*;
     use crate::rng::{Purpose, StreamKey};
 
@@ -234,6 +236,33 @@ mod tests {
             let (xp, yp) = (G::pack(xs.each_ref()), G::pack(ys.each_ref()));
             let whole = G::packed_re_tr_generators(&xp);
             let of_product = G::packed_re_tr_generators_of_product(&xp, &yp);
+            // matrix-vector products agree with the entries, also read through a lane mask
+            let n = G::NC;
+            let mut v = <G::Packed as PackedMatrix>::Vector::zero();
+            for l in 0..LANES {
+                for c in 0..n {
+                    v.set(l, c, Complex64::new(rng.normal(), rng.normal()));
+                }
+            }
+            for mask in [0, 3] {
+                let (uv, udv) = (
+                    G::Packed::mat_vec::<false>((&xp, mask), &v),
+                    G::Packed::mat_vec::<true>((&xp, mask), &v),
+                );
+                for l in 0..LANES {
+                    let mut reals = vec![0.0; 2 * n * n];
+                    xs[l ^ mask].write_reals(&mut reals);
+                    let m = |r: usize, c: usize| {
+                        Complex64::new(reals[2 * (n * r + c)], reals[2 * (n * r + c) + 1])
+                    };
+                    for r in 0..n {
+                        let plain: Complex64 = (0..n).map(|c| m(r, c) * v.get(l, c)).sum();
+                        let adjoint: Complex64 = (0..n).map(|c| m(c, r).conj() * v.get(l, c)).sum();
+                        assert!((uv.get(l, r) - plain).norm() < 1e-14);
+                        assert!((udv.get(l, r) - adjoint).norm() < 1e-14);
+                    }
+                }
+            }
             let mut moved = G::AlgLanes::default();
             alg_lanes_axpy(2.0, &whole, 3, &mut moved);
             for l in 0..LANES {

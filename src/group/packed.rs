@@ -2,6 +2,7 @@
 //! (the vector units see `[f64; LANES]` operands). Hot kernels gather the links of LANES sites
 //! into a packed matrix, compute, and scatter the results.
 
+pub use super::color::{ColorLanes, ColorVector};
 use num_complex::Complex64;
 
 /// Sites processed together by the packed kernels (one AVX register of f64).
@@ -112,8 +113,12 @@ pub type Operand<'a, P> = (&'a P, usize);
 
 /// Products and sums of packed link matrices.
 pub trait PackedMatrix: Copy + Send + Sync + std::fmt::Debug + PartialEq + 'static {
+    /// The packed colour vectors these matrices act on.
+    type Vector: ColorVector;
     /// All lanes zero.
     fn zero() -> Self;
+    /// op(a) v per lane, op the adjoint where ADJ is set, a read through its lane mask.
+    fn mat_vec<const ADJ: bool>(a: Operand<Self>, v: &Self::Vector) -> Self::Vector;
     /// acc + op(a) op(b) per lane, op the adjoint where ADJ_A / ADJ_B is set, each operand
     /// read through its lane mask.
     fn product_add<const ADJ_A: bool, const ADJ_B: bool>(
@@ -196,8 +201,19 @@ fn complex_product<const AA: bool, const BA: bool, RA: LaneReader, RB: LaneReade
 }
 
 impl PackedMatrix for ComplexLanes {
+    type Vector = ColorLanes<1>;
     fn zero() -> Self {
         ComplexLanes { re: [0.0; LANES], im: [0.0; LANES] }
+    }
+    #[inline(always)]
+    fn mat_vec<const ADJ: bool>((a, mask): Operand<Self>, v: &ColorLanes<1>) -> ColorLanes<1> {
+        let (ar, ai) = (permute_lanes(&a.re, mask), permute_lanes(&a.im, mask));
+        let s = if ADJ { -1.0 } else { 1.0 };
+        let (vr, vi) = (&v.re[0], &v.im[0]);
+        ColorLanes {
+            re: [std::array::from_fn(|l| fma(ar[l], vr[l], -(s * ai[l]) * vi[l]))],
+            im: [std::array::from_fn(|l| fma(ar[l], vi[l], s * ai[l] * vr[l]))],
+        }
     }
     #[inline(always)]
     fn product_add<const AA: bool, const BA: bool>(acc: &Self, a: Operand<Self>, b: Operand<Self>) -> Self {
@@ -284,8 +300,29 @@ impl Su3Lanes {
 }
 
 impl PackedMatrix for Su3Lanes {
+    type Vector = ColorLanes<3>;
     fn zero() -> Self {
         Su3Lanes { re: [[0.0; LANES]; 9], im: [[0.0; LANES]; 9] }
+    }
+    #[inline(always)]
+    fn mat_vec<const ADJ: bool>((a, mask): Operand<Self>, v: &ColorLanes<3>) -> ColorLanes<3> {
+        let s = if ADJ { -1.0 } else { 1.0 };
+        let mut out = ColorLanes::<3>::zero();
+        for r in 0..3 {
+            let (mut sr, mut si) = ([0.0; LANES], [0.0; LANES]);
+            for k in 0..3 {
+                let idx = if ADJ { 3 * k + r } else { 3 * r + k };
+                let (ur, ui) = (permute_lanes(&a.re[idx], mask), permute_lanes(&a.im[idx], mask));
+                for l in 0..LANES {
+                    let uil = s * ui[l];
+                    sr[l] = fma(ur[l], v.re[k][l], fma(-uil, v.im[k][l], sr[l]));
+                    si[l] = fma(ur[l], v.im[k][l], fma(uil, v.re[k][l], si[l]));
+                }
+            }
+            out.re[r] = sr;
+            out.im[r] = si;
+        }
+        out
     }
     #[inline(always)]
     fn product_add<const AA: bool, const BA: bool>(acc: &Self, a: Operand<Self>, b: Operand<Self>) -> Self {

@@ -1,0 +1,374 @@
+//! The Wilson-Dirac operator (DESIGN.md): M = 1 - kappa H with
+//! H psi(x) = sum_mu [(1 - gamma_mu) U_mu(x) psi(x+mu) + (1 + gamma_mu) U_mu(x-mu)^dagger psi(x-mu)],
+//! kappa = 1 / (2 m0 + 2D), and a phase e^{i theta} on the hops that wrap around in time
+//! (theta = pi: antiperiodic). M is gamma5-Hermitian, M^dagger = gamma5 M gamma5.
+//!
+//! H only connects sites of opposite parity, so in even/odd ordering
+//! M = [[1, -kappa H_eo], [-kappa H_oe, 1]] and det M = det(M_hat) with the Schur operator
+//! M_hat = 1 - kappa^2 H_eo H_oe on the even sites (no extra determinant factor for Wilson
+//! fermions without a clover term).
+
+use super::gamma::{GammaBlock, Phase, blocks};
+use crate::checkerboard::Checkerboard;
+use crate::error::{Error, Result};
+use crate::field::GaugeField;
+use crate::group::Group;
+use crate::group::packed::{ColorVector, PackedMatrix};
+use crate::spinor::{Color, Spinor, SpinorField};
+use num_complex::Complex64;
+use rayon::prelude::*;
+
+/// Boundary condition of the fermion fields in the time direction (mu = D-1): hops that wrap
+/// around pick up e^{i theta} forward and e^{-i theta} backward.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Boundary {
+    /// The phase angle theta.
+    pub theta: f64,
+}
+
+impl Boundary {
+    /// Periodic fermions (theta = 0).
+    pub const PERIODIC: Boundary = Boundary { theta: 0.0 };
+    /// Antiperiodic fermions (theta = pi), the default.
+    pub const ANTIPERIODIC: Boundary = Boundary { theta: std::f64::consts::PI };
+}
+
+/// The Wilson-Dirac operator on a gauge field, with S = 2 spin components in 2D and S = 4 in 4D.
+pub struct WilsonOperator<'a, G: Group, const S: usize> {
+    u: &'a GaugeField<G>,
+    cb: &'a Checkerboard,
+    kappa: f64,
+    boundary: Boundary,
+}
+
+/// i^k v.
+#[inline(always)]
+fn times_phase<V: ColorVector>(phase: Phase, v: &V) -> V {
+    match phase.0 % 4 {
+        0 => *v,
+        1 => v.times_i(),
+        2 => v.neg(),
+        _ => v.times_i().neg(),
+    }
+}
+
+impl<'a, G: Group, const S: usize> WilsonOperator<'a, G, S> {
+    /// The operator with hopping parameter `kappa` on the field `u`. Checks that S matches the
+    /// dimension (2 in 2D, 4 in 4D) and that `cb` belongs to the field's lattice.
+    pub fn new(u: &'a GaugeField<G>, cb: &'a Checkerboard, kappa: f64, boundary: Boundary) -> Result<Self> {
+        let d = u.lattice().ndim();
+        if !(d == 2 && S == 2 || d == 4 && S == 4) {
+            return Err(Error::Config(format!(
+                "Wilson fermions need 2 spin components in 2D and 4 in 4D, not {S} in {d}D"
+            )));
+        }
+        if cb.lattice().dims() != u.lattice().dims() {
+            return Err(Error::Config(
+                "the checkerboard and the gauge field are on different lattices".into(),
+            ));
+        }
+        if !(kappa.is_finite() && kappa >= 0.0) {
+            return Err(Error::Config(format!("kappa = {kappa}: must be a finite number >= 0")));
+        }
+        Ok(WilsonOperator { u, cb, kappa, boundary })
+    }
+
+    /// The hopping parameter.
+    pub fn kappa(&self) -> f64 {
+        self.kappa
+    }
+
+    /// The checkerboard the fields live on.
+    pub fn checkerboard(&self) -> &Checkerboard {
+        self.cb
+    }
+
+    /// (H src)(x) for the outer site i of parity p, src on parity 1 - p.
+    #[inline(always)]
+    fn hop_site(&self, p: usize, i: usize, src: &[Spinor<G, S>]) -> Spinor<G, S> {
+        let h = S / 2;
+        let (cos, sin) = (self.boundary.theta.cos(), self.boundary.theta.sin());
+        let mut acc = [Color::<G>::zero(); S];
+        for (mu, b) in blocks(S).iter().enumerate() {
+            for forward in [true, false] {
+                let hop = self.cb.hop(p, i, mu, forward);
+                let v = &src[hop.neighbour];
+                let link = self.u.packed_link(hop.link, mu);
+                for r in 0..h {
+                    // (1 -+ gamma_mu) psi: the half spinor psi_up -+ A psi_down, then U or U^dagger
+                    let lower = times_phase(b.phase[r], &v[h + b.column[r]]);
+                    let half = if forward { v[r].sub(&lower) } else { v[r].add(&lower) }.permute(hop.mask);
+                    let mut chi = if forward {
+                        G::Packed::mat_vec::<false>(link, &half)
+                    } else {
+                        G::Packed::mat_vec::<true>(link, &half)
+                    };
+                    if hop.wraps_time != 0 {
+                        let s = if forward { sin } else { -sin };
+                        let wraps = |l: usize| hop.wraps_time >> l & 1 == 1;
+                        let re = std::array::from_fn(|l| if wraps(l) { cos } else { 1.0 });
+                        let im = std::array::from_fn(|l| if wraps(l) { s } else { 0.0 });
+                        chi = chi.mul_lanes(&re, &im);
+                    }
+                    Self::reconstruct(b, r, forward, &chi, &mut acc);
+                }
+            }
+        }
+        acc
+    }
+
+    /// Adds the projected spinor of row r back: up_r += chi, down_{column r} -+= conj(phase) chi.
+    #[inline(always)]
+    fn reconstruct(b: &GammaBlock, r: usize, forward: bool, chi: &Color<G>, acc: &mut Spinor<G, S>) {
+        let h = S / 2;
+        acc[r] = acc[r].add(chi);
+        let down = times_phase(b.phase[r].conj(), chi);
+        let k = h + b.column[r];
+        acc[k] = if forward { acc[k].sub(&down) } else { acc[k].add(&down) };
+    }
+
+    /// dst = base + c H src on parity p (src on parity 1 - p); base = 0 when None.
+    fn hopping_into(
+        &self,
+        p: usize,
+        src: &[Spinor<G, S>],
+        c: f64,
+        base: Option<&[Spinor<G, S>]>,
+        dst: &mut [Spinor<G, S>],
+    ) {
+        let z = Complex64::new(c, 0.0);
+        dst.par_iter_mut().enumerate().for_each(|(i, out)| {
+            let hop = self.hop_site(p, i, src);
+            for (s, o) in out.iter_mut().enumerate() {
+                let start = base.map_or(Color::<G>::zero(), |b| b[i][s]);
+                *o = start.add_scaled(z, &hop[s]);
+            }
+        });
+    }
+
+    /// dst = H_{p, 1-p} src: the hopping term from parity 1 - p to parity p (half fields).
+    pub fn hopping(&self, p: usize, src: &SpinorField<G, S>, dst: &mut SpinorField<G, S>) {
+        self.hopping_into(p, src.data(), 1.0, None, dst.data_mut());
+    }
+
+    /// y = M x on full fields.
+    pub fn apply(&self, x: &SpinorField<G, S>, y: &mut SpinorField<G, S>) {
+        let (ye, yo) = y.parts_mut();
+        self.hopping_into(0, x.part(1), -self.kappa, Some(x.part(0)), ye);
+        self.hopping_into(1, x.part(0), -self.kappa, Some(x.part(1)), yo);
+    }
+
+    /// y = M^dagger x = gamma5 M gamma5 x on full fields.
+    pub fn apply_dagger(&self, x: &SpinorField<G, S>, y: &mut SpinorField<G, S>) {
+        let mut g5x = x.clone();
+        g5x.gamma5();
+        self.apply(&g5x, y);
+        y.gamma5();
+    }
+
+    /// y = M_hat x = (1 - kappa^2 H_eo H_oe) x on even half fields.
+    pub fn apply_schur(&self, x: &SpinorField<G, S>, y: &mut SpinorField<G, S>) {
+        let mut odd = SpinorField::<G, S>::half(self.cb);
+        self.hopping_into(1, x.data(), 1.0, None, odd.data_mut());
+        self.hopping_into(0, odd.data(), -self.kappa * self.kappa, Some(x.data()), y.data_mut());
+    }
+
+    /// y = M_hat^dagger x = gamma5 M_hat gamma5 x on even half fields.
+    pub fn apply_schur_dagger(&self, x: &SpinorField<G, S>, y: &mut SpinorField<G, S>) {
+        let mut g5x = x.clone();
+        g5x.gamma5();
+        self.apply_schur(&g5x, y);
+        y.gamma5();
+    }
+
+    /// The even-site source of the Schur system for M x = b: b_e + kappa H_eo b_o.
+    pub fn schur_source(&self, b: &SpinorField<G, S>) -> SpinorField<G, S> {
+        let mut s = SpinorField::<G, S>::half(self.cb);
+        self.hopping_into(0, b.part(1), self.kappa, Some(b.part(0)), s.data_mut());
+        s
+    }
+
+    /// The full solution of M x = b from the even part x_e solving M_hat x_e = b_e + kappa
+    /// H_eo b_o: x_o = b_o + kappa H_oe x_e.
+    pub fn schur_reconstruct(&self, b: &SpinorField<G, S>, x_even: &SpinorField<G, S>) -> SpinorField<G, S> {
+        let mut x = SpinorField::<G, S>::full(self.cb);
+        let (xe, xo) = x.parts_mut();
+        xe.copy_from_slice(x_even.data());
+        self.hopping_into(1, x_even.data(), self.kappa, Some(b.part(1)), xo);
+        x
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::gamma::gamma;
+    use super::*;
+    use crate::geometry::Lattice;
+    use crate::group::{Su3, U1};
+    use crate::rng::Purpose;
+    use std::sync::Arc;
+
+    fn fields<G: Group, const S: usize>(dims: &[usize]) -> (GaugeField<G>, Checkerboard) {
+        let lat = Arc::new(Lattice::new(dims).unwrap());
+        (GaugeField::<G>::hot(lat.clone(), 4), Checkerboard::new(lat).unwrap())
+    }
+
+    fn check_adjoint_and_gamma5<G: Group, const S: usize>(dims: &[usize]) {
+        let (u, cb) = fields::<G, S>(dims);
+        let m = WilsonOperator::<G, S>::new(&u, &cb, 0.13, Boundary { theta: 0.7 }).unwrap();
+        let x = SpinorField::<G, S>::gaussian_full(&cb, 1, Purpose::Test, 0);
+        let y = SpinorField::<G, S>::gaussian_full(&cb, 2, Purpose::Test, 0);
+        let (mut my, mut mdx) = (SpinorField::full(&cb), SpinorField::full(&cb));
+        m.apply(&y, &mut my);
+        m.apply_dagger(&x, &mut mdx);
+        let (a, b) = (x.dot(&my), mdx.dot(&y));
+        assert!((a - b).norm() < 1e-12 * a.norm(), "<x, M y> = {a}, <M^dagger x, y> = {b}");
+        // Schur operator on the even halves
+        let (xe, ye) = (
+            SpinorField::<G, S>::gaussian(
+                &cb,
+                crate::spinor::Sites::Parity(0),
+                &crate::rng::StreamKey::new(3, Purpose::Test, 0),
+            ),
+            SpinorField::<G, S>::gaussian(
+                &cb,
+                crate::spinor::Sites::Parity(0),
+                &crate::rng::StreamKey::new(4, Purpose::Test, 0),
+            ),
+        );
+        let (mut sy, mut sdx) = (SpinorField::half(&cb), SpinorField::half(&cb));
+        m.apply_schur(&ye, &mut sy);
+        m.apply_schur_dagger(&xe, &mut sdx);
+        let (a, b) = (xe.dot(&sy), sdx.dot(&ye));
+        assert!((a - b).norm() < 1e-12 * a.norm());
+    }
+
+    #[test]
+    fn adjoint_relations() {
+        check_adjoint_and_gamma5::<U1, 2>(&[4, 8]);
+        check_adjoint_and_gamma5::<Su3, 2>(&[8, 4]);
+        check_adjoint_and_gamma5::<U1, 4>(&[2, 2, 4, 4]);
+        check_adjoint_and_gamma5::<Su3, 4>(&[4, 2, 4, 8]);
+    }
+
+    /// gamma5 M gamma5 = M^dagger entry by entry: <e_i, M e_j> = conj(<e_j, gamma5 M gamma5 e_i>)
+    /// for every pair of unit vectors on a small lattice.
+    fn check_gamma5_hermiticity<G: Group, const S: usize>(dims: &[usize]) {
+        let (u, cb) = fields::<G, S>(dims);
+        let m = WilsonOperator::<G, S>::new(&u, &cb, 0.2, Boundary::ANTIPERIODIC).unwrap();
+        let lat = cb.lattice().clone();
+        let colors = Color::<G>::COLORS;
+        let unit = |site: usize, s: usize, c: usize| {
+            let mut e = SpinorField::<G, S>::full(&cb);
+            e.set(&cb, site, s, c, Complex64::new(1.0, 0.0));
+            e
+        };
+        let index: Vec<(usize, usize, usize)> = (0..lat.volume())
+            .flat_map(|x| (0..S).flat_map(move |s| (0..colors).map(move |c| (x, s, c))))
+            .collect();
+        let columns: Vec<(SpinorField<G, S>, SpinorField<G, S>)> = index
+            .iter()
+            .map(|&(x, s, c)| {
+                let e = unit(x, s, c);
+                let (mut me, mut g5mg5e) = (SpinorField::full(&cb), SpinorField::full(&cb));
+                m.apply(&e, &mut me);
+                let mut g = e.clone();
+                g.gamma5();
+                m.apply(&g, &mut g5mg5e);
+                g5mg5e.gamma5();
+                (me, g5mg5e)
+            })
+            .collect();
+        for (i, &(xi, si, ci)) in index.iter().enumerate() {
+            for (j, &(xj, sj, cj)) in index.iter().enumerate() {
+                let mij = columns[j].0.get(&cb, xi, si, ci);
+                let gji = columns[i].1.get(&cb, xj, sj, cj);
+                assert!((mij - gji.conj()).norm() < 1e-14, "entry ({i}, {j})");
+            }
+        }
+    }
+
+    #[test]
+    fn gamma5_hermiticity_entry_by_entry() {
+        check_gamma5_hermiticity::<U1, 2>(&[4, 4]);
+        check_gamma5_hermiticity::<Su3, 4>(&[2, 2, 4, 4]);
+    }
+
+    /// On constant U(1) links U_mu = e^{i theta_mu}, M e^{ikx} chi = 2 kappa D(k) e^{ikx} chi
+    /// with D(k) = m0 + sum_mu (1 - cos q_mu) + i sum_mu gamma_mu sin q_mu, q = k + theta.
+    fn check_free_field<G: Group, const S: usize>(dims: &[usize], theta: &[f64]) {
+        let lat = Arc::new(Lattice::new(dims).unwrap());
+        let d = dims.len();
+        let links: Vec<G::Elem> = (0..lat.volume() * d)
+            .map(|k| {
+                let mut p = G::Alg::default();
+                // a constant abelian link: exp(theta T) with T the first (diagonal for U(1))
+                // generator; for SU(3) use lambda_3 (diagonal) so colours decouple
+                let a = if G::ALG_DIM == 1 { 0 } else { 2 };
+                p.as_mut()[a] = theta[k % d] * if G::ALG_DIM == 1 { 1.0 } else { 2.0 };
+                G::exp(&p, 1.0)
+            })
+            .collect();
+        let u = GaugeField::<G>::from_links(lat.clone(), links).unwrap();
+        let cb = Checkerboard::new(lat.clone()).unwrap();
+        let kappa = 0.11;
+        let m0 = 1.0 / (2.0 * kappa) - d as f64;
+        let m = WilsonOperator::<G, S>::new(&u, &cb, kappa, Boundary::ANTIPERIODIC).unwrap();
+        let colors = Color::<G>::COLORS;
+        // colour c of the diagonal link has phase theta (c = 0), -theta (c = 1), 0 (c = 2)
+        let colour_charge = |c: usize| [1.0, -1.0, 0.0][c];
+        for n in [[1usize, 0, 3, 1], [0, 2, 1, 0]] {
+            let k: Vec<f64> = (0..d)
+                .map(|mu| {
+                    let shift = if mu == d - 1 { std::f64::consts::PI } else { 0.0 };
+                    (2.0 * std::f64::consts::PI * n[mu] as f64 + shift) / dims[mu] as f64
+                })
+                .collect();
+            let chi: Vec<Complex64> =
+                (0..S).map(|s| Complex64::new(0.3 + s as f64, 1.0 - 0.4 * s as f64)).collect();
+            let mut psi = SpinorField::<G, S>::full(&cb);
+            for site in 0..lat.volume() {
+                let x = lat.coords(site);
+                let phase = Complex64::from_polar(1.0, (0..d).map(|mu| k[mu] * x[mu] as f64).sum());
+                for (s, chi_s) in chi.iter().enumerate() {
+                    for c in 0..colors {
+                        psi.set(&cb, site, s, c, phase * chi_s);
+                    }
+                }
+            }
+            let mut out = SpinorField::<G, S>::full(&cb);
+            m.apply(&psi, &mut out);
+            for c in 0..colors {
+                let charge = if G::ALG_DIM == 1 { 1.0 } else { colour_charge(c) };
+                let q: Vec<f64> = (0..d).map(|mu| k[mu] + charge * theta[mu]).collect();
+                let a = m0 + q.iter().map(|q| 1.0 - q.cos()).sum::<f64>();
+                for site in [0, 5, lat.volume() - 1] {
+                    for s in 0..S {
+                        let mut expected = a * psi.get(&cb, site, s, c);
+                        for (mu, q_mu) in q.iter().enumerate() {
+                            let g = gamma(S, mu);
+                            for (t, g_st) in g[s].iter().enumerate() {
+                                expected += Complex64::i() * q_mu.sin() * g_st * psi.get(&cb, site, t, c);
+                            }
+                        }
+                        expected *= 2.0 * kappa;
+                        let got = out.get(&cb, site, s, c);
+                        assert!(
+                            (got - expected).norm() < 1e-12,
+                            "site {site} spin {s} colour {c}: {got} vs {expected}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn free_and_constant_fields_match_momentum_space() {
+        check_free_field::<U1, 2>(&[8, 4], &[0.0, 0.0]);
+        check_free_field::<U1, 2>(&[4, 8], &[0.3, -0.7]);
+        check_free_field::<Su3, 4>(&[4, 2, 4, 4], &[0.0; 4]);
+        check_free_field::<Su3, 4>(&[2, 4, 4, 8], &[0.2, -0.5, 0.1, 0.4]);
+        check_free_field::<U1, 4>(&[2, 2, 4, 4], &[0.3, 0.0, -0.2, 0.1]);
+    }
+}

@@ -1,0 +1,77 @@
+//! Conjugate gradient for Hermitian positive definite operators.
+
+use super::{
+    LinearOperator, SolveReport, SolverParams, SolverVector, check_params, not_converged, true_residual,
+};
+use crate::error::Result;
+use num_complex::Complex64;
+
+/// Solves A x = b by conjugate gradients (A Hermitian positive definite), starting from x = 0.
+/// When the recursive residual reaches the tolerance, the true residual is recomputed; if it
+/// has drifted above the tolerance the recursion restarts from it.
+pub fn cg<A: LinearOperator>(
+    a: &A,
+    b: &A::Vector,
+    params: &SolverParams,
+) -> Result<(A::Vector, SolveReport)> {
+    check_params(params)?;
+    let b_norm = b.norm_sqr();
+    let mut x = b.zeroed();
+    if b_norm == 0.0 {
+        return Ok((x, SolveReport { iterations: 0, residual: 0.0 }));
+    }
+    let target = params.tolerance * params.tolerance * b_norm;
+    let mut r = b.clone();
+    let mut p = r.clone();
+    let mut ap = b.zeroed();
+    let mut rr = r.norm_sqr();
+    let mut iterations = 0;
+    while iterations < params.max_iterations {
+        a.apply(&p, &mut ap);
+        iterations += 1;
+        let pap = p.dot(&ap).re;
+        if pap.is_nan() || pap <= 0.0 {
+            // not positive definite (or NaN in the field): report the failure below
+            break;
+        }
+        let alpha = rr / pap;
+        x.axpy(Complex64::new(alpha, 0.0), &p);
+        r.axpy(Complex64::new(-alpha, 0.0), &ap);
+        let rr_new = r.norm_sqr();
+        if rr_new <= target {
+            let residual = true_residual(a, b, &x);
+            if residual <= params.tolerance {
+                return Ok((x, SolveReport { iterations, residual }));
+            }
+            // restart from the true residual
+            a.apply(&x, &mut r);
+            r.xpay(b, Complex64::new(-1.0, 0.0));
+            p = r.clone();
+            rr = r.norm_sqr();
+            continue;
+        }
+        p.xpay(&r, Complex64::new(rr_new / rr, 0.0));
+        rr = rr_new;
+    }
+    Err(not_converged("CG", params, iterations, true_residual(a, b, &x)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{matrices, rhs};
+    use super::*;
+
+    #[test]
+    fn converges_to_the_tolerance_and_reports_failure() {
+        let (_, normal) = matrices(40);
+        let b = rhs(40);
+        let params = SolverParams { tolerance: 1e-12, max_iterations: 200 };
+        let (x, report) = cg(&normal, &b, &params).unwrap();
+        assert!(report.residual <= 1e-12 && report.iterations > 1);
+        assert!((true_residual(&normal, &b, &x) - report.residual).abs() < 1e-15);
+        let short = SolverParams { tolerance: 1e-12, max_iterations: 3 };
+        let err = cg(&normal, &b, &short).unwrap_err().to_string();
+        assert!(err.contains("did not converge") && err.contains("3 iterations"), "{err}");
+        assert!(cg(&normal, &b, &SolverParams { tolerance: 0.0, max_iterations: 5 }).is_err());
+    }
+}
