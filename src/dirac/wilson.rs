@@ -13,7 +13,7 @@ use crate::checkerboard::Checkerboard;
 use crate::error::{Error, Result};
 use crate::field::GaugeField;
 use crate::group::Group;
-use crate::group::packed::{ColorVector, PackedMatrix};
+use crate::group::packed::{ColorVector, PackedMatrix, prefetch};
 use crate::spinor::{Color, Spinor, SpinorField};
 use num_complex::Complex64;
 use rayon::prelude::*;
@@ -38,8 +38,12 @@ pub struct WilsonOperator<'a, G: Group, const S: usize> {
     u: &'a GaugeField<G>,
     cb: &'a Checkerboard,
     kappa: f64,
-    boundary: Boundary,
+    /// (cos theta, sin theta) of the boundary phase.
+    boundary_phase: (f64, f64),
 }
+
+/// How many sites ahead the hopping term prefetches its operands.
+const PREFETCH_AHEAD: usize = 2;
 
 /// i^k v.
 #[inline(always)]
@@ -70,7 +74,7 @@ impl<'a, G: Group, const S: usize> WilsonOperator<'a, G, S> {
         if !(kappa.is_finite() && kappa >= 0.0) {
             return Err(Error::Config(format!("kappa = {kappa}: must be a finite number >= 0")));
         }
-        Ok(WilsonOperator { u, cb, kappa, boundary })
+        Ok(WilsonOperator { u, cb, kappa, boundary_phase: (boundary.theta.cos(), boundary.theta.sin()) })
     }
 
     /// The hopping parameter.
@@ -87,7 +91,7 @@ impl<'a, G: Group, const S: usize> WilsonOperator<'a, G, S> {
     #[inline(always)]
     fn hop_site(&self, p: usize, i: usize, src: &[Spinor<G, S>]) -> Spinor<G, S> {
         let h = S / 2;
-        let (cos, sin) = (self.boundary.theta.cos(), self.boundary.theta.sin());
+        let (cos, sin) = self.boundary_phase;
         let mut acc = [Color::<G>::zero(); S];
         for (mu, b) in blocks(S).iter().enumerate() {
             for forward in [true, false] {
@@ -127,6 +131,20 @@ impl<'a, G: Group, const S: usize> WilsonOperator<'a, G, S> {
         acc[k] = if forward { acc[k].sub(&down) } else { acc[k].add(&down) };
     }
 
+    /// Prefetches the neighbour spinors and backward links that site i of parity p reads.
+    #[inline(always)]
+    fn prefetch_site(&self, p: usize, i: usize, src: &[Spinor<G, S>]) {
+        for mu in 0..self.u.lattice().ndim() {
+            for forward in [true, false] {
+                let hop = self.cb.hop(p, i, mu, forward);
+                prefetch(&src[hop.neighbour]);
+                if !forward {
+                    prefetch(self.u.packed_link(hop.link, mu).0);
+                }
+            }
+        }
+    }
+
     /// dst = base + c H src on parity p (src on parity 1 - p); base = 0 when None.
     fn hopping_into(
         &self,
@@ -137,7 +155,11 @@ impl<'a, G: Group, const S: usize> WilsonOperator<'a, G, S> {
         dst: &mut [Spinor<G, S>],
     ) {
         let z = Complex64::new(c, 0.0);
+        let n = dst.len();
         dst.par_iter_mut().enumerate().for_each(|(i, out)| {
+            if i + PREFETCH_AHEAD < n {
+                self.prefetch_site(p, i + PREFETCH_AHEAD, src);
+            }
             let hop = self.hop_site(p, i, src);
             for (s, o) in out.iter_mut().enumerate() {
                 let start = base.map_or(Color::<G>::zero(), |b| b[i][s]);
