@@ -49,7 +49,7 @@ pub fn su3_pure_gauge(thread_counts: &[usize], thermalization: u64, trajectories
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
         pool.install(|| {
             let mut f = MomentumField::<Su3>::zeros(&lat);
-            let force_times = timed(50, |_| action.add_force(&thermalised, 1.0, &mut f));
+            let force_times = timed(50, |_| action.force(&thermalised, 1.0, &mut f));
             let per_site = 1e6 / lat.volume() as f64;
             figures.extend(spread(
                 &format!("gauge force SU(3) Wilson 8^4, {threads} thread(s)"),

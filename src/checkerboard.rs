@@ -109,6 +109,12 @@ impl Checkerboard {
         self.outer_of[parity][i]
     }
 
+    /// (parity, index within the parity) of an outer site.
+    #[inline]
+    pub fn of_outer(&self, outer: usize) -> (usize, usize) {
+        (self.parity[outer] as usize, self.index_of[outer])
+    }
+
     /// (parity, index within the parity, lane) of a lexicographic site.
     pub fn locate(&self, site: usize) -> (usize, usize, usize) {
         let (outer, lane) = self.lattice.packed_of(site);

@@ -161,15 +161,16 @@ impl Integrator {
         &self.levels
     }
 
-    /// Integrates (U, P) over MD time `tau`.
+    /// Integrates (U, P) over MD time `tau`. Fails when a force fails (a solver that does not
+    /// converge); U and P are then partly evolved.
     pub fn integrate<G: Group>(
         &self,
         monomials: &[Box<dyn Monomial<G>>],
         u: &mut GaugeField<G>,
         p: &mut MomentumField<G>,
         tau: f64,
-    ) {
-        self.run_level(0, monomials, u, p, tau);
+    ) -> Result<()> {
+        self.run_level(0, monomials, u, p, tau)
     }
 
     fn run_level<G: Group>(
@@ -179,28 +180,30 @@ impl Integrator {
         u: &mut GaugeField<G>,
         p: &mut MomentumField<G>,
         tau: f64,
-    ) {
-        let kick = |u: &GaugeField<G>, h: f64, p: &mut MomentumField<G>| {
+    ) -> Result<()> {
+        let kick = |u: &GaugeField<G>, h: f64, p: &mut MomentumField<G>| -> Result<()> {
             for &m in &self.levels[level].monomials {
-                monomials[m].add_force(u, h, p);
+                monomials[m].add_force(u, h, p)?;
             }
+            Ok(())
         };
         for op in &self.programs[level] {
             match *op {
-                Op::Kick(h) => kick(u, h * tau, p),
+                Op::Kick(h) => kick(u, h * tau, p)?,
                 Op::Drift(h) if level + 1 < self.levels.len() => {
-                    self.run_level(level + 1, monomials, u, p, h * tau)
+                    self.run_level(level + 1, monomials, u, p, h * tau)?
                 }
                 Op::Drift(h) => u.evolve(p, h * tau),
                 Op::DisplacedKick { h, displacement } => {
                     let mut force = MomentumField::zeros(u.lattice());
-                    kick(u, 1.0, &mut force);
+                    kick(u, 1.0, &mut force)?;
                     let mut displaced = u.clone();
                     displaced.evolve(&force, displacement * tau * tau);
-                    kick(&displaced, h * tau, p);
+                    kick(&displaced, h * tau, p)?;
                 }
             }
         }
+        Ok(())
     }
 }
 

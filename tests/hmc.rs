@@ -55,9 +55,9 @@ fn mean_abs_dh<Gr: Group>(
         .map(|k| {
             let mut p = MomentumField::<Gr>::gaussian(u.lattice(), 77, k);
             let mut v = u.clone();
-            let h0 = hmc.hamiltonian(&v, &p);
-            integrator.integrate(hmc.monomials(), &mut v, &mut p, 1.0);
-            (hmc.hamiltonian(&v, &p) - h0).abs()
+            let h0 = hmc.hamiltonian(&v, &p).unwrap();
+            integrator.integrate(hmc.monomials(), &mut v, &mut p, 1.0).unwrap();
+            (hmc.hamiltonian(&v, &p).unwrap() - h0).abs()
         })
         .sum::<f64>()
         / draws as f64

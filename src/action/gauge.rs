@@ -6,6 +6,7 @@
 //! rectangle sum runs over every 1x2 rectangle once ([`crate::loops`]).
 
 use super::Monomial;
+use crate::error::Result;
 use crate::field::{GaugeField, MomentumField};
 use crate::geometry::PackedSite;
 use crate::group::packed::{Lanes, PackedMatrix};
@@ -64,14 +65,9 @@ impl GaugeAction {
     pub fn beta(&self) -> f64 {
         self.beta
     }
-}
 
-impl<G: Group> Monomial<G> for GaugeAction {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn action(&self, u: &GaugeField<G>) -> f64 {
+    /// The action of `u`.
+    pub fn value<G: Group>(&self, u: &GaugeField<G>) -> f64 {
         let lat = u.lattice();
         let n = G::NC as f64;
         let plaquettes = lat.plaquette_count() as f64;
@@ -82,7 +78,8 @@ impl<G: Group> Monomial<G> for GaugeAction {
         self.beta * s
     }
 
-    fn add_force(&self, u: &GaugeField<G>, h: f64, p: &mut MomentumField<G>) {
+    /// p += h F(U) for the force F of this action (cannot fail).
+    pub fn force<G: Group>(&self, u: &GaugeField<G>, h: f64, p: &mut MomentumField<G>) {
         // S contains -(beta/N) c Re tr L for every loop L, so each link gets
         // F_a = (beta/N) c Re tr(T_a L_link) from every loop containing it, L_link the loop
         // traversed from that link forward.
@@ -91,6 +88,21 @@ impl<G: Group> Monomial<G> for GaugeAction {
         if self.c1 != 0.0 {
             add_rectangle_force(u, coeff * self.c1, p);
         }
+    }
+}
+
+impl<G: Group> Monomial<G> for GaugeAction {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn action(&self, u: &GaugeField<G>) -> Result<f64> {
+        Ok(self.value(u))
+    }
+
+    fn add_force(&self, u: &GaugeField<G>, h: f64, p: &mut MomentumField<G>) -> Result<()> {
+        self.force(u, h, p);
+        Ok(())
     }
 }
 
@@ -197,7 +209,7 @@ mod tests {
         let u = GaugeField::<G>::hot(lat.clone(), 21);
         let action = GaugeAction::new(kind, 2.3);
         let mut f = MomentumField::<G>::zeros(&lat);
-        action.add_force(&u, 1.0, &mut f);
+        action.force(&u, 1.0, &mut f);
         let scale = f.components().fold(0.0f64, |m, x| m.max(x.abs()));
         let mut rng = StreamKey::new(2, Purpose::Test, 0).stream(0);
         let d = lat.ndim();
@@ -211,7 +223,7 @@ mod tests {
             let shifted = |w: f64| {
                 let mut v = u.clone();
                 v.set_link(site, mu, &G::exp(&t, w).mul(&u.link(site, mu)));
-                action.action(&v)
+                action.value(&v)
             };
             // fourth-order central difference
             let fd = -(8.0 * (shifted(eps) - shifted(-eps)) - (shifted(2.0 * eps) - shifted(-2.0 * eps)))
@@ -240,9 +252,9 @@ mod tests {
         let lat = Arc::new(Lattice::new(&[4, 4, 4, 4]).unwrap());
         let u = GaugeField::<Su3>::cold(lat.clone());
         let action = GaugeAction::new(GaugeActionKind::Iwasaki, 6.0);
-        assert!(Monomial::<Su3>::action(&action, &u).abs() < 1e-10);
+        assert!(action.value(&u).abs() < 1e-10);
         let mut f = MomentumField::<Su3>::zeros(&lat);
-        action.add_force(&u, 1.0, &mut f);
+        action.force(&u, 1.0, &mut f);
         assert!(f.kinetic_energy() < 1e-24);
     }
 }

@@ -263,6 +263,27 @@ mod tests {
                     }
                 }
             }
+            // outer products and lane phases against the entries
+            let outer = G::Packed::outer_add(&G::Packed::zero(), &v, &v.times_i());
+            let (pre, pim) = ([0.6, -0.8, 1.0, 0.0], [0.8, 0.6, 0.0, -1.0]);
+            let phased = xp.mul_lanes(&pre, &pim);
+            for l in 0..LANES {
+                let (mut o, mut ph, mut x) =
+                    (vec![0.0; 2 * n * n], vec![0.0; 2 * n * n], vec![0.0; 2 * n * n]);
+                G::lane(&outer, l).write_reals(&mut o);
+                G::lane(&phased, l).write_reals(&mut ph);
+                xs[l].write_reals(&mut x);
+                let z = Complex64::new(pre[l], pim[l]);
+                for r in 0..n {
+                    for c in 0..n {
+                        let k = 2 * (n * r + c);
+                        let expected = v.get(l, r) * (Complex64::i() * v.get(l, c)).conj();
+                        assert!((Complex64::new(o[k], o[k + 1]) - expected).norm() < 1e-14);
+                        let expected = z * Complex64::new(x[k], x[k + 1]);
+                        assert!((Complex64::new(ph[k], ph[k + 1]) - expected).norm() < 1e-14);
+                    }
+                }
+            }
             let mut moved = G::AlgLanes::default();
             alg_lanes_axpy(2.0, &whole, 3, &mut moved);
             for l in 0..LANES {

@@ -136,6 +136,10 @@ pub trait PackedMatrix: Copy + Send + Sync + std::fmt::Debug + PartialEq + 'stat
     fn zero() -> Self;
     /// op(a) v per lane, op the adjoint where ADJ is set, a read through its lane mask.
     fn mat_vec<const ADJ: bool>(a: Operand<Self>, v: &Self::Vector) -> Self::Vector;
+    /// acc + a b^dagger per lane (outer product of colour vectors).
+    fn outer_add(acc: &Self, a: &Self::Vector, b: &Self::Vector) -> Self;
+    /// Every lane l multiplied by the complex number `(re[l], im[l])`.
+    fn mul_lanes(&self, re: &Lanes, im: &Lanes) -> Self;
     /// acc + op(a) op(b) per lane, op the adjoint where ADJ_A / ADJ_B is set, each operand
     /// read through its lane mask.
     fn product_add<const ADJ_A: bool, const ADJ_B: bool>(
@@ -221,6 +225,21 @@ impl PackedMatrix for ComplexLanes {
     type Vector = ColorLanes<1>;
     fn zero() -> Self {
         ComplexLanes { re: [0.0; LANES], im: [0.0; LANES] }
+    }
+    #[inline(always)]
+    fn outer_add(acc: &Self, a: &ColorLanes<1>, b: &ColorLanes<1>) -> Self {
+        let (ar, ai, br, bi) = (&a.re[0], &a.im[0], &b.re[0], &b.im[0]);
+        ComplexLanes {
+            re: std::array::from_fn(|l| fma(ar[l], br[l], fma(ai[l], bi[l], acc.re[l]))),
+            im: std::array::from_fn(|l| fma(ai[l], br[l], fma(-ar[l], bi[l], acc.im[l]))),
+        }
+    }
+    #[inline(always)]
+    fn mul_lanes(&self, re: &Lanes, im: &Lanes) -> Self {
+        ComplexLanes {
+            re: std::array::from_fn(|l| fma(self.re[l], re[l], -self.im[l] * im[l])),
+            im: std::array::from_fn(|l| fma(self.re[l], im[l], self.im[l] * re[l])),
+        }
     }
     #[inline(always)]
     fn mat_vec<const ADJ: bool>((a, mask): Operand<Self>, v: &ColorLanes<1>) -> ColorLanes<1> {
@@ -320,6 +339,32 @@ impl PackedMatrix for Su3Lanes {
     type Vector = ColorLanes<3>;
     fn zero() -> Self {
         Su3Lanes { re: [[0.0; LANES]; 9], im: [[0.0; LANES]; 9] }
+    }
+    #[inline(always)]
+    fn outer_add(acc: &Self, a: &ColorLanes<3>, b: &ColorLanes<3>) -> Self {
+        let mut out = *acc;
+        for r in 0..3 {
+            for c in 0..3 {
+                let k = 3 * r + c;
+                for l in 0..LANES {
+                    // a_r conj(b_c)
+                    out.re[k][l] = fma(a.re[r][l], b.re[c][l], fma(a.im[r][l], b.im[c][l], out.re[k][l]));
+                    out.im[k][l] = fma(a.im[r][l], b.re[c][l], fma(-a.re[r][l], b.im[c][l], out.im[k][l]));
+                }
+            }
+        }
+        out
+    }
+    #[inline(always)]
+    fn mul_lanes(&self, re: &Lanes, im: &Lanes) -> Self {
+        Su3Lanes {
+            re: std::array::from_fn(|k| {
+                std::array::from_fn(|l| fma(self.re[k][l], re[l], -self.im[k][l] * im[l]))
+            }),
+            im: std::array::from_fn(|k| {
+                std::array::from_fn(|l| fma(self.re[k][l], im[l], self.im[k][l] * re[l]))
+            }),
+        }
     }
     #[inline(always)]
     fn mat_vec<const ADJ: bool>((a, mask): Operand<Self>, v: &ColorLanes<3>) -> ColorLanes<3> {

@@ -13,7 +13,7 @@
 //! with Hermitian F = -i G; a U(1) field with n01 flux units in (0,1) and n23 in (2,3) has
 //! Q close to n01 n23. t0 solves t^2 E(t) = 0.3 (linear interpolation between flow steps).
 
-use crate::action::{GaugeAction, GaugeActionKind, Monomial};
+use crate::action::{GaugeAction, GaugeActionKind};
 use crate::field::{GaugeField, MomentumField};
 use crate::group::{Group, LinkMatrix};
 use crate::loops::{Step, path_product};
@@ -60,7 +60,7 @@ pub fn flow_step<G: Group>(v: &mut GaugeField<G>, eps: f64) {
     let wilson = GaugeAction::new(GaugeActionKind::Wilson, 2.0 * G::NC as f64);
     let z = |w: &GaugeField<G>| {
         let mut f = MomentumField::<G>::zeros(w.lattice());
-        wilson.add_force(w, eps, &mut f);
+        wilson.force(w, eps, &mut f);
         f
     };
     let lattice = v.lattice().clone();

@@ -53,34 +53,41 @@ impl<G: Group> Hmc<G> {
     }
 
     /// H = kinetic + sum of actions.
-    pub fn hamiltonian(&self, u: &GaugeField<G>, p: &MomentumField<G>) -> f64 {
-        p.kinetic_energy() + self.monomials.iter().map(|m| m.action(u)).sum::<f64>()
+    pub fn hamiltonian(&self, u: &GaugeField<G>, p: &MomentumField<G>) -> Result<f64> {
+        let mut h = p.kinetic_energy();
+        for m in &self.monomials {
+            h += m.action(u)?;
+        }
+        Ok(h)
     }
 }
 
 impl<G: Group> MarkovStep<G> for Hmc<G> {
     fn step(&mut self, u: &mut GaugeField<G>, update: u64) -> Result<StepReport> {
         for m in &mut self.monomials {
-            m.refresh(u, self.seed, update);
+            m.refresh(u, self.seed, update)?;
         }
         let mut p = MomentumField::<G>::gaussian(u.lattice(), self.seed, update);
-        let h_start = self.hamiltonian(u, &p);
+        let h_start = self.hamiltonian(u, &p)?;
         if !h_start.is_finite() {
             return Err(Error::Numerical(format!(
                 "update {update}: the Hamiltonian of the current field is {h_start}"
             )));
         }
         let mut proposal = u.clone();
-        self.integrator.integrate(&self.monomials, &mut proposal, &mut p, self.tau);
-        let h_end = self.hamiltonian(&proposal, &p);
+        self.integrator.integrate(&self.monomials, &mut proposal, &mut p, self.tau)?;
+        let h_end = self.hamiltonian(&proposal, &p)?;
         let dh = h_end - h_start;
 
-        let reversibility = self.reversibility_check.then(|| {
+        let reversibility = if self.reversibility_check {
             let (mut back, mut q) = (proposal.clone(), p.clone());
             q.negate();
-            self.integrator.integrate(&self.monomials, &mut back, &mut q, self.tau);
-            (back.max_distance(u), (self.hamiltonian(&back, &q) - h_start).abs())
-        });
+            self.integrator.integrate(&self.monomials, &mut back, &mut q, self.tau)?;
+            Some((back.max_distance(u), (self.hamiltonian(&back, &q)? - h_start).abs()))
+        } else {
+            None
+        };
+        let solver_iterations = self.monomials.iter().map(|m| m.take_solver_iterations()).sum();
 
         let r = StreamKey::new(self.seed, Purpose::Accept, update).stream(0).uniform();
         let accepted = dh.is_finite() && r < (-dh).exp();
@@ -88,6 +95,6 @@ impl<G: Group> MarkovStep<G> for Hmc<G> {
             proposal.project();
             *u = proposal;
         }
-        Ok(StepReport { accepted, dh, reversibility })
+        Ok(StepReport { accepted, dh, reversibility, solver_iterations })
     }
 }

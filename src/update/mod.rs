@@ -17,6 +17,8 @@ pub struct StepReport {
     pub dh: f64,
     /// Reversibility check, when asked for: (max |U_back - U_start|, |H_back - H_start|).
     pub reversibility: Option<(f64, f64)>,
+    /// Krylov solver iterations the step took (0 without fermions).
+    pub solver_iterations: usize,
 }
 
 /// One step of a Markov chain whose stationary distribution is exp(-S(U)).
