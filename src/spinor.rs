@@ -14,6 +14,10 @@ use crate::rng::{Purpose, StreamKey};
 use num_complex::Complex64;
 use rayon::prelude::*;
 
+/// Fewest packed spinors a thread takes in the BLAS loops and the hopping term: smaller
+/// pieces cost more in scheduling than they save.
+pub const MIN_CHUNK: usize = 64;
+
 /// The sites a field covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sites {
@@ -152,7 +156,7 @@ impl<G: Group, const S: usize> SpinorField<G, S> {
 
     /// self <- self + a x.
     pub fn axpy(&mut self, a: Complex64, x: &Self) {
-        self.data.par_iter_mut().zip(&x.data).for_each(|(y, x)| {
+        self.data.par_iter_mut().with_min_len(MIN_CHUNK).zip(&x.data).for_each(|(y, x)| {
             for (yc, xc) in y.iter_mut().zip(x) {
                 *yc = yc.add_scaled(a, xc);
             }
@@ -161,7 +165,7 @@ impl<G: Group, const S: usize> SpinorField<G, S> {
 
     /// self <- x + a self.
     pub fn xpay(&mut self, x: &Self, a: Complex64) {
-        self.data.par_iter_mut().zip(&x.data).for_each(|(y, x)| {
+        self.data.par_iter_mut().with_min_len(MIN_CHUNK).zip(&x.data).for_each(|(y, x)| {
             for (yc, xc) in y.iter_mut().zip(x) {
                 *yc = xc.add_scaled(a, yc);
             }
@@ -171,7 +175,7 @@ impl<G: Group, const S: usize> SpinorField<G, S> {
     /// self <- a self.
     pub fn scale(&mut self, a: Complex64) {
         let zero = Color::<G>::zero();
-        self.data.par_iter_mut().for_each(|y| {
+        self.data.par_iter_mut().with_min_len(MIN_CHUNK).for_each(|y| {
             for yc in y.iter_mut() {
                 *yc = zero.add_scaled(a, yc);
             }
@@ -180,7 +184,7 @@ impl<G: Group, const S: usize> SpinorField<G, S> {
 
     /// self <- gamma5 self (internal chiral basis: the lower S/2 components change sign).
     pub fn gamma5(&mut self) {
-        self.data.par_iter_mut().for_each(|y| {
+        self.data.par_iter_mut().with_min_len(MIN_CHUNK).for_each(|y| {
             for yc in &mut y[S / 2..] {
                 *yc = yc.neg();
             }

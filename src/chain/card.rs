@@ -58,6 +58,108 @@ pub struct Card {
     /// `[measure]` (optional).
     #[serde(default)]
     pub measure: MeasureCard,
+    /// `[[fermions]]`: dynamical fermion species (none: pure gauge).
+    #[serde(default)]
+    pub fermions: Vec<FermionCard>,
+}
+
+/// Fermion discretisations a card can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FermionKind {
+    /// Wilson fermions (r = 1).
+    Wilson,
+}
+
+/// Fermion boundary conditions in time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BoundaryName {
+    /// psi(t + L_t) = -psi(t).
+    #[default]
+    Antiperiodic,
+    /// psi(t + L_t) = psi(t).
+    Periodic,
+}
+
+/// Krylov solvers a card can name for the pseudofermion solves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SolverKind {
+    /// Conjugate gradient on the normal equations.
+    Cg,
+}
+
+/// `solver = { kind, tolerance, max_iterations }`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SolverCard {
+    /// The method.
+    pub kind: SolverKind,
+    /// Target relative residual.
+    pub tolerance: f64,
+    /// Most iterations per solve.
+    pub max_iterations: usize,
+}
+
+/// One `[[fermions]]` table: a doublet of mass-degenerate Wilson quarks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FermionCard {
+    /// Monomial name (default "fermions", "fermions2", ... by position); with Hasenbusch
+    /// masses the terms are NAME.0 (heaviest) .. NAME.n (the ratio that reaches `kappa`).
+    pub name: Option<String>,
+    /// The discretisation.
+    pub kind: FermionKind,
+    /// Number of flavours (2).
+    pub flavors: u32,
+    /// Hopping parameter.
+    pub kappa: f64,
+    /// Boundary condition in time.
+    #[serde(default)]
+    pub boundary: BoundaryName,
+    /// Even/odd preconditioning (default true).
+    #[serde(default = "yes")]
+    pub even_odd: bool,
+    /// Hopping parameters of the heavier Hasenbusch operators, increasing, all below `kappa`.
+    #[serde(default)]
+    pub hasenbusch: Vec<f64>,
+    /// The solver of the pseudofermion terms.
+    pub solver: SolverCard,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl FermionCard {
+    /// The monomial names of this table's terms, `index` its position among the tables.
+    pub fn term_names(&self, index: usize) -> Vec<String> {
+        let base = self.name.clone().unwrap_or_else(|| {
+            if index == 0 { "fermions".to_string() } else { format!("fermions{}", index + 1) }
+        });
+        if self.hasenbusch.is_empty() {
+            vec![base]
+        } else {
+            (0..=self.hasenbusch.len()).map(|i| format!("{base}.{i}")).collect()
+        }
+    }
+
+    /// (kappa, kappa_heavy) of each term, in the order of [`FermionCard::term_names`]: the
+    /// heaviest two-flavour term first (kappa_heavy = 0), then the ratios.
+    pub fn term_kappas(&self) -> Vec<(f64, f64)> {
+        let mut chain = self.hasenbusch.clone();
+        chain.push(self.kappa);
+        let mut heavier = 0.0;
+        chain
+            .into_iter()
+            .map(|k| {
+                let pair = (k, heavier);
+                heavier = k;
+                pair
+            })
+            .collect()
+    }
 }
 
 /// `[lattice]`: the extents.
@@ -230,6 +332,45 @@ impl Card {
         {
             return bad(format!("run.start = {:?}: no such file", path.display()));
         }
+        for (i, f) in self.fermions.iter().enumerate() {
+            let at = format!("fermions[{i}]");
+            let d = self.lattice.dims.len();
+            if d != 2 && d != 4 {
+                return bad(format!("{at}: Wilson fermions need a 2D or 4D lattice"));
+            }
+            if !self.lattice.dims[d - 2].is_multiple_of(4) || !self.lattice.dims[d - 1].is_multiple_of(4) {
+                return bad(format!(
+                    "{at}: fermion fields need the last two lattice extents divisible by 4, not {:?}",
+                    self.lattice.dims
+                ));
+            }
+            if f.flavors != 2 {
+                return bad(format!(
+                    "{at}.flavors = {}: only 2 (a degenerate doublet) is supported",
+                    f.flavors
+                ));
+            }
+            if !(f.kappa > 0.0 && f.kappa.is_finite()) {
+                return bad(format!("{at}.kappa = {}: must be a positive number", f.kappa));
+            }
+            let mut previous = 0.0;
+            for &k in &f.hasenbusch {
+                if !(k > previous && k < f.kappa) {
+                    return bad(format!(
+                        "{at}.hasenbusch = {:?}: need increasing values between 0 and kappa = {}",
+                        f.hasenbusch, f.kappa
+                    ));
+                }
+                previous = k;
+            }
+            if !(f.solver.tolerance > 0.0 && f.solver.tolerance < 1.0) || f.solver.max_iterations == 0 {
+                return bad(format!("{at}.solver: need 0 < tolerance < 1 and max_iterations > 0"));
+            }
+        }
+        let names = self.monomial_names();
+        if let Some(dup) = names.iter().enumerate().find_map(|(i, n)| names[..i].contains(n).then_some(n)) {
+            return bad(format!("fermions: monomial name {dup:?} is used twice"));
+        }
         if let Some(f) = &self.measure.flow {
             if self.lattice.dims.len() != 4 {
                 return bad("measure.flow: the Wilson-flow measurements need a 4D lattice".into());
@@ -250,9 +391,14 @@ impl Card {
         }
     }
 
-    /// Names of the monomials, in the order the update builds them.
+    /// Names of the monomials, in the order the update builds them: "gauge", then the terms
+    /// of each `[[fermions]]` table.
     pub fn monomial_names(&self) -> Vec<String> {
-        vec![GAUGE_MONOMIAL.to_string()]
+        let mut names = vec![GAUGE_MONOMIAL.to_string()];
+        for (i, f) in self.fermions.iter().enumerate() {
+            names.extend(f.term_names(i));
+        }
+        names
     }
 
     /// The integrator the card describes (single level or nested levels).
@@ -375,5 +521,43 @@ mod tests {
         assert!(err(levels, &unknown).contains("unknown monomial \"fermion\""));
         let twice = format!("{nested}{}", nested.replace("steps = 3", "steps = 2"));
         assert!(err(levels, &twice).contains("exactly one"));
+    }
+
+    /// A [[fermions]] table appended to the default card, with `edit` applied to it.
+    fn fermions(edit: (&str, &str)) -> Result<Card> {
+        let table = "[[fermions]]\nkind = \"wilson\"\nflavors = 2\nkappa = 0.24\nhasenbusch = [0.1, 0.2]\n\
+                     solver = { kind = \"cg\", tolerance = 1e-10, max_iterations = 1000 }\n";
+        assert!(table.contains(edit.0), "{}", edit.0);
+        Card::parse(&format!("{DEFAULT_CARD}{}", table.replacen(edit.0, edit.1, 1)), "card.toml")
+    }
+
+    #[test]
+    fn fermion_tables() {
+        let card = fermions(("", "")).unwrap();
+        assert_eq!(card.monomial_names(), ["gauge", "fermions.0", "fermions.1", "fermions.2"]);
+        assert_eq!(card.fermions[0].term_kappas(), [(0.1, 0.0), (0.2, 0.1), (0.24, 0.2)]);
+        assert!(card.fermions[0].even_odd);
+        assert_eq!(card.fermions[0].boundary, BoundaryName::Antiperiodic);
+        let plain = fermions(("hasenbusch = [0.1, 0.2]\n", "name = \"quarks\"\n")).unwrap();
+        assert_eq!(plain.monomial_names(), ["gauge", "quarks"]);
+        assert_eq!(plain.fermions[0].term_kappas(), [(0.24, 0.0)]);
+        let e = |edit| fermions(edit).unwrap_err().to_string();
+        assert!(e(("flavors = 2", "flavors = 1")).contains("flavors = 1"));
+        assert!(e(("kappa = 0.24", "kappa = -0.24")).contains("kappa = -0.24"));
+        assert!(e(("[0.1, 0.2]", "[0.2, 0.1]")).contains("increasing"));
+        assert!(e(("[0.1, 0.2]", "[0.1, 0.3]")).contains("increasing"));
+        assert!(e(("kind = \"cg\"", "kind = \"gmres\"")).contains("gmres"));
+        assert!(e(("tolerance = 1e-10", "tolerance = 2.0")).contains("tolerance"));
+        assert!(e(("kind = \"wilson\"", "kind = \"staggered\"")).contains("staggered"));
+        let dims = Card::parse(
+            &format!(
+                "{}{}",
+                DEFAULT_CARD.replace("[16, 16]", "[6, 6]"),
+                "[[fermions]]\nkind = \"wilson\"\n\
+             flavors = 2\nkappa = 0.2\nsolver = { kind = \"cg\", tolerance = 1e-10, max_iterations = 10 }\n"
+            ),
+            "card.toml",
+        );
+        assert!(dims.unwrap_err().to_string().contains("divisible by 4"));
     }
 }

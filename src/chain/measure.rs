@@ -3,7 +3,8 @@
 //! Keys: `trajectory` (global update number, 1-based, thermalization included), `accepted`,
 //! `dh`, `plaquette`, `rectangle`, `polyakov_loop_re`, `polyakov_loop_abs`; for 2D U(1)
 //! `topological_charge` (geometric); with a reversibility check `reversibility_du` and
-//! `reversibility_dh`; with Wilson-flow measurements `flow_t0` (null if t^2 E < 0.3 up to
+//! `reversibility_dh`; with dynamical fermions `solver_iterations` (Krylov iterations of the
+//! trajectory, all pseudofermion terms); with Wilson-flow measurements `flow_t0` (null if t^2 E < 0.3 up to
 //! t_max), `flow_energy` (E at t_max), `flow_topological_charge` (clover Q at t_max) and the
 //! curve t^2 E(t) as the arrays `flow_times` and `flow_t2e` (the summary analyses the
 //! scalars only).
@@ -30,6 +31,7 @@ pub fn measure<G: Group>(
     report: &StepReport,
     trajectory: u64,
     flow: Option<&FlowCard>,
+    has_fermions: bool,
 ) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("trajectory".into(), json!(trajectory));
@@ -42,6 +44,9 @@ pub fn measure<G: Group>(
     m.insert("polyakov_loop_abs".into(), json!(p.norm()));
     if let Some(q) = geometric_charge(u) {
         m.insert("topological_charge".into(), json!(q));
+    }
+    if has_fermions {
+        m.insert("solver_iterations".into(), json!(report.solver_iterations));
     }
     if let Some((du, dh)) = report.reversibility {
         m.insert("reversibility_du".into(), json!(du));

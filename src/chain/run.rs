@@ -7,16 +7,20 @@
 //! checkpoint and reproduces the uninterrupted chain exactly: every random number derives
 //! from the seed and the update number alone.
 
-use super::card::{Card, GroupName, Start};
+use super::card::{BoundaryName, Card, GroupName, Start};
 use super::measure::measure;
 use super::progress::Progress;
 use super::summary::{Summary, analyze};
+use crate::action::fermion::{Pseudofermion, PseudofermionParams};
 use crate::action::{GaugeAction, Monomial};
+use crate::checkerboard::Checkerboard;
+use crate::dirac::Boundary;
 use crate::error::{Error, Result};
 use crate::field::GaugeField;
 use crate::geometry::Lattice;
 use crate::group::{Group, Su3, U1};
 use crate::io::{native, nersc, read_file, write_atomically};
+use crate::solver::SolverParams;
 use crate::update::{Hmc, MarkovStep};
 use serde_json::json;
 use std::any::Any;
@@ -147,11 +151,34 @@ fn read_measurements_prefix(dir: &Path, n: usize) -> Result<String> {
     Ok(lines.iter().map(|l| format!("{l}\n")).collect())
 }
 
+/// The monomials of the card, in the order of [`Card::monomial_names`].
+pub fn build_monomials<G: Group>(card: &Card, lattice: &Arc<Lattice>) -> Result<Vec<Box<dyn Monomial<G>>>> {
+    let mut monomials: Vec<Box<dyn Monomial<G>>> =
+        vec![Box::new(GaugeAction::new(card.gauge.action, card.gauge.beta))];
+    let mut stream = 0;
+    for (i, f) in card.fermions.iter().enumerate() {
+        let boundary = match f.boundary {
+            BoundaryName::Antiperiodic => Boundary::ANTIPERIODIC,
+            BoundaryName::Periodic => Boundary::PERIODIC,
+        };
+        let solver = SolverParams { tolerance: f.solver.tolerance, max_iterations: f.solver.max_iterations };
+        for (name, (kappa, kappa_heavy)) in f.term_names(i).iter().zip(f.term_kappas()) {
+            let params = PseudofermionParams { kappa, kappa_heavy, boundary, even_odd: f.even_odd, solver };
+            let cb = Checkerboard::new(lattice.clone())?;
+            monomials.push(match lattice.ndim() {
+                2 => Box::new(Pseudofermion::<G, 2>::new(name, params, cb, stream)),
+                _ => Box::new(Pseudofermion::<G, 4>::new(name, params, cb, stream)),
+            });
+            stream += 1;
+        }
+    }
+    Ok(monomials)
+}
+
 fn run<G: Group>(card: &Card, options: RunOptions) -> Result<Summary> {
     let dir = card.run.output.as_path();
     let lattice = Arc::new(Lattice::new(&card.lattice.dims)?);
-    let monomials: Vec<Box<dyn Monomial<G>>> =
-        vec![Box::new(GaugeAction::new(card.gauge.action, card.gauge.beta))];
+    let monomials = build_monomials::<G>(card, &lattice)?;
     let mut hmc = Hmc::new(monomials, card.integrator()?, card.update.trajectory_length, card.run.seed)?;
     let (mut u, first, mut measured) = if options.resume {
         resume_state::<G>(card, dir)?
@@ -173,7 +200,7 @@ fn run<G: Group>(card: &Card, options: RunOptions) -> Result<Summary> {
         accepted += u64::from(report.accepted);
         let plaquette = if update >= therm {
             let flow = card.measure.flow.as_ref().filter(|f| (update - therm).is_multiple_of(f.every));
-            let record = measure(&u, &report, update + 1, flow);
+            let record = measure(&u, &report, update + 1, flow, !card.fermions.is_empty());
             let plaquette = record["plaquette"].as_f64();
             writeln!(file, "{}", serde_json::Value::Object(record)).map_err(|e| Error::io(&path, e))?;
             measured += 1;

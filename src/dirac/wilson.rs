@@ -15,7 +15,7 @@ use crate::field::{GaugeField, MomentumField};
 use crate::geometry::PackedSite;
 use crate::group::packed::{ColorVector, PackedMatrix, prefetch};
 use crate::group::{Group, alg_lanes_axpy};
-use crate::spinor::{Color, Spinor, SpinorField};
+use crate::spinor::{Color, MIN_CHUNK, Spinor, SpinorField};
 use num_complex::Complex64;
 use rayon::prelude::*;
 
@@ -157,7 +157,7 @@ impl<'a, G: Group, const S: usize> WilsonOperator<'a, G, S> {
     ) {
         let z = Complex64::new(c, 0.0);
         let n = dst.len();
-        dst.par_iter_mut().enumerate().for_each(|(i, out)| {
+        dst.par_iter_mut().with_min_len(MIN_CHUNK).enumerate().for_each(|(i, out)| {
             if i + PREFETCH_AHEAD < n {
                 self.prefetch_site(p, i + PREFETCH_AHEAD, src);
             }
