@@ -50,6 +50,18 @@ impl StreamKey {
         StreamKey(key)
     }
 
+    /// The key of the `index`-th of several independent fields drawn for the same (seed,
+    /// purpose, update): pseudofermion terms, noise vectors.
+    pub fn derive(&self, index: u64) -> StreamKey {
+        let mut key = [0u8; 32];
+        let mut h = mix64(index ^ 0xD1B5_4A32_D192_ED03);
+        for (chunk, old) in key.chunks_mut(8).zip(self.0.chunks(8)) {
+            h = mix64(h ^ u64::from_le_bytes(old.try_into().expect("8-byte chunk")));
+            chunk.copy_from_slice(&h.to_le_bytes());
+        }
+        StreamKey(key)
+    }
+
     /// The generator for one site (or any other index that must have its own stream).
     pub fn stream(&self, site: usize) -> SiteRng {
         let mut rng = ChaCha8Rng::from_seed(self.0);
@@ -98,6 +110,11 @@ mod tests {
         assert_ne!(base, draw(1, Purpose::Accept, 5, 7));
         assert_ne!(base, draw(1, Purpose::Momentum, 6, 7));
         assert_ne!(base, draw(1, Purpose::Momentum, 5, 8));
+        let key = StreamKey::new(1, Purpose::Momentum, 5);
+        let derived = |k: &StreamKey| k.stream(7).uniform();
+        assert_eq!(derived(&key.derive(2)), derived(&key.derive(2)));
+        assert_ne!(derived(&key.derive(2)), derived(&key.derive(3)));
+        assert_ne!(derived(&key.derive(0)), derived(&key));
     }
 
     #[test]

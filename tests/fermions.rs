@@ -31,9 +31,10 @@ fn within(summary: &Summary, key: &str, reference: f64, reference_error: f64) ->
 }
 
 /// Schwinger model (2D U(1), Nf = 2 Wilson) at beta = 2, L = 8, kappa = 0.26, antiperiodic in
-/// time: the HMC plaquette agrees with the exact-reweighting value of
-/// ../shared/reference/README.md section 6 (0.73178 +- 0.00097, from det(D^dagger D) of the
-/// dense Dirac matrix), <exp(-dH)> = 1, and the trajectories run back to round-off.
+/// time: the HMC plaquette and chiral condensate agree with the exact-reweighting values of
+/// ../shared/reference/README.md section 6 (0.73178 +- 0.00097 and 1.75155 +- 0.00174, from
+/// det(D^dagger D) of the dense Dirac matrix), <exp(-dH)> = 1, and the trajectories run back
+/// to round-off.
 #[test]
 fn schwinger_model_matches_the_exact_determinant_reference() {
     let card = r#"
@@ -57,6 +58,8 @@ start = "hot"
 checkpoint_every = 10000
 output = "OUTPUT"
 threads = 1
+[measure]
+hadrons = { every = 20, noise = 4 }
 [[fermions]]
 kind = "wilson"
 flavors = 2
@@ -68,6 +71,10 @@ solver = { kind = "cg", tolerance = 1e-11, max_iterations = 10000 }
     let (summary, records) = run(card, "schwinger");
     let (mean, error, z) = within(&summary, "plaquette", 0.73178, 0.00097);
     assert!(z.abs() < 3.0, "plaquette {mean} +- {error} vs 0.73178 +- 0.00097");
+    let (pbp, pbp_err, zc) = within(&summary, "chiral_condensate", 1.75155, 0.00174);
+    assert!(zc.abs() < 3.0, "(1/V) Re tr M^-1 = {pbp} +- {pbp_err} vs 1.75155 +- 0.00174");
+    let pion = records.iter().find_map(|r| r.get("pion_correlator")).unwrap().as_array().unwrap();
+    assert_eq!(pion.len(), 8);
     let (b, berr, zb) = within(&summary, "exp_minus_dh", 1.0, 0.0);
     assert!(zb.abs() < 3.0, "<exp(-dH)> = {b} +- {berr}");
     let checks: Vec<(f64, f64)> = records

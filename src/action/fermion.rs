@@ -126,10 +126,10 @@ impl<G: Group, const S: usize> Pseudofermion<G, S> {
         if self.params.even_odd { kappa * kappa } else { kappa }
     }
 
-    /// The streams of the heatbath noise of trajectory `update`: purpose Pseudofermion, the
-    /// run seed mixed with this term's stream index.
+    /// The streams of the heatbath noise of trajectory `update`: purpose Pseudofermion,
+    /// derived for this term's stream index.
     fn noise_key(&self, seed: u64, update: u64) -> StreamKey {
-        StreamKey::new(seed ^ self.stream.wrapping_mul(0x9E37_79B9_7F4A_7C15), Purpose::Pseudofermion, update)
+        StreamKey::new(seed, Purpose::Pseudofermion, update).derive(self.stream)
     }
 
     fn phi(&self) -> &SpinorField<G, S> {

@@ -24,6 +24,7 @@
 //! threads = 0                # 0: all cores
 //! [measure]                  # optional
 //! flow = { epsilon = 0.02, t_max = 3.0, every = 10 }   # Wilson flow, 4D only
+//! hadrons = { every = 10, noise = 4 }   # condensate and pion, needs [[fermions]]
 //! ```
 //!
 //! Nested time scales replace `integrator` and `steps` by a list of levels, outermost first;
@@ -269,6 +270,18 @@ pub struct RunCard {
 pub struct MeasureCard {
     /// Wilson-flow measurements (4D only).
     pub flow: Option<FlowCard>,
+    /// Fermionic measurements with the first `[[fermions]]` table's operator.
+    pub hadrons: Option<HadronCard>,
+}
+
+/// `[measure] hadrons = {...}`: chiral condensate and pion correlator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HadronCard {
+    /// Measure every this many measured trajectories.
+    pub every: u64,
+    /// Noise vectors of the chiral-condensate estimate.
+    pub noise: usize,
 }
 
 /// `[measure] flow = {...}`.
@@ -370,6 +383,16 @@ impl Card {
         let names = self.monomial_names();
         if let Some(dup) = names.iter().enumerate().find_map(|(i, n)| names[..i].contains(n).then_some(n)) {
             return bad(format!("fermions: monomial name {dup:?} is used twice"));
+        }
+        if let Some(h) = &self.measure.hadrons {
+            if self.fermions.is_empty() {
+                return bad(
+                    "measure.hadrons: needs a [[fermions]] table (its kappa and boundary are used)".into()
+                );
+            }
+            if h.every == 0 || h.noise == 0 {
+                return bad("measure.hadrons: need every >= 1 and noise >= 1".into());
+            }
         }
         if let Some(f) = &self.measure.flow {
             if self.lattice.dims.len() != 4 {

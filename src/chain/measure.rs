@@ -6,15 +6,22 @@
 //! `reversibility_dh`; with dynamical fermions `solver_iterations` (Krylov iterations of the
 //! trajectory, all pseudofermion terms); with Wilson-flow measurements `flow_t0` (null if t^2 E < 0.3 up to
 //! t_max), `flow_energy` (E at t_max), `flow_topological_charge` (clover Q at t_max) and the
-//! curve t^2 E(t) as the arrays `flow_times` and `flow_t2e` (the summary analyses the
-//! scalars only).
+//! curve t^2 E(t) as the arrays `flow_times` and `flow_t2e`; with hadron measurements
+//! `chiral_condensate`, `hadron_solver_iterations` and the arrays `pion_correlator`,
+//! `pion_effective_mass` (the summary analyses the scalars only).
 
-use super::card::FlowCard;
+use super::card::{BoundaryName, FermionCard, FlowCard, HadronCard};
+use crate::checkerboard::Checkerboard;
+use crate::dirac::{Boundary, WilsonOperator};
+use crate::error::Result;
 use crate::field::GaugeField;
 use crate::group::{Group, U1};
+use crate::observables::hadrons::{chiral_condensate, effective_mass, pion_correlator};
 use crate::observables::{
     average_plaquette, average_rectangle, polyakov_loop, topological_charge_u1_2d, wilson_flow,
 };
+use crate::rng::{Purpose, StreamKey};
+use crate::solver::SolverParams;
 use crate::update::StepReport;
 use serde_json::{Map, Value, json};
 use std::any::Any;
@@ -62,4 +69,46 @@ pub fn measure<G: Group>(
         m.insert("flow_t2e".into(), json!(t2e));
     }
     m
+}
+
+/// Chiral condensate (`chiral_condensate`, per flavour, `noise` vectors), point-source pion
+/// correlator (`pion_correlator`, `pion_effective_mass`) and their solver iterations
+/// (`hadron_solver_iterations`), with the operator of `fermions` on `u`.
+pub fn measure_hadrons<G: Group>(
+    u: &GaugeField<G>,
+    fermions: &FermionCard,
+    hadrons: &HadronCard,
+    seed: u64,
+    update: u64,
+) -> Result<Map<String, Value>> {
+    match u.lattice().ndim() {
+        2 => hadrons_with_spins::<G, 2>(u, fermions, hadrons, seed, update),
+        _ => hadrons_with_spins::<G, 4>(u, fermions, hadrons, seed, update),
+    }
+}
+
+fn hadrons_with_spins<G: Group, const S: usize>(
+    u: &GaugeField<G>,
+    fermions: &FermionCard,
+    hadrons: &HadronCard,
+    seed: u64,
+    update: u64,
+) -> Result<Map<String, Value>> {
+    let boundary = match fermions.boundary {
+        BoundaryName::Antiperiodic => Boundary::ANTIPERIODIC,
+        BoundaryName::Periodic => Boundary::PERIODIC,
+    };
+    let cb = Checkerboard::new(u.lattice().clone())?;
+    let w = WilsonOperator::<G, S>::new(u, &cb, fermions.kappa, boundary)?;
+    let solver =
+        SolverParams { tolerance: fermions.solver.tolerance, max_iterations: fermions.solver.max_iterations };
+    let condensate =
+        chiral_condensate(&w, hadrons.noise, &StreamKey::new(seed, Purpose::Noise, update), &solver)?;
+    let pion = pion_correlator(&w, &solver)?;
+    let mut m = Map::new();
+    m.insert("chiral_condensate".into(), json!(condensate.value));
+    m.insert("pion_effective_mass".into(), json!(effective_mass(&pion.value)));
+    m.insert("pion_correlator".into(), json!(pion.value));
+    m.insert("hadron_solver_iterations".into(), json!(condensate.iterations + pion.iterations));
+    Ok(m)
 }

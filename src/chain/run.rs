@@ -8,7 +8,7 @@
 //! from the seed and the update number alone.
 
 use super::card::{BoundaryName, Card, GroupName, Start};
-use super::measure::measure;
+use super::measure::{measure, measure_hadrons};
 use super::progress::Progress;
 use super::summary::{Summary, analyze};
 use crate::action::fermion::{Pseudofermion, PseudofermionParams};
@@ -200,7 +200,12 @@ fn run<G: Group>(card: &Card, options: RunOptions) -> Result<Summary> {
         accepted += u64::from(report.accepted);
         let plaquette = if update >= therm {
             let flow = card.measure.flow.as_ref().filter(|f| (update - therm).is_multiple_of(f.every));
-            let record = measure(&u, &report, update + 1, flow, !card.fermions.is_empty());
+            let mut record = measure(&u, &report, update + 1, flow, !card.fermions.is_empty());
+            if let Some(h) =
+                card.measure.hadrons.as_ref().filter(|h| (update - therm).is_multiple_of(h.every))
+            {
+                record.extend(measure_hadrons(&u, &card.fermions[0], h, card.run.seed, update)?);
+            }
             let plaquette = record["plaquette"].as_f64();
             writeln!(file, "{}", serde_json::Value::Object(record)).map_err(|e| Error::io(&path, e))?;
             measured += 1;

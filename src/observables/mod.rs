@@ -5,6 +5,7 @@
 //! the spatial average of tr prod_t U_t(x, t) / N (time is the last direction).
 
 pub mod flow;
+pub mod hadrons;
 
 use crate::field::GaugeField;
 use crate::group::{Group, LinkMatrix, U1};

@@ -1,0 +1,123 @@
+//! Fermionic observables of one Wilson flavour (M = 1 - kappa H, DESIGN.md).
+//!
+//! - Chiral condensate per flavour: (1/V) Re tr M^{-1} (trace over sites, spin and colour),
+//!   estimated with Gaussian noise, tr M^{-1} = <eta^dagger M^{-1} eta> for <eta eta^dagger> = 1.
+//! - Pion correlator from a point source at the origin: C(t) = sum_{x in slice t} sum_{ab}
+//!   |S_ab(x; 0)|^2 with S = M^{-1} (gamma5-hermiticity turns the pion contraction into this
+//!   sum of squares), and its effective mass ln(C(t) / C(t + 1)).
+
+use crate::checkerboard::Checkerboard;
+use crate::dirac::{Method, WilsonOperator, solve};
+use crate::error::Result;
+use crate::group::Group;
+use crate::group::packed::ColorVector;
+use crate::rng::StreamKey;
+use crate::solver::SolverParams;
+use crate::spinor::{Color, Sites, SpinorField};
+use num_complex::Complex64;
+
+/// A fermionic measurement and the solver iterations it took.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Measured<T> {
+    /// The value.
+    pub value: T,
+    /// Krylov iterations spent.
+    pub iterations: usize,
+}
+
+/// (1/V) Re tr M^{-1} from `noise` Gaussian vectors drawn from the streams of `key`.
+pub fn chiral_condensate<G: Group, const S: usize>(
+    w: &WilsonOperator<'_, G, S>,
+    noise: usize,
+    key: &StreamKey,
+    solver: &SolverParams,
+) -> Result<Measured<f64>> {
+    let cb = w.checkerboard();
+    let volume = cb.lattice().volume() as f64;
+    let (mut sum, mut iterations) = (0.0, 0);
+    for k in 0..noise {
+        let eta = SpinorField::<G, S>::gaussian(cb, Sites::All, &key.derive(k as u64));
+        let (x, report) = solve(w, &eta, Method::Cg, true, solver)?;
+        iterations += report.iterations;
+        sum += eta.dot(&x).re;
+    }
+    Ok(Measured { value: sum / (noise as f64 * volume), iterations })
+}
+
+/// The point-source pion correlator C(t), t = 0..L_t - 1, source at the origin.
+pub fn pion_correlator<G: Group, const S: usize>(
+    w: &WilsonOperator<'_, G, S>,
+    solver: &SolverParams,
+) -> Result<Measured<Vec<f64>>> {
+    let cb: &Checkerboard = w.checkerboard();
+    let lattice = cb.lattice();
+    let t_dim = lattice.ndim() - 1;
+    let mut correlator = vec![0.0; lattice.dims()[t_dim]];
+    let mut iterations = 0;
+    for spin in 0..S {
+        for color in 0..Color::<G>::COLORS {
+            let mut source = SpinorField::<G, S>::full(cb);
+            source.set(cb, 0, spin, color, Complex64::new(1.0, 0.0));
+            let (x, report) = solve(w, &source, Method::Cg, true, solver)?;
+            iterations += report.iterations;
+            for site in 0..lattice.volume() {
+                let t = lattice.coords(site)[t_dim];
+                for s in 0..S {
+                    for c in 0..Color::<G>::COLORS {
+                        correlator[t] += x.get(cb, site, s, c).norm_sqr();
+                    }
+                }
+            }
+        }
+    }
+    Ok(Measured { value: correlator, iterations })
+}
+
+/// The effective mass ln(C(t) / C(t + 1)) for t = 0..len - 2 (NaN where a ratio is not
+/// positive).
+pub fn effective_mass(c: &[f64]) -> Vec<f64> {
+    c.windows(2).map(|w| if w[0] > 0.0 && w[1] > 0.0 { (w[0] / w[1]).ln() } else { f64::NAN }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dirac::Boundary;
+    use crate::field::GaugeField;
+    use crate::geometry::Lattice;
+    use crate::group::U1;
+    use crate::rng::Purpose;
+    use std::sync::Arc;
+
+    /// The free 2D correlator and condensate of ../shared/reference/README.md section 5
+    /// (L = T = 8, kappa = 0.2, x periodic, t antiperiodic; EXACT).
+    #[test]
+    fn free_field_matches_the_exact_values() {
+        let lat = Arc::new(Lattice::new(&[8, 8]).unwrap());
+        let u = GaugeField::<U1>::cold(lat.clone());
+        let cb = Checkerboard::new(lat).unwrap();
+        let w = WilsonOperator::<U1, 2>::new(&u, &cb, 0.2, Boundary::ANTIPERIODIC).unwrap();
+        let solver = SolverParams { tolerance: 1e-12, max_iterations: 1000 };
+        let exact = [
+            2.2247103851,
+            0.2940088009,
+            0.0927907657,
+            0.0391948661,
+            0.0271882805,
+            0.0391948661,
+            0.0927907657,
+            0.2940088009,
+        ];
+        let c = pion_correlator(&w, &solver).unwrap();
+        for (t, (got, want)) in c.value.iter().zip(exact).enumerate() {
+            assert!((got - want).abs() < 1e-9, "C({t}) = {got}, exact {want}");
+        }
+        let m = effective_mass(&c.value);
+        assert!((m[0] - (exact[0] / exact[1]).ln()).abs() < 1e-8);
+        // (1/V) tr M^{-1} = 1.9025310680: the noise estimate with 400 vectors has a standard
+        // error of about 0.01 (the exact value is recovered as the noise grows)
+        let estimate = chiral_condensate(&w, 400, &StreamKey::new(1, Purpose::Noise, 0), &solver).unwrap();
+        assert!((estimate.value - 1.9025310680).abs() < 0.04, "condensate {}", estimate.value);
+        assert!(estimate.iterations > 0 && c.iterations > 0);
+    }
+}
