@@ -9,7 +9,8 @@ const USAGE: &str = "usage:
   flowhmc                       run the built-in default card (2D U(1) HMC) into runs/default
   flowhmc run CARD [--resume]   run a TOML run card (or continue it from its checkpoint)
   flowhmc analyze DIR           recompute DIR/summary.json and DIR/plots from the measurements
-  flowhmc bench [--quick]       pure-gauge benchmarks (SU(3) Wilson 8^4)";
+  flowhmc bench [--quick]       benchmarks: pure gauge (SU(3) Wilson 8^4), memory bandwidth,
+                                Wilson operator, CG, HMC with fermions (BENCHMARKS.md)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -82,7 +83,17 @@ fn run_default() -> Result<()> {
 }
 
 fn bench(thermalization: u64, trajectories: u64) -> Result<()> {
-    let threads = flowhmc::bench::thread_counts();
-    flowhmc::bench::print(&flowhmc::bench::su3_pure_gauge(&threads, thermalization, trajectories));
+    use flowhmc::bench::{fermions, print, su3_pure_gauge_on, thermalised_su3, thread_counts};
+    let threads = thread_counts();
+    let u = thermalised_su3(thermalization);
+    print(&su3_pure_gauge_on(&u, &threads, thermalization, trajectories));
+    for &t in &threads {
+        print(&[fermions::memory_bandwidth(t, 256, 5)]);
+        for l in [8, 16] {
+            print(&fermions::wilson_operator(l, t, if l == 8 { 50 } else { 10 }));
+        }
+        print(&fermions::cg_solves(&u, 0.150, t, 1 + trajectories / 10));
+        print(&fermions::fermion_trajectories(&u, t, 2 + trajectories / 4));
+    }
     Ok(())
 }

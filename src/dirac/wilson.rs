@@ -88,9 +88,11 @@ impl<'a, G: Group, const S: usize> WilsonOperator<'a, G, S> {
         self.cb
     }
 
-    /// (H src)(x) for the outer site i of parity p, src on parity 1 - p.
+    /// (H src)(x) for the outer site i of parity p, src on parity 1 - p; with DAGGER
+    /// (H^dagger src)(x) = (gamma5 H gamma5 src)(x): gamma5 flips the lower spin half of the
+    /// input and of the output, which swaps the signs of the projection and reconstruction.
     #[inline(always)]
-    fn hop_site(&self, p: usize, i: usize, src: &[Spinor<G, S>]) -> Spinor<G, S> {
+    fn hop_site<const DAGGER: bool>(&self, p: usize, i: usize, src: &[Spinor<G, S>]) -> Spinor<G, S> {
         let h = S / 2;
         let (cos, sin) = self.boundary_phase;
         let mut acc = [Color::<G>::zero(); S];
@@ -102,7 +104,8 @@ impl<'a, G: Group, const S: usize> WilsonOperator<'a, G, S> {
                 for r in 0..h {
                     // (1 -+ gamma_mu) psi: the half spinor psi_up -+ A psi_down, then U or U^dagger
                     let lower = times_phase(b.phase[r], &v[h + b.column[r]]);
-                    let half = if forward { v[r].sub(&lower) } else { v[r].add(&lower) }.permute(hop.mask);
+                    let minus = forward != DAGGER;
+                    let half = if minus { v[r].sub(&lower) } else { v[r].add(&lower) }.permute(hop.mask);
                     let mut chi = if forward {
                         G::Packed::mat_vec::<false>(link, &half)
                     } else {
@@ -115,21 +118,22 @@ impl<'a, G: Group, const S: usize> WilsonOperator<'a, G, S> {
                         let im = std::array::from_fn(|l| if wraps(l) { s } else { 0.0 });
                         chi = chi.mul_lanes(&re, &im);
                     }
-                    Self::reconstruct(b, r, forward, &chi, &mut acc);
+                    Self::reconstruct(b, r, minus, &chi, &mut acc);
                 }
             }
         }
         acc
     }
 
-    /// Adds the projected spinor of row r back: up_r += chi, down_{column r} -+= conj(phase) chi.
+    /// Adds the projected spinor of row r back: up_r += chi, down_{column r} -+= conj(phase) chi
+    /// (minus for the projection 1 - gamma_mu).
     #[inline(always)]
-    fn reconstruct(b: &GammaBlock, r: usize, forward: bool, chi: &Color<G>, acc: &mut Spinor<G, S>) {
+    fn reconstruct(b: &GammaBlock, r: usize, minus: bool, chi: &Color<G>, acc: &mut Spinor<G, S>) {
         let h = S / 2;
         acc[r] = acc[r].add(chi);
         let down = times_phase(b.phase[r].conj(), chi);
         let k = h + b.column[r];
-        acc[k] = if forward { acc[k].sub(&down) } else { acc[k].add(&down) };
+        acc[k] = if minus { acc[k].sub(&down) } else { acc[k].add(&down) };
     }
 
     /// Prefetches the neighbour spinors and backward links that site i of parity p reads.
@@ -146,8 +150,9 @@ impl<'a, G: Group, const S: usize> WilsonOperator<'a, G, S> {
         }
     }
 
-    /// dst = base + c H src on parity p (src on parity 1 - p); base = 0 when None.
-    fn hopping_into(
+    /// dst = base + c H src (H^dagger src with DAGGER) on parity p, src on parity 1 - p;
+    /// base = 0 when None.
+    fn hopping_into<const DAGGER: bool>(
         &self,
         p: usize,
         src: &[Spinor<G, S>],
@@ -161,7 +166,7 @@ impl<'a, G: Group, const S: usize> WilsonOperator<'a, G, S> {
             if i + PREFETCH_AHEAD < n {
                 self.prefetch_site(p, i + PREFETCH_AHEAD, src);
             }
-            let hop = self.hop_site(p, i, src);
+            let hop = self.hop_site::<DAGGER>(p, i, src);
             for (s, o) in out.iter_mut().enumerate() {
                 let start = base.map_or(Color::<G>::zero(), |b| b[i][s]);
                 *o = start.add_scaled(z, &hop[s]);
@@ -171,37 +176,39 @@ impl<'a, G: Group, const S: usize> WilsonOperator<'a, G, S> {
 
     /// dst = H_{p, 1-p} src: the hopping term from parity 1 - p to parity p (half fields).
     pub fn hopping(&self, p: usize, src: &SpinorField<G, S>, dst: &mut SpinorField<G, S>) {
-        self.hopping_into(p, src.data(), 1.0, None, dst.data_mut());
+        self.hopping_into::<false>(p, src.data(), 1.0, None, dst.data_mut());
     }
 
     /// y = M x on full fields.
     pub fn apply(&self, x: &SpinorField<G, S>, y: &mut SpinorField<G, S>) {
-        let (ye, yo) = y.parts_mut();
-        self.hopping_into(0, x.part(1), -self.kappa, Some(x.part(0)), ye);
-        self.hopping_into(1, x.part(0), -self.kappa, Some(x.part(1)), yo);
+        self.apply_full::<false>(x, y);
     }
 
     /// y = M^dagger x = gamma5 M gamma5 x on full fields.
     pub fn apply_dagger(&self, x: &SpinorField<G, S>, y: &mut SpinorField<G, S>) {
-        let mut g5x = x.clone();
-        g5x.gamma5();
-        self.apply(&g5x, y);
-        y.gamma5();
+        self.apply_full::<true>(x, y);
+    }
+
+    fn apply_full<const DAGGER: bool>(&self, x: &SpinorField<G, S>, y: &mut SpinorField<G, S>) {
+        let (ye, yo) = y.parts_mut();
+        self.hopping_into::<DAGGER>(0, x.part(1), -self.kappa, Some(x.part(0)), ye);
+        self.hopping_into::<DAGGER>(1, x.part(0), -self.kappa, Some(x.part(1)), yo);
     }
 
     /// y = M_hat x = (1 - kappa^2 H_eo H_oe) x on even half fields.
     pub fn apply_schur(&self, x: &SpinorField<G, S>, y: &mut SpinorField<G, S>) {
-        let mut odd = SpinorField::<G, S>::half(self.cb);
-        self.hopping_into(1, x.data(), 1.0, None, odd.data_mut());
-        self.hopping_into(0, odd.data(), -self.kappa * self.kappa, Some(x.data()), y.data_mut());
+        self.schur::<false>(x, y);
     }
 
     /// y = M_hat^dagger x = gamma5 M_hat gamma5 x on even half fields.
     pub fn apply_schur_dagger(&self, x: &SpinorField<G, S>, y: &mut SpinorField<G, S>) {
-        let mut g5x = x.clone();
-        g5x.gamma5();
-        self.apply_schur(&g5x, y);
-        y.gamma5();
+        self.schur::<true>(x, y);
+    }
+
+    fn schur<const DAGGER: bool>(&self, x: &SpinorField<G, S>, y: &mut SpinorField<G, S>) {
+        let mut odd = SpinorField::<G, S>::half(self.cb);
+        self.hopping_into::<DAGGER>(1, x.data(), 1.0, None, odd.data_mut());
+        self.hopping_into::<DAGGER>(0, odd.data(), -self.kappa * self.kappa, Some(x.data()), y.data_mut());
     }
 
     /// p_a(x, mu) += c d/dw Re(a^dagger H b) for every link, where U_mu(x) -> exp(w T_a) U_mu(x)
@@ -256,7 +263,7 @@ impl<'a, G: Group, const S: usize> WilsonOperator<'a, G, S> {
     /// The even-site source of the Schur system for M x = b: b_e + kappa H_eo b_o.
     pub fn schur_source(&self, b: &SpinorField<G, S>) -> SpinorField<G, S> {
         let mut s = SpinorField::<G, S>::half(self.cb);
-        self.hopping_into(0, b.part(1), self.kappa, Some(b.part(0)), s.data_mut());
+        self.hopping_into::<false>(0, b.part(1), self.kappa, Some(b.part(0)), s.data_mut());
         s
     }
 
@@ -266,7 +273,7 @@ impl<'a, G: Group, const S: usize> WilsonOperator<'a, G, S> {
         let mut x = SpinorField::<G, S>::full(self.cb);
         let (xe, xo) = x.parts_mut();
         xe.copy_from_slice(x_even.data());
-        self.hopping_into(1, x_even.data(), self.kappa, Some(b.part(1)), xo);
+        self.hopping_into::<false>(1, x_even.data(), self.kappa, Some(b.part(1)), xo);
         x
     }
 }

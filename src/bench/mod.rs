@@ -1,5 +1,7 @@
-//! Benchmarks shared by `flowhmc bench` and `cargo bench`: the pure-gauge figures that are
-//! compared with openQCD (../shared/reference/peer_figures.md).
+//! Benchmarks shared by `flowhmc bench` and `cargo bench`: the figures that are compared with
+//! openQCD (../shared/reference/peer_figures.md). Pure gauge here, fermions in [`fermions`].
+
+pub mod fermions;
 
 use crate::action::{GaugeAction, GaugeActionKind, Monomial};
 use crate::field::{GaugeField, MomentumField};
@@ -28,28 +30,47 @@ pub struct Figure {
 /// The field is thermalised from a hot start by `thermalization` trajectories first (with all
 /// cores); then `trajectories` trajectories are timed per thread count.
 pub fn su3_pure_gauge(thread_counts: &[usize], thermalization: u64, trajectories: u64) -> Vec<Figure> {
+    su3_pure_gauge_on(&thermalised_su3(thermalization), thread_counts, thermalization, trajectories)
+}
+
+/// A hot 8^4 SU(3) field after `thermalization` Omelyan trajectories at beta = 6 (all cores).
+pub fn thermalised_su3(thermalization: u64) -> GaugeField<Su3> {
     let lat = Arc::new(Lattice::new(&[8, 8, 8, 8]).expect("8^4"));
-    let action = GaugeAction::new(GaugeActionKind::Wilson, 6.0);
-    let hmc = |scheme: Scheme, steps: usize| {
-        let mono: Vec<Box<dyn Monomial<Su3>>> = vec![Box::new(action.clone())];
-        let integrator = Integrator::single(scheme, steps, 1).expect("integrator");
-        Hmc::new(mono, integrator, 1.0, 1).expect("hmc")
-    };
-    let mut thermalised = GaugeField::<Su3>::hot(lat.clone(), 1);
-    let mut chain = hmc(Scheme::Omelyan, 10);
+    let mut u = GaugeField::<Su3>::hot(lat, 1);
+    let mut chain = pure_gauge_hmc(Scheme::Omelyan, 10);
     for k in 0..thermalization {
-        chain.step(&mut thermalised, k).expect("trajectory");
+        chain.step(&mut u, k).expect("trajectory");
     }
+    u
+}
+
+/// HMC for SU(3) Wilson at beta = 6 with one integrator level.
+fn pure_gauge_hmc(scheme: Scheme, steps: usize) -> Hmc<Su3> {
+    let mono: Vec<Box<dyn Monomial<Su3>>> = vec![Box::new(GaugeAction::new(GaugeActionKind::Wilson, 6.0))];
+    let integrator = Integrator::single(scheme, steps, 1).expect("integrator");
+    Hmc::new(mono, integrator, 1.0, 1).expect("hmc")
+}
+
+/// [`su3_pure_gauge`] on a given thermalised field (`thermalization`: its update count).
+pub fn su3_pure_gauge_on(
+    thermalised: &GaugeField<Su3>,
+    thread_counts: &[usize],
+    thermalization: u64,
+    trajectories: u64,
+) -> Vec<Figure> {
+    let lat = thermalised.lattice().clone();
+    let action = GaugeAction::new(GaugeActionKind::Wilson, 6.0);
+    let hmc = pure_gauge_hmc;
     let mut figures = vec![Figure {
         name: format!("plaquette after {thermalization} thermalization trajectories"),
-        value: average_plaquette(&thermalised),
+        value: average_plaquette(thermalised),
         unit: "",
     }];
     for &threads in thread_counts {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
         pool.install(|| {
             let mut f = MomentumField::<Su3>::zeros(&lat);
-            let force_times = timed(50, |_| action.force(&thermalised, 1.0, &mut f));
+            let force_times = timed(50, |_| action.force(thermalised, 1.0, &mut f));
             let per_site = 1e6 / lat.volume() as f64;
             figures.extend(spread(
                 &format!("gauge force SU(3) Wilson 8^4, {threads} thread(s)"),
@@ -81,7 +102,7 @@ pub fn su3_pure_gauge(thread_counts: &[usize], thermalization: u64, trajectories
 }
 
 /// Seconds taken by each of `repeats` calls of `work(k)`, k = 0..repeats.
-fn timed(repeats: u64, mut work: impl FnMut(u64)) -> Vec<f64> {
+pub(crate) fn timed(repeats: u64, mut work: impl FnMut(u64)) -> Vec<f64> {
     (0..repeats)
         .map(|k| {
             let t = Instant::now();
@@ -93,7 +114,7 @@ fn timed(repeats: u64, mut work: impl FnMut(u64)) -> Vec<f64> {
 
 /// The median and the minimum of `times`, scaled by `scale`: on a shared machine the median is
 /// the typical figure and the minimum the one least disturbed by other work.
-fn spread(name: &str, times: &[f64], scale: f64, unit: &'static str) -> [Figure; 2] {
+pub(crate) fn spread(name: &str, times: &[f64], scale: f64, unit: &'static str) -> [Figure; 2] {
     let mut sorted = times.to_vec();
     sorted.sort_by(f64::total_cmp);
     [
