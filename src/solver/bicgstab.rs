@@ -1,71 +1,82 @@
 //! BiCGStab (van der Vorst) for general, non-Hermitian operators such as M itself.
 
 use super::{
-    LinearOperator, SolveReport, SolverParams, SolverVector, check_params, not_converged, true_residual,
+    LinearOperator, SolveReport, SolverParams, SolverVector, Start, not_converged, start, true_residual,
 };
 use crate::error::Result;
 use num_complex::Complex64;
 
+/// The recursion state: residual r, shadow residual r0, search direction p, v = A p and the
+/// scalars rho, alpha, omega.
+struct State<V> {
+    r: V,
+    r0: V,
+    p: V,
+    v: V,
+    rho: Complex64,
+    alpha: Complex64,
+    omega: Complex64,
+}
+
+impl<V: SolverVector> State<V> {
+    /// A fresh recursion from the residual r = b - A x, with r0 = r.
+    fn from_residual(r: V) -> Self {
+        let one = Complex64::new(1.0, 0.0);
+        State { r0: r.clone(), p: r.zeroed(), v: r.zeroed(), r, rho: one, alpha: one, omega: one }
+    }
+
+    /// A fresh recursion from the true residual of x.
+    fn restart<A: LinearOperator<Vector = V>>(a: &A, b: &V, x: &V) -> Self {
+        let mut r = x.zeroed();
+        a.apply(x, &mut r);
+        r.xpay(b, Complex64::new(-1.0, 0.0));
+        Self::from_residual(r)
+    }
+}
+
 /// Solves A x = b by BiCGStab starting from x = 0, with the shadow residual r0 = b. A
-/// breakdown (rho or <r0, v> vanishing) restarts the recursion from the true residual.
+/// breakdown (rho or omega vanishing) restarts the recursion from the true residual, and so
+/// does a recursive residual below the tolerance whose true residual is not.
 pub fn bicgstab<A: LinearOperator>(
     a: &A,
     b: &A::Vector,
     params: &SolverParams,
 ) -> Result<(A::Vector, SolveReport)> {
-    check_params(params)?;
-    let b_norm = b.norm_sqr();
-    let mut x = b.zeroed();
-    if b_norm == 0.0 {
-        return Ok((x, SolveReport { iterations: 0, residual: 0.0 }));
-    }
-    let target = params.tolerance * params.tolerance * b_norm;
-    let one = Complex64::new(1.0, 0.0);
-    let mut r = b.clone();
-    let mut r0 = r.clone();
-    let (mut p, mut v, mut t) = (b.zeroed(), b.zeroed(), b.zeroed());
-    let (mut rho, mut alpha, mut omega) = (one, one, one);
+    let (mut x, target) = match start(b, params)? {
+        Start::Solved(x, report) => return Ok((x, report)),
+        Start::Iterate(x, target) => (x, target),
+    };
+    let mut s = State::from_residual(b.clone());
+    let mut t = b.zeroed();
     let mut iterations = 0;
     while iterations < params.max_iterations {
-        let rho_new = r0.dot(&r);
-        if rho_new.norm() < 1e-300 || omega.norm() < 1e-300 {
-            // breakdown: restart from the true residual
-            a.apply(&x, &mut r);
-            r.xpay(b, Complex64::new(-1.0, 0.0));
-            r0 = r.clone();
-            p = b.zeroed();
-            v = b.zeroed();
-            (rho, alpha, omega) = (one, one, one);
-            iterations += 1;
+        let rho_new = s.r0.dot(&s.r);
+        iterations += 1;
+        if rho_new.norm() < 1e-300 || s.omega.norm() < 1e-300 {
+            s = State::restart(a, b, &x);
             continue;
         }
-        let beta = (rho_new / rho) * (alpha / omega);
+        let beta = (rho_new / s.rho) * (s.alpha / s.omega);
         // p = r + beta (p - omega v)
-        p.axpy(-omega, &v);
-        p.xpay(&r, beta);
-        a.apply(&p, &mut v);
-        alpha = rho_new / r0.dot(&v);
+        s.p.axpy(-s.omega, &s.v);
+        s.p.xpay(&s.r, beta);
+        a.apply(&s.p, &mut s.v);
+        s.alpha = rho_new / s.r0.dot(&s.v);
         // s = r - alpha v (kept in r)
-        r.axpy(-alpha, &v);
-        a.apply(&r, &mut t);
-        iterations += 1;
+        s.r.axpy(-s.alpha, &s.v);
+        a.apply(&s.r, &mut t);
         let tt = t.norm_sqr();
-        omega = if tt > 0.0 { t.dot(&r) / tt } else { Complex64::new(0.0, 0.0) };
-        x.axpy(alpha, &p);
-        x.axpy(omega, &r);
-        r.axpy(-omega, &t);
-        rho = rho_new;
-        if r.norm_sqr() <= target {
+        s.omega = if tt > 0.0 { t.dot(&s.r) / tt } else { Complex64::new(0.0, 0.0) };
+        x.axpy(s.alpha, &s.p);
+        x.axpy(s.omega, &s.r);
+        s.r.axpy(-s.omega, &t);
+        s.rho = rho_new;
+        if s.r.norm_sqr() <= target {
             let residual = true_residual(a, b, &x);
             if residual <= params.tolerance {
                 return Ok((x, SolveReport { iterations, residual }));
             }
-            a.apply(&x, &mut r);
-            r.xpay(b, Complex64::new(-1.0, 0.0));
-            r0 = r.clone();
-            p = b.zeroed();
-            v = b.zeroed();
-            (rho, alpha, omega) = (one, one, one);
+            s = State::restart(a, b, &x);
         }
     }
     Err(not_converged("BiCGStab", params, iterations, true_residual(a, b, &x)))

@@ -1,7 +1,7 @@
 //! Conjugate gradient for Hermitian positive definite operators.
 
 use super::{
-    LinearOperator, SolveReport, SolverParams, SolverVector, check_params, not_converged, true_residual,
+    LinearOperator, SolveReport, SolverParams, SolverVector, Start, not_converged, start, true_residual,
 };
 use crate::error::Result;
 use num_complex::Complex64;
@@ -14,13 +14,10 @@ pub fn cg<A: LinearOperator>(
     b: &A::Vector,
     params: &SolverParams,
 ) -> Result<(A::Vector, SolveReport)> {
-    check_params(params)?;
-    let b_norm = b.norm_sqr();
-    let mut x = b.zeroed();
-    if b_norm == 0.0 {
-        return Ok((x, SolveReport { iterations: 0, residual: 0.0 }));
-    }
-    let target = params.tolerance * params.tolerance * b_norm;
+    let (mut x, target) = match start(b, params)? {
+        Start::Solved(x, report) => return Ok((x, report)),
+        Start::Iterate(x, target) => (x, target),
+    };
     let mut r = b.clone();
     let mut p = r.clone();
     let mut ap = b.zeroed();

@@ -75,6 +75,26 @@ fn not_converged(method: &str, params: &SolverParams, iterations: usize, residua
     ))
 }
 
+/// How a solve from x = 0 begins.
+enum Start<V> {
+    /// b = 0: x = 0 is the exact answer.
+    Solved(V, SolveReport),
+    /// The zero start vector and the target |r|^2 = tolerance^2 |b|^2.
+    Iterate(V, f64),
+}
+
+/// Checks the parameters and sets up a solve of A x = b from x = 0.
+fn start<V: SolverVector>(b: &V, params: &SolverParams) -> Result<Start<V>> {
+    check_params(params)?;
+    let b_norm = b.norm_sqr();
+    let x = b.zeroed();
+    Ok(if b_norm == 0.0 {
+        Start::Solved(x, SolveReport { iterations: 0, residual: 0.0 })
+    } else {
+        Start::Iterate(x, params.tolerance * params.tolerance * b_norm)
+    })
+}
+
 /// Rejects parameters no solve can honour.
 fn check_params(params: &SolverParams) -> Result<()> {
     if !(params.tolerance > 0.0 && params.tolerance < 1.0) || params.max_iterations == 0 {
