@@ -326,6 +326,28 @@ fn su3_product<const AA: bool, const BA: bool, const SKIP_RE_DIAG: bool, RA: Lan
     out
 }
 
+/// op(A) v per lane, op the adjoint where ADJ is set, A read through `ra`.
+#[inline(always)]
+fn su3_mat_vec<const ADJ: bool, R: LaneReader>(a: &Su3Lanes, ra: R, v: &ColorLanes<3>) -> ColorLanes<3> {
+    let s = if ADJ { -1.0 } else { 1.0 };
+    let mut out = ColorLanes::<3>::zero();
+    for r in 0..3 {
+        let (mut sr, mut si) = ([0.0; LANES], [0.0; LANES]);
+        for k in 0..3 {
+            let idx = if ADJ { 3 * k + r } else { 3 * r + k };
+            let (ur, ui) = (ra.read(&a.re[idx]), ra.read(&a.im[idx]));
+            for l in 0..LANES {
+                let uil = s * ui[l];
+                sr[l] = fma(ur[l], v.re[k][l], fma(-uil, v.im[k][l], sr[l]));
+                si[l] = fma(ur[l], v.im[k][l], fma(uil, v.re[k][l], si[l]));
+            }
+        }
+        out.re[r] = sr;
+        out.im[r] = si;
+    }
+    out
+}
+
 impl Su3Lanes {
     /// a * b per lane without the real parts of the diagonal (left zero): the entries that
     /// the traceless anti-Hermitian part of the product, and so its generator traces, need.
@@ -368,23 +390,11 @@ impl PackedMatrix for Su3Lanes {
     }
     #[inline(always)]
     fn mat_vec<const ADJ: bool>((a, mask): Operand<Self>, v: &ColorLanes<3>) -> ColorLanes<3> {
-        let s = if ADJ { -1.0 } else { 1.0 };
-        let mut out = ColorLanes::<3>::zero();
-        for r in 0..3 {
-            let (mut sr, mut si) = ([0.0; LANES], [0.0; LANES]);
-            for k in 0..3 {
-                let idx = if ADJ { 3 * k + r } else { 3 * r + k };
-                let (ur, ui) = (permute_lanes(&a.re[idx], mask), permute_lanes(&a.im[idx], mask));
-                for l in 0..LANES {
-                    let uil = s * ui[l];
-                    sr[l] = fma(ur[l], v.re[k][l], fma(-uil, v.im[k][l], sr[l]));
-                    si[l] = fma(ur[l], v.im[k][l], fma(uil, v.re[k][l], si[l]));
-                }
-            }
-            out.re[r] = sr;
-            out.im[r] = si;
+        if mask == 0 {
+            su3_mat_vec::<ADJ, _>(a, Direct, v)
+        } else {
+            su3_mat_vec::<ADJ, _>(a, Permuted::new(mask), v)
         }
-        out
     }
     #[inline(always)]
     fn product_add<const AA: bool, const BA: bool>(acc: &Self, a: Operand<Self>, b: Operand<Self>) -> Self {
