@@ -20,7 +20,7 @@
 use super::Monomial;
 use crate::checkerboard::Checkerboard;
 use crate::dirac::{Boundary, DiracOperator, Method, Operator, WilsonOperator, solve};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::field::{GaugeField, MomentumField};
 use crate::group::Group;
 use crate::rng::{Purpose, StreamKey};
@@ -132,8 +132,11 @@ impl<G: Group, const S: usize> Pseudofermion<G, S> {
         StreamKey::new(seed, Purpose::Pseudofermion, update).derive(self.stream)
     }
 
-    fn phi(&self) -> &SpinorField<G, S> {
-        self.phi.as_ref().expect("pseudofermion field drawn by refresh before use")
+    /// The pseudofermion field; an error before the first heatbath.
+    fn phi(&self) -> Result<&SpinorField<G, S>> {
+        self.phi.as_ref().ok_or_else(|| {
+            Error::Config(format!("pseudofermion term {:?}: used before its heatbath (refresh)", self.name))
+        })
     }
 }
 
@@ -145,9 +148,9 @@ impl<G: Group, const S: usize> Monomial<G> for Pseudofermion<G, S> {
     fn action(&self, u: &GaugeField<G>) -> Result<f64> {
         let w = self.operator(u, self.params.kappa)?;
         let psi = if self.params.kappa_heavy == 0.0 {
-            self.phi().clone()
+            self.phi()?.clone()
         } else {
-            self.dagger(&self.operator(u, self.params.kappa_heavy)?, self.phi())
+            self.dagger(&self.operator(u, self.params.kappa_heavy)?, self.phi()?)
         };
         let x = self.normal_solve(&w, &psi)?;
         Ok(psi.dot(&x).re)
@@ -156,8 +159,11 @@ impl<G: Group, const S: usize> Monomial<G> for Pseudofermion<G, S> {
     fn add_force(&self, u: &GaugeField<G>, h: f64, p: &mut MomentumField<G>) -> Result<()> {
         let w = self.operator(u, self.params.kappa)?;
         let heavy = self.operator(u, self.params.kappa_heavy)?;
-        let psi =
-            if self.params.kappa_heavy == 0.0 { self.phi().clone() } else { self.dagger(&heavy, self.phi()) };
+        let psi = if self.params.kappa_heavy == 0.0 {
+            self.phi()?.clone()
+        } else {
+            self.dagger(&heavy, self.phi()?)
+        };
         let x = self.normal_solve(&w, &psi)?;
         let y = self.plain(&w, &x);
         let x_lift = self.lift(&w, &x, false);
@@ -170,7 +176,7 @@ impl<G: Group, const S: usize> Monomial<G> for Pseudofermion<G, S> {
             p,
         );
         if self.params.kappa_heavy != 0.0 {
-            let phi_lift = self.lift(&heavy, self.phi(), true);
+            let phi_lift = self.lift(&heavy, self.phi()?, true);
             unit.add_hopping_derivative(
                 &phi_lift,
                 &x_lift,
@@ -279,6 +285,25 @@ mod tests {
                 check_force::<Su3, 4>(&[2, 2, 4, 4], 0.11, kappa_heavy, even_odd);
             }
         }
+    }
+
+    #[test]
+    fn use_before_the_heatbath_is_an_error() {
+        let lat = Arc::new(Lattice::new(&[4, 4]).unwrap());
+        let u = GaugeField::<U1>::cold(lat.clone());
+        let params = PseudofermionParams {
+            kappa: 0.2,
+            kappa_heavy: 0.0,
+            boundary: Boundary::ANTIPERIODIC,
+            even_odd: true,
+            solver: SolverParams { tolerance: 1e-10, max_iterations: 100 },
+        };
+        let term = Pseudofermion::<U1, 2>::new("quarks", params, Checkerboard::new(lat.clone()).unwrap(), 0);
+        let e = term.action(&u).unwrap_err().to_string();
+        assert!(e.contains("\"quarks\"") && e.contains("before its heatbath"), "{e}");
+        let mut p = MomentumField::<U1>::zeros(&lat);
+        assert!(term.add_force(&u, 1.0, &mut p).is_err());
+        assert_eq!(p, MomentumField::<U1>::zeros(&lat));
     }
 
     /// The heatbath draws phi with S = eta^dagger eta: <S> = (number of components) exactly,

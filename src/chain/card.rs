@@ -529,6 +529,8 @@ mod tests {
             err("[run]", "[measure]\nflow = { epsilon = 0.1, t_max = 1.0, every = 1 }\n[run]").contains("4D")
         );
         assert!(err("[lattice]", "[lattice]\n[lattice]").contains("card.toml"));
+        let hadrons = err("[run]", "[measure]\nhadrons = { every = 1, noise = 1 }\n[run]");
+        assert!(hadrons.contains("needs a [[fermions]] table"), "{hadrons}");
     }
 
     #[test]
