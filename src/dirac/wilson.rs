@@ -13,7 +13,7 @@ use crate::checkerboard::Checkerboard;
 use crate::error::{Error, Result};
 use crate::field::{GaugeField, MomentumField};
 use crate::geometry::PackedSite;
-use crate::group::packed::{ColorVector, PackedMatrix, prefetch};
+use crate::group::packed::{ColorVector, Lanes, PackedMatrix, prefetch};
 use crate::group::{Group, alg_lanes_axpy};
 use crate::spinor::{Color, MIN_CHUNK, Spinor, SpinorField};
 use num_complex::Complex64;
@@ -93,29 +93,22 @@ impl<'a, G: Group, const S: usize> WilsonOperator<'a, G, S> {
     /// input and of the output, which swaps the signs of the projection and reconstruction.
     #[inline(always)]
     fn hop_site<const DAGGER: bool>(&self, p: usize, i: usize, src: &[Spinor<G, S>]) -> Spinor<G, S> {
-        let h = S / 2;
-        let (cos, sin) = self.boundary_phase;
         let mut acc = [Color::<G>::zero(); S];
         for (mu, b) in blocks(S).iter().enumerate() {
             for forward in [true, false] {
                 let hop = self.cb.hop(p, i, mu, forward);
                 let v = &src[hop.neighbour];
                 let link = self.u.packed_link(hop.link, mu);
-                for r in 0..h {
-                    // (1 -+ gamma_mu) psi: the half spinor psi_up -+ A psi_down, then U or U^dagger
-                    let lower = times_phase(b.phase[r], &v[h + b.column[r]]);
-                    let minus = forward != DAGGER;
-                    let half = if minus { v[r].sub(&lower) } else { v[r].add(&lower) }.permute(hop.mask);
+                let minus = forward != DAGGER;
+                for r in 0..S / 2 {
+                    let half = Self::project(b, r, minus, v).permute(hop.mask);
                     let mut chi = if forward {
                         G::Packed::mat_vec::<false>(link, &half)
                     } else {
                         G::Packed::mat_vec::<true>(link, &half)
                     };
                     if hop.wraps_time != 0 {
-                        let s = if forward { sin } else { -sin };
-                        let wraps = |l: usize| hop.wraps_time >> l & 1 == 1;
-                        let re = std::array::from_fn(|l| if wraps(l) { cos } else { 1.0 });
-                        let im = std::array::from_fn(|l| if wraps(l) { s } else { 0.0 });
+                        let (re, im) = self.wrap_phase(hop.wraps_time, !forward);
                         chi = chi.mul_lanes(&re, &im);
                     }
                     Self::reconstruct(b, r, minus, &chi, &mut acc);
@@ -123,6 +116,27 @@ impl<'a, G: Group, const S: usize> WilsonOperator<'a, G, S> {
             }
         }
         acc
+    }
+
+    /// Row r of the half spinor psi_up -+ A_mu psi_down of the projection (1 -+ gamma_mu) psi
+    /// (minus for 1 - gamma_mu).
+    #[inline(always)]
+    fn project(b: &GammaBlock, r: usize, minus: bool, v: &Spinor<G, S>) -> Color<G> {
+        let lower = times_phase(b.phase[r], &v[S / 2 + b.column[r]]);
+        if minus { v[r].sub(&lower) } else { v[r].add(&lower) }
+    }
+
+    /// The boundary phase per lane of a hop: e^{i theta} (its conjugate when `conjugate`, for
+    /// backward hops) on the lanes that wrap around in time, 1 on the others.
+    #[inline(always)]
+    fn wrap_phase(&self, wraps_time: u8, conjugate: bool) -> (Lanes, Lanes) {
+        let (cos, sin) = self.boundary_phase;
+        let s = if conjugate { -sin } else { sin };
+        let wraps = |l: usize| wraps_time >> l & 1 == 1;
+        (
+            std::array::from_fn(|l| if wraps(l) { cos } else { 1.0 }),
+            std::array::from_fn(|l| if wraps(l) { s } else { 0.0 }),
+        )
     }
 
     /// Adds the projected spinor of row r back: up_r += chi, down_{column r} -+= conj(phase) chi
@@ -224,8 +238,6 @@ impl<'a, G: Group, const S: usize> WilsonOperator<'a, G, S> {
         p: &mut MomentumField<G>,
     ) {
         let d = self.u.lattice().ndim();
-        let h = S / 2;
-        let (cos, sin) = self.boundary_phase;
         p.packed_mut().par_chunks_mut(d).enumerate().for_each(|(outer, pm)| {
             let (parity, i) = self.cb.of_outer(outer);
             let (a_here, b_here) = (&a.part(parity)[i], &b.part(parity)[i]);
@@ -234,22 +246,17 @@ impl<'a, G: Group, const S: usize> WilsonOperator<'a, G, S> {
                 let (a_next, b_next) =
                     (&a.part(1 - parity)[hop.neighbour], &b.part(1 - parity)[hop.neighbour]);
                 let (mut c1, mut c2) = (G::Packed::zero(), G::Packed::zero());
-                for r in 0..h {
-                    let project = |v: &Spinor<G, S>, forward: bool| {
-                        let lower = times_phase(blk.phase[r], &v[h + blk.column[r]]);
-                        if forward { v[r].sub(&lower) } else { v[r].add(&lower) }
-                    };
-                    let hb_next = project(b_next, true).permute(hop.mask);
-                    let ka_next = project(a_next, false).permute(hop.mask);
-                    c1 = G::Packed::outer_add(&c1, &hb_next, &project(a_here, true));
-                    c2 = G::Packed::outer_add(&c2, &project(b_here, false), &ka_next);
+                for r in 0..S / 2 {
+                    let hb_next = Self::project(blk, r, true, b_next).permute(hop.mask);
+                    let ka_next = Self::project(blk, r, false, a_next).permute(hop.mask);
+                    c1 = G::Packed::outer_add(&c1, &hb_next, &Self::project(blk, r, true, a_here));
+                    c2 = G::Packed::outer_add(&c2, &Self::project(blk, r, false, b_here), &ka_next);
                 }
                 if hop.wraps_time != 0 {
-                    let wraps = |l: usize| hop.wraps_time >> l & 1 == 1;
-                    let re = std::array::from_fn(|l| if wraps(l) { cos } else { 1.0 });
-                    let im = std::array::from_fn(|l| if wraps(l) { sin } else { 0.0 });
+                    let (re, im) = self.wrap_phase(hop.wraps_time, false);
                     c1 = c1.mul_lanes(&re, &im);
-                    c2 = c2.mul_lanes(&re, &im.map(|x| -x));
+                    let (re, im) = self.wrap_phase(hop.wraps_time, true);
+                    c2 = c2.mul_lanes(&re, &im);
                 }
                 let (link, _) = self.u.packed_link(PackedSite { outer, mask: 0 }, mu);
                 let forward = G::packed_re_tr_generators_of_product(link, &c1);
