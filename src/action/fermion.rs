@@ -19,7 +19,7 @@
 
 use super::Monomial;
 use crate::checkerboard::Checkerboard;
-use crate::dirac::{Boundary, DiracOperator, Method, Operator, WilsonOperator, solve};
+use crate::dirac::{Boundary, DiracOperator, Operator, WilsonOperator};
 use crate::error::{Error, Result};
 use crate::field::{GaugeField, MomentumField};
 use crate::group::Group;
@@ -65,25 +65,10 @@ impl<G: Group, const S: usize> Pseudofermion<G, S> {
         WilsonOperator::new(u, &self.cb, kappa, self.params.boundary)
     }
 
-    /// M^dagger x (or M_hat^dagger on even halves).
-    fn dagger(&self, w: &WilsonOperator<'_, G, S>, x: &SpinorField<G, S>) -> SpinorField<G, S> {
-        let mut y = x.clone();
-        if self.params.even_odd {
-            w.apply_schur_dagger(x, &mut y)
-        } else {
-            w.apply_dagger(x, &mut y)
-        }
-        y
-    }
-
-    /// M x (or M_hat x on even halves).
-    fn plain(&self, w: &WilsonOperator<'_, G, S>, x: &SpinorField<G, S>) -> SpinorField<G, S> {
-        let mut y = x.clone();
-        if self.params.even_odd {
-            w.apply_schur(x, &mut y)
-        } else {
-            w.apply(x, &mut y)
-        }
+    /// M x, or M^dagger x when `dagger` (M_hat on even halves with even/odd).
+    fn apply(&self, w: &WilsonOperator<'_, G, S>, x: &SpinorField<G, S>, dagger: bool) -> SpinorField<G, S> {
+        let mut y = SpinorField::zeros(x.len());
+        w.apply_as(self.params.even_odd, dagger, x, &mut y);
         y
     }
 
@@ -150,7 +135,7 @@ impl<G: Group, const S: usize> Monomial<G> for Pseudofermion<G, S> {
         let psi = if self.params.kappa_heavy == 0.0 {
             self.phi()?.clone()
         } else {
-            self.dagger(&self.operator(u, self.params.kappa_heavy)?, self.phi()?)
+            self.apply(&self.operator(u, self.params.kappa_heavy)?, self.phi()?, true)
         };
         let x = self.normal_solve(&w, &psi)?;
         Ok(psi.dot(&x).re)
@@ -162,10 +147,10 @@ impl<G: Group, const S: usize> Monomial<G> for Pseudofermion<G, S> {
         let psi = if self.params.kappa_heavy == 0.0 {
             self.phi()?.clone()
         } else {
-            self.dagger(&heavy, self.phi()?)
+            self.apply(&heavy, self.phi()?, true)
         };
         let x = self.normal_solve(&w, &psi)?;
-        let y = self.plain(&w, &x);
+        let y = self.apply(&w, &x, false);
         let x_lift = self.lift(&w, &x, false);
         // F = -dS: p += h [2 kappa^n D(Y', X') - 2 kappa_h^n D(phi', X')]
         let unit = WilsonOperator::<G, S>::new(u, &self.cb, 1.0, self.params.boundary)?;
@@ -192,7 +177,7 @@ impl<G: Group, const S: usize> Monomial<G> for Pseudofermion<G, S> {
         let sites = if self.params.even_odd { Sites::Parity(0) } else { Sites::All };
         let eta = SpinorField::<G, S>::gaussian(&self.cb, sites, &key);
         let w = self.operator(u, self.params.kappa)?;
-        let mdag_eta = self.dagger(&w, &eta);
+        let mdag_eta = self.apply(&w, &eta, true);
         self.phi = Some(if self.params.kappa_heavy == 0.0 {
             mdag_eta
         } else {
@@ -200,18 +185,8 @@ impl<G: Group, const S: usize> Monomial<G> for Pseudofermion<G, S> {
             let heavy = self.operator(u, self.params.kappa_heavy)?;
             let mut rhs = mdag_eta;
             rhs.gamma5();
-            let mut phi = if self.params.even_odd {
-                let form = Operator::SchurNormal;
-                let mut b = rhs.clone();
-                heavy.apply_schur_dagger(&rhs, &mut b);
-                let (x, report) = cg(&DiracOperator { wilson: &heavy, form }, &b, &self.params.solver)?;
-                self.iterations.fetch_add(report.iterations, Ordering::Relaxed);
-                x
-            } else {
-                let (x, report) = solve(&heavy, &rhs, Method::Cg, false, &self.params.solver)?;
-                self.iterations.fetch_add(report.iterations, Ordering::Relaxed);
-                x
-            };
+            // (M_h^dagger M_h)^-1 M_h^dagger rhs = M_h^-1 rhs
+            let mut phi = self.normal_solve(&heavy, &self.apply(&heavy, &rhs, true))?;
             phi.gamma5();
             phi
         });

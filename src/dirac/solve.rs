@@ -32,18 +32,13 @@ impl<G: Group, const S: usize> LinearOperator for DiracOperator<'_, '_, G, S> {
     type Vector = SpinorField<G, S>;
     fn apply(&self, x: &SpinorField<G, S>, y: &mut SpinorField<G, S>) {
         let w = self.wilson;
+        let even_odd = matches!(self.form, Operator::Schur | Operator::SchurNormal);
         match self.form {
-            Operator::Full => w.apply(x, y),
-            Operator::Schur => w.apply_schur(x, y),
-            Operator::FullNormal => {
-                let mut t = x.clone();
-                w.apply(x, &mut t);
-                w.apply_dagger(&t, y);
-            }
-            Operator::SchurNormal => {
-                let mut t = x.clone();
-                w.apply_schur(x, &mut t);
-                w.apply_schur_dagger(&t, y);
+            Operator::Full | Operator::Schur => w.apply_as(even_odd, false, x, y),
+            Operator::FullNormal | Operator::SchurNormal => {
+                let mut t = SpinorField::zeros(x.len());
+                w.apply_as(even_odd, false, x, &mut t);
+                w.apply_as(even_odd, true, &t, y);
             }
         }
     }
@@ -77,12 +72,8 @@ pub fn solve<G: Group, const S: usize>(
     let (x, report) = match method {
         Method::Bicgstab => bicgstab(&DiracOperator { wilson: w, form: plain }, &rhs, params)?,
         Method::Cg => {
-            let mut mdag_b = rhs.clone();
-            if even_odd {
-                w.apply_schur_dagger(&rhs, &mut mdag_b)
-            } else {
-                w.apply_dagger(&rhs, &mut mdag_b)
-            }
+            let mut mdag_b = SpinorField::zeros(rhs.len());
+            w.apply_as(even_odd, true, &rhs, &mut mdag_b);
             cg(&DiracOperator { wilson: w, form: normal }, &mdag_b, params)?
         }
     };

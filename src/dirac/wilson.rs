@@ -203,6 +203,17 @@ impl<'a, G: Group, const S: usize> WilsonOperator<'a, G, S> {
         self.apply_full::<true>(x, y);
     }
 
+    /// y = M x, or M^dagger x when `dagger`, on full fields; with `even_odd` the Schur
+    /// operator M_hat (or M_hat^dagger) on even half fields instead.
+    pub fn apply_as(&self, even_odd: bool, dagger: bool, x: &SpinorField<G, S>, y: &mut SpinorField<G, S>) {
+        match (even_odd, dagger) {
+            (false, false) => self.apply_full::<false>(x, y),
+            (false, true) => self.apply_full::<true>(x, y),
+            (true, false) => self.schur::<false>(x, y),
+            (true, true) => self.schur::<true>(x, y),
+        }
+    }
+
     fn apply_full<const DAGGER: bool>(&self, x: &SpinorField<G, S>, y: &mut SpinorField<G, S>) {
         let (ye, yo) = y.parts_mut();
         self.hopping_into::<DAGGER>(0, x.part(1), -self.kappa, Some(x.part(0)), ye);
