@@ -41,16 +41,23 @@ pub struct Checkerboard {
 }
 
 impl Checkerboard {
-    /// Builds the maps. Needs L_{D-2} and L_{D-1} divisible by 4 (so that all lanes of an
-    /// outer site share its parity).
-    pub fn new(lattice: Arc<Lattice>) -> Result<Self> {
-        let dims = lattice.dims().to_vec();
+    /// Checks that extents `dims` admit the checkerboarded layout: L_{D-2} and L_{D-1}
+    /// divisible by 4, so that all lanes of an outer site share its parity.
+    pub fn check_dims(dims: &[usize]) -> Result<()> {
         let d = dims.len();
         if !dims[d - 2].is_multiple_of(4) || !dims[d - 1].is_multiple_of(4) {
             return Err(Error::Config(format!(
                 "lattice {dims:?}: even/odd fermion fields need the last two extents divisible by 4"
             )));
         }
+        Ok(())
+    }
+
+    /// Builds the maps (see [`Checkerboard::check_dims`] for the extents it needs).
+    pub fn new(lattice: Arc<Lattice>) -> Result<Self> {
+        let dims = lattice.dims().to_vec();
+        let d = dims.len();
+        Self::check_dims(&dims)?;
         let outer_volume = lattice.outer_volume();
         let parity: Vec<u8> =
             (0..outer_volume).map(|o| lattice.parity(lattice.site_of_packed(o, 0))).collect();

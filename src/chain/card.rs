@@ -38,9 +38,12 @@
 //! Unknown keys, wrong types and invalid values are errors that name the key.
 
 use crate::action::GaugeActionKind;
+use crate::checkerboard::Checkerboard;
+use crate::dirac::Boundary;
 use crate::error::{Error, Result};
 use crate::geometry::Lattice;
 use crate::integrator::{Integrator, Level, Scheme};
+use crate::solver::SolverParams;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -134,6 +137,19 @@ fn yes() -> bool {
 }
 
 impl FermionCard {
+    /// The boundary phase of the fermions in time.
+    pub fn boundary_phase(&self) -> Boundary {
+        match self.boundary {
+            BoundaryName::Antiperiodic => Boundary::ANTIPERIODIC,
+            BoundaryName::Periodic => Boundary::PERIODIC,
+        }
+    }
+
+    /// The stopping rule of the solves.
+    pub fn solver_params(&self) -> SolverParams {
+        SolverParams { tolerance: self.solver.tolerance, max_iterations: self.solver.max_iterations }
+    }
+
     /// The monomial names of this table's terms, `index` its position among the tables.
     pub fn term_names(&self, index: usize) -> Vec<String> {
         let base = self.name.clone().unwrap_or_else(|| {
@@ -351,12 +367,7 @@ impl Card {
             if d != 2 && d != 4 {
                 return bad(format!("{at}: Wilson fermions need a 2D or 4D lattice"));
             }
-            if !self.lattice.dims[d - 2].is_multiple_of(4) || !self.lattice.dims[d - 1].is_multiple_of(4) {
-                return bad(format!(
-                    "{at}: fermion fields need the last two lattice extents divisible by 4, not {:?}",
-                    self.lattice.dims
-                ));
-            }
+            Checkerboard::check_dims(&self.lattice.dims).or_else(|e| bad(format!("{at}: {}", strip(e))))?;
             if f.flavors != 2 {
                 return bad(format!(
                     "{at}.flavors = {}: only 2 (a degenerate doublet) is supported",
@@ -458,9 +469,10 @@ impl Card {
     }
 }
 
+/// The message of an error without its kind, for repeating it under a card key.
 fn strip(e: Error) -> String {
     match e {
-        Error::Card(m) => m,
+        Error::Card(m) | Error::Config(m) => m,
         other => other.to_string(),
     }
 }

@@ -10,9 +10,9 @@
 //! `chiral_condensate`, `hadron_solver_iterations` and the arrays `pion_correlator`,
 //! `pion_effective_mass` (the summary analyses the scalars only).
 
-use super::card::{BoundaryName, FermionCard, FlowCard, HadronCard};
+use super::card::{FermionCard, FlowCard, HadronCard};
 use crate::checkerboard::Checkerboard;
-use crate::dirac::{Boundary, WilsonOperator};
+use crate::dirac::WilsonOperator;
 use crate::error::Result;
 use crate::field::GaugeField;
 use crate::group::{Group, U1};
@@ -21,7 +21,6 @@ use crate::observables::{
     average_plaquette, average_rectangle, polyakov_loop, topological_charge_u1_2d, wilson_flow,
 };
 use crate::rng::{Purpose, StreamKey};
-use crate::solver::SolverParams;
 use crate::update::StepReport;
 use serde_json::{Map, Value, json};
 use std::any::Any;
@@ -94,14 +93,9 @@ fn hadrons_with_spins<G: Group, const S: usize>(
     seed: u64,
     update: u64,
 ) -> Result<Map<String, Value>> {
-    let boundary = match fermions.boundary {
-        BoundaryName::Antiperiodic => Boundary::ANTIPERIODIC,
-        BoundaryName::Periodic => Boundary::PERIODIC,
-    };
     let cb = Checkerboard::new(u.lattice().clone())?;
-    let w = WilsonOperator::<G, S>::new(u, &cb, fermions.kappa, boundary)?;
-    let solver =
-        SolverParams { tolerance: fermions.solver.tolerance, max_iterations: fermions.solver.max_iterations };
+    let w = WilsonOperator::<G, S>::new(u, &cb, fermions.kappa, fermions.boundary_phase())?;
+    let solver = fermions.solver_params();
     let condensate =
         chiral_condensate(&w, hadrons.noise, &StreamKey::new(seed, Purpose::Noise, update), &solver)?;
     let pion = pion_correlator(&w, &solver)?;

@@ -7,20 +7,18 @@
 //! checkpoint and reproduces the uninterrupted chain exactly: every random number derives
 //! from the seed and the update number alone.
 
-use super::card::{BoundaryName, Card, GroupName, Start};
+use super::card::{Card, GroupName, Start};
 use super::measure::{measure, measure_hadrons};
 use super::progress::Progress;
 use super::summary::{Summary, analyze};
 use crate::action::fermion::{Pseudofermion, PseudofermionParams};
 use crate::action::{GaugeAction, Monomial};
 use crate::checkerboard::Checkerboard;
-use crate::dirac::Boundary;
 use crate::error::{Error, Result};
 use crate::field::GaugeField;
 use crate::geometry::Lattice;
 use crate::group::{Group, Su3, U1};
 use crate::io::{native, nersc, read_file, write_atomically};
-use crate::solver::SolverParams;
 use crate::update::{Hmc, MarkovStep};
 use serde_json::json;
 use std::any::Any;
@@ -155,19 +153,18 @@ fn read_measurements_prefix(dir: &Path, n: usize) -> Result<String> {
 pub fn build_monomials<G: Group>(card: &Card, lattice: &Arc<Lattice>) -> Result<Vec<Box<dyn Monomial<G>>>> {
     let mut monomials: Vec<Box<dyn Monomial<G>>> =
         vec![Box::new(GaugeAction::new(card.gauge.action, card.gauge.beta))];
+    if card.fermions.is_empty() {
+        return Ok(monomials);
+    }
+    let cb = Checkerboard::new(lattice.clone())?;
     let mut stream = 0;
     for (i, f) in card.fermions.iter().enumerate() {
-        let boundary = match f.boundary {
-            BoundaryName::Antiperiodic => Boundary::ANTIPERIODIC,
-            BoundaryName::Periodic => Boundary::PERIODIC,
-        };
-        let solver = SolverParams { tolerance: f.solver.tolerance, max_iterations: f.solver.max_iterations };
+        let (boundary, solver) = (f.boundary_phase(), f.solver_params());
         for (name, (kappa, kappa_heavy)) in f.term_names(i).iter().zip(f.term_kappas()) {
             let params = PseudofermionParams { kappa, kappa_heavy, boundary, even_odd: f.even_odd, solver };
-            let cb = Checkerboard::new(lattice.clone())?;
             monomials.push(match lattice.ndim() {
-                2 => Box::new(Pseudofermion::<G, 2>::new(name, params, cb, stream)),
-                _ => Box::new(Pseudofermion::<G, 4>::new(name, params, cb, stream)),
+                2 => Box::new(Pseudofermion::<G, 2>::new(name, params, cb.clone(), stream)),
+                _ => Box::new(Pseudofermion::<G, 4>::new(name, params, cb.clone(), stream)),
             });
             stream += 1;
         }
