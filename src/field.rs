@@ -174,12 +174,7 @@ impl<G: Group> MomentumField<G> {
         self.data.iter().flat_map(|p| p.as_ref().iter().flatten().copied())
     }
 
-    /// The packed momenta, element `outer * D + mu`.
-    pub fn packed(&self) -> &[G::AlgLanes] {
-        &self.data
-    }
-
-    /// The packed momenta, mutable.
+    /// The packed momenta, element `outer * D + mu`, mutable.
     pub fn packed_mut(&mut self) -> &mut [G::AlgLanes] {
         &mut self.data
     }

@@ -88,12 +88,7 @@ fn bench(thermalization: u64, trajectories: u64) -> Result<()> {
     let u = thermalised_su3(thermalization);
     print(&su3_pure_gauge_on(&u, &threads, thermalization, trajectories));
     for &t in &threads {
-        print(&[fermions::memory_bandwidth(t, 256, 5)]);
-        for l in [8, 16] {
-            print(&fermions::wilson_operator(l, t, if l == 8 { 50 } else { 10 }));
-        }
-        print(&fermions::cg_solves(&u, 0.150, t, 1 + trajectories / 10));
-        print(&fermions::fermion_trajectories(&u, t, 2 + trajectories / 4));
+        print(&fermions::all(&u, t, trajectories));
     }
     Ok(())
 }

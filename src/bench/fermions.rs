@@ -17,6 +17,19 @@ use crate::update::{Hmc, MarkovStep};
 use rayon::prelude::*;
 use std::sync::Arc;
 
+/// Every fermion figure for `threads` threads: bandwidth, the operator on 8^4 and 16^4, CG at
+/// kappa = 0.150 on `u8` and HMC trajectories with fermions; `trajectories` (the pure-gauge
+/// count) scales the repetitions.
+pub fn all(u8: &GaugeField<Su3>, threads: usize, trajectories: u64) -> Vec<Figure> {
+    let mut figures = vec![memory_bandwidth(threads, 256, 5)];
+    for l in [8, 16] {
+        figures.extend(wilson_operator(l, threads, if l == 8 { 50 } else { 10 }));
+    }
+    figures.extend(cg_solves(u8, 0.150, threads, 1 + trajectories / 10));
+    figures.extend(fermion_trajectories(u8, threads, 2 + trajectories / 4));
+    figures
+}
+
 /// Flops of the hopping term per site (openQCD's and QUDA's count for Wilson-Dirac: 1320).
 pub const HOPPING_FLOPS_PER_SITE: f64 = 1320.0;
 

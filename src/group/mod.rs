@@ -125,12 +125,6 @@ pub trait Group: Copy + Send + Sync + Debug + 'static {
     }
 }
 
-/// Sum of squared components of an algebra element.
-#[inline]
-pub fn alg_norm_sqr<A: AsRef<[f64]>>(p: &A) -> f64 {
-    p.as_ref().iter().map(|x| x * x).sum()
-}
-
 /// Lane `lane` of packed algebra elements.
 #[inline]
 pub fn alg_lane<G: Group>(p: &G::AlgLanes, lane: usize) -> G::Alg {
@@ -308,7 +302,8 @@ mod tests {
             let p_mat = G::alg_matrix(&p);
             assert!(p_mat.add(&p_mat.adj()).norm_sqr() < 1e-28);
             let norm = if G::NC == 1 { 1.0 } else { 0.5 };
-            assert!((p_mat.re_tr_mul(&p_mat) + norm * alg_norm_sqr(&p)).abs() < 1e-12);
+            let p_norm_sqr: f64 = p.as_ref().iter().map(|x| x * x).sum();
+            assert!((p_mat.re_tr_mul(&p_mat) + norm * p_norm_sqr).abs() < 1e-12);
         }
     }
 
