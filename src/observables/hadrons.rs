@@ -53,6 +53,7 @@ pub fn pion_correlator<G: Group, const S: usize>(
     let lattice = cb.lattice();
     let t_dim = lattice.ndim() - 1;
     let mut correlator = vec![0.0; lattice.dims()[t_dim]];
+    let sites_per_slice = lattice.volume() / lattice.dims()[t_dim];
     let mut iterations = 0;
     for spin in 0..S {
         for color in 0..Color::<G>::COLORS {
@@ -61,7 +62,8 @@ pub fn pion_correlator<G: Group, const S: usize>(
             let (x, report) = solve(w, &source, Method::Cg, true, solver)?;
             iterations += report.iterations;
             for site in 0..lattice.volume() {
-                let t = lattice.coords(site)[t_dim];
+                // time is the slowest lexicographic index
+                let t = site / sites_per_slice;
                 for s in 0..S {
                     for c in 0..Color::<G>::COLORS {
                         correlator[t] += x.get(cb, site, s, c).norm_sqr();
