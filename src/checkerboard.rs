@@ -13,17 +13,47 @@ use crate::geometry::{Lattice, PackedSite};
 use crate::group::packed::LANES;
 use std::sync::Arc;
 
-/// One hop of the checkerboarded packed layout from site i of parity p in direction +-mu.
+/// One hop of the checkerboarded packed layout from site i of parity p in direction +-mu,
+/// stored in 12 bytes so that the tables of a 16^4 lattice stay out of the caches' way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hop {
+    neighbour: u32,
+    link_outer: u32,
+    mask: u8,
+    link_mask: u8,
+    wraps_time: u8,
+}
+
+impl Hop {
     /// Index of the neighbour among the outer sites of the other parity.
-    pub neighbour: usize,
+    #[inline(always)]
+    pub fn neighbour(&self) -> usize {
+        self.neighbour as usize
+    }
+
     /// Lane mask of the hop (lane l reads lane l ^ mask of the neighbour).
-    pub mask: usize,
+    #[inline(always)]
+    pub fn mask(&self) -> usize {
+        usize::from(self.mask)
+    }
+
     /// The link the hop crosses: U_mu(x) forward, U_mu(x - mu) backward, as a packed site.
-    pub link: PackedSite,
+    #[inline(always)]
+    pub fn link(&self) -> PackedSite {
+        PackedSite { outer: self.link_outer as usize, mask: usize::from(self.link_mask) }
+    }
+
     /// Bit l set when lane l crosses the boundary of the time direction (mu = D-1).
-    pub wraps_time: u8,
+    #[inline(always)]
+    pub fn wraps_time(&self) -> u8 {
+        self.wraps_time
+    }
+}
+
+/// Whether hops in direction mu of a D-dimensional lattice can exchange lanes: only the last
+/// two directions are cut into the lane halves of the packed layout.
+pub const fn hop_may_permute(ndim: usize, mu: usize) -> bool {
+    mu + 2 >= ndim
 }
 
 /// Even/odd index maps and hop tables of the packed layout.
@@ -70,7 +100,11 @@ impl Checkerboard {
             }
         }
         let t = d - 1;
-        let hops = std::array::from_fn(|p| {
+        let to_u32 = |index: usize| {
+            u32::try_from(index)
+                .map_err(|_| Error::Config(format!("lattice {dims:?}: too large for 32-bit hop tables")))
+        };
+        let hops: [Result<Vec<Hop>>; 2] = std::array::from_fn(|p| {
             let mut table = Vec::with_capacity(outer_of[p].len() * d * 2);
             for &outer in &outer_of[p] {
                 let x = PackedSite { outer, mask: 0 };
@@ -86,18 +120,21 @@ impl Checkerboard {
                                 wraps_time |= u8::from(wraps) << lane;
                             }
                         }
+                        let link = if forward { x } else { n };
                         table.push(Hop {
-                            neighbour: index_of[n.outer],
-                            mask: n.mask,
-                            link: if forward { x } else { n },
+                            neighbour: to_u32(index_of[n.outer])?,
+                            link_outer: to_u32(link.outer)?,
+                            mask: n.mask as u8,
+                            link_mask: link.mask as u8,
                             wraps_time,
                         });
                     }
                 }
             }
-            table
+            Ok(table)
         });
-        Ok(Checkerboard { lattice, outer_of, index_of, parity, hops })
+        let [even, odd] = hops;
+        Ok(Checkerboard { lattice, outer_of, index_of, parity, hops: [even?, odd?] })
     }
 
     /// The lattice.
@@ -131,7 +168,14 @@ impl Checkerboard {
     /// The hop from site i of parity p in direction mu, forward or backward.
     #[inline(always)]
     pub fn hop(&self, parity: usize, i: usize, mu: usize, forward: bool) -> &Hop {
-        &self.hops[parity][(i * self.lattice.ndim() + mu) * 2 + usize::from(!forward)]
+        &self.hops_of(parity, i)[mu * 2 + usize::from(!forward)]
+    }
+
+    /// The 2D hops from site i of parity p, entry 2 mu forward and 2 mu + 1 backward.
+    #[inline(always)]
+    pub fn hops_of(&self, parity: usize, i: usize) -> &[Hop] {
+        let n = 2 * self.lattice.ndim();
+        &self.hops[parity][i * n..(i + 1) * n]
     }
 }
 
@@ -154,13 +198,14 @@ mod tests {
                     for forward in [true, false] {
                         let hop = cb.hop(p, i, mu, forward);
                         let n = if forward { lat.fwd(site, mu) } else { lat.bwd(site, mu) };
-                        let target = lat.site_of_packed(cb.outer(1 - p, hop.neighbour), lane ^ hop.mask);
+                        let target = lat.site_of_packed(cb.outer(1 - p, hop.neighbour()), lane ^ hop.mask());
                         assert_eq!(target, n, "site {site} mu {mu} forward {forward}");
                         let link_site = if forward { site } else { n };
-                        assert_eq!(lat.site_of_packed(hop.link.outer, lane ^ hop.link.mask), link_site);
+                        assert_eq!(lat.site_of_packed(hop.link().outer, lane ^ hop.link().mask), link_site);
                         let tc = lat.coords(site)[d - 1];
                         let wraps = mu == d - 1 && if forward { tc == dims[d - 1] - 1 } else { tc == 0 };
-                        assert_eq!(hop.wraps_time >> lane & 1 == 1, wraps);
+                        assert_eq!(hop.wraps_time() >> lane & 1 == 1, wraps);
+                        assert!(hop_may_permute(d, mu) || hop.mask() == 0, "mu {mu} exchanges lanes");
                     }
                 }
             }

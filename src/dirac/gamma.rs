@@ -64,7 +64,7 @@ pub const BLOCKS_4D: [GammaBlock; 4] = [
 ];
 
 /// The blocks of a lattice with `spins` spin components (2 in 2D, 4 in 4D).
-pub fn blocks(spins: usize) -> &'static [GammaBlock] {
+pub const fn blocks(spins: usize) -> &'static [GammaBlock] {
     if spins == 2 { &BLOCKS_2D } else { &BLOCKS_4D }
 }
 

@@ -9,14 +9,13 @@
 //! fermions without a clover term).
 
 use super::gamma::{GammaBlock, Phase, blocks};
-use crate::checkerboard::Checkerboard;
+use crate::checkerboard::{Checkerboard, Hop, hop_may_permute};
 use crate::error::{Error, Result};
 use crate::field::{GaugeField, MomentumField};
 use crate::geometry::PackedSite;
 use crate::group::packed::{ColorVector, Lanes, PackedMatrix, prefetch};
 use crate::group::{Group, alg_lanes_axpy};
 use crate::spinor::{Color, MIN_CHUNK, Spinor, SpinorField};
-use num_complex::Complex64;
 use rayon::prelude::*;
 
 /// Boundary condition of the fermion fields in the time direction (mu = D-1): hops that wrap
@@ -35,16 +34,25 @@ impl Boundary {
 }
 
 /// The Wilson-Dirac operator on a gauge field, with S = 2 spin components in 2D and S = 4 in 4D.
+///
+/// The operator keeps its own copy of the links in hop order: for the outer site i of parity
+/// p, the 2D links its hops cross (checkerboard `hops_of` order), the backward ones stored as
+/// U_mu(x-mu)^dagger with their lanes already in the order of x's lanes, and every link that
+/// wraps around in time multiplied by its boundary phase. A pass of the hopping term then reads
+/// the links as one contiguous stream, and its inner loop has no lane exchanges of links, no
+/// adjoints and no phases (the layout of openQCD's and QUDA's Dirac kernels).
 pub struct WilsonOperator<'a, G: Group, const S: usize> {
     u: &'a GaugeField<G>,
     cb: &'a Checkerboard,
     kappa: f64,
     /// (cos theta, sin theta) of the boundary phase.
     boundary_phase: (f64, f64),
+    /// The links of the hops of each parity, in hop order (see above).
+    hop_links: [Vec<G::Packed>; 2],
 }
 
 /// How many sites ahead the hopping term prefetches its operands.
-const PREFETCH_AHEAD: usize = 2;
+const PREFETCH_AHEAD: usize = 6;
 
 /// i^k v.
 #[inline(always)]
@@ -75,7 +83,37 @@ impl<'a, G: Group, const S: usize> WilsonOperator<'a, G, S> {
         if !(kappa.is_finite() && kappa >= 0.0) {
             return Err(Error::Config(format!("kappa = {kappa}: must be a finite number >= 0")));
         }
-        Ok(WilsonOperator { u, cb, kappa, boundary_phase: (boundary.theta.cos(), boundary.theta.sin()) })
+        let mut w = WilsonOperator {
+            u,
+            cb,
+            kappa,
+            boundary_phase: (boundary.theta.cos(), boundary.theta.sin()),
+            hop_links: [Vec::new(), Vec::new()],
+        };
+        w.hop_links = std::array::from_fn(|p| w.links_in_hop_order(p));
+        Ok(w)
+    }
+
+    /// The links of the hops from parity p in hop order (see [`WilsonOperator`]).
+    fn links_in_hop_order(&self, p: usize) -> Vec<G::Packed> {
+        let d = S;
+        let mut links = vec![G::Packed::zero(); self.cb.half_outer() * 2 * d];
+        links.par_chunks_mut(2 * d).enumerate().for_each(|(i, site_links)| {
+            for (k, (hop, out)) in self.cb.hops_of(p, i).iter().zip(site_links).enumerate() {
+                let (mu, forward) = (k / 2, k % 2 == 0);
+                let (link, mask) = self.u.packed_link(hop.link(), mu);
+                let mut l = link.permute(mask);
+                if !forward {
+                    l = l.adj();
+                }
+                if hop.wraps_time() != 0 {
+                    let (re, im) = self.wrap_phase(hop.wraps_time(), !forward);
+                    l = l.mul_lanes(&re, &im);
+                }
+                *out = l;
+            }
+        });
+        links
     }
 
     /// The hopping parameter.
@@ -91,31 +129,72 @@ impl<'a, G: Group, const S: usize> WilsonOperator<'a, G, S> {
     /// (H src)(x) for the outer site i of parity p, src on parity 1 - p; with DAGGER
     /// (H^dagger src)(x) = (gamma5 H gamma5 src)(x): gamma5 flips the lower spin half of the
     /// input and of the output, which swaps the signs of the projection and reconstruction.
+    ///
+    /// The directions are unrolled at compile time (S = D), so the gamma structure, the lane
+    /// exchanges (only in the last two directions) and the boundary phase (only in time) cost
+    /// nothing where they cannot occur.
     #[inline(always)]
     fn hop_site<const DAGGER: bool>(&self, p: usize, i: usize, src: &[Spinor<G, S>]) -> Spinor<G, S> {
+        let hops = self.cb.hops_of(p, i);
+        let links = &self.hop_links[p][i * 2 * S..(i + 1) * 2 * S];
         let mut acc = [Color::<G>::zero(); S];
-        for (mu, b) in blocks(S).iter().enumerate() {
-            for forward in [true, false] {
-                let hop = self.cb.hop(p, i, mu, forward);
-                let v = &src[hop.neighbour];
-                let link = self.u.packed_link(hop.link, mu);
-                let minus = forward != DAGGER;
-                for r in 0..S / 2 {
-                    let half = Self::project(b, r, minus, v).permute(hop.mask);
-                    let mut chi = if forward {
-                        G::Packed::mat_vec::<false>(link, &half)
-                    } else {
-                        G::Packed::mat_vec::<true>(link, &half)
-                    };
-                    if hop.wraps_time != 0 {
-                        let (re, im) = self.wrap_phase(hop.wraps_time, !forward);
-                        chi = chi.mul_lanes(&re, &im);
-                    }
-                    Self::reconstruct(b, r, minus, &chi, &mut acc);
-                }
-            }
+        self.hop_direction::<0, DAGGER>(hops, links, src, &mut acc);
+        self.hop_direction::<1, DAGGER>(hops, links, src, &mut acc);
+        if S == 4 {
+            self.hop_direction::<2, DAGGER>(hops, links, src, &mut acc);
+            self.hop_direction::<3, DAGGER>(hops, links, src, &mut acc);
         }
         acc
+    }
+
+    /// Adds the forward and the backward hop in direction MU of `hop_site` to `acc`.
+    #[inline(never)]
+    fn hop_direction<const MU: usize, const DAGGER: bool>(
+        &self,
+        hops: &[Hop],
+        links: &[G::Packed],
+        src: &[Spinor<G, S>],
+        acc: &mut Spinor<G, S>,
+    ) {
+        self.hop_one::<MU, true, DAGGER>(&hops[2 * MU], &links[2 * MU], src, acc);
+        self.hop_one::<MU, false, DAGGER>(&hops[2 * MU + 1], &links[2 * MU + 1], src, acc);
+    }
+
+    /// Adds one hop of `hop_site`: project, parallel-transport with the hop-ordered link,
+    /// reconstruct.
+    #[inline(always)]
+    fn hop_one<const MU: usize, const FORWARD: bool, const DAGGER: bool>(
+        &self,
+        hop: &Hop,
+        link: &G::Packed,
+        src: &[Spinor<G, S>],
+        acc: &mut Spinor<G, S>,
+    ) {
+        let v = &src[hop.neighbour()];
+        // the rows written out, so that each gamma phase is a constant
+        Self::hop_row::<MU, FORWARD, DAGGER>(0, hop, link, v, acc);
+        if S == 4 {
+            Self::hop_row::<MU, FORWARD, DAGGER>(1, hop, link, v, acc);
+        }
+    }
+
+    /// Row r of `hop_one`.
+    #[inline(always)]
+    fn hop_row<const MU: usize, const FORWARD: bool, const DAGGER: bool>(
+        r: usize,
+        hop: &Hop,
+        link: &G::Packed,
+        v: &Spinor<G, S>,
+        acc: &mut Spinor<G, S>,
+    ) {
+        let b = &blocks(S)[MU];
+        let minus = FORWARD != DAGGER;
+        let mut half = Self::project(b, r, minus, v);
+        if hop_may_permute(S, MU) {
+            half = half.permute(hop.mask());
+        }
+        let chi = G::Packed::mat_vec::<false>((link, 0), &half);
+        Self::reconstruct(b, r, minus, &chi, acc);
     }
 
     /// Row r of the half spinor psi_up -+ A_mu psi_down of the projection (1 -+ gamma_mu) psi
@@ -150,17 +229,12 @@ impl<'a, G: Group, const S: usize> WilsonOperator<'a, G, S> {
         acc[k] = if minus { acc[k].sub(&down) } else { acc[k].add(&down) };
     }
 
-    /// Prefetches the neighbour spinors and backward links that site i of parity p reads.
+    /// Prefetches the neighbour spinors that site i of parity p reads (its links are one
+    /// contiguous stream, which the hardware prefetches).
     #[inline(always)]
     fn prefetch_site(&self, p: usize, i: usize, src: &[Spinor<G, S>]) {
-        for mu in 0..self.u.lattice().ndim() {
-            for forward in [true, false] {
-                let hop = self.cb.hop(p, i, mu, forward);
-                prefetch(&src[hop.neighbour]);
-                if !forward {
-                    prefetch(self.u.packed_link(hop.link, mu).0);
-                }
-            }
+        for hop in self.cb.hops_of(p, i) {
+            prefetch(&src[hop.neighbour()]);
         }
     }
 
@@ -174,7 +248,6 @@ impl<'a, G: Group, const S: usize> WilsonOperator<'a, G, S> {
         base: Option<&[Spinor<G, S>]>,
         dst: &mut [Spinor<G, S>],
     ) {
-        let z = Complex64::new(c, 0.0);
         let n = dst.len();
         dst.par_iter_mut().with_min_len(MIN_CHUNK).enumerate().for_each(|(i, out)| {
             if i + PREFETCH_AHEAD < n {
@@ -183,7 +256,7 @@ impl<'a, G: Group, const S: usize> WilsonOperator<'a, G, S> {
             let hop = self.hop_site::<DAGGER>(p, i, src);
             for (s, o) in out.iter_mut().enumerate() {
                 let start = base.map_or(Color::<G>::zero(), |b| b[i][s]);
-                *o = start.add_scaled(z, &hop[s]);
+                *o = start.add_scaled_real(c, &hop[s]);
             }
         });
     }
@@ -255,18 +328,18 @@ impl<'a, G: Group, const S: usize> WilsonOperator<'a, G, S> {
             for (mu, (blk, p_link)) in blocks(S).iter().zip(pm.iter_mut()).enumerate() {
                 let hop = self.cb.hop(parity, i, mu, true);
                 let (a_next, b_next) =
-                    (&a.part(1 - parity)[hop.neighbour], &b.part(1 - parity)[hop.neighbour]);
+                    (&a.part(1 - parity)[hop.neighbour()], &b.part(1 - parity)[hop.neighbour()]);
                 let (mut c1, mut c2) = (G::Packed::zero(), G::Packed::zero());
                 for r in 0..S / 2 {
-                    let hb_next = Self::project(blk, r, true, b_next).permute(hop.mask);
-                    let ka_next = Self::project(blk, r, false, a_next).permute(hop.mask);
+                    let hb_next = Self::project(blk, r, true, b_next).permute(hop.mask());
+                    let ka_next = Self::project(blk, r, false, a_next).permute(hop.mask());
                     c1 = G::Packed::outer_add(&c1, &hb_next, &Self::project(blk, r, true, a_here));
                     c2 = G::Packed::outer_add(&c2, &Self::project(blk, r, false, b_here), &ka_next);
                 }
-                if hop.wraps_time != 0 {
-                    let (re, im) = self.wrap_phase(hop.wraps_time, false);
+                if hop.wraps_time() != 0 {
+                    let (re, im) = self.wrap_phase(hop.wraps_time(), false);
                     c1 = c1.mul_lanes(&re, &im);
-                    let (re, im) = self.wrap_phase(hop.wraps_time, true);
+                    let (re, im) = self.wrap_phase(hop.wraps_time(), true);
                     c2 = c2.mul_lanes(&re, &im);
                 }
                 let (link, _) = self.u.packed_link(PackedSite { outer, mask: 0 }, mu);
@@ -303,6 +376,7 @@ mod tests {
     use crate::geometry::Lattice;
     use crate::group::{LinkMatrix, Su3, U1};
     use crate::rng::Purpose;
+    use num_complex::Complex64;
     use std::sync::Arc;
 
     fn fields<G: Group, const S: usize>(dims: &[usize]) -> (GaugeField<G>, Checkerboard) {

@@ -33,6 +33,8 @@ pub trait ColorVector: Copy + Send + Sync + std::fmt::Debug + PartialEq + 'stati
     fn mul_lanes(&self, re: &Lanes, im: &Lanes) -> Self;
     /// self + z x for a complex z, the same in every lane.
     fn add_scaled(&self, z: Complex64, x: &Self) -> Self;
+    /// self + c x for a real c (half the multiplications of `add_scaled`).
+    fn add_scaled_real(&self, c: f64, x: &Self) -> Self;
     /// sum over colours of conj(a_c) b_c, per lane.
     fn dot_lanes(&self, b: &Self) -> (Lanes, Lanes);
     /// Entry c of lane l.
@@ -99,6 +101,10 @@ impl<const N: usize> ColorVector for ColorLanes<N> {
         )
     }
     #[inline(always)]
+    fn add_scaled_real(&self, c: f64, x: &Self) -> Self {
+        lanewise!(|l, c_| fma(c, x.re[c_][l], self.re[c_][l]), fma(c, x.im[c_][l], self.im[c_][l]))
+    }
+    #[inline(always)]
     fn dot_lanes(&self, b: &Self) -> (Lanes, Lanes) {
         let (mut re, mut im) = ([0.0; LANES], [0.0; LANES]);
         for c in 0..N {
@@ -145,6 +151,7 @@ mod tests {
                 assert_eq!(a.neg().get(l, c), -x);
                 assert_eq!(a.permute(2).get(l, c), a.get(l ^ 2, c));
                 assert!((a.add_scaled(z, &b).get(l, c) - (x + z * y)).norm() < 1e-15);
+                assert!((a.add_scaled_real(z.im, &b).get(l, c) - (x + z.im * y)).norm() < 1e-15);
                 let p = Complex64::new(phase.0[l], phase.1[l]);
                 assert!((a.mul_lanes(&phase.0, &phase.1).get(l, c) - p * x).norm() < 1e-15);
                 dot += x.conj() * y;
