@@ -18,7 +18,7 @@ use std::sync::Arc;
 #[derive(Clone, Debug, PartialEq)]
 pub struct GaugeField<G: Group> {
     lattice: Arc<Lattice>,
-    packed: Vec<G::Packed>,
+    packed: Vec<G::Packed<f64>>,
 }
 
 impl<G: Group> GaugeField<G> {
@@ -88,7 +88,7 @@ impl<G: Group> GaugeField<G> {
     /// The links U_mu of the LANES sites of a packed-layout site, as a product operand (the
     /// stored element and the lane mask to read it with; nothing is copied).
     #[inline(always)]
-    pub fn packed_link(&self, s: PackedSite, mu: usize) -> Operand<'_, G::Packed> {
+    pub fn packed_link(&self, s: PackedSite, mu: usize) -> Operand<'_, G::Packed<f64>> {
         (&self.packed[s.outer * self.lattice.ndim() + mu], s.mask)
     }
 

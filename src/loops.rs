@@ -66,10 +66,10 @@ pub fn rectangle_path(mu: usize, nu: usize) -> [Step; 6] {
 }
 
 /// The ordered product along `path` from the LANES sites of `start`, packed.
-pub fn path_product_packed<G: Group>(u: &GaugeField<G>, start: PackedSite, path: &[Step]) -> G::Packed {
+pub fn path_product_packed<G: Group>(u: &GaugeField<G>, start: PackedSite, path: &[Step]) -> G::Packed<f64> {
     let lat = u.lattice();
     let mut site = start;
-    let mut prod: Option<G::Packed> = None;
+    let mut prod: Option<G::Packed<f64>> = None;
     for step in path {
         let link = if step.forward {
             let l = u.packed_link(site, step.mu);
@@ -82,8 +82,8 @@ pub fn path_product_packed<G: Group>(u: &GaugeField<G>, start: PackedSite, path:
         prod = Some(match (prod, step.forward) {
             (None, true) => link.0.permute(link.1),
             (None, false) => link.0.permute(link.1).adj(),
-            (Some(p), true) => G::Packed::product::<false, false>((&p, 0), link),
-            (Some(p), false) => G::Packed::product::<false, true>((&p, 0), link),
+            (Some(p), true) => G::Packed::<f64>::product::<false, false>((&p, 0), link),
+            (Some(p), false) => G::Packed::<f64>::product::<false, true>((&p, 0), link),
         });
     }
     prod.expect("a path has at least one step")
@@ -94,7 +94,7 @@ pub fn path_product_packed<G: Group>(u: &GaugeField<G>, start: PackedSite, path:
 fn loop_re_tr_sum<G: Group>(
     u: &GaugeField<G>,
     pairs: &[(usize, usize)],
-    loop_at: impl Fn(PackedSite, usize, usize) -> G::Packed + Sync,
+    loop_at: impl Fn(PackedSite, usize, usize) -> G::Packed<f64> + Sync,
 ) -> f64 {
     deterministic_sum(u.lattice().outer_volume(), |outer| {
         let x = PackedSite { outer, mask: 0 };
@@ -119,22 +119,26 @@ pub fn rectangle_re_tr_sum<G: Group>(u: &GaugeField<G>) -> f64 {
 
 /// The plaquettes P_{mu nu}(x) of the LANES sites of `x`.
 #[inline]
-pub fn packed_plaquette<G: Group>(u: &GaugeField<G>, x: PackedSite, mu: usize, nu: usize) -> G::Packed {
+pub fn packed_plaquette<G: Group>(u: &GaugeField<G>, x: PackedSite, mu: usize, nu: usize) -> G::Packed<f64> {
     let lat = u.lattice();
-    let lower =
-        G::Packed::product::<false, false>(u.packed_link(x, mu), u.packed_link(lat.packed_fwd(x, mu), nu));
-    let upper =
-        G::Packed::product::<false, false>(u.packed_link(x, nu), u.packed_link(lat.packed_fwd(x, nu), mu));
+    let lower = G::Packed::<f64>::product::<false, false>(
+        u.packed_link(x, mu),
+        u.packed_link(lat.packed_fwd(x, mu), nu),
+    );
+    let upper = G::Packed::<f64>::product::<false, false>(
+        u.packed_link(x, nu),
+        u.packed_link(lat.packed_fwd(x, nu), mu),
+    );
     lower.mul_adj(&upper)
 }
 
 /// Sum of the 6(D-1) rectangle staples of the links U_mu of the LANES sites of `x`: every
 /// 1x2 rectangle containing the link, as the path from x+mu back to x, so that their Re tr
 /// sum is Re tr(U_mu(x) A).
-pub fn rectangle_staple<G: Group>(u: &GaugeField<G>, x: PackedSite, mu: usize) -> G::Packed {
+pub fn rectangle_staple<G: Group>(u: &GaugeField<G>, x: PackedSite, mu: usize) -> G::Packed<f64> {
     let lat = u.lattice();
     let start = lat.packed_fwd(x, mu);
-    let mut a = G::Packed::zero();
+    let mut a = G::Packed::<f64>::zero();
     for nu in (0..lat.ndim()).filter(|&nu| nu != mu) {
         for side in [true, false] {
             let (n, nb) = (Step::signed(nu, side), Step::signed(nu, !side));

@@ -8,7 +8,7 @@
 
 use crate::checkerboard::Checkerboard;
 use crate::group::Group;
-use crate::group::packed::{ColorVector, LANES, PackedMatrix};
+use crate::group::packed::{ColorVector, LANES, PackedMatrix, Real};
 use crate::parallel::deterministic_sum;
 use crate::rng::{Purpose, StreamKey};
 use num_complex::Complex64;
@@ -27,24 +27,27 @@ pub enum Sites {
     All,
 }
 
-/// The packed colour vector of group G.
-pub type Color<G> = <<G as Group>::Packed as PackedMatrix>::Vector;
+/// The packed colour vector of group G in precision R.
+pub type Color<G, R = f64> = <<G as Group>::Packed<R> as PackedMatrix>::Vector;
 
 /// The packed spinor of LANES sites: S spin components.
-pub type Spinor<G, const S: usize> = [Color<G>; S];
+pub type Spinor<G, const S: usize, R = f64> = [Color<G, R>; S];
 
-/// A fermion field: packed spinors of one parity (half field) or of both (full field, even
-/// half first).
+/// The even and the odd half of a full field, mutable.
+pub type HalvesMut<'a, G, const S: usize, R> = (&'a mut [Spinor<G, S, R>], &'a mut [Spinor<G, S, R>]);
+
+/// A fermion field in precision R: packed spinors of one parity (half field) or of both (full
+/// field, even half first).
 #[derive(Clone, Debug, PartialEq)]
-pub struct SpinorField<G: Group, const S: usize> {
-    data: Vec<Spinor<G, S>>,
+pub struct SpinorField<G: Group, const S: usize, R: Real = f64> {
+    data: Vec<Spinor<G, S, R>>,
 }
 
-impl<G: Group, const S: usize> SpinorField<G, S> {
+impl<G: Group, const S: usize, R: Real> SpinorField<G, S, R> {
     /// A zero field of `len` packed spinors (half_outer for a half field, twice that for a
     /// full one).
     pub fn zeros(len: usize) -> Self {
-        SpinorField { data: vec![[Color::<G>::zero(); S]; len] }
+        SpinorField { data: vec![[Color::<G, R>::zero(); S]; len] }
     }
 
     /// A zero half field.
@@ -66,7 +69,7 @@ impl<G: Group, const S: usize> SpinorField<G, S> {
             Sites::All => 2 * half,
         });
         let lattice = cb.lattice();
-        let colors = Color::<G>::COLORS;
+        let colors = Color::<G, R>::COLORS;
         let scale = std::f64::consts::FRAC_1_SQRT_2;
         f.data.par_iter_mut().enumerate().for_each(|(k, spinor)| {
             let (p, i) = match sites {
@@ -101,23 +104,23 @@ impl<G: Group, const S: usize> SpinorField<G, S> {
     }
 
     /// The packed spinors.
-    pub fn data(&self) -> &[Spinor<G, S>] {
+    pub fn data(&self) -> &[Spinor<G, S, R>] {
         &self.data
     }
 
     /// The packed spinors, mutable.
-    pub fn data_mut(&mut self) -> &mut [Spinor<G, S>] {
+    pub fn data_mut(&mut self) -> &mut [Spinor<G, S, R>] {
         &mut self.data
     }
 
     /// The even (p = 0) or odd (p = 1) half of a full field.
-    pub fn part(&self, p: usize) -> &[Spinor<G, S>] {
+    pub fn part(&self, p: usize) -> &[Spinor<G, S, R>] {
         let h = self.data.len() / 2;
         &self.data[p * h..(p + 1) * h]
     }
 
     /// Both halves of a full field, mutable.
-    pub fn parts_mut(&mut self) -> (&mut [Spinor<G, S>], &mut [Spinor<G, S>]) {
+    pub fn parts_mut(&mut self) -> HalvesMut<'_, G, S, R> {
         let h = self.data.len() / 2;
         self.data.split_at_mut(h)
     }
@@ -140,8 +143,8 @@ impl<G: Group, const S: usize> SpinorField<G, S> {
             let (mut re, mut im) = (0.0, 0.0);
             for (a, b) in self.data[k].iter().zip(&x.data[k]) {
                 let (r, i) = a.dot_lanes(b);
-                re += r.iter().sum::<f64>();
-                im += i.iter().sum::<f64>();
+                re += r.iter().map(|x| x.to_f64()).sum::<f64>();
+                im += i.iter().map(|x| x.to_f64()).sum::<f64>();
             }
             Complex64::new(re, im)
         })
@@ -150,7 +153,7 @@ impl<G: Group, const S: usize> SpinorField<G, S> {
     /// |self|^2.
     pub fn norm_sqr(&self) -> f64 {
         deterministic_sum(self.data.len(), |k| {
-            self.data[k].iter().map(|a| a.dot_lanes(a).0.iter().sum::<f64>()).sum::<f64>()
+            self.data[k].iter().map(|a| a.dot_lanes(a).0.iter().map(|x| x.to_f64()).sum::<f64>()).sum::<f64>()
         })
     }
 
@@ -174,12 +177,28 @@ impl<G: Group, const S: usize> SpinorField<G, S> {
 
     /// self <- a self.
     pub fn scale(&mut self, a: Complex64) {
-        let zero = Color::<G>::zero();
+        let zero = Color::<G, R>::zero();
         self.data.par_iter_mut().with_min_len(MIN_CHUNK).for_each(|y| {
             for yc in y.iter_mut() {
                 *yc = zero.add_scaled(a, yc);
             }
         });
+    }
+
+    /// The field rounded to precision T (the f32 copies of mixed-precision solves).
+    pub fn convert<T: Real>(&self) -> SpinorField<G, S, T> {
+        let colors = Color::<G, R>::COLORS;
+        let mut out = SpinorField::<G, S, T>::zeros(self.len());
+        out.data.par_iter_mut().with_min_len(MIN_CHUNK).zip(&self.data).for_each(|(y, x)| {
+            for (yc, xc) in y.iter_mut().zip(x) {
+                for lane in 0..LANES {
+                    for c in 0..colors {
+                        yc.set(lane, c, xc.get(lane, c));
+                    }
+                }
+            }
+        });
+        out
     }
 
     /// self <- gamma5 self (internal chiral basis: the lower S/2 components change sign).

@@ -205,6 +205,7 @@ fn pseudofermion_weights_estimate_the_exact_determinant_ratio() {
             boundary: Boundary::ANTIPERIODIC,
             even_odd,
             solver: SolverParams { tolerance: 1e-12, max_iterations: 1000 },
+            mixed_precision: false,
         };
         let mut term = Pseudofermion::<U1, 2>::new("pf", params, cb.clone(), 0);
         let n = 4000;
@@ -264,6 +265,7 @@ fn hmc_vs_reweighting() {
         boundary: Boundary::ANTIPERIODIC,
         even_odd: true,
         solver: SolverParams { tolerance: 1e-11, max_iterations: 1000 },
+        mixed_precision: false,
     };
     let monomials =
         vec![gauge(), Box::new(Pseudofermion::<U1, 2>::new("fermions", params, cb.clone(), 0)) as _];

@@ -19,12 +19,13 @@
 
 use super::Monomial;
 use crate::checkerboard::Checkerboard;
-use crate::dirac::{Boundary, DiracOperator, Operator, WilsonOperator};
+use crate::dirac::solve::normal_solve;
+use crate::dirac::{Boundary, Operator, WilsonOperator};
 use crate::error::{Error, Result};
 use crate::field::{GaugeField, MomentumField};
 use crate::group::Group;
 use crate::rng::{Purpose, StreamKey};
-use crate::solver::{SolverParams, cg};
+use crate::solver::SolverParams;
 use crate::spinor::{Sites, SpinorField};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -41,6 +42,8 @@ pub struct PseudofermionParams {
     pub even_odd: bool,
     /// Stopping rule of the solves.
     pub solver: SolverParams,
+    /// Solve with f32 iterations and f64 defect correction ([`crate::solver::mixed_cg`]).
+    pub mixed_precision: bool,
 }
 
 /// A two-flavour pseudofermion term (see the module docs), S spin components.
@@ -79,7 +82,7 @@ impl<G: Group, const S: usize> Pseudofermion<G, S> {
         psi: &SpinorField<G, S>,
     ) -> Result<SpinorField<G, S>> {
         let form = if self.params.even_odd { Operator::SchurNormal } else { Operator::FullNormal };
-        let (x, report) = cg(&DiracOperator { wilson: w, form }, psi, &self.params.solver)?;
+        let (x, report) = normal_solve(w, form, psi, self.params.mixed_precision, &self.params.solver)?;
         self.iterations.fetch_add(report.iterations, Ordering::Relaxed);
         Ok(x)
     }
@@ -216,6 +219,7 @@ mod tests {
             boundary: Boundary::ANTIPERIODIC,
             even_odd,
             solver: SolverParams { tolerance: 1e-14, max_iterations: 10_000 },
+            mixed_precision: false,
         };
         let mut term = Pseudofermion::<G, S>::new("pf", params, Checkerboard::new(lat.clone()).unwrap(), 0);
         term.refresh(&u, 9, 1).unwrap();
@@ -272,6 +276,7 @@ mod tests {
             boundary: Boundary::ANTIPERIODIC,
             even_odd: true,
             solver: SolverParams { tolerance: 1e-10, max_iterations: 100 },
+            mixed_precision: false,
         };
         let term = Pseudofermion::<U1, 2>::new("quarks", params, Checkerboard::new(lat.clone()).unwrap(), 0);
         let e = term.action(&u).unwrap_err().to_string();
@@ -287,13 +292,17 @@ mod tests {
     fn heatbath_action_is_the_noise_norm() {
         let lat = Arc::new(Lattice::new(&[8, 8]).unwrap());
         let u = GaugeField::<U1>::hot(lat.clone(), 5);
-        for (even_odd, kappa_heavy) in [(false, 0.0), (true, 0.0), (false, 0.2), (true, 0.2)] {
+        let cases = [(false, 0.0, false), (true, 0.0, false), (false, 0.2, false), (true, 0.2, false)];
+        // mixed-precision solves reach the same f64 accuracy
+        let mixed = [(false, 0.0, true), (true, 0.2, true)];
+        for (even_odd, kappa_heavy, mixed_precision) in cases.into_iter().chain(mixed) {
             let params = PseudofermionParams {
                 kappa: 0.24,
                 kappa_heavy,
                 boundary: Boundary::ANTIPERIODIC,
                 even_odd,
                 solver: SolverParams { tolerance: 1e-12, max_iterations: 10_000 },
+                mixed_precision,
             };
             let cb = Checkerboard::new(lat.clone()).unwrap();
             let mut term = Pseudofermion::<U1, 2>::new("pf", params, cb.clone(), 2);
@@ -304,7 +313,7 @@ mod tests {
             let s = term.action(&u).unwrap();
             assert!(
                 (s - eta.norm_sqr()).abs() < 1e-8 * s,
-                "e/o {even_odd} kappa_h {kappa_heavy}: {s} vs {}",
+                "e/o {even_odd} kappa_h {kappa_heavy} mixed {mixed_precision}: {s} vs {}",
                 eta.norm_sqr()
             );
         }

@@ -130,12 +130,14 @@ fn add_plaquette_force<G: Group>(u: &GaugeField<G>, c: f64, p: &mut MomentumFiel
                 for nu in mu + 1..d {
                     let (x_mu, x_nu) = (lat.packed_fwd(x, mu), lat.packed_fwd(x, nu));
                     let (u0, u2) = (u.packed_link(x, mu), u.packed_link(x, nu));
-                    let w0 =
-                        G::Packed::product::<false, true>(u.packed_link(x_mu, nu), u.packed_link(x_nu, mu));
-                    let w1 = G::Packed::product::<true, false>(u2, u0);
+                    let w0 = G::Packed::<f64>::product::<false, true>(
+                        u.packed_link(x_mu, nu),
+                        u.packed_link(x_nu, mu),
+                    );
+                    let w1 = G::Packed::<f64>::product::<true, false>(u2, u0);
                     let r1 = G::packed_re_tr_generators_of_product(&w0, &w1);
                     let r3 = G::packed_re_tr_generators_of_product(&w1, &w0);
-                    let w2 = G::Packed::product::<false, true>((&w0, 0), u2);
+                    let w2 = G::Packed::<f64>::product::<false, true>((&w0, 0), u2);
                     let r0 = G::packed_re_tr_generators_of_product(u0.0, &w2);
                     // SAFETY: x lies in slice s; x_mu (mu < D-1) in slice s, x_nu in slice s
                     // or s+1 (mod the slice count): the slices this task may write.

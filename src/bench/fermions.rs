@@ -8,6 +8,7 @@ use crate::checkerboard::Checkerboard;
 use crate::dirac::{Boundary, Method, WilsonOperator, solve};
 use crate::field::GaugeField;
 use crate::geometry::Lattice;
+use crate::group::packed::Real;
 use crate::group::{Group, Su3, U1};
 use crate::integrator::{Integrator, Level, Scheme};
 use crate::rng::Purpose;
@@ -23,7 +24,9 @@ use std::sync::Arc;
 pub fn all(u8: &GaugeField<Su3>, threads: usize, trajectories: u64) -> Vec<Figure> {
     let mut figures = vec![memory_bandwidth(threads, 256, 5)];
     for l in [8, 16] {
-        figures.extend(wilson_operator(l, threads, if l == 8 { 50 } else { 10 }));
+        let repeats = if l == 8 { 50 } else { 10 };
+        figures.extend(wilson_operator::<f64>(l, threads, repeats));
+        figures.extend(wilson_operator::<f32>(l, threads, repeats));
     }
     figures.extend(cg_solves(u8, 0.150, threads, 1 + trajectories / 10));
     figures.extend(fermion_trajectories(u8, threads, 2 + trajectories / 4));
@@ -33,9 +36,9 @@ pub fn all(u8: &GaugeField<Su3>, threads: usize, trajectories: u64) -> Vec<Figur
 /// Flops of the hopping term per site (openQCD's and QUDA's count for Wilson-Dirac: 1320).
 pub const HOPPING_FLOPS_PER_SITE: f64 = 1320.0;
 
-/// Bytes the full operator M must move per site at the least: 4 links (72 reals) read once,
-/// one spinor read and one written (24 reals each), in f64.
-pub const M_BYTES_PER_SITE: f64 = (72.0 + 2.0 * 24.0) * 8.0;
+/// Reals the full operator M must move per site at the least: 4 links (72 reals) read once,
+/// one spinor read and one written (24 reals each).
+pub const M_REALS_PER_SITE: f64 = 72.0 + 2.0 * 24.0;
 
 /// STREAM triad a = b + s c over three arrays of `mib` MiB each, best of `repeats`, in GB/s
 /// (counting 3 arrays of traffic; write-allocate not counted, as STREAM does).
@@ -62,20 +65,21 @@ pub fn memory_bandwidth(threads: usize, mib: usize, repeats: u64) -> Figure {
     }
 }
 
-/// The full Wilson operator M on a hot SU(3) field of extent `l`^4: time per site (median and
-/// best of `repeats`), GFLOP/s at 1320 flops per site, and the effective bandwidth of the
-/// best time under [`M_BYTES_PER_SITE`].
-pub fn wilson_operator(l: usize, threads: usize, repeats: u64) -> Vec<Figure> {
+/// The full Wilson operator M in precision R on a hot SU(3) field of extent `l`^4: time per
+/// site (median and best of `repeats`), GFLOP/s at 1320 flops per site, and the effective
+/// bandwidth of the best time under [`M_REALS_PER_SITE`].
+pub fn wilson_operator<R: Real>(l: usize, threads: usize, repeats: u64) -> Vec<Figure> {
     let lat = Arc::new(Lattice::new(&[l, l, l, l]).expect("lattice"));
     let u = GaugeField::<Su3>::hot(lat.clone(), 1);
     let cb = Checkerboard::new(lat.clone()).expect("checkerboard");
     let w = WilsonOperator::<Su3, 4>::new(&u, &cb, 0.12, Boundary::ANTIPERIODIC).expect("operator");
-    let x = SpinorField::<Su3, 4>::gaussian_full(&cb, 1, Purpose::Test, 0);
-    let mut y = SpinorField::<Su3, 4>::full(&cb);
+    let w = w.in_precision::<R>();
+    let x = SpinorField::<Su3, 4>::gaussian_full(&cb, 1, Purpose::Test, 0).convert::<R>();
+    let mut y = SpinorField::<Su3, 4, R>::full(&cb);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
     let times = pool.install(|| timed(repeats, |_| w.apply(&x, &mut y)));
     let per_site = 1e6 / lat.volume() as f64;
-    let name = format!("Wilson operator M (f64) {l}^4, {threads} thread(s)");
+    let name = format!("Wilson operator M ({}) {l}^4, {threads} thread(s)", R::NAME);
     let mut figures = spread(&name, &times, per_site, "us/site").to_vec();
     let best = figures[1].value * 1e-6;
     figures.push(Figure {
@@ -85,14 +89,14 @@ pub fn wilson_operator(l: usize, threads: usize, repeats: u64) -> Vec<Figure> {
     });
     figures.push(Figure {
         name: "  effective bandwidth (best)".into(),
-        value: M_BYTES_PER_SITE / best * 1e-9,
+        value: M_REALS_PER_SITE * std::mem::size_of::<R>() as f64 / best * 1e-9,
         unit: "GB/s",
     });
     figures
 }
 
-/// CG on the normal equations to relative residual 1e-10 on `u` at `kappa`, full and even/odd:
-/// iterations and seconds (best of `repeats`).
+/// CG on the normal equations to relative residual 1e-10 on `u` at `kappa`, full and even/odd,
+/// in f64 and in mixed precision: iterations and seconds (best of `repeats`).
 pub fn cg_solves(u: &GaugeField<Su3>, kappa: f64, threads: usize, repeats: u64) -> Vec<Figure> {
     let cb = Checkerboard::new(u.lattice().clone()).expect("checkerboard");
     let w = WilsonOperator::<Su3, 4>::new(u, &cb, kappa, Boundary::PERIODIC).expect("operator");
@@ -101,15 +105,18 @@ pub fn cg_solves(u: &GaugeField<Su3>, kappa: f64, threads: usize, repeats: u64) 
     let dims = u.lattice().dims().to_vec();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
     let mut figures = Vec::new();
-    for even_odd in [false, true] {
+    for (method, even_odd) in
+        [(Method::Cg, false), (Method::Cg, true), (Method::MixedCg, false), (Method::MixedCg, true)]
+    {
         let mut iterations = 0;
         let times = pool.install(|| {
             timed(repeats, |_| {
-                iterations = solve(&w, &b, Method::Cg, even_odd, &params).expect("CG converges").1.iterations
+                iterations = solve(&w, &b, method, even_odd, &params).expect("CG converges").1.iterations
             })
         });
         let label = if even_odd { "even/odd" } else { "full" };
-        let name = format!("CG to 1e-10, kappa = {kappa}, {dims:?} {label}, {threads} thread(s)");
+        let kind = if method == Method::MixedCg { "mixed-precision CG" } else { "CG" };
+        let name = format!("{kind} to 1e-10, kappa = {kappa}, {dims:?} {label}, {threads} thread(s)");
         figures.push(Figure { name: format!("{name}: iterations"), value: iterations as f64, unit: "" });
         figures.push(Figure {
             name: format!("{name}: best"),
@@ -141,6 +148,7 @@ fn fermion_chain<G: Group, const S: usize>(
             boundary: Boundary::ANTIPERIODIC,
             even_odd: true,
             solver: SolverParams { tolerance: 1e-10, max_iterations: 20_000 },
+            mixed_precision: false,
         };
         monomials.push(Box::new(Pseudofermion::<G, S>::new(&format!("pf{i}"), params, cb.clone(), i as u64)));
     }

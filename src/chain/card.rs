@@ -39,7 +39,7 @@
 
 use crate::action::GaugeActionKind;
 use crate::checkerboard::Checkerboard;
-use crate::dirac::Boundary;
+use crate::dirac::{Boundary, Method};
 use crate::error::{Error, Result};
 use crate::geometry::Lattice;
 use crate::integrator::{Integrator, Level, Scheme};
@@ -92,6 +92,9 @@ pub enum BoundaryName {
 pub enum SolverKind {
     /// Conjugate gradient on the normal equations.
     Cg,
+    /// The same with f32 iterations and f64 defect correction to the f64 tolerance.
+    #[serde(rename = "mixed-cg")]
+    MixedCg,
 }
 
 /// `solver = { kind, tolerance, max_iterations }`.
@@ -142,6 +145,14 @@ impl FermionCard {
         match self.boundary {
             BoundaryName::Antiperiodic => Boundary::ANTIPERIODIC,
             BoundaryName::Periodic => Boundary::PERIODIC,
+        }
+    }
+
+    /// The Krylov method of the solves (CG on the normal equations, in f64 or mixed precision).
+    pub fn solver_method(&self) -> Method {
+        match self.solver.kind {
+            SolverKind::Cg => Method::Cg,
+            SolverKind::MixedCg => Method::MixedCg,
         }
     }
 

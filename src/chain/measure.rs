@@ -95,10 +95,10 @@ fn hadrons_with_spins<G: Group, const S: usize>(
 ) -> Result<Map<String, Value>> {
     let cb = Checkerboard::new(u.lattice().clone())?;
     let w = WilsonOperator::<G, S>::new(u, &cb, fermions.kappa, fermions.boundary_phase())?;
-    let solver = fermions.solver_params();
+    let (method, solver) = (fermions.solver_method(), fermions.solver_params());
     let condensate =
-        chiral_condensate(&w, hadrons.noise, &StreamKey::new(seed, Purpose::Noise, update), &solver)?;
-    let pion = pion_correlator(&w, &solver)?;
+        chiral_condensate(&w, hadrons.noise, &StreamKey::new(seed, Purpose::Noise, update), method, &solver)?;
+    let pion = pion_correlator(&w, method, &solver)?;
     let mut m = Map::new();
     m.insert("chiral_condensate".into(), json!(condensate.value));
     m.insert("pion_effective_mass".into(), json!(effective_mass(&pion.value)));

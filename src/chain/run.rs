@@ -7,7 +7,7 @@
 //! checkpoint and reproduces the uninterrupted chain exactly: every random number derives
 //! from the seed and the update number alone.
 
-use super::card::{Card, GroupName, Start};
+use super::card::{Card, GroupName, SolverKind, Start};
 use super::measure::{measure, measure_hadrons};
 use super::progress::Progress;
 use super::summary::{Summary, analyze};
@@ -161,7 +161,14 @@ pub fn build_monomials<G: Group>(card: &Card, lattice: &Arc<Lattice>) -> Result<
     for (i, f) in card.fermions.iter().enumerate() {
         let (boundary, solver) = (f.boundary_phase(), f.solver_params());
         for (name, (kappa, kappa_heavy)) in f.term_names(i).iter().zip(f.term_kappas()) {
-            let params = PseudofermionParams { kappa, kappa_heavy, boundary, even_odd: f.even_odd, solver };
+            let params = PseudofermionParams {
+                kappa,
+                kappa_heavy,
+                boundary,
+                even_odd: f.even_odd,
+                solver,
+                mixed_precision: f.solver.kind == SolverKind::MixedCg,
+            };
             monomials.push(match lattice.ndim() {
                 2 => Box::new(Pseudofermion::<G, 2>::new(name, params, cb.clone(), stream)),
                 _ => Box::new(Pseudofermion::<G, 4>::new(name, params, cb.clone(), stream)),

@@ -4,7 +4,8 @@
 use super::WilsonOperator;
 use crate::error::Result;
 use crate::group::Group;
-use crate::solver::{LinearOperator, SolveReport, SolverParams, bicgstab, cg};
+use crate::group::packed::Real;
+use crate::solver::{LinearOperator, SolveReport, SolverParams, bicgstab, cg, mixed_cg};
 use crate::spinor::SpinorField;
 
 /// Which operator the Krylov solver sees.
@@ -20,17 +21,17 @@ pub enum Operator {
     SchurNormal,
 }
 
-/// A Wilson operator in one of its [`Operator`] forms.
-pub struct DiracOperator<'w, 'a, G: Group, const S: usize> {
+/// A Wilson operator in one of its [`Operator`] forms, in precision R.
+pub struct DiracOperator<'w, 'a, G: Group, const S: usize, R: Real = f64> {
     /// The Wilson operator.
-    pub wilson: &'w WilsonOperator<'a, G, S>,
+    pub wilson: &'w WilsonOperator<'a, G, S, R>,
     /// The form.
     pub form: Operator,
 }
 
-impl<G: Group, const S: usize> LinearOperator for DiracOperator<'_, '_, G, S> {
-    type Vector = SpinorField<G, S>;
-    fn apply(&self, x: &SpinorField<G, S>, y: &mut SpinorField<G, S>) {
+impl<G: Group, const S: usize, R: Real> LinearOperator for DiracOperator<'_, '_, G, S, R> {
+    type Vector = SpinorField<G, S, R>;
+    fn apply(&self, x: &SpinorField<G, S, R>, y: &mut SpinorField<G, S, R>) {
         let w = self.wilson;
         let even_odd = matches!(self.form, Operator::Schur | Operator::SchurNormal);
         match self.form {
@@ -53,6 +54,10 @@ pub enum Method {
     Cg,
     /// BiCGStab on M x = b.
     Bicgstab,
+    /// CG on the normal equations with f32 iterations and f64 defect correction
+    /// ([`crate::solver::mixed_cg`]); the residual is that of the normal equations, in f64.
+    #[serde(rename = "mixed-cg")]
+    MixedCg,
 }
 
 /// Solves M x = b (full fields). With `even_odd` the Schur system
@@ -71,13 +76,31 @@ pub fn solve<G: Group, const S: usize>(
     };
     let (x, report) = match method {
         Method::Bicgstab => bicgstab(&DiracOperator { wilson: w, form: plain }, &rhs, params)?,
-        Method::Cg => {
+        Method::Cg | Method::MixedCg => {
             let mut mdag_b = SpinorField::zeros(rhs.len());
             w.apply_as(even_odd, true, &rhs, &mut mdag_b);
-            cg(&DiracOperator { wilson: w, form: normal }, &mdag_b, params)?
+            normal_solve(w, normal, &mdag_b, method == Method::MixedCg, params)?
         }
     };
     Ok((if even_odd { w.schur_reconstruct(b, &x) } else { x }, report))
+}
+
+/// Solves the normal equations A x = b, A = M^dagger M or M_hat^dagger M_hat (`form`), by CG
+/// in f64 or, with `mixed`, by mixed-precision CG on the f32 copy of the operator.
+pub fn normal_solve<G: Group, const S: usize>(
+    w: &WilsonOperator<'_, G, S>,
+    form: Operator,
+    b: &SpinorField<G, S>,
+    mixed: bool,
+    params: &SolverParams,
+) -> Result<(SpinorField<G, S>, SolveReport)> {
+    let a = DiracOperator { wilson: w, form };
+    if mixed {
+        let single = w.in_precision::<f32>();
+        mixed_cg(&a, &DiracOperator { wilson: &single, form }, b, params)
+    } else {
+        cg(&a, b, params)
+    }
 }
 
 #[cfg(test)]
@@ -101,7 +124,7 @@ mod tests {
         let params = SolverParams { tolerance: 1e-11, max_iterations: 5000 };
         let full = DiracOperator { wilson: &w, form: Operator::Full };
         let mut solutions = Vec::new();
-        for method in [Method::Cg, Method::Bicgstab] {
+        for method in [Method::Cg, Method::Bicgstab, Method::MixedCg] {
             for even_odd in [false, true] {
                 let (x, report) = solve(&w, &b, method, even_odd, &params).unwrap();
                 assert!(report.residual <= 1e-11, "{method:?} e/o {even_odd}");

@@ -1,20 +1,22 @@
 //! Colour vectors of LANES sites packed lane-wise (the colour part of a spinor): N complex
 //! numbers per site, each a pair of lane vectors, N = 1 for U(1) and 3 for SU(3).
 
-use super::packed::{LANES, Lanes, fma, permute_lanes};
+use super::packed::{LANES, Lanes, Real, fma, permute_lanes};
 use num_complex::Complex64;
 
-/// N complex entries per lane: entry c is (re, im) lane vectors.
+/// N complex entries per lane in precision R: entry c is (re, im) lane vectors.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ColorLanes<const N: usize> {
+pub struct ColorLanes<const N: usize, R: Real = f64> {
     /// Real parts of the entries.
-    pub re: [Lanes; N],
+    pub re: [Lanes<R>; N],
     /// Imaginary parts of the entries.
-    pub im: [Lanes; N],
+    pub im: [Lanes<R>; N],
 }
 
 /// Arithmetic on packed colour vectors that the Dirac operators and solvers use.
 pub trait ColorVector: Copy + Send + Sync + std::fmt::Debug + PartialEq + 'static {
+    /// The floating-point type of the lanes.
+    type Real: Real;
     /// Number of colours N.
     const COLORS: usize;
     /// All lanes zero.
@@ -30,16 +32,16 @@ pub trait ColorVector: Copy + Send + Sync + std::fmt::Debug + PartialEq + 'stati
     /// Lane l of the result is lane l ^ mask of self (a packed-layout hop).
     fn permute(&self, mask: usize) -> Self;
     /// Every lane l multiplied by the complex number `(re[l], im[l])`.
-    fn mul_lanes(&self, re: &Lanes, im: &Lanes) -> Self;
-    /// self + z x for a complex z, the same in every lane.
+    fn mul_lanes(&self, re: &Lanes<Self::Real>, im: &Lanes<Self::Real>) -> Self;
+    /// self + z x for a complex z, the same in every lane (rounded to the lanes' precision).
     fn add_scaled(&self, z: Complex64, x: &Self) -> Self;
     /// self + c x for a real c (half the multiplications of `add_scaled`).
     fn add_scaled_real(&self, c: f64, x: &Self) -> Self;
     /// sum over colours of conj(a_c) b_c, per lane.
-    fn dot_lanes(&self, b: &Self) -> (Lanes, Lanes);
+    fn dot_lanes(&self, b: &Self) -> (Lanes<Self::Real>, Lanes<Self::Real>);
     /// Entry c of lane l.
     fn get(&self, lane: usize, c: usize) -> Complex64;
-    /// Sets entry c of lane l.
+    /// Sets entry c of lane l (rounded to the lanes' precision).
     fn set(&mut self, lane: usize, c: usize, z: Complex64);
 }
 
@@ -53,12 +55,13 @@ macro_rules! lanewise {
     };
 }
 
-impl<const N: usize> ColorVector for ColorLanes<N> {
+impl<const N: usize, R: Real> ColorVector for ColorLanes<N, R> {
+    type Real = R;
     const COLORS: usize = N;
 
     #[inline(always)]
     fn zero() -> Self {
-        ColorLanes { re: [[0.0; LANES]; N], im: [[0.0; LANES]; N] }
+        ColorLanes { re: [[R::ZERO; LANES]; N], im: [[R::ZERO; LANES]; N] }
     }
     #[inline(always)]
     fn add(&self, b: &Self) -> Self {
@@ -87,7 +90,7 @@ impl<const N: usize> ColorVector for ColorLanes<N> {
         }
     }
     #[inline(always)]
-    fn mul_lanes(&self, re: &Lanes, im: &Lanes) -> Self {
+    fn mul_lanes(&self, re: &Lanes<R>, im: &Lanes<R>) -> Self {
         lanewise!(
             |l, c| fma(self.re[c][l], re[l], -self.im[c][l] * im[l]),
             fma(self.re[c][l], im[l], self.im[c][l] * re[l])
@@ -95,18 +98,20 @@ impl<const N: usize> ColorVector for ColorLanes<N> {
     }
     #[inline(always)]
     fn add_scaled(&self, z: Complex64, x: &Self) -> Self {
+        let (zr, zi) = (R::from_f64(z.re), R::from_f64(z.im));
         lanewise!(
-            |l, c| fma(z.re, x.re[c][l], fma(-z.im, x.im[c][l], self.re[c][l])),
-            fma(z.re, x.im[c][l], fma(z.im, x.re[c][l], self.im[c][l]))
+            |l, c| fma(zr, x.re[c][l], fma(-zi, x.im[c][l], self.re[c][l])),
+            fma(zr, x.im[c][l], fma(zi, x.re[c][l], self.im[c][l]))
         )
     }
     #[inline(always)]
     fn add_scaled_real(&self, c: f64, x: &Self) -> Self {
-        lanewise!(|l, c_| fma(c, x.re[c_][l], self.re[c_][l]), fma(c, x.im[c_][l], self.im[c_][l]))
+        let c = R::from_f64(c);
+        lanewise!(|l, k| fma(c, x.re[k][l], self.re[k][l]), fma(c, x.im[k][l], self.im[k][l]))
     }
     #[inline(always)]
-    fn dot_lanes(&self, b: &Self) -> (Lanes, Lanes) {
-        let (mut re, mut im) = ([0.0; LANES], [0.0; LANES]);
+    fn dot_lanes(&self, b: &Self) -> (Lanes<R>, Lanes<R>) {
+        let (mut re, mut im) = ([R::ZERO; LANES], [R::ZERO; LANES]);
         for c in 0..N {
             for l in 0..LANES {
                 re[l] = fma(self.re[c][l], b.re[c][l], fma(self.im[c][l], b.im[c][l], re[l]));
@@ -116,11 +121,11 @@ impl<const N: usize> ColorVector for ColorLanes<N> {
         (re, im)
     }
     fn get(&self, lane: usize, c: usize) -> Complex64 {
-        Complex64::new(self.re[c][lane], self.im[c][lane])
+        Complex64::new(self.re[c][lane].to_f64(), self.im[c][lane].to_f64())
     }
     fn set(&mut self, lane: usize, c: usize, z: Complex64) {
-        self.re[c][lane] = z.re;
-        self.im[c][lane] = z.im;
+        self.re[c][lane] = R::from_f64(z.re);
+        self.im[c][lane] = R::from_f64(z.im);
     }
 }
 

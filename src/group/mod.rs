@@ -13,7 +13,7 @@ pub mod u1;
 
 use crate::rng::SiteRng;
 use num_complex::Complex64;
-use packed::{LANES, PackedMatrix};
+use packed::{LANES, PackedMatrix, Real};
 use std::fmt::Debug;
 
 pub use su3::{Su3, Su3Matrix};
@@ -80,14 +80,17 @@ pub trait Group: Copy + Send + Sync + Debug + 'static {
     /// How far x is from the group: max of |x x^dagger - 1| entries and |det x - 1|.
     fn unitarity_violation(x: &Self::Elem) -> f64;
 
-    /// LANES elements packed lane-wise for the vectorised kernels.
-    type Packed: PackedMatrix;
+    /// LANES elements packed lane-wise for the vectorised kernels, in precision R (the gauge
+    /// field and every gauge kernel use f64; the Dirac operator also comes in f32).
+    type Packed<R: Real>: PackedMatrix<Real = R>;
+    /// Packed elements rounded to precision R.
+    fn packed_in<R: Real>(x: &Self::Packed<f64>) -> Self::Packed<R>;
     /// Packs the links of LANES sites.
-    fn pack(links: [&Self::Elem; LANES]) -> Self::Packed;
+    fn pack(links: [&Self::Elem; LANES]) -> Self::Packed<f64>;
     /// Lane `lane` of a packed element.
-    fn lane(x: &Self::Packed, lane: usize) -> Self::Elem;
+    fn lane(x: &Self::Packed<f64>, lane: usize) -> Self::Elem;
     /// Sets lane `lane` of a packed element.
-    fn set_lane(x: &mut Self::Packed, lane: usize, value: &Self::Elem);
+    fn set_lane(x: &mut Self::Packed<f64>, lane: usize, value: &Self::Elem);
     /// Algebra elements of LANES links, component-major: entry a is the lane vector of p_a.
     type AlgLanes: Copy
         + Default
@@ -98,18 +101,18 @@ pub trait Group: Copy + Send + Sync + Debug + 'static {
         + AsRef<[packed::Lanes]>
         + AsMut<[packed::Lanes]>;
     /// Re tr of every lane.
-    fn packed_re_trace(x: &Self::Packed) -> packed::Lanes;
+    fn packed_re_trace(x: &Self::Packed<f64>) -> packed::Lanes;
     /// [`Group::re_tr_generators`] of every lane.
-    fn packed_re_tr_generators(x: &Self::Packed) -> Self::AlgLanes;
+    fn packed_re_tr_generators(x: &Self::Packed<f64>) -> Self::AlgLanes;
     /// [`Group::re_tr_generators`] of every lane of a * b, computing only the entries of the
     /// product that the traces need.
     #[inline(always)]
-    fn packed_re_tr_generators_of_product(a: &Self::Packed, b: &Self::Packed) -> Self::AlgLanes {
+    fn packed_re_tr_generators_of_product(a: &Self::Packed<f64>, b: &Self::Packed<f64>) -> Self::AlgLanes {
         Self::packed_re_tr_generators(&a.mul(b))
     }
 
     /// u_l <- exp(eps p_l) u_l in every lane (the MD drift of LANES links).
-    fn exp_mul_packed(p: &Self::AlgLanes, eps: f64, u: &mut Self::Packed) {
+    fn exp_mul_packed(p: &Self::AlgLanes, eps: f64, u: &mut Self::Packed<f64>) {
         for l in 0..LANES {
             Self::set_lane(u, l, &Self::exp(&alg_lane::<Self>(p, l), eps).mul(&Self::lane(u, l)));
         }
@@ -232,7 +235,7 @@ mod tests {
             let of_product = G::packed_re_tr_generators_of_product(&xp, &yp);
             // matrix-vector products agree with the entries, also read through a lane mask
             let n = G::NC;
-            let mut v = <G::Packed as PackedMatrix>::Vector::zero();
+            let mut v = <G::Packed<f64> as PackedMatrix>::Vector::zero();
             for l in 0..LANES {
                 for c in 0..n {
                     v.set(l, c, Complex64::new(rng.normal(), rng.normal()));
@@ -240,8 +243,8 @@ mod tests {
             }
             for mask in [0, 3] {
                 let (uv, udv) = (
-                    G::Packed::mat_vec::<false>((&xp, mask), &v),
-                    G::Packed::mat_vec::<true>((&xp, mask), &v),
+                    G::Packed::<f64>::mat_vec::<false>((&xp, mask), &v),
+                    G::Packed::<f64>::mat_vec::<true>((&xp, mask), &v),
                 );
                 for l in 0..LANES {
                     let mut reals = vec![0.0; 2 * n * n];
@@ -258,7 +261,7 @@ mod tests {
                 }
             }
             // outer products and lane phases against the entries
-            let outer = G::Packed::outer_add(&G::Packed::zero(), &v, &v.times_i());
+            let outer = G::Packed::<f64>::outer_add(&G::Packed::<f64>::zero(), &v, &v.times_i());
             let (pre, pim) = ([0.6, -0.8, 1.0, 0.0], [0.8, 0.6, 0.0, -1.0]);
             let phased = xp.mul_lanes(&pre, &pim);
             for l in 0..LANES {

@@ -8,97 +8,184 @@ use num_complex::Complex64;
 /// Sites processed together by the packed kernels (one AVX register of f64).
 pub const LANES: usize = 4;
 
-/// One real number per lane.
-pub type Lanes = [f64; LANES];
+/// One real number per lane, in precision R (f64 unless named).
+pub type Lanes<R = f64> = [R; LANES];
 
-/// a * b + c per lane, fused where the CPU has FMA.
-#[inline(always)]
-pub fn fma(a: f64, b: f64, c: f64) -> f64 {
-    #[cfg(target_feature = "fma")]
-    {
-        a.mul_add(b, c)
+/// The floating-point type of packed lanes: f64 everywhere, f32 for the inner solves of
+/// mixed-precision solvers (the operator and its fields stored and computed in single
+/// precision, half the memory traffic).
+pub trait Real:
+    Copy
+    + Send
+    + Sync
+    + std::fmt::Debug
+    + PartialEq
+    + PartialOrd
+    + Default
+    + 'static
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Neg<Output = Self>
+{
+    /// 0.
+    const ZERO: Self;
+    /// "f64" or "f32", for messages and benchmark labels.
+    const NAME: &'static str;
+    /// The nearest value of this type.
+    fn from_f64(x: f64) -> Self;
+    /// The value as f64 (exact).
+    fn to_f64(self) -> f64;
+    /// self * a + b, fused where the CPU has FMA.
+    fn fma(self, a: Self, b: Self) -> Self;
+    /// A lane exchange prepared once and applied to many lane vectors.
+    type LanePermutation: Copy;
+    /// The exchange that makes lane l read lane l ^ mask.
+    fn lane_permutation(mask: usize) -> Self::LanePermutation;
+    /// Applies a prepared lane exchange.
+    fn permute(v: &Lanes<Self>, p: Self::LanePermutation) -> Lanes<Self>;
+}
+
+impl Real for f64 {
+    const ZERO: f64 = 0.0;
+    const NAME: &'static str = "f64";
+    #[inline(always)]
+    fn from_f64(x: f64) -> f64 {
+        x
     }
-    #[cfg(not(target_feature = "fma"))]
-    {
-        a * b + c
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn fma(self, a: f64, b: f64) -> f64 {
+        #[cfg(target_feature = "fma")]
+        {
+            self.mul_add(a, b)
+        }
+        #[cfg(not(target_feature = "fma"))]
+        {
+            self * a + b
+        }
+    }
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    type LanePermutation = std::arch::x86_64::__m256i;
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
+    type LanePermutation = usize;
+    #[inline(always)]
+    fn lane_permutation(mask: usize) -> Self::LanePermutation {
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+        {
+            // each f64 lane is a pair of f32 words: lane l reads words 2(l^m), 2(l^m)+1
+            let w = |l: usize| (2 * (l ^ mask)) as i32;
+            // SAFETY: AVX2 is enabled at compile time (cfg above).
+            unsafe {
+                std::arch::x86_64::_mm256_setr_epi32(
+                    w(0),
+                    w(0) + 1,
+                    w(1),
+                    w(1) + 1,
+                    w(2),
+                    w(2) + 1,
+                    w(3),
+                    w(3) + 1,
+                )
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
+        mask
+    }
+    #[inline(always)]
+    fn permute(v: &Lanes<f64>, p: Self::LanePermutation) -> Lanes<f64> {
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+        {
+            use std::arch::x86_64::{_mm256_loadu_ps, _mm256_permutevar8x32_ps, _mm256_storeu_ps};
+            let mut out = [0.0f64; LANES];
+            // SAFETY: AVX2 is enabled at compile time; the loads and stores cover exactly the
+            // 32 bytes of a [f64; 4], read and written as eight f32 words without
+            // interpretation (one `vpermps`).
+            unsafe {
+                let x = _mm256_loadu_ps(v.as_ptr().cast());
+                _mm256_storeu_ps(out.as_mut_ptr().cast(), _mm256_permutevar8x32_ps(x, p));
+            }
+            out
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
+        std::array::from_fn(|l| v[l ^ p])
     }
 }
 
+impl Real for f32 {
+    const ZERO: f32 = 0.0;
+    const NAME: &'static str = "f32";
+    #[inline(always)]
+    fn from_f64(x: f64) -> f32 {
+        x as f32
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+    #[inline(always)]
+    fn fma(self, a: f32, b: f32) -> f32 {
+        #[cfg(target_feature = "fma")]
+        {
+            self.mul_add(a, b)
+        }
+        #[cfg(not(target_feature = "fma"))]
+        {
+            self * a + b
+        }
+    }
+    type LanePermutation = usize;
+    #[inline(always)]
+    fn lane_permutation(mask: usize) -> usize {
+        mask
+    }
+    #[inline(always)]
+    fn permute(v: &Lanes<f32>, mask: usize) -> Lanes<f32> {
+        // four f32 lanes are one 128-bit register: the compiler emits one shuffle
+        std::array::from_fn(|l| v[l ^ mask])
+    }
+}
+
+/// a * b + c per lane, fused where the CPU has FMA.
+#[inline(always)]
+pub fn fma<R: Real>(a: R, b: R, c: R) -> R {
+    a.fma(b, c)
+}
+
 /// Reads lane vectors of a packed operand, lane l taking lane l ^ mask (a packed-layout hop).
-/// The identity reader loads directly; the permuting one shuffles each vector as it is loaded
-/// (one `vpermps` with AVX2), so a fetched neighbour is never copied.
-trait LaneReader: Copy {
-    fn read(&self, v: &Lanes) -> Lanes;
+/// The identity reader loads directly; the permuting one shuffles each vector as it is loaded,
+/// so a fetched neighbour is never copied.
+trait LaneReader<R: Real>: Copy {
+    fn read(&self, v: &Lanes<R>) -> Lanes<R>;
 }
 
 #[derive(Clone, Copy)]
 struct Direct;
 
-impl LaneReader for Direct {
+impl<R: Real> LaneReader<R> for Direct {
     #[inline(always)]
-    fn read(&self, v: &Lanes) -> Lanes {
+    fn read(&self, v: &Lanes<R>) -> Lanes<R> {
         *v
     }
 }
 
-#[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
 #[derive(Clone, Copy)]
-struct Permuted(std::arch::x86_64::__m256i);
+struct Permuted<R: Real>(R::LanePermutation);
 
-#[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
-impl Permuted {
+impl<R: Real> Permuted<R> {
     #[inline(always)]
     fn new(mask: usize) -> Self {
-        // each f64 lane is a pair of f32 words: lane l reads words 2(l^m), 2(l^m)+1
-        let w = |l: usize| (2 * (l ^ mask)) as i32;
-        // SAFETY: AVX2 is enabled at compile time (cfg above).
-        Permuted(unsafe {
-            std::arch::x86_64::_mm256_setr_epi32(
-                w(0),
-                w(0) + 1,
-                w(1),
-                w(1) + 1,
-                w(2),
-                w(2) + 1,
-                w(3),
-                w(3) + 1,
-            )
-        })
+        Permuted(R::lane_permutation(mask))
     }
 }
 
-#[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
-impl LaneReader for Permuted {
+impl<R: Real> LaneReader<R> for Permuted<R> {
     #[inline(always)]
-    fn read(&self, v: &Lanes) -> Lanes {
-        use std::arch::x86_64::{__m256, _mm256_loadu_ps, _mm256_permutevar8x32_ps, _mm256_storeu_ps};
-        let mut out = [0.0f64; LANES];
-        // SAFETY: AVX2 is enabled at compile time; the loads and stores cover exactly the 32
-        // bytes of a [f64; 4], read and written as eight f32 words without interpretation.
-        unsafe {
-            let x: __m256 = _mm256_loadu_ps(v.as_ptr().cast());
-            _mm256_storeu_ps(out.as_mut_ptr().cast(), _mm256_permutevar8x32_ps(x, self.0));
-        }
-        out
-    }
-}
-
-#[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
-#[derive(Clone, Copy)]
-struct Permuted(usize);
-
-#[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
-impl Permuted {
-    fn new(mask: usize) -> Self {
-        Permuted(mask)
-    }
-}
-
-#[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
-impl LaneReader for Permuted {
-    #[inline(always)]
-    fn read(&self, v: &Lanes) -> Lanes {
-        std::array::from_fn(|l| v[l ^ self.0])
+    fn read(&self, v: &Lanes<R>) -> Lanes<R> {
+        R::permute(v, self.0)
     }
 }
 
@@ -121,17 +208,19 @@ pub fn prefetch<T>(value: &T) {
 
 /// The lane vector with lane l taken from lane l ^ mask of `v`.
 #[inline(always)]
-pub fn permute_lanes(v: &Lanes, mask: usize) -> Lanes {
-    if mask == 0 { *v } else { Permuted::new(mask).read(v) }
+pub fn permute_lanes<R: Real>(v: &Lanes<R>, mask: usize) -> Lanes<R> {
+    if mask == 0 { *v } else { Permuted::<R>::new(mask).read(v) }
 }
 
 /// A packed operand: the stored element and the lane mask to read it with.
 pub type Operand<'a, P> = (&'a P, usize);
 
-/// Products and sums of packed link matrices.
+/// Products and sums of packed link matrices, in the precision `Real`.
 pub trait PackedMatrix: Copy + Send + Sync + std::fmt::Debug + PartialEq + 'static {
+    /// The floating-point type of the lanes.
+    type Real: Real;
     /// The packed colour vectors these matrices act on.
-    type Vector: ColorVector;
+    type Vector: ColorVector<Real = Self::Real>;
     /// All lanes zero.
     fn zero() -> Self;
     /// op(a) v per lane, op the adjoint where ADJ is set, a read through its lane mask.
@@ -139,7 +228,7 @@ pub trait PackedMatrix: Copy + Send + Sync + std::fmt::Debug + PartialEq + 'stat
     /// acc + a b^dagger per lane (outer product of colour vectors).
     fn outer_add(acc: &Self, a: &Self::Vector, b: &Self::Vector) -> Self;
     /// Every lane l multiplied by the complex number `(re[l], im[l])`.
-    fn mul_lanes(&self, re: &Lanes, im: &Lanes) -> Self;
+    fn mul_lanes(&self, re: &Lanes<Self::Real>, im: &Lanes<Self::Real>) -> Self;
     /// acc + op(a) op(b) per lane, op the adjoint where ADJ_A / ADJ_B is set, each operand
     /// read through its lane mask.
     fn product_add<const ADJ_A: bool, const ADJ_B: bool>(
@@ -176,25 +265,39 @@ pub trait PackedMatrix: Copy + Send + Sync + std::fmt::Debug + PartialEq + 'stat
     }
 }
 
+/// The same packed matrix type in another precision, and the conversion to it.
+pub trait Convert<R: Real>: PackedMatrix {
+    /// The type with lanes of R.
+    type To: PackedMatrix<Real = R>;
+    /// Every entry rounded to R.
+    fn convert(&self) -> Self::To;
+}
+
 /// Dispatches a product on whether any operand needs a permutation.
 macro_rules! dispatch_readers {
     ($kernel:ident :: <$($flag:tt),*>($acc:expr, $a:expr, $b:expr)) => {{
         let ((a, ma), (b, mb)) = ($a, $b);
         if (ma | mb) == 0 {
-            $kernel::<$($flag,)* _, _>($acc, a, Direct, b, Direct)
+            $kernel::<$($flag,)* _, _, _>($acc, a, Direct, b, Direct)
         } else {
-            $kernel::<$($flag,)* _, _>($acc, a, Permuted::new(ma), b, Permuted::new(mb))
+            $kernel::<$($flag,)* _, _, _>($acc, a, Permuted::new(ma), b, Permuted::new(mb))
         }
     }};
 }
 
+/// +1 or -1 in precision R: the sign of the imaginary parts of an operand read as its adjoint.
+#[inline(always)]
+fn conj_sign<R: Real>(adjoint: bool) -> R {
+    R::from_f64(if adjoint { -1.0 } else { 1.0 })
+}
+
 /// LANES complex numbers (packed U(1) links).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ComplexLanes {
+pub struct ComplexLanes<R: Real = f64> {
     /// Real parts.
-    pub re: Lanes,
+    pub re: Lanes<R>,
     /// Imaginary parts.
-    pub im: Lanes,
+    pub im: Lanes<R>,
 }
 
 impl ComplexLanes {
@@ -205,15 +308,22 @@ impl ComplexLanes {
     }
 }
 
+impl<R: Real> Convert<R> for ComplexLanes {
+    type To = ComplexLanes<R>;
+    fn convert(&self) -> ComplexLanes<R> {
+        ComplexLanes { re: self.re.map(R::from_f64), im: self.im.map(R::from_f64) }
+    }
+}
+
 #[inline(always)]
-fn complex_product<const AA: bool, const BA: bool, RA: LaneReader, RB: LaneReader>(
-    acc: &ComplexLanes,
-    a: &ComplexLanes,
+fn complex_product<const AA: bool, const BA: bool, R: Real, RA: LaneReader<R>, RB: LaneReader<R>>(
+    acc: &ComplexLanes<R>,
+    a: &ComplexLanes<R>,
     ra: RA,
-    b: &ComplexLanes,
+    b: &ComplexLanes<R>,
     rb: RB,
-) -> ComplexLanes {
-    let (sa, sb) = (if AA { -1.0 } else { 1.0 }, if BA { -1.0 } else { 1.0 });
+) -> ComplexLanes<R> {
+    let (sa, sb) = (conj_sign::<R>(AA), conj_sign::<R>(BA));
     let (ar, ai, br, bi) = (ra.read(&a.re), ra.read(&a.im), rb.read(&b.re), rb.read(&b.im));
     ComplexLanes {
         re: std::array::from_fn(|l| fma(ar[l], br[l], fma(-(sa * ai[l]), sb * bi[l], acc.re[l]))),
@@ -221,13 +331,14 @@ fn complex_product<const AA: bool, const BA: bool, RA: LaneReader, RB: LaneReade
     }
 }
 
-impl PackedMatrix for ComplexLanes {
-    type Vector = ColorLanes<1>;
+impl<R: Real> PackedMatrix for ComplexLanes<R> {
+    type Real = R;
+    type Vector = ColorLanes<1, R>;
     fn zero() -> Self {
-        ComplexLanes { re: [0.0; LANES], im: [0.0; LANES] }
+        ComplexLanes { re: [R::ZERO; LANES], im: [R::ZERO; LANES] }
     }
     #[inline(always)]
-    fn outer_add(acc: &Self, a: &ColorLanes<1>, b: &ColorLanes<1>) -> Self {
+    fn outer_add(acc: &Self, a: &ColorLanes<1, R>, b: &ColorLanes<1, R>) -> Self {
         let (ar, ai, br, bi) = (&a.re[0], &a.im[0], &b.re[0], &b.im[0]);
         ComplexLanes {
             re: std::array::from_fn(|l| fma(ar[l], br[l], fma(ai[l], bi[l], acc.re[l]))),
@@ -235,16 +346,16 @@ impl PackedMatrix for ComplexLanes {
         }
     }
     #[inline(always)]
-    fn mul_lanes(&self, re: &Lanes, im: &Lanes) -> Self {
+    fn mul_lanes(&self, re: &Lanes<R>, im: &Lanes<R>) -> Self {
         ComplexLanes {
             re: std::array::from_fn(|l| fma(self.re[l], re[l], -self.im[l] * im[l])),
             im: std::array::from_fn(|l| fma(self.re[l], im[l], self.im[l] * re[l])),
         }
     }
     #[inline(always)]
-    fn mat_vec<const ADJ: bool>((a, mask): Operand<Self>, v: &ColorLanes<1>) -> ColorLanes<1> {
+    fn mat_vec<const ADJ: bool>((a, mask): Operand<Self>, v: &ColorLanes<1, R>) -> ColorLanes<1, R> {
         let (ar, ai) = (permute_lanes(&a.re, mask), permute_lanes(&a.im, mask));
-        let s = if ADJ { -1.0 } else { 1.0 };
+        let s = conj_sign::<R>(ADJ);
         let (vr, vi) = (&v.re[0], &v.im[0]);
         ColorLanes {
             re: [std::array::from_fn(|l| fma(ar[l], vr[l], -(s * ai[l]) * vi[l]))],
@@ -261,8 +372,7 @@ impl PackedMatrix for ComplexLanes {
     }
     #[inline(always)]
     fn permute(&self, mask: usize) -> Self {
-        let r = Permuted::new(mask);
-        ComplexLanes { re: r.read(&self.re), im: r.read(&self.im) }
+        ComplexLanes { re: permute_lanes(&self.re, mask), im: permute_lanes(&self.im, mask) }
     }
     #[inline(always)]
     fn add(&self, b: &Self) -> Self {
@@ -275,31 +385,45 @@ impl PackedMatrix for ComplexLanes {
 
 /// LANES 3x3 complex matrices, entry k = 3 * row + col, each entry a lane vector.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Su3Lanes {
+pub struct Su3Lanes<R: Real = f64> {
     /// Real parts of the entries.
-    pub re: [Lanes; 9],
+    pub re: [Lanes<R>; 9],
     /// Imaginary parts of the entries.
-    pub im: [Lanes; 9],
+    pub im: [Lanes<R>; 9],
+}
+
+impl<R: Real> Convert<R> for Su3Lanes {
+    type To = Su3Lanes<R>;
+    fn convert(&self) -> Su3Lanes<R> {
+        Su3Lanes { re: self.re.map(|v| v.map(R::from_f64)), im: self.im.map(|v| v.map(R::from_f64)) }
+    }
 }
 
 /// acc(r, c) + sum_k op(A)(r, k) op(B)(k, c) per lane (acc zero if None), op the adjoint
 /// where AA / BA is set. With SKIP_RE_DIAG the real parts of the diagonal entries are not
 /// computed (left as in acc).
 #[inline(always)]
-fn su3_product<const AA: bool, const BA: bool, const SKIP_RE_DIAG: bool, RA: LaneReader, RB: LaneReader>(
-    acc: Option<&Su3Lanes>,
-    a: &Su3Lanes,
+fn su3_product<
+    const AA: bool,
+    const BA: bool,
+    const SKIP_RE_DIAG: bool,
+    R: Real,
+    RA: LaneReader<R>,
+    RB: LaneReader<R>,
+>(
+    acc: Option<&Su3Lanes<R>>,
+    a: &Su3Lanes<R>,
     ra: RA,
-    b: &Su3Lanes,
+    b: &Su3Lanes<R>,
     rb: RB,
-) -> Su3Lanes {
-    let (sa, sb) = (if AA { -1.0 } else { 1.0 }, if BA { -1.0 } else { 1.0 });
+) -> Su3Lanes<R> {
+    let (sa, sb) = (conj_sign::<R>(AA), conj_sign::<R>(BA));
     let ai = |r: usize, k: usize| if AA { 3 * k + r } else { 3 * r + k };
     let bi = |k: usize, c: usize| if BA { 3 * c + k } else { 3 * k + c };
-    let mut out = Su3Lanes::zero();
+    let mut out = Su3Lanes::<R>::zero();
     for r in 0..3 {
         // row r of op(A), read once for the three columns
-        let row: [(Lanes, Lanes); 3] = std::array::from_fn(|k| {
+        let row: [(Lanes<R>, Lanes<R>); 3] = std::array::from_fn(|k| {
             let xi = ra.read(&a.im[ai(r, k)]);
             (ra.read(&a.re[ai(r, k)]), xi.map(|v| sa * v))
         });
@@ -307,7 +431,7 @@ fn su3_product<const AA: bool, const BA: bool, const SKIP_RE_DIAG: bool, RA: Lan
             let rc = 3 * r + c;
             let (mut sr, mut si) = match acc {
                 Some(acc) => (acc.re[rc], acc.im[rc]),
-                None => ([0.0; LANES], [0.0; LANES]),
+                None => ([R::ZERO; LANES], [R::ZERO; LANES]),
             };
             for (k, (xr, xi)) in row.iter().enumerate() {
                 let (yr, yi) = (rb.read(&b.re[bi(k, c)]), rb.read(&b.im[bi(k, c)]));
@@ -328,11 +452,15 @@ fn su3_product<const AA: bool, const BA: bool, const SKIP_RE_DIAG: bool, RA: Lan
 
 /// op(A) v per lane, op the adjoint where ADJ is set, A read through `ra`.
 #[inline(always)]
-fn su3_mat_vec<const ADJ: bool, R: LaneReader>(a: &Su3Lanes, ra: R, v: &ColorLanes<3>) -> ColorLanes<3> {
-    let s = if ADJ { -1.0 } else { 1.0 };
-    let mut out = ColorLanes::<3>::zero();
+fn su3_mat_vec<const ADJ: bool, R: Real, RA: LaneReader<R>>(
+    a: &Su3Lanes<R>,
+    ra: RA,
+    v: &ColorLanes<3, R>,
+) -> ColorLanes<3, R> {
+    let s = conj_sign::<R>(ADJ);
+    let mut out = ColorLanes::<3, R>::zero();
     for r in 0..3 {
-        let (mut sr, mut si) = ([0.0; LANES], [0.0; LANES]);
+        let (mut sr, mut si) = ([R::ZERO; LANES], [R::ZERO; LANES]);
         for k in 0..3 {
             let idx = if ADJ { 3 * k + r } else { 3 * r + k };
             let (ur, ui) = (ra.read(&a.re[idx]), ra.read(&a.im[idx]));
@@ -353,17 +481,18 @@ impl Su3Lanes {
     /// the traceless anti-Hermitian part of the product, and so its generator traces, need.
     #[inline(always)]
     pub fn product_without_re_diagonal(a: &Self, b: &Self) -> Self {
-        su3_product::<false, false, true, _, _>(None, a, Direct, b, Direct)
+        su3_product::<false, false, true, _, _, _>(None, a, Direct, b, Direct)
     }
 }
 
-impl PackedMatrix for Su3Lanes {
-    type Vector = ColorLanes<3>;
+impl<R: Real> PackedMatrix for Su3Lanes<R> {
+    type Real = R;
+    type Vector = ColorLanes<3, R>;
     fn zero() -> Self {
-        Su3Lanes { re: [[0.0; LANES]; 9], im: [[0.0; LANES]; 9] }
+        Su3Lanes { re: [[R::ZERO; LANES]; 9], im: [[R::ZERO; LANES]; 9] }
     }
     #[inline(always)]
-    fn outer_add(acc: &Self, a: &ColorLanes<3>, b: &ColorLanes<3>) -> Self {
+    fn outer_add(acc: &Self, a: &ColorLanes<3, R>, b: &ColorLanes<3, R>) -> Self {
         let mut out = *acc;
         for r in 0..3 {
             for c in 0..3 {
@@ -378,7 +507,7 @@ impl PackedMatrix for Su3Lanes {
         out
     }
     #[inline(always)]
-    fn mul_lanes(&self, re: &Lanes, im: &Lanes) -> Self {
+    fn mul_lanes(&self, re: &Lanes<R>, im: &Lanes<R>) -> Self {
         Su3Lanes {
             re: std::array::from_fn(|k| {
                 std::array::from_fn(|l| fma(self.re[k][l], re[l], -self.im[k][l] * im[l]))
@@ -389,11 +518,11 @@ impl PackedMatrix for Su3Lanes {
         }
     }
     #[inline(always)]
-    fn mat_vec<const ADJ: bool>((a, mask): Operand<Self>, v: &ColorLanes<3>) -> ColorLanes<3> {
+    fn mat_vec<const ADJ: bool>((a, mask): Operand<Self>, v: &ColorLanes<3, R>) -> ColorLanes<3, R> {
         if mask == 0 {
-            su3_mat_vec::<ADJ, _>(a, Direct, v)
+            su3_mat_vec::<ADJ, _, _>(a, Direct, v)
         } else {
-            su3_mat_vec::<ADJ, _>(a, Permuted::new(mask), v)
+            su3_mat_vec::<ADJ, _, _>(a, Permuted::new(mask), v)
         }
     }
     #[inline(always)]
@@ -406,7 +535,7 @@ impl PackedMatrix for Su3Lanes {
     }
     #[inline(always)]
     fn permute(&self, mask: usize) -> Self {
-        let r = Permuted::new(mask);
+        let r = Permuted::<R>::new(mask);
         Su3Lanes { re: self.re.map(|v| r.read(&v)), im: self.im.map(|v| r.read(&v)) }
     }
     #[inline(always)]

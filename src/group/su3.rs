@@ -1,6 +1,6 @@
 //! SU(3): 3x3 special unitary matrices, generators T_a = i lambda_a / 2 (Gell-Mann lambda_a).
 
-use super::packed::{LANES, Lanes, PackedMatrix, Su3Lanes, fma};
+use super::packed::{Convert, LANES, Lanes, PackedMatrix, Real, Su3Lanes, fma};
 use super::{Group, LinkMatrix, alg_lane};
 use crate::rng::SiteRng;
 use num_complex::Complex64;
@@ -440,7 +440,10 @@ impl Group for Su3 {
         Self::project(&g)
     }
 
-    type Packed = Su3Lanes;
+    type Packed<R: Real> = Su3Lanes<R>;
+    fn packed_in<R: Real>(x: &Su3Lanes) -> Su3Lanes<R> {
+        x.convert()
+    }
 
     #[inline(always)]
     fn pack(links: [&Su3Matrix; LANES]) -> Su3Lanes {

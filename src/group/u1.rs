@@ -1,6 +1,6 @@
 //! U(1): links are unit complex numbers e^{i theta}; the generator is T = i.
 
-use super::packed::{ComplexLanes, LANES, Lanes, PackedMatrix};
+use super::packed::{ComplexLanes, Convert, LANES, Lanes, PackedMatrix, Real};
 use super::{Group, LinkMatrix};
 use crate::rng::SiteRng;
 use num_complex::Complex64;
@@ -96,7 +96,10 @@ impl Group for U1 {
         (x.norm_sqr() - 1.0).abs()
     }
 
-    type Packed = ComplexLanes;
+    type Packed<R: Real> = ComplexLanes<R>;
+    fn packed_in<R: Real>(x: &ComplexLanes) -> ComplexLanes<R> {
+        x.convert()
+    }
     #[inline(always)]
     fn pack(links: [&Complex64; LANES]) -> ComplexLanes {
         ComplexLanes::pack(links)

@@ -19,38 +19,66 @@ pub fn cg<A: LinearOperator>(
         Start::Iterate(x, target) => (x, target),
     };
     let mut r = b.clone();
-    let mut p = r.clone();
-    let mut ap = b.zeroed();
-    let mut rr = r.norm_sqr();
     let mut iterations = 0;
     while iterations < params.max_iterations {
+        let run = cg_iterations(a, &mut x, &mut r, target, params.max_iterations - iterations);
+        iterations += run.iterations;
+        if !run.reached {
+            break;
+        }
+        let residual = true_residual(a, b, &x);
+        if residual <= params.tolerance {
+            return Ok((x, SolveReport { iterations, residual }));
+        }
+        // restart from the true residual
+        a.apply(&x, &mut r);
+        r.xpay(b, Complex64::new(-1.0, 0.0));
+    }
+    Err(not_converged("CG", params, iterations, true_residual(a, b, &x)))
+}
+
+/// How a run of [`cg_iterations`] ended.
+pub(crate) struct CgRun {
+    /// Operator applications made.
+    pub iterations: usize,
+    /// Whether the recursive residual reached the target (false: iteration limit, or a
+    /// breakdown from an operator that is not positive definite or a NaN).
+    pub reached: bool,
+}
+
+/// CG iterations on A x = b from the current x and its residual r = b - A x, updating both,
+/// until the recursive |r|^2 reaches `target` or `max_iterations` have been made.
+pub(crate) fn cg_iterations<A: LinearOperator>(
+    a: &A,
+    x: &mut A::Vector,
+    r: &mut A::Vector,
+    target: f64,
+    max_iterations: usize,
+) -> CgRun {
+    let mut rr = r.norm_sqr();
+    if rr <= target {
+        return CgRun { iterations: 0, reached: true };
+    }
+    let mut p = r.clone();
+    let mut ap = r.zeroed();
+    for iterations in 1..=max_iterations {
         a.apply(&p, &mut ap);
-        iterations += 1;
         let pap = p.dot(&ap).re;
         if pap.is_nan() || pap <= 0.0 {
-            // not positive definite (or NaN in the field): report the failure below
-            break;
+            // not positive definite (or NaN in the field): the caller reports the failure
+            return CgRun { iterations, reached: false };
         }
         let alpha = rr / pap;
         x.axpy(Complex64::new(alpha, 0.0), &p);
         r.axpy(Complex64::new(-alpha, 0.0), &ap);
         let rr_new = r.norm_sqr();
         if rr_new <= target {
-            let residual = true_residual(a, b, &x);
-            if residual <= params.tolerance {
-                return Ok((x, SolveReport { iterations, residual }));
-            }
-            // restart from the true residual
-            a.apply(&x, &mut r);
-            r.xpay(b, Complex64::new(-1.0, 0.0));
-            p = r.clone();
-            rr = r.norm_sqr();
-            continue;
+            return CgRun { iterations, reached: true };
         }
-        p.xpay(&r, Complex64::new(rr_new / rr, 0.0));
+        p.xpay(r, Complex64::new(rr_new / rr, 0.0));
         rr = rr_new;
     }
-    Err(not_converged("CG", params, iterations, true_residual(a, b, &x)))
+    CgRun { iterations: max_iterations, reached: false }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 pub mod bicgstab;
 pub mod cg;
+pub mod mixed;
 pub mod multishift;
 
 use crate::error::{Error, Result};
@@ -16,6 +17,7 @@ use num_complex::Complex64;
 
 pub use bicgstab::bicgstab;
 pub use cg::cg;
+pub use mixed::{Lower, mixed_cg};
 pub use multishift::multishift_cg;
 
 /// Vectors the solvers work on (fermion fields).
@@ -106,7 +108,9 @@ fn check_params(params: &SolverParams) -> Result<()> {
     Ok(())
 }
 
-impl<G: crate::group::Group, const S: usize> SolverVector for crate::spinor::SpinorField<G, S> {
+impl<G: crate::group::Group, const S: usize, R: crate::group::packed::Real> SolverVector
+    for crate::spinor::SpinorField<G, S, R>
+{
     fn dot(&self, x: &Self) -> Complex64 {
         crate::spinor::SpinorField::dot(self, x)
     }
@@ -121,6 +125,19 @@ impl<G: crate::group::Group, const S: usize> SolverVector for crate::spinor::Spi
     }
     fn zeroed(&self) -> Self {
         Self::zeros(self.len())
+    }
+}
+
+impl<G: crate::group::Group, const S: usize> Lower<crate::spinor::SpinorField<G, S, f32>>
+    for crate::spinor::SpinorField<G, S>
+{
+    fn lower_scaled(&self, s: f64) -> crate::spinor::SpinorField<G, S, f32> {
+        let mut low = self.convert();
+        low.scale(Complex64::new(s, 0.0));
+        low
+    }
+    fn add_lower(&mut self, a: f64, l: &crate::spinor::SpinorField<G, S, f32>) {
+        self.axpy(Complex64::new(a, 0.0), &l.convert());
     }
 }
 
