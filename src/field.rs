@@ -190,6 +190,33 @@ impl<G: Group> MomentumField<G> {
     }
 }
 
+/// Gauge fields move along algebra-valued momenta: kinetic energy (1/2) sum p_a^2, drift
+/// U <- exp(h P) U, accepted fields projected back to the group.
+impl<G: Group> crate::phase_space::PhaseSpace for GaugeField<G> {
+    type Momentum = MomentumField<G>;
+    fn gaussian_momenta(&self, seed: u64, update: u64) -> MomentumField<G> {
+        MomentumField::gaussian(self.lattice(), seed, update)
+    }
+    fn zero_momenta(&self) -> MomentumField<G> {
+        MomentumField::zeros(self.lattice())
+    }
+    fn kinetic_energy(p: &MomentumField<G>) -> f64 {
+        p.kinetic_energy()
+    }
+    fn negate(p: &mut MomentumField<G>) {
+        p.negate()
+    }
+    fn drift(&mut self, p: &MomentumField<G>, h: f64) {
+        self.evolve(p, h)
+    }
+    fn max_distance(&self, other: &Self) -> f64 {
+        GaugeField::max_distance(self, other)
+    }
+    fn tidy(&mut self) {
+        self.project()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,8 +23,7 @@
 
 use crate::action::Monomial;
 use crate::error::{Error, Result};
-use crate::field::{GaugeField, MomentumField};
-use crate::group::Group;
+use crate::phase_space::PhaseSpace;
 
 /// Omelyan's 2MN parameter lambda.
 pub const OMELYAN_LAMBDA: f64 = 0.193_183_327_503_783_6;
@@ -163,25 +162,25 @@ impl Integrator {
 
     /// Integrates (U, P) over MD time `tau`. Fails when a force fails (a solver that does not
     /// converge); U and P are then partly evolved.
-    pub fn integrate<G: Group>(
+    pub fn integrate<C: PhaseSpace>(
         &self,
-        monomials: &[Box<dyn Monomial<G>>],
-        u: &mut GaugeField<G>,
-        p: &mut MomentumField<G>,
+        monomials: &[Box<dyn Monomial<C>>],
+        u: &mut C,
+        p: &mut C::Momentum,
         tau: f64,
     ) -> Result<()> {
         self.run_level(0, monomials, u, p, tau)
     }
 
-    fn run_level<G: Group>(
+    fn run_level<C: PhaseSpace>(
         &self,
         level: usize,
-        monomials: &[Box<dyn Monomial<G>>],
-        u: &mut GaugeField<G>,
-        p: &mut MomentumField<G>,
+        monomials: &[Box<dyn Monomial<C>>],
+        u: &mut C,
+        p: &mut C::Momentum,
         tau: f64,
     ) -> Result<()> {
-        let kick = |u: &GaugeField<G>, h: f64, p: &mut MomentumField<G>| -> Result<()> {
+        let kick = |u: &C, h: f64, p: &mut C::Momentum| -> Result<()> {
             for &m in &self.levels[level].monomials {
                 monomials[m].add_force(u, h, p)?;
             }
@@ -193,12 +192,12 @@ impl Integrator {
                 Op::Drift(h) if level + 1 < self.levels.len() => {
                     self.run_level(level + 1, monomials, u, p, h * tau)?
                 }
-                Op::Drift(h) => u.evolve(p, h * tau),
+                Op::Drift(h) => u.drift(p, h * tau),
                 Op::DisplacedKick { h, displacement } => {
-                    let mut force = MomentumField::zeros(u.lattice());
+                    let mut force = u.zero_momenta();
                     kick(u, 1.0, &mut force)?;
                     let mut displaced = u.clone();
-                    displaced.evolve(&force, displacement * tau * tau);
+                    displaced.drift(&force, displacement * tau * tau);
                     kick(&displaced, h * tau, p)?;
                 }
             }

@@ -1,7 +1,7 @@
 //! flowhmc: Hybrid Monte Carlo and flow-augmented Markov chains for lattice field theory.
 //!
 //! Layers follow DESIGN.md, each importing only the ones above it in this list:
-//! [`geometry`] -> [`group`] -> [`field`] -> [`action`] -> [`integrator`] -> [`update`] ->
+//! [`geometry`] -> [`group`] -> [`field`] and [`phase_space`] -> [`action`] -> [`integrator`] -> [`update`] ->
 //! [`chain`]; [`observables`], [`analysis`] and [`io`] serve the chain.
 
 #![warn(missing_docs)]
@@ -21,8 +21,10 @@ pub mod io;
 pub mod loops;
 pub mod observables;
 pub mod parallel;
+pub mod phase_space;
 pub mod reference;
 pub mod rng;
+pub mod scalar;
 pub mod solver;
 pub mod spinor;
 pub mod update;

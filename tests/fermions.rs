@@ -256,7 +256,8 @@ fn hmc_vs_reweighting() {
     let (beta, kappa) = (2.0, 0.24);
     let lat = Arc::new(Lattice::new(&[4, 4]).unwrap());
     let cb = Checkerboard::new(lat.clone()).unwrap();
-    let gauge = || -> Box<dyn Monomial<U1>> { Box::new(GaugeAction::new(GaugeActionKind::Wilson, beta)) };
+    let gauge =
+        || -> Box<dyn Monomial<GaugeField<U1>>> { Box::new(GaugeAction::new(GaugeActionKind::Wilson, beta)) };
 
     // HMC with the pseudofermion
     let params = PseudofermionParams {

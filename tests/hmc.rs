@@ -13,7 +13,7 @@ use flowhmc::update::{Hmc, MarkovStep};
 use std::sync::Arc;
 
 /// The gauge action split into two halves on two nested levels.
-fn split<Gr: Group>(kind: GaugeActionKind, beta: f64) -> Vec<Box<dyn Monomial<Gr>>> {
+fn split<Gr: Group>(kind: GaugeActionKind, beta: f64) -> Vec<Box<dyn Monomial<GaugeField<Gr>>>> {
     vec![
         Box::new(GaugeAction::new(kind, beta / 2.0).named("outer")),
         Box::new(GaugeAction::new(kind, beta / 2.0).named("inner")),
@@ -35,7 +35,7 @@ fn nested(outer: Scheme, inner: Scheme, steps: usize) -> Integrator {
 fn thermalised<Gr: Group>(dims: &[usize], kind: GaugeActionKind, beta: f64, n: u64) -> GaugeField<Gr> {
     let lat = Arc::new(Lattice::new(dims).unwrap());
     let mut u = GaugeField::<Gr>::hot(lat, 1);
-    let mono: Vec<Box<dyn Monomial<Gr>>> = vec![Box::new(GaugeAction::new(kind, beta))];
+    let mono: Vec<Box<dyn Monomial<GaugeField<Gr>>>> = vec![Box::new(GaugeAction::new(kind, beta))];
     let mut hmc = Hmc::new(mono, Integrator::single(Scheme::Omelyan, 12, 1).unwrap(), 0.5, 1).unwrap();
     for k in 0..n {
         hmc.step(&mut u, k).unwrap();
@@ -46,7 +46,7 @@ fn thermalised<Gr: Group>(dims: &[usize], kind: GaugeActionKind, beta: f64, n: u
 /// Mean |dH| over a few momentum draws on a fixed field.
 fn mean_abs_dh<Gr: Group>(
     u: &GaugeField<Gr>,
-    monomials: Vec<Box<dyn Monomial<Gr>>>,
+    monomials: Vec<Box<dyn Monomial<GaugeField<Gr>>>>,
     integrator: Integrator,
 ) -> f64 {
     let draws = 6;
@@ -90,7 +90,7 @@ fn check_scaling<Gr: Group>(u: &GaugeField<Gr>, kind: GaugeActionKind, beta: f64
     }
 }
 
-fn gauge_for<Gr: Group>(kind: GaugeActionKind, beta: f64) -> Vec<Box<dyn Monomial<Gr>>> {
+fn gauge_for<Gr: Group>(kind: GaugeActionKind, beta: f64) -> Vec<Box<dyn Monomial<GaugeField<Gr>>>> {
     vec![Box::new(GaugeAction::new(kind, beta))]
 }
 
@@ -162,7 +162,7 @@ fn u1_chain(
     l: usize,
     beta: f64,
     integrator: Integrator,
-    monomials: Vec<Box<dyn Monomial<U1>>>,
+    monomials: Vec<Box<dyn Monomial<GaugeField<U1>>>>,
     n: u64,
 ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let lat = Arc::new(Lattice::new(&[l, l]).unwrap());

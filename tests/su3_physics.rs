@@ -16,7 +16,8 @@ use std::sync::Arc;
 fn su3_8_to_the_4_plaquette_at_beta_6() {
     let lat = Arc::new(Lattice::new(&[8, 8, 8, 8]).unwrap());
     let mut u = GaugeField::<Su3>::hot(lat, 2);
-    let mono: Vec<Box<dyn Monomial<Su3>>> = vec![Box::new(GaugeAction::new(GaugeActionKind::Wilson, 6.0))];
+    let mono: Vec<Box<dyn Monomial<GaugeField<Su3>>>> =
+        vec![Box::new(GaugeAction::new(GaugeActionKind::Wilson, 6.0))];
     let mut hmc = Hmc::new(mono, Integrator::single(Scheme::Omelyan, 10, 1).unwrap(), 1.0, 2).unwrap();
     let (therm, n) = (100, 400);
     let (mut plaq, mut boltz) = (vec![], vec![]);
@@ -52,7 +53,7 @@ fn su3_2d_plaquette_agrees_with_the_character_expansion() {
     for (beta, exact) in [(4.0, 0.279_619_149_409), (8.0, 0.535_753_990_214)] {
         let lat = Arc::new(Lattice::new(&[8, 8]).unwrap());
         let mut u = GaugeField::<Su3>::hot(lat, 3);
-        let mono: Vec<Box<dyn Monomial<Su3>>> =
+        let mono: Vec<Box<dyn Monomial<GaugeField<Su3>>>> =
             vec![Box::new(GaugeAction::new(GaugeActionKind::Wilson, beta))];
         let mut hmc = Hmc::new(mono, Integrator::single(Scheme::Omelyan, 8, 1).unwrap(), 1.0, 4).unwrap();
         let (therm, n) = (200, 4000);

@@ -128,7 +128,7 @@ impl<G: Group, const S: usize> Pseudofermion<G, S> {
     }
 }
 
-impl<G: Group, const S: usize> Monomial<G> for Pseudofermion<G, S> {
+impl<G: Group, const S: usize> Monomial<GaugeField<G>> for Pseudofermion<G, S> {
     fn name(&self) -> &str {
         &self.name
     }

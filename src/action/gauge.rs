@@ -91,7 +91,7 @@ impl GaugeAction {
     }
 }
 
-impl<G: Group> Monomial<G> for GaugeAction {
+impl<G: Group> Monomial<GaugeField<G>> for GaugeAction {
     fn name(&self) -> &str {
         &self.name
     }

@@ -5,25 +5,27 @@
 
 pub mod fermion;
 pub mod gauge;
+pub mod phi4;
 
 use crate::error::Result;
-use crate::field::{GaugeField, MomentumField};
-use crate::group::Group;
+use crate::phase_space::PhaseSpace;
 
 pub use gauge::{GaugeAction, GaugeActionKind};
+pub use phi4::Phi4Action;
 
-/// One term of the action S(U): the gauge action or a pseudofermion term. Terms that solve
-/// linear systems fail with an error when a solve does not converge.
-pub trait Monomial<G: Group>: Send + Sync {
+/// One term of the action S(U) on the phase space C (a gauge field, or a scalar field): the
+/// gauge action, a pseudofermion term, the phi^4 action. Terms that solve linear systems fail
+/// with an error when a solve does not converge.
+pub trait Monomial<C: PhaseSpace>: Send + Sync {
     /// Name used by run cards to place the monomial on an integrator level.
     fn name(&self) -> &str;
     /// The value of this term.
-    fn action(&self, u: &GaugeField<G>) -> Result<f64>;
+    fn action(&self, u: &C) -> Result<f64>;
     /// p += h F(U) for this term's force F.
-    fn add_force(&self, u: &GaugeField<G>, h: f64, p: &mut MomentumField<G>) -> Result<()>;
+    fn add_force(&self, u: &C, h: f64, p: &mut C::Momentum) -> Result<()>;
     /// Draws the auxiliary fields of this term at the start of a trajectory (pseudofermion
-    /// heatbath). Terms of the gauge field alone have nothing to draw.
-    fn refresh(&mut self, _u: &GaugeField<G>, _seed: u64, _update: u64) -> Result<()> {
+    /// heatbath). Terms of the field alone have nothing to draw.
+    fn refresh(&mut self, _u: &C, _seed: u64, _update: u64) -> Result<()> {
         Ok(())
     }
     /// Solver iterations spent since the last call (and resets the count); 0 for terms that

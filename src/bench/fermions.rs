@@ -139,7 +139,7 @@ fn fermion_chain<G: Group, const S: usize>(
     trajectories: u64,
 ) -> Vec<Figure> {
     let cb = Checkerboard::new(u.lattice().clone()).expect("checkerboard");
-    let mut monomials: Vec<Box<dyn Monomial<G>>> =
+    let mut monomials: Vec<Box<dyn Monomial<GaugeField<G>>>> =
         vec![Box::new(GaugeAction::new(GaugeActionKind::Wilson, beta))];
     for (i, &(kappa, kappa_heavy)) in terms.iter().enumerate() {
         let params = PseudofermionParams {

@@ -45,8 +45,9 @@ pub fn thermalised_su3(thermalization: u64) -> GaugeField<Su3> {
 }
 
 /// HMC for SU(3) Wilson at beta = 6 with one integrator level.
-fn pure_gauge_hmc(scheme: Scheme, steps: usize) -> Hmc<Su3> {
-    let mono: Vec<Box<dyn Monomial<Su3>>> = vec![Box::new(GaugeAction::new(GaugeActionKind::Wilson, 6.0))];
+fn pure_gauge_hmc(scheme: Scheme, steps: usize) -> Hmc<GaugeField<Su3>> {
+    let mono: Vec<Box<dyn Monomial<GaugeField<Su3>>>> =
+        vec![Box::new(GaugeAction::new(GaugeActionKind::Wilson, 6.0))];
     let integrator = Integrator::single(scheme, steps, 1).expect("integrator");
     Hmc::new(mono, integrator, 1.0, 1).expect("hmc")
 }

@@ -150,8 +150,11 @@ fn read_measurements_prefix(dir: &Path, n: usize) -> Result<String> {
 }
 
 /// The monomials of the card, in the order of [`Card::monomial_names`].
-pub fn build_monomials<G: Group>(card: &Card, lattice: &Arc<Lattice>) -> Result<Vec<Box<dyn Monomial<G>>>> {
-    let mut monomials: Vec<Box<dyn Monomial<G>>> =
+pub fn build_monomials<G: Group>(
+    card: &Card,
+    lattice: &Arc<Lattice>,
+) -> Result<Vec<Box<dyn Monomial<GaugeField<G>>>>> {
+    let mut monomials: Vec<Box<dyn Monomial<GaugeField<G>>>> =
         vec![Box::new(GaugeAction::new(card.gauge.action, card.gauge.beta))];
     if card.fermions.is_empty() {
         return Ok(monomials);

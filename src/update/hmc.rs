@@ -8,24 +8,23 @@
 use super::{MarkovStep, StepReport};
 use crate::action::Monomial;
 use crate::error::{Error, Result};
-use crate::field::{GaugeField, MomentumField};
-use crate::group::Group;
 use crate::integrator::Integrator;
+use crate::phase_space::PhaseSpace;
 use crate::rng::{Purpose, StreamKey};
 
-/// The HMC update.
-pub struct Hmc<G: Group> {
-    monomials: Vec<Box<dyn Monomial<G>>>,
+/// The HMC update on the phase space C.
+pub struct Hmc<C: PhaseSpace> {
+    monomials: Vec<Box<dyn Monomial<C>>>,
     integrator: Integrator,
     tau: f64,
     seed: u64,
     reversibility_check: bool,
 }
 
-impl<G: Group> Hmc<G> {
+impl<C: PhaseSpace> Hmc<C> {
     /// HMC over `monomials` with trajectory length `tau` (> 0) and run seed `seed`.
     pub fn new(
-        monomials: Vec<Box<dyn Monomial<G>>>,
+        monomials: Vec<Box<dyn Monomial<C>>>,
         integrator: Integrator,
         tau: f64,
         seed: u64,
@@ -48,13 +47,13 @@ impl<G: Group> Hmc<G> {
     }
 
     /// The monomials.
-    pub fn monomials(&self) -> &[Box<dyn Monomial<G>>] {
+    pub fn monomials(&self) -> &[Box<dyn Monomial<C>>] {
         &self.monomials
     }
 
     /// H = kinetic + sum of actions.
-    pub fn hamiltonian(&self, u: &GaugeField<G>, p: &MomentumField<G>) -> Result<f64> {
-        let mut h = p.kinetic_energy();
+    pub fn hamiltonian(&self, u: &C, p: &C::Momentum) -> Result<f64> {
+        let mut h = C::kinetic_energy(p);
         for m in &self.monomials {
             h += m.action(u)?;
         }
@@ -62,12 +61,12 @@ impl<G: Group> Hmc<G> {
     }
 }
 
-impl<G: Group> MarkovStep<G> for Hmc<G> {
-    fn step(&mut self, u: &mut GaugeField<G>, update: u64) -> Result<StepReport> {
+impl<C: PhaseSpace> MarkovStep<C> for Hmc<C> {
+    fn step(&mut self, u: &mut C, update: u64) -> Result<StepReport> {
         for m in &mut self.monomials {
             m.refresh(u, self.seed, update)?;
         }
-        let mut p = MomentumField::<G>::gaussian(u.lattice(), self.seed, update);
+        let mut p = u.gaussian_momenta(self.seed, update);
         let h_start = self.hamiltonian(u, &p)?;
         if !h_start.is_finite() {
             return Err(Error::Numerical(format!(
@@ -81,7 +80,7 @@ impl<G: Group> MarkovStep<G> for Hmc<G> {
 
         let reversibility = if self.reversibility_check {
             let (mut back, mut q) = (proposal.clone(), p.clone());
-            q.negate();
+            C::negate(&mut q);
             self.integrator.integrate(&self.monomials, &mut back, &mut q, self.tau)?;
             Some((back.max_distance(u), (self.hamiltonian(&back, &q)? - h_start).abs()))
         } else {
@@ -92,7 +91,7 @@ impl<G: Group> MarkovStep<G> for Hmc<G> {
         let r = StreamKey::new(self.seed, Purpose::Accept, update).stream(0).uniform();
         let accepted = dh.is_finite() && r < (-dh).exp();
         if accepted {
-            proposal.project();
+            proposal.tidy();
             *u = proposal;
         }
         Ok(StepReport { accepted, dh, reversibility, solver_iterations })

@@ -3,8 +3,7 @@
 pub mod hmc;
 
 use crate::error::Result;
-use crate::field::GaugeField;
-use crate::group::Group;
+use crate::phase_space::PhaseSpace;
 
 pub use hmc::Hmc;
 
@@ -21,9 +20,10 @@ pub struct StepReport {
     pub solver_iterations: usize,
 }
 
-/// One step of a Markov chain whose stationary distribution is exp(-S(U)).
-pub trait MarkovStep<G: Group> {
+/// One step of a Markov chain on the configurations C whose stationary distribution is
+/// exp(-S(U)).
+pub trait MarkovStep<C: PhaseSpace> {
     /// Updates `u` in place. `update` is the global update number: all random numbers of the
     /// step derive from it and the run seed, so chains are reproducible and resumable.
-    fn step(&mut self, u: &mut GaugeField<G>, update: u64) -> Result<StepReport>;
+    fn step(&mut self, u: &mut C, update: u64) -> Result<StepReport>;
 }
