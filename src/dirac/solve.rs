@@ -37,9 +37,10 @@ impl<G: Group, const S: usize, R: Real> LinearOperator for DiracOperator<'_, '_,
         match self.form {
             Operator::Full | Operator::Schur => w.apply_as(even_odd, false, x, y),
             Operator::FullNormal | Operator::SchurNormal => {
-                let mut t = SpinorField::zeros(x.len());
+                let mut t = w.scratch(x.len());
                 w.apply_as(even_odd, false, x, &mut t);
                 w.apply_as(even_odd, true, &t, y);
+                w.recycle(t);
             }
         }
     }

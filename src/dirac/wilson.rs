@@ -17,6 +17,7 @@ use crate::group::packed::{ColorVector, Lanes, PackedMatrix, Real, prefetch};
 use crate::group::{Group, alg_lanes_axpy};
 use crate::spinor::{Color, MIN_CHUNK, Spinor, SpinorField};
 use rayon::prelude::*;
+use std::sync::Mutex;
 
 /// Boundary condition of the fermion fields in the time direction (mu = D-1): hops that wrap
 /// around pick up e^{i theta} forward and e^{-i theta} backward.
@@ -49,6 +50,9 @@ pub struct WilsonOperator<'a, G: Group, const S: usize, R: Real = f64> {
     boundary_phase: (f64, f64),
     /// The links of the hops of each parity, in hop order (see above).
     hop_links: [Vec<G::Packed<R>>; 2],
+    /// Spare fields for intermediate results, reused across applications (a CG iteration
+    /// would otherwise allocate and zero three fields).
+    scratch: Mutex<Vec<SpinorField<G, S, R>>>,
 }
 
 /// How many sites ahead the hopping term prefetches its operands.
@@ -93,9 +97,31 @@ impl<'a, G: Group, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
     }
 
     fn build(u: &'a GaugeField<G>, cb: &'a Checkerboard, kappa: f64, boundary_phase: (f64, f64)) -> Self {
-        let mut w = WilsonOperator { u, cb, kappa, boundary_phase, hop_links: [Vec::new(), Vec::new()] };
+        let mut w = WilsonOperator {
+            u,
+            cb,
+            kappa,
+            boundary_phase,
+            hop_links: [Vec::new(), Vec::new()],
+            scratch: Mutex::new(Vec::new()),
+        };
         w.hop_links = std::array::from_fn(|p| w.links_in_hop_order(p));
         w
+    }
+
+    /// A field of `len` packed spinors with unspecified contents, for a result that will be
+    /// overwritten entirely; hand it back with [`WilsonOperator::recycle`].
+    pub(crate) fn scratch(&self, len: usize) -> SpinorField<G, S, R> {
+        let mut pool = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        match pool.iter().position(|f| f.len() == len) {
+            Some(k) => pool.swap_remove(k),
+            None => SpinorField::zeros(len),
+        }
+    }
+
+    /// Returns a field taken with [`WilsonOperator::scratch`].
+    pub(crate) fn recycle(&self, field: SpinorField<G, S, R>) {
+        self.scratch.lock().unwrap_or_else(|e| e.into_inner()).push(field);
     }
 
     /// The links of the hops from parity p in hop order (see [`WilsonOperator`]).
@@ -314,9 +340,10 @@ impl<'a, G: Group, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
     }
 
     fn schur<const DAGGER: bool>(&self, x: &SpinorField<G, S, R>, y: &mut SpinorField<G, S, R>) {
-        let mut odd = SpinorField::<G, S, R>::half(self.cb);
+        let mut odd = self.scratch(self.cb.half_outer());
         self.hopping_into::<DAGGER>(1, x.data(), 1.0, None, odd.data_mut());
         self.hopping_into::<DAGGER>(0, odd.data(), -self.kappa * self.kappa, Some(x.data()), y.data_mut());
+        self.recycle(odd);
     }
 
     /// The even-site source of the Schur system for M x = b: b_e + kappa H_eo b_o.
