@@ -589,6 +589,9 @@ mod tests {
         let plain = fermions(("hasenbusch = [0.1, 0.2]\n", "name = \"quarks\"\n")).unwrap();
         assert_eq!(plain.monomial_names(), ["gauge", "quarks"]);
         assert_eq!(plain.fermions[0].term_kappas(), [(0.24, 0.0)]);
+        assert_eq!(plain.fermions[0].solver_method(), Method::Cg);
+        let mixed = fermions(("kind = \"cg\"", "kind = \"mixed-cg\"")).unwrap();
+        assert_eq!(mixed.fermions[0].solver_method(), Method::MixedCg);
         let e = |edit| fermions(edit).unwrap_err().to_string();
         assert!(e(("flavors = 2", "flavors = 1")).contains("flavors = 1"));
         assert!(e(("kappa = 0.24", "kappa = -0.24")).contains("kappa = -0.24"));
