@@ -1,18 +1,21 @@
-//! Mixed-precision CG by defect correction: the Krylov iterations run on a low-precision copy
-//! of the operator (f32: half the memory traffic), and an outer loop in the high precision
-//! recomputes the true residual r = b - A x, solves A e = r again in low precision and adds the
-//! correction, until the high-precision residual reaches the target. The answer is as accurate
-//! as a high-precision solve (the residual that stops it is computed in f64), at the cost of
-//! a few restarts of the Krylov space.
+//! Mixed-precision CG with reliable updates (Sleijpen and van der Vorst 1996; the scheme of
+//! QUDA's mixed-precision CG): the Krylov iterations run on a low-precision copy of the
+//! operator (f32: half the memory traffic), accumulating the solution in low precision; each
+//! time the low-precision residual has dropped by a factor [`RELIABLE_DELTA`] since the last
+//! update, the accumulated solution is added to the high-precision one, the true residual
+//! r = b - A x is recomputed in high precision and replaces the recursive one, and CG goes on
+//! with its search direction kept. The answer is as accurate as a high-precision solve (the
+//! residual that stops it is computed in f64), and the Krylov space is not thrown away as in
+//! a restarted defect correction.
 
-use super::cg::cg_iterations;
 use super::{LinearOperator, SolveReport, SolverParams, SolverVector, Start, not_converged, start};
 use crate::error::Result;
 use num_complex::Complex64;
 
-/// Relative residual each low-precision solve aims for: a few digits above the f32 round-off
-/// (about 1e-7), so that the recursive residual still tracks the true one.
-pub const INNER_TOLERANCE: f64 = 1e-5;
+/// A reliable update happens when the low-precision residual has dropped by this factor
+/// since the last one: far enough above the f32 round-off (about 1e-7) that the recursive
+/// residual still tracks the true one between updates.
+pub const RELIABLE_DELTA: f64 = 0.1;
 
 /// Vectors with a low-precision counterpart.
 pub trait Lower<L: SolverVector>: SolverVector {
@@ -22,10 +25,19 @@ pub trait Lower<L: SolverVector>: SolverVector {
     fn add_lower(&mut self, a: f64, l: &L);
 }
 
+/// a v for a solver vector.
+fn scaled<V: SolverVector>(v: &V, a: f64) -> V {
+    let mut out = v.zeroed();
+    out.axpy(Complex64::new(a, 0.0), v);
+    out
+}
+
 /// Solves A x = b (A Hermitian positive definite) to `params.tolerance` in the precision of
-/// A, with the CG iterations on `low`, the same operator in low precision. The reported
-/// iterations count every low-precision iteration plus one high-precision application per
-/// correction, and the reported residual is the true high-precision one.
+/// A, with the CG iterations on `low`, the same operator in low precision. The low-precision
+/// vectors are kept in units of the last true residual norm, so they stay near 1 whatever
+/// the tolerance. The reported iterations count every low-precision iteration plus one
+/// high-precision application per reliable update; the reported residual is the true
+/// high-precision one.
 pub fn mixed_cg<A, L>(
     a: &A,
     low: &L,
@@ -41,35 +53,61 @@ where
         Start::Solved(x, report) => return Ok((x, report)),
         Start::Iterate(x, target) => (x, target),
     };
-    let b_norm = b.norm_sqr().sqrt();
-    let mut r = b.clone();
+    let b_norm_sqr = b.norm_sqr();
+    let mut r_high = b.clone();
+    // unit: the high-precision size of one low-precision unit (the last true residual norm)
+    let mut unit = b_norm_sqr.sqrt();
+    let mut r = b.lower_scaled(1.0 / unit);
+    let mut x_low = r.zeroed();
+    let mut p = r.clone();
+    let mut ap = r.zeroed();
     let mut rr = r.norm_sqr();
+    let mut rr_since_update = rr;
     let mut iterations = 0;
-    while rr > target && iterations < params.max_iterations {
-        // solve A e = r / |r| in low precision: a unit right-hand side keeps f32 in range
-        let r_norm = rr.sqrt();
-        let mut r_low = r.lower_scaled(1.0 / r_norm);
-        let mut e_low = r_low.zeroed();
-        let inner_target = INNER_TOLERANCE.max(params.tolerance).powi(2);
-        let run =
-            cg_iterations(low, &mut e_low, &mut r_low, inner_target, params.max_iterations - iterations);
-        iterations += run.iterations + 1;
-        x.add_lower(r_norm, &e_low);
-        a.apply(&x, &mut r);
-        r.xpay(b, Complex64::new(-1.0, 0.0));
-        let rr_new = r.norm_sqr();
-        if rr_new.is_nan() || rr_new >= rr {
-            // no progress: the low-precision operator cannot resolve the residual
+    while iterations < params.max_iterations {
+        low.apply(&p, &mut ap);
+        iterations += 1;
+        let pap = p.dot(&ap).re;
+        if pap.is_nan() || pap <= 0.0 {
             break;
         }
+        let alpha = rr / pap;
+        x_low.axpy(Complex64::new(alpha, 0.0), &p);
+        r.axpy(Complex64::new(-alpha, 0.0), &ap);
+        let mut rr_new = r.norm_sqr();
+        if rr_new * unit * unit <= target || rr_new < RELIABLE_DELTA * RELIABLE_DELTA * rr_since_update {
+            // reliable update: move the low-precision solution into x and restart the
+            // recursion from the true residual, in units of its norm
+            x.add_lower(unit, &x_low);
+            x_low = r.zeroed();
+            a.apply(&x, &mut r_high);
+            r_high.xpay(b, Complex64::new(-1.0, 0.0));
+            iterations += 1;
+            let rr_true = r_high.norm_sqr();
+            if rr_true <= target {
+                return Ok((x, SolveReport { iterations, residual: (rr_true / b_norm_sqr).sqrt() }));
+            }
+            if rr_true.is_nan() {
+                break;
+            }
+            let new_unit = rr_true.sqrt();
+            let ratio = unit / new_unit;
+            r = r_high.lower_scaled(1.0 / new_unit);
+            p = scaled(&p, ratio);
+            rr *= ratio * ratio;
+            rr_new = r.norm_sqr();
+            rr_since_update = rr_new;
+            unit = new_unit;
+        }
+        p.xpay(&r, Complex64::new(rr_new / rr, 0.0));
         rr = rr_new;
     }
-    let residual = rr.sqrt() / b_norm;
-    if rr <= target {
-        Ok((x, SolveReport { iterations, residual }))
-    } else {
-        Err(not_converged("mixed-precision CG", params, iterations, residual))
-    }
+    x.add_lower(unit, &x_low);
+    let mut residual = x.zeroed();
+    a.apply(&x, &mut residual);
+    residual.xpay(b, Complex64::new(-1.0, 0.0));
+    let residual = (residual.norm_sqr() / b_norm_sqr).sqrt();
+    Err(not_converged("mixed-precision CG", params, iterations, residual))
 }
 
 #[cfg(test)]
