@@ -42,7 +42,7 @@ pub struct PseudofermionParams {
     pub even_odd: bool,
     /// Stopping rule of the solves.
     pub solver: SolverParams,
-    /// Solve with f32 iterations and f64 defect correction ([`crate::solver::mixed_cg`]).
+    /// Solve with f32 iterations and f64 reliable updates ([`crate::solver::mixed_cg`]).
     pub mixed_precision: bool,
 }
 

@@ -92,7 +92,7 @@ pub enum BoundaryName {
 pub enum SolverKind {
     /// Conjugate gradient on the normal equations.
     Cg,
-    /// The same with f32 iterations and f64 defect correction to the f64 tolerance.
+    /// The same with f32 iterations and f64 reliable updates to the f64 tolerance.
     #[serde(rename = "mixed-cg")]
     MixedCg,
 }

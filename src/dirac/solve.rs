@@ -55,7 +55,7 @@ pub enum Method {
     Cg,
     /// BiCGStab on M x = b.
     Bicgstab,
-    /// CG on the normal equations with f32 iterations and f64 defect correction
+    /// CG on the normal equations with f32 iterations and f64 reliable updates
     /// ([`crate::solver::mixed_cg`]); the residual is that of the normal equations, in f64.
     #[serde(rename = "mixed-cg")]
     MixedCg,
