@@ -72,8 +72,7 @@ pub fn wilson_operator<R: Real>(l: usize, threads: usize, repeats: u64) -> Vec<F
     let lat = Arc::new(Lattice::new(&[l, l, l, l]).expect("lattice"));
     let u = GaugeField::<Su3>::hot(lat.clone(), 1);
     let cb = Checkerboard::new(lat.clone()).expect("checkerboard");
-    let w = WilsonOperator::<Su3, 4>::new(&u, &cb, 0.12, Boundary::ANTIPERIODIC).expect("operator");
-    let w = w.in_precision::<R>();
+    let w = WilsonOperator::<Su3, 4, R>::new(&u, &cb, 0.12, Boundary::ANTIPERIODIC).expect("operator");
     let x = SpinorField::<Su3, 4>::gaussian_full(&cb, 1, Purpose::Test, 0).convert::<R>();
     let mut y = SpinorField::<Su3, 4, R>::full(&cb);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");

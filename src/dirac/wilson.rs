@@ -126,9 +126,8 @@ impl<'a, G: Group, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
 
     /// The links of the hops from parity p in hop order (see [`WilsonOperator`]).
     fn links_in_hop_order(&self, p: usize) -> Vec<G::Packed<R>> {
-        let d = S;
-        let mut links = vec![G::Packed::<R>::zero(); self.cb.half_outer() * 2 * d];
-        links.par_chunks_mut(2 * d).enumerate().for_each(|(i, site_links)| {
+        let mut links = vec![G::Packed::<R>::zero(); self.cb.half_outer() * 2 * S];
+        links.par_chunks_mut(2 * S).enumerate().for_each(|(i, site_links)| {
             for (k, (hop, out)) in self.cb.hops_of(p, i).iter().zip(site_links).enumerate() {
                 let (mu, forward) = (k / 2, k % 2 == 0);
                 let (link, mask) = self.u.packed_link(hop.link(), mu);
@@ -160,9 +159,9 @@ impl<'a, G: Group, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
     /// (H^dagger src)(x) = (gamma5 H gamma5 src)(x): gamma5 flips the lower spin half of the
     /// input and of the output, which swaps the signs of the projection and reconstruction.
     ///
-    /// The directions are unrolled at compile time (S = D), so the gamma structure, the lane
-    /// exchanges (only in the last two directions) and the boundary phase (only in time) cost
-    /// nothing where they cannot occur.
+    /// The directions are unrolled at compile time (S = D), so the gamma structure is constant
+    /// and lane exchanges of spinors (only in the last two directions) cost nothing where they
+    /// cannot occur; the links come from the hop-ordered copy with their boundary phases.
     #[inline(always)]
     fn hop_site<const DAGGER: bool>(&self, p: usize, i: usize, src: &[Spinor<G, S, R>]) -> Spinor<G, S, R> {
         let hops = self.cb.hops_of(p, i);

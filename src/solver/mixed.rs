@@ -8,7 +8,9 @@
 //! residual that stops it is computed in f64), and the Krylov space is not thrown away as in
 //! a restarted defect correction.
 
-use super::{LinearOperator, SolveReport, SolverParams, SolverVector, Start, not_converged, start};
+use super::{
+    LinearOperator, SolveReport, SolverParams, SolverVector, Start, not_converged, start, true_residual,
+};
 use crate::error::Result;
 use num_complex::Complex64;
 
@@ -103,18 +105,13 @@ where
         rr = rr_new;
     }
     x.add_lower(unit, &x_low);
-    let mut residual = x.zeroed();
-    a.apply(&x, &mut residual);
-    residual.xpay(b, Complex64::new(-1.0, 0.0));
-    let residual = (residual.norm_sqr() / b_norm_sqr).sqrt();
-    Err(not_converged("mixed-precision CG", params, iterations, residual))
+    Err(not_converged("mixed-precision CG", params, iterations, true_residual(a, b, &x)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::testing::{Dense, matrices, rhs};
     use super::*;
-    use crate::solver::true_residual;
 
     /// The dense test operator with every matrix entry and vector rounded to f32 after each
     /// product: a stand-in for a single-precision operator.
