@@ -19,6 +19,9 @@ pub enum Error {
     },
     /// A numerical failure (non-finite energy, non-unitary link, ...).
     Numerical(String),
+    /// A flow model is malformed, belongs to another theory or lattice, or its tensor
+    /// computation failed.
+    Model(String),
 }
 
 impl Error {
@@ -35,6 +38,7 @@ impl fmt::Display for Error {
             Error::Config(m) => write!(f, "bad configuration file: {m}"),
             Error::Io { path, source } => write!(f, "{path}: {source}"),
             Error::Numerical(m) => write!(f, "numerical failure: {m}"),
+            Error::Model(m) => write!(f, "flow model: {m}"),
         }
     }
 }
@@ -45,6 +49,12 @@ impl std::error::Error for Error {
             Error::Io { source, .. } => Some(source),
             _ => None,
         }
+    }
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Model(e.to_string())
     }
 }
 

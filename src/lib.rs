@@ -14,6 +14,7 @@ pub mod checkerboard;
 pub mod dirac;
 pub mod error;
 pub mod field;
+pub mod flow;
 pub mod geometry;
 pub mod group;
 pub mod integrator;

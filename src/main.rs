@@ -1,6 +1,6 @@
 //! The `flowhmc` command: run cards, analyse runs, benchmark.
 
-use flowhmc::chain::{Card, DEFAULT_CARD, RunOptions, analyze, run_card};
+use flowhmc::chain::{Card, DEFAULT_CARD, RunOptions, TrainingCard, analyze, run_card, train_card};
 use flowhmc::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,6 +8,7 @@ use std::process::ExitCode;
 const USAGE: &str = "usage:
   flowhmc                       run the built-in default card (2D U(1) HMC) into runs/default
   flowhmc run CARD [--resume]   run a TOML run card (or continue it from its checkpoint)
+  flowhmc train CARD            train the card's [flow] model by reverse KL ([train] table)
   flowhmc analyze DIR           recompute DIR/summary.json and DIR/plots from the measurements
   flowhmc bench [--quick]       benchmarks: pure gauge (SU(3) Wilson 8^4), memory bandwidth,
                                 Wilson operator, CG, HMC with fermions (BENCHMARKS.md)";
@@ -29,6 +30,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         [] => run_default(),
         ["run", card] => run(Path::new(card), false),
         ["run", card, "--resume"] | ["run", "--resume", card] => run(Path::new(card), true),
+        ["train", card] => train(Path::new(card)),
         ["analyze", dir] => {
             println!("{}", analyze(Path::new(dir), None)?.table());
             Ok(())
@@ -55,6 +57,23 @@ fn run(card_path: &Path, resume: bool) -> Result<()> {
     Ok(())
 }
 
+fn train(card_path: &Path) -> Result<()> {
+    let card = TrainingCard::load(card_path)?;
+    let report = train_card(&card, false)?;
+    let last = report.curve.last().expect("a training run records its last step");
+    println!(
+        "trained {} steps in {:.1} s ({:.1} steps/s): loss {:.4}, ESS per sample {:.3}, acceptance {:.3}",
+        card.train.steps,
+        report.seconds,
+        card.train.steps as f64 / report.seconds,
+        last.loss,
+        last.ess,
+        last.acceptance
+    );
+    println!("model in {}", card.train.output.display());
+    Ok(())
+}
+
 /// Runs the built-in card, replacing an earlier default run (and nothing else): a directory
 /// is an earlier default run if it holds a flowhmc run whose card writes to that directory,
 /// whatever version of the built-in card made it.
@@ -75,8 +94,9 @@ fn run_default() -> Result<()> {
     let summary = run_card(&card, RunOptions::default())?;
     println!("{}", summary.table());
     let volume: usize = card.lattice.dims.iter().product();
-    let plaquette = flowhmc::reference::u1_2d_plaquette(card.gauge.beta, volume);
-    let chi = flowhmc::reference::u1_2d_charge_squared(card.gauge.beta, volume) / volume as f64;
+    let beta = card.gauge.as_ref().expect("the default card is a gauge theory").beta;
+    let plaquette = flowhmc::reference::u1_2d_plaquette(beta, volume);
+    let chi = flowhmc::reference::u1_2d_charge_squared(beta, volume) / volume as f64;
     println!("exact (character expansion): plaquette {plaquette:.8}, topological_susceptibility {chi:.8}");
     println!("results in {}", out.display());
     Ok(())

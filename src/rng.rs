@@ -24,6 +24,12 @@ pub enum Purpose {
     Pseudofermion = 5,
     /// Noise vectors of stochastic estimators (chiral condensate).
     Noise = 6,
+    /// Prior draws of flow proposals (one field per update).
+    FlowProposal = 7,
+    /// Prior draws of a training batch (one batch per training step).
+    Training = 8,
+    /// Initial weights of a flow model.
+    ModelInit = 9,
 }
 
 /// SplitMix64 finaliser: a bijective 64-bit mixer (Steele, Lea, Flood 2014).

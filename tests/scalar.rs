@@ -122,3 +122,32 @@ fn trajectories_are_reproducible() {
     assert_eq!(a.max_distance(&b), 0.0);
     assert!(a.magnetization().abs() > 0.0);
 }
+
+/// A `[scalar]` card runs through the chain: its records carry the scalar observables, the
+/// summary the susceptibility, and a run stopped and resumed reproduces the uninterrupted one.
+#[test]
+fn scalar_cards_run_and_resume() {
+    use flowhmc::chain::{Card, RunOptions, run_card};
+    let dir = std::env::temp_dir().join(format!("flowhmc-scalar-chain-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let card = |name: &str, trajectories: u64| {
+        let text = format!(
+            "[lattice]\ndims = [6, 6]\n[scalar]\nm2 = -1.0\nlambda = 1.0\n[update]\nkind = \"hmc\"\n\
+             trajectory_length = 1.0\nintegrator = \"omelyan\"\nsteps = 8\n[run]\ntrajectories = {trajectories}\n\
+             thermalization = 20\nseed = 5\nstart = \"hot\"\ncheckpoint_every = 30\noutput = {:?}\n",
+            dir.join(name)
+        );
+        Card::parse(&text, name).unwrap()
+    };
+    let quiet = RunOptions { resume: false, quiet: true };
+    let whole = run_card(&card("whole", 200), quiet).unwrap();
+    for key in ["magnetization", "abs_magnetization", "phi_squared", "susceptibility", "exp_minus_dh"] {
+        assert!(whole.observables.contains_key(key), "{key} missing from {:?}", whole.observables.keys());
+    }
+    assert!(whole.acceptance > 0.7, "acceptance {}", whole.acceptance);
+    run_card(&card("parts", 70), quiet).unwrap();
+    run_card(&card("parts", 200), RunOptions { resume: true, quiet: true }).unwrap();
+    let read = |name: &str| std::fs::read_to_string(dir.join(name).join("measurements.jsonl")).unwrap();
+    assert_eq!(read("whole"), read("parts"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

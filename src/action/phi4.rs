@@ -28,6 +28,11 @@ impl Phi4Action {
         Ok(Phi4Action { m2, lambda })
     }
 
+    /// (m^2, lambda).
+    pub fn couplings(&self) -> (f64, f64) {
+        (self.m2, self.lambda)
+    }
+
     /// The coefficient m^2 + 2D of phi^2.
     fn mass_term(&self, phi: &ScalarField) -> f64 {
         self.m2 + 2.0 * phi.lattice().ndim() as f64

@@ -4,7 +4,7 @@
 //! ```toml
 //! [lattice]
 //! dims = [16, 16]            # x, y, (z,) t; every extent even
-//! [gauge]
+//! [gauge]                    # or [scalar] (below)
 //! group = "u1"               # "u1" | "su3"
 //! action = "wilson"          # "wilson" | "symanzik" | "iwasaki"
 //! beta = 3.0
@@ -19,6 +19,7 @@
 //! thermalization = 200
 //! seed = 1
 //! start = "hot"              # "hot" | "cold" | path to a NERSC or flowhmc gauge file
+//!                            # (with flow updates "hot" is a sample of the model)
 //! checkpoint_every = 100
 //! output = "runs/u1"
 //! threads = 0                # 0: all cores
@@ -26,6 +27,15 @@
 //! flow = { epsilon = 0.02, t_max = 3.0, every = 10 }   # Wilson flow, 4D only
 //! hadrons = { every = 10, noise = 4 }   # condensate and pion, needs [[fermions]]
 //! ```
+//!
+//! A scalar phi^4 theory (the action of [`crate::action::Phi4Action`], monomial "phi4")
+//! replaces `[gauge]` by
+//! ```toml
+//! [scalar]
+//! m2 = -4.0
+//! lambda = 8.0
+//! ```
+//! and then `start = "hot"` draws phi(x) from N(0, 1), "cold" sets phi = 0.
 //!
 //! Nested time scales replace `integrator` and `steps` by a list of levels, outermost first;
 //! every monomial ("gauge" for the gauge action) sits on exactly one level:
@@ -37,10 +47,13 @@
 //! ```
 //! Unknown keys, wrong types and invalid values are errors that name the key.
 
-use crate::action::GaugeActionKind;
+use crate::action::{GaugeActionKind, Phi4Action};
 use crate::checkerboard::Checkerboard;
 use crate::dirac::{Boundary, Method};
 use crate::error::{Error, Result};
+use crate::flow::real_nvp::RealNvpArchitecture;
+use crate::flow::train::Schedule as LearningRateSchedule;
+use crate::flow::{Architecture, Precision, TheoryTag};
 use crate::geometry::Lattice;
 use crate::integrator::{Integrator, Level, Scheme};
 use crate::solver::SolverParams;
@@ -53,8 +66,10 @@ use std::path::{Path, PathBuf};
 pub struct Card {
     /// `[lattice]`.
     pub lattice: LatticeCard,
-    /// `[gauge]`.
-    pub gauge: GaugeCard,
+    /// `[gauge]` (exactly one of `gauge` and `scalar`).
+    pub gauge: Option<GaugeCard>,
+    /// `[scalar]`: a phi^4 theory instead of a gauge theory.
+    pub scalar: Option<ScalarCard>,
     /// `[update]`.
     pub update: UpdateCard,
     /// `[run]`.
@@ -65,6 +80,10 @@ pub struct Card {
     /// `[[fermions]]`: dynamical fermion species (none: pure gauge).
     #[serde(default)]
     pub fermions: Vec<FermionCard>,
+    /// `[flow]`: the model `flowhmc train` builds (not used by `flowhmc run`).
+    pub flow: Option<FlowModelCard>,
+    /// `[train]`: its training (not used by `flowhmc run`).
+    pub train: Option<TrainCard>,
 }
 
 /// Fermion discretisations a card can name.
@@ -220,12 +239,227 @@ pub struct GaugeCard {
     pub beta: f64,
 }
 
-/// The update kinds (flow-based kinds come with the flow models).
+/// `[scalar]`: the couplings of the phi^4 action (convention of arXiv 2101.08176).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScalarCard {
+    /// The bare mass squared (may be negative).
+    pub m2: f64,
+    /// The quartic coupling (>= 0).
+    pub lambda: f64,
+}
+
+/// The theory a card describes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Theory<'a> {
+    /// A gauge theory (with the card's fermions).
+    Gauge(&'a GaugeCard),
+    /// Scalar phi^4.
+    Scalar(&'a ScalarCard),
+}
+
+/// The update kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum UpdateKind {
     /// Hybrid Monte Carlo.
     Hmc,
+    /// Independence Metropolis with proposals from the flow model `update.model`.
+    FlowMh,
+    /// A cycle of `update.hmc` HMC trajectories then `update.flow` flow proposals.
+    Schedule,
+}
+
+impl UpdateKind {
+    /// Whether the update runs MD trajectories (and needs an integrator).
+    pub fn uses_md(self) -> bool {
+        matches!(self, UpdateKind::Hmc | UpdateKind::Schedule)
+    }
+
+    /// Whether the update draws proposals from a flow model.
+    pub fn uses_flow(self) -> bool {
+        matches!(self, UpdateKind::FlowMh | UpdateKind::Schedule)
+    }
+}
+
+/// Flow architectures a card can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelName {
+    /// Real NVP with checkerboard affine couplings (scalar theories, 2D).
+    RealNvp,
+}
+
+/// `[flow]`: the model a training run builds. Keys that an architecture does not use are
+/// errors; absent keys take the architecture's defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowModelCard {
+    /// The architecture.
+    pub model: ModelName,
+    /// "f32" (default) or "f64".
+    #[serde(default)]
+    pub precision: Precision,
+    /// Coupling layers.
+    pub layers: Option<usize>,
+    /// Hidden channels of each coupling network.
+    pub hidden: Option<Vec<usize>>,
+    /// Convolution kernel size (odd).
+    pub kernel: Option<usize>,
+}
+
+impl FlowModelCard {
+    /// The architecture with defaults filled in, validated.
+    pub fn architecture(&self) -> Result<Architecture> {
+        match self.model {
+            ModelName::RealNvp => {
+                let d = RealNvpArchitecture::default();
+                let a = RealNvpArchitecture {
+                    layers: self.layers.unwrap_or(d.layers),
+                    hidden: self.hidden.clone().unwrap_or(d.hidden),
+                    kernel: self.kernel.unwrap_or(d.kernel),
+                };
+                a.validate().map_err(|m| Error::Card(format!("flow: {m}")))?;
+                Ok(Architecture::RealNvp(a))
+            }
+        }
+    }
+}
+
+/// `[train]`: reverse-KL self-training of the `[flow]` model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainCard {
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Samples per step.
+    pub batch: usize,
+    /// Initial Adam learning rate.
+    pub learning_rate: f64,
+    /// "constant" (default) or "cosine" (decays to 0 at the last step).
+    #[serde(default)]
+    pub schedule: LearningRateSchedule,
+    /// Seed of the initial weights and of the prior draws.
+    pub seed: u64,
+    /// The model file to write (safetensors); learning curves go next to it.
+    pub output: PathBuf,
+    /// Learning-curve points every this many steps (default 50).
+    #[serde(default = "default_log_every")]
+    pub log_every: usize,
+    /// Start from the weights of this model file (same theory and architecture, any lattice
+    /// size) instead of fresh ones.
+    pub init: Option<PathBuf>,
+}
+
+fn default_log_every() -> usize {
+    50
+}
+
+/// A training card: the theory and lattice of a run card with `[flow]` and `[train]`; the
+/// tables `[update]`, `[run]`, `[measure]` and `[[fermions]]` may be present (one card can
+/// train a model and then run with it) and are not used.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingCard {
+    /// `[lattice]`.
+    pub lattice: LatticeCard,
+    /// `[gauge]` (exactly one of `gauge` and `scalar`).
+    pub gauge: Option<GaugeCard>,
+    /// `[scalar]`.
+    pub scalar: Option<ScalarCard>,
+    /// `[flow]`.
+    pub flow: FlowModelCard,
+    /// `[train]`.
+    pub train: TrainCard,
+}
+
+impl TrainingCard {
+    /// Parses and validates a training card; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<TrainingCard> {
+        let named = |m: String| Error::Card(format!("{origin}: {m}"));
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| named(e.to_string()))?;
+        for unused in ["update", "run", "measure", "fermions"] {
+            table.remove(unused);
+        }
+        let card: TrainingCard = table.try_into().map_err(|e: toml::de::Error| named(e.to_string()))?;
+        card.validate().map_err(|e| named(strip(e)))?;
+        Ok(card)
+    }
+
+    /// Reads, parses and validates a training card file.
+    pub fn load(path: &Path) -> Result<TrainingCard> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// The theory.
+    pub fn theory(&self) -> Result<Theory<'_>> {
+        theory_of(&self.gauge, &self.scalar)
+    }
+
+    fn validate(&self) -> Result<()> {
+        Lattice::new(&self.lattice.dims)?;
+        validate_theory(self.theory()?)?;
+        self.flow.architecture()?;
+        let t = &self.train;
+        if t.steps == 0
+            || t.batch < 2
+            || !(t.learning_rate > 0.0 && t.learning_rate.is_finite())
+            || t.log_every == 0
+        {
+            return Err(Error::Card(format!(
+                "train: need steps >= 1, batch >= 2, learning_rate > 0 and log_every >= 1 (steps = {}, batch = {}, \
+                 learning_rate = {}, log_every = {})",
+                t.steps, t.batch, t.learning_rate, t.log_every
+            )));
+        }
+        if let Some(init) = t.init.as_ref().filter(|p| !p.is_file()) {
+            return Err(Error::Card(format!("train.init = {:?}: no such file", init.display())));
+        }
+        Ok(())
+    }
+}
+
+/// The theory of the `[gauge]` and `[scalar]` tables: exactly one must be given.
+fn theory_of<'a>(gauge: &'a Option<GaugeCard>, scalar: &'a Option<ScalarCard>) -> Result<Theory<'a>> {
+    match (gauge, scalar) {
+        (Some(g), None) => Ok(Theory::Gauge(g)),
+        (None, Some(s)) => Ok(Theory::Scalar(s)),
+        (Some(_), Some(_)) => Err(Error::Card("give either [gauge] or [scalar], not both".into())),
+        (None, None) => Err(Error::Card("missing [gauge] (or [scalar])".into())),
+    }
+}
+
+/// Checks the couplings of a theory.
+fn validate_theory(theory: Theory<'_>) -> Result<()> {
+    match theory {
+        Theory::Gauge(g) if !(g.beta > 0.0 && g.beta.is_finite()) => {
+            Err(Error::Card(format!("gauge.beta = {}: must be a positive number", g.beta)))
+        }
+        Theory::Scalar(s) => Phi4Action::new(s.m2, s.lambda)
+            .map(|_| ())
+            .map_err(|e| Error::Card(format!("scalar: {}", strip(e)))),
+        Theory::Gauge(_) => Ok(()),
+    }
+}
+
+impl Theory<'_> {
+    /// The tag flow models record.
+    pub fn tag(&self) -> TheoryTag {
+        match self {
+            Theory::Scalar(_) => TheoryTag::Scalar,
+            Theory::Gauge(GaugeCard { group: GroupName::U1, .. }) => TheoryTag::U1,
+            Theory::Gauge(GaugeCard { group: GroupName::Su3, .. }) => TheoryTag::Su3,
+        }
+    }
+
+    /// The couplings flow models record: `m2` and `lambda`, or `beta`.
+    pub fn couplings(&self) -> std::collections::BTreeMap<String, f64> {
+        match self {
+            Theory::Scalar(s) => [("m2".to_string(), s.m2), ("lambda".to_string(), s.lambda)].into(),
+            Theory::Gauge(g) => [("beta".to_string(), g.beta)].into(),
+        }
+    }
 }
 
 /// One `[[update.levels]]` entry.
@@ -246,8 +480,8 @@ pub struct LevelCard {
 pub struct UpdateCard {
     /// The update kind.
     pub kind: UpdateKind,
-    /// MD time per trajectory.
-    pub trajectory_length: f64,
+    /// MD time per trajectory (kinds with MD).
+    pub trajectory_length: Option<f64>,
     /// Scheme of the single level (when `levels` is absent).
     pub integrator: Option<Scheme>,
     /// Steps of the single level (when `levels` is absent).
@@ -257,6 +491,14 @@ pub struct UpdateCard {
     /// Every n-th trajectory is also integrated back to check reversibility (0: never).
     #[serde(default)]
     pub reversibility_check: u64,
+    /// The flow model file (kinds with flow proposals).
+    pub model: Option<PathBuf>,
+    /// Flow proposals drawn per model evaluation (default 64).
+    pub batch: Option<usize>,
+    /// HMC trajectories per schedule cycle.
+    pub hmc: Option<u64>,
+    /// Flow proposals per schedule cycle.
+    pub flow: Option<u64>,
 }
 
 /// How a run starts.
@@ -326,6 +568,9 @@ pub struct FlowCard {
 /// The monomial name of the gauge action.
 pub const GAUGE_MONOMIAL: &str = "gauge";
 
+/// The monomial name of the phi^4 action.
+pub const PHI4_MONOMIAL: &str = "phi4";
+
 impl Card {
     /// Parses and validates a card given as TOML text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Card> {
@@ -352,14 +597,21 @@ impl Card {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Card(m));
         Lattice::new(&self.lattice.dims)?;
-        if !(self.gauge.beta > 0.0 && self.gauge.beta.is_finite()) {
-            return bad(format!("gauge.beta = {}: must be a positive number", self.gauge.beta));
+        validate_theory(self.theory()?)?;
+        match self.theory()? {
+            Theory::Gauge(_) => {}
+            Theory::Scalar(_) => {
+                let gauge_only = [
+                    (!self.fermions.is_empty(), "[[fermions]]"),
+                    (self.measure.flow.is_some(), "measure.flow"),
+                    (self.measure.hadrons.is_some(), "measure.hadrons"),
+                ];
+                if let Some((_, what)) = gauge_only.iter().find(|(given, _)| *given) {
+                    return bad(format!("{what}: needs a gauge theory, the card has [scalar]"));
+                }
+            }
         }
-        let u = &self.update;
-        if !(u.trajectory_length > 0.0 && u.trajectory_length.is_finite()) {
-            return bad(format!("update.trajectory_length = {}: must be positive", u.trajectory_length));
-        }
-        self.integrator()?;
+        self.validate_update()?;
         let r = &self.run;
         if r.checkpoint_every == 0 {
             return bad("run.checkpoint_every = 0: must be at least 1".into());
@@ -427,6 +679,63 @@ impl Card {
         Ok(())
     }
 
+    /// The theory: `[gauge]` or `[scalar]`, exactly one of them.
+    pub fn theory(&self) -> Result<Theory<'_>> {
+        theory_of(&self.gauge, &self.scalar)
+    }
+
+    /// The MD trajectory length (kinds with MD; validated).
+    pub fn trajectory_length(&self) -> Result<f64> {
+        match self.update.trajectory_length {
+            Some(tau) if tau > 0.0 && tau.is_finite() => Ok(tau),
+            Some(tau) => Err(Error::Card(format!("update.trajectory_length = {tau}: must be positive"))),
+            None => Err(Error::Card(format!("update: kind {:?} needs trajectory_length", self.update.kind))),
+        }
+    }
+
+    /// Every key of `[update]` present where its kind uses it, and only there.
+    fn validate_update(&self) -> Result<()> {
+        let u = &self.update;
+        let bad = |m: String| Err(Error::Card(format!("update: {m}")));
+        if u.kind.uses_md() {
+            self.trajectory_length()?;
+            self.integrator()?;
+        } else {
+            let md_keys = [
+                (u.trajectory_length.is_some(), "trajectory_length"),
+                (u.integrator.is_some(), "integrator"),
+                (u.steps.is_some(), "steps"),
+                (u.levels.is_some(), "levels"),
+                (u.reversibility_check > 0, "reversibility_check"),
+            ];
+            if let Some((_, key)) = md_keys.iter().find(|(given, _)| *given) {
+                return bad(format!("{key} is for updates with MD, kind {:?} has none", u.kind));
+            }
+        }
+        if u.kind.uses_flow() {
+            match &u.model {
+                None => return bad(format!("kind {:?} needs model = \"PATH\" (a trained flow)", u.kind)),
+                Some(path) if !path.is_file() => {
+                    return bad(format!("model = {:?}: no such file", path.display()));
+                }
+                Some(_) => {}
+            }
+            if u.batch == Some(0) {
+                return bad("batch = 0: must be at least 1".into());
+            }
+        } else if u.model.is_some() || u.batch.is_some() {
+            return bad(format!("model and batch are for flow updates, kind {:?} has none", u.kind));
+        }
+        match (u.kind, u.hmc, u.flow) {
+            (UpdateKind::Schedule, Some(h), Some(f)) if h > 0 && f > 0 => Ok(()),
+            (UpdateKind::Schedule, _, _) => {
+                bad("a schedule needs hmc >= 1 and flow >= 1 (steps per cycle)".into())
+            }
+            (_, None, None) => Ok(()),
+            _ => bad("hmc and flow count the steps of a schedule; kind is not \"schedule\"".into()),
+        }
+    }
+
     /// The start of the chain.
     pub fn start(&self) -> Start {
         match self.run.start.as_str() {
@@ -437,8 +746,11 @@ impl Card {
     }
 
     /// Names of the monomials, in the order the update builds them: "gauge", then the terms
-    /// of each `[[fermions]]` table.
+    /// of each `[[fermions]]` table; "phi4" for a scalar theory.
     pub fn monomial_names(&self) -> Vec<String> {
+        if self.scalar.is_some() {
+            return vec![PHI4_MONOMIAL.to_string()];
+        }
         let mut names = vec![GAUGE_MONOMIAL.to_string()];
         for (i, f) in self.fermions.iter().enumerate() {
             names.extend(f.term_names(i));
@@ -569,6 +881,26 @@ mod tests {
         assert!(err(levels, &unknown).contains("unknown monomial \"fermion\""));
         let twice = format!("{nested}{}", nested.replace("steps = 3", "steps = 2"));
         assert!(err(levels, &twice).contains("exactly one"));
+    }
+
+    #[test]
+    fn scalar_cards() {
+        let gauge = "[gauge]\ngroup = \"u1\"\naction = \"wilson\"\nbeta = 3.0\n";
+        let card = with(gauge, "[scalar]\nm2 = -4.0\nlambda = 8.0\n").unwrap();
+        assert_eq!(card.theory().unwrap(), Theory::Scalar(&ScalarCard { m2: -4.0, lambda: 8.0 }));
+        assert_eq!(card.monomial_names(), [PHI4_MONOMIAL]);
+        assert_eq!(Card::parse(&card.to_toml(), "again").unwrap(), card);
+        assert!(err(gauge, "[scalar]\nm2 = -4.0\nlambda = -1.0\n").contains("scalar: phi^4"));
+        assert!(err(gauge, "[scalar]\nm2 = -4.0\n").contains("lambda"));
+        assert!(err(gauge, "").contains("missing [gauge]"));
+        assert!(err(gauge, &format!("{gauge}[scalar]\nm2 = 1.0\nlambda = 0.0\n")).contains("not both"));
+        let fermions = "[[fermions]]\nkind = \"wilson\"\nflavors = 2\nkappa = 0.2\n\
+                        solver = { kind = \"cg\", tolerance = 1e-10, max_iterations = 10 }\n";
+        let e = Card::parse(
+            &format!("{}{fermions}", DEFAULT_CARD.replace(gauge, "[scalar]\nm2 = 1.0\nlambda = 0.0\n")),
+            "card.toml",
+        );
+        assert!(e.unwrap_err().to_string().contains("[[fermions]]: needs a gauge theory"));
     }
 
     /// A [[fermions]] table appended to the default card, with `edit` applied to it.

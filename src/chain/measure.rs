@@ -9,6 +9,10 @@
 //! curve t^2 E(t) as the arrays `flow_times` and `flow_t2e`; with hadron measurements
 //! `chiral_condensate`, `hadron_solver_iterations` and the arrays `pion_correlator`,
 //! `pion_effective_mass` (the summary analyses the scalars only).
+//!
+//! A scalar field's record has `trajectory`, `accepted`, `dh` (and the reversibility keys),
+//! then `magnetization` (m = sum_x phi(x) / V), `abs_magnetization` (|m|) and `phi_squared`
+//! (sum_x phi(x)^2 / V); the summary adds the two-point susceptibility estimator V m^2.
 
 use super::card::{FermionCard, FlowCard, HadronCard};
 use crate::checkerboard::Checkerboard;
@@ -21,6 +25,7 @@ use crate::observables::{
     average_plaquette, average_rectangle, polyakov_loop, topological_charge_u1_2d, wilson_flow,
 };
 use crate::rng::{Purpose, StreamKey};
+use crate::scalar::ScalarField;
 use crate::update::StepReport;
 use serde_json::{Map, Value, json};
 use std::any::Any;
@@ -31,6 +36,37 @@ pub fn geometric_charge<G: Group>(u: &GaugeField<G>) -> Option<f64> {
     (u1.lattice().ndim() == 2).then(|| topological_charge_u1_2d(u1))
 }
 
+/// The keys every record has: `trajectory`, `accepted`, `dh`; when the step checked it,
+/// `reversibility_du` and `reversibility_dh`; for a flow proposal `flow_accepted` and
+/// `flow_nonfinite` (1 when the proposal's log-density or action was not finite, else 0).
+fn step_record(report: &StepReport, trajectory: u64) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("trajectory".into(), json!(trajectory));
+    m.insert("accepted".into(), json!(report.accepted));
+    m.insert("dh".into(), json!(report.dh));
+    if let Some((du, dh)) = report.reversibility {
+        m.insert("reversibility_du".into(), json!(du));
+        m.insert("reversibility_dh".into(), json!(dh));
+    }
+    if let Some(finite) = report.flow_proposal {
+        m.insert("flow_accepted".into(), json!(u8::from(report.accepted)));
+        m.insert("flow_nonfinite".into(), json!(u8::from(!finite)));
+    }
+    m
+}
+
+/// Measures the scalar field `phi` after update `trajectory`.
+pub fn measure_scalar(phi: &ScalarField, report: &StepReport, trajectory: u64) -> Map<String, Value> {
+    let mut m = step_record(report, trajectory);
+    let volume = phi.lattice().volume() as f64;
+    let magnetization = phi.magnetization() / volume;
+    m.insert("magnetization".into(), json!(magnetization));
+    m.insert("abs_magnetization".into(), json!(magnetization.abs()));
+    let values = phi.values();
+    m.insert("phi_squared".into(), json!(phi.sum_by(|x| values[x] * values[x]) / volume));
+    m
+}
+
 /// Measures `u` after update `trajectory`; `flow` is given on trajectories that measure it.
 pub fn measure<G: Group>(
     u: &GaugeField<G>,
@@ -39,10 +75,7 @@ pub fn measure<G: Group>(
     flow: Option<&FlowCard>,
     has_fermions: bool,
 ) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("trajectory".into(), json!(trajectory));
-    m.insert("accepted".into(), json!(report.accepted));
-    m.insert("dh".into(), json!(report.dh));
+    let mut m = step_record(report, trajectory);
     m.insert("plaquette".into(), json!(average_plaquette(u)));
     m.insert("rectangle".into(), json!(average_rectangle(u)));
     let p = polyakov_loop(u);
@@ -53,10 +86,6 @@ pub fn measure<G: Group>(
     }
     if has_fermions {
         m.insert("solver_iterations".into(), json!(report.solver_iterations));
-    }
-    if let Some((du, dh)) = report.reversibility {
-        m.insert("reversibility_du".into(), json!(du));
-        m.insert("reversibility_dh".into(), json!(dh));
     }
     if let Some(f) = flow {
         let result = wilson_flow(u, f.epsilon, f.t_max);

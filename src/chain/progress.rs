@@ -3,7 +3,8 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-/// Reports trajectory, acceptance, plaquette and the estimated time left.
+/// Reports the count of work done (trajectories, training steps), a few figures and the
+/// estimated time left.
 pub struct Progress {
     total: u64,
     first: u64,
@@ -33,17 +34,20 @@ impl Progress {
         }
     }
 
-    /// Call after update `done` (1-based count of finished updates).
-    pub fn update(&mut self, done: u64, acceptance: f64, plaquette: f64) {
+    /// Call after update `done` (1-based count of finished updates); `name` and `value` are
+    /// the observable shown (the plaquette of a gauge field, |m| of a scalar field).
+    pub fn update(&mut self, done: u64, acceptance: f64, name: &str, value: f64) {
+        self.show("trajectory", done, &format!("acc {acceptance:.3} {name} {value:.6}"));
+    }
+
+    /// Call after `done` of the total units of work (`unit`: "trajectory", "step"), with the
+    /// figures to show after the count.
+    pub fn show(&mut self, unit: &str, done: u64, figures: &str) {
         let fraction = done as f64 / self.total as f64;
         let elapsed = self.started.elapsed().as_secs_f64();
         let rate = (done - self.first) as f64 / elapsed.max(1e-9);
         let eta = Duration::from_secs_f64(((self.total - done) as f64 / rate.max(1e-9)).min(1e7));
-        let text = format!(
-            "trajectory {done}/{} acc {acceptance:.3} plaq {plaquette:.6} ETA {}",
-            self.total,
-            format_duration(eta)
-        );
+        let text = format!("{unit} {done}/{} {figures} ETA {}", self.total, format_duration(eta));
         let mut err = std::io::stderr().lock();
         if self.terminal {
             let width = 30;

@@ -1,27 +1,25 @@
 //! The run loop: start or resume, update, measure, checkpoint, summarise.
 //!
 //! Output directory layout: `card.toml` (the card as run), `measurements.jsonl`,
-//! `checkpoint.cfg` (native gauge file whose metadata holds `next_update` and `measured`),
+//! `checkpoint.cfg` (native field file whose metadata holds `next_update` and `measured`),
 //! `summary.json` and `plots/`. A checkpoint is written after the measurements it covers are
 //! synced to disk, and atomically, so a run killed at any moment resumes from its last
 //! checkpoint and reproduces the uninterrupted chain exactly: every random number derives
 //! from the seed and the update number alone.
 
-use super::card::{Card, GroupName, SolverKind, Start};
-use super::measure::{measure, measure_hadrons};
+use super::card::{Card, GaugeCard, GroupName, Theory, UpdateKind};
+use super::fields::ChainField;
 use super::progress::Progress;
 use super::summary::{Summary, analyze};
-use crate::action::fermion::{Pseudofermion, PseudofermionParams};
-use crate::action::{GaugeAction, Monomial};
-use crate::checkerboard::Checkerboard;
 use crate::error::{Error, Result};
 use crate::field::GaugeField;
+use crate::flow::FlowModel;
 use crate::geometry::Lattice;
-use crate::group::{Group, Su3, U1};
-use crate::io::{native, nersc, read_file, write_atomically};
-use crate::update::{Hmc, MarkovStep};
+use crate::group::{Su3, U1};
+use crate::io::{native, write_atomically};
+use crate::scalar::ScalarField;
+use crate::update::{Hmc, MarkovStep, Schedule};
 use serde_json::json;
-use std::any::Any;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -46,57 +44,23 @@ pub fn run_card(card: &Card, options: RunOptions) -> Result<Summary> {
         .num_threads(card.run.threads)
         .build()
         .map_err(|e| Error::Card(format!("run.threads = {}: {e}", card.run.threads)))?;
-    pool.install(|| match card.gauge.group {
-        GroupName::U1 => run::<U1>(card, options),
-        GroupName::Su3 => run::<Su3>(card, options),
+    pool.install(|| match card.theory()? {
+        Theory::Gauge(GaugeCard { group: GroupName::U1, .. }) => run::<GaugeField<U1>>(card, options),
+        Theory::Gauge(GaugeCard { group: GroupName::Su3, .. }) => run::<GaugeField<Su3>>(card, options),
+        Theory::Scalar(_) => run::<ScalarField>(card, options),
     })
-}
-
-/// Loads a start configuration (NERSC for 4D SU(3), or native) and checks its extents.
-pub fn load_configuration<G: Group>(path: &Path, lattice: &Lattice) -> Result<GaugeField<G>> {
-    let bytes = read_file(path)?;
-    // the same messages as nersc::read and native::read, without reading the file again
-    let field: GaugeField<G> = if nersc::is_nersc(&bytes) {
-        let su3: Box<dyn Any> = Box::new(
-            nersc::parse(&bytes).map_err(|m| Error::Config(format!("{} (NERSC): {m}", path.display())))?,
-        );
-        *su3.downcast::<GaugeField<G>>().map_err(|_| {
-            Error::Config(format!(
-                "{}: a NERSC file holds SU(3) links, the card asks for {}",
-                path.display(),
-                G::NAME
-            ))
-        })?
-    } else if native::is_native(&bytes) {
-        native::parse::<G>(&bytes).map_err(|m| Error::Config(format!("{}: {m}", path.display())))?.0
-    } else {
-        return Err(Error::Config(format!("{}: neither a NERSC nor a flowhmc gauge file", path.display())));
-    };
-    if field.lattice().dims() != lattice.dims() {
-        return Err(Error::Config(format!(
-            "{}: the configuration has dims {:?}, the card says {:?}",
-            path.display(),
-            field.lattice().dims(),
-            lattice.dims()
-        )));
-    }
-    Ok(field)
 }
 
 /// A fresh run: the output directory must be new or empty; everything that can fail on bad
 /// input fails before it is created.
-fn fresh_state<G: Group>(card: &Card, lattice: &Arc<Lattice>, dir: &Path) -> Result<GaugeField<G>> {
+fn fresh_state<C: ChainField>(card: &Card, lattice: &Arc<Lattice>, dir: &Path) -> Result<C> {
     if dir.read_dir().map(|mut d| d.next().is_some()).unwrap_or(false) {
         return Err(Error::Card(format!(
             "run.output = {:?} already holds files; resume it with --resume or choose another output",
             dir.display()
         )));
     }
-    let u = match card.start() {
-        Start::Hot => GaugeField::hot(lattice.clone(), card.run.seed),
-        Start::Cold => GaugeField::cold(lattice.clone()),
-        Start::File(path) => load_configuration(&path, lattice)?,
-    };
+    let u = C::start(card, lattice)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     write_atomically(&dir.join("card.toml"), card.to_toml().as_bytes())?;
     write_atomically(&dir.join(MEASUREMENTS), b"")?;
@@ -105,7 +69,7 @@ fn fresh_state<G: Group>(card: &Card, lattice: &Arc<Lattice>, dir: &Path) -> Res
 
 /// A resumed run: the card must match the one the run started with (the number of measured
 /// trajectories may grow); measurements past the checkpoint are dropped.
-fn resume_state<G: Group>(card: &Card, dir: &Path) -> Result<(GaugeField<G>, u64, u64)> {
+fn resume_state<C: ChainField>(card: &Card, dir: &Path) -> Result<(C, u64, u64)> {
     let stored = Card::load(&dir.join("card.toml"))?;
     let mut comparable = stored.clone();
     comparable.run.trajectories = card.run.trajectories;
@@ -119,7 +83,7 @@ fn resume_state<G: Group>(card: &Card, dir: &Path) -> Result<(GaugeField<G>, u64
     if !path.is_file() {
         return Err(Error::Config(format!("{}: no checkpoint to resume from", dir.display())));
     }
-    let (u, meta) = native::read::<G>(&path)?;
+    let (u, meta) = native::read::<C>(&path)?;
     let field = |k: &str| {
         meta.get(k)
             .and_then(|v| v.as_u64())
@@ -149,48 +113,43 @@ fn read_measurements_prefix(dir: &Path, n: usize) -> Result<String> {
     Ok(lines.iter().map(|l| format!("{l}\n")).collect())
 }
 
-/// The monomials of the card, in the order of [`Card::monomial_names`].
-pub fn build_monomials<G: Group>(
-    card: &Card,
-    lattice: &Arc<Lattice>,
-) -> Result<Vec<Box<dyn Monomial<GaugeField<G>>>>> {
-    let mut monomials: Vec<Box<dyn Monomial<GaugeField<G>>>> =
-        vec![Box::new(GaugeAction::new(card.gauge.action, card.gauge.beta))];
-    if card.fermions.is_empty() {
-        return Ok(monomials);
-    }
-    let cb = Checkerboard::new(lattice.clone())?;
-    let mut stream = 0;
-    for (i, f) in card.fermions.iter().enumerate() {
-        let (boundary, solver) = (f.boundary_phase(), f.solver_params());
-        for (name, (kappa, kappa_heavy)) in f.term_names(i).iter().zip(f.term_kappas()) {
-            let params = PseudofermionParams {
-                kappa,
-                kappa_heavy,
-                boundary,
-                even_odd: f.even_odd,
-                solver,
-                mixed_precision: f.solver.kind == SolverKind::MixedCg,
-            };
-            monomials.push(match lattice.ndim() {
-                2 => Box::new(Pseudofermion::<G, 2>::new(name, params, cb.clone(), stream)),
-                _ => Box::new(Pseudofermion::<G, 4>::new(name, params, cb.clone(), stream)),
-            });
-            stream += 1;
+/// The Markov step of the card: HMC, flow Metropolis or a schedule of both.
+pub fn build_update<C: ChainField>(card: &Card, lattice: &Arc<Lattice>) -> Result<Box<dyn MarkovStep<C>>> {
+    let seed = card.run.seed;
+    let hmc = || -> Result<Box<dyn MarkovStep<C>>> {
+        let monomials = C::monomials(card, lattice)?;
+        Ok(Box::new(Hmc::new(monomials, card.integrator()?, card.trajectory_length()?, seed)?))
+    };
+    let flow = || -> Result<Box<dyn MarkovStep<C>>> {
+        let path = card.update.model.as_ref().ok_or_else(|| Error::Card("update: no model".into()))?;
+        let model = FlowModel::load(path, None)?;
+        model
+            .check_matches(card.theory()?.tag(), &card.lattice.dims)
+            .map_err(|e| Error::Card(format!("update.model = {:?}: {e}", path.display())))?;
+        let batch = card.update.batch.unwrap_or(DEFAULT_PROPOSAL_BATCH);
+        C::flow_metropolis(model, C::monomials(card, lattice)?, seed, batch)
+    };
+    match card.update.kind {
+        UpdateKind::Hmc => hmc(),
+        UpdateKind::FlowMh => flow(),
+        UpdateKind::Schedule => {
+            let (h, f) = (card.update.hmc.unwrap_or(1), card.update.flow.unwrap_or(1));
+            Ok(Box::new(Schedule::new(vec![(hmc()?, h), (flow()?, f)])?))
         }
     }
-    Ok(monomials)
 }
 
-fn run<G: Group>(card: &Card, options: RunOptions) -> Result<Summary> {
+/// Flow proposals drawn per model evaluation when the card does not say.
+pub const DEFAULT_PROPOSAL_BATCH: usize = 64;
+
+fn run<C: ChainField>(card: &Card, options: RunOptions) -> Result<Summary> {
     let dir = card.run.output.as_path();
     let lattice = Arc::new(Lattice::new(&card.lattice.dims)?);
-    let monomials = build_monomials::<G>(card, &lattice)?;
-    let mut hmc = Hmc::new(monomials, card.integrator()?, card.update.trajectory_length, card.run.seed)?;
+    let mut markov = build_update::<C>(card, &lattice)?;
     let (mut u, first, mut measured) = if options.resume {
-        resume_state::<G>(card, dir)?
+        resume_state::<C>(card, dir)?
     } else {
-        (fresh_state::<G>(card, &lattice, dir)?, 0, 0)
+        (fresh_state::<C>(card, &lattice, dir)?, 0, 0)
     };
     let therm = card.run.thermalization;
     let total = therm + card.run.trajectories;
@@ -201,33 +160,23 @@ fn run<G: Group>(card: &Card, options: RunOptions) -> Result<Summary> {
     let started = Instant::now();
     for update in first..total {
         let check = card.update.reversibility_check;
-        hmc.set_reversibility_check(check > 0 && (update + 1).is_multiple_of(check));
-        let report = hmc.step(&mut u, update)?;
+        markov.set_reversibility_check(check > 0 && (update + 1).is_multiple_of(check));
+        let report = markov.step(&mut u, update)?;
         steps += 1;
         accepted += u64::from(report.accepted);
-        let plaquette = if update >= therm {
-            let flow = card.measure.flow.as_ref().filter(|f| (update - therm).is_multiple_of(f.every));
-            let mut record = measure(&u, &report, update + 1, flow, !card.fermions.is_empty());
-            if let Some(h) =
-                card.measure.hadrons.as_ref().filter(|h| (update - therm).is_multiple_of(h.every))
-            {
-                record.extend(measure_hadrons(&u, &card.fermions[0], h, card.run.seed, update)?);
-            }
-            let plaquette = record["plaquette"].as_f64();
+        if update >= therm {
+            let record = u.measure(card, &report, update)?;
             writeln!(file, "{}", serde_json::Value::Object(record)).map_err(|e| Error::io(&path, e))?;
             measured += 1;
-            plaquette
-        } else {
-            None
-        };
+        }
         if (update + 1).is_multiple_of(card.run.checkpoint_every) || update + 1 == total {
             file.flush().and_then(|_| file.sync_data()).map_err(|e| Error::io(&path, e))?;
             let meta = json!({"next_update": update + 1, "measured": measured});
             native::write(&u, meta, &dir.join(CHECKPOINT))?;
         }
         if !options.quiet {
-            let plaquette = plaquette.unwrap_or_else(|| crate::observables::average_plaquette(&u));
-            progress.update(update + 1, accepted as f64 / steps as f64, plaquette);
+            let (name, value) = u.headline();
+            progress.update(update + 1, accepted as f64 / steps as f64, name, value);
         }
     }
     let seconds = (steps > 0).then(|| started.elapsed().as_secs_f64() / steps as f64);

@@ -2,7 +2,8 @@
 //!
 //! summary.json: `flowhmc` (version and revision), `acceptance`, `trajectories` (measured), `seconds_per_trajectory` (when the
 //! run recorded it) and `observables`: for every numeric key of the records, plus
-//! `exp_minus_dh` = exp(-dH) and, with a charge, `topological_susceptibility` = Q^2 / V, the
+//! `exp_minus_dh` = exp(-dH), with a charge `topological_susceptibility` = Q^2 / V and with a
+//! magnetization m (scalar fields) `susceptibility` = V m^2, the
 //! Gamma-method `mean`, `error`, `tau_int`, `tau_int_error`, `window` and `samples`.
 //! plots/NAME.svg shows the history and the normalised autocorrelation function of each.
 
@@ -73,6 +74,10 @@ pub fn analyze(dir: &Path, seconds_per_trajectory: Option<f64>) -> Result<Summar
     if let Some(q) = series.get("topological_charge") {
         let chi = q.iter().map(|q| q * q / volume as f64).collect();
         series.insert("topological_susceptibility".into(), chi);
+    }
+    if let Some(m) = series.get("magnetization") {
+        let chi = m.iter().map(|m| volume as f64 * m * m).collect();
+        series.insert("susceptibility".into(), chi);
     }
     let observables: BTreeMap<String, GammaResult> =
         series.iter().filter_map(|(k, v)| Some((k.clone(), gamma_method(v, DEFAULT_S)?))).collect();

@@ -1,15 +1,18 @@
-//! flowhmc's native gauge file: one JSON header line, then the links as little-endian f64.
+//! flowhmc's native field file: one JSON header line, then the field as little-endian f64.
 //!
-//! Header keys: `format` ("flowhmc-gauge"), `version` (1), `group` ("u1" | "su3"), `dims`
-//! (x first), `checksum` (FNV-1a 64 of the data bytes, hex) and `metadata` (free JSON, used by
-//! checkpoints for the update number). Data: links in the order `site * D + mu` (lexicographic,
-//! x fastest), each matrix row-major as (re, im) pairs.
+//! Header keys: `format` ("flowhmc-gauge"), `version` (1), `group` (the field kind: "u1" |
+//! "su3" for gauge fields, "scalar" for real scalar fields), `dims` (x first), `checksum`
+//! (FNV-1a 64 of the data bytes, hex) and `metadata` (free JSON, used by checkpoints for the
+//! update number). Data of a gauge field: links in the order `site * D + mu` (lexicographic,
+//! x fastest), each matrix row-major as (re, im) pairs; of a scalar field: phi(x) in
+//! lexicographic order.
 
 use super::{read_file, write_atomically};
 use crate::error::{Error, Result};
 use crate::field::GaugeField;
 use crate::geometry::Lattice;
 use crate::group::{Group, LinkMatrix};
+use crate::scalar::ScalarField;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
@@ -27,31 +30,90 @@ struct Header {
     metadata: serde_json::Value,
 }
 
+/// A field that the native format stores: a kind name and a flat list of reals.
+pub trait NativeField: Sized {
+    /// The `group` entry of the header.
+    fn kind() -> &'static str;
+    /// The lattice of the field.
+    fn lattice(&self) -> &Arc<Lattice>;
+    /// Number of reals stored per site on a lattice of `ndim` dimensions.
+    fn reals_per_site(ndim: usize) -> usize;
+    /// The reals in file order.
+    fn to_reals(&self) -> Vec<f64>;
+    /// The field from reals in file order (their number already checked); rejects values
+    /// that are not a valid field.
+    fn from_reals(lattice: Arc<Lattice>, reals: &[f64]) -> std::result::Result<Self, String>;
+}
+
+impl<G: Group> NativeField for GaugeField<G> {
+    fn kind() -> &'static str {
+        G::NAME
+    }
+    fn lattice(&self) -> &Arc<Lattice> {
+        GaugeField::lattice(self)
+    }
+    fn reals_per_site(ndim: usize) -> usize {
+        2 * G::NC * G::NC * ndim
+    }
+    fn to_reals(&self) -> Vec<f64> {
+        let per_link = 2 * G::NC * G::NC;
+        let links = self.to_links();
+        let mut reals = vec![0.0; links.len() * per_link];
+        for (link, out) in links.iter().zip(reals.chunks_exact_mut(per_link)) {
+            link.write_reals(out);
+        }
+        reals
+    }
+    fn from_reals(lattice: Arc<Lattice>, reals: &[f64]) -> std::result::Result<Self, String> {
+        let links: Vec<G::Elem> = reals.chunks_exact(2 * G::NC * G::NC).map(G::Elem::read_reals).collect();
+        check_links::<G>(&links)?;
+        GaugeField::from_links(lattice, links).map_err(|e| e.to_string())
+    }
+}
+
+impl NativeField for ScalarField {
+    fn kind() -> &'static str {
+        "scalar"
+    }
+    fn lattice(&self) -> &Arc<Lattice> {
+        ScalarField::lattice(self)
+    }
+    fn reals_per_site(_ndim: usize) -> usize {
+        1
+    }
+    fn to_reals(&self) -> Vec<f64> {
+        self.values().to_vec()
+    }
+    fn from_reals(lattice: Arc<Lattice>, reals: &[f64]) -> std::result::Result<Self, String> {
+        if let Some(x) = reals.iter().position(|v| !v.is_finite()) {
+            return Err(format!("phi at site {x} is {}", reals[x]));
+        }
+        let mut phi = ScalarField::zeros(lattice);
+        phi.values_mut().copy_from_slice(reals);
+        Ok(phi)
+    }
+}
+
 /// FNV-1a 64-bit hash.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
-/// Whether `bytes` start like a native gauge file.
+/// Whether `bytes` start like a native field file.
 pub fn is_native(bytes: &[u8]) -> bool {
     bytes.starts_with(br#"{"format":"flowhmc-gauge""#)
 }
 
-/// Writes `u` with `metadata` to `path` atomically.
-pub fn write<G: Group>(u: &GaugeField<G>, metadata: serde_json::Value, path: &Path) -> Result<()> {
-    let per_link = 2 * G::NC * G::NC;
-    let mut reals = vec![0.0; per_link];
-    let links = u.to_links();
-    let mut data = Vec::with_capacity(links.len() * per_link * 8);
-    for link in &links {
-        link.write_reals(&mut reals);
-        reals.iter().for_each(|x| data.extend_from_slice(&x.to_le_bytes()));
-    }
+/// Writes `field` with `metadata` to `path` atomically.
+pub fn write<F: NativeField>(field: &F, metadata: serde_json::Value, path: &Path) -> Result<()> {
+    let reals = field.to_reals();
+    let mut data = Vec::with_capacity(reals.len() * 8);
+    reals.iter().for_each(|x| data.extend_from_slice(&x.to_le_bytes()));
     let header = Header {
         format: FORMAT.into(),
         version: 1,
-        group: G::NAME.into(),
-        dims: u.lattice().dims().to_vec(),
+        group: F::kind().into(),
+        dims: field.lattice().dims().to_vec(),
         checksum: format!("{:016x}", fnv1a(&data)),
         metadata,
     };
@@ -61,15 +123,16 @@ pub fn write<G: Group>(u: &GaugeField<G>, metadata: serde_json::Value, path: &Pa
     write_atomically(path, &bytes)
 }
 
-/// Reads a native file of group `G`; returns the field and the metadata. The group, the
-/// checksum and the data length are checked, and every link must be in the group to 1e-10.
-pub fn read<G: Group>(path: &Path) -> Result<(GaugeField<G>, serde_json::Value)> {
+/// Reads a native file holding a field of kind `F`; returns the field and the metadata. The
+/// kind, the checksum and the data length are checked, and every value must be valid (links
+/// in the group to 1e-10, scalars finite).
+pub fn read<F: NativeField>(path: &Path) -> Result<(F, serde_json::Value)> {
     let bytes = read_file(path)?;
     parse(&bytes).map_err(|m| Error::Config(format!("{}: {m}", path.display())))
 }
 
 /// Parses the bytes of a native file (see [`read`]); errors are messages without the path.
-pub fn parse<G: Group>(bytes: &[u8]) -> std::result::Result<(GaugeField<G>, serde_json::Value), String> {
+pub fn parse<F: NativeField>(bytes: &[u8]) -> std::result::Result<(F, serde_json::Value), String> {
     let end = bytes.iter().position(|&b| b == b'\n').ok_or("no header line")?;
     let header: Header =
         serde_json::from_slice(&bytes[..end]).map_err(|e| format!("unreadable header: {e}"))?;
@@ -79,13 +142,12 @@ pub fn parse<G: Group>(bytes: &[u8]) -> std::result::Result<(GaugeField<G>, serd
             header.format, header.version
         ));
     }
-    if header.group != G::NAME {
-        return Err(format!("the file holds a {} field, {} was expected", header.group, G::NAME));
+    if header.group != F::kind() {
+        return Err(format!("the file holds a {} field, {} was expected", header.group, F::kind()));
     }
     let lattice = Arc::new(Lattice::new(&header.dims).map_err(|e| e.to_string())?);
     let data = &bytes[end + 1..];
-    let per_link = 2 * G::NC * G::NC;
-    let expected = lattice.volume() * lattice.ndim() * per_link * 8;
+    let expected = lattice.volume() * F::reals_per_site(lattice.ndim()) * 8;
     if data.len() != expected {
         return Err(format!("{} data bytes, dims {:?} need {expected}", data.len(), header.dims));
     }
@@ -94,10 +156,7 @@ pub fn parse<G: Group>(bytes: &[u8]) -> std::result::Result<(GaugeField<G>, serd
         return Err(format!("checksum mismatch: header {}, data {sum}", header.checksum));
     }
     let reals: Vec<f64> = data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect();
-    let links: Vec<G::Elem> = reals.chunks_exact(per_link).map(G::Elem::read_reals).collect();
-    check_links::<G>(&links)?;
-    let field = GaugeField::from_links(lattice, links).map_err(|e| e.to_string())?;
-    Ok((field, header.metadata))
+    Ok((F::from_reals(lattice, &reals)?, header.metadata))
 }
 
 /// Every link finite and in the group to 1e-10.
@@ -124,21 +183,33 @@ mod tests {
         let lat = Arc::new(Lattice::new(&[4, 4, 2, 2]).unwrap());
         let u = GaugeField::<Su3>::hot(lat, 3);
         write(&u, serde_json::json!({"update": 12}), &path).unwrap();
-        let (v, meta) = read::<Su3>(&path).unwrap();
+        let (v, meta) = read::<GaugeField<Su3>>(&path).unwrap();
         assert!(u == v);
         assert_eq!(meta["update"], 12);
-        // wrong group
-        let err = read::<U1>(&path).unwrap_err().to_string();
+        // wrong group, or a scalar field expected
+        let err = read::<GaugeField<U1>>(&path).unwrap_err().to_string();
         assert!(err.contains("su3 field"), "{err}");
+        assert!(read::<ScalarField>(&path).unwrap_err().to_string().contains("scalar was expected"));
         // one flipped data byte
         let mut bytes = std::fs::read(&path).unwrap();
         let n = bytes.len();
         bytes[n - 20] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        assert!(read::<Su3>(&path).unwrap_err().to_string().contains("checksum"));
+        assert!(read::<GaugeField<Su3>>(&path).unwrap_err().to_string().contains("checksum"));
         // truncated
         std::fs::write(&path, &bytes[..n - 8]).unwrap();
-        assert!(read::<Su3>(&path).unwrap_err().to_string().contains("data bytes"));
+        assert!(read::<GaugeField<Su3>>(&path).unwrap_err().to_string().contains("data bytes"));
+        // a scalar field round-trips; a NaN in it is refused
+        let phi = ScalarField::gaussian(
+            Arc::new(Lattice::new(&[4, 6]).unwrap()),
+            &crate::rng::StreamKey::new(1, crate::rng::Purpose::Test, 0),
+        );
+        write(&phi, serde_json::json!({}), &path).unwrap();
+        assert_eq!(read::<ScalarField>(&path).unwrap().0, phi);
+        let mut nan = phi.clone();
+        nan.values_mut()[5] = f64::NAN;
+        write(&nan, serde_json::json!({}), &path).unwrap();
+        assert!(read::<ScalarField>(&path).unwrap_err().to_string().contains("site 5 is NaN"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

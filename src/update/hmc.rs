@@ -41,11 +41,6 @@ impl<C: PhaseSpace> Hmc<C> {
         self
     }
 
-    /// Switches the reversibility check of the following trajectories on or off.
-    pub fn set_reversibility_check(&mut self, on: bool) {
-        self.reversibility_check = on;
-    }
-
     /// The monomials.
     pub fn monomials(&self) -> &[Box<dyn Monomial<C>>] {
         &self.monomials
@@ -62,6 +57,10 @@ impl<C: PhaseSpace> Hmc<C> {
 }
 
 impl<C: PhaseSpace> MarkovStep<C> for Hmc<C> {
+    fn set_reversibility_check(&mut self, on: bool) {
+        self.reversibility_check = on;
+    }
+
     fn step(&mut self, u: &mut C, update: u64) -> Result<StepReport> {
         for m in &mut self.monomials {
             m.refresh(u, self.seed, update)?;
@@ -94,6 +93,6 @@ impl<C: PhaseSpace> MarkovStep<C> for Hmc<C> {
             proposal.tidy();
             *u = proposal;
         }
-        Ok(StepReport { accepted, dh, reversibility, solver_iterations })
+        Ok(StepReport { accepted, dh, reversibility, solver_iterations, flow_proposal: None })
     }
 }

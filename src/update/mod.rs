@@ -1,11 +1,16 @@
-//! Markov steps: one trait, implemented by HMC (and later by flow-based updates).
+//! Markov steps: one trait, implemented by HMC, flow independence Metropolis and schedules
+//! that mix them.
 
+pub mod flow_mh;
 pub mod hmc;
+pub mod schedule;
 
 use crate::error::Result;
 use crate::phase_space::PhaseSpace;
 
+pub use flow_mh::FlowMetropolis;
 pub use hmc::Hmc;
+pub use schedule::Schedule;
 
 /// What one Markov step reports.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -18,6 +23,9 @@ pub struct StepReport {
     pub reversibility: Option<(f64, f64)>,
     /// Krylov solver iterations the step took (0 without fermions).
     pub solver_iterations: usize,
+    /// For a flow proposal: whether its log-density and action were finite (a non-finite
+    /// proposal is rejected); `None` for MD steps.
+    pub flow_proposal: Option<bool>,
 }
 
 /// One step of a Markov chain on the configurations C whose stationary distribution is
@@ -26,4 +34,8 @@ pub trait MarkovStep<C: PhaseSpace> {
     /// Updates `u` in place. `update` is the global update number: all random numbers of the
     /// step derive from it and the run seed, so chains are reproducible and resumable.
     fn step(&mut self, u: &mut C, update: u64) -> Result<StepReport>;
+
+    /// Asks MD steps to also integrate back and report the distance (see
+    /// [`StepReport::reversibility`]); steps without MD ignore it.
+    fn set_reversibility_check(&mut self, _on: bool) {}
 }

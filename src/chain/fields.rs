@@ -1,0 +1,202 @@
+//! The fields a chain can sample, and what the run loop needs of each: how a fresh run starts,
+//! the monomials of the card's action, the measurement record and the number the progress
+//! line shows. Gauge fields of every group (with or without fermions) and real scalar fields
+//! (phi^4) implement it.
+
+use super::card::{Card, GAUGE_MONOMIAL, Start, Theory};
+use super::measure::{measure, measure_hadrons, measure_scalar};
+use crate::action::fermion::{Pseudofermion, PseudofermionParams};
+use crate::action::{GaugeAction, Monomial, Phi4Action};
+use crate::checkerboard::Checkerboard;
+use crate::error::{Error, Result};
+use crate::field::GaugeField;
+use crate::flow::{FlowField, FlowModel};
+use crate::geometry::Lattice;
+use crate::group::Group;
+use crate::io::native::{self, NativeField};
+use crate::io::{nersc, read_file};
+use crate::observables::average_plaquette;
+use crate::phase_space::PhaseSpace;
+use crate::rng::{Purpose, StreamKey};
+use crate::scalar::ScalarField;
+use crate::update::{FlowMetropolis, MarkovStep, StepReport};
+use serde_json::{Map, Value};
+use std::any::Any;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A field the run loop samples: a phase space that checkpoints in the native format.
+pub trait ChainField: PhaseSpace + NativeField + 'static {
+    /// The field a fresh run starts from (`run.start`); a start file must match the lattice.
+    fn start(card: &Card, lattice: &Arc<Lattice>) -> Result<Self>;
+    /// The monomials of the card's action, in the order of [`Card::monomial_names`].
+    fn monomials(card: &Card, lattice: &Arc<Lattice>) -> Result<Vec<Box<dyn Monomial<Self>>>>;
+    /// The record of the measurements after update `update` (0-based; measured trajectory
+    /// `update - thermalization`).
+    fn measure(&self, card: &Card, report: &StepReport, update: u64) -> Result<Map<String, Value>>;
+    /// The observable the progress line shows: its short name and its value.
+    fn headline(&self) -> (&'static str, f64);
+    /// Independence Metropolis with proposals from `model` for the action of `monomials`.
+    fn flow_metropolis(
+        model: FlowModel,
+        monomials: Vec<Box<dyn Monomial<Self>>>,
+        seed: u64,
+        batch: usize,
+    ) -> Result<Box<dyn MarkovStep<Self>>>;
+}
+
+/// Loads a start configuration (NERSC for 4D SU(3), or native) and checks its extents.
+pub fn load_configuration<F: NativeField + 'static>(path: &Path, lattice: &Lattice) -> Result<F> {
+    let bytes = read_file(path)?;
+    // the same messages as nersc::read and native::read, without reading the file again
+    let field: F = if nersc::is_nersc(&bytes) {
+        let su3: Box<dyn Any> = Box::new(
+            nersc::parse(&bytes).map_err(|m| Error::Config(format!("{} (NERSC): {m}", path.display())))?,
+        );
+        *su3.downcast::<F>().map_err(|_| {
+            Error::Config(format!(
+                "{}: a NERSC file holds SU(3) links, the card asks for {}",
+                path.display(),
+                F::kind()
+            ))
+        })?
+    } else if native::is_native(&bytes) {
+        native::parse::<F>(&bytes).map_err(|m| Error::Config(format!("{}: {m}", path.display())))?.0
+    } else {
+        return Err(Error::Config(format!("{}: neither a NERSC nor a flowhmc field file", path.display())));
+    };
+    if field.lattice().dims() != lattice.dims() {
+        return Err(Error::Config(format!(
+            "{}: the configuration has dims {:?}, the card says {:?}",
+            path.display(),
+            field.lattice().dims(),
+            lattice.dims()
+        )));
+    }
+    Ok(field)
+}
+
+/// A sample of the card's flow model: the hot start of chains with flow updates. An
+/// independence sampler started far from where its model puts weight (a Gaussian field in a
+/// near-critical phi^4 theory) keeps rejecting for a very long time; a model sample is a
+/// typical start.
+fn model_sample<F: FlowField>(card: &Card) -> Result<F> {
+    let path = card.update.model.as_ref().ok_or_else(|| Error::Card("update: no model".into()))?;
+    let model = FlowModel::load(path, None)?;
+    model.check_matches(card.theory()?.tag(), &card.lattice.dims)?;
+    let key = StreamKey::new(card.run.seed, Purpose::HotStart, 0);
+    let (field, _) = model.propose::<F>(&[key])?.pop().expect("one proposal per key");
+    Ok(field)
+}
+
+fn gauge_card(card: &Card) -> Result<&super::card::GaugeCard> {
+    match card.theory()? {
+        Theory::Gauge(g) => Ok(g),
+        Theory::Scalar(_) => Err(Error::Card("the card has [scalar], a gauge field was asked for".into())),
+    }
+}
+
+impl<G: Group> ChainField for GaugeField<G> {
+    fn start(card: &Card, lattice: &Arc<Lattice>) -> Result<Self> {
+        Ok(match card.start() {
+            Start::Hot => GaugeField::hot(lattice.clone(), card.run.seed),
+            Start::Cold => GaugeField::cold(lattice.clone()),
+            Start::File(path) => load_configuration(&path, lattice)?,
+        })
+    }
+
+    fn monomials(card: &Card, lattice: &Arc<Lattice>) -> Result<Vec<Box<dyn Monomial<Self>>>> {
+        let gauge = gauge_card(card)?;
+        let mut monomials: Vec<Box<dyn Monomial<Self>>> =
+            vec![Box::new(GaugeAction::new(gauge.action, gauge.beta))];
+        debug_assert_eq!(monomials[0].name(), GAUGE_MONOMIAL);
+        if card.fermions.is_empty() {
+            return Ok(monomials);
+        }
+        let cb = Checkerboard::new(lattice.clone())?;
+        let mut stream = 0;
+        for (i, f) in card.fermions.iter().enumerate() {
+            let (boundary, solver) = (f.boundary_phase(), f.solver_params());
+            for (name, (kappa, kappa_heavy)) in f.term_names(i).iter().zip(f.term_kappas()) {
+                let params = PseudofermionParams {
+                    kappa,
+                    kappa_heavy,
+                    boundary,
+                    even_odd: f.even_odd,
+                    solver,
+                    mixed_precision: f.solver.kind == super::card::SolverKind::MixedCg,
+                };
+                monomials.push(match lattice.ndim() {
+                    2 => Box::new(Pseudofermion::<G, 2>::new(name, params, cb.clone(), stream)),
+                    _ => Box::new(Pseudofermion::<G, 4>::new(name, params, cb.clone(), stream)),
+                });
+                stream += 1;
+            }
+        }
+        Ok(monomials)
+    }
+
+    fn measure(&self, card: &Card, report: &StepReport, update: u64) -> Result<Map<String, Value>> {
+        let measured = update - card.run.thermalization;
+        let flow = card.measure.flow.as_ref().filter(|f| measured.is_multiple_of(f.every));
+        let mut record = measure(self, report, update + 1, flow, !card.fermions.is_empty());
+        if let Some(h) = card.measure.hadrons.as_ref().filter(|h| measured.is_multiple_of(h.every)) {
+            record.extend(measure_hadrons(self, &card.fermions[0], h, card.run.seed, update)?);
+        }
+        Ok(record)
+    }
+
+    fn headline(&self) -> (&'static str, f64) {
+        ("plaq", average_plaquette(self))
+    }
+
+    fn flow_metropolis(
+        model: FlowModel,
+        _monomials: Vec<Box<dyn Monomial<Self>>>,
+        _seed: u64,
+        _batch: usize,
+    ) -> Result<Box<dyn MarkovStep<Self>>> {
+        Err(Error::Card(format!(
+            "update: flow proposals for {} gauge fields are not available yet (model {})",
+            G::NAME,
+            model.info().architecture.name()
+        )))
+    }
+}
+
+impl ChainField for ScalarField {
+    fn start(card: &Card, lattice: &Arc<Lattice>) -> Result<Self> {
+        Ok(match card.start() {
+            Start::Hot if card.update.kind.uses_flow() => model_sample(card)?,
+            Start::Hot => {
+                ScalarField::gaussian(lattice.clone(), &StreamKey::new(card.run.seed, Purpose::HotStart, 0))
+            }
+            Start::Cold => ScalarField::zeros(lattice.clone()),
+            Start::File(path) => load_configuration(&path, lattice)?,
+        })
+    }
+
+    fn monomials(card: &Card, _lattice: &Arc<Lattice>) -> Result<Vec<Box<dyn Monomial<Self>>>> {
+        match card.theory()? {
+            Theory::Scalar(s) => Ok(vec![Box::new(Phi4Action::new(s.m2, s.lambda)?)]),
+            Theory::Gauge(_) => Err(Error::Card("the card has [gauge], a scalar field was asked for".into())),
+        }
+    }
+
+    fn measure(&self, _card: &Card, report: &StepReport, update: u64) -> Result<Map<String, Value>> {
+        Ok(measure_scalar(self, report, update + 1))
+    }
+
+    fn headline(&self) -> (&'static str, f64) {
+        ("|m|", (self.magnetization() / self.lattice().volume() as f64).abs())
+    }
+
+    fn flow_metropolis(
+        model: FlowModel,
+        monomials: Vec<Box<dyn Monomial<Self>>>,
+        seed: u64,
+        batch: usize,
+    ) -> Result<Box<dyn MarkovStep<Self>>> {
+        Ok(Box::new(FlowMetropolis::new(model, monomials, seed, batch)))
+    }
+}

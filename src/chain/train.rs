@@ -1,0 +1,138 @@
+//! `flowhmc train CARD`: builds the card's `[flow]` model (or starts from `train.init`),
+//! trains it by reverse KL towards the card's theory, and writes
+//! - `train.output`: the model (safetensors, with its theory, lattice, architecture and
+//!   training record in the metadata);
+//! - OUTPUT.training.jsonl: the learning-curve points (step, loss, ess, acceptance,
+//!   learning_rate, seconds);
+//! - OUTPUT.curves.svg: loss, ESS per sample and acceptance against the training step.
+
+use super::card::{Theory, TrainingCard};
+use super::progress::Progress;
+use crate::action::Phi4Action;
+use crate::analysis::plot::{Panel, svg};
+use crate::error::{Error, Result};
+use crate::flow::train::TrainingPoint;
+use crate::flow::{BatchAction, FlowModel, ModelInfo, TrainingOptions, TrainingReport, train};
+use crate::io::write_atomically;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// A path next to the model file: `model.safetensors` -> `model.SUFFIX`.
+pub fn sibling(model: &Path, suffix: &str) -> PathBuf {
+    let stem = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    model.with_file_name(format!("{stem}.{suffix}"))
+}
+
+/// Trains the model of `card`; the output file must not exist yet. Returns the report.
+pub fn train_card(card: &TrainingCard, quiet: bool) -> Result<TrainingReport> {
+    let theory = card.theory()?;
+    let action: Box<dyn BatchAction> = match theory {
+        Theory::Scalar(s) => Box::new(Phi4Action::new(s.m2, s.lambda)?),
+        Theory::Gauge(g) => {
+            return Err(Error::Card(format!(
+                "train: flows for {:?} gauge fields are not available yet",
+                g.group
+            )));
+        }
+    };
+    let t = &card.train;
+    if t.output.exists() {
+        return Err(Error::Card(format!(
+            "train.output = {:?} exists; remove it or choose another path",
+            t.output.display()
+        )));
+    }
+    let architecture = card.flow.architecture()?;
+    let model = match &t.init {
+        None => FlowModel::new(
+            ModelInfo {
+                architecture,
+                precision: card.flow.precision,
+                theory: theory.tag(),
+                couplings: theory.couplings(),
+                dims: card.lattice.dims.clone(),
+                training: serde_json::Value::Null,
+            },
+            t.seed,
+        )?,
+        Some(path) => {
+            let mut model = FlowModel::load(path, Some(&card.lattice.dims))?;
+            let info = model.info();
+            if info.theory != theory.tag()
+                || info.architecture != architecture
+                || info.precision != card.flow.precision
+            {
+                return Err(Error::Card(format!(
+                    "train.init = {:?}: a {:?} {} model ({:?}), the card builds a {:?} {} model ({:?})",
+                    path.display(),
+                    info.theory,
+                    info.architecture.name(),
+                    info.precision,
+                    theory.tag(),
+                    architecture.name(),
+                    card.flow.precision
+                )));
+            }
+            model.set_couplings(theory.couplings());
+            model
+        }
+    };
+    if let Some(dir) = t.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let options = TrainingOptions {
+        steps: t.steps,
+        batch: t.batch,
+        learning_rate: t.learning_rate,
+        schedule: t.schedule,
+        seed: t.seed,
+        log_every: t.log_every,
+    };
+    let mut progress = Progress::new(0, t.steps as u64);
+    let mut show = |p: &TrainingPoint| {
+        if !quiet {
+            let figures = format!("loss {:.4} ess {:.3} acc {:.3}", p.loss, p.ess, p.acceptance);
+            progress.show("step", p.step as u64, &figures);
+        }
+    };
+    let mut model = model;
+    let report = train(&model, action.as_ref(), &options, &mut show)?;
+    let last = report.curve.last().expect("at least one point");
+    model.set_training(json!({
+        "steps": t.steps, "batch": t.batch, "learning_rate": t.learning_rate, "schedule": t.schedule,
+        "seed": t.seed,
+        "init": t.init, "seconds": report.seconds, "skipped_steps": report.skipped_steps,
+        "loss": last.loss, "ess": last.ess, "acceptance": last.acceptance,
+    }));
+    model.save(&t.output)?;
+    let lines: String = report.curve.iter().map(|p| format!("{}\n", json!(p))).collect();
+    write_atomically(&sibling(&t.output, "training.jsonl"), lines.as_bytes())?;
+    write_atomically(&sibling(&t.output, "curves.svg"), learning_curves(&report).as_bytes())?;
+    Ok(report)
+}
+
+/// Loss, ESS and acceptance against the step.
+fn learning_curves(report: &TrainingReport) -> String {
+    let series = |f: fn(&TrainingPoint) -> f64| report.curve.iter().map(|p| (p.step as f64, f(p))).collect();
+    let panels = [
+        Panel {
+            title: "loss mean(log q + S)".into(),
+            x_label: "step",
+            points: series(|p| p.loss),
+            reference: None,
+        },
+        Panel {
+            title: "ESS per sample".into(),
+            x_label: "step",
+            points: series(|p| p.ess),
+            reference: Some(1.0),
+        },
+        Panel {
+            title: "independence Metropolis acceptance".into(),
+            x_label: "step",
+            points: series(|p| p.acceptance),
+            reference: Some(1.0),
+        },
+    ];
+    svg(&panels)
+}

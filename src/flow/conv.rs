@@ -1,0 +1,169 @@
+//! Convolutions on the periodic lattice (the kernel wraps around the boundary), so every
+//! layer commutes with lattice translations and a network trained on one lattice size
+//! applies unchanged to another.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::VarBuilder;
+
+/// A 2D convolution with an odd kernel on periodic fields in the channel-site-batch layout
+/// [channels, sites, batch] (sites lexicographic, x fastest).
+///
+/// Computed as one gather and one matrix product: the values at the k^2 kernel offsets of
+/// every site (periodic neighbours) are gathered into [channels * k^2, sites * batch] columns
+/// (im2col) and multiplied by the weights [outputs, channels * k^2]. With the batch innermost
+/// the gather moves contiguous rows, and both steps have fast gradients in candle (its
+/// transposed convolution on CPU does not).
+pub struct PeriodicConv2d {
+    weight: Tensor,
+    bias: Tensor,
+    kernel: usize,
+    /// Site index of offset w at site s, at position w * sites + s.
+    neighbours: Tensor,
+}
+
+impl PeriodicConv2d {
+    /// A `kernel` x `kernel` convolution (odd kernel) from `inputs` to `outputs` channels on
+    /// an L_x x L_y lattice (`dims` = [L_x, L_y]), with bias: weights `weight` [outputs,
+    /// inputs, kernel, kernel] and `bias` \[outputs\] under `vb` (the layout of torch.nn.Conv2d).
+    pub fn new(
+        inputs: usize,
+        outputs: usize,
+        kernel: usize,
+        dims: [usize; 2],
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let weight = vb.get((outputs, inputs, kernel, kernel), "weight")?;
+        let bias = vb.get(outputs, "bias")?;
+        let ([lx, ly], half) = (dims, kernel / 2);
+        let mut index = Vec::with_capacity(kernel * kernel * lx * ly);
+        for dy in 0..kernel {
+            for dx in 0..kernel {
+                for s in 0..lx * ly {
+                    let y = (s / lx + ly + dy - half) % ly;
+                    let x = (s % lx + lx + dx - half) % lx;
+                    index.push((y * lx + x) as u32);
+                }
+            }
+        }
+        let neighbours = Tensor::from_vec(index, kernel * kernel * lx * ly, vb.device())?;
+        Ok(PeriodicConv2d { weight, bias, kernel, neighbours })
+    }
+}
+
+impl Module for PeriodicConv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (channels, sites, batch) = x.dims3()?;
+        let (taps, outputs) = (self.kernel * self.kernel, self.weight.dim(0)?);
+        let columns = x.index_select(&self.neighbours, 1)?.reshape((channels * taps, sites * batch))?;
+        let weight = self.weight.reshape((outputs, channels * taps))?;
+        let out = weight.matmul(&columns)?.broadcast_add(&self.bias.reshape((outputs, 1))?)?;
+        out.reshape((outputs, sites, batch))
+    }
+}
+
+/// Periodic convolutions with leaky-ReLU activations between them and tanh after the last:
+/// channels `inputs -> hidden[0] -> ... -> outputs` (the coupling network of arXiv 2101.08176).
+pub struct ConvNet {
+    layers: Vec<PeriodicConv2d>,
+}
+
+/// Slope of the leaky ReLU for negative inputs.
+const LEAKY_SLOPE: f64 = 0.01;
+
+impl ConvNet {
+    /// The network, its convolutions named `conv0`, `conv1`, ... under `vb`.
+    pub fn new(
+        inputs: usize,
+        hidden: &[usize],
+        outputs: usize,
+        kernel: usize,
+        dims: [usize; 2],
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let mut channels = vec![inputs];
+        channels.extend_from_slice(hidden);
+        channels.push(outputs);
+        let layers = channels
+            .windows(2)
+            .enumerate()
+            .map(|(i, c)| PeriodicConv2d::new(c[0], c[1], kernel, dims, vb.pp(format!("conv{i}"))))
+            .collect::<Result<_>>()?;
+        Ok(ConvNet { layers })
+    }
+}
+
+impl Module for ConvNet {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut h = x.clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            h = layer.forward(&h)?;
+            h = if i + 1 < self.layers.len() {
+                candle_nn::ops::leaky_relu(&h, LEAKY_SLOPE)?
+            } else {
+                h.tanh()?
+            };
+        }
+        Ok(h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+
+    /// `x` padded by `p` sites on each side of dimension `dim` with the values from the opposite
+    /// side (periodic boundary).
+    fn circular_pad(x: &Tensor, dim: usize, p: usize) -> Result<Tensor> {
+        if p == 0 {
+            return Ok(x.clone());
+        }
+        let n = x.dim(dim)?;
+        Tensor::cat(&[&x.narrow(dim, n - p, p)?, x, &x.narrow(dim, 0, p)?], dim)
+    }
+
+    #[test]
+    fn periodic_convolution_commutes_with_translations() {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu);
+        let net = ConvNet::new(1, &[3], 2, 3, [6, 4], vb).unwrap();
+        // [batch, channels, y, x] <-> [channels, sites, batch]
+        let to_net =
+            |t: &Tensor| t.reshape((2, 1, 24)).unwrap().permute((1, 2, 0)).unwrap().contiguous().unwrap();
+        let from_net = |t: &Tensor| {
+            let c = t.dim(0).unwrap();
+            t.permute((2, 0, 1)).unwrap().reshape((2, c, 4, 6)).unwrap()
+        };
+        let x = Tensor::randn(0.0, 1.0, (2, 1, 4, 6), &Device::Cpu).unwrap();
+        let shifted = |t: &Tensor| t.roll(1, 2).unwrap().roll(-2, 3).unwrap();
+        let a = shifted(&from_net(&net.forward(&to_net(&x)).unwrap()));
+        let b = from_net(&net.forward(&to_net(&shifted(&x))).unwrap());
+        let diff: f64 = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+        assert!(diff < 1e-14, "{diff}");
+        // the same as candle's zero-padded convolution of the circularly padded input
+        let conv = PeriodicConv2d::new(
+            1,
+            3,
+            3,
+            [6, 4],
+            VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu).pp("c"),
+        )
+        .unwrap();
+        let padded = circular_pad(&circular_pad(&x, 2, 1).unwrap(), 3, 1).unwrap();
+        let reference = padded
+            .conv2d(&conv.weight, 0, 1, 1, 1)
+            .unwrap()
+            .broadcast_add(&conv.bias.reshape((3, 1, 1)).unwrap())
+            .unwrap();
+        let diff: f64 = (from_net(&conv.forward(&to_net(&x)).unwrap()) - reference)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(diff < 1e-13, "{diff}");
+    }
+}

@@ -1,0 +1,52 @@
+//! Normalizing flows (candle models, CPU): a prior r(z) that can be sampled exactly and an
+//! invertible map x = f(z) with tractable Jacobian give the model density
+//! log q(x) = log r(z) - log|det df/dz|. Used as proposals in a Metropolis test (or as a
+//! change of variables for HMC), q need not equal exp(-S) / Z for the chain to be exact.
+//!
+//! Tensors hold a batch of fields, batch first. Sign conventions: [`Flow::forward`] returns
+//! log|det df/dz| and [`Flow::inverse`] log|det df^-1/dx| = -log|det df/dz|.
+
+pub mod conv;
+pub mod model;
+pub mod real_nvp;
+pub mod scalar;
+pub mod train;
+
+use crate::geometry::Lattice;
+use crate::rng::StreamKey;
+use candle_core::{DType, Device, Result, Tensor};
+use std::sync::Arc;
+
+pub use model::{Architecture, FlowModel, ModelInfo, Precision, TheoryTag};
+pub use train::{TrainingOptions, TrainingReport, train};
+
+/// An invertible map on batches of fields with its log-Jacobian.
+pub trait Flow: Send + Sync {
+    /// x = f(z) and log|det df/dz| of each sample (shape \[batch\]).
+    fn forward(&self, z: &Tensor) -> Result<(Tensor, Tensor)>;
+    /// z = f^-1(x) and log|det df^-1/dx| of each sample (shape \[batch\]).
+    fn inverse(&self, x: &Tensor) -> Result<(Tensor, Tensor)>;
+}
+
+/// A base distribution that is sampled exactly from the library's reproducible streams.
+pub trait Prior: Send + Sync {
+    /// One field per key (drawn from the site streams of that key), as a batch tensor.
+    fn sample(&self, lattice: &Lattice, keys: &[StreamKey], dtype: DType, device: &Device) -> Result<Tensor>;
+    /// The normalised log-density of each sample (shape \[batch\]).
+    fn log_prob(&self, z: &Tensor) -> Result<Tensor>;
+}
+
+/// An action evaluated on a batch of fields with candle operations (so training can
+/// differentiate it): one value per sample, the same value as the field code's action.
+pub trait BatchAction: Send + Sync {
+    /// S of each sample (shape \[batch\]).
+    fn batch_action(&self, x: &Tensor) -> Result<Tensor>;
+}
+
+/// Fields that flows act on: conversion between fields and batch tensors.
+pub trait FlowField: Sized {
+    /// The fields stacked into one batch tensor of the model's dtype.
+    fn to_batch(fields: &[&Self], dtype: DType, device: &Device) -> Result<Tensor>;
+    /// The fields of a batch tensor on `lattice` (values converted to f64).
+    fn from_batch(x: &Tensor, lattice: &Arc<Lattice>) -> Result<Vec<Self>>;
+}

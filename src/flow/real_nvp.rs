@@ -1,0 +1,172 @@
+//! Real NVP (Dinh, Sohl-Dickstein, Bengio 2016) for real scalar fields on 2D lattices, in the
+//! form of arXiv 1904.12072 / 2101.08176: affine coupling layers with checkerboard masks,
+//! alternating parity, whose scale and shift come from a periodic convolutional network of the
+//! frozen sites.
+//!
+//! One layer with mask m (1 on frozen sites) maps x to
+//! x' = m x + (1 - m) (x e^s + t), (s, t) = net(m x), log|det dx'/dx| = sum (1 - m) s.
+
+use super::Flow;
+use super::conv::ConvNet;
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+/// The architecture of a real-NVP flow (defaults: the tutorial network of arXiv 2101.08176).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealNvpArchitecture {
+    /// Number of affine coupling layers (even, so both parities are updated equally often).
+    #[serde(default = "default_layers")]
+    pub layers: usize,
+    /// Hidden channels of each coupling network.
+    #[serde(default = "default_hidden")]
+    pub hidden: Vec<usize>,
+    /// Odd convolution kernel size.
+    #[serde(default = "default_kernel")]
+    pub kernel: usize,
+}
+
+fn default_layers() -> usize {
+    16
+}
+fn default_hidden() -> Vec<usize> {
+    vec![8, 8]
+}
+fn default_kernel() -> usize {
+    3
+}
+
+impl Default for RealNvpArchitecture {
+    fn default() -> Self {
+        RealNvpArchitecture { layers: default_layers(), hidden: default_hidden(), kernel: default_kernel() }
+    }
+}
+
+impl RealNvpArchitecture {
+    /// Checks the values; the message names the offending key.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.layers == 0 || !self.layers.is_multiple_of(2) {
+            return Err(format!("layers = {}: need a positive even number", self.layers));
+        }
+        if self.kernel.is_multiple_of(2) {
+            return Err(format!("kernel = {}: need an odd size", self.kernel));
+        }
+        if self.hidden.contains(&0) {
+            return Err(format!("hidden = {:?}: every layer needs at least one channel", self.hidden));
+        }
+        Ok(())
+    }
+}
+
+/// One affine coupling layer, acting on fields in the layout [1, sites, batch] of
+/// [`ConvNet`].
+struct AffineCoupling {
+    net: ConvNet,
+    /// 1 on the frozen sites, [1, sites, 1].
+    frozen: Tensor,
+    /// 1 - frozen.
+    active: Tensor,
+}
+
+impl AffineCoupling {
+    /// (s, t) of the frozen part of `x`, each [1, sites, batch] and zero on frozen sites.
+    fn scale_shift(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let out = self.net.forward(&x.broadcast_mul(&self.frozen)?)?;
+        let s = out.narrow(0, 0, 1)?.broadcast_mul(&self.active)?;
+        let t = out.narrow(0, 1, 1)?.broadcast_mul(&self.active)?;
+        Ok((s, t))
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (s, t) = self.scale_shift(x)?;
+        let y = ((x * s.exp()?)? + t)?;
+        Ok((y, s.sum((0, 1))?))
+    }
+
+    fn inverse(&self, y: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (s, t) = self.scale_shift(y)?;
+        let x = ((y - t)? * s.neg()?.exp()?)?;
+        Ok((x, s.sum((0, 1))?.neg()?))
+    }
+}
+
+/// A stack of affine coupling layers on [batch, 1, L_y, L_x] tensors (2D lattices, x
+/// fastest); inside, the layers work on the [1, sites, batch] layout of [`ConvNet`].
+pub struct RealNvp {
+    layers: Vec<AffineCoupling>,
+    dims: [usize; 2],
+}
+
+impl RealNvp {
+    /// [batch, 1, L_y, L_x] -> [1, sites, batch].
+    fn to_inner(&self, x: &Tensor) -> Result<Tensor> {
+        let batch = x.dim(0)?;
+        x.reshape((batch, self.dims[0] * self.dims[1]))?.t()?.unsqueeze(0)?.contiguous()
+    }
+
+    /// [1, sites, batch] -> [batch, 1, L_y, L_x].
+    fn to_outer(&self, x: &Tensor) -> Result<Tensor> {
+        let batch = x.dim(2)?;
+        x.squeeze(0)?.t()?.contiguous()?.reshape((batch, 1, self.dims[1], self.dims[0]))
+    }
+
+    /// Runs `step` through the layers in `order` and sums their log-Jacobians.
+    fn chain<'a>(
+        &self,
+        x: &Tensor,
+        order: impl Iterator<Item = &'a AffineCoupling>,
+        step: fn(&AffineCoupling, &Tensor) -> Result<(Tensor, Tensor)>,
+    ) -> Result<(Tensor, Tensor)> {
+        let mut y = self.to_inner(x)?;
+        let mut log_det = Tensor::zeros(x.dim(0)?, x.dtype(), x.device())?;
+        for layer in order {
+            let (next, l) = step(layer, &y)?;
+            y = next;
+            log_det = (log_det + l)?;
+        }
+        Ok((self.to_outer(&y)?, log_det))
+    }
+}
+
+impl RealNvp {
+    /// The flow for `dims` = [L_x, L_y] (both even), its weights created under `vb` as
+    /// `layer{i}.conv{j}.{weight,bias}`.
+    pub fn new(architecture: &RealNvpArchitecture, dims: &[usize], vb: VarBuilder) -> Result<Self> {
+        let (lx, ly) = (dims[0], dims[1]);
+        let (dtype, device) = (vb.dtype(), vb.device().clone());
+        let layers = (0..architecture.layers)
+            .map(|i| {
+                let frozen = checkerboard(lx, ly, i % 2, dtype, &device)?;
+                let active = (1.0 - &frozen)?;
+                let net = ConvNet::new(
+                    1,
+                    &architecture.hidden,
+                    2,
+                    architecture.kernel,
+                    [lx, ly],
+                    vb.pp(format!("layer{i}")),
+                )?;
+                Ok(AffineCoupling { net, frozen, active })
+            })
+            .collect::<Result<_>>()?;
+        Ok(RealNvp { layers, dims: [lx, ly] })
+    }
+}
+
+/// The mask that is 1 on sites with (x + y) % 2 == parity, [1, sites, 1].
+fn checkerboard(lx: usize, ly: usize, parity: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+    let values: Vec<f64> =
+        (0..lx * ly).map(|i| f64::from(u8::from((i % lx + i / lx) % 2 == parity))).collect();
+    Tensor::from_vec(values, (1, lx * ly, 1), device)?.to_dtype(dtype)
+}
+
+impl Flow for RealNvp {
+    fn forward(&self, z: &Tensor) -> Result<(Tensor, Tensor)> {
+        self.chain(z, self.layers.iter(), AffineCoupling::forward)
+    }
+
+    fn inverse(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        self.chain(x, self.layers.iter().rev(), AffineCoupling::inverse)
+    }
+}

@@ -1,0 +1,192 @@
+//! Self-training by reverse Kullback-Leibler divergence (no data): each step draws a batch
+//! x ~ q, and Adam lowers the loss mean(log q(x) + S(x)) = KL(q || p) - ln Z. The learning
+//! rate is constant (as in arXiv 2101.08176) or follows a cosine schedule from
+//! `learning_rate` down to 0 over the run.
+//!
+//! The figures of merit, from the reweighting factors w = exp(-S(x) - log q(x)) of each
+//! batch: the effective sample size per sample ESS = (sum w)^2 / (N sum w^2) and the
+//! acceptance of an independence Metropolis chain run through the batch in order.
+
+use super::{BatchAction, FlowModel};
+use crate::error::{Error, Result};
+use crate::rng::{Purpose, StreamKey};
+use candle_core::DType;
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use serde::Serialize;
+use std::time::Instant;
+
+/// How the learning rate changes over a training run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// The initial rate throughout.
+    #[default]
+    Constant,
+    /// lr(t) = lr (1 + cos(pi t / steps)) / 2.
+    Cosine,
+}
+
+/// The parameters of a training run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrainingOptions {
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Samples per step.
+    pub batch: usize,
+    /// Initial Adam learning rate.
+    pub learning_rate: f64,
+    /// Its schedule.
+    pub schedule: Schedule,
+    /// Seed of the prior draws.
+    pub seed: u64,
+    /// Record the metrics (averaged since the last record) every this many steps.
+    pub log_every: usize,
+}
+
+/// The metrics of a stretch of training, averaged over its steps.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TrainingPoint {
+    /// Steps done.
+    pub step: usize,
+    /// Mean loss mean(log q + S).
+    pub loss: f64,
+    /// Mean effective sample size per sample of the batches.
+    pub ess: f64,
+    /// Mean acceptance of the independence Metropolis test within the batches.
+    pub acceptance: f64,
+    /// Learning rate at the last step.
+    pub learning_rate: f64,
+    /// Wall-clock seconds since the start.
+    pub seconds: f64,
+}
+
+/// The outcome of a training run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TrainingReport {
+    /// The learning curves.
+    pub curve: Vec<TrainingPoint>,
+    /// Steps whose loss was not finite (skipped without an update).
+    pub skipped_steps: usize,
+    /// Wall-clock seconds of the run.
+    pub seconds: f64,
+}
+
+/// Consecutive non-finite losses after which training stops with an error.
+pub const MAX_NONFINITE_STEPS: usize = 10;
+
+/// ESS per sample and independence-Metropolis acceptance of log weights `log_w` (a sample
+/// with non-finite weight is never accepted); `key` draws the accept/reject numbers.
+pub fn batch_metrics(log_w: &[f64], key: &StreamKey) -> (f64, f64) {
+    let finite: Vec<f64> = log_w.iter().copied().filter(|w| w.is_finite()).collect();
+    let ess = if finite.is_empty() {
+        0.0
+    } else {
+        let max = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let (s1, s2) = finite.iter().fold((0.0, 0.0), |(a, b), w| {
+            let e = (w - max).exp();
+            (a + e, b + e * e)
+        });
+        s1 * s1 / (log_w.len() as f64 * s2)
+    };
+    let mut current = log_w[0];
+    let mut accepted = 0usize;
+    for (i, &w) in log_w.iter().enumerate().skip(1) {
+        let u = key.stream(i).uniform();
+        if w.is_finite() && (!current.is_finite() || u < (w - current).exp()) {
+            current = w;
+            accepted += 1;
+        }
+    }
+    (ess, accepted as f64 / (log_w.len() - 1).max(1) as f64)
+}
+
+/// Trains `model` towards exp(-`action`); `on_record` sees every learning-curve point as it
+/// is made (for progress output).
+pub fn train(
+    model: &FlowModel,
+    action: &dyn BatchAction,
+    options: &TrainingOptions,
+    on_record: &mut dyn FnMut(&TrainingPoint),
+) -> Result<TrainingReport> {
+    if options.steps == 0
+        || options.batch < 2
+        || !options.learning_rate.is_finite()
+        || options.learning_rate <= 0.0
+        || options.log_every == 0
+    {
+        return Err(Error::Card(format!(
+            "train: need steps >= 1, batch >= 2, learning_rate > 0 and log_every >= 1, got {options:?}"
+        )));
+    }
+    let params = ParamsAdamW { lr: options.learning_rate, weight_decay: 0.0, ..Default::default() };
+    let mut adam = AdamW::new(model.vars(), params)?;
+    let started = Instant::now();
+    let (mut curve, mut skipped, mut nonfinite_run) = (Vec::new(), 0usize, 0usize);
+    let mut sums = [0.0f64; 3];
+    let mut counted = 0usize;
+    for step in 0..options.steps {
+        let progress = step as f64 / options.steps as f64;
+        let lr = match options.schedule {
+            Schedule::Constant => options.learning_rate,
+            Schedule::Cosine => 0.5 * options.learning_rate * (1.0 + (std::f64::consts::PI * progress).cos()),
+        };
+        adam.set_learning_rate(lr);
+        let key = StreamKey::new(options.seed, Purpose::Training, step as u64);
+        let keys: Vec<StreamKey> = (0..options.batch as u64).map(|b| key.derive(b)).collect();
+        let (x, log_q) = model.sample(&keys)?;
+        let s = action.batch_action(&x)?;
+        let loss = (&log_q + &s)?.mean_all()?;
+        let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        if !loss_value.is_finite() {
+            skipped += 1;
+            nonfinite_run += 1;
+            if nonfinite_run >= MAX_NONFINITE_STEPS {
+                return Err(Error::Numerical(format!(
+                    "training: the loss was {loss_value} for {nonfinite_run} consecutive steps (up to step {}); \
+                     the flow diverged, lower learning_rate",
+                    step + 1
+                )));
+            }
+            continue;
+        }
+        nonfinite_run = 0;
+        adam.backward_step(&loss)?;
+        let log_w: Vec<f64> = (s.neg()? - &log_q)?.to_dtype(DType::F64)?.to_vec1()?;
+        let (ess, acceptance) = batch_metrics(&log_w, &key.derive(u64::MAX));
+        for (sum, v) in sums.iter_mut().zip([loss_value, ess, acceptance]) {
+            *sum += v;
+        }
+        counted += 1;
+        if (step + 1) % options.log_every == 0 || step + 1 == options.steps {
+            let n = counted.max(1) as f64;
+            let point = TrainingPoint {
+                step: step + 1,
+                loss: sums[0] / n,
+                ess: sums[1] / n,
+                acceptance: sums[2] / n,
+                learning_rate: lr,
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            on_record(&point);
+            curve.push(point);
+            sums = [0.0; 3];
+            counted = 0;
+        }
+    }
+    Ok(TrainingReport { curve, skipped_steps: skipped, seconds: started.elapsed().as_secs_f64() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_of_perfect_and_degenerate_weights() {
+        let key = StreamKey::new(1, Purpose::Test, 0);
+        assert_eq!(batch_metrics(&[0.3; 8], &key), (1.0, 1.0));
+        let (ess, acceptance) = batch_metrics(&[0.0, -1e3, -1e3, -1e3], &key);
+        assert!((ess - 0.25).abs() < 1e-12 && acceptance == 0.0, "{ess} {acceptance}");
+        let (ess, acceptance) = batch_metrics(&[f64::NAN, 0.0, 0.0], &key);
+        assert!((ess - 2.0 / 3.0).abs() < 1e-12 && acceptance == 1.0, "{ess} {acceptance}");
+    }
+}

@@ -1,0 +1,93 @@
+//! Independence Metropolis-Hastings with flow proposals (arXiv 1904.12072): the proposal x'
+//! is drawn from the model q independently of the current x and accepted with probability
+//! min(1, [p(x') q(x)] / [p(x) q(x')]), p = exp(-S). The chain's stationary distribution is
+//! exp(-S) whatever the model's quality; a poor model only lowers the acceptance.
+//!
+//! The reported dH is [S(x') + log q(x')] - [S(x) + log q(x)], so the acceptance is
+//! min(1, exp(-dH)) as in HMC and <exp(-dH)> = 1 in equilibrium. S is the action of the
+//! monomials, computed in f64 on the proposed field. log q of every field, proposed or not
+//! (the start, a field an HMC step of a schedule made), comes from one function: the model's
+//! inverse pass on that field alone, so the test uses one well-defined density and a resumed
+//! chain recomputes exactly the value the uninterrupted chain kept. Before each step the monomials refresh
+//! their auxiliary fields (a pseudofermion heatbath), so with fermions the test runs at fixed
+//! pseudofermions (arXiv 2207.08945).
+//!
+//! Proposals are drawn in blocks of `batch` updates from the streams of (seed, update), so a
+//! chain is reproducible and resumes exactly at any update.
+
+use super::{MarkovStep, StepReport};
+use crate::action::Monomial;
+use crate::error::Result;
+use crate::flow::{FlowField, FlowModel};
+use crate::phase_space::PhaseSpace;
+use crate::rng::{Purpose, StreamKey};
+
+/// Flow independence Metropolis on configurations C.
+pub struct FlowMetropolis<C: PhaseSpace> {
+    model: FlowModel,
+    monomials: Vec<Box<dyn Monomial<C>>>,
+    seed: u64,
+    batch: u64,
+    /// Proposals for updates `block * batch ..`, and `block`.
+    proposals: Option<(u64, Vec<C>)>,
+    /// The current field as the chain last left it, with its log q.
+    current: Option<(C, f64)>,
+}
+
+impl<C: PhaseSpace + FlowField + PartialEq> FlowMetropolis<C> {
+    /// Proposals from `model` for the target exp(-sum of `monomials`), drawn `batch` at a time.
+    pub fn new(model: FlowModel, monomials: Vec<Box<dyn Monomial<C>>>, seed: u64, batch: usize) -> Self {
+        FlowMetropolis { model, monomials, seed, batch: batch.max(1) as u64, proposals: None, current: None }
+    }
+
+    fn action(&self, u: &C) -> Result<f64> {
+        self.monomials.iter().map(|m| m.action(u)).sum()
+    }
+
+    /// The proposal of `update`.
+    fn proposal(&mut self, update: u64) -> Result<C> {
+        let block = update / self.batch;
+        if self.proposals.as_ref().map(|(b, _)| *b) != Some(block) {
+            let keys: Vec<StreamKey> = (block * self.batch..(block + 1) * self.batch)
+                .map(|n| StreamKey::new(self.seed, Purpose::FlowProposal, n))
+                .collect();
+            let proposals = self.model.propose(&keys)?.into_iter().map(|(field, _)| field).collect();
+            self.proposals = Some((block, proposals));
+        }
+        let (_, proposals) = self.proposals.as_ref().expect("block drawn");
+        Ok(proposals[(update - block * self.batch) as usize].clone())
+    }
+
+    /// log q of the current field, reusing the value of the last step when the chain has not
+    /// moved the field since.
+    fn current_log_density(&self, u: &C) -> Result<f64> {
+        match &self.current {
+            Some((field, log_q)) if field == u => Ok(*log_q),
+            _ => self.model.log_density_of(u),
+        }
+    }
+}
+
+impl<C: PhaseSpace + FlowField + PartialEq> MarkovStep<C> for FlowMetropolis<C> {
+    fn step(&mut self, u: &mut C, update: u64) -> Result<StepReport> {
+        for m in &mut self.monomials {
+            m.refresh(u, self.seed, update)?;
+        }
+        let proposal = self.proposal(update)?;
+        let log_q_new = self.model.log_density_of(&proposal)?;
+        let log_q_old = self.current_log_density(u)?;
+        let weight_old = self.action(u)? + log_q_old;
+        let dh = self.action(&proposal)? + log_q_new - weight_old;
+        let finite = dh.is_finite() && log_q_new.is_finite();
+        let r = StreamKey::new(self.seed, Purpose::Accept, update).stream(0).uniform();
+        let accepted = finite && r < (-dh).exp();
+        if accepted {
+            *u = proposal.clone();
+            self.current = Some((proposal, log_q_new));
+        } else {
+            self.current = Some((u.clone(), log_q_old));
+        }
+        let solver_iterations = self.monomials.iter().map(|m| m.take_solver_iterations()).sum();
+        Ok(StepReport { accepted, dh, reversibility: None, solver_iterations, flow_proposal: Some(finite) })
+    }
+}
