@@ -4,6 +4,9 @@
 //! S = -beta sum_P Re U_P (+ const): Z = sum_n I_n(beta)^V (character expansion), so
 //! `<Re U_P> = sum_n I_n^(V-1) (I_{n-1} + I_{n+1})/2 / sum_n I_n^V`, and the topological
 //! susceptibility follows from the same sector weights (README eqs. for A_n, B_n).
+//!
+//! The free scalar field (section 3.3) in the phi^4 convention of arXiv 2101.08176 with
+//! lambda = 0: S = phi K phi, K = -laplacian + m^2.
 
 /// ln I_n(x) for integer n and x > 0 from the power series
 /// I_n(x) = sum_k (x/2)^(2k+n) / (k! (k+n)!), summed in logs (exact to round-off for x < 50).
@@ -81,9 +84,44 @@ pub fn u1_2d_charge_squared(beta: f64, volume: usize) -> f64 {
     total / norm
 }
 
+/// <phi(x)^2> of the free scalar field S = sum_x [ sum_mu (phi(x+mu) - phi(x))^2 + m2 phi^2 ]
+/// on a periodic lattice of extents `dims` (m2 > 0): (1 / 2V) sum_k 1 / (m2 + sum_mu
+/// 4 sin^2(k_mu / 2)), k_mu = 2 pi n_mu / L_mu.
+pub fn free_scalar_phi_squared(dims: &[usize], m2: f64) -> f64 {
+    let volume: usize = dims.iter().product();
+    let sum: f64 = (0..volume)
+        .map(|site| {
+            let mut rest = site;
+            let p2: f64 = dims
+                .iter()
+                .map(|&l| {
+                    let k = 2.0 * std::f64::consts::PI * (rest % l) as f64 / l as f64;
+                    rest /= l;
+                    4.0 * (k / 2.0).sin().powi(2)
+                })
+                .sum();
+            1.0 / (m2 + p2)
+        })
+        .sum();
+    sum / (2.0 * volume as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// ../shared/reference section 3.3 (standard normalisation, twice the value here).
+    #[test]
+    fn free_scalar_matches_the_reference_table() {
+        for (dims, m2, standard) in [
+            (&[8, 8][..], 1.0, 0.2541739977),
+            (&[8, 8][..], 0.5, 0.3175926812),
+            (&[4, 4, 4, 4][..], 1.0, 0.1284427990),
+        ] {
+            let value = 2.0 * free_scalar_phi_squared(dims, m2);
+            assert!((value - standard).abs() < 1e-9, "{dims:?} m2 = {m2}: {value} vs {standard}");
+        }
+    }
 
     #[test]
     fn bessel_values() {

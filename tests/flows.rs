@@ -11,6 +11,7 @@ use flowhmc::flow::scalar::GaussianPrior;
 use flowhmc::flow::{Architecture, FlowModel, ModelInfo, Precision, Prior, TheoryTag};
 use flowhmc::geometry::Lattice;
 use flowhmc::integrator::{Integrator, Scheme};
+use flowhmc::reference::free_scalar_phi_squared;
 use flowhmc::rng::{Purpose, StreamKey};
 use flowhmc::scalar::ScalarField;
 use flowhmc::update::{FlowMetropolis, Hmc, MarkovStep, Schedule};
@@ -145,14 +146,15 @@ fn untrained_models_give_finite_log_densities() {
     }
 }
 
-/// <phi(x)^2> of the free field (lambda = 0) on an L x L lattice:
-/// (1 / 2V) sum_k 1 / (m^2 + sum_mu 4 sin^2(k_mu / 2)).
-fn free_phi_squared(l: usize, m2: f64) -> f64 {
-    let k = |i: usize| 2.0 * std::f64::consts::PI * i as f64 / l as f64;
-    let sum: f64 = (0..l * l)
-        .map(|n| 1.0 / (m2 + 4.0 * (k(n % l) / 2.0).sin().powi(2) + 4.0 * (k(n / l) / 2.0).sin().powi(2)))
-        .sum();
-    sum / (2.0 * (l * l) as f64)
+/// Asserts that a Gamma-method <phi^2> agrees with the exact value within 3 sigma.
+fn assert_within_3_sigma(r: &GammaResult, exact: f64) {
+    assert!(
+        (r.mean - exact).abs() < 3.0 * r.error,
+        "<phi^2> = {} +- {} (tau_int {}), exact {exact}",
+        r.mean,
+        r.error,
+        r.tau_int
+    );
 }
 
 fn phi4(m2: f64, lambda: f64) -> Vec<Box<dyn Monomial<ScalarField>>> {
@@ -181,17 +183,11 @@ fn chain(step: &mut dyn MarkovStep<ScalarField>, l: usize, n: u64) -> (GammaResu
 #[test]
 fn flow_metropolis_with_an_untrained_model_is_exact() {
     let (l, m2) = (2, 1.0);
-    let exact = free_phi_squared(l, m2);
+    let exact = free_scalar_phi_squared(&[l, l], m2);
     let mut mh = FlowMetropolis::new(scalar_model(&[l, l], Precision::F64, 8), phi4(m2, 0.0), 11, 64);
     let (r, acceptance) = chain(&mut mh, l, 20000);
     assert!(acceptance > 0.02 && acceptance < 0.9, "acceptance {acceptance}");
-    assert!(
-        (r.mean - exact).abs() < 3.0 * r.error,
-        "<phi^2> = {} +- {} (tau_int {}), exact {exact}",
-        r.mean,
-        r.error,
-        r.tau_int
-    );
+    assert_within_3_sigma(&r, exact);
 }
 
 /// A schedule of one HMC trajectory and three flow proposals is exact too. (The trajectory
@@ -200,18 +196,12 @@ fn flow_metropolis_with_an_untrained_model_is_exact() {
 #[test]
 fn schedules_of_hmc_and_flow_proposals_are_exact() {
     let (l, m2) = (2, 1.0);
-    let exact = free_phi_squared(l, m2);
+    let exact = free_scalar_phi_squared(&[l, l], m2);
     let hmc = Hmc::new(phi4(m2, 0.0), Integrator::single(Scheme::Omelyan, 5, 1).unwrap(), 0.5, 12).unwrap();
     let mh = FlowMetropolis::new(scalar_model(&[l, l], Precision::F32, 9), phi4(m2, 0.0), 12, 16);
     let mut schedule = Schedule::new(vec![(Box::new(hmc), 1), (Box::new(mh), 3)]).unwrap();
     let (r, _) = chain(&mut schedule, l, 8000);
-    assert!(
-        (r.mean - exact).abs() < 3.0 * r.error,
-        "<phi^2> = {} +- {} (tau_int {}), exact {exact}",
-        r.mean,
-        r.error,
-        r.tau_int
-    );
+    assert_within_3_sigma(&r, exact);
 }
 
 /// A flow chain restarted at any update from the field it had there continues identically
