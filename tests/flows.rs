@@ -8,7 +8,7 @@ use flowhmc::action::{Monomial, Phi4Action};
 use flowhmc::analysis::gamma::{DEFAULT_S, GammaResult, gamma_method};
 use flowhmc::flow::real_nvp::RealNvpArchitecture;
 use flowhmc::flow::scalar::GaussianPrior;
-use flowhmc::flow::{Architecture, FlowModel, ModelInfo, Precision, Prior, TheoryTag};
+use flowhmc::flow::{Architecture, FlowField, FlowModel, ModelInfo, Precision, Prior, TheoryTag};
 use flowhmc::geometry::Lattice;
 use flowhmc::integrator::{Integrator, Scheme};
 use flowhmc::reference::free_scalar_phi_squared;
@@ -133,14 +133,16 @@ fn models_save_load_and_refuse_the_wrong_theory() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Proposals come as fields whose log q, recomputed through the inverse, agrees.
+/// Proposals are the samples as fields, and their log q through the inverse of one field
+/// agrees with the log q of the batched forward pass.
 #[test]
 fn untrained_models_give_finite_log_densities() {
     let model = scalar_model(&[8, 8], Precision::F32, 7);
     let keys: Vec<StreamKey> = (0..4).map(|i| StreamKey::new(1, Purpose::Test, i)).collect();
     let proposals = model.propose::<ScalarField>(&keys).unwrap();
-    assert_eq!(proposals.len(), 4);
-    for (phi, log_q) in &proposals {
+    let (x, log_q) = model.sample(&keys).unwrap();
+    assert_eq!(proposals, ScalarField::from_batch(&x, model.lattice()).unwrap());
+    for (phi, log_q) in proposals.iter().zip(values(&log_q)) {
         let again = model.log_density_of(phi).unwrap();
         assert!(log_q.is_finite() && (log_q - again).abs() < 1e-3 * log_q.abs().max(1.0), "{log_q} {again}");
     }

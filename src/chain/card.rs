@@ -52,7 +52,7 @@ use crate::checkerboard::Checkerboard;
 use crate::dirac::{Boundary, Method};
 use crate::error::{Error, Result};
 use crate::flow::real_nvp::RealNvpArchitecture;
-use crate::flow::train::Schedule as LearningRateSchedule;
+use crate::flow::train::{Schedule as LearningRateSchedule, TrainingOptions};
 use crate::flow::{Architecture, Precision, TheoryTag};
 use crate::geometry::Lattice;
 use crate::integrator::{Integrator, Level, Scheme};
@@ -351,6 +351,20 @@ pub struct TrainCard {
     pub init: Option<PathBuf>,
 }
 
+impl TrainCard {
+    /// The options of the training run.
+    pub fn options(&self) -> TrainingOptions {
+        TrainingOptions {
+            steps: self.steps,
+            batch: self.batch,
+            learning_rate: self.learning_rate,
+            schedule: self.schedule,
+            seed: self.seed,
+            log_every: self.log_every,
+        }
+    }
+}
+
 fn default_log_every() -> usize {
     50
 }
@@ -402,17 +416,7 @@ impl TrainingCard {
         validate_theory(self.theory()?)?;
         self.flow.architecture()?;
         let t = &self.train;
-        if t.steps == 0
-            || t.batch < 2
-            || !(t.learning_rate > 0.0 && t.learning_rate.is_finite())
-            || t.log_every == 0
-        {
-            return Err(Error::Card(format!(
-                "train: need steps >= 1, batch >= 2, learning_rate > 0 and log_every >= 1 (steps = {}, batch = {}, \
-                 learning_rate = {}, log_every = {})",
-                t.steps, t.batch, t.learning_rate, t.log_every
-            )));
-        }
+        t.options().validate()?;
         if let Some(init) = t.init.as_ref().filter(|p| !p.is_file()) {
             return Err(Error::Card(format!("train.init = {:?}: no such file", init.display())));
         }
@@ -597,18 +601,16 @@ impl Card {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Card(m));
         Lattice::new(&self.lattice.dims)?;
-        validate_theory(self.theory()?)?;
-        match self.theory()? {
-            Theory::Gauge(_) => {}
-            Theory::Scalar(_) => {
-                let gauge_only = [
-                    (!self.fermions.is_empty(), "[[fermions]]"),
-                    (self.measure.flow.is_some(), "measure.flow"),
-                    (self.measure.hadrons.is_some(), "measure.hadrons"),
-                ];
-                if let Some((_, what)) = gauge_only.iter().find(|(given, _)| *given) {
-                    return bad(format!("{what}: needs a gauge theory, the card has [scalar]"));
-                }
+        let theory = self.theory()?;
+        validate_theory(theory)?;
+        if let Theory::Scalar(_) = theory {
+            let gauge_only = [
+                (!self.fermions.is_empty(), "[[fermions]]"),
+                (self.measure.flow.is_some(), "measure.flow"),
+                (self.measure.hadrons.is_some(), "measure.hadrons"),
+            ];
+            if let Some((_, what)) = gauge_only.iter().find(|(given, _)| *given) {
+                return bad(format!("{what}: needs a gauge theory, the card has [scalar]"));
             }
         }
         self.validate_update()?;

@@ -81,12 +81,18 @@ pub fn load_configuration<F: NativeField + 'static>(path: &Path, lattice: &Latti
 /// near-critical phi^4 theory) keeps rejecting for a very long time; a model sample is a
 /// typical start.
 fn model_sample<F: FlowField>(card: &Card) -> Result<F> {
+    let key = StreamKey::new(card.run.seed, Purpose::HotStart, 0);
+    Ok(card_model(card)?.propose::<F>(&[key])?.pop().expect("one proposal per key"))
+}
+
+/// The model `update.model` of the card, checked to sample the card's theory and lattice.
+pub fn card_model(card: &Card) -> Result<FlowModel> {
     let path = card.update.model.as_ref().ok_or_else(|| Error::Card("update: no model".into()))?;
     let model = FlowModel::load(path, None)?;
-    model.check_matches(card.theory()?.tag(), &card.lattice.dims)?;
-    let key = StreamKey::new(card.run.seed, Purpose::HotStart, 0);
-    let (field, _) = model.propose::<F>(&[key])?.pop().expect("one proposal per key");
-    Ok(field)
+    model
+        .check_matches(card.theory()?.tag(), &card.lattice.dims)
+        .map_err(|e| Error::Card(format!("update.model = {:?}: {e}", path.display())))?;
+    Ok(model)
 }
 
 fn gauge_card(card: &Card) -> Result<&super::card::GaugeCard> {

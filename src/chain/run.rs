@@ -8,12 +8,11 @@
 //! from the seed and the update number alone.
 
 use super::card::{Card, GaugeCard, GroupName, Theory, UpdateKind};
-use super::fields::ChainField;
+use super::fields::{ChainField, card_model};
 use super::progress::Progress;
 use super::summary::{Summary, analyze};
 use crate::error::{Error, Result};
 use crate::field::GaugeField;
-use crate::flow::FlowModel;
 use crate::geometry::Lattice;
 use crate::group::{Su3, U1};
 use crate::io::{native, write_atomically};
@@ -121,13 +120,8 @@ pub fn build_update<C: ChainField>(card: &Card, lattice: &Arc<Lattice>) -> Resul
         Ok(Box::new(Hmc::new(monomials, card.integrator()?, card.trajectory_length()?, seed)?))
     };
     let flow = || -> Result<Box<dyn MarkovStep<C>>> {
-        let path = card.update.model.as_ref().ok_or_else(|| Error::Card("update: no model".into()))?;
-        let model = FlowModel::load(path, None)?;
-        model
-            .check_matches(card.theory()?.tag(), &card.lattice.dims)
-            .map_err(|e| Error::Card(format!("update.model = {:?}: {e}", path.display())))?;
         let batch = card.update.batch.unwrap_or(DEFAULT_PROPOSAL_BATCH);
-        C::flow_metropolis(model, C::monomials(card, lattice)?, seed, batch)
+        C::flow_metropolis(card_model(card)?, C::monomials(card, lattice)?, seed, batch)
     };
     match card.update.kind {
         UpdateKind::Hmc => hmc(),

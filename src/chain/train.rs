@@ -12,7 +12,7 @@ use crate::action::Phi4Action;
 use crate::analysis::plot::{Panel, svg};
 use crate::error::{Error, Result};
 use crate::flow::train::TrainingPoint;
-use crate::flow::{BatchAction, FlowModel, ModelInfo, TrainingOptions, TrainingReport, train};
+use crate::flow::{BatchAction, FlowModel, ModelInfo, TrainingReport, train};
 use crate::io::write_atomically;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -43,7 +43,7 @@ pub fn train_card(card: &TrainingCard, quiet: bool) -> Result<TrainingReport> {
         )));
     }
     let architecture = card.flow.architecture()?;
-    let model = match &t.init {
+    let mut model = match &t.init {
         None => FlowModel::new(
             ModelInfo {
                 architecture,
@@ -80,14 +80,6 @@ pub fn train_card(card: &TrainingCard, quiet: bool) -> Result<TrainingReport> {
     if let Some(dir) = t.output.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    let options = TrainingOptions {
-        steps: t.steps,
-        batch: t.batch,
-        learning_rate: t.learning_rate,
-        schedule: t.schedule,
-        seed: t.seed,
-        log_every: t.log_every,
-    };
     let mut progress = Progress::new(0, t.steps as u64);
     let mut show = |p: &TrainingPoint| {
         if !quiet {
@@ -95,8 +87,7 @@ pub fn train_card(card: &TrainingCard, quiet: bool) -> Result<TrainingReport> {
             progress.show("step", p.step as u64, &figures);
         }
     };
-    let mut model = model;
-    let report = train(&model, action.as_ref(), &options, &mut show)?;
+    let report = train(&model, action.as_ref(), &t.options(), &mut show)?;
     let last = report.curve.last().expect("at least one point");
     model.set_training(json!({
         "steps": t.steps, "batch": t.batch, "learning_rate": t.learning_rate, "schedule": t.schedule,

@@ -16,24 +16,21 @@ use candle_nn::VarBuilder;
 pub struct PeriodicConv2d {
     weight: Tensor,
     bias: Tensor,
-    kernel: usize,
-    /// Site index of offset w at site s, at position w * sites + s.
-    neighbours: Tensor,
+    neighbours: NeighbourTable,
 }
 
-impl PeriodicConv2d {
-    /// A `kernel` x `kernel` convolution (odd kernel) from `inputs` to `outputs` channels on
-    /// an L_x x L_y lattice (`dims` = [L_x, L_y]), with bias: weights `weight` [outputs,
-    /// inputs, kernel, kernel] and `bias` \[outputs\] under `vb` (the layout of torch.nn.Conv2d).
-    pub fn new(
-        inputs: usize,
-        outputs: usize,
-        kernel: usize,
-        dims: [usize; 2],
-        vb: VarBuilder,
-    ) -> Result<Self> {
-        let weight = vb.get((outputs, inputs, kernel, kernel), "weight")?;
-        let bias = vb.get(outputs, "bias")?;
+/// The periodic neighbours a `kernel` x `kernel` window reaches on an L_x x L_y lattice: the
+/// site index of offset w at site s sits at position w * sites + s. One table serves every
+/// convolution of a network.
+#[derive(Clone)]
+pub struct NeighbourTable {
+    index: Tensor,
+    kernel: usize,
+}
+
+impl NeighbourTable {
+    /// The table of an odd `kernel` on `dims` = [L_x, L_y].
+    pub fn new(kernel: usize, dims: [usize; 2], device: &candle_core::Device) -> Result<Self> {
         let ([lx, ly], half) = (dims, kernel / 2);
         let mut index = Vec::with_capacity(kernel * kernel * lx * ly);
         for dy in 0..kernel {
@@ -45,16 +42,27 @@ impl PeriodicConv2d {
                 }
             }
         }
-        let neighbours = Tensor::from_vec(index, kernel * kernel * lx * ly, vb.device())?;
-        Ok(PeriodicConv2d { weight, bias, kernel, neighbours })
+        Ok(NeighbourTable { index: Tensor::from_vec(index, kernel * kernel * lx * ly, device)?, kernel })
+    }
+}
+
+impl PeriodicConv2d {
+    /// A convolution with the kernel of `neighbours` from `inputs` to `outputs` channels, with
+    /// bias: weights `weight` [outputs, inputs, kernel, kernel] and `bias` \[outputs\] under
+    /// `vb` (the layout of torch.nn.Conv2d).
+    pub fn new(inputs: usize, outputs: usize, neighbours: &NeighbourTable, vb: VarBuilder) -> Result<Self> {
+        let kernel = neighbours.kernel;
+        let weight = vb.get((outputs, inputs, kernel, kernel), "weight")?;
+        let bias = vb.get(outputs, "bias")?;
+        Ok(PeriodicConv2d { weight, bias, neighbours: neighbours.clone() })
     }
 }
 
 impl Module for PeriodicConv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (channels, sites, batch) = x.dims3()?;
-        let (taps, outputs) = (self.kernel * self.kernel, self.weight.dim(0)?);
-        let columns = x.index_select(&self.neighbours, 1)?.reshape((channels * taps, sites * batch))?;
+        let (taps, outputs) = (self.neighbours.kernel.pow(2), self.weight.dim(0)?);
+        let columns = x.index_select(&self.neighbours.index, 1)?.reshape((channels * taps, sites * batch))?;
         let weight = self.weight.reshape((outputs, channels * taps))?;
         let out = weight.matmul(&columns)?.broadcast_add(&self.bias.reshape((outputs, 1))?)?;
         out.reshape((outputs, sites, batch))
@@ -71,13 +79,13 @@ pub struct ConvNet {
 const LEAKY_SLOPE: f64 = 0.01;
 
 impl ConvNet {
-    /// The network, its convolutions named `conv0`, `conv1`, ... under `vb`.
+    /// The network with the kernel of `neighbours`, its convolutions named `conv0`, `conv1`,
+    /// ... under `vb`.
     pub fn new(
         inputs: usize,
         hidden: &[usize],
         outputs: usize,
-        kernel: usize,
-        dims: [usize; 2],
+        neighbours: &NeighbourTable,
         vb: VarBuilder,
     ) -> Result<Self> {
         let mut channels = vec![inputs];
@@ -86,7 +94,7 @@ impl ConvNet {
         let layers = channels
             .windows(2)
             .enumerate()
-            .map(|(i, c)| PeriodicConv2d::new(c[0], c[1], kernel, dims, vb.pp(format!("conv{i}"))))
+            .map(|(i, c)| PeriodicConv2d::new(c[0], c[1], neighbours, vb.pp(format!("conv{i}"))))
             .collect::<Result<_>>()?;
         Ok(ConvNet { layers })
     }
@@ -127,7 +135,8 @@ mod tests {
     fn periodic_convolution_commutes_with_translations() {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu);
-        let net = ConvNet::new(1, &[3], 2, 3, [6, 4], vb).unwrap();
+        let neighbours = NeighbourTable::new(3, [6, 4], &Device::Cpu).unwrap();
+        let net = ConvNet::new(1, &[3], 2, &neighbours, vb).unwrap();
         // [batch, channels, y, x] <-> [channels, sites, batch]
         let to_net =
             |t: &Tensor| t.reshape((2, 1, 24)).unwrap().permute((1, 2, 0)).unwrap().contiguous().unwrap();
@@ -145,8 +154,7 @@ mod tests {
         let conv = PeriodicConv2d::new(
             1,
             3,
-            3,
-            [6, 4],
+            &neighbours,
             VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu).pp("c"),
         )
         .unwrap();

@@ -281,12 +281,11 @@ impl FlowModel {
         Ok((self.prior.log_prob(&z)? + log_det_inverse)?)
     }
 
-    /// Proposals as fields with their log q, one per key (no gradients kept).
-    pub fn propose<F: FlowField>(&self, keys: &[StreamKey]) -> Result<Vec<(F, f64)>> {
-        let (x, log_q) = self.sample(keys)?;
-        let fields = F::from_batch(&x.detach(), &self.lattice)?;
-        let log_q: Vec<f64> = log_q.detach().to_dtype(DType::F64)?.to_vec1()?;
-        Ok(fields.into_iter().zip(log_q).collect())
+    /// Proposals as fields, one per key: f of the prior draws (no gradients kept). Their
+    /// log q is [`FlowModel::log_density_of`], the one density flow Metropolis uses.
+    pub fn propose<F: FlowField>(&self, keys: &[StreamKey]) -> Result<Vec<F>> {
+        let (x, _) = self.sample(keys)?;
+        Ok(F::from_batch(&x.detach(), &self.lattice)?)
     }
 
     /// log q of one field.
@@ -295,7 +294,7 @@ impl FlowModel {
         Ok(self.log_density(&x)?.to_dtype(DType::F64)?.to_vec1::<f64>()?[0])
     }
 
-    /// The inverse map of a batch (z and log|det df^-1/dx|), for tests of invertibility.
+    /// The flow itself (forward and inverse maps with their log-Jacobians).
     pub fn flow(&self) -> &dyn Flow {
         self.flow.as_ref()
     }

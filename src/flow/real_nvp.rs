@@ -7,7 +7,7 @@
 //! x' = m x + (1 - m) (x e^s + t), (s, t) = net(m x), log|det dx'/dx| = sum (1 - m) s.
 
 use super::Flow;
-use super::conv::ConvNet;
+use super::conv::{ConvNet, NeighbourTable};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
@@ -135,18 +135,13 @@ impl RealNvp {
     pub fn new(architecture: &RealNvpArchitecture, dims: &[usize], vb: VarBuilder) -> Result<Self> {
         let (lx, ly) = (dims[0], dims[1]);
         let (dtype, device) = (vb.dtype(), vb.device().clone());
+        let neighbours = NeighbourTable::new(architecture.kernel, [lx, ly], &device)?;
+        let masks = [checkerboard(lx, ly, 0, dtype, &device)?, checkerboard(lx, ly, 1, dtype, &device)?];
         let layers = (0..architecture.layers)
             .map(|i| {
-                let frozen = checkerboard(lx, ly, i % 2, dtype, &device)?;
+                let frozen = masks[i % 2].clone();
                 let active = (1.0 - &frozen)?;
-                let net = ConvNet::new(
-                    1,
-                    &architecture.hidden,
-                    2,
-                    architecture.kernel,
-                    [lx, ly],
-                    vb.pp(format!("layer{i}")),
-                )?;
+                let net = ConvNet::new(1, &architecture.hidden, 2, &neighbours, vb.pp(format!("layer{i}")))?;
                 Ok(AffineCoupling { net, frozen, active })
             })
             .collect::<Result<_>>()?;

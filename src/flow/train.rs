@@ -43,6 +43,21 @@ pub struct TrainingOptions {
     pub log_every: usize,
 }
 
+impl TrainingOptions {
+    /// Checks the values; the error names them as the `[train]` keys.
+    pub fn validate(&self) -> Result<()> {
+        let lr_ok = self.learning_rate > 0.0 && self.learning_rate.is_finite();
+        if self.steps == 0 || self.batch < 2 || !lr_ok || self.log_every == 0 {
+            return Err(Error::Card(format!(
+                "train: need steps >= 1, batch >= 2, learning_rate > 0 and log_every >= 1 (steps = {}, batch = {}, \
+                 learning_rate = {}, log_every = {})",
+                self.steps, self.batch, self.learning_rate, self.log_every
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// The metrics of a stretch of training, averaged over its steps.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TrainingPoint {
@@ -108,16 +123,7 @@ pub fn train(
     options: &TrainingOptions,
     on_record: &mut dyn FnMut(&TrainingPoint),
 ) -> Result<TrainingReport> {
-    if options.steps == 0
-        || options.batch < 2
-        || !options.learning_rate.is_finite()
-        || options.learning_rate <= 0.0
-        || options.log_every == 0
-    {
-        return Err(Error::Card(format!(
-            "train: need steps >= 1, batch >= 2, learning_rate > 0 and log_every >= 1, got {options:?}"
-        )));
-    }
+    options.validate()?;
     let params = ParamsAdamW { lr: options.learning_rate, weight_decay: 0.0, ..Default::default() };
     let mut adam = AdamW::new(model.vars(), params)?;
     let started = Instant::now();

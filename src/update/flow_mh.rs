@@ -51,8 +51,7 @@ impl<C: PhaseSpace + FlowField + PartialEq> FlowMetropolis<C> {
             let keys: Vec<StreamKey> = (block * self.batch..(block + 1) * self.batch)
                 .map(|n| StreamKey::new(self.seed, Purpose::FlowProposal, n))
                 .collect();
-            let proposals = self.model.propose(&keys)?.into_iter().map(|(field, _)| field).collect();
-            self.proposals = Some((block, proposals));
+            self.proposals = Some((block, self.model.propose(&keys)?));
         }
         let (_, proposals) = self.proposals.as_ref().expect("block drawn");
         Ok(proposals[(update - block * self.batch) as usize].clone())
