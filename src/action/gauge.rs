@@ -66,6 +66,11 @@ impl GaugeAction {
         self.beta
     }
 
+    /// The plaquette and rectangle coefficients (c0, c1).
+    pub fn coefficients(&self) -> (f64, f64) {
+        (self.c0, self.c1)
+    }
+
     /// The action of `u`.
     pub fn value<G: Group>(&self, u: &GaugeField<G>) -> f64 {
         let lat = u.lattice();

@@ -53,6 +53,7 @@ use crate::dirac::{Boundary, Method};
 use crate::error::{Error, Result};
 use crate::flow::real_nvp::RealNvpArchitecture;
 use crate::flow::train::{Schedule as LearningRateSchedule, TrainingOptions};
+use crate::flow::u1::U1EquivariantArchitecture;
 use crate::flow::{Architecture, Precision, TheoryTag};
 use crate::geometry::Lattice;
 use crate::integrator::{Integrator, Level, Scheme};
@@ -288,6 +289,8 @@ impl UpdateKind {
 pub enum ModelName {
     /// Real NVP with checkerboard affine couplings (scalar theories, 2D).
     RealNvp,
+    /// Gauge-equivariant coupling layers with NCP mixtures (U(1), 2D).
+    U1Equivariant,
 }
 
 /// `[flow]`: the model a training run builds. Keys that an architecture does not use are
@@ -306,21 +309,38 @@ pub struct FlowModelCard {
     pub hidden: Option<Vec<usize>>,
     /// Convolution kernel size (odd).
     pub kernel: Option<usize>,
+    /// Non-compact projections per mixture (u1-equivariant).
+    pub components: Option<usize>,
 }
 
 impl FlowModelCard {
-    /// The architecture with defaults filled in, validated.
-    pub fn architecture(&self) -> Result<Architecture> {
+    /// The architecture for a lattice of extents `dims`, with defaults filled in, validated.
+    pub fn architecture(&self, dims: &[usize]) -> Result<Architecture> {
+        let bad = |m: String| Error::Card(format!("flow: {m}"));
         match self.model {
             ModelName::RealNvp => {
+                if self.components.is_some() {
+                    return Err(bad("components is a key of u1-equivariant, not of real-nvp".into()));
+                }
                 let d = RealNvpArchitecture::default();
                 let a = RealNvpArchitecture {
                     layers: self.layers.unwrap_or(d.layers),
                     hidden: self.hidden.clone().unwrap_or(d.hidden),
                     kernel: self.kernel.unwrap_or(d.kernel),
                 };
-                a.validate().map_err(|m| Error::Card(format!("flow: {m}")))?;
+                a.validate().map_err(bad)?;
                 Ok(Architecture::RealNvp(a))
+            }
+            ModelName::U1Equivariant => {
+                let d = U1EquivariantArchitecture::default();
+                let a = U1EquivariantArchitecture {
+                    layers: self.layers.unwrap_or(d.layers),
+                    hidden: self.hidden.clone().unwrap_or(d.hidden),
+                    kernel: self.kernel.unwrap_or(d.kernel),
+                    components: self.components.unwrap_or(d.components),
+                };
+                a.validate(dims).map_err(bad)?;
+                Ok(Architecture::U1Equivariant(a))
             }
         }
     }
@@ -414,7 +434,7 @@ impl TrainingCard {
     fn validate(&self) -> Result<()> {
         Lattice::new(&self.lattice.dims)?;
         validate_theory(self.theory()?)?;
-        self.flow.architecture()?;
+        self.flow.architecture(&self.lattice.dims)?;
         let t = &self.train;
         t.options().validate()?;
         if let Some(init) = t.init.as_ref().filter(|p| !p.is_file()) {

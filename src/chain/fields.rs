@@ -19,14 +19,15 @@ use crate::observables::average_plaquette;
 use crate::phase_space::PhaseSpace;
 use crate::rng::{Purpose, StreamKey};
 use crate::scalar::ScalarField;
-use crate::update::{FlowMetropolis, MarkovStep, StepReport};
+use crate::update::StepReport;
 use serde_json::{Map, Value};
 use std::any::Any;
 use std::path::Path;
 use std::sync::Arc;
 
-/// A field the run loop samples: a phase space that checkpoints in the native format.
-pub trait ChainField: PhaseSpace + NativeField + 'static {
+/// A field the run loop samples: a phase space that checkpoints in the native format and
+/// that flow models act on.
+pub trait ChainField: PhaseSpace + NativeField + FlowField + PartialEq + 'static {
     /// The field a fresh run starts from (`run.start`); a start file must match the lattice.
     fn start(card: &Card, lattice: &Arc<Lattice>) -> Result<Self>;
     /// The monomials of the card's action, in the order of [`Card::monomial_names`].
@@ -36,13 +37,6 @@ pub trait ChainField: PhaseSpace + NativeField + 'static {
     fn measure(&self, card: &Card, report: &StepReport, update: u64) -> Result<Map<String, Value>>;
     /// The observable the progress line shows: its short name and its value.
     fn headline(&self) -> (&'static str, f64);
-    /// Independence Metropolis with proposals from `model` for the action of `monomials`.
-    fn flow_metropolis(
-        model: FlowModel,
-        monomials: Vec<Box<dyn Monomial<Self>>>,
-        seed: u64,
-        batch: usize,
-    ) -> Result<Box<dyn MarkovStep<Self>>>;
 }
 
 /// Loads a start configuration (NERSC for 4D SU(3), or native) and checks its extents.
@@ -105,6 +99,7 @@ fn gauge_card(card: &Card) -> Result<&super::card::GaugeCard> {
 impl<G: Group> ChainField for GaugeField<G> {
     fn start(card: &Card, lattice: &Arc<Lattice>) -> Result<Self> {
         Ok(match card.start() {
+            Start::Hot if card.update.kind.uses_flow() => model_sample(card)?,
             Start::Hot => GaugeField::hot(lattice.clone(), card.run.seed),
             Start::Cold => GaugeField::cold(lattice.clone()),
             Start::File(path) => load_configuration(&path, lattice)?,
@@ -155,19 +150,6 @@ impl<G: Group> ChainField for GaugeField<G> {
     fn headline(&self) -> (&'static str, f64) {
         ("plaq", average_plaquette(self))
     }
-
-    fn flow_metropolis(
-        model: FlowModel,
-        _monomials: Vec<Box<dyn Monomial<Self>>>,
-        _seed: u64,
-        _batch: usize,
-    ) -> Result<Box<dyn MarkovStep<Self>>> {
-        Err(Error::Card(format!(
-            "update: flow proposals for {} gauge fields are not available yet (model {})",
-            G::NAME,
-            model.info().architecture.name()
-        )))
-    }
 }
 
 impl ChainField for ScalarField {
@@ -195,14 +177,5 @@ impl ChainField for ScalarField {
 
     fn headline(&self) -> (&'static str, f64) {
         ("|m|", (self.magnetization() / self.lattice().volume() as f64).abs())
-    }
-
-    fn flow_metropolis(
-        model: FlowModel,
-        monomials: Vec<Box<dyn Monomial<Self>>>,
-        seed: u64,
-        batch: usize,
-    ) -> Result<Box<dyn MarkovStep<Self>>> {
-        Ok(Box::new(FlowMetropolis::new(model, monomials, seed, batch)))
     }
 }

@@ -17,7 +17,7 @@ use crate::geometry::Lattice;
 use crate::group::{Su3, U1};
 use crate::io::{native, write_atomically};
 use crate::scalar::ScalarField;
-use crate::update::{Hmc, MarkovStep, Schedule};
+use crate::update::{FlowMetropolis, Hmc, MarkovStep, Schedule};
 use serde_json::json;
 use std::io::Write;
 use std::path::Path;
@@ -121,7 +121,7 @@ pub fn build_update<C: ChainField>(card: &Card, lattice: &Arc<Lattice>) -> Resul
     };
     let flow = || -> Result<Box<dyn MarkovStep<C>>> {
         let batch = card.update.batch.unwrap_or(DEFAULT_PROPOSAL_BATCH);
-        C::flow_metropolis(card_model(card)?, C::monomials(card, lattice)?, seed, batch)
+        Ok(Box::new(FlowMetropolis::new(card_model(card)?, C::monomials(card, lattice)?, seed, batch)))
     };
     match card.update.kind {
         UpdateKind::Hmc => hmc(),

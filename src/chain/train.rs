@@ -6,12 +6,13 @@
 //!   learning_rate, seconds);
 //! - OUTPUT.curves.svg: loss, ESS per sample and acceptance against the training step.
 
-use super::card::{Theory, TrainingCard};
+use super::card::{GroupName, Theory, TrainingCard};
 use super::progress::Progress;
-use crate::action::Phi4Action;
+use crate::action::{GaugeAction, Phi4Action};
 use crate::analysis::plot::{Panel, svg};
 use crate::error::{Error, Result};
 use crate::flow::train::TrainingPoint;
+use crate::flow::u1::U1BatchAction;
 use crate::flow::{BatchAction, FlowModel, ModelInfo, TrainingReport, train};
 use crate::io::write_atomically;
 use serde_json::json;
@@ -28,10 +29,14 @@ pub fn train_card(card: &TrainingCard, quiet: bool) -> Result<TrainingReport> {
     let theory = card.theory()?;
     let action: Box<dyn BatchAction> = match theory {
         Theory::Scalar(s) => Box::new(Phi4Action::new(s.m2, s.lambda)?),
+        Theory::Gauge(g) if g.group == GroupName::U1 && card.lattice.dims.len() == 2 => {
+            Box::new(U1BatchAction(GaugeAction::new(g.action, g.beta)))
+        }
         Theory::Gauge(g) => {
             return Err(Error::Card(format!(
-                "train: flows for {:?} gauge fields are not available yet",
-                g.group
+                "train: flows for {:?} gauge fields on {}D lattices are not available yet",
+                g.group,
+                card.lattice.dims.len()
             )));
         }
     };
@@ -42,7 +47,7 @@ pub fn train_card(card: &TrainingCard, quiet: bool) -> Result<TrainingReport> {
             t.output.display()
         )));
     }
-    let architecture = card.flow.architecture()?;
+    let architecture = card.flow.architecture(&card.lattice.dims)?;
     let mut model = match &t.init {
         None => FlowModel::new(
             ModelInfo {

@@ -69,10 +69,12 @@ impl Module for PeriodicConv2d {
     }
 }
 
-/// Periodic convolutions with leaky-ReLU activations between them and tanh after the last:
-/// channels `inputs -> hidden[0] -> ... -> outputs` (the coupling network of arXiv 2101.08176).
+/// Periodic convolutions with leaky-ReLU activations between them and, optionally, tanh
+/// after the last: channels `inputs -> hidden[0] -> ... -> outputs` (the coupling network of
+/// arXiv 2101.08176, with the final tanh for real NVP and without it for gauge layers).
 pub struct ConvNet {
     layers: Vec<PeriodicConv2d>,
+    final_tanh: bool,
 }
 
 /// Slope of the leaky ReLU for negative inputs.
@@ -80,11 +82,12 @@ const LEAKY_SLOPE: f64 = 0.01;
 
 impl ConvNet {
     /// The network with the kernel of `neighbours`, its convolutions named `conv0`, `conv1`,
-    /// ... under `vb`.
+    /// ... under `vb`; `final_tanh` bounds the outputs to (-1, 1).
     pub fn new(
         inputs: usize,
         hidden: &[usize],
         outputs: usize,
+        final_tanh: bool,
         neighbours: &NeighbourTable,
         vb: VarBuilder,
     ) -> Result<Self> {
@@ -96,7 +99,7 @@ impl ConvNet {
             .enumerate()
             .map(|(i, c)| PeriodicConv2d::new(c[0], c[1], neighbours, vb.pp(format!("conv{i}"))))
             .collect::<Result<_>>()?;
-        Ok(ConvNet { layers })
+        Ok(ConvNet { layers, final_tanh })
     }
 }
 
@@ -105,11 +108,11 @@ impl Module for ConvNet {
         let mut h = x.clone();
         for (i, layer) in self.layers.iter().enumerate() {
             h = layer.forward(&h)?;
-            h = if i + 1 < self.layers.len() {
-                candle_nn::ops::leaky_relu(&h, LEAKY_SLOPE)?
-            } else {
-                h.tanh()?
-            };
+            if i + 1 < self.layers.len() {
+                h = candle_nn::ops::leaky_relu(&h, LEAKY_SLOPE)?;
+            } else if self.final_tanh {
+                h = h.tanh()?;
+            }
         }
         Ok(h)
     }
@@ -136,7 +139,7 @@ mod tests {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu);
         let neighbours = NeighbourTable::new(3, [6, 4], &Device::Cpu).unwrap();
-        let net = ConvNet::new(1, &[3], 2, &neighbours, vb).unwrap();
+        let net = ConvNet::new(1, &[3], 2, true, &neighbours, vb).unwrap();
         // [batch, channels, y, x] <-> [channels, sites, batch]
         let to_net =
             |t: &Tensor| t.reshape((2, 1, 24)).unwrap().permute((1, 2, 0)).unwrap().contiguous().unwrap();

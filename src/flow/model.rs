@@ -6,11 +6,14 @@
 //! a training run is reproducible, with the distribution torch.nn.Conv2d uses: weights and
 //! biases of a layer uniform in [-1/sqrt(fan_in), 1/sqrt(fan_in)], fan_in = inputs * k^2.
 
+use super::gauge::HaarPrior;
 use super::real_nvp::{RealNvp, RealNvpArchitecture};
 use super::scalar::GaussianPrior;
+use super::u1::{U1EquivariantArchitecture, U1EquivariantFlow};
 use super::{Flow, FlowField, Prior};
 use crate::error::{Error, Result};
 use crate::geometry::Lattice;
+use crate::group::U1;
 use crate::io::{read_file, write_atomically};
 use crate::rng::{Purpose, StreamKey};
 use candle_core::{DType, Device, Tensor, Var};
@@ -59,6 +62,8 @@ impl Precision {
 pub enum Architecture {
     /// Real NVP with checkerboard affine couplings (scalar fields, 2D).
     RealNvp(RealNvpArchitecture),
+    /// Gauge-equivariant coupling layers with NCP mixtures (U(1), 2D).
+    U1Equivariant(U1EquivariantArchitecture),
 }
 
 impl Architecture {
@@ -66,6 +71,7 @@ impl Architecture {
     pub fn name(&self) -> &'static str {
         match self {
             Architecture::RealNvp(_) => "real-nvp",
+            Architecture::U1Equivariant(_) => "u1-equivariant",
         }
     }
 }
@@ -214,6 +220,10 @@ impl FlowModel {
                     return Err(Error::Model(format!("real-nvp acts on 2D lattices, dims {:?}", info.dims)));
                 }
                 (Box::new(RealNvp::new(a, &info.dims, vb)?), Box::new(GaussianPrior))
+            }
+            (Architecture::U1Equivariant(a), TheoryTag::U1) => {
+                a.validate(&info.dims).map_err(|m| Error::Model(format!("u1-equivariant: {m}")))?;
+                (Box::new(U1EquivariantFlow::new(a, &info.dims, vb)?), Box::new(HaarPrior::<U1>::new()))
             }
             (a, theory) => {
                 return Err(Error::Model(format!(

@@ -6,8 +6,8 @@
 //! One layer with mask m (1 on frozen sites) maps x to
 //! x' = m x + (1 - m) (x e^s + t), (s, t) = net(m x), log|det dx'/dx| = sum (1 - m) s.
 
-use super::Flow;
 use super::conv::{ConvNet, NeighbourTable};
+use super::{Flow, compose};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
@@ -118,13 +118,7 @@ impl RealNvp {
         order: impl Iterator<Item = &'a AffineCoupling>,
         step: fn(&AffineCoupling, &Tensor) -> Result<(Tensor, Tensor)>,
     ) -> Result<(Tensor, Tensor)> {
-        let mut y = self.to_inner(x)?;
-        let mut log_det = Tensor::zeros(x.dim(0)?, x.dtype(), x.device())?;
-        for layer in order {
-            let (next, l) = step(layer, &y)?;
-            y = next;
-            log_det = (log_det + l)?;
-        }
+        let (y, log_det) = compose(self.to_inner(x)?, x.dim(0)?, order, step)?;
         Ok((self.to_outer(&y)?, log_det))
     }
 }
@@ -141,7 +135,8 @@ impl RealNvp {
             .map(|i| {
                 let frozen = masks[i % 2].clone();
                 let active = (1.0 - &frozen)?;
-                let net = ConvNet::new(1, &architecture.hidden, 2, &neighbours, vb.pp(format!("layer{i}")))?;
+                let net =
+                    ConvNet::new(1, &architecture.hidden, 2, true, &neighbours, vb.pp(format!("layer{i}")))?;
                 Ok(AffineCoupling { net, frozen, active })
             })
             .collect::<Result<_>>()?;

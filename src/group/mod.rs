@@ -54,7 +54,7 @@ pub trait LinkMatrix: Copy + Send + Sync + Debug + PartialEq + 'static {
 }
 
 /// A compact gauge group with its Lie algebra (see the module docs for the conventions).
-pub trait Group: Copy + Send + Sync + Debug + 'static {
+pub trait Group: Copy + Send + Sync + Debug + PartialEq + 'static {
     /// Group element (link variable).
     type Elem: LinkMatrix;
     /// Algebra element as its real components p_a in the basis T_a.
@@ -79,6 +79,15 @@ pub trait Group: Copy + Send + Sync + Debug + 'static {
     fn haar(rng: &mut SiteRng) -> Self::Elem;
     /// How far x is from the group: max of |x x^dagger - 1| entries and |det x - 1|.
     fn unitarity_violation(x: &Self::Elem) -> f64;
+
+    /// Number of real coordinates of an element as flow models see it.
+    const COORDINATES: usize;
+    /// The real coordinates of `x`: for U(1) the angle in [0, 2 pi), for SU(3) the entries
+    /// row-major as (re, im) pairs.
+    fn coordinates(x: &Self::Elem, out: &mut [f64]);
+    /// The element with coordinates `c` (SU(3): projected to the group, which absorbs the
+    /// rounding of single-precision models).
+    fn from_coordinates(c: &[f64]) -> Self::Elem;
 
     /// LANES elements packed lane-wise for the vectorised kernels, in precision R (the gauge
     /// field and every gauge kernel use f64; the Dirac operator also comes in f32).

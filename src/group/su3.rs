@@ -496,6 +496,14 @@ impl Group for Su3 {
         let worst = uu.0.iter().map(|z| z.norm()).fold(0.0, f64::max);
         worst.max((x.det() - C1).norm())
     }
+
+    const COORDINATES: usize = 18;
+    fn coordinates(x: &Su3Matrix, out: &mut [f64]) {
+        x.write_reals(out);
+    }
+    fn from_coordinates(c: &[f64]) -> Su3Matrix {
+        Self::project(&Su3Matrix::read_reals(c))
+    }
 }
 
 #[cfg(test)]

@@ -96,6 +96,14 @@ impl Group for U1 {
         (x.norm_sqr() - 1.0).abs()
     }
 
+    const COORDINATES: usize = 1;
+    fn coordinates(x: &Complex64, out: &mut [f64]) {
+        out[0] = x.arg().rem_euclid(std::f64::consts::TAU);
+    }
+    fn from_coordinates(c: &[f64]) -> Complex64 {
+        Complex64::from_polar(1.0, c[0])
+    }
+
     type Packed<R: Real> = ComplexLanes<R>;
     fn packed_in<R: Real>(x: &ComplexLanes) -> ComplexLanes<R> {
         x.convert()

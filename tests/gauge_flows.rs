@@ -1,0 +1,188 @@
+//! Gauge-equivariant U(1) flows: log-Jacobian against the numerical Jacobian, invertibility,
+//! gauge equivariance, the batched gauge action, and exactness of flow Metropolis with an
+//! untrained model against the exact 2D U(1) plaquette.
+
+use candle_core::{DType, Device, Tensor};
+use faer::Mat;
+use flowhmc::action::{GaugeAction, GaugeActionKind, Monomial};
+use flowhmc::analysis::gamma::{DEFAULT_S, gamma_method};
+use flowhmc::field::GaugeField;
+use flowhmc::flow::gauge::HaarPrior;
+use flowhmc::flow::u1::{U1BatchAction, U1EquivariantArchitecture};
+use flowhmc::flow::{
+    Architecture, BatchAction, FlowField, FlowModel, ModelInfo, Precision, Prior, TheoryTag,
+};
+use flowhmc::geometry::Lattice;
+use flowhmc::group::U1;
+use flowhmc::observables::average_plaquette;
+use flowhmc::reference::u1_2d_plaquette;
+use flowhmc::rng::{Purpose, StreamKey};
+use flowhmc::update::{FlowMetropolis, MarkovStep};
+use std::collections::BTreeMap;
+use std::f64::consts::{PI, TAU};
+use std::sync::Arc;
+
+fn u1_model(dims: &[usize], precision: Precision, layers: usize, seed: u64) -> FlowModel {
+    let architecture = U1EquivariantArchitecture { layers, hidden: vec![4, 4], ..Default::default() };
+    let info = ModelInfo {
+        architecture: Architecture::U1Equivariant(architecture),
+        precision,
+        theory: TheoryTag::U1,
+        couplings: BTreeMap::from([("beta".into(), 2.0)]),
+        dims: dims.to_vec(),
+        training: serde_json::Value::Null,
+    };
+    FlowModel::new(info, seed).unwrap()
+}
+
+fn haar_batch(model: &FlowModel, n: u64, dtype: DType) -> Tensor {
+    let keys: Vec<StreamKey> = (0..n).map(|i| StreamKey::new(9, Purpose::Test, i)).collect();
+    HaarPrior::<U1>::new().sample(model.lattice(), &keys, dtype, &Device::Cpu).unwrap()
+}
+
+fn values(t: &Tensor) -> Vec<f64> {
+    t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+}
+
+/// a - b as an angle in (-pi, pi].
+fn angle_difference(a: f64, b: f64) -> f64 {
+    let d = (a - b).rem_euclid(TAU);
+    if d > PI { d - TAU } else { d }
+}
+
+fn max_angle_distance(a: &Tensor, b: &Tensor) -> f64 {
+    values(a).iter().zip(values(b)).fold(0.0, |m, (x, y)| m.max(angle_difference(*x, y).abs()))
+}
+
+/// log|det df/dtheta| against the determinant of the central-difference Jacobian in the
+/// link angles (differences taken on the circle).
+#[test]
+fn u1_flow_log_jacobian_matches_the_numerical_jacobian() {
+    let dims = [4usize, 4];
+    let model = u1_model(&dims, Precision::F64, 8, 3);
+    let z = haar_batch(&model, 1, DType::F64);
+    let (_, log_det) = model.flow().forward(&z).unwrap();
+    let z0 = values(&z);
+    let n = z0.len();
+    let h = 1e-6;
+    let image = |v: &[f64]| {
+        let t = Tensor::from_vec(v.to_vec(), z.shape(), &Device::Cpu).unwrap();
+        values(&model.flow().forward(&t).unwrap().0)
+    };
+    let mut jacobian = Mat::<f64>::zeros(n, n);
+    for j in 0..n {
+        let (mut up, mut down) = (z0.clone(), z0.clone());
+        up[j] += h;
+        down[j] -= h;
+        let (fu, fd) = (image(&up), image(&down));
+        for i in 0..n {
+            jacobian[(i, j)] = angle_difference(fu[i], fd[i]) / (2.0 * h);
+        }
+    }
+    let numerical = jacobian.determinant().abs().ln();
+    let analytic = values(&log_det)[0];
+    assert!((numerical - analytic).abs() < 1e-6, "numerical {numerical}, analytic {analytic}");
+    // far above the tolerance: the check could tell a wrong log-Jacobian
+    assert!(analytic.abs() > 1e-2, "the test flow should not be volume preserving: {analytic}");
+}
+
+/// f^-1(f(z)) = z to 1e-10 in f64 and 1e-5 in f32 (on the circle), the log-Jacobians cancel,
+/// and log q of the forward pass equals log q through the inverse.
+#[test]
+fn u1_flow_is_invertible() {
+    for (precision, tolerance) in [(Precision::F64, 1e-10), (Precision::F32, 1e-5)] {
+        let model = u1_model(&[8, 8], precision, 16, 4);
+        let z = haar_batch(&model, 4, precision.dtype());
+        let (x, log_det) = model.flow().forward(&z).unwrap();
+        let (back, log_det_inverse) = model.flow().inverse(&x).unwrap();
+        let distance = max_angle_distance(&z, &back);
+        assert!(distance < tolerance, "{precision:?}: |f^-1(f(z)) - z| = {distance:e}");
+        for (a, b) in values(&log_det).iter().zip(values(&log_det_inverse)) {
+            assert!((a + b).abs() < tolerance * 100.0, "{precision:?}: log-Jacobians {a} {b}");
+            assert!(a.abs() > 1e-2, "{precision:?}: the test flow should not be volume preserving: {a}");
+        }
+        let keys: Vec<StreamKey> = (0..3).map(|i| StreamKey::new(2, Purpose::Test, i)).collect();
+        let (x, log_q) = model.sample(&keys).unwrap();
+        for (a, b) in values(&log_q).iter().zip(values(&model.log_density(&x).unwrap())) {
+            assert!((a - b).abs() < tolerance * 1e3 * a.abs().max(1.0), "{precision:?}: log q {a} vs {b}");
+        }
+    }
+}
+
+/// A gauge transformation theta_mu(x) -> theta_mu(x) + alpha(x) - alpha(x + mu) of the input
+/// transforms the output the same way and leaves the log-Jacobian unchanged.
+#[test]
+fn u1_flow_is_gauge_equivariant() {
+    let dims = [8usize, 4];
+    let model = u1_model(&dims, Precision::F64, 16, 5);
+    let z = haar_batch(&model, 3, DType::F64);
+    let alpha: Vec<f64> =
+        (0..3 * 32).map(|i| TAU * StreamKey::new(4, Purpose::Test, 0).stream(i).uniform()).collect();
+    let alpha = Tensor::from_vec(alpha, (3, 1, 4, 8, 1), &Device::Cpu).unwrap();
+    // shift by +1 in direction mu: dim 3 (x) or 2 (y) of [batch, 2, L_y, L_x, 1]
+    let transform = |t: &Tensor| {
+        let links: Vec<Tensor> = (0..2)
+            .map(|mu| {
+                let up = alpha.roll(-1, 3 - mu).unwrap();
+                (t.narrow(1, mu, 1).unwrap() + (&alpha - up).unwrap()).unwrap()
+            })
+            .collect();
+        Tensor::cat(&links, 1).unwrap()
+    };
+    let (x, log_det) = model.flow().forward(&z).unwrap();
+    let (xg, log_det_g) = model.flow().forward(&transform(&z)).unwrap();
+    let d = max_angle_distance(&transform(&x), &xg);
+    assert!(d < 1e-11, "{d}");
+    for (a, b) in values(&log_det).iter().zip(values(&log_det_g)) {
+        assert!((a - b).abs() < 1e-10, "{a} {b}");
+    }
+    // the flow moves the links: equivariance is not a trivial identity
+    assert!(max_angle_distance(&x, &z) > 0.1);
+}
+
+/// The batched U(1) action equals the field code's action for every gauge action.
+#[test]
+fn batched_u1_action_matches_the_field_code() {
+    let lattice = Arc::new(Lattice::new(&[6, 4]).unwrap());
+    let fields: Vec<GaugeField<U1>> = (0..3).map(|s| GaugeField::hot(lattice.clone(), s)).collect();
+    let x = GaugeField::to_batch(&fields.iter().collect::<Vec<_>>(), DType::F64, &Device::Cpu).unwrap();
+    for kind in [GaugeActionKind::Wilson, GaugeActionKind::Symanzik, GaugeActionKind::Iwasaki] {
+        let action = GaugeAction::new(kind, 1.7);
+        let batch = values(&U1BatchAction(action.clone()).batch_action(&x).unwrap());
+        for (u, b) in fields.iter().zip(batch) {
+            let s = action.action(u).unwrap();
+            assert!((s - b).abs() < 1e-11 * s.abs(), "{kind:?}: {s} vs {b}");
+        }
+    }
+}
+
+/// Flow Metropolis with an untrained U(1) model is exact: the plaquette agrees with the exact
+/// finite-volume value within 3 sigma (4 x 4 lattice, beta = 1).
+#[test]
+fn u1_flow_metropolis_with_an_untrained_model_is_exact() {
+    let (dims, beta) = ([4usize, 4], 1.0);
+    let monomials: Vec<Box<dyn Monomial<GaugeField<U1>>>> =
+        vec![Box::new(GaugeAction::new(GaugeActionKind::Wilson, beta))];
+    let mut mh = FlowMetropolis::new(u1_model(&dims, Precision::F64, 8, 8), monomials, 11, 64);
+    let mut u = GaugeField::<U1>::hot(Arc::new(Lattice::new(&dims).unwrap()), 2);
+    let (n, thermalization) = (6000u64, 200u64);
+    let (mut plaquettes, mut accepted) = (Vec::new(), 0);
+    for k in 0..n + thermalization {
+        let report = mh.step(&mut u, k).unwrap();
+        if k >= thermalization {
+            plaquettes.push(average_plaquette(&u));
+            accepted += usize::from(report.accepted);
+        }
+    }
+    let acceptance = accepted as f64 / n as f64;
+    assert!(acceptance > 0.02 && acceptance < 0.9, "acceptance {acceptance}");
+    let r = gamma_method(&plaquettes, DEFAULT_S).unwrap();
+    let exact = u1_2d_plaquette(beta, 16);
+    assert!(
+        (r.mean - exact).abs() < 3.0 * r.error,
+        "plaquette {} +- {} (tau_int {}), exact {exact}",
+        r.mean,
+        r.error,
+        r.tau_int
+    );
+}
