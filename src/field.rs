@@ -162,6 +162,15 @@ impl<G: Group> MomentumField<G> {
         alg_lane::<G>(&self.data[outer * lattice.ndim() + mu], lane)
     }
 
+    /// Adds `value` to the momentum of link (site, mu).
+    pub fn add_at(&mut self, lattice: &Lattice, site: usize, mu: usize, value: &G::Alg) {
+        let (outer, lane) = lattice.packed_of(site);
+        let p = &mut self.data[outer * lattice.ndim() + mu];
+        let mut sum = alg_lane::<G>(p, lane);
+        sum.as_mut().iter_mut().zip(value.as_ref()).for_each(|(s, v)| *s += v);
+        set_alg_lane::<G>(p, lane, &sum);
+    }
+
     /// Kinetic energy (1/2) sum over links and components of p_a^2.
     pub fn kinetic_energy(&self) -> f64 {
         0.5 * deterministic_sum(self.data.len(), |i| {

@@ -278,3 +278,32 @@ fn training_and_flow_cards_end_to_end() {
     assert!(e.contains("trajectory_length"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// HMC in the latent variables of an untrained real-NVP flow: reversible trajectories,
+/// <exp(-dH)> = 1 and the free field's <phi^2> within 3 sigma.
+#[test]
+fn flow_hmc_is_reversible_and_exact() {
+    use flowhmc::update::{FlowHmc, PulledBackAction};
+    let (l, m2) = (2, 1.0);
+    let model = Arc::new(scalar_model(&[l, l], Precision::F64, 14));
+    let pulled_back = PulledBackAction::new(model.clone(), Box::new(Phi4Action::new(m2, 0.0).unwrap()));
+    let integrator = Integrator::single(Scheme::Omelyan, 3, 1).unwrap();
+    let hmc = Hmc::new(vec![Box::new(pulled_back)], integrator, 0.5, 15).unwrap();
+    let mut step = FlowHmc::new(model, hmc);
+    step.set_reversibility_check(true);
+    let mut phi = ScalarField::zeros(Arc::new(Lattice::new(&[l, l]).unwrap()));
+    for k in 0..3 {
+        let (dz, dh) = step.step(&mut phi, k).unwrap().reversibility.unwrap();
+        assert!(dz < 1e-10 && dh < 1e-9, "trajectory {k}: |dz| = {dz:e}, |dH| = {dh:e}");
+    }
+    step.set_reversibility_check(false);
+    let (mut squares, mut boltzmann) = (Vec::new(), Vec::new());
+    for k in 0..2000 {
+        let report = step.step(&mut phi, 3 + k).unwrap();
+        squares.push(phi.values().iter().map(|v| v * v).sum::<f64>() / (l * l) as f64);
+        boltzmann.push((-report.dh).exp());
+    }
+    assert_within_3_sigma(&gamma_method(&squares, DEFAULT_S).unwrap(), free_scalar_phi_squared(&[l, l], m2));
+    let r = gamma_method(&boltzmann, DEFAULT_S).unwrap();
+    assert!((r.mean - 1.0).abs() < 3.0 * r.error, "<exp(-dH)> = {} +- {}", r.mean, r.error);
+}

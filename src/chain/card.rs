@@ -269,17 +269,19 @@ pub enum UpdateKind {
     FlowMh,
     /// A cycle of `update.hmc` HMC trajectories then `update.flow` flow proposals.
     Schedule,
+    /// HMC in the latent variables of the flow model `update.model`.
+    FlowHmc,
 }
 
 impl UpdateKind {
     /// Whether the update runs MD trajectories (and needs an integrator).
     pub fn uses_md(self) -> bool {
-        matches!(self, UpdateKind::Hmc | UpdateKind::Schedule)
+        matches!(self, UpdateKind::Hmc | UpdateKind::Schedule | UpdateKind::FlowHmc)
     }
 
-    /// Whether the update draws proposals from a flow model.
+    /// Whether the update uses a flow model.
     pub fn uses_flow(self) -> bool {
-        matches!(self, UpdateKind::FlowMh | UpdateKind::Schedule)
+        matches!(self, UpdateKind::FlowMh | UpdateKind::Schedule | UpdateKind::FlowHmc)
     }
 }
 
@@ -744,6 +746,22 @@ impl Card {
             }
             if u.batch == Some(0) {
                 return bad("batch = 0: must be at least 1".into());
+            }
+            if u.kind == UpdateKind::FlowHmc {
+                let refused = [
+                    (u.batch.is_some(), "batch: flow-hmc draws no proposals"),
+                    (
+                        u.levels.is_some(),
+                        "levels: flow-hmc integrates one pulled-back action, give integrator and steps",
+                    ),
+                    (
+                        !self.fermions.is_empty(),
+                        "[[fermions]]: flow-hmc pulls back the gauge action only; use flow-mh or a schedule with fermions",
+                    ),
+                ];
+                if let Some((_, why)) = refused.iter().find(|(given, _)| *given) {
+                    return bad(why.to_string());
+                }
             }
         } else if u.model.is_some() || u.batch.is_some() {
             return bad(format!("model and batch are for flow updates, kind {:?} has none", u.kind));

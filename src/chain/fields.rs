@@ -10,13 +10,12 @@ use crate::action::{GaugeAction, Monomial, Phi4Action};
 use crate::checkerboard::Checkerboard;
 use crate::error::{Error, Result};
 use crate::field::GaugeField;
-use crate::flow::{FlowField, FlowModel};
+use crate::flow::{FlowField, FlowModel, LatentField};
 use crate::geometry::Lattice;
 use crate::group::Group;
 use crate::io::native::{self, NativeField};
 use crate::io::{nersc, read_file};
 use crate::observables::average_plaquette;
-use crate::phase_space::PhaseSpace;
 use crate::rng::{Purpose, StreamKey};
 use crate::scalar::ScalarField;
 use crate::update::StepReport;
@@ -27,7 +26,7 @@ use std::sync::Arc;
 
 /// A field the run loop samples: a phase space that checkpoints in the native format and
 /// that flow models act on.
-pub trait ChainField: PhaseSpace + NativeField + FlowField + PartialEq + 'static {
+pub trait ChainField: LatentField + NativeField + PartialEq + 'static {
     /// The field a fresh run starts from (`run.start`); a start file must match the lattice.
     fn start(card: &Card, lattice: &Arc<Lattice>) -> Result<Self>;
     /// The monomials of the card's action, in the order of [`Card::monomial_names`].

@@ -11,13 +11,14 @@ use super::card::{Card, GaugeCard, GroupName, Theory, UpdateKind};
 use super::fields::{ChainField, card_model};
 use super::progress::Progress;
 use super::summary::{Summary, analyze};
+use super::train::batch_action;
 use crate::error::{Error, Result};
 use crate::field::GaugeField;
 use crate::geometry::Lattice;
 use crate::group::{Su3, U1};
 use crate::io::{native, write_atomically};
 use crate::scalar::ScalarField;
-use crate::update::{FlowMetropolis, Hmc, MarkovStep, Schedule};
+use crate::update::{FlowHmc, FlowMetropolis, Hmc, MarkovStep, PulledBackAction, Schedule};
 use serde_json::json;
 use std::io::Write;
 use std::path::Path;
@@ -126,6 +127,13 @@ pub fn build_update<C: ChainField>(card: &Card, lattice: &Arc<Lattice>) -> Resul
     match card.update.kind {
         UpdateKind::Hmc => hmc(),
         UpdateKind::FlowMh => flow(),
+        UpdateKind::FlowHmc => {
+            let model = Arc::new(card_model(card)?);
+            let action =
+                PulledBackAction::new(model.clone(), batch_action(card.theory()?, &card.lattice.dims)?);
+            let hmc = Hmc::new(vec![Box::new(action)], card.integrator()?, card.trajectory_length()?, seed)?;
+            Ok(Box::new(FlowHmc::new(model, hmc)))
+        }
         UpdateKind::Schedule => {
             let (h, f) = (card.update.hmc.unwrap_or(1), card.update.flow.unwrap_or(1));
             Ok(Box::new(Schedule::new(vec![(hmc()?, h), (flow()?, f)])?))

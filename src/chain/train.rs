@@ -24,22 +24,26 @@ pub fn sibling(model: &Path, suffix: &str) -> PathBuf {
     model.with_file_name(format!("{stem}.{suffix}"))
 }
 
+/// The action of `theory` on batches of fields on a lattice of extents `dims` (what training
+/// and flow HMC differentiate).
+pub fn batch_action(theory: Theory<'_>, dims: &[usize]) -> Result<Box<dyn BatchAction>> {
+    match theory {
+        Theory::Scalar(s) => Ok(Box::new(Phi4Action::new(s.m2, s.lambda)?)),
+        Theory::Gauge(g) if g.group == GroupName::U1 && dims.len() == 2 => {
+            Ok(Box::new(U1BatchAction(GaugeAction::new(g.action, g.beta))))
+        }
+        Theory::Gauge(g) => Err(Error::Card(format!(
+            "flows for {:?} gauge fields on {}D lattices are not available yet",
+            g.group,
+            dims.len()
+        ))),
+    }
+}
+
 /// Trains the model of `card`; the output file must not exist yet. Returns the report.
 pub fn train_card(card: &TrainingCard, quiet: bool) -> Result<TrainingReport> {
     let theory = card.theory()?;
-    let action: Box<dyn BatchAction> = match theory {
-        Theory::Scalar(s) => Box::new(Phi4Action::new(s.m2, s.lambda)?),
-        Theory::Gauge(g) if g.group == GroupName::U1 && card.lattice.dims.len() == 2 => {
-            Box::new(U1BatchAction(GaugeAction::new(g.action, g.beta)))
-        }
-        Theory::Gauge(g) => {
-            return Err(Error::Card(format!(
-                "train: flows for {:?} gauge fields on {}D lattices are not available yet",
-                g.group,
-                card.lattice.dims.len()
-            )));
-        }
-    };
+    let action = batch_action(theory, &card.lattice.dims)?;
     let t = &card.train;
     if t.output.exists() {
         return Err(Error::Card(format!(

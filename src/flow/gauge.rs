@@ -9,8 +9,8 @@
 //! ../shared/reference). For U(1) the flows' Jacobians in the angles are Jacobians with
 //! respect to that measure, since it is d theta / (2 pi) on every link.
 
-use super::{FlowField, Prior};
-use crate::field::GaugeField;
+use super::{FlowField, LatentField, Prior};
+use crate::field::{GaugeField, MomentumField};
 use crate::geometry::Lattice;
 use crate::group::{Group, LinkMatrix};
 use crate::rng::StreamKey;
@@ -61,6 +61,28 @@ impl<G: Group> FlowField for GaugeField<G> {
                     .map_err(|e| candle_core::Error::Msg(e.to_string()))
             })
             .collect()
+    }
+}
+
+/// The MD coordinates of a link are the generators of its drift exp(w T_a) U: F_a =
+/// -sum_k dS/dc_k dc_k/dw_a with the coordinate tangents of [`Group::coordinate_tangent`].
+impl<G: Group> LatentField for GaugeField<G> {
+    fn add_gradient_force(&self, gradient: &[f64], h: f64, p: &mut MomentumField<G>) {
+        let lattice = self.lattice().clone();
+        let (d, volume, k) = (lattice.ndim(), lattice.volume(), G::COORDINATES);
+        let mut tangent = vec![0.0; k];
+        for mu in 0..d {
+            for site in 0..volume {
+                let g = &gradient[(mu * volume + site) * k..][..k];
+                let link = self.link(site, mu);
+                let mut force = G::Alg::default();
+                for (a, f) in force.as_mut().iter_mut().enumerate() {
+                    G::coordinate_tangent(&link, a, &mut tangent);
+                    *f = -h * g.iter().zip(&tangent).map(|(g, t)| g * t).sum::<f64>();
+                }
+                p.add_at(&lattice, site, mu, &force);
+            }
+        }
     }
 }
 

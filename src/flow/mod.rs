@@ -16,6 +16,7 @@ pub mod train;
 pub mod u1;
 
 use crate::geometry::Lattice;
+use crate::phase_space::PhaseSpace;
 use crate::rng::StreamKey;
 use candle_core::{DType, Device, Result, Tensor};
 use std::sync::Arc;
@@ -70,4 +71,13 @@ pub trait FlowField: Sized {
     fn to_batch(fields: &[&Self], dtype: DType, device: &Device) -> Result<Tensor>;
     /// The fields of a batch tensor on `lattice` (values converted to f64).
     fn from_batch(x: &Tensor, lattice: &Arc<Lattice>) -> Result<Vec<Self>>;
+}
+
+/// Latent fields of flow HMC: a phase space whose configurations flows act on, with the
+/// force of an action given by its gradient in the batch tensor.
+pub trait LatentField: FlowField + PhaseSpace {
+    /// p += h F for the force F = -dS/dw of the action whose gradient with respect to this
+    /// field's batch-1 tensor ([`FlowField::to_batch`] layout, flattened) is `gradient`
+    /// (w: the field's MD coordinates, the site values or the generators of the links).
+    fn add_gradient_force(&self, gradient: &[f64], h: f64, p: &mut Self::Momentum);
 }

@@ -304,6 +304,18 @@ impl FlowModel {
         Ok(self.log_density(&x)?.to_dtype(DType::F64)?.to_vec1::<f64>()?[0])
     }
 
+    /// The latent field z = f^-1(x) of one field.
+    pub fn latent_of<F: FlowField>(&self, x: &F) -> Result<F> {
+        let t = F::to_batch(&[x], self.info.precision.dtype(), &Device::Cpu)?;
+        Ok(F::from_batch(&self.flow.inverse(&t)?.0, &self.lattice)?.pop().expect("one field"))
+    }
+
+    /// The field x = f(z) of one latent field.
+    pub fn image_of<F: FlowField>(&self, z: &F) -> Result<F> {
+        let t = F::to_batch(&[z], self.info.precision.dtype(), &Device::Cpu)?;
+        Ok(F::from_batch(&self.flow.forward(&t)?.0, &self.lattice)?.pop().expect("one field"))
+    }
+
     /// The flow itself (forward and inverse maps with their log-Jacobians).
     pub fn flow(&self) -> &dyn Flow {
         self.flow.as_ref()

@@ -2,7 +2,7 @@
 //! differentiates, and the conversion between [`ScalarField`]s and [batch, 1, L_y, L_x]
 //! tensors (lexicographic order, x fastest, is row-major order of the last two dimensions).
 
-use super::{BatchAction, FlowField, Prior};
+use super::{BatchAction, FlowField, LatentField, Prior};
 use crate::action::Phi4Action;
 use crate::geometry::Lattice;
 use crate::rng::StreamKey;
@@ -60,6 +60,13 @@ impl FlowField for ScalarField {
                 phi
             })
             .collect())
+    }
+}
+
+/// The MD coordinates of a scalar field are its site values: F(x) = -dS/dphi(x).
+impl LatentField for ScalarField {
+    fn add_gradient_force(&self, gradient: &[f64], h: f64, p: &mut ScalarField) {
+        p.values_mut().iter_mut().zip(gradient).for_each(|(p, g)| *p -= h * g);
     }
 }
 

@@ -88,6 +88,9 @@ pub trait Group: Copy + Send + Sync + Debug + PartialEq + 'static {
     /// The element with coordinates `c` (SU(3): projected to the group, which absorbs the
     /// rounding of single-precision models).
     fn from_coordinates(c: &[f64]) -> Self::Elem;
+    /// The derivative of the coordinates of exp(w T_a) x at w = 0 (how the drift along
+    /// generator a moves them; flow HMC turns coordinate gradients into forces with it).
+    fn coordinate_tangent(x: &Self::Elem, a: usize, out: &mut [f64]);
 
     /// LANES elements packed lane-wise for the vectorised kernels, in precision R (the gauge
     /// field and every gauge kernel use f64; the Dirac operator also comes in f32).
@@ -234,6 +237,33 @@ mod tests {
                 let h = 1e-5;
                 let fd = (G::exp(&t, h).mul(&x).trace().re - G::exp(&t, -h).mul(&x).trace().re) / (2.0 * h);
                 assert!((fd - r.as_ref()[a]).abs() < 1e-9, "generator {a}: {fd} vs {r:?}");
+            }
+            // coordinates round-trip, and their tangents match finite differences (differences
+            // taken mod 2 pi, for the U(1) angle)
+            let u = G::haar(&mut rng);
+            let k = G::COORDINATES;
+            let coordinates = |x: &G::Elem| {
+                let mut c = vec![0.0; k];
+                G::coordinates(x, &mut c);
+                c
+            };
+            assert!(G::from_coordinates(&coordinates(&u)).sub(&u).norm_sqr().sqrt() < 1e-14);
+            for a in 0..G::ALG_DIM {
+                let mut t = G::Alg::default();
+                t.as_mut()[a] = 1.0;
+                let h = 1e-5;
+                let (up, down) = (coordinates(&G::exp(&t, h).mul(&u)), coordinates(&G::exp(&t, -h).mul(&u)));
+                let mut tangent = vec![0.0; k];
+                G::coordinate_tangent(&u, a, &mut tangent);
+                for i in 0..k {
+                    let d = up[i] - down[i];
+                    let fd = (d - std::f64::consts::TAU * (d / std::f64::consts::TAU).round()) / (2.0 * h);
+                    assert!(
+                        (fd - tangent[i]).abs() < 1e-9,
+                        "generator {a}, coordinate {i}: {fd} vs {}",
+                        tangent[i]
+                    );
+                }
             }
             // the packed traces, also of a product, agree with the scalar ones lane by lane,
             // and a masked axpy moves lane l ^ mask to lane l

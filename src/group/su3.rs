@@ -504,6 +504,11 @@ impl Group for Su3 {
     fn from_coordinates(c: &[f64]) -> Su3Matrix {
         Self::project(&Su3Matrix::read_reals(c))
     }
+    fn coordinate_tangent(x: &Su3Matrix, a: usize, out: &mut [f64]) {
+        let mut generator = Self::Alg::default();
+        generator[a] = 1.0;
+        Self::alg_matrix(&generator).mul(x).write_reals(out);
+    }
 }
 
 #[cfg(test)]

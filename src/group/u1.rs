@@ -103,6 +103,9 @@ impl Group for U1 {
     fn from_coordinates(c: &[f64]) -> Complex64 {
         Complex64::from_polar(1.0, c[0])
     }
+    fn coordinate_tangent(_x: &Complex64, _a: usize, out: &mut [f64]) {
+        out[0] = 1.0;
+    }
 
     type Packed<R: Real> = ComplexLanes<R>;
     fn packed_in<R: Real>(x: &ComplexLanes) -> ComplexLanes<R> {

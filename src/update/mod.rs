@@ -1,6 +1,7 @@
-//! Markov steps: one trait, implemented by HMC, flow independence Metropolis and schedules
-//! that mix them.
+//! Markov steps: one trait, implemented by HMC, flow independence Metropolis, HMC in a flow's
+//! latent variables and schedules that mix them.
 
+pub mod flow_hmc;
 pub mod flow_mh;
 pub mod hmc;
 pub mod schedule;
@@ -8,6 +9,7 @@ pub mod schedule;
 use crate::error::Result;
 use crate::phase_space::PhaseSpace;
 
+pub use flow_hmc::{FlowHmc, PulledBackAction};
 pub use flow_mh::FlowMetropolis;
 pub use hmc::Hmc;
 pub use schedule::Schedule;
