@@ -277,3 +277,74 @@ fn u1_flow_cards_end_to_end() {
     assert!(e.contains("not available"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The Schwinger model (2D U(1), Nf = 2 Wilson, 4 x 4, beta = 1, kappa = 0.2): flow-mh with
+/// a pure-gauge model briefly trained at the same beta, once with the exact determinant in the
+/// Metropolis test and once at fixed pseudofermions refreshed by a heatbath before every
+/// proposal, gives the plaquette of the pseudofermion HMC chain within 3 sigma.
+#[test]
+fn schwinger_model_flow_chains_agree_with_hmc() {
+    use flowhmc::chain::{Card, RunOptions, TrainingCard, run_card, train_card};
+    let dir = std::env::temp_dir().join(format!("flowhmc-u1-fermions-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("u1.safetensors");
+    let theory = "[lattice]\ndims = [4, 4]\n[gauge]\ngroup = \"u1\"\naction = \"wilson\"\nbeta = 1.0\n";
+    let training = format!(
+        "{theory}[flow]\nmodel = \"u1-equivariant\"\nlayers = 8\nhidden = [8]\n[train]\nsteps = 300\nbatch = 64\n\
+         learning_rate = 0.003\nseed = 1\noutput = {model:?}\n"
+    );
+    train_card(&TrainingCard::parse(&training, "train.toml").unwrap(), true).unwrap();
+    let card = |update: &str, exact: bool, name: &str| {
+        let text = format!(
+            "{theory}[update]\n{update}\n\
+             [run]\ntrajectories = 6000\nthermalization = 200\nseed = 3\nstart = \"hot\"\ncheckpoint_every = 10000\n\
+             output = {:?}\n[[fermions]]\nkind = \"wilson\"\nflavors = 2\nkappa = 0.2\nboundary = \"antiperiodic\"\n\
+             exact_determinant = {exact}\nsolver = {{ kind = \"cg\", tolerance = 1e-12, max_iterations = 1000 }}\n",
+            dir.join(name)
+        );
+        Card::parse(&text, name).unwrap()
+    };
+    let flow = format!("kind = \"flow-mh\"\nmodel = {model:?}");
+    let runs = [
+        (
+            "hmc",
+            card(
+                "kind = \"hmc\"\ntrajectory_length = 1.0\nintegrator = \"omelyan\"\nsteps = 5",
+                false,
+                "hmc",
+            ),
+        ),
+        ("flow-mh exact", card(&flow, true, "exact")),
+        ("flow-mh pseudofermions", card(&flow, false, "pf")),
+    ];
+    let quiet = RunOptions { resume: false, quiet: true };
+    let results: Vec<(&str, f64, f64)> = runs
+        .iter()
+        .map(|(label, card)| {
+            let s = run_card(card, quiet).unwrap();
+            let p = &s.observables["plaquette"];
+            println!(
+                "{label}: plaquette {:.5} +- {:.5} (tau_int {:.1}), acceptance {:.3}",
+                p.mean, p.error, p.tau_int, s.acceptance
+            );
+            assert!(s.acceptance > 0.01, "{label}: acceptance {}", s.acceptance);
+            (*label, p.mean, p.error)
+        })
+        .collect();
+    let (_, hmc, hmc_error) = results[0];
+    for (label, p, e) in &results[1..] {
+        let z = (p - hmc) / (e * e + hmc_error * hmc_error).sqrt();
+        assert!(z.abs() < 3.0, "{label}: {p} +- {e} vs HMC {hmc} +- {hmc_error}");
+    }
+    let e = Card::parse(
+        &std::fs::read_to_string(dir.join("hmc/card.toml"))
+            .unwrap()
+            .replace("exact_determinant = false", "exact_determinant = true"),
+        "bad.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("no MD force"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -45,8 +45,15 @@
 //! steps = 4
 //! monomials = ["gauge"]
 //! ```
+//! Flow models (trained by `flowhmc train` from the card's `[flow]` and `[train]` tables)
+//! drive three more update kinds: `kind = "flow-mh"` (independence Metropolis; `model`,
+//! optional `batch`), `"schedule"` (`hmc = n` trajectories then `flow = m` proposals per
+//! cycle, with `model` and the HMC keys) and `"flow-hmc"` (HMC in the latent variables of
+//! `model`, with `trajectory_length`, `integrator` and `steps`; no levels, no fermions).
+//!
 //! Unknown keys, wrong types and invalid values are errors that name the key.
 
+use crate::action::exact_determinant::MAX_DENSE_ROWS;
 use crate::action::{GaugeActionKind, Phi4Action};
 use crate::checkerboard::Checkerboard;
 use crate::dirac::{Boundary, Method};
@@ -151,8 +158,12 @@ pub struct FermionCard {
     /// Hopping parameters of the heavier Hasenbusch operators, increasing, all below `kappa`.
     #[serde(default)]
     pub hasenbusch: Vec<f64>,
-    /// The solver of the pseudofermion terms.
+    /// The solver of the pseudofermion terms (and of hadron measurements).
     pub solver: SolverCard,
+    /// Use the exact weight det(M^dagger M) from the dense Wilson matrix instead of
+    /// pseudofermions (small lattices, flow-mh only; default false).
+    #[serde(default)]
+    pub exact_determinant: bool,
 }
 
 fn yes() -> bool {
@@ -226,6 +237,16 @@ pub enum GroupName {
     U1,
     /// SU(3).
     Su3,
+}
+
+impl GroupName {
+    /// The number of colours N of the fundamental representation.
+    pub fn colors(self) -> usize {
+        match self {
+            GroupName::U1 => 1,
+            GroupName::Su3 => 3,
+        }
+    }
 }
 
 /// `[gauge]`: group, action and coupling.
@@ -676,6 +697,28 @@ impl Card {
             }
             if !(f.solver.tolerance > 0.0 && f.solver.tolerance < 1.0) || f.solver.max_iterations == 0 {
                 return bad(format!("{at}.solver: need 0 < tolerance < 1 and max_iterations > 0"));
+            }
+            if f.exact_determinant {
+                let (spins, colors) =
+                    (if d == 2 { 2 } else { 4 }, self.gauge.as_ref().map_or(1, |g| g.group.colors()));
+                let rows = self.lattice.dims.iter().product::<usize>() * spins * colors;
+                let why = if self.update.kind != UpdateKind::FlowMh {
+                    Some("it has no MD force, use kind = \"flow-mh\"".to_string())
+                } else if !f.hasenbusch.is_empty() {
+                    Some(
+                        "Hasenbusch masses split pseudofermion terms, the exact weight needs none"
+                            .to_string(),
+                    )
+                } else if rows > MAX_DENSE_ROWS {
+                    Some(format!(
+                        "the dense matrix would have {rows} rows, at most {MAX_DENSE_ROWS} are allowed"
+                    ))
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    return bad(format!("{at}.exact_determinant: {why}"));
+                }
             }
         }
         let names = self.monomial_names();

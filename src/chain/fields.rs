@@ -5,6 +5,7 @@
 
 use super::card::{Card, GAUGE_MONOMIAL, Start, Theory};
 use super::measure::{measure, measure_hadrons, measure_scalar};
+use crate::action::exact_determinant::ExactDeterminant;
 use crate::action::fermion::{Pseudofermion, PseudofermionParams};
 use crate::action::{GaugeAction, Monomial, Phi4Action};
 use crate::checkerboard::Checkerboard;
@@ -117,6 +118,14 @@ impl<G: Group> ChainField for GaugeField<G> {
         let mut stream = 0;
         for (i, f) in card.fermions.iter().enumerate() {
             let (boundary, solver) = (f.boundary_phase(), f.solver_params());
+            if f.exact_determinant {
+                let name = &f.term_names(i)[0];
+                monomials.push(match lattice.ndim() {
+                    2 => Box::new(ExactDeterminant::<G, 2>::new(name, f.kappa, boundary, cb.clone())?),
+                    _ => Box::new(ExactDeterminant::<G, 4>::new(name, f.kappa, boundary, cb.clone())?),
+                });
+                continue;
+            }
             for (name, (kappa, kappa_heavy)) in f.term_names(i).iter().zip(f.term_kappas()) {
                 let params = PseudofermionParams {
                     kappa,
