@@ -2,8 +2,10 @@
 //! equivariance, save/load, refusals of wrong models, and exactness of flow Metropolis with an
 //! untrained model.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
-use faer::Mat;
+use common::{assert_invertible, assert_log_jacobian_is_numerical, values};
 use flowhmc::action::{Monomial, Phi4Action};
 use flowhmc::analysis::gamma::{DEFAULT_S, GammaResult, gamma_method};
 use flowhmc::flow::real_nvp::RealNvpArchitecture;
@@ -36,37 +38,11 @@ fn prior_batch(model: &FlowModel, n: u64, dtype: DType) -> Tensor {
     GaussianPrior.sample(model.lattice(), &keys, dtype, &Device::Cpu).unwrap()
 }
 
-fn values(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap()
-}
-
 /// log|det df/dz| of the model against the determinant of the central-difference Jacobian.
 #[test]
 fn real_nvp_log_jacobian_matches_the_numerical_jacobian() {
     let model = scalar_model(&[4, 4], Precision::F64, 3);
-    let z = prior_batch(&model, 1, DType::F64);
-    let (_, log_det) = model.flow().forward(&z).unwrap();
-    let z0 = values(&z);
-    let n = z0.len();
-    let h = 1e-6;
-    let image = |v: &[f64]| {
-        let t = Tensor::from_vec(v.to_vec(), (1, 1, 4, 4), &Device::Cpu).unwrap();
-        values(&model.flow().forward(&t).unwrap().0)
-    };
-    let mut jacobian = Mat::<f64>::zeros(n, n);
-    for j in 0..n {
-        let (mut up, mut down) = (z0.clone(), z0.clone());
-        up[j] += h;
-        down[j] -= h;
-        let (fu, fd) = (image(&up), image(&down));
-        for i in 0..n {
-            jacobian[(i, j)] = (fu[i] - fd[i]) / (2.0 * h);
-        }
-    }
-    let numerical = jacobian.determinant().abs().ln();
-    let analytic = values(&log_det)[0];
-    assert!((numerical - analytic).abs() < 1e-6, "numerical {numerical}, analytic {analytic}");
-    assert!(analytic.abs() > 0.1, "the test flow should not be volume preserving: {analytic}");
+    assert_log_jacobian_is_numerical(&model, &prior_batch(&model, 1, DType::F64), |a, b| a - b);
 }
 
 /// f^-1(f(z)) = z to 1e-10 in f64 and 1e-5 in f32, and the two log-Jacobians cancel.
@@ -74,20 +50,10 @@ fn real_nvp_log_jacobian_matches_the_numerical_jacobian() {
 fn real_nvp_is_invertible() {
     for (precision, tolerance) in [(Precision::F64, 1e-10), (Precision::F32, 1e-5)] {
         let model = scalar_model(&[8, 6], precision, 4);
-        let z = prior_batch(&model, 5, precision.dtype());
-        let (x, log_det) = model.flow().forward(&z).unwrap();
-        let (back, log_det_inverse) = model.flow().inverse(&x).unwrap();
-        let distance = values(&z).iter().zip(values(&back)).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
-        assert!(distance < tolerance, "{precision:?}: |f^-1(f(z)) - z| = {distance:e}");
-        for (a, b) in values(&log_det).iter().zip(values(&log_det_inverse)) {
-            assert!((a + b).abs() < tolerance * 100.0, "{precision:?}: log-Jacobians {a} {b}");
-        }
-        // log q from the forward pass equals log q through the inverse
-        let keys: Vec<StreamKey> = (0..3).map(|i| StreamKey::new(2, Purpose::Test, i)).collect();
-        let (x, log_q) = model.sample(&keys).unwrap();
-        for (a, b) in values(&log_q).iter().zip(values(&model.log_density(&x).unwrap())) {
-            assert!((a - b).abs() < tolerance * 1e3 * a.abs().max(1.0), "{precision:?}: log q {a} vs {b}");
-        }
+        let distance = |a: &Tensor, b: &Tensor| {
+            values(a).iter().zip(values(b)).fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+        };
+        assert_invertible(&model, &prior_batch(&model, 5, precision.dtype()), tolerance, distance);
     }
 }
 

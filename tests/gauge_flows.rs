@@ -2,8 +2,10 @@
 //! gauge equivariance, the batched gauge action, and exactness of flow Metropolis and of flow
 //! HMC with untrained models against the exact 2D U(1) plaquette.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
-use faer::Mat;
+use common::{assert_invertible, assert_log_jacobian_is_numerical, values};
 use flowhmc::action::{GaugeAction, GaugeActionKind, Monomial};
 use flowhmc::analysis::gamma::{DEFAULT_S, gamma_method};
 use flowhmc::field::GaugeField;
@@ -41,10 +43,6 @@ fn haar_batch(model: &FlowModel, n: u64, dtype: DType) -> Tensor {
     HaarPrior::<U1>::new().sample(model.lattice(), &keys, dtype, &Device::Cpu).unwrap()
 }
 
-fn values(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap()
-}
-
 /// a - b as an angle in (-pi, pi].
 fn angle_difference(a: f64, b: f64) -> f64 {
     let d = (a - b).rem_euclid(TAU);
@@ -59,32 +57,8 @@ fn max_angle_distance(a: &Tensor, b: &Tensor) -> f64 {
 /// link angles (differences taken on the circle).
 #[test]
 fn u1_flow_log_jacobian_matches_the_numerical_jacobian() {
-    let dims = [4usize, 4];
-    let model = u1_model(&dims, Precision::F64, 8, 3);
-    let z = haar_batch(&model, 1, DType::F64);
-    let (_, log_det) = model.flow().forward(&z).unwrap();
-    let z0 = values(&z);
-    let n = z0.len();
-    let h = 1e-6;
-    let image = |v: &[f64]| {
-        let t = Tensor::from_vec(v.to_vec(), z.shape(), &Device::Cpu).unwrap();
-        values(&model.flow().forward(&t).unwrap().0)
-    };
-    let mut jacobian = Mat::<f64>::zeros(n, n);
-    for j in 0..n {
-        let (mut up, mut down) = (z0.clone(), z0.clone());
-        up[j] += h;
-        down[j] -= h;
-        let (fu, fd) = (image(&up), image(&down));
-        for i in 0..n {
-            jacobian[(i, j)] = angle_difference(fu[i], fd[i]) / (2.0 * h);
-        }
-    }
-    let numerical = jacobian.determinant().abs().ln();
-    let analytic = values(&log_det)[0];
-    assert!((numerical - analytic).abs() < 1e-6, "numerical {numerical}, analytic {analytic}");
-    // far above the tolerance: the check could tell a wrong log-Jacobian
-    assert!(analytic.abs() > 1e-2, "the test flow should not be volume preserving: {analytic}");
+    let model = u1_model(&[4, 4], Precision::F64, 8, 3);
+    assert_log_jacobian_is_numerical(&model, &haar_batch(&model, 1, DType::F64), angle_difference);
 }
 
 /// f^-1(f(z)) = z to 1e-10 in f64 and 1e-5 in f32 (on the circle), the log-Jacobians cancel,
@@ -93,20 +67,7 @@ fn u1_flow_log_jacobian_matches_the_numerical_jacobian() {
 fn u1_flow_is_invertible() {
     for (precision, tolerance) in [(Precision::F64, 1e-10), (Precision::F32, 1e-5)] {
         let model = u1_model(&[8, 8], precision, 16, 4);
-        let z = haar_batch(&model, 4, precision.dtype());
-        let (x, log_det) = model.flow().forward(&z).unwrap();
-        let (back, log_det_inverse) = model.flow().inverse(&x).unwrap();
-        let distance = max_angle_distance(&z, &back);
-        assert!(distance < tolerance, "{precision:?}: |f^-1(f(z)) - z| = {distance:e}");
-        for (a, b) in values(&log_det).iter().zip(values(&log_det_inverse)) {
-            assert!((a + b).abs() < tolerance * 100.0, "{precision:?}: log-Jacobians {a} {b}");
-            assert!(a.abs() > 1e-2, "{precision:?}: the test flow should not be volume preserving: {a}");
-        }
-        let keys: Vec<StreamKey> = (0..3).map(|i| StreamKey::new(2, Purpose::Test, i)).collect();
-        let (x, log_q) = model.sample(&keys).unwrap();
-        for (a, b) in values(&log_q).iter().zip(values(&model.log_density(&x).unwrap())) {
-            assert!((a - b).abs() < tolerance * 1e3 * a.abs().max(1.0), "{precision:?}: log q {a} vs {b}");
-        }
+        assert_invertible(&model, &haar_batch(&model, 4, precision.dtype()), tolerance, max_angle_distance);
     }
 }
 

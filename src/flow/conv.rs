@@ -77,6 +77,18 @@ pub struct ConvNet {
     final_tanh: bool,
 }
 
+/// Checks the shape of a coupling network (hidden channels, odd kernel); the message names
+/// the offending key.
+pub fn validate_network(hidden: &[usize], kernel: usize) -> std::result::Result<(), String> {
+    if kernel.is_multiple_of(2) {
+        return Err(format!("kernel = {kernel}: need an odd size"));
+    }
+    if hidden.contains(&0) {
+        return Err(format!("hidden = {hidden:?}: every layer needs at least one channel"));
+    }
+    Ok(())
+}
+
 /// Slope of the leaky ReLU for negative inputs.
 const LEAKY_SLOPE: f64 = 0.01;
 

@@ -6,7 +6,7 @@
 //! One layer with mask m (1 on frozen sites) maps x to
 //! x' = m x + (1 - m) (x e^s + t), (s, t) = net(m x), log|det dx'/dx| = sum (1 - m) s.
 
-use super::conv::{ConvNet, NeighbourTable};
+use super::conv::{ConvNet, NeighbourTable, validate_network};
 use super::{Flow, compose};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -17,29 +17,16 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct RealNvpArchitecture {
     /// Number of affine coupling layers (even, so both parities are updated equally often).
-    #[serde(default = "default_layers")]
     pub layers: usize,
     /// Hidden channels of each coupling network.
-    #[serde(default = "default_hidden")]
     pub hidden: Vec<usize>,
     /// Odd convolution kernel size.
-    #[serde(default = "default_kernel")]
     pub kernel: usize,
-}
-
-fn default_layers() -> usize {
-    16
-}
-fn default_hidden() -> Vec<usize> {
-    vec![8, 8]
-}
-fn default_kernel() -> usize {
-    3
 }
 
 impl Default for RealNvpArchitecture {
     fn default() -> Self {
-        RealNvpArchitecture { layers: default_layers(), hidden: default_hidden(), kernel: default_kernel() }
+        RealNvpArchitecture { layers: 16, hidden: vec![8, 8], kernel: 3 }
     }
 }
 
@@ -49,13 +36,7 @@ impl RealNvpArchitecture {
         if self.layers == 0 || !self.layers.is_multiple_of(2) {
             return Err(format!("layers = {}: need a positive even number", self.layers));
         }
-        if self.kernel.is_multiple_of(2) {
-            return Err(format!("kernel = {}: need an odd size", self.kernel));
-        }
-        if self.hidden.contains(&0) {
-            return Err(format!("hidden = {:?}: every layer needs at least one channel", self.hidden));
-        }
-        Ok(())
+        validate_network(&self.hidden, self.kernel)
     }
 }
 

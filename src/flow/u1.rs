@@ -20,7 +20,7 @@
 //! The inverse of the mixture has no closed form: it is found by safeguarded Newton iteration
 //! in f64 (the inverse pass is not differentiated).
 
-use super::conv::{ConvNet, NeighbourTable};
+use super::conv::{ConvNet, NeighbourTable, validate_network};
 use super::ops::atan2;
 use super::{BatchAction, Flow, compose};
 use crate::action::GaugeAction;
@@ -35,40 +35,18 @@ use std::f64::consts::TAU;
 #[serde(deny_unknown_fields)]
 pub struct U1EquivariantArchitecture {
     /// Number of coupling layers (a multiple of 8, so every link is updated equally often).
-    #[serde(default = "default_layers")]
     pub layers: usize,
     /// Hidden channels of each coupling network.
-    #[serde(default = "default_hidden")]
     pub hidden: Vec<usize>,
     /// Odd convolution kernel size.
-    #[serde(default = "default_kernel")]
     pub kernel: usize,
     /// Non-compact projections in each mixture.
-    #[serde(default = "default_components")]
     pub components: usize,
-}
-
-fn default_layers() -> usize {
-    16
-}
-fn default_hidden() -> Vec<usize> {
-    vec![8, 8]
-}
-fn default_kernel() -> usize {
-    3
-}
-fn default_components() -> usize {
-    2
 }
 
 impl Default for U1EquivariantArchitecture {
     fn default() -> Self {
-        U1EquivariantArchitecture {
-            layers: default_layers(),
-            hidden: default_hidden(),
-            kernel: default_kernel(),
-            components: default_components(),
-        }
+        U1EquivariantArchitecture { layers: 16, hidden: vec![8, 8], kernel: 3, components: 2 }
     }
 }
 
@@ -79,12 +57,7 @@ impl U1EquivariantArchitecture {
         if self.layers == 0 || !self.layers.is_multiple_of(8) {
             return Err(format!("layers = {}: need a positive multiple of 8", self.layers));
         }
-        if self.kernel.is_multiple_of(2) {
-            return Err(format!("kernel = {}: need an odd size", self.kernel));
-        }
-        if self.hidden.contains(&0) {
-            return Err(format!("hidden = {:?}: every layer needs at least one channel", self.hidden));
-        }
+        validate_network(&self.hidden, self.kernel)?;
         if self.components == 0 {
             return Err("components = 0: need at least one projection per mixture".into());
         }

@@ -1,0 +1,63 @@
+//! Checks every flow model must pass, shared by the scalar and gauge flow tests.
+
+use candle_core::{DType, Device, Tensor};
+use faer::Mat;
+use flowhmc::flow::FlowModel;
+use flowhmc::rng::{Purpose, StreamKey};
+
+/// The entries of a tensor as f64.
+pub fn values(t: &Tensor) -> Vec<f64> {
+    t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+}
+
+/// Asserts that log|det df/dz| of the model's flow at the batch-1 input `z` equals the log of
+/// the determinant of the central-difference Jacobian to 1e-6, with output differences taken
+/// by `difference` (plain, or on the circle for angles), and that the flow is not volume
+/// preserving there (so the check could tell a wrong log-Jacobian).
+pub fn assert_log_jacobian_is_numerical(model: &FlowModel, z: &Tensor, difference: fn(f64, f64) -> f64) {
+    let (_, log_det) = model.flow().forward(z).unwrap();
+    let z0 = values(z);
+    let n = z0.len();
+    let h = 1e-6;
+    let image = |v: &[f64]| {
+        let t = Tensor::from_vec(v.to_vec(), z.shape(), &Device::Cpu).unwrap();
+        values(&model.flow().forward(&t).unwrap().0)
+    };
+    let mut jacobian = Mat::<f64>::zeros(n, n);
+    for j in 0..n {
+        let (mut up, mut down) = (z0.clone(), z0.clone());
+        up[j] += h;
+        down[j] -= h;
+        let (fu, fd) = (image(&up), image(&down));
+        for i in 0..n {
+            jacobian[(i, j)] = difference(fu[i], fd[i]) / (2.0 * h);
+        }
+    }
+    let numerical = jacobian.determinant().abs().ln();
+    let analytic = values(&log_det)[0];
+    assert!((numerical - analytic).abs() < 1e-6, "numerical {numerical}, analytic {analytic}");
+    assert!(analytic.abs() > 1e-2, "the test flow should not be volume preserving: {analytic}");
+}
+
+/// Asserts that f^-1(f(z)) = z within `tolerance` by `distance`, that the forward and inverse
+/// log-Jacobians cancel, and that log q of the forward pass equals log q through the inverse.
+pub fn assert_invertible(
+    model: &FlowModel,
+    z: &Tensor,
+    tolerance: f64,
+    distance: fn(&Tensor, &Tensor) -> f64,
+) {
+    let (x, log_det) = model.flow().forward(z).unwrap();
+    let (back, log_det_inverse) = model.flow().inverse(&x).unwrap();
+    let d = distance(z, &back);
+    assert!(d < tolerance, "|f^-1(f(z)) - z| = {d:e}");
+    for (a, b) in values(&log_det).iter().zip(values(&log_det_inverse)) {
+        assert!((a + b).abs() < tolerance * 100.0, "log-Jacobians {a} {b}");
+        assert!(a.abs() > 1e-2, "the test flow should not be volume preserving: {a}");
+    }
+    let keys: Vec<StreamKey> = (0..3).map(|i| StreamKey::new(2, Purpose::Test, i)).collect();
+    let (x, log_q) = model.sample(&keys).unwrap();
+    for (a, b) in values(&log_q).iter().zip(values(&model.log_density(&x).unwrap())) {
+        assert!((a - b).abs() < tolerance * 1e3 * a.abs().max(1.0), "log q {a} vs {b}");
+    }
+}
