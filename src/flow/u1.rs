@@ -97,7 +97,9 @@ fn modulo_tau(x: &Tensor) -> Result<Tensor> {
 fn ncp_mixture(x: &Tensor, s: &Tensor) -> Result<(Tensor, Tensor)> {
     let n = s.dim(0)?;
     let half = (x * 0.5)?;
-    let (sin, cos) = (half.sin()?.broadcast_as(s.shape())?, half.cos()?.broadcast_as(s.shape())?);
+    // sin(x/2) >= 0 on [0, 2 pi); abs keeps it so where single-precision rounding of x/2 near
+    // pi gives a tiny negative value (atan2 would jump from pi to -pi)
+    let (sin, cos) = (half.sin()?.abs()?.broadcast_as(s.shape())?, half.cos()?.broadcast_as(s.shape())?);
     let lambda = s.exp()?;
     let value = (atan2(&(&lambda * &sin)?, &cos)? * 2.0)?.mean_keepdim(0)?;
     let denominator = ((cos.sqr()? / &lambda)? + (sin.sqr()? * &lambda)?)?;
