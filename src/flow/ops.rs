@@ -1,9 +1,38 @@
-//! Tensor operations the flows need that candle does not provide, with their gradients.
+//! Tensor operations the flows need that candle does not provide, or that are fused here
+//! because a chain of small candle operations costs more in overhead than in arithmetic. Each
+//! has its gradient; all run on the CPU in f32 or f64 (computed in f64, rounded to the input's
+//! precision).
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use std::f64::consts::TAU;
+
+/// The values of a contiguous f32 or f64 operand as f64.
+fn values(storage: &CpuStorage, layout: &Layout, op: &str) -> Result<Vec<f64>> {
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op}: operands must be contiguous")
+    };
+    match storage {
+        CpuStorage::F64(v) => Ok(v[start..end].to_vec()),
+        CpuStorage::F32(v) => Ok(v[start..end].iter().map(|&x| f64::from(x)).collect()),
+        _ => candle_core::bail!("{op}: needs f32 or f64 tensors"),
+    }
+}
+
+/// `values` as a storage of the dtype of `like`.
+fn storage_like(values: Vec<f64>, like: &CpuStorage) -> CpuStorage {
+    match like {
+        CpuStorage::F32(_) => CpuStorage::F32(values.into_iter().map(|x| x as f32).collect()),
+        _ => CpuStorage::F64(values),
+    }
+}
+
+/// The values of a tensor as f64 (any layout).
+fn tensor_values(t: &Tensor) -> Result<Vec<f64>> {
+    t.to_dtype(candle_core::DType::F64)?.flatten_all()?.to_vec1()
+}
 
 /// The angle atan2(y, x) in (-pi, pi] of the point (x, y), elementwise, for tensors of the
-/// same shape (f32 or f64, CPU), differentiable: d atan2 = (x dy - y dx) / (x^2 + y^2).
+/// same shape, differentiable: d atan2 = (x dy - y dx) / (x^2 + y^2).
 pub fn atan2(y: &Tensor, x: &Tensor) -> Result<Tensor> {
     if y.shape() != x.shape() {
         candle_core::bail!("atan2: shapes {:?} and {:?} differ", y.shape(), x.shape());
@@ -12,14 +41,6 @@ pub fn atan2(y: &Tensor, x: &Tensor) -> Result<Tensor> {
 }
 
 struct Atan2;
-
-/// The contiguous slice a layout covers (the operands are made contiguous first).
-fn slice<'a, T>(values: &'a [T], layout: &Layout) -> Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&values[start..end]),
-        None => candle_core::bail!("atan2: operands must be contiguous"),
-    }
-}
 
 impl CustomOp2 for Atan2 {
     fn name(&self) -> &'static str {
@@ -33,18 +54,8 @@ impl CustomOp2 for Atan2 {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let storage = match (s1, s2) {
-            (CpuStorage::F64(y), CpuStorage::F64(x)) => {
-                let (y, x) = (slice(y, l1)?, slice(x, l2)?);
-                CpuStorage::F64(y.iter().zip(x).map(|(y, x)| y.atan2(*x)).collect())
-            }
-            (CpuStorage::F32(y), CpuStorage::F32(x)) => {
-                let (y, x) = (slice(y, l1)?, slice(x, l2)?);
-                CpuStorage::F32(y.iter().zip(x).map(|(y, x)| y.atan2(*x)).collect())
-            }
-            _ => candle_core::bail!("atan2: needs two f32 or two f64 tensors"),
-        };
-        Ok((storage, l1.shape().clone()))
+        let (y, x) = (values(s1, l1, "atan2")?, values(s2, l2, "atan2")?);
+        Ok((storage_like(y.iter().zip(&x).map(|(y, x)| y.atan2(*x)).collect(), s1), l1.shape().clone()))
     }
 
     fn bwd(
@@ -59,10 +70,127 @@ impl CustomOp2 for Atan2 {
     }
 }
 
+/// x mod 2 pi in [0, 2 pi) elementwise (up to the rounding to the input's precision), with
+/// the gradient of the identity (the jumps are by constants).
+pub fn modulo_tau(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(ModuloTau)
+}
+
+struct ModuloTau;
+
+impl CustomOp1 for ModuloTau {
+    fn name(&self) -> &'static str {
+        "modulo_tau"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = values(storage, layout, "modulo_tau")?;
+        Ok((
+            storage_like(x.into_iter().map(|x| x.rem_euclid(TAU)).collect(), storage),
+            layout.shape().clone(),
+        ))
+    }
+
+    fn bwd(&self, _x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(grad.clone()))
+    }
+}
+
+/// The mixture of n non-compact projections of the circle (arXiv 2003.06413) and its
+/// log-derivative, fused: for angles `x` [1, ...] in [0, 2 pi] and scales `s` [n, ...],
+/// the tensor [2, ...] of
+///
+///   value = (1/n) sum_i g_i(x),   g_i(x) = 2 atan2(e^{s_i} sin(x/2), cos(x/2)),
+///   log-derivative = ln (1/n) sum_i g_i'(x),   g_i' = 1 / (e^{-s_i} cos^2(x/2) + e^{s_i} sin^2(x/2)),
+///
+/// differentiable in x and s. |sin(x/2)| is used, so that rounding of x/2 near pi cannot make
+/// atan2 jump by 2 pi.
+pub fn ncp_mixture(x: &Tensor, s: &Tensor) -> Result<Tensor> {
+    if x.dim(0)? != 1 || x.dims()[1..] != s.dims()[1..] {
+        candle_core::bail!("ncp_mixture: shapes {:?} and {:?} do not match", x.dims(), s.dims());
+    }
+    x.contiguous()?.apply_op2(&s.contiguous()?, NcpMixture)
+}
+
+struct NcpMixture;
+
+/// The per-component quantities at one point: e^s, g, g'.
+fn ncp_terms(x: f64, s: f64) -> (f64, f64, f64) {
+    let (sin, cos) = (0.5 * x).sin_cos();
+    let (sin, lambda) = (sin.abs(), s.exp());
+    let value = 2.0 * (lambda * sin).atan2(cos);
+    let slope = 1.0 / (cos * cos / lambda + lambda * sin * sin);
+    (lambda, value, slope)
+}
+
+impl CustomOp2 for NcpMixture {
+    fn name(&self) -> &'static str {
+        "ncp_mixture"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, s) = (values(s1, l1, "ncp_mixture")?, values(s2, l2, "ncp_mixture")?);
+        let (points, n) = (x.len(), s.len() / x.len());
+        let mut out = vec![0.0; 2 * points];
+        for (j, &xj) in x.iter().enumerate() {
+            let (mut value, mut slope) = (0.0, 0.0);
+            for i in 0..n {
+                let (_, g, d) = ncp_terms(xj, s[i * points + j]);
+                value += g;
+                slope += d;
+            }
+            out[j] = value / n as f64;
+            out[points + j] = (slope / n as f64).ln();
+        }
+        let mut dims = l1.shape().dims().to_vec();
+        dims[0] = 2;
+        Ok((storage_like(out, s1), Shape::from(dims)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        s: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (xv, sv, gv) = (tensor_values(x)?, tensor_values(s)?, tensor_values(grad)?);
+        let (points, n) = (xv.len(), sv.len() / xv.len());
+        let (mut grad_x, mut grad_s) = (vec![0.0; points], vec![0.0; n * points]);
+        for (j, &xj) in xv.iter().enumerate() {
+            let (grad_value, grad_log) = (gv[j], gv[points + j]);
+            let (half_sin, half_cos) = (0.5 * xj).sin_cos();
+            let (sin2, cos2, sin_x) = (half_sin * half_sin, half_cos * half_cos, xj.sin());
+            let terms: Vec<(f64, f64, f64)> = (0..n).map(|i| ncp_terms(xj, sv[i * points + j])).collect();
+            let slope_sum: f64 = terms.iter().map(|t| t.2).sum();
+            let mut gx = 0.0;
+            for (i, &(lambda, _, d)) in terms.iter().enumerate() {
+                // d g/dx = d, d g/ds = d sin x; d d/dx = -d^2 (lambda - 1/lambda) sin x / 2,
+                // d d/ds = d^2 (cos^2(x/2) / lambda - lambda sin^2(x/2))
+                gx += grad_value * d / n as f64
+                    - grad_log * d * d * (lambda - 1.0 / lambda) * sin_x / 2.0 / slope_sum;
+                grad_s[i * points + j] = grad_value * d * sin_x / n as f64
+                    + grad_log * d * d * (cos2 / lambda - lambda * sin2) / slope_sum;
+            }
+            grad_x[j] = gx;
+        }
+        let as_tensor = |v: Vec<f64>, like: &Tensor| {
+            Tensor::from_vec(v, like.shape(), like.device())?.to_dtype(like.dtype())
+        };
+        Ok((Some(as_tensor(grad_x, x)?), Some(as_tensor(grad_s, s)?)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
+    use candle_core::{DType, Device, Var};
 
     #[test]
     fn atan2_matches_std_and_its_gradient_matches_finite_differences() {
@@ -83,11 +211,80 @@ mod tests {
             let dx = (py.atan2(px + h) - py.atan2(px - h)) / (2.0 * h);
             assert!((gy[i] - dy).abs() < 1e-8 && (gx[i] - dx).abs() < 1e-8, "{i}: {gy:?} {gx:?}");
         }
-        let f32_angle = atan2(
-            &y.to_dtype(candle_core::DType::F32).unwrap(),
-            &x.to_dtype(candle_core::DType::F32).unwrap(),
-        );
-        assert!(f32_angle.is_ok());
+        assert!(atan2(&y.to_dtype(DType::F32).unwrap(), &x.to_dtype(DType::F32).unwrap()).is_ok());
         assert!(atan2(&y, &x.narrow(0, 0, 2).unwrap()).is_err());
+    }
+
+    #[test]
+    fn modulo_tau_wraps_and_passes_gradients_through() {
+        let x = Var::new(&[-0.5, 7.0, 3.0, -13.0], &Device::Cpu).unwrap();
+        let y = modulo_tau(&x).unwrap();
+        for (a, b) in [-0.5f64, 7.0, 3.0, -13.0].iter().zip(y.to_vec1::<f64>().unwrap()) {
+            assert!((b - a.rem_euclid(TAU)).abs() < 1e-15 && (0.0..TAU).contains(&b));
+        }
+        let g = (y * 2.0).unwrap().sum_all().unwrap().backward().unwrap();
+        assert_eq!(g.get(&x).unwrap().to_vec1::<f64>().unwrap(), vec![2.0; 4]);
+    }
+
+    /// The fused mixture against the same formulas in candle operations, values and gradients
+    /// by autograd, and the gradient against finite differences.
+    #[test]
+    fn ncp_mixture_matches_its_formulas_and_finite_differences() {
+        let (n, points) = (3, 7);
+        let xs: Vec<f64> = (0..points).map(|j| 0.1 + 0.9 * j as f64).collect(); // 0.1 .. 5.5
+        let ss: Vec<f64> = (0..n * points).map(|k| ((k * 7 % 11) as f64 - 5.0) / 3.0).collect();
+        let x = Var::from_vec(xs.clone(), (1, points), &Device::Cpu).unwrap();
+        let s = Var::from_vec(ss.clone(), (n, points), &Device::Cpu).unwrap();
+        let weights = Tensor::from_vec(
+            (0..2 * points).map(|k| 0.3 + 0.1 * k as f64).collect(),
+            (2, points),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let fused = ncp_mixture(&x, &s).unwrap();
+        // reference composition
+        let half = (x.as_tensor() * 0.5).unwrap();
+        let (sin, cos) = (
+            half.sin().unwrap().broadcast_as((n, points)).unwrap(),
+            half.cos().unwrap().broadcast_as((n, points)).unwrap(),
+        );
+        let lambda = s.exp().unwrap();
+        let value =
+            (atan2(&(&lambda * &sin).unwrap(), &cos).unwrap() * 2.0).unwrap().mean_keepdim(0).unwrap();
+        let slope = ((cos.sqr().unwrap() / &lambda).unwrap() + (sin.sqr().unwrap() * &lambda).unwrap())
+            .unwrap()
+            .recip()
+            .unwrap();
+        let log_slope = (slope.mean_keepdim(0).unwrap().log()).unwrap();
+        let reference = Tensor::cat(&[value, log_slope], 0).unwrap();
+        let a: Vec<f64> = tensor_values(&fused).unwrap();
+        let b: Vec<f64> = tensor_values(&reference).unwrap();
+        for (u, v) in a.iter().zip(&b) {
+            assert!((u - v).abs() < 1e-13, "{u} vs {v}");
+        }
+        let grads_fused = (&fused * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+        let grads_reference = (&reference * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+        for var in [&x, &s] {
+            let (u, v) = (
+                tensor_values(grads_fused.get(var).unwrap()).unwrap(),
+                tensor_values(grads_reference.get(var).unwrap()).unwrap(),
+            );
+            for (p, q) in u.iter().zip(&v) {
+                assert!((p - q).abs() < 1e-10 * q.abs().max(1.0), "gradient {p} vs {q}");
+            }
+        }
+        // finite difference in one scale
+        let objective = |s: Vec<f64>| -> f64 {
+            let t =
+                ncp_mixture(x.as_tensor(), &Tensor::from_vec(s, (n, points), &Device::Cpu).unwrap()).unwrap();
+            (t * &weights).unwrap().sum_all().unwrap().to_scalar().unwrap()
+        };
+        let (mut up, mut down, h) = (ss.clone(), ss.clone(), 1e-6);
+        up[9] += h;
+        down[9] -= h;
+        let fd = (objective(up) - objective(down)) / (2.0 * h);
+        let analytic = tensor_values(grads_fused.get(&s).unwrap()).unwrap()[9];
+        assert!((fd - analytic).abs() < 1e-7, "{fd} vs {analytic}");
+        assert!(ncp_mixture(x.as_tensor(), &s.narrow(1, 0, 3).unwrap()).is_err());
     }
 }

@@ -21,7 +21,7 @@
 //! in f64 (the inverse pass is not differentiated).
 
 use super::conv::{ConvNet, NeighbourTable, validate_network};
-use super::ops::atan2;
+use super::ops::{modulo_tau, ncp_mixture};
 use super::{BatchAction, Flow, compose};
 use crate::action::GaugeAction;
 use candle_core::{DType, Device, Module, Result, Tensor};
@@ -87,24 +87,11 @@ fn plaquettes(theta: &Tensor, forward: &[Tensor; 2]) -> Result<Tensor> {
     (&t0 + t1.index_select(&forward[0], 1)?)? - (t0.index_select(&forward[1], 1)? + &t1)?
 }
 
-/// x mod 2 pi in [0, 2 pi).
-fn modulo_tau(x: &Tensor) -> Result<Tensor> {
-    x - ((x / TAU)?.floor()? * TAU)?
-}
-
 /// The NCP mixture of `x` [1, sites, batch] with scales `s` [n, sites, batch]: its value and
 /// log-derivative, each [1, sites, batch].
-fn ncp_mixture(x: &Tensor, s: &Tensor) -> Result<(Tensor, Tensor)> {
-    let n = s.dim(0)?;
-    let half = (x * 0.5)?;
-    // sin(x/2) >= 0 on [0, 2 pi); abs keeps it so where single-precision rounding of x/2 near
-    // pi gives a tiny negative value (atan2 would jump from pi to -pi)
-    let (sin, cos) = (half.sin()?.abs()?.broadcast_as(s.shape())?, half.cos()?.broadcast_as(s.shape())?);
-    let lambda = s.exp()?;
-    let value = (atan2(&(&lambda * &sin)?, &cos)? * 2.0)?.mean_keepdim(0)?;
-    let denominator = ((cos.sqr()? / &lambda)? + (sin.sqr()? * &lambda)?)?;
-    let log_derivative = (denominator.log()?.neg()?.log_sum_exp(0)?.unsqueeze(0)? - (n as f64).ln())?;
-    Ok((value, log_derivative))
+fn mixture(x: &Tensor, s: &Tensor) -> Result<(Tensor, Tensor)> {
+    let out = ncp_mixture(x, s)?;
+    Ok((out.narrow(0, 0, 1)?, out.narrow(0, 1, 1)?))
 }
 
 /// The x in [0, 2 pi] with mixture(x) = y for scales lambda_i (safeguarded Newton, f64).
@@ -173,7 +160,7 @@ impl PlaquetteCoupling {
     fn forward(&self, theta: &Tensor) -> Result<(Tensor, Tensor)> {
         let p = plaquettes(theta, &self.neighbours)?;
         let (s, t) = self.conditioner(&p)?;
-        let (mixed, log_derivative) = ncp_mixture(&modulo_tau(&p)?, &s)?;
+        let (mixed, log_derivative) = mixture(&modulo_tau(&p)?, &s)?;
         let new = modulo_tau(&(mixed + t)?)?;
         let log_det = log_derivative.broadcast_mul(&self.active)?.sum((0, 1))?;
         Ok((self.move_links(theta, &(new - p)?)?, log_det))
@@ -197,7 +184,7 @@ impl PlaquetteCoupling {
             })
             .collect();
         let old = Tensor::from_vec(old, (1, sites, batch), theta.device())?.to_dtype(theta.dtype())?;
-        let (_, log_derivative) = ncp_mixture(&old, &s)?;
+        let (_, log_derivative) = mixture(&old, &s)?;
         let log_det = log_derivative.broadcast_mul(&self.active)?.sum((0, 1))?.neg()?;
         Ok((self.move_links(theta, &(old - p)?)?, log_det))
     }
