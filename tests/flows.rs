@@ -273,3 +273,41 @@ fn flow_hmc_is_reversible_and_exact() {
     let r = gamma_method(&boltzmann, DEFAULT_S).unwrap();
     assert!((r.mean - 1.0).abs() < 3.0 * r.error, "<exp(-dH)> = {} +- {}", r.mean, r.error);
 }
+
+/// A model whose density is NaN never moves the chain (every proposal is rejected and
+/// reported as non-finite), and training it stops with an error that says why.
+#[test]
+fn non_finite_models_are_rejected_and_stop_training() {
+    use flowhmc::flow::train::{MAX_NONFINITE_STEPS, Schedule as LearningRateSchedule};
+    use flowhmc::flow::{TrainingOptions, train};
+    let model = scalar_model(&[4, 4], Precision::F64, 16);
+    for var in model.vars() {
+        let nan = Tensor::full(f64::NAN, var.shape(), &Device::Cpu).unwrap();
+        var.set(&nan).unwrap();
+    }
+    let start =
+        ScalarField::gaussian(Arc::new(Lattice::new(&[4, 4]).unwrap()), &StreamKey::new(1, Purpose::Test, 0));
+    let mut phi = start.clone();
+    let mut mh = FlowMetropolis::new(model, phi4(1.0, 0.0), 17, 4);
+    for k in 0..6 {
+        let report = mh.step(&mut phi, k).unwrap();
+        assert!(!report.accepted && report.flow_proposal == Some(false), "{report:?}");
+    }
+    assert_eq!(phi, start);
+    let model = scalar_model(&[4, 4], Precision::F64, 16);
+    model
+        .vars()
+        .iter()
+        .for_each(|v| v.set(&Tensor::full(f64::NAN, v.shape(), &Device::Cpu).unwrap()).unwrap());
+    let options = TrainingOptions {
+        steps: 50,
+        batch: 4,
+        learning_rate: 1e-3,
+        schedule: LearningRateSchedule::Constant,
+        seed: 1,
+        log_every: 10,
+    };
+    let e =
+        train(&model, &Phi4Action::new(1.0, 0.0).unwrap(), &options, &mut |_| {}).unwrap_err().to_string();
+    assert!(e.contains(&format!("{MAX_NONFINITE_STEPS} consecutive steps")), "{e}");
+}
