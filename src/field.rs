@@ -31,7 +31,12 @@ impl<G: Group> GaugeField<G> {
 
     /// A hot field: every link Haar-random, drawn from the site streams of `seed`.
     pub fn hot(lattice: Arc<Lattice>, seed: u64) -> Self {
-        let key = StreamKey::new(seed, Purpose::HotStart, 0);
+        Self::haar(lattice, &StreamKey::new(seed, Purpose::HotStart, 0))
+    }
+
+    /// Every link Haar-random: the links of site x drawn in direction order from stream x of
+    /// `key`.
+    pub fn haar(lattice: Arc<Lattice>, key: &StreamKey) -> Self {
         let mut u = Self::cold(lattice);
         let (lat, d) = (u.lattice.clone(), u.lattice.ndim());
         u.packed.par_chunks_mut(d).enumerate().for_each(|(outer, links)| {

@@ -86,8 +86,8 @@ impl<G: Group> LatentField for GaugeField<G> {
     }
 }
 
-/// The Haar measure on every link (log r = 0, see the module docs), drawn link by link as
-/// [`GaugeField::hot`] draws them.
+/// The Haar measure on every link (log r = 0, see the module docs), drawn by
+/// [`GaugeField::haar`].
 pub struct HaarPrior<G: Group>(PhantomData<G>);
 
 impl<G: Group> HaarPrior<G> {
@@ -106,19 +106,8 @@ impl<G: Group> Default for HaarPrior<G> {
 impl<G: Group> Prior for HaarPrior<G> {
     fn sample(&self, lattice: &Lattice, keys: &[StreamKey], dtype: DType, device: &Device) -> Result<Tensor> {
         let lattice = Arc::new(lattice.clone());
-        let d = lattice.ndim();
-        let fields: Vec<GaugeField<G>> = keys
-            .iter()
-            .map(|key| {
-                let links = (0..lattice.volume())
-                    .flat_map(|site| {
-                        let mut rng = key.stream(site);
-                        (0..d).map(move |_| G::haar(&mut rng))
-                    })
-                    .collect();
-                GaugeField::from_links(lattice.clone(), links).expect("one link per site and direction")
-            })
-            .collect();
+        let fields: Vec<GaugeField<G>> =
+            keys.iter().map(|key| GaugeField::haar(lattice.clone(), key)).collect();
         GaugeField::to_batch(&fields.iter().collect::<Vec<_>>(), dtype, device)
     }
 
