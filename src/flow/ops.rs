@@ -123,6 +123,43 @@ fn ncp_terms(x: f64, s: f64) -> (f64, f64, f64) {
     (lambda, value, slope)
 }
 
+/// The mixture's value (1/n) sum g_i(x) and slope (1/n) sum g_i'(x) at one point, for the n
+/// scales s[0], s[stride], s[2 stride], ...
+fn mixture_at(x: f64, s: &[f64], n: usize, stride: usize) -> (f64, f64) {
+    let (value, slope) = (0..n).fold((0.0, 0.0), |(v, d), i| {
+        let (_, g, g_prime) = ncp_terms(x, s[i * stride]);
+        (v + g, d + g_prime)
+    });
+    (value / n as f64, slope / n as f64)
+}
+
+/// The x in [0, 2 pi] where the mixture of the n scales s[0], s[stride], ... takes the value
+/// y in [0, 2 pi) (the mixture is increasing, 0 at 0 and 2 pi at 2 pi): Newton iteration
+/// safeguarded by bisection, in f64.
+pub fn invert_ncp_mixture(y: f64, s: &[f64], n: usize, stride: usize) -> f64 {
+    let (mut lo, mut hi, mut x) = (0.0, TAU, y);
+    for _ in 0..200 {
+        let (value, slope) = mixture_at(x, s, n, stride);
+        let residual = value - y;
+        if residual == 0.0 || !residual.is_finite() {
+            break;
+        }
+        if residual < 0.0 {
+            lo = x;
+        } else {
+            hi = x;
+        }
+        let newton = x - residual / slope;
+        let next = if newton > lo && newton < hi { newton } else { 0.5 * (lo + hi) };
+        if (next - x).abs() <= 4.0 * f64::EPSILON * TAU {
+            x = next;
+            break;
+        }
+        x = next;
+    }
+    x
+}
+
 impl CustomOp2 for NcpMixture {
     fn name(&self) -> &'static str {
         "ncp_mixture"
@@ -139,14 +176,9 @@ impl CustomOp2 for NcpMixture {
         let (points, n) = (x.len(), s.len() / x.len());
         let mut out = vec![0.0; 2 * points];
         for (j, &xj) in x.iter().enumerate() {
-            let (mut value, mut slope) = (0.0, 0.0);
-            for i in 0..n {
-                let (_, g, d) = ncp_terms(xj, s[i * points + j]);
-                value += g;
-                slope += d;
-            }
-            out[j] = value / n as f64;
-            out[points + j] = (slope / n as f64).ln();
+            let (value, slope) = mixture_at(xj, &s[j..], n, points);
+            out[j] = value;
+            out[points + j] = slope.ln();
         }
         let mut dims = l1.shape().dims().to_vec();
         dims[0] = 2;

@@ -21,13 +21,12 @@
 //! in f64 (the inverse pass is not differentiated).
 
 use super::conv::{ConvNet, NeighbourTable, validate_network};
-use super::ops::{modulo_tau, ncp_mixture};
+use super::ops::{invert_ncp_mixture, modulo_tau, ncp_mixture};
 use super::{BatchAction, Flow, compose};
 use crate::action::GaugeAction;
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
-use std::f64::consts::TAU;
 
 /// The architecture of a U(1) gauge-equivariant flow (defaults: the tutorial network of
 /// arXiv 2101.08176).
@@ -94,38 +93,6 @@ fn mixture(x: &Tensor, s: &Tensor) -> Result<(Tensor, Tensor)> {
     Ok((out.narrow(0, 0, 1)?, out.narrow(0, 1, 1)?))
 }
 
-/// The x in [0, 2 pi] with mixture(x) = y for scales lambda_i (safeguarded Newton, f64).
-fn invert_ncp_mixture(y: f64, lambdas: &[f64]) -> f64 {
-    let n = lambdas.len() as f64;
-    let value_and_slope = |x: f64| {
-        let (sin, cos) = (0.5 * x).sin_cos();
-        lambdas.iter().fold((0.0, 0.0), |(v, d), l| {
-            (v + 2.0 * (l * sin).atan2(cos) / n, d + l / (cos * cos + l * l * sin * sin) / n)
-        })
-    };
-    let (mut lo, mut hi, mut x) = (0.0, TAU, y);
-    for _ in 0..200 {
-        let (value, slope) = value_and_slope(x);
-        let residual = value - y;
-        if residual == 0.0 || !residual.is_finite() {
-            break;
-        }
-        if residual < 0.0 {
-            lo = x;
-        } else {
-            hi = x;
-        }
-        let newton = x - residual / slope;
-        let next = if newton > lo && newton < hi { newton } else { 0.5 * (lo + hi) };
-        if (next - x).abs() <= 4.0 * f64::EPSILON * TAU {
-            x = next;
-            break;
-        }
-        x = next;
-    }
-    x
-}
-
 /// One gauge-equivariant coupling layer on links in the layout [2, sites, batch].
 struct PlaquetteCoupling {
     net: ConvNet,
@@ -171,7 +138,7 @@ impl PlaquetteCoupling {
         let (s, t) = self.conditioner(&p)?;
         let target = modulo_tau(&(&p - t)?)?;
         let (n, sites, batch) = s.dims3()?;
-        let scales: Vec<f64> = s.exp()?.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
+        let scales: Vec<f64> = s.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
         let targets: Vec<f64> = target.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
         let active: Vec<f64> = self.active.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
         let old: Vec<f64> = (0..sites * batch)
@@ -179,8 +146,7 @@ impl PlaquetteCoupling {
                 if active[i / batch] == 0.0 {
                     return targets[i];
                 }
-                let lambdas: Vec<f64> = (0..n).map(|c| scales[c * sites * batch + i]).collect();
-                invert_ncp_mixture(targets[i], &lambdas)
+                invert_ncp_mixture(targets[i], &scales[i..], n, sites * batch)
             })
             .collect();
         let old = Tensor::from_vec(old, (1, sites, batch), theta.device())?.to_dtype(theta.dtype())?;
