@@ -5,7 +5,7 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use common::{assert_invertible, assert_log_jacobian_is_numerical, values};
+use common::{assert_invertible, assert_log_jacobian_is_numerical, assert_within_3_sigma, values};
 use flowhmc::action::{GaugeAction, GaugeActionKind, Monomial};
 use flowhmc::analysis::gamma::{DEFAULT_S, gamma_method};
 use flowhmc::field::GaugeField;
@@ -138,14 +138,10 @@ fn u1_flow_metropolis_with_an_untrained_model_is_exact() {
     }
     let acceptance = accepted as f64 / n as f64;
     assert!(acceptance > 0.02 && acceptance < 0.9, "acceptance {acceptance}");
-    let r = gamma_method(&plaquettes, DEFAULT_S).unwrap();
-    let exact = u1_2d_plaquette(beta, 16);
-    assert!(
-        (r.mean - exact).abs() < 3.0 * r.error,
-        "plaquette {} +- {} (tau_int {}), exact {exact}",
-        r.mean,
-        r.error,
-        r.tau_int
+    assert_within_3_sigma(
+        "plaquette",
+        &gamma_method(&plaquettes, DEFAULT_S).unwrap(),
+        u1_2d_plaquette(beta, 16),
     );
 }
 
@@ -179,14 +175,7 @@ fn u1_flow_hmc_is_reversible_and_exact() {
     }
     let exact = u1_2d_plaquette(beta, 16);
     for (name, samples, expected) in [("plaquette", plaquettes, exact), ("exp(-dH)", boltzmann, 1.0)] {
-        let r = gamma_method(&samples, DEFAULT_S).unwrap();
-        assert!(
-            (r.mean - expected).abs() < 3.0 * r.error,
-            "{name} {} +- {} (tau_int {}), expected {expected}",
-            r.mean,
-            r.error,
-            r.tau_int
-        );
+        assert_within_3_sigma(name, &gamma_method(&samples, DEFAULT_S).unwrap(), expected);
     }
 }
 

@@ -1,6 +1,9 @@
 //! HMC for the phi^4 theory: the free field against its exact propagator, the interacting
 //! theory against an independent single-site Metropolis sampler, and reversibility.
 
+mod common;
+
+use common::assert_within_3_sigma;
 use flowhmc::action::{Monomial, Phi4Action};
 use flowhmc::analysis::gamma::{DEFAULT_S, GammaResult, gamma_method};
 use flowhmc::geometry::Lattice;
@@ -46,13 +49,7 @@ fn free_field_matches_the_exact_propagator() {
     let exact = free_scalar_phi_squared(&[l, l], m2);
     let (r, acceptance) = hmc_phi_squared(&[l, l], m2, 0.0, 4000, false);
     assert!(acceptance > 0.8, "acceptance {acceptance}");
-    assert!(
-        (r.mean - exact).abs() < 3.0 * r.error,
-        "<phi^2> = {} +- {} (tau_int {}), exact {exact}",
-        r.mean,
-        r.error,
-        r.tau_int
-    );
+    assert_within_3_sigma("<phi^2>", &r, exact);
 }
 
 /// Single-site Metropolis on the same action: an independent sampler of phi^4.

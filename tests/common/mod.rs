@@ -1,9 +1,27 @@
-//! Checks every flow model must pass, shared by the scalar and gauge flow tests.
+//! Checks shared by the integration tests: Gamma-method comparisons with exact values, and
+//! the checks every flow model must pass.
+
+// each test crate uses a part of this module
+#![allow(dead_code)]
 
 use candle_core::{DType, Device, Tensor};
 use faer::Mat;
+use flowhmc::analysis::gamma::GammaResult;
 use flowhmc::flow::FlowModel;
 use flowhmc::rng::{Purpose, StreamKey};
+
+/// Asserts that a Gamma-method estimate `r` of `name` agrees with `expected` within 3 of its
+/// standard errors.
+pub fn assert_within_3_sigma(name: &str, r: &GammaResult, expected: f64) {
+    assert!(
+        (r.mean - expected).abs() < 3.0 * r.error,
+        "{name}: {} +- {} (tau_int {:.2}) vs {expected}: {:.2} sigma",
+        r.mean,
+        r.error,
+        r.tau_int,
+        (r.mean - expected) / r.error
+    );
+}
 
 /// The entries of a tensor as f64.
 pub fn values(t: &Tensor) -> Vec<f64> {
