@@ -124,7 +124,7 @@ fn ncp_terms(x: f64, s: f64) -> (f64, f64, f64) {
 }
 
 /// The mixture's value (1/n) sum g_i(x) and slope (1/n) sum g_i'(x) at one point, for the n
-/// scales s[0], s[stride], s[2 stride], ...
+/// scales `s[0], s[stride], s[2 stride], ...`
 fn mixture_at(x: f64, s: &[f64], n: usize, stride: usize) -> (f64, f64) {
     let (value, slope) = (0..n).fold((0.0, 0.0), |(v, d), i| {
         let (_, g, g_prime) = ncp_terms(x, s[i * stride]);
@@ -133,7 +133,7 @@ fn mixture_at(x: f64, s: &[f64], n: usize, stride: usize) -> (f64, f64) {
     (value / n as f64, slope / n as f64)
 }
 
-/// The x in [0, 2 pi] where the mixture of the n scales s[0], s[stride], ... takes the value
+/// The x in [0, 2 pi] where the mixture of the n scales `s[0], s[stride], ...` takes the value
 /// y in [0, 2 pi) (the mixture is increasing, 0 at 0 and 2 pi at 2 pi): Newton iteration
 /// safeguarded by bisection, in f64.
 pub fn invert_ncp_mixture(y: f64, s: &[f64], n: usize, stride: usize) -> f64 {
