@@ -5,7 +5,10 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use common::{assert_invertible, assert_log_jacobian_is_numerical, assert_within_3_sigma, values};
+use common::{
+    assert_invertible, assert_log_jacobian_is_numerical, assert_within_3_sigma, flow_hmc_chain,
+    flow_metropolis_plaquettes, values,
+};
 use flowhmc::action::{GaugeAction, GaugeActionKind, Monomial};
 use flowhmc::analysis::gamma::{DEFAULT_S, gamma_method};
 use flowhmc::field::GaugeField;
@@ -16,11 +19,8 @@ use flowhmc::flow::{
 };
 use flowhmc::geometry::Lattice;
 use flowhmc::group::U1;
-use flowhmc::integrator::{Integrator, Scheme};
-use flowhmc::observables::average_plaquette;
 use flowhmc::reference::u1_2d_plaquette;
 use flowhmc::rng::{Purpose, StreamKey};
-use flowhmc::update::{FlowHmc, FlowMetropolis, Hmc, MarkovStep, PulledBackAction};
 use std::collections::BTreeMap;
 use std::f64::consts::{PI, TAU};
 use std::sync::Arc;
@@ -123,20 +123,8 @@ fn batched_u1_action_matches_the_field_code() {
 #[test]
 fn u1_flow_metropolis_with_an_untrained_model_is_exact() {
     let (dims, beta) = ([4usize, 4], 1.0);
-    let monomials: Vec<Box<dyn Monomial<GaugeField<U1>>>> =
-        vec![Box::new(GaugeAction::new(GaugeActionKind::Wilson, beta))];
-    let mut mh = FlowMetropolis::new(u1_model(&dims, Precision::F64, 8, 8), monomials, 11, 64);
-    let mut u = GaugeField::<U1>::hot(Arc::new(Lattice::new(&dims).unwrap()), 2);
-    let (n, thermalization) = (6000u64, 200u64);
-    let (mut plaquettes, mut accepted) = (Vec::new(), 0);
-    for k in 0..n + thermalization {
-        let report = mh.step(&mut u, k).unwrap();
-        if k >= thermalization {
-            plaquettes.push(average_plaquette(&u));
-            accepted += usize::from(report.accepted);
-        }
-    }
-    let acceptance = accepted as f64 / n as f64;
+    let model = u1_model(&dims, Precision::F64, 8, 8);
+    let (plaquettes, acceptance) = flow_metropolis_plaquettes::<U1>(model, &dims, beta, (6000, 200));
     assert!(acceptance > 0.02 && acceptance < 0.9, "acceptance {acceptance}");
     assert_within_3_sigma(
         "plaquette",
@@ -151,28 +139,9 @@ fn u1_flow_metropolis_with_an_untrained_model_is_exact() {
 fn u1_flow_hmc_is_reversible_and_exact() {
     let (dims, beta) = ([4usize, 4], 1.0);
     let model = Arc::new(u1_model(&dims, Precision::F64, 8, 12));
-    let action = GaugeAction::new(GaugeActionKind::Wilson, beta);
-    let pulled_back = PulledBackAction::new(model.clone(), Box::new(U1BatchAction(action)));
-    let hmc =
-        Hmc::new(vec![Box::new(pulled_back)], Integrator::single(Scheme::Omelyan, 2, 1).unwrap(), 1.0, 13)
-            .unwrap();
-    let mut step = FlowHmc::new(model, hmc);
-    let mut u = GaugeField::<U1>::hot(Arc::new(Lattice::new(&dims).unwrap()), 2);
-    step.set_reversibility_check(true);
-    for k in 0..3 {
-        let (dz, dh) = step.step(&mut u, k).unwrap().reversibility.unwrap();
-        assert!(dz < 1e-10 && dh < 1e-9, "trajectory {k}: |dz| = {dz:e}, |dH| = {dh:e}");
-    }
-    step.set_reversibility_check(false);
-    let (n, thermalization) = (1000u64, 20u64);
-    let (mut plaquettes, mut boltzmann) = (Vec::new(), Vec::new());
-    for k in 0..n + thermalization {
-        let report = step.step(&mut u, 3 + k).unwrap();
-        if k >= thermalization {
-            plaquettes.push(average_plaquette(&u));
-            boltzmann.push((-report.dh).exp());
-        }
-    }
+    let batch_action = |a: GaugeAction| -> Box<dyn BatchAction> { Box::new(U1BatchAction(a)) };
+    let (plaquettes, boltzmann) =
+        flow_hmc_chain::<U1>(model, batch_action, (&dims, beta, 2), (3, 1e-10, 1e-9), (1000, 20));
     let exact = u1_2d_plaquette(beta, 16);
     for (name, samples, expected) in [("plaquette", plaquettes, exact), ("exp(-dH)", boltzmann, 1.0)] {
         assert_within_3_sigma(name, &gamma_method(&samples, DEFAULT_S).unwrap(), expected);
@@ -224,7 +193,11 @@ fn u1_flow_cards_end_to_end() {
         .replace("\"u1\"", "\"su3\"")
         .replace(&format!("{model:?}"), &format!("{:?}", dir.join("su3.safetensors")));
     let e = train_card(&TrainingCard::parse(&su3, "su3.toml").unwrap(), true).unwrap_err().to_string();
-    assert!(e.contains("not available"), "{e}");
+    assert!(e.contains("u1-equivariant model cannot sample the Su3 theory"), "{e}");
+    let e = TrainingCard::parse(&text.replace("hidden = [4]", "hidden = [4]\nmodes = 2"), "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("modes is a key of su3-spectral, not of u1-equivariant"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

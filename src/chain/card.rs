@@ -59,6 +59,7 @@ use crate::checkerboard::Checkerboard;
 use crate::dirac::{Boundary, Method};
 use crate::error::{Error, Result};
 use crate::flow::real_nvp::RealNvpArchitecture;
+use crate::flow::su3::Su3SpectralArchitecture;
 use crate::flow::train::{Schedule as LearningRateSchedule, TrainingOptions};
 use crate::flow::u1::U1EquivariantArchitecture;
 use crate::flow::{Architecture, Precision, TheoryTag};
@@ -314,6 +315,8 @@ pub enum ModelName {
     RealNvp,
     /// Gauge-equivariant coupling layers with NCP mixtures (U(1), 2D).
     U1Equivariant,
+    /// Gauge-equivariant coupling layers with spectral maps of the active loops (SU(3), 2D).
+    Su3Spectral,
 }
 
 /// `[flow]`: the model a training run builds. Keys that an architecture does not use are
@@ -334,6 +337,8 @@ pub struct FlowModelCard {
     pub kernel: Option<usize>,
     /// Non-compact projections per mixture (u1-equivariant).
     pub components: Option<usize>,
+    /// Fourier modes of the eigenphase shifts (su3-spectral).
+    pub modes: Option<usize>,
 }
 
 impl FlowModelCard {
@@ -342,9 +347,8 @@ impl FlowModelCard {
         let bad = |m: String| Error::Card(format!("flow: {m}"));
         match self.model {
             ModelName::RealNvp => {
-                if self.components.is_some() {
-                    return Err(bad("components is a key of u1-equivariant, not of real-nvp".into()));
-                }
+                self.refuse_key(self.components.is_some(), "components", "u1-equivariant")?;
+                self.refuse_key(self.modes.is_some(), "modes", "su3-spectral")?;
                 let d = RealNvpArchitecture::default();
                 let a = RealNvpArchitecture {
                     layers: self.layers.unwrap_or(d.layers),
@@ -355,6 +359,7 @@ impl FlowModelCard {
                 Ok(Architecture::RealNvp(a))
             }
             ModelName::U1Equivariant => {
+                self.refuse_key(self.modes.is_some(), "modes", "su3-spectral")?;
                 let d = U1EquivariantArchitecture::default();
                 let a = U1EquivariantArchitecture {
                     layers: self.layers.unwrap_or(d.layers),
@@ -365,7 +370,31 @@ impl FlowModelCard {
                 a.validate(dims).map_err(bad)?;
                 Ok(Architecture::U1Equivariant(a))
             }
+            ModelName::Su3Spectral => {
+                self.refuse_key(self.components.is_some(), "components", "u1-equivariant")?;
+                let d = Su3SpectralArchitecture::default();
+                let a = Su3SpectralArchitecture {
+                    layers: self.layers.unwrap_or(d.layers),
+                    hidden: self.hidden.clone().unwrap_or(d.hidden),
+                    kernel: self.kernel.unwrap_or(d.kernel),
+                    modes: self.modes.unwrap_or(d.modes),
+                };
+                a.validate(dims).map_err(bad)?;
+                Ok(Architecture::Su3Spectral(a))
+            }
         }
+    }
+
+    /// The error for a key `key` of the architecture `owner` given to another one.
+    fn refuse_key(&self, present: bool, key: &str, owner: &str) -> Result<()> {
+        if present {
+            let name = serde_json::to_value(self.model).ok().and_then(|v| v.as_str().map(String::from));
+            return Err(Error::Card(format!(
+                "flow: {key} is a key of {owner}, not of {}",
+                name.unwrap_or_default()
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -11,6 +11,7 @@ use super::progress::Progress;
 use crate::action::{GaugeAction, Phi4Action};
 use crate::analysis::plot::{Panel, svg};
 use crate::error::{Error, Result};
+use crate::flow::su3::Su3BatchAction;
 use crate::flow::train::TrainingPoint;
 use crate::flow::u1::U1BatchAction;
 use crate::flow::{BatchAction, FlowModel, ModelInfo, TrainingReport, train};
@@ -31,6 +32,9 @@ pub fn batch_action(theory: Theory<'_>, dims: &[usize]) -> Result<Box<dyn BatchA
         Theory::Scalar(s) => Ok(Box::new(Phi4Action::new(s.m2, s.lambda)?)),
         Theory::Gauge(g) if g.group == GroupName::U1 && dims.len() == 2 => {
             Ok(Box::new(U1BatchAction(GaugeAction::new(g.action, g.beta))))
+        }
+        Theory::Gauge(g) if g.group == GroupName::Su3 && dims.len() == 2 => {
+            Ok(Box::new(Su3BatchAction(GaugeAction::new(g.action, g.beta))))
         }
         Theory::Gauge(g) => Err(Error::Card(format!(
             "flows for {:?} gauge fields on {}D lattices are not available yet",

@@ -12,6 +12,10 @@ pub mod model;
 pub mod ops;
 pub mod real_nvp;
 pub mod scalar;
+pub mod spectral;
+pub mod stack;
+pub mod stripes;
+pub mod su3;
 pub mod train;
 pub mod u1;
 
@@ -30,24 +34,6 @@ pub trait Flow: Send + Sync {
     fn forward(&self, z: &Tensor) -> Result<(Tensor, Tensor)>;
     /// z = f^-1(x) and log|det df^-1/dx| of each sample (shape \[batch\]).
     fn inverse(&self, x: &Tensor) -> Result<(Tensor, Tensor)>;
-}
-
-/// Runs `x` through `layers` with `step` (a layer's forward or inverse map) and sums their
-/// log-Jacobians (one per sample of a batch of `batch`).
-pub(crate) fn compose<'a, L: 'a>(
-    x: Tensor,
-    batch: usize,
-    layers: impl Iterator<Item = &'a L>,
-    step: fn(&L, &Tensor) -> Result<(Tensor, Tensor)>,
-) -> Result<(Tensor, Tensor)> {
-    let mut log_det = Tensor::zeros(batch, x.dtype(), x.device())?;
-    let mut y = x;
-    for layer in layers {
-        let (next, l) = step(layer, &y)?;
-        y = next;
-        log_det = (log_det + l)?;
-    }
-    Ok((y, log_det))
 }
 
 /// A base distribution that is sampled exactly from the library's reproducible streams.

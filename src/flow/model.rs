@@ -9,11 +9,12 @@
 use super::gauge::HaarPrior;
 use super::real_nvp::{RealNvp, RealNvpArchitecture};
 use super::scalar::GaussianPrior;
+use super::su3::{Su3SpectralArchitecture, Su3SpectralFlow};
 use super::u1::{U1EquivariantArchitecture, U1EquivariantFlow};
 use super::{Flow, FlowField, Prior};
 use crate::error::{Error, Result};
 use crate::geometry::Lattice;
-use crate::group::U1;
+use crate::group::{Su3, U1};
 use crate::io::{read_file, write_atomically};
 use crate::rng::{Purpose, StreamKey};
 use candle_core::{DType, Device, Tensor, Var};
@@ -64,6 +65,8 @@ pub enum Architecture {
     RealNvp(RealNvpArchitecture),
     /// Gauge-equivariant coupling layers with NCP mixtures (U(1), 2D).
     U1Equivariant(U1EquivariantArchitecture),
+    /// Gauge-equivariant coupling layers with spectral maps of the active loops (SU(3), 2D).
+    Su3Spectral(Su3SpectralArchitecture),
 }
 
 impl Architecture {
@@ -72,6 +75,7 @@ impl Architecture {
         match self {
             Architecture::RealNvp(_) => "real-nvp",
             Architecture::U1Equivariant(_) => "u1-equivariant",
+            Architecture::Su3Spectral(_) => "su3-spectral",
         }
     }
 }
@@ -224,6 +228,10 @@ impl FlowModel {
             (Architecture::U1Equivariant(a), TheoryTag::U1) => {
                 a.validate(&info.dims).map_err(|m| Error::Model(format!("u1-equivariant: {m}")))?;
                 (Box::new(U1EquivariantFlow::new(a, &info.dims, vb)?), Box::new(HaarPrior::<U1>::new()))
+            }
+            (Architecture::Su3Spectral(a), TheoryTag::Su3) => {
+                a.validate(&info.dims).map_err(|m| Error::Model(format!("su3-spectral: {m}")))?;
+                (Box::new(Su3SpectralFlow::new(a, &info.dims, vb)?), Box::new(HaarPrior::<Su3>::new()))
             }
             (a, theory) => {
                 return Err(Error::Model(format!(

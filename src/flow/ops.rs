@@ -7,7 +7,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tenso
 use std::f64::consts::TAU;
 
 /// The values of a contiguous f32 or f64 operand as f64.
-fn values(storage: &CpuStorage, layout: &Layout, op: &str) -> Result<Vec<f64>> {
+pub(crate) fn values(storage: &CpuStorage, layout: &Layout, op: &str) -> Result<Vec<f64>> {
     let Some((start, end)) = layout.contiguous_offsets() else {
         candle_core::bail!("{op}: operands must be contiguous")
     };
@@ -19,7 +19,7 @@ fn values(storage: &CpuStorage, layout: &Layout, op: &str) -> Result<Vec<f64>> {
 }
 
 /// `values` as a storage of the dtype of `like`.
-fn storage_like(values: Vec<f64>, like: &CpuStorage) -> CpuStorage {
+pub(crate) fn storage_like(values: Vec<f64>, like: &CpuStorage) -> CpuStorage {
     match like {
         CpuStorage::F32(_) => CpuStorage::F32(values.into_iter().map(|x| x as f32).collect()),
         _ => CpuStorage::F64(values),
@@ -27,7 +27,7 @@ fn storage_like(values: Vec<f64>, like: &CpuStorage) -> CpuStorage {
 }
 
 /// The values of a tensor as f64 (any layout).
-fn tensor_values(t: &Tensor) -> Result<Vec<f64>> {
+pub(crate) fn tensor_values(t: &Tensor) -> Result<Vec<f64>> {
     t.to_dtype(candle_core::DType::F64)?.flatten_all()?.to_vec1()
 }
 
@@ -219,6 +219,82 @@ impl CustomOp2 for NcpMixture {
     }
 }
 
+/// The product C = op(A) op(B) of 3 x 3 complex matrices stored as 18 reals in the last
+/// dimension (entries row-major as (re, im) pairs, the layout of
+/// [`crate::group::Group::coordinates`] for SU(3)), for tensors of the same shape
+/// [..., 18]; op is the identity or, where `adjoint` says so, the conjugate transpose.
+/// Differentiable (the gradients are such products again).
+pub fn color_product(a: &Tensor, b: &Tensor, adjoint: (bool, bool)) -> Result<Tensor> {
+    if a.shape() != b.shape() || a.dims().last() != Some(&18) {
+        candle_core::bail!("color_product: shapes {:?} and {:?}, need equal [..., 18]", a.dims(), b.dims());
+    }
+    a.contiguous()?.apply_op2(&b.contiguous()?, ColorProduct { adjoint })
+}
+
+struct ColorProduct {
+    adjoint: (bool, bool),
+}
+
+/// Entry (r, c) of op(M) for the 18 reals `m`.
+fn entry(m: &[f64], r: usize, c: usize, adjoint: bool) -> (f64, f64) {
+    if adjoint {
+        (m[2 * (3 * c + r)], -m[2 * (3 * c + r) + 1])
+    } else {
+        (m[2 * (3 * r + c)], m[2 * (3 * r + c) + 1])
+    }
+}
+
+impl CustomOp2 for ColorProduct {
+    fn name(&self) -> &'static str {
+        "color_product"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (a, b) = (values(s1, l1, "color_product")?, values(s2, l2, "color_product")?);
+        let mut out = vec![0.0; a.len()];
+        for ((c, a), b) in out.chunks_exact_mut(18).zip(a.chunks_exact(18)).zip(b.chunks_exact(18)) {
+            for r in 0..3 {
+                for col in 0..3 {
+                    let (mut re, mut im) = (0.0, 0.0);
+                    for k in 0..3 {
+                        let ((ar, ai), (br, bi)) =
+                            (entry(a, r, k, self.adjoint.0), entry(b, k, col, self.adjoint.1));
+                        re += ar * br - ai * bi;
+                        im += ar * bi + ai * br;
+                    }
+                    c[2 * (3 * r + col)] = re;
+                    c[2 * (3 * r + col) + 1] = im;
+                }
+            }
+        }
+        Ok((storage_like(out, s1), l1.shape().clone()))
+    }
+
+    /// For L real, G = dL/dRe C + i dL/dIm C: C = A B gives G_A = G B^dagger and
+    /// G_B = A^dagger G; the adjoint cases follow by conjugate transposition.
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (grad_a, grad_b) = match self.adjoint {
+            (false, false) => (color_product(g, b, (false, true))?, color_product(a, g, (true, false))?),
+            (false, true) => (color_product(g, b, (false, false))?, color_product(g, a, (true, false))?),
+            (true, false) => (color_product(b, g, (false, true))?, color_product(a, g, (false, false))?),
+            (true, true) => (color_product(b, g, (true, true))?, color_product(g, a, (true, true))?),
+        };
+        Ok((Some(grad_a), Some(grad_b)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +332,69 @@ mod tests {
         }
         let g = (y * 2.0).unwrap().sum_all().unwrap().backward().unwrap();
         assert_eq!(g.get(&x).unwrap().to_vec1::<f64>().unwrap(), vec![2.0; 4]);
+    }
+
+    /// Products against the group code, and their gradients against finite differences, for
+    /// all four adjoint combinations.
+    #[test]
+    fn color_products_match_the_group_code_and_finite_differences() {
+        use crate::group::{LinkMatrix, Su3Matrix};
+        let reals = |seed: u64| -> Vec<f64> {
+            (0..36).map(|i| ((i as u64 * 37 + seed * 11) % 23) as f64 / 7.0 - 1.5).collect()
+        };
+        let (av, bv) = (reals(1), reals(2));
+        let (a, b) = (
+            Var::from_vec(av.clone(), (2, 18), &Device::Cpu).unwrap(),
+            Var::from_vec(bv.clone(), (2, 18), &Device::Cpu).unwrap(),
+        );
+        let weights = Tensor::from_vec(reals(3), (2, 18), &Device::Cpu).unwrap();
+        for adjoint in [(false, false), (false, true), (true, false), (true, true)] {
+            let c = color_product(&a, &b, adjoint).unwrap();
+            let cv = tensor_values(&c).unwrap();
+            for m in 0..2 {
+                let op = |v: &[f64], adj: bool| {
+                    let x = Su3Matrix::read_reals(&v[18 * m..][..18]);
+                    if adj { x.adj() } else { x }
+                };
+                let mut expected = [0.0; 18];
+                op(&av, adjoint.0).mul(&op(&bv, adjoint.1)).write_reals(&mut expected);
+                assert!(expected.iter().zip(&cv[18 * m..]).all(|(e, c)| (e - c).abs() < 1e-13));
+            }
+            let grads = (c * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+            let objective = |a: Vec<f64>, b: Vec<f64>| -> f64 {
+                let (a, b) = (
+                    Tensor::from_vec(a, (2, 18), &Device::Cpu).unwrap(),
+                    Tensor::from_vec(b, (2, 18), &Device::Cpu).unwrap(),
+                );
+                (color_product(&a, &b, adjoint).unwrap() * &weights)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar()
+                    .unwrap()
+            };
+            let h = 1e-6;
+            for i in [0, 5, 13, 30] {
+                let shift = |v: &[f64], d: f64| {
+                    let mut v = v.to_vec();
+                    v[i] += d;
+                    v
+                };
+                let fd_a = (objective(shift(&av, h), bv.clone()) - objective(shift(&av, -h), bv.clone()))
+                    / (2.0 * h);
+                let fd_b = (objective(av.clone(), shift(&bv, h)) - objective(av.clone(), shift(&bv, -h)))
+                    / (2.0 * h);
+                let (ga, gb) = (
+                    tensor_values(grads.get(&a).unwrap()).unwrap()[i],
+                    tensor_values(grads.get(&b).unwrap()).unwrap()[i],
+                );
+                assert!(
+                    (fd_a - ga).abs() < 1e-7 && (fd_b - gb).abs() < 1e-7,
+                    "{adjoint:?} {i}: {fd_a} {ga} {fd_b} {gb}"
+                );
+            }
+        }
+        assert!(color_product(&a, &b.narrow(0, 0, 1).unwrap(), (false, false)).is_err());
     }
 
     /// The fused mixture against the same formulas in candle operations, values and gradients

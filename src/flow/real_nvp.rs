@@ -7,7 +7,7 @@
 //! x' = m x + (1 - m) (x e^s + t), (s, t) = net(m x), log|det dx'/dx| = sum (1 - m) s.
 
 use super::conv::{ConvNet, NeighbourTable, validate_network};
-use super::{Flow, compose};
+use super::stack::{CouplingLayer, CouplingStack};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
@@ -42,7 +42,7 @@ impl RealNvpArchitecture {
 
 /// One affine coupling layer, acting on fields in the layout [1, sites, batch] of
 /// [`ConvNet`].
-struct AffineCoupling {
+pub struct AffineCoupling {
     net: ConvNet,
     /// 1 on the frozen sites, [1, sites, 1].
     frozen: Tensor,
@@ -58,7 +58,9 @@ impl AffineCoupling {
         let t = out.narrow(0, 1, 1)?.broadcast_mul(&self.active)?;
         Ok((s, t))
     }
+}
 
+impl CouplingLayer for AffineCoupling {
     fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let (s, t) = self.scale_shift(x)?;
         let y = ((x * s.exp()?)? + t)?;
@@ -74,35 +76,7 @@ impl AffineCoupling {
 
 /// A stack of affine coupling layers on [batch, 1, L_y, L_x] tensors (2D lattices, x
 /// fastest); inside, the layers work on the [1, sites, batch] layout of [`ConvNet`].
-pub struct RealNvp {
-    layers: Vec<AffineCoupling>,
-    dims: [usize; 2],
-}
-
-impl RealNvp {
-    /// [batch, 1, L_y, L_x] -> [1, sites, batch].
-    fn to_inner(&self, x: &Tensor) -> Result<Tensor> {
-        let batch = x.dim(0)?;
-        x.reshape((batch, self.dims[0] * self.dims[1]))?.t()?.unsqueeze(0)?.contiguous()
-    }
-
-    /// [1, sites, batch] -> [batch, 1, L_y, L_x].
-    fn to_outer(&self, x: &Tensor) -> Result<Tensor> {
-        let batch = x.dim(2)?;
-        x.squeeze(0)?.t()?.contiguous()?.reshape((batch, 1, self.dims[1], self.dims[0]))
-    }
-
-    /// Runs `step` through the layers in `order` and sums their log-Jacobians.
-    fn chain<'a>(
-        &self,
-        x: &Tensor,
-        order: impl Iterator<Item = &'a AffineCoupling>,
-        step: fn(&AffineCoupling, &Tensor) -> Result<(Tensor, Tensor)>,
-    ) -> Result<(Tensor, Tensor)> {
-        let (y, log_det) = compose(self.to_inner(x)?, x.dim(0)?, order, step)?;
-        Ok((self.to_outer(&y)?, log_det))
-    }
-}
+pub type RealNvp = CouplingStack<AffineCoupling>;
 
 impl RealNvp {
     /// The flow for `dims` = [L_x, L_y] (both even), its weights created under `vb` as
@@ -121,7 +95,7 @@ impl RealNvp {
                 Ok(AffineCoupling { net, frozen, active })
             })
             .collect::<Result<_>>()?;
-        Ok(RealNvp { layers, dims: [lx, ly] })
+        Ok(CouplingStack::from_layers(layers, 1, [lx, ly], &[]))
     }
 }
 
@@ -130,14 +104,4 @@ fn checkerboard(lx: usize, ly: usize, parity: usize, dtype: DType, device: &Devi
     let values: Vec<f64> =
         (0..lx * ly).map(|i| f64::from(u8::from((i % lx + i / lx) % 2 == parity))).collect();
     Tensor::from_vec(values, (1, lx * ly, 1), device)?.to_dtype(dtype)
-}
-
-impl Flow for RealNvp {
-    fn forward(&self, z: &Tensor) -> Result<(Tensor, Tensor)> {
-        self.chain(z, self.layers.iter(), AffineCoupling::forward)
-    }
-
-    fn inverse(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
-        self.chain(x, self.layers.iter().rev(), AffineCoupling::inverse)
-    }
 }

@@ -2,12 +2,9 @@
 //! arXiv 2101.08176), and the U(1) gauge action on batches of link angles.
 //!
 //! Links are angles theta_mu(x) in [0, 2 pi), the plaquette angle is
-//! theta_P(x) = theta_0(x) + theta_1(x + 0) - theta_0(x + 1) - theta_1(x). Coupling layer i
-//! updates the links of direction mu = i % 2 on the lines x_nu = off (mod 4), nu = 1 - mu,
-//! off = (i / 2) % 4. Each such link is the only updated link of the plaquette P(x) at its own
-//! site (the "active" plaquettes, x_nu = off); the plaquettes at x_nu = off + 1, off + 2
-//! hold no updated link ("frozen") and condition the layer; those at x_nu = off + 3 change
-//! as a consequence ("passive"). An active plaquette angle x goes to
+//! theta_P(x) = theta_0(x) + theta_1(x + 0) - theta_0(x + 1) - theta_1(x). The coupling
+//! layers update links in the stripes of [`super::stripes`]. An active plaquette angle x
+//! goes to
 //!
 //!   x' = [ (1/n) sum_i g_{s_i}(x) + t ] mod 2 pi,  g_s(x) = 2 atan2(e^s sin(x/2), cos(x/2)),
 //!
@@ -20,11 +17,13 @@
 //! The inverse of the mixture has no closed form: it is found by safeguarded Newton iteration
 //! in f64 (the inverse pass is not differentiated).
 
+use super::BatchAction;
 use super::conv::{ConvNet, NeighbourTable, validate_network};
 use super::ops::{invert_ncp_mixture, modulo_tau, ncp_mixture};
-use super::{BatchAction, Flow, compose};
+use super::stack::{CouplingLayer, CouplingStack};
+use super::stripes::{Stripes, forward_neighbours, stripe_mask};
 use crate::action::GaugeAction;
-use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
@@ -53,31 +52,12 @@ impl U1EquivariantArchitecture {
     /// Checks the values against a lattice of extents `dims`; the message names the offending
     /// key.
     pub fn validate(&self, dims: &[usize]) -> std::result::Result<(), String> {
-        if self.layers == 0 || !self.layers.is_multiple_of(8) {
-            return Err(format!("layers = {}: need a positive multiple of 8", self.layers));
-        }
         validate_network(&self.hidden, self.kernel)?;
         if self.components == 0 {
             return Err("components = 0: need at least one projection per mixture".into());
         }
-        if dims.len() != 2 || dims.iter().any(|l| !l.is_multiple_of(4)) {
-            return Err(format!(
-                "dims {dims:?}: the U(1) flow acts on 2D lattices with extents divisible by 4"
-            ));
-        }
-        Ok(())
+        super::stripes::validate(self.layers, dims, "U(1)")
     }
-}
-
-/// Index tensors of the neighbour s + mu of every site s (mu = 0, 1) on an L_x x L_y lattice.
-fn forward_neighbours(dims: [usize; 2], device: &Device) -> Result<[Tensor; 2]> {
-    let [lx, ly] = dims;
-    let shifted = |dx: usize, dy: usize| -> Result<Tensor> {
-        let index: Vec<u32> =
-            (0..lx * ly).map(|s| (((s / lx + dy) % ly) * lx + (s % lx + dx) % lx) as u32).collect();
-        Tensor::from_vec(index, lx * ly, device)
-    };
-    Ok([shifted(1, 0)?, shifted(0, 1)?])
 }
 
 /// The plaquette angles [1, sites, batch] of links [2, sites, batch].
@@ -94,7 +74,7 @@ fn mixture(x: &Tensor, s: &Tensor) -> Result<(Tensor, Tensor)> {
 }
 
 /// One gauge-equivariant coupling layer on links in the layout [2, sites, batch].
-struct PlaquetteCoupling {
+pub struct PlaquetteCoupling {
     net: ConvNet,
     components: usize,
     /// 1 on the updated links, [2, sites, 1].
@@ -123,7 +103,9 @@ impl PlaquetteCoupling {
         let links = Tensor::cat(&[&delta, &delta.neg()?], 0)?.broadcast_mul(&self.active_links)?;
         modulo_tau(&(theta + links)?)
     }
+}
 
+impl CouplingLayer for PlaquetteCoupling {
     fn forward(&self, theta: &Tensor) -> Result<(Tensor, Tensor)> {
         let p = plaquettes(theta, &self.neighbours)?;
         let (s, t) = self.conditioner(&p)?;
@@ -158,32 +140,7 @@ impl PlaquetteCoupling {
 
 /// A stack of gauge-equivariant coupling layers on [batch, 2, L_y, L_x, 1] link angles (the
 /// layout of [`super::gauge`]); inside, the layers work on [2, sites, batch].
-pub struct U1EquivariantFlow {
-    layers: Vec<PlaquetteCoupling>,
-    dims: [usize; 2],
-}
-
-/// A mask [channels, sites, 1] that is 1 in `channel` on the sites whose coordinate `nu` is
-/// one of `residues` mod 4.
-fn stripes(
-    dims: [usize; 2],
-    channels: usize,
-    channel: usize,
-    nu: usize,
-    residues: &[usize],
-    dtype: DType,
-    device: &Device,
-) -> Result<Tensor> {
-    let sites = dims[0] * dims[1];
-    let values: Vec<f64> = (0..channels * sites)
-        .map(|i| {
-            let (c, s) = (i / sites, i % sites);
-            let coordinate = if nu == 0 { s % dims[0] } else { s / dims[0] };
-            f64::from(u8::from(c == channel && residues.contains(&(coordinate % 4))))
-        })
-        .collect();
-    Tensor::from_vec(values, (channels, sites, 1), device)?.to_dtype(dtype)
-}
+pub type U1EquivariantFlow = CouplingStack<PlaquetteCoupling>;
 
 impl U1EquivariantFlow {
     /// The flow for `dims` = [L_x, L_y] (validated by the architecture), its weights created
@@ -197,54 +154,21 @@ impl U1EquivariantFlow {
         let neighbours = forward_neighbours(dims, &device)?;
         let layers = (0..architecture.layers)
             .map(|i| {
-                let (mu, off) = (i % 2, (i / 2) % 4);
-                let nu = 1 - mu;
+                let stripes = Stripes::of_layer(i);
+                let (mu, off, nu) = (stripes.mu, stripes.off, stripes.nu());
                 let net =
                     ConvNet::new(2, &architecture.hidden, n + 1, false, &table, vb.pp(format!("layer{i}")))?;
                 Ok(PlaquetteCoupling {
                     net,
                     components: n,
-                    active_links: stripes(dims, 2, mu, nu, &[off], dtype, &device)?,
-                    active: stripes(dims, 1, 0, nu, &[off], dtype, &device)?,
-                    frozen: stripes(dims, 1, 0, nu, &[(off + 1) % 4, (off + 2) % 4], dtype, &device)?,
+                    active_links: stripe_mask(dims, (2, mu), nu, &[off], dtype, &device)?,
+                    active: stripe_mask(dims, (1, 0), nu, &[off], dtype, &device)?,
+                    frozen: stripe_mask(dims, (1, 0), nu, &stripes.frozen(), dtype, &device)?,
                     neighbours: neighbours.clone(),
                 })
             })
             .collect::<Result<_>>()?;
-        Ok(U1EquivariantFlow { layers, dims })
-    }
-
-    /// [batch, 2, L_y, L_x, 1] -> [2, sites, batch].
-    fn to_inner(&self, x: &Tensor) -> Result<Tensor> {
-        let (batch, sites) = (x.dim(0)?, self.dims[0] * self.dims[1]);
-        x.reshape((batch, 2 * sites))?.t()?.reshape((2, sites, batch))?.contiguous()
-    }
-
-    /// [2, sites, batch] -> [batch, 2, L_y, L_x, 1].
-    fn to_outer(&self, x: &Tensor) -> Result<Tensor> {
-        let (_, sites, batch) = x.dims3()?;
-        x.reshape((2 * sites, batch))?.t()?.contiguous()?.reshape((batch, 2, self.dims[1], self.dims[0], 1))
-    }
-
-    /// Runs `step` through the layers in `order` and sums their log-Jacobians.
-    fn chain<'a>(
-        &self,
-        x: &Tensor,
-        order: impl Iterator<Item = &'a PlaquetteCoupling>,
-        step: fn(&PlaquetteCoupling, &Tensor) -> Result<(Tensor, Tensor)>,
-    ) -> Result<(Tensor, Tensor)> {
-        let (y, log_det) = compose(self.to_inner(x)?, x.dim(0)?, order, step)?;
-        Ok((self.to_outer(&y)?, log_det))
-    }
-}
-
-impl Flow for U1EquivariantFlow {
-    fn forward(&self, z: &Tensor) -> Result<(Tensor, Tensor)> {
-        self.chain(z, self.layers.iter(), PlaquetteCoupling::forward)
-    }
-
-    fn inverse(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
-        self.chain(x, self.layers.iter().rev(), PlaquetteCoupling::inverse)
+        Ok(CouplingStack::from_layers(layers, 2, dims, &[1]))
     }
 }
 

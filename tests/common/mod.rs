@@ -79,3 +79,70 @@ pub fn assert_invertible(
         assert!((a - b).abs() < tolerance * 1e3 * a.abs().max(1.0), "log q {a} vs {b}");
     }
 }
+
+/// A flow-Metropolis chain of `n` steps (after `thermalization`) with `model` for the Wilson
+/// action at `beta` on `dims`, from a hot start: the plaquette history and the acceptance.
+pub fn flow_metropolis_plaquettes<G: flowhmc::group::Group>(
+    model: FlowModel,
+    dims: &[usize],
+    beta: f64,
+    (n, thermalization): (u64, u64),
+) -> (Vec<f64>, f64) {
+    use flowhmc::action::{GaugeAction, GaugeActionKind, Monomial};
+    use flowhmc::field::GaugeField;
+    use flowhmc::update::{FlowMetropolis, MarkovStep};
+    let monomials: Vec<Box<dyn Monomial<GaugeField<G>>>> =
+        vec![Box::new(GaugeAction::new(GaugeActionKind::Wilson, beta))];
+    let mut mh = FlowMetropolis::new(model, monomials, 11, 64);
+    let lattice = std::sync::Arc::new(flowhmc::geometry::Lattice::new(dims).unwrap());
+    let mut u = GaugeField::<G>::hot(lattice, 2);
+    let (mut plaquettes, mut accepted) = (Vec::new(), 0);
+    for k in 0..n + thermalization {
+        let report = mh.step(&mut u, k).unwrap();
+        if k >= thermalization {
+            plaquettes.push(flowhmc::observables::average_plaquette(&u));
+            accepted += usize::from(report.accepted);
+        }
+    }
+    (plaquettes, accepted as f64 / n as f64)
+}
+
+/// HMC in the latent variables of `model` for the Wilson action at `beta` (batched by
+/// `batch_action`) on `dims`, `steps` Omelyan steps per unit trajectory, from a hot start:
+/// asserts that the first `checks` trajectories run back to their start within
+/// `(dz, dh)`, then returns the plaquette and exp(-dH) histories of `n` trajectories after
+/// `thermalization`.
+pub fn flow_hmc_chain<G: flowhmc::group::Group>(
+    model: std::sync::Arc<FlowModel>,
+    batch_action: fn(flowhmc::action::GaugeAction) -> Box<dyn flowhmc::flow::BatchAction>,
+    (dims, beta, steps): (&[usize], f64, usize),
+    (checks, dz_tolerance, dh_tolerance): (u64, f64, f64),
+    (n, thermalization): (u64, u64),
+) -> (Vec<f64>, Vec<f64>) {
+    use flowhmc::action::{GaugeAction, GaugeActionKind};
+    use flowhmc::field::GaugeField;
+    use flowhmc::integrator::{Integrator, Scheme};
+    use flowhmc::update::{FlowHmc, Hmc, MarkovStep, PulledBackAction};
+    let action = GaugeAction::new(GaugeActionKind::Wilson, beta);
+    let pulled_back = PulledBackAction::new(model.clone(), batch_action(action));
+    let integrator = Integrator::single(Scheme::Omelyan, steps, 1).unwrap();
+    let hmc = Hmc::new(vec![Box::new(pulled_back)], integrator, 1.0, 13).unwrap();
+    let mut step = FlowHmc::new(model, hmc);
+    let lattice = std::sync::Arc::new(flowhmc::geometry::Lattice::new(dims).unwrap());
+    let mut u = GaugeField::<G>::hot(lattice, 2);
+    step.set_reversibility_check(true);
+    for k in 0..checks {
+        let (dz, dh) = step.step(&mut u, k).unwrap().reversibility.unwrap();
+        assert!(dz < dz_tolerance && dh < dh_tolerance, "trajectory {k}: |dz| = {dz:e}, |dH| = {dh:e}");
+    }
+    step.set_reversibility_check(false);
+    let (mut plaquettes, mut boltzmann) = (Vec::new(), Vec::new());
+    for k in 0..n + thermalization {
+        let report = step.step(&mut u, checks + k).unwrap();
+        if k >= thermalization {
+            plaquettes.push(flowhmc::observables::average_plaquette(&u));
+            boltzmann.push((-report.dh).exp());
+        }
+    }
+    (plaquettes, boltzmann)
+}
