@@ -22,6 +22,9 @@ pub enum Error {
     /// A flow model is malformed, belongs to another theory or lattice, or its tensor
     /// computation failed.
     Model(String),
+    /// A host code's input through the library interface: a buffer of the wrong size, a
+    /// non-finite value, a link outside the group, an unknown layout or parameter.
+    Host(String),
 }
 
 impl Error {
@@ -39,6 +42,7 @@ impl fmt::Display for Error {
             Error::Io { path, source } => write!(f, "{path}: {source}"),
             Error::Numerical(m) => write!(f, "numerical failure: {m}"),
             Error::Model(m) => write!(f, "flow model: {m}"),
+            Error::Host(m) => write!(f, "host input: {m}"),
         }
     }
 }

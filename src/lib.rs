@@ -2,7 +2,8 @@
 //!
 //! Layers follow DESIGN.md, each importing only the ones above it in this list:
 //! [`geometry`] -> [`group`] -> [`field`] and [`phase_space`] -> [`action`] -> [`integrator`] -> [`update`] ->
-//! [`chain`]; [`observables`], [`analysis`] and [`io`] serve the chain.
+//! [`chain`]; [`observables`], [`analysis`] and [`io`] serve the chain. [`host`] converts host
+//! codes' field layouts and [`ffi`] is the C and C++ interface over it.
 
 #![warn(missing_docs)]
 
@@ -13,10 +14,12 @@ pub mod chain;
 pub mod checkerboard;
 pub mod dirac;
 pub mod error;
+pub mod ffi;
 pub mod field;
 pub mod flow;
 pub mod geometry;
 pub mod group;
+pub mod host;
 pub mod integrator;
 pub mod io;
 pub mod loops;

@@ -31,8 +31,8 @@ pub struct StepReport {
 }
 
 /// One step of a Markov chain on the configurations C whose stationary distribution is
-/// exp(-S(U)).
-pub trait MarkovStep<C: PhaseSpace> {
+/// exp(-S(U)). Steps are `Send + Sync`, so a host's context holding one may move between threads.
+pub trait MarkovStep<C: PhaseSpace>: Send + Sync {
     /// Updates `u` in place. `update` is the global update number: all random numbers of the
     /// step derive from it and the run seed, so chains are reproducible and resumable.
     fn step(&mut self, u: &mut C, update: u64) -> Result<StepReport>;

@@ -1,0 +1,604 @@
+//! The context a host code holds: lattice, parameters, layouts, the Markov step and its
+//! position in the chain. Both bridges (C++ and C) are thin shells around [`Context`]; a Rust
+//! host can use it directly.
+//!
+//! Every call that takes a host gauge buffer copies it in (checking length, finiteness and
+//! unitarity), works on flowhmc's own field, and copies back only what changed and only when
+//! everything succeeded: a failed call leaves every host buffer bit-identical.
+//!
+//! All random numbers derive from the seed and the update number (DESIGN.md), so the pair
+//! ([`RngState`]) is the whole state of the chain's randomness: restoring it replays the chain.
+
+use crate::chain::card::{Card, GAUGE_MONOMIAL, GroupName, Theory, TrainingCard};
+use crate::chain::fields::ChainField;
+use crate::chain::run::build_update;
+use crate::chain::train_card;
+use crate::checkerboard::Checkerboard;
+use crate::dirac::{Boundary, WilsonOperator, solve};
+use crate::error::{Error, Result};
+use crate::field::{GaugeField, MomentumField};
+use crate::flow::train::TrainingPoint;
+use crate::geometry::Lattice;
+use crate::group::packed::Real;
+use crate::group::{Group, Su3, U1};
+use crate::host::{
+    GaugeLayout, ResolvedGaugeLayout, ResolvedSpinorLayout, SpinorLayout, SpinorOrder, export_algebra,
+    export_gauge, export_spinor, import_gauge, import_spinor,
+};
+use crate::observables::flow::topological_charge_clover;
+use crate::observables::{average_plaquette, polyakov_loop, topological_charge_u1_2d};
+use crate::solver::SolveReport;
+use crate::update::MarkovStep;
+use num_complex::Complex64;
+use std::any::Any;
+use std::sync::Arc;
+
+/// A host buffer of reals, read only.
+#[derive(Clone, Copy, Debug)]
+pub enum HostSlice<'a> {
+    /// Double precision.
+    F64(&'a [f64]),
+    /// Single precision.
+    F32(&'a [f32]),
+}
+
+/// A host buffer of reals that a call writes.
+#[derive(Debug)]
+pub enum HostSliceMut<'a> {
+    /// Double precision.
+    F64(&'a mut [f64]),
+    /// Single precision.
+    F32(&'a mut [f32]),
+}
+
+impl HostSliceMut<'_> {
+    fn as_slice(&self) -> HostSlice<'_> {
+        match self {
+            HostSliceMut::F64(b) => HostSlice::F64(b),
+            HostSliceMut::F32(b) => HostSlice::F32(b),
+        }
+    }
+}
+
+/// What one Markov step on a host field reports.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct UpdateReport {
+    /// Whether the proposal was accepted (the host buffer then holds the new field).
+    pub accepted: bool,
+    /// H(proposal) - H(current).
+    pub dh: f64,
+    /// The average plaquette Re tr P / N of the field after the step (1 on a cold field).
+    pub plaquette: f64,
+    /// Krylov iterations the step took (0 without fermions).
+    pub solver_iterations: usize,
+}
+
+/// The chain's random state: every random number of update n derives from (seed, n).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RngState {
+    /// The run seed.
+    pub seed: u64,
+    /// The number of the next update.
+    pub next_update: u64,
+}
+
+/// Default largest distance of a host link from the group (see
+/// [`crate::group::Group::unitarity_violation`]) for f64 buffers.
+pub const DEFAULT_TOLERANCE_F64: f64 = 1e-10;
+/// The same for f32 buffers (single-precision rounding alone reaches a few 1e-7).
+pub const DEFAULT_TOLERANCE_F32: f64 = 1e-5;
+
+/// Parses a parameter set: a run card whose `[lattice]` table may be omitted (the extents
+/// come from the host; if given it must agree) and whose `[run]` table may be omitted or
+/// give only some keys (`seed`, default 1, and `threads`, default 0 = all cores, are the ones a
+/// host context uses).
+pub fn parse_parameters(dims: &[usize], text: &str) -> Result<Card> {
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| Error::Card(format!("parameters: {e}")))?;
+    let given: toml::Value = dims.iter().map(|&l| toml::Value::Integer(l as i64)).collect::<Vec<_>>().into();
+    match table.get("lattice").and_then(|l| l.get("dims")) {
+        Some(d) if *d != given => {
+            return Err(Error::Card(format!(
+                "parameters: lattice.dims = {d} but the host lattice is {dims:?}"
+            )));
+        }
+        Some(_) => {}
+        None => {
+            table.insert(
+                "lattice".into(),
+                toml::Value::Table([("dims".to_string(), given)].into_iter().collect()),
+            );
+        }
+    }
+    let run = table.entry("run").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let run = run.as_table_mut().ok_or_else(|| Error::Card("parameters: run must be a table".into()))?;
+    for (key, value) in [
+        ("trajectories", toml::Value::Integer(1)),
+        ("thermalization", toml::Value::Integer(0)),
+        ("seed", toml::Value::Integer(1)),
+        ("start", toml::Value::String("cold".into())),
+        ("checkpoint_every", toml::Value::Integer(1)),
+        ("output", toml::Value::String(".".into())),
+    ] {
+        run.entry(key).or_insert(value);
+    }
+    Card::parse(&table.to_string(), "parameters")
+}
+
+/// A host code's handle: one lattice, one parameter set, one chain. Independent of every other
+/// context; `Send`, so it may move between threads (calls on one context are sequential).
+pub struct Context {
+    inner: Box<dyn Session>,
+}
+
+impl Context {
+    /// A context for the lattice `dims` (x, y, (z,) t) and the parameter set `parameters`
+    /// ([`parse_parameters`]). Host buffers start in flowhmc's own layout (lexicographic, x
+    /// fastest, site-major, time last, row-major; spinors `[site][spin][colour]` in the internal
+    /// basis) until set otherwise.
+    pub fn new(dims: &[usize], parameters: &str) -> Result<Context> {
+        let card = parse_parameters(dims, parameters)?;
+        let inner: Box<dyn Session> = match card.theory()? {
+            Theory::Gauge(g) if g.group == GroupName::U1 => Box::new(GroupSession::<U1>::new(card)?),
+            Theory::Gauge(_) => Box::new(GroupSession::<Su3>::new(card)?),
+            Theory::Scalar(_) => {
+                return Err(Error::Card(
+                    "parameters: host contexts sample gauge fields; [scalar] is not one".into(),
+                ));
+            }
+        };
+        Ok(Context { inner })
+    }
+
+    /// The parameter set in use, as a complete run card.
+    pub fn card(&self) -> &Card {
+        self.inner.card()
+    }
+
+    /// Sets the layout of host gauge buffers (and of force buffers).
+    pub fn set_gauge_layout(&mut self, layout: &GaugeLayout) -> Result<()> {
+        self.inner.set_gauge_layout(layout)
+    }
+
+    /// Sets the layout of host spinor buffers.
+    pub fn set_spinor_layout(&mut self, layout: &SpinorLayout) -> Result<()> {
+        self.inner.set_spinor_layout(layout)
+    }
+
+    /// Sets the largest distance from the group a host link may have (default
+    /// [`DEFAULT_TOLERANCE_F64`] or [`DEFAULT_TOLERANCE_F32`] by the buffer's precision).
+    pub fn set_unitarity_tolerance(&mut self, tolerance: f64) -> Result<()> {
+        if !(tolerance.is_finite() && tolerance > 0.0) {
+            return Err(Error::Host(format!("unitarity tolerance {tolerance}: must be a positive number")));
+        }
+        self.inner.set_tolerance(Some(tolerance));
+        Ok(())
+    }
+
+    /// Reals in a host gauge (or force) buffer: volume x D x 2 N^2.
+    pub fn gauge_len(&self) -> usize {
+        self.inner.gauge_len()
+    }
+
+    /// Reals in a host spinor buffer: volume x spins x 2 N.
+    pub fn spinor_len(&self) -> usize {
+        self.inner.spinor_len()
+    }
+
+    /// One Markov step of the parameter set's update on the host field, in place.
+    pub fn update(&mut self, gauge: HostSliceMut<'_>) -> Result<UpdateReport> {
+        Ok(self.inner.trajectories(gauge, 1)?.remove(0))
+    }
+
+    /// `n` Markov steps on the host field, copied in and out once; one report per step.
+    pub fn trajectories(&mut self, gauge: HostSliceMut<'_>, n: usize) -> Result<Vec<UpdateReport>> {
+        self.inner.trajectories(gauge, n)
+    }
+
+    /// The average plaquette Re tr P / N (1 on a cold field).
+    pub fn plaquette(&self, gauge: HostSlice<'_>) -> Result<f64> {
+        self.inner.plaquette(gauge)
+    }
+
+    /// The Polyakov loop averaged over space, (1/N) tr of the product of time links.
+    pub fn polyakov_loop(&self, gauge: HostSlice<'_>) -> Result<Complex64> {
+        self.inner.polyakov_loop(gauge)
+    }
+
+    /// The topological charge: the geometric charge (1/2 pi) sum arg P in 2D U(1), the clover
+    /// charge of the unflowed field in 4D; undefined (an error) in 2D SU(3).
+    pub fn topological_charge(&self, gauge: HostSlice<'_>) -> Result<f64> {
+        self.inner.topological_charge(gauge)
+    }
+
+    /// out = M in with the first `[[fermions]]` table's Wilson operator M = 1 - kappa H.
+    pub fn apply_dirac(
+        &self,
+        gauge: HostSlice<'_>,
+        input: HostSlice<'_>,
+        out: HostSliceMut<'_>,
+    ) -> Result<()> {
+        self.inner.dirac(gauge, input, out, None)
+    }
+
+    /// Solves M x = b with the first `[[fermions]]` table's operator, solver and even/odd
+    /// choice; the residual reported is the solver's (see [`crate::dirac::Method`]).
+    pub fn solve(&self, gauge: HostSlice<'_>, b: HostSlice<'_>, x: HostSliceMut<'_>) -> Result<SolveReport> {
+        let mut report = None;
+        self.inner.dirac(gauge, b, x, Some(&mut report))?;
+        Ok(report.expect("a solve reports"))
+    }
+
+    /// The force of the gauge action, F = sum_a F_a T_a with F_a = -dS/dw_a for
+    /// U -> exp(w_a T_a) U, written in the gauge layout (see [`export_algebra`]).
+    pub fn gauge_force(&mut self, gauge: HostSlice<'_>, force: HostSliceMut<'_>) -> Result<()> {
+        self.inner.force(gauge, force, true)
+    }
+
+    /// Draws the pseudofermions of every fermion term on the host field (heatbath), from the
+    /// streams of the current update number.
+    pub fn refresh_pseudofermions(&mut self, gauge: HostSlice<'_>) -> Result<()> {
+        self.inner.refresh(gauge)
+    }
+
+    /// The force of every fermion term at the current pseudofermions (as [`Self::gauge_force`]).
+    pub fn fermion_force(&mut self, gauge: HostSlice<'_>, force: HostSliceMut<'_>) -> Result<()> {
+        self.inner.force(gauge, force, false)
+    }
+
+    /// The whole action S(U) (gauge plus fermion terms at the current pseudofermions).
+    pub fn action(&self, gauge: HostSlice<'_>) -> Result<f64> {
+        self.inner.action(gauge)
+    }
+
+    /// Replaces `update.model` by the flow model at `path` (checked to belong to this theory
+    /// and lattice) and rebuilds the Markov step.
+    pub fn load_model(&mut self, path: &str) -> Result<()> {
+        self.inner.load_model(path)
+    }
+
+    /// Replaces the `[update]` table of the parameter set (TOML, the keys of a run card's
+    /// `[update]`), e.g. to move from HMC to flow proposals once a model is trained. On failure
+    /// the old update stays.
+    pub fn set_update(&mut self, update: &str) -> Result<()> {
+        let table: toml::Table = toml::from_str(update).map_err(|e| Error::Card(format!("update: {e}")))?;
+        let mut card = self.card().clone();
+        card.update = table.try_into().map_err(|e: toml::de::Error| Error::Card(format!("update: {e}")))?;
+        self.inner.rebuild(card)
+    }
+
+    /// Trains the flow model of the parameter set's `[flow]` and `[train]` tables (reverse KL,
+    /// as `flowhmc train`; `train.output` must not exist yet), then uses it as the model of
+    /// the flow updates. Returns the last learning-curve point.
+    pub fn train(&mut self) -> Result<TrainingPoint> {
+        let card = self.card().clone();
+        let training = TrainingCard::parse(&card.to_toml(), "parameters")?;
+        let report = train_card(&training, true)?;
+        let point =
+            report.curve.last().cloned().ok_or_else(|| Error::Model("training made no steps".into()))?;
+        let mut with_model = card;
+        with_model.update.model = Some(training.train.output.clone());
+        self.inner.rebuild(with_model)?;
+        Ok(point)
+    }
+
+    /// The random state of the chain.
+    pub fn rng_state(&self) -> RngState {
+        self.inner.rng_state()
+    }
+
+    /// Restores a random state: the following updates replay the chain from there.
+    pub fn set_rng_state(&mut self, state: RngState) -> Result<()> {
+        self.inner.set_rng_state(state)
+    }
+}
+
+/// What a context does for one gauge group.
+trait Session: Send {
+    fn card(&self) -> &Card;
+    fn set_gauge_layout(&mut self, layout: &GaugeLayout) -> Result<()>;
+    fn set_spinor_layout(&mut self, layout: &SpinorLayout) -> Result<()>;
+    fn set_tolerance(&mut self, tolerance: Option<f64>);
+    fn gauge_len(&self) -> usize;
+    fn spinor_len(&self) -> usize;
+    fn trajectories(&mut self, gauge: HostSliceMut<'_>, n: usize) -> Result<Vec<UpdateReport>>;
+    fn plaquette(&self, gauge: HostSlice<'_>) -> Result<f64>;
+    fn polyakov_loop(&self, gauge: HostSlice<'_>) -> Result<Complex64>;
+    fn topological_charge(&self, gauge: HostSlice<'_>) -> Result<f64>;
+    fn dirac(
+        &self,
+        gauge: HostSlice<'_>,
+        input: HostSlice<'_>,
+        out: HostSliceMut<'_>,
+        solve: Option<&mut Option<SolveReport>>,
+    ) -> Result<()>;
+    fn force(&mut self, gauge: HostSlice<'_>, force: HostSliceMut<'_>, gauge_term: bool) -> Result<()>;
+    fn refresh(&mut self, gauge: HostSlice<'_>) -> Result<()>;
+    fn action(&self, gauge: HostSlice<'_>) -> Result<f64>;
+    fn load_model(&mut self, path: &str) -> Result<()>;
+    fn rebuild(&mut self, card: Card) -> Result<()>;
+    fn rng_state(&self) -> RngState;
+    fn set_rng_state(&mut self, state: RngState) -> Result<()>;
+}
+
+struct GroupSession<G: Group> {
+    card: Card,
+    lattice: Arc<Lattice>,
+    pool: rayon::ThreadPool,
+    gauge_layout: ResolvedGaugeLayout,
+    spinor_layout: ResolvedSpinorLayout,
+    tolerance: Option<f64>,
+    markov: Box<dyn MarkovStep<GaugeField<G>>>,
+    /// The card's monomials, for hosts that integrate themselves (separate from the Markov
+    /// step's, so their pseudofermions do not disturb the chain).
+    monomials: Vec<Box<dyn crate::action::Monomial<GaugeField<G>>>>,
+    next_update: u64,
+}
+
+fn spins(lattice: &Lattice) -> usize {
+    if lattice.ndim() == 2 { 2 } else { 4 }
+}
+
+impl<G: Group> GroupSession<G> {
+    fn new(card: Card) -> Result<Self> {
+        let lattice = Arc::new(Lattice::new(&card.lattice.dims)?);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(card.run.threads)
+            .build()
+            .map_err(|e| Error::Card(format!("run.threads = {}: {e}", card.run.threads)))?;
+        let (markov, monomials) = pool.install(|| -> Result<_> {
+            Ok((
+                build_update::<GaugeField<G>>(&card, &lattice)?,
+                GaugeField::<G>::monomials(&card, &lattice)?,
+            ))
+        })?;
+        let d = lattice.ndim();
+        let own_spinors = SpinorLayout {
+            sites: crate::host::SiteOrder::x_fastest(d, false),
+            order: SpinorOrder::SpinColor,
+            basis: crate::dirac::gamma::SpinBasis::DegrandRossi,
+        };
+        Ok(GroupSession {
+            gauge_layout: ResolvedGaugeLayout::new(&own_gauge_layout(d), &lattice, G::NC)?,
+            spinor_layout: ResolvedSpinorLayout::new(&own_spinors, &lattice, spins(&lattice), G::NC)?,
+            next_update: 0,
+            tolerance: None,
+            card,
+            lattice,
+            pool,
+            markov,
+            monomials,
+        })
+    }
+
+    fn tolerance<R: Real>(&self) -> f64 {
+        self.tolerance.unwrap_or(if R::NAME == "f32" { DEFAULT_TOLERANCE_F32 } else { DEFAULT_TOLERANCE_F64 })
+    }
+
+    fn import(&self, gauge: HostSlice<'_>) -> Result<GaugeField<G>> {
+        self.pool.install(|| match gauge {
+            HostSlice::F64(b) => import_gauge(&self.gauge_layout, &self.lattice, b, self.tolerance::<f64>()),
+            HostSlice::F32(b) => import_gauge(&self.gauge_layout, &self.lattice, b, self.tolerance::<f32>()),
+        })
+    }
+
+    fn checkerboard(&self) -> Result<Checkerboard> {
+        Checkerboard::new(self.lattice.clone())
+    }
+
+    fn fermion_operator(&self) -> Result<(&crate::chain::card::FermionCard, Boundary)> {
+        let f = self.card.fermions.first().ok_or_else(|| {
+            Error::Host("the parameters have no [[fermions]] table: there is no Dirac operator".into())
+        })?;
+        Ok((f, f.boundary_phase()))
+    }
+
+    fn dirac_in<const S: usize>(
+        &self,
+        u: &GaugeField<G>,
+        input: HostSlice<'_>,
+        out: HostSliceMut<'_>,
+        report: Option<&mut Option<SolveReport>>,
+    ) -> Result<()> {
+        let (f, boundary) = self.fermion_operator()?;
+        let cb = self.checkerboard()?;
+        let w = WilsonOperator::<G, S>::new(u, &cb, f.kappa, boundary)?;
+        let layout = &self.spinor_layout;
+        let x: crate::spinor::SpinorField<G, S> = match input {
+            HostSlice::F64(b) => import_spinor(layout, &cb, b)?,
+            HostSlice::F32(b) => import_spinor(layout, &cb, b)?,
+        };
+        crate::host::check_len("output spinor field", out.as_slice().len(), layout.len())?;
+        let y = match report {
+            None => {
+                let mut y = crate::spinor::SpinorField::full(&cb);
+                w.apply(&x, &mut y);
+                y
+            }
+            Some(report) => {
+                let (y, r) = solve(&w, &x, f.solver_method(), f.even_odd, &f.solver_params())?;
+                *report = Some(r);
+                y
+            }
+        };
+        match out {
+            HostSliceMut::F64(b) => export_spinor(layout, &cb, &y, b),
+            HostSliceMut::F32(b) => export_spinor(layout, &cb, &y, b),
+        }
+    }
+}
+
+impl HostSlice<'_> {
+    fn len(&self) -> usize {
+        match self {
+            HostSlice::F64(b) => b.len(),
+            HostSlice::F32(b) => b.len(),
+        }
+    }
+}
+
+/// flowhmc's own order as a host layout: lexicographic x fastest, site-major, time last.
+fn own_gauge_layout(ndim: usize) -> GaugeLayout {
+    GaugeLayout { sites: crate::host::SiteOrder::x_fastest(ndim, false), ..GaugeLayout::milc(ndim) }
+}
+
+fn write_gauge<G: Group>(
+    layout: &ResolvedGaugeLayout,
+    u: &GaugeField<G>,
+    out: HostSliceMut<'_>,
+) -> Result<()> {
+    match out {
+        HostSliceMut::F64(b) => export_gauge(layout, u, b),
+        HostSliceMut::F32(b) => export_gauge(layout, u, b),
+    }
+}
+
+impl<G: Group> Session for GroupSession<G> {
+    fn card(&self) -> &Card {
+        &self.card
+    }
+
+    fn set_gauge_layout(&mut self, layout: &GaugeLayout) -> Result<()> {
+        self.gauge_layout = ResolvedGaugeLayout::new(layout, &self.lattice, G::NC)?;
+        Ok(())
+    }
+
+    fn set_spinor_layout(&mut self, layout: &SpinorLayout) -> Result<()> {
+        self.spinor_layout = ResolvedSpinorLayout::new(layout, &self.lattice, spins(&self.lattice), G::NC)?;
+        Ok(())
+    }
+
+    fn set_tolerance(&mut self, tolerance: Option<f64>) {
+        self.tolerance = tolerance;
+    }
+
+    fn gauge_len(&self) -> usize {
+        self.gauge_layout.len()
+    }
+
+    fn spinor_len(&self) -> usize {
+        self.spinor_layout.len()
+    }
+
+    fn trajectories(&mut self, gauge: HostSliceMut<'_>, n: usize) -> Result<Vec<UpdateReport>> {
+        let mut u = self.import(gauge.as_slice())?;
+        let start = u.clone();
+        let (markov, first) = (&mut self.markov, self.next_update);
+        let reports = self.pool.install(|| {
+            (first..first + n as u64)
+                .map(|update| {
+                    let r = markov.step(&mut u, update)?;
+                    Ok(UpdateReport {
+                        accepted: r.accepted,
+                        dh: r.dh,
+                        plaquette: average_plaquette(&u),
+                        solver_iterations: r.solver_iterations,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
+        self.next_update += n as u64;
+        if u != start {
+            write_gauge(&self.gauge_layout, &u, gauge)?;
+        }
+        Ok(reports)
+    }
+
+    fn plaquette(&self, gauge: HostSlice<'_>) -> Result<f64> {
+        let u = self.import(gauge)?;
+        Ok(self.pool.install(|| average_plaquette(&u)))
+    }
+
+    fn polyakov_loop(&self, gauge: HostSlice<'_>) -> Result<Complex64> {
+        Ok(polyakov_loop(&self.import(gauge)?))
+    }
+
+    fn topological_charge(&self, gauge: HostSlice<'_>) -> Result<f64> {
+        let u = self.import(gauge)?;
+        if self.lattice.ndim() == 4 {
+            return Ok(self.pool.install(|| topological_charge_clover(&u)));
+        }
+        match (&u as &dyn Any).downcast_ref::<GaugeField<U1>>() {
+            Some(u1) if self.lattice.ndim() == 2 => Ok(topological_charge_u1_2d(u1)),
+            _ => Err(Error::Host(format!(
+                "topological charge: defined for 2D U(1) and for 4D fields, not for {}D {}",
+                self.lattice.ndim(),
+                G::NAME
+            ))),
+        }
+    }
+
+    fn dirac(
+        &self,
+        gauge: HostSlice<'_>,
+        input: HostSlice<'_>,
+        out: HostSliceMut<'_>,
+        report: Option<&mut Option<SolveReport>>,
+    ) -> Result<()> {
+        let u = self.import(gauge)?;
+        self.pool.install(|| match spins(&self.lattice) {
+            2 => self.dirac_in::<2>(&u, input, out, report),
+            _ => self.dirac_in::<4>(&u, input, out, report),
+        })
+    }
+
+    fn force(&mut self, gauge: HostSlice<'_>, force: HostSliceMut<'_>, gauge_term: bool) -> Result<()> {
+        let u = self.import(gauge)?;
+        crate::host::check_len("force field", force.as_slice().len(), self.gauge_layout.len())?;
+        let (monomials, lattice) = (&self.monomials, &self.lattice);
+        let p = self.pool.install(|| -> Result<MomentumField<G>> {
+            let mut p = MomentumField::zeros(lattice);
+            for m in monomials.iter().filter(|m| (m.name() == GAUGE_MONOMIAL) == gauge_term) {
+                m.add_force(&u, 1.0, &mut p)?;
+            }
+            Ok(p)
+        })?;
+        match force {
+            HostSliceMut::F64(b) => export_algebra(&self.gauge_layout, lattice, &p, b),
+            HostSliceMut::F32(b) => export_algebra(&self.gauge_layout, lattice, &p, b),
+        }
+    }
+
+    fn refresh(&mut self, gauge: HostSlice<'_>) -> Result<()> {
+        let u = self.import(gauge)?;
+        let (seed, update) = (self.card.run.seed, self.next_update);
+        let monomials = &mut self.monomials;
+        self.pool.install(|| monomials.iter_mut().try_for_each(|m| m.refresh(&u, seed, update)))
+    }
+
+    fn action(&self, gauge: HostSlice<'_>) -> Result<f64> {
+        let u = self.import(gauge)?;
+        self.pool.install(|| self.monomials.iter().map(|m| m.action(&u)).sum())
+    }
+
+    fn load_model(&mut self, path: &str) -> Result<()> {
+        let mut card = self.card.clone();
+        card.update.model = Some(path.into());
+        self.rebuild(card)
+    }
+
+    /// Rebuilds the Markov step and the monomials for a changed card; on failure nothing
+    /// changes.
+    fn rebuild(&mut self, card: Card) -> Result<()> {
+        card.validate()?;
+        let lattice = &self.lattice;
+        let (markov, monomials) = self.pool.install(|| -> Result<_> {
+            Ok((build_update::<GaugeField<G>>(&card, lattice)?, GaugeField::<G>::monomials(&card, lattice)?))
+        })?;
+        (self.card, self.markov, self.monomials) = (card, markov, monomials);
+        Ok(())
+    }
+
+    fn rng_state(&self) -> RngState {
+        RngState { seed: self.card.run.seed, next_update: self.next_update }
+    }
+
+    fn set_rng_state(&mut self, state: RngState) -> Result<()> {
+        if state.seed != self.card.run.seed {
+            let mut card = self.card.clone();
+            card.run.seed = state.seed;
+            self.rebuild(card)?;
+        }
+        self.next_update = state.next_update;
+        Ok(())
+    }
+}

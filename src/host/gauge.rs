@@ -1,0 +1,115 @@
+//! Gauge fields and algebra-valued fields (forces, momenta) to and from host buffers.
+
+use super::check_len;
+use super::layout::ResolvedGaugeLayout;
+use crate::error::{Error, Result};
+use crate::field::{GaugeField, MomentumField};
+use crate::geometry::Lattice;
+use crate::group::packed::Real;
+use crate::group::{Group, LinkMatrix};
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// Reads the links of a host buffer into a gauge field. Fails, naming the first offending
+/// link, when the buffer has the wrong length, holds a non-finite value, or a link is farther
+/// than `tolerance` from the group ([`Group::unitarity_violation`]).
+pub fn import_gauge<G: Group, R: Real>(
+    layout: &ResolvedGaugeLayout,
+    lattice: &Arc<Lattice>,
+    buffer: &[R],
+    tolerance: f64,
+) -> Result<GaugeField<G>> {
+    check_len("gauge field", buffer.len(), layout.len())?;
+    let d = lattice.ndim();
+    let links = (0..lattice.volume() * d)
+        .into_par_iter()
+        .map(|l| {
+            let link = read_matrix::<G::Elem, R>(layout, l, G::NC, buffer);
+            let where_ = || format!("the link at {:?} in direction {}", lattice.coords(l / d), l % d);
+            let link = link.ok_or_else(|| Error::Host(format!("gauge field: {} is not finite", where_())))?;
+            let violation = G::unitarity_violation(&link);
+            if violation.is_nan() || violation > tolerance {
+                return Err(Error::Host(format!(
+                    "gauge field: {} is not in {} (distance {violation:.3e}, tolerance {tolerance:.1e}); \
+                     reunitarize the field or raise the tolerance",
+                    where_(),
+                    G::NAME
+                )));
+            }
+            Ok(link)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    GaugeField::from_links(lattice.clone(), links)
+}
+
+/// Writes the links of `u` into a host buffer (rounded to R). Fails, without writing, when the
+/// buffer has the wrong length.
+pub fn export_gauge<G: Group, R: Real>(
+    layout: &ResolvedGaugeLayout,
+    u: &GaugeField<G>,
+    buffer: &mut [R],
+) -> Result<()> {
+    check_len("gauge field", buffer.len(), layout.len())?;
+    for (l, link) in u.to_links().iter().enumerate() {
+        write_matrix(layout, l, G::NC, link, buffer);
+    }
+    Ok(())
+}
+
+/// Writes an algebra-valued field (a force or momentum) into a host buffer laid out like the
+/// gauge field: each entry is the N x N matrix sum_a p_a T_a of [`crate::group`] (anti-Hermitian
+/// and, for SU(3), traceless). Fails, without writing, when the buffer has the wrong length.
+pub fn export_algebra<G: Group, R: Real>(
+    layout: &ResolvedGaugeLayout,
+    lattice: &Lattice,
+    p: &MomentumField<G>,
+    buffer: &mut [R],
+) -> Result<()> {
+    check_len("force field", buffer.len(), layout.len())?;
+    let d = lattice.ndim();
+    for l in 0..lattice.volume() * d {
+        write_matrix(layout, l, G::NC, &G::alg_matrix(&p.at(lattice, l / d, l % d)), buffer);
+    }
+    Ok(())
+}
+
+/// The matrix of link `l` (flowhmc order `site * D + mu`), or `None` if an entry is not finite.
+fn read_matrix<M: LinkMatrix, R: Real>(
+    layout: &ResolvedGaugeLayout,
+    l: usize,
+    n: usize,
+    buffer: &[R],
+) -> Option<M> {
+    let base = layout.offset(l);
+    let mut reals = [0.0; 18];
+    for row in 0..n {
+        for col in 0..n {
+            let at = base + layout.entry(row, col);
+            let k = 2 * (row * n + col);
+            reals[k] = buffer[at].to_f64();
+            reals[k + 1] = buffer[at + 1].to_f64();
+        }
+    }
+    let reals = &reals[..2 * n * n];
+    reals.iter().all(|x| x.is_finite()).then(|| M::read_reals(reals))
+}
+
+fn write_matrix<M: LinkMatrix, R: Real>(
+    layout: &ResolvedGaugeLayout,
+    l: usize,
+    n: usize,
+    m: &M,
+    buffer: &mut [R],
+) {
+    let mut reals = [0.0; 18];
+    m.write_reals(&mut reals[..2 * n * n]);
+    let base = layout.offset(l);
+    for row in 0..n {
+        for col in 0..n {
+            let at = base + layout.entry(row, col);
+            let k = 2 * (row * n + col);
+            buffer[at] = R::from_f64(reals[k]);
+            buffer[at + 1] = R::from_f64(reals[k + 1]);
+        }
+    }
+}
