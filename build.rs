@@ -1,6 +1,7 @@
 //! Build script: records the source revision in the binary (`flowhmc --version` and every
-//! summary.json), so an ensemble can be traced to the code that made it. The C++ bridge of the
-//! host interface will be built here too.
+//! summary.json), so an ensemble can be traced to the code that made it, and builds the C++
+//! side of the cxx bridge (`src/ffi/cxx_bridge.rs`; its generated header is what
+//! `include/flowhmc/flowhmc.hpp` includes, see README.md for the include path).
 
 use std::process::Command;
 
@@ -15,4 +16,7 @@ fn main() {
     println!("cargo:rustc-env=FLOWHMC_REVISION={revision}");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/index");
+
+    cxx_build::bridge("src/ffi/cxx_bridge.rs").std("c++17").compile("flowhmc-cxxbridge");
+    println!("cargo:rerun-if-changed=src/ffi/cxx_bridge.rs");
 }

@@ -19,32 +19,44 @@ fn library_dir() -> PathBuf {
     deps
 }
 
-/// Compiles `source` with `compiler` (extra flags after it) against the shared library and
-/// returns the executable.
-fn build(compiler: &str, flags: &[&str], source: &str, name: &str) -> PathBuf {
+/// How an example links the library.
+enum Linking {
+    /// The shared library (C hosts).
+    Shared,
+    /// The static library with its native dependencies (C++ hosts: the C++ side of the cxx
+    /// bridge is in it).
+    Static,
+}
+
+/// Compiles `source` with `compiler` (extra flags after it) against include/ and the library
+/// and returns the executable.
+fn build(compiler: &str, flags: &[&str], source: &str, name: &str, linking: Linking) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let libs = library_dir();
-    let out = std::env::temp_dir().join(format!("flowhmc-{name}-{}", std::process::id()));
-    let status = Command::new(compiler)
-        .args(flags)
-        .arg("-I")
-        .arg(root.join("include"))
-        .arg(root.join(source))
-        .arg("-o")
-        .arg(&out)
-        .arg(format!("-L{}", libs.display()))
-        .arg(format!("-Wl,-rpath,{}", libs.display()))
-        .arg("-lflowhmc")
-        .arg("-lm")
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run the compiler {compiler:?}: {e}"));
+    let out = std::env::temp_dir().join(format!("flowhmc-{name}-{}.bin", std::process::id()));
+    let mut command = Command::new(compiler);
+    command.args(flags).arg("-I").arg(root.join("include"));
+    // the generated bridge header and rust/cxx.h
+    command.arg("-I").arg(Path::new(env!("OUT_DIR")).join("cxxbridge/include"));
+    command.arg(root.join(source)).arg("-o").arg(&out);
+    match linking {
+        Linking::Shared => {
+            command.arg(format!("-L{}", libs.display())).arg(format!("-Wl,-rpath,{}", libs.display()));
+            command.args(["-lflowhmc", "-lm"]);
+        }
+        Linking::Static => {
+            command.arg(libs.join("libflowhmc.a"));
+            command.args(["-lstdc++", "-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl"]);
+        }
+    }
+    let status = command.status().unwrap_or_else(|e| panic!("cannot run the compiler {compiler:?}: {e}"));
     assert!(status.success(), "{compiler} failed on {source}");
     out
 }
 
 /// Runs an example and returns its stdout lines; it must exit 0.
-fn run(exe: &Path) -> Vec<String> {
-    let output = Command::new(exe).output().unwrap();
+fn run(exe: &Path, args: &[&Path]) -> Vec<String> {
+    let output = Command::new(exe).args(args).output().unwrap();
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(
         output.status.success(),
@@ -98,8 +110,9 @@ solver = { kind = "cg", tolerance = 1e-11, max_iterations = 2000 }
 #[test]
 fn the_c_host_runs_the_rust_chain_and_its_refusals_hold() {
     let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let exe = build(&compiler, &["-std=c11", "-O2", "-Wall", "-Werror"], "cpp/c_host.c", "c-host");
-    let lines = run(&exe);
+    let exe =
+        build(&compiler, &["-std=c11", "-O2", "-Wall", "-Werror"], "cpp/c_host.c", "c-host", Linking::Shared);
+    let lines = run(&exe, &[]);
     assert_eq!(lines.last().map(String::as_str), Some("ok"), "{lines:?}");
     let from_c = trajectories(&lines);
     assert_eq!(from_c.len(), 3);
@@ -113,4 +126,52 @@ fn the_c_host_runs_the_rust_chain_and_its_refusals_hold() {
     }
     let from_rust = ctx.trajectories(HostSliceMut::F64(&mut cold), 3).unwrap();
     assert_eq!(from_c, as_tuples(&from_rust));
+}
+
+/// The parameters of cpp/cpp_host.cpp, with its model file.
+fn cpp_host_parameters(model: &Path) -> String {
+    let hmc = "[gauge]\ngroup = \"u1\"\naction = \"wilson\"\nbeta = 2.0\n\
+               [update]\nkind = \"hmc\"\ntrajectory_length = 1.0\nintegrator = \"omelyan\"\nsteps = 10\n\
+               [run]\nseed = 3\nthreads = 1\n";
+    let flow = format!(
+        "[flow]\nmodel = \"u1-equivariant\"\nlayers = 8\nhidden = [4]\n\
+         [train]\nsteps = 30\nbatch = 16\nlearning_rate = 0.003\nseed = 5\noutput = {:?}\n",
+        model.display().to_string()
+    );
+    format!("{hmc}{flow}")
+}
+
+#[test]
+fn the_cpp_host_runs_hmc_then_flow_updates_as_the_rust_api_does() {
+    let compiler = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+    let exe = build(
+        &compiler,
+        &["-std=c++17", "-O2", "-Wall", "-Werror"],
+        "cpp/cpp_host.cpp",
+        "cpp-host",
+        Linking::Static,
+    );
+    let dir = std::env::temp_dir().join(format!("flowhmc-cpp-host-{}.work", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let lines = run(&exe, &[&dir]);
+    assert_eq!(lines.last().map(String::as_str), Some("ok"), "{lines:?}");
+    let from_cpp = trajectories(&lines);
+    assert_eq!(from_cpp.len(), 10);
+
+    // the same chain through the Rust API, with the model the C++ host trained
+    let model = dir.join("u1.safetensors");
+    let mut ctx = Context::new(&[8, 8], &cpp_host_parameters(&model)).unwrap();
+    ctx.set_gauge_layout(&GaugeLayout::milc(2)).unwrap();
+    let mut cold: Vec<f64> = (0..ctx.gauge_len()).map(|i| if i % 2 == 0 { 1.0 } else { 0.0 }).collect();
+    let mut from_rust = ctx.trajectories(HostSliceMut::F64(&mut cold), 4).unwrap();
+    let update = format!(
+        "kind = \"schedule\"\nhmc = 1\nflow = 2\ntrajectory_length = 1.0\nintegrator = \"omelyan\"\n\
+         steps = 10\nbatch = 8\nmodel = {:?}\n",
+        model.display().to_string()
+    );
+    ctx.set_update(&update).unwrap();
+    from_rust.extend(ctx.trajectories(HostSliceMut::F64(&mut cold), 6).unwrap());
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(from_cpp, as_tuples(&from_rust));
+    assert!(from_rust[4..].iter().any(|r| r.accepted), "the flow phase should move");
 }

@@ -248,7 +248,8 @@ flowhmc_status flowhmc_load_model(flowhmc_context *ctx, const char *path);
 flowhmc_status flowhmc_set_update(flowhmc_context *ctx, const char *update);
 
 /** Trains the model of the parameter set's [flow] and [train] tables (reverse KL, as
- *  `flowhmc train`; train.output must not exist) and uses it for the flow updates. The last
+ *  `flowhmc train`; train.output must not exist). An update with flow proposals uses the new
+ *  model from then on; an HMC update stays HMC until flowhmc_set_update names it. The last
  *  learning-curve point's loss, ESS per sample and in-batch acceptance are written to the
  *  non-NULL out-pointers. */
 flowhmc_status flowhmc_train(flowhmc_context *ctx, double *loss, double *ess, double *acceptance);

@@ -232,7 +232,7 @@ fn call(ctx: *mut flowhmc_context, f: impl FnOnce(&mut Context) -> Result<()>) -
     code
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

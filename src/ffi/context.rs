@@ -267,17 +267,20 @@ impl Context {
     }
 
     /// Trains the flow model of the parameter set's `[flow]` and `[train]` tables (reverse KL,
-    /// as `flowhmc train`; `train.output` must not exist yet), then uses it as the model of
-    /// the flow updates. Returns the last learning-curve point.
+    /// as `flowhmc train`; `train.output` must not exist yet). If the update has flow
+    /// proposals it uses the new model from then on; an HMC update stays HMC until
+    /// [`Self::set_update`] names the model. Returns the last learning-curve point.
     pub fn train(&mut self) -> Result<TrainingPoint> {
         let card = self.card().clone();
         let training = TrainingCard::parse(&card.to_toml(), "parameters")?;
         let report = train_card(&training, true)?;
         let point =
             report.curve.last().cloned().ok_or_else(|| Error::Model("training made no steps".into()))?;
-        let mut with_model = card;
-        with_model.update.model = Some(training.train.output.clone());
-        self.inner.rebuild(with_model)?;
+        if card.update.kind.uses_flow() {
+            let mut with_model = card;
+            with_model.update.model = Some(training.train.output.clone());
+            self.inner.rebuild(with_model)?;
+        }
         Ok(point)
     }
 
@@ -573,6 +576,8 @@ impl<G: Group> Session for GroupSession<G> {
     fn load_model(&mut self, path: &str) -> Result<()> {
         let mut card = self.card.clone();
         card.update.model = Some(path.into());
+        // checked here too: an HMC update would not load it
+        crate::chain::fields::card_model(&card)?;
         self.rebuild(card)
     }
 

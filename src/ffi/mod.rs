@@ -5,5 +5,6 @@
 
 pub mod c_api;
 pub mod context;
+pub mod cxx_bridge;
 
 pub use context::{Context, HostSlice, HostSliceMut, RngState, UpdateReport};
