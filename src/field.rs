@@ -66,6 +66,26 @@ impl<G: Group> GaugeField<G> {
         Ok(u)
     }
 
+    /// The field with U_mu(site) = `link(site, mu)`, filled in parallel; fails with one of the
+    /// errors `link` returns (which one depends on the thread schedule).
+    pub fn try_from_fn<E: Send>(
+        lattice: Arc<Lattice>,
+        link: impl Fn(usize, usize) -> Result<G::Elem, E> + Sync,
+    ) -> Result<Self, E> {
+        let mut u = Self::cold(lattice);
+        let (lat, d) = (u.lattice.clone(), u.lattice.ndim());
+        u.packed.par_chunks_mut(d).enumerate().try_for_each(|(outer, links)| {
+            for lane in 0..LANES {
+                let site = lat.site_of_packed(outer, lane);
+                for (mu, l) in links.iter_mut().enumerate() {
+                    G::set_lane(l, lane, &link(site, mu)?);
+                }
+            }
+            Ok(())
+        })?;
+        Ok(u)
+    }
+
     /// All links in lexicographic order (`site * D + mu`).
     pub fn to_links(&self) -> Vec<G::Elem> {
         let d = self.lattice.ndim();
@@ -113,10 +133,12 @@ impl<G: Group> GaugeField<G> {
 
     /// The largest distance of a link from the group ([`Group::unitarity_violation`]).
     pub fn max_unitarity_violation(&self) -> f64 {
+        // NaN counts as the largest violation (f64::max would drop it)
+        let worst = |a: f64, b: f64| if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) };
         self.packed
             .par_iter()
-            .flat_map_iter(|u| (0..LANES).map(move |l| G::unitarity_violation(&G::lane(u, l))))
-            .reduce(|| 0.0, f64::max)
+            .map(|u| G::packed_unitarity_violation(u).into_iter().fold(0.0, worst))
+            .reduce(|| 0.0, worst)
     }
 
     /// Largest entry-wise distance between two fields on the same lattice.

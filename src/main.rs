@@ -11,7 +11,8 @@ const USAGE: &str = "usage:
   flowhmc train CARD            train the card's [flow] model by reverse KL ([train] table)
   flowhmc analyze DIR           recompute DIR/summary.json and DIR/plots from the measurements
   flowhmc bench [--quick]       benchmarks: pure gauge (SU(3) Wilson 8^4), memory bandwidth,
-                                Wilson operator, CG, HMC with fermions (BENCHMARKS.md)";
+                                Wilson operator, CG, HMC with fermions, host-interface
+                                overhead (BENCHMARKS.md)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -109,6 +110,9 @@ fn bench(thermalization: u64, trajectories: u64) -> Result<()> {
     print(&su3_pure_gauge_on(&u, &threads, thermalization, trajectories));
     for &t in &threads {
         print(&fermions::all(&u, t, trajectories));
+    }
+    for &t in &threads {
+        print(&flowhmc::bench::host::update_overhead(&u, t, trajectories));
     }
     Ok(())
 }

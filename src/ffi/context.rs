@@ -484,7 +484,6 @@ impl<G: Group> Session for GroupSession<G> {
 
     fn trajectories(&mut self, gauge: HostSliceMut<'_>, n: usize) -> Result<Vec<UpdateReport>> {
         let mut u = self.import(gauge.as_slice())?;
-        let start = u.clone();
         let (markov, first) = (&mut self.markov, self.next_update);
         let reports = self.pool.install(|| {
             (first..first + n as u64)
@@ -500,7 +499,8 @@ impl<G: Group> Session for GroupSession<G> {
                 .collect::<Result<Vec<_>>>()
         })?;
         self.next_update += n as u64;
-        if u != start {
+        // a rejected step leaves the field as it was: nothing to write
+        if reports.iter().any(|r| r.accepted) {
             write_gauge(&self.gauge_layout, &u, gauge)?;
         }
         Ok(reports)

@@ -112,6 +112,10 @@ pub trait Group: Copy + Send + Sync + Debug + PartialEq + 'static {
         + PartialEq
         + AsRef<[packed::Lanes]>
         + AsMut<[packed::Lanes]>;
+    /// [`Group::unitarity_violation`] of every lane (the same value up to rounding).
+    fn packed_unitarity_violation(x: &Self::Packed<f64>) -> packed::Lanes {
+        std::array::from_fn(|l| Self::unitarity_violation(&Self::lane(x, l)))
+    }
     /// Re tr of every lane.
     fn packed_re_trace(x: &Self::Packed<f64>) -> packed::Lanes;
     /// [`Group::re_tr_generators`] of every lane.

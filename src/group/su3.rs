@@ -466,6 +466,41 @@ impl Group for Su3 {
         }
     }
 
+    fn packed_unitarity_violation(x: &Su3Lanes) -> Lanes {
+        let (re, im) = (&x.re, &x.im);
+        // (x x^dagger)_ij = sum_k x_ik conj(x_jk): the upper triangle, lane-wise
+        let dot = |i: usize, j: usize| -> (Lanes, Lanes) {
+            let (a, b) = (3 * i, 3 * j);
+            (
+                lanes(|l| (0..3).map(|k| re[a + k][l] * re[b + k][l] + im[a + k][l] * im[b + k][l]).sum()),
+                lanes(|l| (0..3).map(|k| im[a + k][l] * re[b + k][l] - re[a + k][l] * im[b + k][l]).sum()),
+            )
+        };
+        // det x = sum_k x_0k C_k, C_k the cofactors of row 0
+        let minor = |c1: usize, c2: usize| -> (Lanes, Lanes) {
+            let m = |r: usize, c: usize, l: usize| (re[3 * r + c][l], im[3 * r + c][l]);
+            let both = |l: usize| {
+                let ((ar, ai), (br, bi), (cr, ci), (dr, di)) =
+                    (m(1, c1, l), m(2, c2, l), m(1, c2, l), m(2, c1, l));
+                (ar * br - ai * bi - (cr * dr - ci * di), ar * bi + ai * br - (cr * di + ci * dr))
+            };
+            (lanes(|l| both(l).0), lanes(|l| both(l).1))
+        };
+        let cof = [minor(1, 2), minor(2, 0), minor(0, 1)];
+        let det_re = lanes(|l| (0..3).map(|k| re[k][l] * cof[k].0[l] - im[k][l] * cof[k].1[l]).sum());
+        let det_im = lanes(|l| (0..3).map(|k| re[k][l] * cof[k].1[l] + im[k][l] * cof[k].0[l]).sum());
+        let mut worst = lanes(|l| (det_re[l] - 1.0).powi(2) + det_im[l].powi(2));
+        for i in 0..3 {
+            let (d, _) = dot(i, i);
+            worst = lanes(|l| worst[l].max((d[l] - 1.0).powi(2)));
+            for j in i + 1..3 {
+                let (r, m) = dot(i, j);
+                worst = lanes(|l| worst[l].max(r[l] * r[l] + m[l] * m[l]));
+            }
+        }
+        worst.map(f64::sqrt)
+    }
+
     #[inline(always)]
     fn packed_re_trace(x: &Su3Lanes) -> Lanes {
         std::array::from_fn(|l| x.re[0][l] + x.re[4][l] + x.re[8][l])
@@ -492,9 +527,18 @@ impl Group for Su3 {
     }
 
     fn unitarity_violation(x: &Su3Matrix) -> f64 {
-        let uu = x.mul_adj(x).sub(&Su3Matrix::identity());
-        let worst = uu.0.iter().map(|z| z.norm()).fold(0.0, f64::max);
-        worst.max((x.det() - C1).norm())
+        // x x^dagger is Hermitian: its upper triangle (row dot products) suffices; squared
+        // moduli and one square root (|z| by hypot per entry cost more than the rest)
+        let row = |i: usize| &x.0[3 * i..3 * i + 3];
+        let dot = |i: usize, j: usize| -> Complex64 { (0..3).map(|k| row(i)[k] * row(j)[k].conj()).sum() };
+        let mut worst = (x.det() - C1).norm_sqr();
+        for i in 0..3 {
+            worst = worst.max((dot(i, i).re - 1.0).powi(2));
+            for j in i + 1..3 {
+                worst = worst.max(dot(i, j).norm_sqr());
+            }
+        }
+        worst.sqrt()
     }
 
     const COORDINATES: usize = 18;
@@ -514,6 +558,33 @@ impl Group for Su3 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packed_unitarity_violation_is_the_scalar_one_lane_by_lane() {
+        let mut rng = crate::rng::StreamKey::new(4, crate::rng::Purpose::Test, 0).stream(0);
+        let links: Vec<Su3Matrix> = (0..LANES)
+            .map(|l| {
+                let u = Su3::haar(&mut rng);
+                // lanes 1 and 3 off the group: a scaled row, a non-unit determinant
+                match l {
+                    1 => Su3Matrix(std::array::from_fn(|k| if k < 3 { u.0[k] * 1.01 } else { u.0[k] })),
+                    3 => u.scale(1.002),
+                    _ => u,
+                }
+            })
+            .collect();
+        let packed = Su3::pack(std::array::from_fn(|l| &links[l]));
+        let lanes = Su3::packed_unitarity_violation(&packed);
+        for (l, link) in links.iter().enumerate() {
+            let scalar = Su3::unitarity_violation(link);
+            assert!(
+                (lanes[l] - scalar).abs() < 1e-14 * scalar.max(1.0),
+                "lane {l}: {} vs {scalar}",
+                lanes[l]
+            );
+        }
+        assert!(lanes[0] < 1e-14 && lanes[1] > 1e-2 && lanes[3] > 1e-3);
+    }
 
     #[test]
     fn drift_series_length_is_the_shortest_that_meets_the_tolerance() {
