@@ -6,7 +6,7 @@
 
 use crate::field::GaugeField;
 use crate::geometry::PackedSite;
-use crate::group::packed::PackedMatrix;
+use crate::group::packed::{Lanes, PackedMatrix};
 use crate::group::{Group, LinkMatrix};
 use crate::parallel::deterministic_sum;
 
@@ -94,11 +94,11 @@ pub fn path_product_packed<G: Group>(u: &GaugeField<G>, start: PackedSite, path:
 fn loop_re_tr_sum<G: Group>(
     u: &GaugeField<G>,
     pairs: &[(usize, usize)],
-    loop_at: impl Fn(PackedSite, usize, usize) -> G::Packed<f64> + Sync,
+    re_tr_at: impl Fn(PackedSite, usize, usize) -> Lanes + Sync,
 ) -> f64 {
     deterministic_sum(u.lattice().outer_volume(), |outer| {
         let x = PackedSite { outer, mask: 0 };
-        pairs.iter().map(|&(mu, nu)| G::packed_re_trace(&loop_at(x, mu, nu)).iter().sum::<f64>()).sum()
+        pairs.iter().map(|&(mu, nu)| re_tr_at(x, mu, nu).iter().sum::<f64>()).sum()
     })
 }
 
@@ -106,7 +106,11 @@ fn loop_re_tr_sum<G: Group>(
 pub fn plaquette_re_tr_sum<G: Group>(u: &GaugeField<G>) -> f64 {
     let d = u.lattice().ndim();
     let planes: Vec<_> = (0..d).flat_map(|mu| (mu + 1..d).map(move |nu| (mu, nu))).collect();
-    loop_re_tr_sum(u, &planes, |x, mu, nu| packed_plaquette(u, x, mu, nu))
+    // Re tr P = Re tr(lower upper^dagger) without the third product
+    loop_re_tr_sum(u, &planes, |x, mu, nu| {
+        let (lower, upper) = plaquette_halves(u, x, mu, nu);
+        lower.re_tr_mul_adj(&upper)
+    })
 }
 
 /// Sum over sites and ordered pairs mu != nu of Re tr R_{mu nu}(x): every 1x2 rectangle once.
@@ -114,12 +118,27 @@ pub fn rectangle_re_tr_sum<G: Group>(u: &GaugeField<G>) -> f64 {
     let d = u.lattice().ndim();
     let pairs: Vec<_> =
         (0..d).flat_map(|mu| (0..d).filter(move |&nu| nu != mu).map(move |nu| (mu, nu))).collect();
-    loop_re_tr_sum(u, &pairs, |x, mu, nu| path_product_packed(u, x, &rectangle_path(mu, nu)))
+    loop_re_tr_sum(u, &pairs, |x, mu, nu| {
+        G::packed_re_trace(&path_product_packed(u, x, &rectangle_path(mu, nu)))
+    })
 }
 
 /// The plaquettes P_{mu nu}(x) of the LANES sites of `x`.
 #[inline]
 pub fn packed_plaquette<G: Group>(u: &GaugeField<G>, x: PackedSite, mu: usize, nu: usize) -> G::Packed<f64> {
+    let (lower, upper) = plaquette_halves(u, x, mu, nu);
+    lower.mul_adj(&upper)
+}
+
+/// The two halves of the plaquettes P_{mu nu}(x) = lower upper^dagger of the LANES sites of
+/// `x`: lower = U_mu(x) U_nu(x+mu), upper = U_nu(x) U_mu(x+nu).
+#[inline]
+fn plaquette_halves<G: Group>(
+    u: &GaugeField<G>,
+    x: PackedSite,
+    mu: usize,
+    nu: usize,
+) -> (G::Packed<f64>, G::Packed<f64>) {
     let lat = u.lattice();
     let lower = G::Packed::<f64>::product::<false, false>(
         u.packed_link(x, mu),
@@ -129,7 +148,7 @@ pub fn packed_plaquette<G: Group>(u: &GaugeField<G>, x: PackedSite, mu: usize, n
         u.packed_link(x, nu),
         u.packed_link(lat.packed_fwd(x, nu), mu),
     );
-    lower.mul_adj(&upper)
+    (lower, upper)
 }
 
 /// Sum of the 6(D-1) rectangle staples of the links U_mu of the LANES sites of `x`: every

@@ -56,7 +56,8 @@ fn build(compiler: &str, flags: &[&str], source: &str, name: &str, linking: Link
 
 /// Runs an example and returns its stdout lines; it must exit 0.
 fn run(exe: &Path, args: &[&Path]) -> Vec<String> {
-    let output = Command::new(exe).args(args).output().unwrap();
+    // cargo's LD_LIBRARY_PATH may name a libflowhmc.so of an earlier `cargo build` first
+    let output = Command::new(exe).args(args).env("LD_LIBRARY_PATH", library_dir()).output().unwrap();
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(
         output.status.success(),

@@ -263,6 +263,8 @@ pub trait PackedMatrix: Copy + Send + Sync + std::fmt::Debug + PartialEq + 'stat
     fn adj_mul(&self, b: &Self) -> Self {
         Self::product::<true, false>((self, 0), (b, 0))
     }
+    /// Re tr(a b^dagger) per lane, sum_ij Re(a_ij conj(b_ij)), without forming the product.
+    fn re_tr_mul_adj(&self, b: &Self) -> Lanes<Self::Real>;
 }
 
 /// The same packed matrix type in another precision, and the conversion to it.
@@ -336,6 +338,10 @@ impl<R: Real> PackedMatrix for ComplexLanes<R> {
     type Vector = ColorLanes<1, R>;
     fn zero() -> Self {
         ComplexLanes { re: [R::ZERO; LANES], im: [R::ZERO; LANES] }
+    }
+    #[inline(always)]
+    fn re_tr_mul_adj(&self, b: &Self) -> Lanes<R> {
+        std::array::from_fn(|l| fma(self.re[l], b.re[l], self.im[l] * b.im[l]))
     }
     #[inline(always)]
     fn outer_add(acc: &Self, a: &ColorLanes<1, R>, b: &ColorLanes<1, R>) -> Self {
@@ -490,6 +496,16 @@ impl<R: Real> PackedMatrix for Su3Lanes<R> {
     type Vector = ColorLanes<3, R>;
     fn zero() -> Self {
         Su3Lanes { re: [[R::ZERO; LANES]; 9], im: [[R::ZERO; LANES]; 9] }
+    }
+    #[inline(always)]
+    fn re_tr_mul_adj(&self, b: &Self) -> Lanes<R> {
+        let mut acc = [R::ZERO; LANES];
+        for k in 0..9 {
+            for (l, a) in acc.iter_mut().enumerate() {
+                *a = fma(self.re[k][l], b.re[k][l], fma(self.im[k][l], b.im[k][l], *a));
+            }
+        }
+        acc
     }
     #[inline(always)]
     fn outer_add(acc: &Self, a: &ColorLanes<3, R>, b: &ColorLanes<3, R>) -> Self {

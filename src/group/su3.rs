@@ -468,35 +468,38 @@ impl Group for Su3 {
 
     fn packed_unitarity_violation(x: &Su3Lanes) -> Lanes {
         let (re, im) = (&x.re, &x.im);
-        // (x x^dagger)_ij = sum_k x_ik conj(x_jk): the upper triangle, lane-wise
-        let dot = |i: usize, j: usize| -> (Lanes, Lanes) {
-            let (a, b) = (3 * i, 3 * j);
-            (
-                lanes(|l| (0..3).map(|k| re[a + k][l] * re[b + k][l] + im[a + k][l] * im[b + k][l]).sum()),
-                lanes(|l| (0..3).map(|k| im[a + k][l] * re[b + k][l] - re[a + k][l] * im[b + k][l]).sum()),
-            )
-        };
-        // det x = sum_k x_0k C_k, C_k the cofactors of row 0
-        let minor = |c1: usize, c2: usize| -> (Lanes, Lanes) {
-            let m = |r: usize, c: usize, l: usize| (re[3 * r + c][l], im[3 * r + c][l]);
-            let both = |l: usize| {
-                let ((ar, ai), (br, bi), (cr, ci), (dr, di)) =
-                    (m(1, c1, l), m(2, c2, l), m(1, c2, l), m(2, c1, l));
-                (ar * br - ai * bi - (cr * dr - ci * di), ar * bi + ai * br - (cr * di + ci * dr))
-            };
-            (lanes(|l| both(l).0), lanes(|l| both(l).1))
-        };
-        let cof = [minor(1, 2), minor(2, 0), minor(0, 1)];
-        let det_re = lanes(|l| (0..3).map(|k| re[k][l] * cof[k].0[l] - im[k][l] * cof[k].1[l]).sum());
-        let det_im = lanes(|l| (0..3).map(|k| re[k][l] * cof[k].1[l] + im[k][l] * cof[k].0[l]).sum());
-        let mut worst = lanes(|l| (det_re[l] - 1.0).powi(2) + det_im[l].powi(2));
+        let mut worst: Lanes = [0.0; LANES];
+        // (x x^dagger)_ij = sum_k x_ik conj(x_jk): the upper triangle
         for i in 0..3 {
-            let (d, _) = dot(i, i);
-            worst = lanes(|l| worst[l].max((d[l] - 1.0).powi(2)));
-            for j in i + 1..3 {
-                let (r, m) = dot(i, j);
-                worst = lanes(|l| worst[l].max(r[l] * r[l] + m[l] * m[l]));
+            for j in i..3 {
+                let (mut dr, mut di): (Lanes, Lanes) = ([0.0; LANES], [0.0; LANES]);
+                for k in 0..3 {
+                    let (a, b) = (3 * i + k, 3 * j + k);
+                    for l in 0..LANES {
+                        dr[l] = fma(re[a][l], re[b][l], fma(im[a][l], im[b][l], dr[l]));
+                        di[l] = fma(im[a][l], re[b][l], fma(-re[a][l], im[b][l], di[l]));
+                    }
+                }
+                let one = if i == j { 1.0 } else { 0.0 };
+                for l in 0..LANES {
+                    worst[l] = worst[l].max((dr[l] - one) * (dr[l] - one) + di[l] * di[l]);
+                }
             }
+        }
+        // det x = row 0 . (row 1 x row 2)
+        let (mut det_re, mut det_im): (Lanes, Lanes) = ([0.0; LANES], [0.0; LANES]);
+        for (k, (c1, c2)) in [(1, 2), (2, 0), (0, 1)].into_iter().enumerate() {
+            for l in 0..LANES {
+                let (ar, ai, br, bi) = (re[3 + c1][l], im[3 + c1][l], re[6 + c2][l], im[6 + c2][l]);
+                let (cr, ci, dr, di) = (re[3 + c2][l], im[3 + c2][l], re[6 + c1][l], im[6 + c1][l]);
+                let (mr, mi) =
+                    (ar * br - ai * bi - (cr * dr - ci * di), ar * bi + ai * br - (cr * di + ci * dr));
+                det_re[l] += re[k][l] * mr - im[k][l] * mi;
+                det_im[l] += re[k][l] * mi + im[k][l] * mr;
+            }
+        }
+        for l in 0..LANES {
+            worst[l] = worst[l].max((det_re[l] - 1.0) * (det_re[l] - 1.0) + det_im[l] * det_im[l]);
         }
         worst.map(f64::sqrt)
     }

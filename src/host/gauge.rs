@@ -20,7 +20,7 @@ pub fn import_gauge<G: Group, R: Real>(
 ) -> Result<GaugeField<G>> {
     check_len("gauge field", buffer.len(), layout.len())?;
     let d = lattice.ndim();
-    let finite = |l: usize| read_matrix::<G::Elem, R>(layout, l, G::NC, buffer);
+    let finite = |l: usize| read_matrix::<G::Elem, R>(layout, l, buffer);
     let u = GaugeField::try_from_fn(lattice.clone(), |site, mu| finite(site * d + mu).ok_or(())).ok();
     let violation = u.as_ref().map(|u| u.max_unitarity_violation());
     match (u, violation) {
@@ -59,8 +59,9 @@ pub fn export_gauge<G: Group, R: Real>(
     buffer: &mut [R],
 ) -> Result<()> {
     check_len("gauge field", buffer.len(), layout.len())?;
-    for (l, link) in u.to_links().iter().enumerate() {
-        write_matrix(layout, l, G::NC, link, buffer);
+    let d = u.lattice().ndim();
+    for l in 0..u.lattice().volume() * d {
+        write_matrix(layout, l, &u.link(l / d, l % d), buffer);
     }
     Ok(())
 }
@@ -77,48 +78,33 @@ pub fn export_algebra<G: Group, R: Real>(
     check_len("force field", buffer.len(), layout.len())?;
     let d = lattice.ndim();
     for l in 0..lattice.volume() * d {
-        write_matrix(layout, l, G::NC, &G::alg_matrix(&p.at(lattice, l / d, l % d)), buffer);
+        write_matrix(layout, l, &G::alg_matrix(&p.at(lattice, l / d, l % d)), buffer);
     }
     Ok(())
 }
 
 /// The matrix of link `l` (flowhmc order `site * D + mu`), or `None` if an entry is not finite.
-fn read_matrix<M: LinkMatrix, R: Real>(
-    layout: &ResolvedGaugeLayout,
-    l: usize,
-    n: usize,
-    buffer: &[R],
-) -> Option<M> {
+fn read_matrix<M: LinkMatrix, R: Real>(layout: &ResolvedGaugeLayout, l: usize, buffer: &[R]) -> Option<M> {
     let base = layout.offset(l);
+    let entries = layout.entries();
     let mut reals = [0.0; 18];
-    for row in 0..n {
-        for col in 0..n {
-            let at = base + layout.entry(row, col);
-            let k = 2 * (row * n + col);
-            reals[k] = buffer[at].to_f64();
-            reals[k + 1] = buffer[at + 1].to_f64();
-        }
+    for (k, &e) in entries.iter().enumerate() {
+        let z = &buffer[base + e..base + e + 2];
+        reals[2 * k] = z[0].to_f64();
+        reals[2 * k + 1] = z[1].to_f64();
     }
-    let reals = &reals[..2 * n * n];
+    let reals = &reals[..2 * entries.len()];
     reals.iter().all(|x| x.is_finite()).then(|| M::read_reals(reals))
 }
 
-fn write_matrix<M: LinkMatrix, R: Real>(
-    layout: &ResolvedGaugeLayout,
-    l: usize,
-    n: usize,
-    m: &M,
-    buffer: &mut [R],
-) {
+fn write_matrix<M: LinkMatrix, R: Real>(layout: &ResolvedGaugeLayout, l: usize, m: &M, buffer: &mut [R]) {
+    let entries = layout.entries();
     let mut reals = [0.0; 18];
-    m.write_reals(&mut reals[..2 * n * n]);
+    m.write_reals(&mut reals[..2 * entries.len()]);
     let base = layout.offset(l);
-    for row in 0..n {
-        for col in 0..n {
-            let at = base + layout.entry(row, col);
-            let k = 2 * (row * n + col);
-            buffer[at] = R::from_f64(reals[k]);
-            buffer[at + 1] = R::from_f64(reals[k + 1]);
-        }
+    for (k, &e) in entries.iter().enumerate() {
+        let z = &mut buffer[base + e..base + e + 2];
+        z[0] = R::from_f64(reals[2 * k]);
+        z[1] = R::from_f64(reals[2 * k + 1]);
     }
 }

@@ -170,7 +170,8 @@ pub struct ResolvedGaugeLayout {
     /// Host offset of the first real of link (s, mu) at `s * D + mu`.
     offsets: Vec<usize>,
     colors: usize,
-    column_major: bool,
+    /// Host position (in reals, from the matrix start) of the real part of row-major entry k.
+    entries: Vec<usize>,
 }
 
 impl ResolvedGaugeLayout {
@@ -205,7 +206,16 @@ impl ResolvedGaugeLayout {
                 offsets[s * d + mu] = link * reals;
             }
         }
-        Ok(ResolvedGaugeLayout { offsets, colors, column_major: layout.matrix == MatrixOrder::ColumnMajor })
+        let entries = (0..colors * colors)
+            .map(|k| {
+                let (row, col) = (k / colors, k % colors);
+                2 * match layout.matrix {
+                    MatrixOrder::RowMajor => row * colors + col,
+                    MatrixOrder::ColumnMajor => col * colors + row,
+                }
+            })
+            .collect();
+        Ok(ResolvedGaugeLayout { offsets, colors, entries })
     }
 
     /// Reals the host buffer holds: volume x D x 2 N^2.
@@ -223,10 +233,10 @@ impl ResolvedGaugeLayout {
         self.offsets[link]
     }
 
-    /// Position of entry (row, col)'s real part inside a host matrix, in reals.
-    pub fn entry(&self, row: usize, col: usize) -> usize {
-        let n = self.colors;
-        2 * if self.column_major { col * n + row } else { row * n + col }
+    /// Host positions (in reals, from the matrix start) of the real parts of the N^2 entries
+    /// in row-major order; each imaginary part follows its real part.
+    pub fn entries(&self) -> &[usize] {
+        &self.entries
     }
 }
 
