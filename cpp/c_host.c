@@ -5,12 +5,16 @@
  * sites even-first, x fastest), its own plaquette routine and its own trajectory loop; the
  * Markov step itself (HMC with two flavours of Wilson fermions) is flowhmc's, applied to the
  * host's buffer in place. After every step it checks its own plaquette against flowhmc's.
- * It then shows that bad input is refused and leaves the buffer bit-identical.
+ * It then shows that bad input is refused and leaves the buffer bit-identical. Finally it does
+ * the same with a 2D U(1) field, whose update step goes from HMC to flow proposals after it
+ * has trained a gauge-equivariant flow through the library.
  *
- * Output: one line "trajectory N ACCEPTED DH PLAQUETTE" per step (%.17g, exact), then "ok".
- * Exit code 0 on success, 1 on any failed check.
+ * Usage: c_host WORKDIR (the flow model is written to WORKDIR/c_host_u1.safetensors).
+ * Output: one line "trajectory N ACCEPTED DH PLAQUETTE" per SU(3) step (%.17g, exact), one
+ * "u1 trajectory ..." line per U(1) step, then "ok". Exit code 0 on success, 1 on any failed
+ * check.
  *
- * Build (see README.md): cc -std=c11 -I include cpp/c_host.c -L target/release -lflowhmc
+ * Build (see README.md): cc -std=c11 -I include cpp/c_host.c -L target/release -lflowhmc -lm
  */
 #include <flowhmc/flowhmc.h>
 
@@ -90,12 +94,92 @@ static void check(int ok, const char *what) {
     }
 }
 
+/* The 2D U(1) part: an 8 x 8 field of phases in MILC layout, [site][mu] (re, im). */
+#define L2 8
+typedef struct { complex link[2]; } u1_site;
+static u1_site u1_lattice[L2 * L2];
+
+static int u1_index(int x, int t) {
+    x = (x + L2) % L2;
+    t = (t + L2) % L2;
+    int i = x + L2 * t;
+    return ((x + t) % 2 == 0) ? i / 2 : (i + L2 * L2) / 2;
+}
+
+/* Re of U_x(n) U_t(n + x) conj(U_x(n + t)) conj(U_t(n)), averaged. */
+static double u1_plaquette(void) {
+    double sum = 0;
+    for (int t = 0; t < L2; t++)
+        for (int x = 0; x < L2; x++) {
+            complex a = u1_lattice[u1_index(x, t)].link[0], b = u1_lattice[u1_index(x + 1, t)].link[1];
+            complex c = u1_lattice[u1_index(x, t + 1)].link[0], d = u1_lattice[u1_index(x, t)].link[1];
+            double abr = a.real * b.real - a.imag * b.imag, abi = a.real * b.imag + a.imag * b.real;
+            double cdr = c.real * d.real - c.imag * d.imag, cdi = c.real * d.imag + c.imag * d.real;
+            sum += abr * cdr + abi * cdi; /* Re(ab conj(cd)) */
+        }
+    return sum / (L2 * L2);
+}
+
 static flowhmc_field gauge_field(void *data, size_t length) {
     flowhmc_field f = {data, length, FLOWHMC_F64};
     return f;
 }
 
-int main(void) {
+/* HMC, training, then a schedule of one HMC trajectory and two flow proposals. */
+static int u1_part(const char *workdir) {
+    char parameters[2048], update[1024], model[512], error[512];
+    snprintf(model, sizeof model, "%s/c_host_u1.safetensors", workdir);
+    snprintf(parameters, sizeof parameters,
+             "[gauge]\ngroup = \"u1\"\naction = \"wilson\"\nbeta = 2.0\n"
+             "[update]\nkind = \"hmc\"\ntrajectory_length = 1.0\nintegrator = \"omelyan\"\nsteps = 10\n"
+             "[run]\nseed = 4\nthreads = 1\n"
+             "[flow]\nmodel = \"u1-equivariant\"\nlayers = 8\nhidden = [4]\n"
+             "[train]\nsteps = 30\nbatch = 16\nlearning_rate = 0.003\nseed = 6\noutput = \"%s\"\n",
+             model);
+    const size_t dims[2] = {L2, L2};
+    flowhmc_context *ctx = NULL;
+    if (flowhmc_context_create(dims, 2, parameters, &ctx, error, sizeof error) != FLOWHMC_OK) {
+        fprintf(stderr, "flowhmc (U(1)): %s\n", error);
+        return 1;
+    }
+    flowhmc_gauge_layout layout;
+    flowhmc_gauge_layout_default(&layout);
+    layout.sites.even_odd = 1; /* MILC order; site-major is the default */
+    check(flowhmc_set_gauge_layout(ctx, &layout) == FLOWHMC_OK, "U(1) layout");
+    for (int i = 0; i < L2 * L2; i++) u1_lattice[i].link[0].real = u1_lattice[i].link[1].real = 1.0;
+    const size_t length = L2 * L2 * 2 * 2;
+    check(flowhmc_gauge_length(ctx) == length, "U(1) buffer length");
+    int flow_accepted = 0;
+    for (int n = 0; n < 10; n++) {
+        if (n == 4) { /* train a flow, then let it propose */
+            double loss, ess;
+            check(flowhmc_train(ctx, &loss, &ess, NULL) == FLOWHMC_OK, "training");
+            snprintf(update, sizeof update,
+                     "kind = \"schedule\"\nhmc = 1\nflow = 2\ntrajectory_length = 1.0\n"
+                     "integrator = \"omelyan\"\nsteps = 10\nbatch = 8\nmodel = \"%s\"\n",
+                     model);
+            check(flowhmc_set_update(ctx, update) == FLOWHMC_OK, "switch to flow proposals");
+        }
+        flowhmc_update_report r;
+        if (flowhmc_update(ctx, gauge_field(u1_lattice, length), &r) != FLOWHMC_OK) {
+            fprintf(stderr, "flowhmc_update (U(1)): %s\n", flowhmc_last_error(ctx));
+            return 1;
+        }
+        printf("u1 trajectory %d %d %.17g %.17g\n", n, r.accepted, r.dh, r.plaquette);
+        check(fabs(u1_plaquette() - r.plaquette) < 1e-12, "host U(1) plaquette equals flowhmc's");
+        /* in the schedule, updates 5, 6, 8, 9 are flow proposals */
+        if (n >= 4 && (n - 4) % 3 != 0) flow_accepted += r.accepted;
+    }
+    check(flow_accepted > 0, "a flow proposal was accepted");
+    flowhmc_context_destroy(ctx);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: c_host WORKDIR\n");
+        return 1;
+    }
     const size_t dims[4] = {L, L, L, L};
     flowhmc_params params;
     flowhmc_params_default(&params);
@@ -184,6 +268,7 @@ int main(void) {
     check(flowhmc_get_rng_state(ctx, &state) == FLOWHMC_OK && state.seed == 11 && state.next_update == 3, "rng state");
 
     flowhmc_context_destroy(ctx);
+    if (u1_part(argv[1]) != 0) return 1;
     if (failures) return 1;
     printf("ok\n");
     return 0;

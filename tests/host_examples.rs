@@ -1,6 +1,7 @@
 //! The example hosts of cpp/ are compiled against include/ and the library this test run
-//! built, run, and their chains compared with the same chain run through the Rust API: the
-//! same seed gives the same chain from C, C++ and Rust.
+//! built, and run (each checks its own plaquette against the library's, the refusals of bad
+//! input and that its flow proposals move); their chains are compared with the same chain run
+//! through the Rust API: the same seed gives the same chain from C, C++ and Rust.
 
 use flowhmc::ffi::{Context, HostSliceMut, UpdateReport};
 use flowhmc::host::GaugeLayout;
@@ -109,14 +110,18 @@ solver = { kind = "cg", tolerance = 1e-11, max_iterations = 2000 }
 "#;
 
 #[test]
-fn the_c_host_runs_the_rust_chain_and_its_refusals_hold() {
+fn the_c_host_runs_the_rust_chain_its_refusals_hold_and_its_flow_updates_move() {
     let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let exe =
         build(&compiler, &["-std=c11", "-O2", "-Wall", "-Werror"], "cpp/c_host.c", "c-host", Linking::Shared);
-    let lines = run(&exe, &[]);
+    let dir = std::env::temp_dir().join(format!("flowhmc-c-host-{}.work", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let lines = run(&exe, &[&dir]);
+    std::fs::remove_dir_all(&dir).ok();
     assert_eq!(lines.last().map(String::as_str), Some("ok"), "{lines:?}");
     let from_c = trajectories(&lines);
     assert_eq!(from_c.len(), 3);
+    assert_eq!(lines.iter().filter(|l| l.starts_with("u1 trajectory ")).count(), 10);
 
     let dims = [4, 4, 4, 4];
     let mut ctx = Context::new(&dims, C_HOST_PARAMETERS).unwrap();
