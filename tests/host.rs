@@ -3,6 +3,9 @@
 //! and forces on host buffers, refusals that leave the host buffer bit-identical, random
 //! state save and restore, and independent contexts on two threads.
 
+mod common;
+
+use common::SU3_HOST_PARAMETERS as SU3_PARAMETERS;
 use flowhmc::action::{GaugeAction, GaugeActionKind, Monomial};
 use flowhmc::chain::card::Card;
 use flowhmc::chain::run::build_update;
@@ -22,29 +25,6 @@ use flowhmc::observables::average_plaquette;
 use flowhmc::rng::Purpose;
 use flowhmc::spinor::SpinorField;
 use std::sync::Arc;
-
-const SU3_PARAMETERS: &str = r#"
-[gauge]
-group = "su3"
-action = "wilson"
-beta = 5.7
-[update]
-kind = "hmc"
-trajectory_length = 1.0
-integrator = "omelyan"
-steps = 8
-[run]
-seed = 11
-threads = 1
-[[fermions]]
-kind = "wilson"
-flavors = 2
-kappa = 0.12
-boundary = "antiperiodic"
-even_odd = true
-hasenbusch = []
-solver = { kind = "cg", tolerance = 1e-11, max_iterations = 2000 }
-"#;
 
 const DIMS: [usize; 4] = [4, 4, 4, 4];
 

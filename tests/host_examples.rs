@@ -3,6 +3,9 @@
 //! input and that its flow proposals move); their chains are compared with the same chain run
 //! through the Rust API: the same seed gives the same chain from C, C++ and Rust.
 
+mod common;
+
+use common::SU3_HOST_PARAMETERS;
 use flowhmc::ffi::{Context, HostSliceMut, UpdateReport};
 use flowhmc::host::GaugeLayout;
 use std::path::{Path, PathBuf};
@@ -86,29 +89,6 @@ fn as_tuples(reports: &[UpdateReport]) -> Vec<(bool, f64, f64)> {
     reports.iter().map(|r| (r.accepted, r.dh, r.plaquette)).collect()
 }
 
-/// The parameters cpp/c_host.c builds field by field, as TOML.
-const C_HOST_PARAMETERS: &str = r#"
-[gauge]
-group = "su3"
-action = "wilson"
-beta = 5.7
-[update]
-kind = "hmc"
-trajectory_length = 1.0
-integrator = "omelyan"
-steps = 8
-[run]
-seed = 11
-threads = 1
-[[fermions]]
-kind = "wilson"
-flavors = 2
-kappa = 0.12
-boundary = "antiperiodic"
-even_odd = true
-solver = { kind = "cg", tolerance = 1e-11, max_iterations = 2000 }
-"#;
-
 #[test]
 fn the_c_host_runs_the_rust_chain_its_refusals_hold_and_its_flow_updates_move() {
     let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".into());
@@ -124,7 +104,7 @@ fn the_c_host_runs_the_rust_chain_its_refusals_hold_and_its_flow_updates_move() 
     assert_eq!(lines.iter().filter(|l| l.starts_with("u1 trajectory ")).count(), 10);
 
     let dims = [4, 4, 4, 4];
-    let mut ctx = Context::new(&dims, C_HOST_PARAMETERS).unwrap();
+    let mut ctx = Context::new(&dims, SU3_HOST_PARAMETERS).unwrap();
     ctx.set_gauge_layout(&GaugeLayout::milc(4)).unwrap();
     let mut cold = vec![0.0; ctx.gauge_len()];
     for link in cold.chunks_mut(18) {

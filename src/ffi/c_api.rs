@@ -735,9 +735,19 @@ pub unsafe extern "C" fn flowhmc_gauge_force(
     gauge: flowhmc_field,
     force: flowhmc_field,
 ) -> c_int {
+    force_call(ctx, gauge, force, Context::gauge_force)
+}
+
+/// Runs a force call of the context on checked buffers.
+fn force_call(
+    ctx: *mut flowhmc_context,
+    gauge: flowhmc_field,
+    force: flowhmc_field,
+    f: fn(&mut Context, HostSlice<'_>, HostSliceMut<'_>) -> Result<()>,
+) -> c_int {
     call(ctx, |c| {
-        let f = slice_mut(&force, "force", &[&gauge])?;
-        c.gauge_force(slice(&gauge, "gauge")?, f)
+        let out = slice_mut(&force, "force", &[&gauge])?;
+        f(c, slice(&gauge, "gauge")?, out)
     })
 }
 
@@ -763,10 +773,7 @@ pub unsafe extern "C" fn flowhmc_fermion_force(
     gauge: flowhmc_field,
     force: flowhmc_field,
 ) -> c_int {
-    call(ctx, |c| {
-        let f = slice_mut(&force, "force", &[&gauge])?;
-        c.fermion_force(slice(&gauge, "gauge")?, f)
-    })
+    force_call(ctx, gauge, force, Context::fermion_force)
 }
 
 /// `flowhmc_action`.

@@ -146,3 +146,27 @@ pub fn flow_hmc_chain<G: flowhmc::group::Group>(
     }
     (plaquettes, boltzmann)
 }
+
+/// The parameter set of the 4D SU(3) host tests (two Wilson flavours, even/odd); cpp/c_host.c
+/// builds the same set field by field.
+pub const SU3_HOST_PARAMETERS: &str = r#"
+[gauge]
+group = "su3"
+action = "wilson"
+beta = 5.7
+[update]
+kind = "hmc"
+trajectory_length = 1.0
+integrator = "omelyan"
+steps = 8
+[run]
+seed = 11
+threads = 1
+[[fermions]]
+kind = "wilson"
+flavors = 2
+kappa = 0.12
+boundary = "antiperiodic"
+even_odd = true
+solver = { kind = "cg", tolerance = 1e-11, max_iterations = 2000 }
+"#;
