@@ -317,3 +317,31 @@ fn contexts_on_two_threads_are_independent() {
     assert_eq!(alone, together);
     assert_ne!(alone.0, alone.1);
 }
+
+#[test]
+fn single_precision_host_buffers_run_the_chain() {
+    // a context may move between threads: it is Send
+    fn send<T: Send>(_: &T) {}
+    let lat = Arc::new(Lattice::new(&DIMS).unwrap());
+    let u = GaugeField::<Su3>::hot(lat.clone(), 12);
+    let mut ctx = Context::new(&DIMS, SU3_PARAMETERS).unwrap();
+    send(&ctx);
+    let milc = GaugeLayout::milc(4);
+    ctx.set_gauge_layout(&milc).unwrap();
+    let r = ResolvedGaugeLayout::new(&milc, &lat, 3).unwrap();
+    let mut single = vec![0.0f32; ctx.gauge_len()];
+    export_gauge(&r, &u, &mut single).unwrap();
+    let before = ctx.plaquette(HostSlice::F32(&single)).unwrap();
+    assert!((before - average_plaquette(&u)).abs() < 1e-6);
+    // f32 rounding is within the f32 tolerance, far outside the f64 one
+    ctx.set_unitarity_tolerance(1e-10).unwrap();
+    let e = ctx.plaquette(HostSlice::F32(&single)).unwrap_err().to_string();
+    assert!(e.contains("tolerance 1.0e-10"), "{e}");
+    ctx.set_unitarity_tolerance(1e-5).unwrap();
+    let reports = ctx.trajectories(HostSliceMut::F32(&mut single), 3).unwrap();
+    let last = reports.last().unwrap();
+    let after = ctx.plaquette(HostSlice::F32(&single)).unwrap();
+    assert!((after - last.plaquette).abs() < 1e-6, "{after} vs {}", last.plaquette);
+    assert!(reports.iter().any(|r| r.accepted), "the test needs a move");
+    assert_ne!(after, before);
+}
