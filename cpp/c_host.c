@@ -127,18 +127,31 @@ static flowhmc_field gauge_field(void *data, size_t length) {
 
 /* HMC, training, then a schedule of one HMC trajectory and two flow proposals. */
 static int u1_part(const char *workdir) {
-    char parameters[2048], update[1024], model[512], error[512];
+    char update[1024], model[512], quoted[600], error[512];
     snprintf(model, sizeof model, "%s/c_host_u1.safetensors", workdir);
-    snprintf(parameters, sizeof parameters,
-             "[gauge]\ngroup = \"u1\"\naction = \"wilson\"\nbeta = 2.0\n"
-             "[update]\nkind = \"hmc\"\ntrajectory_length = 1.0\nintegrator = \"omelyan\"\nsteps = 10\n"
-             "[run]\nseed = 4\nthreads = 1\n"
-             "[flow]\nmodel = \"u1-equivariant\"\nlayers = 8\nhidden = [4]\n"
-             "[train]\nsteps = 30\nbatch = 16\nlearning_rate = 0.003\nseed = 6\noutput = \"%s\"\n",
-             model);
+    snprintf(quoted, sizeof quoted, "\"%s\"", model);
+    /* this part builds its parameters key by key */
+    const char *keys[][2] = {
+        {"gauge.group", "\"u1\""},           {"gauge.action", "\"wilson\""},
+        {"gauge.beta", "2.0"},                {"update.kind", "\"hmc\""},
+        {"update.trajectory_length", "1.0"},  {"update.integrator", "\"omelyan\""},
+        {"update.steps", "10"},               {"run.seed", "4"},
+        {"run.threads", "1"},                 {"flow.model", "\"u1-equivariant\""},
+        {"flow.layers", "8"},                 {"flow.hidden", "[4]"},
+        {"train.steps", "30"},                {"train.batch", "16"},
+        {"train.learning_rate", "0.003"},     {"train.seed", "6"},
+        {"train.output", quoted},
+    };
+    flowhmc_parameters *parameters = flowhmc_parameters_create();
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+        check(flowhmc_parameters_set(parameters, keys[k][0], keys[k][1]) == FLOWHMC_OK, "parameter key");
+    check(flowhmc_parameters_set(parameters, "gauge.beta", "two") == FLOWHMC_ERROR_PARAMETERS, "malformed value");
+    check(strstr(flowhmc_parameters_last_error(parameters), "gauge.beta") != NULL, "malformed value message");
     const size_t dims[2] = {L2, L2};
     flowhmc_context *ctx = NULL;
-    if (flowhmc_context_create(dims, 2, parameters, &ctx, error, sizeof error) != FLOWHMC_OK) {
+    int created = flowhmc_context_create_from_set(dims, 2, parameters, &ctx, error, sizeof error);
+    flowhmc_parameters_destroy(parameters);
+    if (created != FLOWHMC_OK) {
         fprintf(stderr, "flowhmc (U(1)): %s\n", error);
         return 1;
     }

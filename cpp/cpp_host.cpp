@@ -137,9 +137,11 @@ int main(int argc, char **argv) {
 
         flowhmc::Context larger({2 * L, 2 * L}, parameters(model));
         expect_error([&] { larger.load_model(model); }, "dims [8, 8]", "model for another lattice");
-        flowhmc::Context su3({L, L}, "[gauge]\ngroup = \"su3\"\naction = \"wilson\"\nbeta = 2.0\n"
-                                     "[update]\nkind = \"hmc\"\ntrajectory_length = 1.0\n"
-                                     "integrator = \"omelyan\"\nsteps = 10\n");
+        flowhmc::Parameters su3_parameters;
+        su3_parameters.set("gauge.group", "\"su3\"").set("gauge.action", "\"wilson\"").set("gauge.beta", "2.0");
+        su3_parameters.set("update.kind", "\"hmc\"").set("update.trajectory_length", "1.0");
+        su3_parameters.set("update.integrator", "\"omelyan\"").set("update.steps", "10");
+        flowhmc::Context su3({L, L}, su3_parameters);
         expect_error([&] { su3.load_model(model); }, "U1", "model for another group");
         expect_error([&] { flowhmc::Context({L, L + 1}, parameters(model)); }, "not an even number",
                      "odd extent");

@@ -345,3 +345,44 @@ fn single_precision_host_buffers_run_the_chain() {
     assert!(reports.iter().any(|r| r.accepted), "the test needs a move");
     assert_ne!(after, before);
 }
+
+#[test]
+fn a_parameter_set_built_key_by_key_is_the_card_it_spells() {
+    use flowhmc::ffi::ParameterSet;
+    let mut p = ParameterSet::new();
+    for (key, value) in [
+        ("gauge.group", "\"su3\""),
+        ("gauge.action", "\"wilson\""),
+        ("gauge.beta", "7.0"),
+        ("gauge.beta", "5.7"), // the last value counts
+        ("update.kind", "\"hmc\""),
+        ("update.trajectory_length", "1.0"),
+        ("update.integrator", "\"omelyan\""),
+        ("update.steps", "8"),
+        ("run.seed", "11"),
+        ("run.threads", "1"),
+        (
+            "fermions",
+            "[{ kind = \"wilson\", flavors = 2, kappa = 0.12, boundary = \"antiperiodic\", even_odd = true, \
+             solver = { kind = \"cg\", tolerance = 1e-11, max_iterations = 2000 } }]",
+        ),
+    ] {
+        p.set(key, value).unwrap();
+    }
+    let built = parse_parameters(&DIMS, &p.to_toml()).unwrap();
+    assert_eq!(built, parse_parameters(&DIMS, SU3_PARAMETERS).unwrap());
+    // refusals name the key and change nothing
+    let text = p.to_toml();
+    for (key, value, message) in [
+        ("gauge.beta", "six", "gauge.beta"),
+        ("gauge..beta", "6.0", "dotted paths"),
+        ("gauge.beta.x", "6.0", "beta is a value"),
+    ] {
+        let e = p.set(key, value).unwrap_err().to_string();
+        assert!(e.contains(message), "{e}");
+    }
+    assert_eq!(p.to_toml(), text);
+    p.set("update.stepz", "8").unwrap();
+    let e = Context::new(&DIMS, &p.to_toml()).err().unwrap().to_string();
+    assert!(e.contains("stepz"), "{e}");
+}

@@ -188,6 +188,21 @@ void flowhmc_params_default(flowhmc_params *params);
 flowhmc_status flowhmc_context_create_from_params(const size_t *dims, size_t ndim, const flowhmc_params *params,
                                                   flowhmc_context **out, char *error, size_t error_capacity);
 
+/** A parameter set built key by key: flowhmc_parameters_set(p, "gauge.beta", "6.0"),
+ *  (p, "update.kind", "\"flow-mh\""), (p, "update.levels", "[{ integrator = \"omelyan\",
+ *  steps = 4, monomials = [\"gauge\"] }]"), (p, "fermions", "[{ kind = \"wilson\", ... }]").
+ *  Keys are dotted paths of the run-card schema, values TOML values; a key set twice keeps the
+ *  last value. A malformed key or value fails at once (message: flowhmc_parameters_last_error);
+ *  the whole set is validated by flowhmc_context_create_from_set. */
+typedef struct flowhmc_parameters flowhmc_parameters;
+flowhmc_parameters *flowhmc_parameters_create(void);
+void flowhmc_parameters_destroy(flowhmc_parameters *p);
+flowhmc_status flowhmc_parameters_set(flowhmc_parameters *p, const char *key, const char *value);
+const char *flowhmc_parameters_last_error(const flowhmc_parameters *p);
+/** As flowhmc_context_create, from a key-by-key parameter set (which stays the caller's). */
+flowhmc_status flowhmc_context_create_from_set(const size_t *dims, size_t ndim, const flowhmc_parameters *p,
+                                               flowhmc_context **out, char *error, size_t error_capacity);
+
 /** Destroys a context (NULL is allowed). */
 void flowhmc_context_destroy(flowhmc_context *ctx);
 

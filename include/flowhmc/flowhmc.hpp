@@ -29,6 +29,7 @@
 #include "flowhmc/src/ffi/cxx_bridge.rs.h"
 
 #include <cstddef>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -94,6 +95,26 @@ inline GaugeLayout openqcd_layout(const std::vector<std::size_t> &table) {
     return GaugeLayout{table_sites(table), LinkOrder::OpenQcd, true, MatrixOrder::RowMajor};
 }
 
+/// A parameter set built key by key: set("gauge.beta", "6.0"), set("update.kind",
+/// "\"hmc\""); keys are dotted paths of the run-card schema, values TOML values (strings
+/// quoted). A key set twice keeps the last value; the set is validated when a Context is made.
+class Parameters {
+  public:
+    Parameters &set(const std::string &key, const std::string &value) {
+        entries_[key] = value;
+        return *this;
+    }
+    /// The set as TOML text (dotted keys).
+    std::string toml() const {
+        std::string text;
+        for (const auto &e : entries_) text += e.first + " = " + e.second + "\n";
+        return text;
+    }
+
+  private:
+    std::map<std::string, std::string> entries_;
+};
+
 /// A host's handle on flowhmc: one lattice, one parameter set, one chain.
 class Context {
   public:
@@ -103,6 +124,10 @@ class Context {
         : handle_(call([&] {
               return bridge::create(rust::Slice<const std::size_t>(dims.data(), dims.size()), parameters);
           })) {}
+
+    /// A context from a key-by-key parameter set.
+    Context(const std::vector<std::size_t> &dims, const Parameters &parameters)
+        : Context(dims, parameters.toml()) {}
 
     /// The library version and source revision.
     static std::string version() { return std::string(bridge::version()); }

@@ -6,7 +6,7 @@
 //! size; only the bytes the host declared are read, the rest keep their defaults.
 #![allow(non_camel_case_types)]
 
-use super::context::{Context, HostSlice, HostSliceMut, RngState, UpdateReport};
+use super::context::{Context, HostSlice, HostSliceMut, ParameterSet, RngState, UpdateReport};
 use crate::dirac::gamma::SpinBasis;
 use crate::error::{Error, Result};
 use crate::host::{GaugeLayout, LinkOrder, MatrixOrder, SiteOrder, SpinorLayout, SpinorOrder};
@@ -481,6 +481,93 @@ pub unsafe extern "C" fn flowhmc_context_create_from_params(
 ) -> c_int {
     // SAFETY: the caller's contract.
     let text = || params_toml(&unsafe { read_sized(params, DEFAULT_PARAMS, "flowhmc_params") }?);
+    create(dims, ndim, text, out, error, error_capacity)
+}
+
+/// The opaque key-by-key parameter set of the C ABI.
+pub struct flowhmc_parameters {
+    set: ParameterSet,
+    last_error: CString,
+}
+
+/// `flowhmc_parameters_create`.
+#[unsafe(no_mangle)]
+pub extern "C" fn flowhmc_parameters_create() -> *mut flowhmc_parameters {
+    catch_unwind(|| {
+        Box::into_raw(Box::new(flowhmc_parameters {
+            set: ParameterSet::new(),
+            last_error: CString::default(),
+        }))
+    })
+    .unwrap_or(std::ptr::null_mut())
+}
+
+/// `flowhmc_parameters_destroy`.
+///
+/// # Safety
+/// `p` is NULL or a handle from `flowhmc_parameters_create` not destroyed before.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn flowhmc_parameters_destroy(p: *mut flowhmc_parameters) {
+    if !p.is_null() {
+        // SAFETY: the handle came from Box::into_raw.
+        let _ = catch_unwind(AssertUnwindSafe(|| drop(unsafe { Box::from_raw(p) })));
+    }
+}
+
+/// `flowhmc_parameters_set`.
+///
+/// # Safety
+/// `p` is a live handle; `key` and `value` are NUL-terminated strings.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn flowhmc_parameters_set(
+    p: *mut flowhmc_parameters,
+    key: *const c_char,
+    value: *const c_char,
+) -> c_int {
+    // SAFETY: the caller's contract.
+    let Some(p) = (unsafe { p.as_mut() }) else { return status::NULL };
+    let outcome = catch_unwind(AssertUnwindSafe(|| p.set.set(c_str(key, "key")?, c_str(value, "value")?)));
+    let (code, message) = match outcome {
+        Ok(Ok(())) => (status::OK, String::new()),
+        Ok(Err(e)) => (status_of(&e), e.to_string()),
+        Err(panic) => (status::INTERNAL, format!("internal error: {}", panic_message(&panic))),
+    };
+    p.last_error = CString::new(message.replace('\0', " ")).expect("no NUL left");
+    code
+}
+
+/// `flowhmc_parameters_last_error`.
+///
+/// # Safety
+/// `p` is NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn flowhmc_parameters_last_error(p: *const flowhmc_parameters) -> *const c_char {
+    // SAFETY: the caller's contract.
+    match unsafe { p.as_ref() } {
+        Some(p) => p.last_error.as_ptr(),
+        None => c"flowhmc_parameters_last_error: NULL parameter set".as_ptr(),
+    }
+}
+
+/// `flowhmc_context_create_from_set`.
+///
+/// # Safety
+/// As [`flowhmc_context_create`]; `p` is a live parameter-set handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn flowhmc_context_create_from_set(
+    dims: *const usize,
+    ndim: usize,
+    p: *const flowhmc_parameters,
+    out: *mut *mut flowhmc_context,
+    error: *mut c_char,
+    error_capacity: usize,
+) -> c_int {
+    // SAFETY: the caller's contract.
+    let text = || {
+        unsafe { p.as_ref() }
+            .map(|p| p.set.to_toml())
+            .ok_or_else(|| Error::Host("parameter set: NULL pointer".into()))
+    };
     create(dims, ndim, text, out, error, error_capacity)
 }
 

@@ -124,6 +124,50 @@ pub fn parse_parameters(dims: &[usize], text: &str) -> Result<Card> {
     Card::parse(&table.to_string(), "parameters")
 }
 
+/// A parameter set built key by key: `set("gauge.beta", "6.0")`, `set("update.kind",
+/// "\"flow-mh\"")`, `set("fermions", "[{ kind = \"wilson\", ... }]")`. Keys are dotted paths
+/// of the run-card schema, values TOML values; the whole set is validated when a context is
+/// made from it ([`ParameterSet::to_toml`] is its text).
+#[derive(Clone, Debug, Default)]
+pub struct ParameterSet {
+    table: toml::Table,
+}
+
+impl ParameterSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `key` (a dotted path such as "gauge.beta") to the TOML value `value`; a key set
+    /// twice keeps the last value. Fails, changing nothing, on a malformed key or value or a
+    /// key below a value that is not a table.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let bad = |m: String| Error::Card(format!("parameter {key:?}: {m}"));
+        let parsed: toml::Table =
+            toml::from_str(&format!("value = {value}")).map_err(|e| bad(format!("value {value:?}: {e}")))?;
+        let value = parsed.get("value").cloned().ok_or_else(|| bad(format!("value {value:?} is empty")))?;
+        let path: Vec<&str> = key.split('.').collect();
+        if path.iter().any(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')) {
+            return Err(bad("keys are dotted paths of names such as gauge.beta".into()));
+        }
+        let mut table = self.table.clone();
+        let mut node = &mut table;
+        for part in &path[..path.len() - 1] {
+            let entry = node.entry(*part).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            node = entry.as_table_mut().ok_or_else(|| bad(format!("{part} is a value, not a table")))?;
+        }
+        node.insert(path[path.len() - 1].to_string(), value);
+        self.table = table;
+        Ok(())
+    }
+
+    /// The set as TOML text (what [`Context::new`] takes).
+    pub fn to_toml(&self) -> String {
+        self.table.to_string()
+    }
+}
+
 /// A host code's handle: one lattice, one parameter set, one chain. Independent of every other
 /// context; `Send`, so it may move between threads (calls on one context are sequential).
 pub struct Context {

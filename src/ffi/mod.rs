@@ -7,4 +7,4 @@ pub mod c_api;
 pub mod context;
 pub mod cxx_bridge;
 
-pub use context::{Context, HostSlice, HostSliceMut, RngState, UpdateReport};
+pub use context::{Context, HostSlice, HostSliceMut, ParameterSet, RngState, UpdateReport};
