@@ -965,6 +965,27 @@ mod tests {
     }
 
     #[test]
+    fn a_panic_inside_a_call_becomes_a_status_and_a_message() {
+        let mut p = DEFAULT_PARAMS;
+        p.group = 0;
+        let text = params_toml(&p).unwrap();
+        let context = Context::new(&[4, 4], &text).unwrap();
+        let handle = Box::into_raw(Box::new(flowhmc_context { context, last_error: CString::default() }));
+        let code = call(handle, |_| panic!("injected fault"));
+        assert_eq!(code, status::INTERNAL);
+        let message = unsafe { CStr::from_ptr(flowhmc_last_error(handle)) }.to_str().unwrap().to_string();
+        assert!(message.contains("internal error: injected fault"), "{message}");
+        // the next call works and clears the message
+        let mut q = 0.0;
+        let cold: Vec<f64> = (0..64).map(|i| if i % 2 == 0 { 1.0 } else { 0.0 }).collect();
+        let field = flowhmc_field { data: cold.as_ptr() as *mut c_void, length: cold.len(), precision: 0 };
+        assert_eq!(unsafe { flowhmc_plaquette(handle, field, &mut q) }, status::OK);
+        assert_eq!(q, 1.0);
+        assert_eq!(unsafe { CStr::from_ptr(flowhmc_last_error(handle)) }.to_bytes(), b"");
+        unsafe { flowhmc_context_destroy(handle) };
+    }
+
+    #[test]
     fn the_field_by_field_parameters_make_a_valid_card() {
         let mut p = DEFAULT_PARAMS;
         p.fermions = 1;

@@ -365,3 +365,14 @@ impl Handle {
         guard(|| self.0.set_rng_state(RngState { seed: state.seed, next_update: state.next_update }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_panic_becomes_an_error_for_the_cxx_exception() {
+        let r: Result<(), String> = super::guard(|| panic!("injected fault"));
+        assert_eq!(r.unwrap_err(), "internal error: injected fault");
+        let e = super::guard(|| Err::<(), _>(crate::Error::Host("bad".into()))).unwrap_err();
+        assert_eq!(e, "host input: bad");
+    }
+}
