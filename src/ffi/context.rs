@@ -374,11 +374,28 @@ struct GroupSession<G: Group> {
     gauge_layout: ResolvedGaugeLayout,
     spinor_layout: ResolvedSpinorLayout,
     tolerance: Option<f64>,
-    markov: Box<dyn MarkovStep<GaugeField<G>>>,
+    markov: Step<G>,
     /// The card's monomials, for hosts that integrate themselves (separate from the Markov
     /// step's, so their pseudofermions do not disturb the chain).
-    monomials: Vec<Box<dyn crate::action::Monomial<GaugeField<G>>>>,
+    monomials: Monomials<G>,
     next_update: u64,
+}
+
+/// A context's Markov step.
+type Step<G> = Box<dyn MarkovStep<GaugeField<G>>>;
+/// A context's own monomials.
+type Monomials<G> = Vec<Box<dyn crate::action::Monomial<GaugeField<G>>>>;
+
+/// The Markov step of a card and, separately, its monomials (for hosts that integrate
+/// themselves), built on the context's threads.
+fn build_steps<G: Group>(
+    pool: &rayon::ThreadPool,
+    card: &Card,
+    lattice: &Arc<Lattice>,
+) -> Result<(Step<G>, Monomials<G>)> {
+    pool.install(|| {
+        Ok((build_update::<GaugeField<G>>(card, lattice)?, GaugeField::<G>::monomials(card, lattice)?))
+    })
 }
 
 fn spins(lattice: &Lattice) -> usize {
@@ -392,12 +409,7 @@ impl<G: Group> GroupSession<G> {
             .num_threads(card.run.threads)
             .build()
             .map_err(|e| Error::Card(format!("run.threads = {}: {e}", card.run.threads)))?;
-        let (markov, monomials) = pool.install(|| -> Result<_> {
-            Ok((
-                build_update::<GaugeField<G>>(&card, &lattice)?,
-                GaugeField::<G>::monomials(&card, &lattice)?,
-            ))
-        })?;
+        let (markov, monomials) = build_steps(&pool, &card, &lattice)?;
         let d = lattice.ndim();
         let own_spinors = SpinorLayout {
             sites: crate::host::SiteOrder::x_fastest(d, false),
@@ -629,10 +641,7 @@ impl<G: Group> Session for GroupSession<G> {
     /// changes.
     fn rebuild(&mut self, card: Card) -> Result<()> {
         card.validate()?;
-        let lattice = &self.lattice;
-        let (markov, monomials) = self.pool.install(|| -> Result<_> {
-            Ok((build_update::<GaugeField<G>>(&card, lattice)?, GaugeField::<G>::monomials(&card, lattice)?))
-        })?;
+        let (markov, monomials) = build_steps(&self.pool, &card, &self.lattice)?;
         (self.card, self.markov, self.monomials) = (card, markov, monomials);
         Ok(())
     }
