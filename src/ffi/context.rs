@@ -374,6 +374,9 @@ struct GroupSession<G: Group> {
     gauge_layout: ResolvedGaugeLayout,
     spinor_layout: ResolvedSpinorLayout,
     tolerance: Option<f64>,
+    /// The even/odd maps of the Dirac calls, built once (`None` when the extents do not admit
+    /// them; the calls then report why).
+    checkerboard: Option<Checkerboard>,
     markov: Step<G>,
     /// The card's monomials, for hosts that integrate themselves (separate from the Markov
     /// step's, so their pseudofermions do not disturb the chain).
@@ -421,6 +424,7 @@ impl<G: Group> GroupSession<G> {
             spinor_layout: ResolvedSpinorLayout::new(&own_spinors, &lattice, spins(&lattice), G::NC)?,
             next_update: 0,
             tolerance: None,
+            checkerboard: Checkerboard::new(lattice.clone()).ok(),
             card,
             lattice,
             pool,
@@ -440,8 +444,12 @@ impl<G: Group> GroupSession<G> {
         })
     }
 
-    fn checkerboard(&self) -> Result<Checkerboard> {
-        Checkerboard::new(self.lattice.clone())
+    fn checkerboard(&self) -> Result<&Checkerboard> {
+        match &self.checkerboard {
+            Some(cb) => Ok(cb),
+            None => Err(Checkerboard::check_dims(self.lattice.dims())
+                .expect_err("the checkerboard fails only on its extents")),
+        }
     }
 
     fn fermion_operator(&self) -> Result<(&crate::chain::card::FermionCard, Boundary)> {
@@ -460,16 +468,16 @@ impl<G: Group> GroupSession<G> {
     ) -> Result<()> {
         let (f, boundary) = self.fermion_operator()?;
         let cb = self.checkerboard()?;
-        let w = WilsonOperator::<G, S>::new(u, &cb, f.kappa, boundary)?;
+        let w = WilsonOperator::<G, S>::new(u, cb, f.kappa, boundary)?;
         let layout = &self.spinor_layout;
         let x: crate::spinor::SpinorField<G, S> = match input {
-            HostSlice::F64(b) => import_spinor(layout, &cb, b)?,
-            HostSlice::F32(b) => import_spinor(layout, &cb, b)?,
+            HostSlice::F64(b) => import_spinor(layout, cb, b)?,
+            HostSlice::F32(b) => import_spinor(layout, cb, b)?,
         };
         crate::host::check_len("output spinor field", out.as_slice().len(), layout.len())?;
         let y = match report {
             None => {
-                let mut y = crate::spinor::SpinorField::full(&cb);
+                let mut y = crate::spinor::SpinorField::full(cb);
                 w.apply(&x, &mut y);
                 y
             }
@@ -480,8 +488,8 @@ impl<G: Group> GroupSession<G> {
             }
         };
         match out {
-            HostSliceMut::F64(b) => export_spinor(layout, &cb, &y, b),
-            HostSliceMut::F32(b) => export_spinor(layout, &cb, &y, b),
+            HostSliceMut::F64(b) => export_spinor(layout, cb, &y, b),
+            HostSliceMut::F32(b) => export_spinor(layout, cb, &y, b),
         }
     }
 }
