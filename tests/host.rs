@@ -19,7 +19,7 @@ use flowhmc::geometry::Lattice;
 use flowhmc::group::{Group, LinkMatrix, Su3, U1};
 use flowhmc::host::{
     GaugeLayout, LinkOrder, MatrixOrder, ResolvedGaugeLayout, ResolvedSpinorLayout, SiteOrder, SpinorLayout,
-    SpinorOrder, export_gauge, export_spinor, import_gauge, import_spinor,
+    SpinorOrder, export_gauge, export_spinor, host_directions, import_gauge, import_spinor,
 };
 use flowhmc::observables::average_plaquette;
 use flowhmc::rng::Purpose;
@@ -31,7 +31,7 @@ const DIMS: [usize; 4] = [4, 4, 4, 4];
 fn layouts(ndim: usize, lattice: &Lattice) -> Vec<GaugeLayout> {
     let eo = SiteOrder::x_fastest(ndim, true).resolve(lattice).unwrap();
     let mut openqcd = GaugeLayout::openqcd(eo);
-    openqcd.directions = (0..ndim).map(|mu| (mu + 1) % ndim).collect();
+    openqcd.directions = host_directions(ndim, true);
     vec![
         GaugeLayout::milc(ndim),
         GaugeLayout::qdp(ndim),

@@ -9,7 +9,9 @@
 use super::context::{Context, HostSlice, HostSliceMut, ParameterSet, RngState, UpdateReport};
 use crate::dirac::gamma::SpinBasis;
 use crate::error::{Error, Result};
-use crate::host::{GaugeLayout, LinkOrder, MatrixOrder, SiteOrder, SpinorLayout, SpinorOrder};
+use crate::host::{
+    GaugeLayout, LinkOrder, MatrixOrder, SiteOrder, SpinorLayout, SpinorOrder, host_directions,
+};
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -338,8 +340,6 @@ fn site_order(s: &flowhmc_sites, volume: usize, ndim: usize) -> Result<SiteOrder
 
 fn gauge_layout(l: &flowhmc_gauge_layout, dims: &[usize]) -> Result<GaugeLayout> {
     let d = dims.len();
-    let directions =
-        if l.time_first != 0 { (0..d).map(|mu| (mu + 1) % d).collect() } else { (0..d).collect() };
     Ok(GaugeLayout {
         sites: site_order(&l.sites, dims.iter().product(), d)?,
         links: pick(
@@ -347,7 +347,7 @@ fn gauge_layout(l: &flowhmc_gauge_layout, dims: &[usize]) -> Result<GaugeLayout>
             &[LinkOrder::SiteMajor, LinkOrder::DirectionMajor, LinkOrder::OpenQcd],
             "links",
         )?,
-        directions,
+        directions: host_directions(d, l.time_first != 0),
         matrix: pick(l.matrix, &[MatrixOrder::RowMajor, MatrixOrder::ColumnMajor], "matrix")?,
     })
 }

@@ -224,7 +224,7 @@ impl Handle {
                     bridge::LinkOrder::OpenQcd => host::LinkOrder::OpenQcd,
                     _ => return Err(unknown("links")),
                 },
-                directions: (0..d).map(|mu| if l.time_first { (mu + 1) % d } else { mu }).collect(),
+                directions: host::host_directions(d, l.time_first),
                 matrix: match l.matrix {
                     bridge::MatrixOrder::RowMajor => host::MatrixOrder::RowMajor,
                     bridge::MatrixOrder::ColumnMajor => host::MatrixOrder::ColumnMajor,

@@ -133,13 +133,19 @@ pub struct GaugeLayout {
     pub matrix: MatrixOrder,
 }
 
+/// The host's direction index of each flowhmc direction mu: mu itself for hosts with time
+/// last, (mu + 1) mod D for hosts that number time first (openQCD: t, x, y, z).
+pub fn host_directions(ndim: usize, time_first: bool) -> Vec<usize> {
+    (0..ndim).map(|mu| if time_first { (mu + 1) % ndim } else { mu }).collect()
+}
+
 impl GaugeLayout {
     /// MILC: site-major, even sites first, x fastest, time last, row-major.
     pub fn milc(ndim: usize) -> Self {
         GaugeLayout {
             sites: SiteOrder::x_fastest(ndim, true),
             links: LinkOrder::SiteMajor,
-            directions: (0..ndim).collect(),
+            directions: host_directions(ndim, false),
             matrix: MatrixOrder::RowMajor,
         }
     }
@@ -157,7 +163,7 @@ impl GaugeLayout {
         GaugeLayout {
             sites: SiteOrder::Table(site_table),
             links: LinkOrder::OpenQcd,
-            directions: vec![1, 2, 3, 0],
+            directions: host_directions(4, true),
             matrix: MatrixOrder::RowMajor,
         }
     }

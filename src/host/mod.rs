@@ -17,7 +17,7 @@ pub use crate::group::packed::Real;
 pub use gauge::{export_algebra, export_gauge, import_gauge};
 pub use layout::{
     GaugeLayout, LinkOrder, MatrixOrder, ResolvedGaugeLayout, ResolvedSpinorLayout, SiteOrder, SpinorLayout,
-    SpinorOrder,
+    SpinorOrder, host_directions,
 };
 pub use spinor::{export_spinor, import_spinor};
 
