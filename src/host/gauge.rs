@@ -58,12 +58,7 @@ pub fn export_gauge<G: Group, R: Real>(
     u: &GaugeField<G>,
     buffer: &mut [R],
 ) -> Result<()> {
-    check_len("gauge field", buffer.len(), layout.len())?;
-    let d = u.lattice().ndim();
-    for l in 0..u.lattice().volume() * d {
-        write_matrix(layout, l, &u.link(l / d, l % d), buffer);
-    }
-    Ok(())
+    write_links("gauge field", layout, u.lattice(), buffer, |site, mu| u.link(site, mu))
 }
 
 /// Writes an algebra-valued field (a force or momentum) into a host buffer laid out like the
@@ -75,10 +70,22 @@ pub fn export_algebra<G: Group, R: Real>(
     p: &MomentumField<G>,
     buffer: &mut [R],
 ) -> Result<()> {
-    check_len("force field", buffer.len(), layout.len())?;
+    write_links("force field", layout, lattice, buffer, |site, mu| G::alg_matrix(&p.at(lattice, site, mu)))
+}
+
+/// Writes `matrix(site, mu)` of every link into a host buffer; fails, without writing, when the
+/// buffer has the wrong length.
+fn write_links<M: LinkMatrix, R: Real>(
+    what: &str,
+    layout: &ResolvedGaugeLayout,
+    lattice: &Lattice,
+    buffer: &mut [R],
+    matrix: impl Fn(usize, usize) -> M,
+) -> Result<()> {
+    check_len(what, buffer.len(), layout.len())?;
     let d = lattice.ndim();
     for l in 0..lattice.volume() * d {
-        write_matrix(layout, l, &G::alg_matrix(&p.at(lattice, l / d, l % d)), buffer);
+        write_matrix(layout, l, &matrix(l / d, l % d), buffer);
     }
     Ok(())
 }
