@@ -38,22 +38,28 @@ fn prior_batch(model: &FlowModel, n: u64, dtype: DType) -> Tensor {
     GaussianPrior.sample(model.lattice(), &keys, dtype, &Device::Cpu).unwrap()
 }
 
-/// log|det df/dz| of the model against the determinant of the central-difference Jacobian.
+/// log|det df/dz| of the model against the determinant of the central-difference Jacobian,
+/// in 2D and 4D.
 #[test]
 fn real_nvp_log_jacobian_matches_the_numerical_jacobian() {
-    let model = scalar_model(&[4, 4], Precision::F64, 3);
-    assert_log_jacobian_is_numerical(&model, &prior_batch(&model, 1, DType::F64), |a, b| a - b);
+    for dims in [vec![4, 4], vec![2, 4, 2, 4]] {
+        let model = scalar_model(&dims, Precision::F64, 3);
+        assert_log_jacobian_is_numerical(&model, &prior_batch(&model, 1, DType::F64), |a, b| a - b);
+    }
 }
 
-/// f^-1(f(z)) = z to 1e-10 in f64 and 1e-5 in f32, and the two log-Jacobians cancel.
+/// f^-1(f(z)) = z to 1e-10 in f64 and 1e-5 in f32, and the two log-Jacobians cancel, in 2D
+/// and 4D.
 #[test]
 fn real_nvp_is_invertible() {
-    for (precision, tolerance) in [(Precision::F64, 1e-10), (Precision::F32, 1e-5)] {
-        let model = scalar_model(&[8, 6], precision, 4);
-        let distance = |a: &Tensor, b: &Tensor| {
-            values(a).iter().zip(values(b)).fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
-        };
-        assert_invertible(&model, &prior_batch(&model, 5, precision.dtype()), tolerance, distance);
+    for dims in [vec![8, 6], vec![4, 2, 4, 6]] {
+        for (precision, tolerance) in [(Precision::F64, 1e-10), (Precision::F32, 1e-5)] {
+            let model = scalar_model(&dims, precision, 4);
+            let distance = |a: &Tensor, b: &Tensor| {
+                values(a).iter().zip(values(b)).fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+            };
+            assert_invertible(&model, &prior_batch(&model, 5, precision.dtype()), tolerance, distance);
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Gauge-equivariant U(1) flows: log-Jacobian against the numerical Jacobian, invertibility,
-//! gauge equivariance, the batched gauge action, and exactness of flow Metropolis and of flow
-//! HMC with untrained models against the exact 2D U(1) plaquette.
+//! gauge equivariance, the batched gauge action (in 2D, 3D and 4D), and exactness of flow
+//! Metropolis and of flow HMC with untrained models against the exact 2D U(1) plaquette and,
+//! in 4D, against HMC.
 
 mod common;
 
@@ -26,7 +27,17 @@ use std::f64::consts::{PI, TAU};
 use std::sync::Arc;
 
 fn u1_model(dims: &[usize], precision: Precision, layers: usize, seed: u64) -> FlowModel {
-    let architecture = U1EquivariantArchitecture { layers, hidden: vec![4, 4], ..Default::default() };
+    u1_model_with_kernel(dims, precision, layers, 3, seed)
+}
+
+fn u1_model_with_kernel(
+    dims: &[usize],
+    precision: Precision,
+    layers: usize,
+    kernel: usize,
+    seed: u64,
+) -> FlowModel {
+    let architecture = U1EquivariantArchitecture { layers, hidden: vec![4, 4], kernel, ..Default::default() };
     let info = ModelInfo {
         architecture: Architecture::U1Equivariant(architecture),
         precision,
@@ -54,38 +65,56 @@ fn max_angle_distance(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 /// log|det df/dtheta| against the determinant of the central-difference Jacobian in the
-/// link angles (differences taken on the circle).
+/// link angles (differences taken on the circle), in 2D and 3D.
 #[test]
 fn u1_flow_log_jacobian_matches_the_numerical_jacobian() {
-    let model = u1_model(&[4, 4], Precision::F64, 8, 3);
-    assert_log_jacobian_is_numerical(&model, &haar_batch(&model, 1, DType::F64), angle_difference);
+    for (dims, layers) in [(vec![4, 4], 8), (vec![4, 4, 4], 12)] {
+        let model = u1_model(&dims, Precision::F64, layers, 3);
+        assert_log_jacobian_is_numerical(&model, &haar_batch(&model, 1, DType::F64), angle_difference);
+    }
 }
 
 /// f^-1(f(z)) = z to 1e-10 in f64 and 1e-5 in f32 (on the circle), the log-Jacobians cancel,
-/// and log q of the forward pass equals log q through the inverse.
+/// and log q of the forward pass equals log q through the inverse, in 2D and 4D.
 #[test]
 fn u1_flow_is_invertible() {
-    for (precision, tolerance) in [(Precision::F64, 1e-10), (Precision::F32, 1e-5)] {
-        let model = u1_model(&[8, 8], precision, 16, 4);
-        assert_invertible(&model, &haar_batch(&model, 4, precision.dtype()), tolerance, max_angle_distance);
+    for dims in [vec![8, 8], vec![4, 4, 4, 4]] {
+        for (precision, tolerance) in [(Precision::F64, 1e-10), (Precision::F32, 1e-5)] {
+            let model = u1_model(&dims, precision, 16, 4);
+            assert_invertible(
+                &model,
+                &haar_batch(&model, 4, precision.dtype()),
+                tolerance,
+                max_angle_distance,
+            );
+        }
     }
 }
 
 /// A gauge transformation theta_mu(x) -> theta_mu(x) + alpha(x) - alpha(x + mu) of the input
-/// transforms the output the same way and leaves the log-Jacobian unchanged.
+/// transforms the output the same way and leaves the log-Jacobian unchanged, in 2D and 4D.
 #[test]
 fn u1_flow_is_gauge_equivariant() {
-    let dims = [8usize, 4];
-    let model = u1_model(&dims, Precision::F64, 16, 5);
+    for dims in [vec![8, 4], vec![4, 8, 4, 4]] {
+        check_gauge_equivariance(&dims);
+    }
+}
+
+fn check_gauge_equivariance(dims: &[usize]) {
+    let (d, volume) = (dims.len(), dims.iter().product::<usize>());
+    let model = u1_model(dims, Precision::F64, 16, 5);
     let z = haar_batch(&model, 3, DType::F64);
     let alpha: Vec<f64> =
-        (0..3 * 32).map(|i| TAU * StreamKey::new(4, Purpose::Test, 0).stream(i).uniform()).collect();
-    let alpha = Tensor::from_vec(alpha, (3, 1, 4, 8, 1), &Device::Cpu).unwrap();
-    // shift by +1 in direction mu: dim 3 (x) or 2 (y) of [batch, 2, L_y, L_x, 1]
+        (0..3 * volume).map(|i| TAU * StreamKey::new(4, Purpose::Test, 0).stream(i).uniform()).collect();
+    let mut shape = vec![3, 1];
+    shape.extend(dims.iter().rev());
+    shape.push(1);
+    let alpha = Tensor::from_vec(alpha, shape, &Device::Cpu).unwrap();
+    // shift by +1 in direction mu: dimension 1 + D - mu of [batch, D, L_{D-1}, ..., L_0, 1]
     let transform = |t: &Tensor| {
-        let links: Vec<Tensor> = (0..2)
+        let links: Vec<Tensor> = (0..d)
             .map(|mu| {
-                let up = alpha.roll(-1, 3 - mu).unwrap();
+                let up = alpha.roll(-1, 1 + d - mu).unwrap();
                 (t.narrow(1, mu, 1).unwrap() + (&alpha - up).unwrap()).unwrap()
             })
             .collect();
@@ -102,18 +131,21 @@ fn u1_flow_is_gauge_equivariant() {
     assert!(max_angle_distance(&x, &z) > 0.1);
 }
 
-/// The batched U(1) action equals the field code's action for every gauge action.
+/// The batched U(1) action equals the field code's action for every gauge action, in 2D, 3D
+/// and 4D.
 #[test]
 fn batched_u1_action_matches_the_field_code() {
-    let lattice = Arc::new(Lattice::new(&[6, 4]).unwrap());
-    let fields: Vec<GaugeField<U1>> = (0..3).map(|s| GaugeField::hot(lattice.clone(), s)).collect();
-    let x = GaugeField::to_batch(&fields.iter().collect::<Vec<_>>(), DType::F64, &Device::Cpu).unwrap();
-    for kind in [GaugeActionKind::Wilson, GaugeActionKind::Symanzik, GaugeActionKind::Iwasaki] {
-        let action = GaugeAction::new(kind, 1.7);
-        let batch = values(&U1BatchAction(action.clone()).batch_action(&x).unwrap());
-        for (u, b) in fields.iter().zip(batch) {
-            let s = action.action(u).unwrap();
-            assert!((s - b).abs() < 1e-11 * s.abs(), "{kind:?}: {s} vs {b}");
+    for dims in [vec![6, 4], vec![4, 2, 6], vec![4, 2, 2, 6]] {
+        let lattice = Arc::new(Lattice::new(&dims).unwrap());
+        let fields: Vec<GaugeField<U1>> = (0..3).map(|s| GaugeField::hot(lattice.clone(), s)).collect();
+        let x = GaugeField::to_batch(&fields.iter().collect::<Vec<_>>(), DType::F64, &Device::Cpu).unwrap();
+        for kind in [GaugeActionKind::Wilson, GaugeActionKind::Symanzik, GaugeActionKind::Iwasaki] {
+            let action = GaugeAction::new(kind, 1.7);
+            let batch = values(&U1BatchAction(action.clone()).batch_action(&x).unwrap());
+            for (u, b) in fields.iter().zip(batch) {
+                let s = action.action(u).unwrap();
+                assert!((s - b).abs() < 1e-11 * s.abs(), "{dims:?} {kind:?}: {s} vs {b}");
+            }
         }
     }
 }
@@ -131,6 +163,52 @@ fn u1_flow_metropolis_with_an_untrained_model_is_exact() {
         &gamma_method(&plaquettes, DEFAULT_S).unwrap(),
         u1_2d_plaquette(beta, 16),
     );
+}
+
+/// A 4D U(1) card (4^4, beta = 0.1, 1x1 convolutions to keep the test fast) trains a
+/// u1-equivariant model briefly, and its flow-mh chain gives the plaquette of the card's HMC
+/// chain within 3 combined sigma.
+#[test]
+fn u1_flow_cards_in_4d_agree_with_hmc() {
+    use flowhmc::chain::{Card, RunOptions, TrainingCard, run_card, train_card};
+    let dir = std::env::temp_dir().join(format!("flowhmc-u1-4d-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("u1-4d.safetensors");
+    let text = format!(
+        "[lattice]\ndims = [4, 4, 4, 4]\n[gauge]\ngroup = \"u1\"\naction = \"wilson\"\nbeta = 0.1\n[flow]\n\
+         model = \"u1-equivariant\"\nlayers = 16\nhidden = [4]\nkernel = 1\n[train]\nsteps = 100\nbatch = 32\n\
+         learning_rate = 0.01\nseed = 1\noutput = {model:?}\nlog_every = 25\n[update]\nkind = \"flow-mh\"\n\
+         model = {model:?}\n[run]\ntrajectories = 2000\nthermalization = 100\nseed = 2\nstart = \"hot\"\n\
+         checkpoint_every = 1000\noutput = {:?}\n",
+        dir.join("mh")
+    );
+    let report = train_card(&TrainingCard::parse(&text, "train.toml").unwrap(), true).unwrap();
+    assert!(report.curve[3].loss < report.curve[0].loss, "{:?}", report.curve);
+    let quiet = RunOptions { resume: false, quiet: true };
+    let flow = run_card(&Card::parse(&text, "mh.toml").unwrap(), quiet).unwrap();
+    assert!(flow.acceptance > 0.05, "flow-mh acceptance {}", flow.acceptance);
+    let hmc_text = text
+        .replace(
+            "kind = \"flow-mh\"",
+            "kind = \"hmc\"\ntrajectory_length = 1.0\nintegrator = \"omelyan\"\nsteps = 6",
+        )
+        .replace(&format!("model = {model:?}\n[run]"), "[run]")
+        .replace("/mh", "/hmc");
+    let hmc = run_card(&Card::parse(&hmc_text, "hmc.toml").unwrap(), quiet).unwrap();
+    let (a, b) = (&flow.observables["plaquette"], &hmc.observables["plaquette"]);
+    let sigma = a.error.hypot(b.error);
+    assert!(
+        (a.mean - b.mean).abs() < 3.0 * sigma,
+        "flow {} +- {}, HMC {} +- {}",
+        a.mean,
+        a.error,
+        b.mean,
+        b.error
+    );
+    // the coupling is visible: the plaquette is about beta/2 in strong coupling
+    assert!(b.mean > 0.04, "HMC plaquette {} +- {}", b.mean, b.error);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// HMC in the latent variables of an untrained U(1) flow: trajectories are reversible, and the

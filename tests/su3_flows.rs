@@ -1,6 +1,7 @@
 //! Gauge-equivariant SU(3) spectral flows: log-Jacobian against the numerical Jacobian on the
-//! group, invertibility, gauge equivariance, the batched gauge action, and exactness of flow
-//! Metropolis and flow HMC with untrained models against the exact 2D SU(3) plaquette.
+//! group (2D and 3D), invertibility and gauge equivariance (2D and 4D), the batched gauge
+//! action (2D and 4D), and exactness of flow Metropolis and flow HMC with untrained models
+//! against the exact 2D SU(3) plaquette.
 
 mod common;
 
@@ -23,7 +24,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 fn su3_model(dims: &[usize], precision: Precision, layers: usize, seed: u64) -> FlowModel {
-    let architecture = Su3SpectralArchitecture { layers, hidden: vec![4, 4], ..Default::default() };
+    su3_model_with_kernel(dims, precision, layers, 3, seed)
+}
+
+fn su3_model_with_kernel(
+    dims: &[usize],
+    precision: Precision,
+    layers: usize,
+    kernel: usize,
+    seed: u64,
+) -> FlowModel {
+    let architecture = Su3SpectralArchitecture { layers, hidden: vec![4, 4], kernel, ..Default::default() };
     let info = ModelInfo {
         architecture: Architecture::Su3Spectral(architecture),
         precision,
@@ -55,15 +66,22 @@ fn batch(fields: &[GaugeField<Su3>]) -> Tensor {
 /// log|det df/dU| with respect to the Haar measure of every link, against the determinant
 /// of the central-difference Jacobian in the coordinates U = exp(w_a T_a) U_0 of each link
 /// (input) and X = exp(w'_b T_b) f(U_0) (output, w'_b = -2 Re tr(T_b X f(U_0)^dagger)); at
-/// w = 0 the Haar density in these coordinates is the same everywhere.
+/// w = 0 the Haar density in these coordinates is the same everywhere. In 2D, and in 3D with
+/// 1x1x1 convolutions (the masks are the same for any kernel; this keeps the batch small).
 #[test]
 fn su3_flow_log_jacobian_matches_the_numerical_jacobian() {
-    let model = su3_model(&[4, 4], Precision::F64, 8, 3);
+    check_log_jacobian(&[4, 4], 8, 3);
+    check_log_jacobian(&[4, 4, 4], 12, 1);
+}
+
+fn check_log_jacobian(dims: &[usize], layers: usize, kernel: usize) {
+    let model = su3_model_with_kernel(dims, Precision::F64, layers, kernel, 3);
     let lattice = model.lattice().clone();
+    let d = lattice.ndim();
     let z = haar_batch(&model, 1, DType::F64);
     let (x, log_det) = model.flow().forward(&z).unwrap();
     let (base_in, base_out) = (&fields(&z, &lattice)[0], &fields(&x, &lattice)[0]);
-    let links = 2 * lattice.volume();
+    let links = d * lattice.volume();
     let n = 8 * links;
     let h = 1e-5;
     let mut perturbed = Vec::with_capacity(2 * n);
@@ -74,7 +92,7 @@ fn su3_flow_log_jacobian_matches_the_numerical_jacobian() {
             let mut p = [0.0; 8];
             p[a] = sign * h;
             let mut all = base_in.to_links();
-            all[site * 2 + mu] = Su3::exp(&p, 1.0).mul(&base_in.link(site, mu));
+            all[site * d + mu] = Su3::exp(&p, 1.0).mul(&base_in.link(site, mu));
             perturbed.push(GaugeField::from_links(lattice.clone(), all).unwrap());
         }
     }
@@ -94,26 +112,35 @@ fn su3_flow_log_jacobian_matches_the_numerical_jacobian() {
     }
     let numerical = jacobian.determinant().abs().ln();
     let analytic = values(&log_det)[0];
-    assert!((numerical - analytic).abs() < 1e-6, "numerical {numerical}, analytic {analytic}");
+    assert!((numerical - analytic).abs() < 1e-6, "{dims:?}: numerical {numerical}, analytic {analytic}");
     assert!(analytic.abs() > 1e-2, "the test flow should not be volume preserving: {analytic}");
 }
 
 /// f^-1(f(z)) = z to 1e-10 in f64 and 1e-5 in f32, the log-Jacobians cancel, and log q of
-/// the forward pass equals log q through the inverse.
+/// the forward pass equals log q through the inverse, in 2D and 4D.
 #[test]
 fn su3_flow_is_invertible() {
-    for (precision, tolerance) in [(Precision::F64, 1e-10), (Precision::F32, 1e-5)] {
-        let model = su3_model(&[8, 4], precision, 16, 4);
-        assert_invertible(&model, &haar_batch(&model, 3, precision.dtype()), tolerance, max_distance);
+    for dims in [vec![8, 4], vec![4, 4, 4, 4]] {
+        for (precision, tolerance) in [(Precision::F64, 1e-10), (Precision::F32, 1e-5)] {
+            let model = su3_model(&dims, precision, 16, 4);
+            assert_invertible(&model, &haar_batch(&model, 2, precision.dtype()), tolerance, max_distance);
+        }
     }
 }
 
 /// A gauge transformation U_mu(x) -> Omega(x) U_mu(x) Omega(x + mu)^dagger of the input
-/// transforms the output the same way and leaves the log-Jacobian unchanged.
+/// transforms the output the same way and leaves the log-Jacobian unchanged, in 2D and 4D.
 #[test]
 fn su3_flow_is_gauge_equivariant() {
-    let model = su3_model(&[8, 4], Precision::F64, 16, 5);
+    for dims in [vec![8, 4], vec![4, 4, 8, 4]] {
+        check_gauge_equivariance(&dims);
+    }
+}
+
+fn check_gauge_equivariance(dims: &[usize]) {
+    let model = su3_model(dims, Precision::F64, 16, 5);
     let lattice = model.lattice().clone();
+    let d = lattice.ndim();
     let z = haar_batch(&model, 2, DType::F64);
     let omega = GaugeField::<Su3>::hot(lattice.clone(), 17); // the mu = 0 links serve as Omega(x)
     let transform = |t: &Tensor| {
@@ -122,10 +149,10 @@ fn su3_flow_is_gauge_equivariant() {
             .map(|u| {
                 let mut links = u.to_links();
                 for site in 0..lattice.volume() {
-                    for mu in 0..2 {
+                    for mu in 0..d {
                         let g = omega.link(site, 0);
                         let g_next = omega.link(lattice.fwd(site, mu), 0);
-                        links[site * 2 + mu] = g.mul(&u.link(site, mu)).mul_adj(&g_next);
+                        links[site * d + mu] = g.mul(&u.link(site, mu)).mul_adj(&g_next);
                     }
                 }
                 GaugeField::from_links(lattice.clone(), links).unwrap()
@@ -135,26 +162,31 @@ fn su3_flow_is_gauge_equivariant() {
     };
     let (x, log_det) = model.flow().forward(&z).unwrap();
     let (xg, log_det_g) = model.flow().forward(&transform(&z)).unwrap();
-    let d = max_distance(&transform(&x), &xg);
-    assert!(d < 1e-11, "{d}");
+    let distance = max_distance(&transform(&x), &xg);
+    assert!(distance < 1e-11, "{dims:?}: {distance}");
     for (a, b) in values(&log_det).iter().zip(values(&log_det_g)) {
-        assert!((a - b).abs() < 1e-10, "{a} {b}");
+        assert!((a - b).abs() < 1e-10, "{dims:?}: {a} {b}");
     }
-    assert!(max_distance(&x, &z) > 0.05, "the flow should move the links");
+    let moved = max_distance(&x, &z);
+    // equivariance is not a trivial identity: the links move by far more than the tolerance
+    assert!(moved > 0.01, "{dims:?}: the flow should move the links, max |x - z| = {moved}");
 }
 
-/// The batched SU(3) action equals the field code's action for every gauge action.
+/// The batched SU(3) action equals the field code's action for every gauge action, in 2D
+/// and 4D.
 #[test]
 fn batched_su3_action_matches_the_field_code() {
-    let lattice = Arc::new(Lattice::new(&[6, 4]).unwrap());
-    let fields: Vec<GaugeField<Su3>> = (0..3).map(|s| GaugeField::hot(lattice.clone(), s)).collect();
-    let x = batch(&fields);
-    for kind in [GaugeActionKind::Wilson, GaugeActionKind::Symanzik, GaugeActionKind::Iwasaki] {
-        let action = GaugeAction::new(kind, 3.1);
-        let batched = values(&Su3BatchAction(action.clone()).batch_action(&x).unwrap());
-        for (u, b) in fields.iter().zip(batched) {
-            let s = action.action(u).unwrap();
-            assert!((s - b).abs() < 1e-11 * s.abs(), "{kind:?}: {s} vs {b}");
+    for dims in [vec![6, 4], vec![4, 2, 2, 6]] {
+        let lattice = Arc::new(Lattice::new(&dims).unwrap());
+        let fields: Vec<GaugeField<Su3>> = (0..3).map(|s| GaugeField::hot(lattice.clone(), s)).collect();
+        let x = batch(&fields);
+        for kind in [GaugeActionKind::Wilson, GaugeActionKind::Symanzik, GaugeActionKind::Iwasaki] {
+            let action = GaugeAction::new(kind, 3.1);
+            let batched = values(&Su3BatchAction(action.clone()).batch_action(&x).unwrap());
+            for (u, b) in fields.iter().zip(batched) {
+                let s = action.action(u).unwrap();
+                assert!((s - b).abs() < 1e-11 * s.abs(), "{dims:?} {kind:?}: {s} vs {b}");
+            }
         }
     }
 }

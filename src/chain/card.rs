@@ -311,11 +311,12 @@ impl UpdateKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ModelName {
-    /// Real NVP with checkerboard affine couplings (scalar theories, 2D).
+    /// Real NVP with checkerboard affine couplings (scalar theories, any dimension).
     RealNvp,
-    /// Gauge-equivariant coupling layers with NCP mixtures (U(1), 2D).
+    /// Gauge-equivariant coupling layers with NCP mixtures (U(1), any dimension).
     U1Equivariant,
-    /// Gauge-equivariant coupling layers with spectral maps of the active loops (SU(3), 2D).
+    /// Gauge-equivariant coupling layers with spectral maps of the active loops (SU(3), any
+    /// dimension).
     Su3Spectral,
 }
 

@@ -129,8 +129,7 @@ pub fn build_update<C: ChainField>(card: &Card, lattice: &Arc<Lattice>) -> Resul
         UpdateKind::FlowMh => flow(),
         UpdateKind::FlowHmc => {
             let model = Arc::new(card_model(card)?);
-            let action =
-                PulledBackAction::new(model.clone(), batch_action(card.theory()?, &card.lattice.dims)?);
+            let action = PulledBackAction::new(model.clone(), batch_action(card.theory()?)?);
             let hmc = Hmc::new(vec![Box::new(action)], card.integrator()?, card.trajectory_length()?, seed)?;
             Ok(Box::new(FlowHmc::new(model, hmc)))
         }

@@ -25,29 +25,22 @@ pub fn sibling(model: &Path, suffix: &str) -> PathBuf {
     model.with_file_name(format!("{stem}.{suffix}"))
 }
 
-/// The action of `theory` on batches of fields on a lattice of extents `dims` (what training
-/// and flow HMC differentiate).
-pub fn batch_action(theory: Theory<'_>, dims: &[usize]) -> Result<Box<dyn BatchAction>> {
-    match theory {
-        Theory::Scalar(s) => Ok(Box::new(Phi4Action::new(s.m2, s.lambda)?)),
-        Theory::Gauge(g) if g.group == GroupName::U1 && dims.len() == 2 => {
-            Ok(Box::new(U1BatchAction(GaugeAction::new(g.action, g.beta))))
-        }
-        Theory::Gauge(g) if g.group == GroupName::Su3 && dims.len() == 2 => {
-            Ok(Box::new(Su3BatchAction(GaugeAction::new(g.action, g.beta))))
-        }
-        Theory::Gauge(g) => Err(Error::Card(format!(
-            "flows for {:?} gauge fields on {}D lattices are not available yet",
-            g.group,
-            dims.len()
-        ))),
-    }
+/// The action of `theory` on batches of fields (what training and flow HMC differentiate), on
+/// lattices of any dimension.
+pub fn batch_action(theory: Theory<'_>) -> Result<Box<dyn BatchAction>> {
+    Ok(match theory {
+        Theory::Scalar(s) => Box::new(Phi4Action::new(s.m2, s.lambda)?),
+        Theory::Gauge(g) => match g.group {
+            GroupName::U1 => Box::new(U1BatchAction(GaugeAction::new(g.action, g.beta))),
+            GroupName::Su3 => Box::new(Su3BatchAction(GaugeAction::new(g.action, g.beta))),
+        },
+    })
 }
 
 /// Trains the model of `card`; the output file must not exist yet. Returns the report.
 pub fn train_card(card: &TrainingCard, quiet: bool) -> Result<TrainingReport> {
     let theory = card.theory()?;
-    let action = batch_action(theory, &card.lattice.dims)?;
+    let action = batch_action(theory)?;
     let t = &card.train;
     if t.output.exists() {
         return Err(Error::Card(format!(

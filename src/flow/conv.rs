@@ -1,67 +1,81 @@
-//! Convolutions on the periodic lattice (the kernel wraps around the boundary), so every
-//! layer commutes with lattice translations and a network trained on one lattice size
-//! applies unchanged to another.
+//! Convolutions on the periodic lattice of any dimension (the kernel wraps around the
+//! boundary), so every layer commutes with lattice translations and a network trained on one
+//! lattice size applies unchanged to another.
 
+use crate::geometry::Lattice;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-/// A 2D convolution with an odd kernel on periodic fields in the channel-site-batch layout
-/// [channels, sites, batch] (sites lexicographic, x fastest).
+/// A D-dimensional convolution with an odd kernel on periodic fields in the
+/// channel-site-batch layout [channels, sites, batch] (sites lexicographic, x fastest).
 ///
-/// Computed as one gather and one matrix product: the values at the k^2 kernel offsets of
-/// every site (periodic neighbours) are gathered into [channels * k^2, sites * batch] columns
+/// Computed as one gather and one matrix product: the values at the k^D kernel offsets of
+/// every site (periodic neighbours) are gathered into [channels * k^D, sites * batch] columns
 /// (im2col) and multiplied by the weights [outputs, channels * k^2]. With the batch innermost
 /// the gather moves contiguous rows, and both steps have fast gradients in candle (its
 /// transposed convolution on CPU does not).
-pub struct PeriodicConv2d {
+pub struct PeriodicConv {
     weight: Tensor,
     bias: Tensor,
     neighbours: NeighbourTable,
 }
 
-/// The periodic neighbours a `kernel` x `kernel` window reaches on an L_x x L_y lattice: the
-/// site index of offset w at site s sits at position w * sites + s. One table serves every
-/// convolution of a network.
+/// The periodic neighbours a kernel window of odd width k reaches on a lattice: offset w
+/// (w = sum_mu (d_mu + k/2) k^mu, x fastest) of site s sits at position w * sites + s. One
+/// table serves every convolution of a network.
 #[derive(Clone)]
 pub struct NeighbourTable {
     index: Tensor,
     kernel: usize,
+    ndim: usize,
 }
 
 impl NeighbourTable {
-    /// The table of an odd `kernel` on `dims` = [L_x, L_y].
-    pub fn new(kernel: usize, dims: [usize; 2], device: &candle_core::Device) -> Result<Self> {
-        let ([lx, ly], half) = (dims, kernel / 2);
-        let mut index = Vec::with_capacity(kernel * kernel * lx * ly);
-        for dy in 0..kernel {
-            for dx in 0..kernel {
-                for s in 0..lx * ly {
-                    let y = (s / lx + ly + dy - half) % ly;
-                    let x = (s % lx + lx + dx - half) % lx;
-                    index.push((y * lx + x) as u32);
+    /// The table of an odd `kernel` on `lattice`.
+    pub fn new(kernel: usize, lattice: &Lattice, device: &candle_core::Device) -> Result<Self> {
+        let (d, volume, half) = (lattice.ndim(), lattice.volume(), kernel / 2);
+        let taps = kernel.pow(d as u32);
+        let mut index = Vec::with_capacity(taps * volume);
+        for w in 0..taps {
+            for s in 0..volume {
+                let mut site = s;
+                for mu in 0..d {
+                    let step = (w / kernel.pow(mu as u32)) % kernel;
+                    for _ in 0..step {
+                        site = lattice.fwd(site, mu);
+                    }
+                    for _ in 0..half {
+                        site = lattice.bwd(site, mu);
+                    }
                 }
+                index.push(site as u32);
             }
         }
-        Ok(NeighbourTable { index: Tensor::from_vec(index, kernel * kernel * lx * ly, device)?, kernel })
+        Ok(NeighbourTable { index: Tensor::from_vec(index, taps * volume, device)?, kernel, ndim: d })
+    }
+
+    fn taps(&self) -> usize {
+        self.kernel.pow(self.ndim as u32)
     }
 }
 
-impl PeriodicConv2d {
+impl PeriodicConv {
     /// A convolution with the kernel of `neighbours` from `inputs` to `outputs` channels, with
-    /// bias: weights `weight` [outputs, inputs, kernel, kernel] and `bias` \[outputs\] under
-    /// `vb` (the layout of torch.nn.Conv2d).
+    /// bias: weights `weight` [outputs, inputs, k, ..., k] (D kernel axes, the last one x) and
+    /// `bias` \[outputs\] under `vb` (in 2D the layout of torch.nn.Conv2d).
     pub fn new(inputs: usize, outputs: usize, neighbours: &NeighbourTable, vb: VarBuilder) -> Result<Self> {
-        let kernel = neighbours.kernel;
-        let weight = vb.get((outputs, inputs, kernel, kernel), "weight")?;
+        let mut shape = vec![outputs, inputs];
+        shape.extend(std::iter::repeat_n(neighbours.kernel, neighbours.ndim));
+        let weight = vb.get(shape, "weight")?;
         let bias = vb.get(outputs, "bias")?;
-        Ok(PeriodicConv2d { weight, bias, neighbours: neighbours.clone() })
+        Ok(PeriodicConv { weight, bias, neighbours: neighbours.clone() })
     }
 }
 
-impl Module for PeriodicConv2d {
+impl Module for PeriodicConv {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (channels, sites, batch) = x.dims3()?;
-        let (taps, outputs) = (self.neighbours.kernel.pow(2), self.weight.dim(0)?);
+        let (taps, outputs) = (self.neighbours.taps(), self.weight.dim(0)?);
         let columns = x.index_select(&self.neighbours.index, 1)?.reshape((channels * taps, sites * batch))?;
         let weight = self.weight.reshape((outputs, channels * taps))?;
         let out = weight.matmul(&columns)?.broadcast_add(&self.bias.reshape((outputs, 1))?)?;
@@ -73,7 +87,7 @@ impl Module for PeriodicConv2d {
 /// after the last: channels `inputs -> hidden[0] -> ... -> outputs` (the coupling network of
 /// arXiv 2101.08176, with the final tanh for real NVP and without it for gauge layers).
 pub struct ConvNet {
-    layers: Vec<PeriodicConv2d>,
+    layers: Vec<PeriodicConv>,
     final_tanh: bool,
 }
 
@@ -109,7 +123,7 @@ impl ConvNet {
         let layers = channels
             .windows(2)
             .enumerate()
-            .map(|(i, c)| PeriodicConv2d::new(c[0], c[1], neighbours, vb.pp(format!("conv{i}"))))
+            .map(|(i, c)| PeriodicConv::new(c[0], c[1], neighbours, vb.pp(format!("conv{i}"))))
             .collect::<Result<_>>()?;
         Ok(ConvNet { layers, final_tanh })
     }
@@ -133,8 +147,28 @@ impl Module for ConvNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::{Purpose, StreamKey};
     use candle_core::{DType, Device};
     use candle_nn::VarMap;
+
+    /// `n` values uniform in (-1, 1) from the test streams of `seed`.
+    fn uniform(n: usize, seed: u64) -> Vec<f64> {
+        let key = StreamKey::new(seed, Purpose::Test, 0);
+        (0..n).map(|i| 2.0 * key.stream(i).uniform() - 1.0).collect()
+    }
+
+    /// Sets every variable of `varmap` to values uniform in (-1, 1) (a fresh VarMap holds zeros,
+    /// which would make any comparison trivial).
+    fn randomize(varmap: &VarMap) {
+        for (k, var) in varmap.all_vars().iter().enumerate() {
+            let values = uniform(var.elem_count(), 100 + k as u64);
+            var.set(&Tensor::from_vec(values, var.dims(), &Device::Cpu).unwrap()).unwrap();
+        }
+    }
+
+    fn max_difference(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap()
+    }
 
     /// `x` padded by `p` sites on each side of dimension `dim` with the values from the opposite
     /// side (periodic boundary).
@@ -150,8 +184,10 @@ mod tests {
     fn periodic_convolution_commutes_with_translations() {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu);
-        let neighbours = NeighbourTable::new(3, [6, 4], &Device::Cpu).unwrap();
-        let net = ConvNet::new(1, &[3], 2, true, &neighbours, vb).unwrap();
+        let neighbours = NeighbourTable::new(3, &Lattice::new(&[6, 4]).unwrap(), &Device::Cpu).unwrap();
+        let net = ConvNet::new(1, &[3], 2, true, &neighbours, vb.clone()).unwrap();
+        let conv = PeriodicConv::new(1, 3, &neighbours, vb.pp("c")).unwrap();
+        randomize(&varmap);
         // [batch, channels, y, x] <-> [channels, sites, batch]
         let to_net =
             |t: &Tensor| t.reshape((2, 1, 24)).unwrap().permute((1, 2, 0)).unwrap().contiguous().unwrap();
@@ -159,34 +195,67 @@ mod tests {
             let c = t.dim(0).unwrap();
             t.permute((2, 0, 1)).unwrap().reshape((2, c, 4, 6)).unwrap()
         };
-        let x = Tensor::randn(0.0, 1.0, (2, 1, 4, 6), &Device::Cpu).unwrap();
+        let x = Tensor::from_vec(uniform(48, 1), (2, 1, 4, 6), &Device::Cpu).unwrap();
         let shifted = |t: &Tensor| t.roll(1, 2).unwrap().roll(-2, 3).unwrap();
         let a = shifted(&from_net(&net.forward(&to_net(&x)).unwrap()));
         let b = from_net(&net.forward(&to_net(&shifted(&x))).unwrap());
-        let diff: f64 = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
-        assert!(diff < 1e-14, "{diff}");
+        assert!(max_difference(&a, &b) < 1e-14, "{}", max_difference(&a, &b));
+        assert!(
+            max_difference(&a, &from_net(&net.forward(&to_net(&x)).unwrap())) > 1e-3,
+            "not translation invariant"
+        );
         // the same as candle's zero-padded convolution of the circularly padded input
-        let conv = PeriodicConv2d::new(
-            1,
-            3,
-            &neighbours,
-            VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu).pp("c"),
-        )
-        .unwrap();
         let padded = circular_pad(&circular_pad(&x, 2, 1).unwrap(), 3, 1).unwrap();
         let reference = padded
             .conv2d(&conv.weight, 0, 1, 1, 1)
             .unwrap()
             .broadcast_add(&conv.bias.reshape((3, 1, 1)).unwrap())
             .unwrap();
-        let diff: f64 = (from_net(&conv.forward(&to_net(&x)).unwrap()) - reference)
+        let ours = from_net(&conv.forward(&to_net(&x)).unwrap());
+        assert!(max_difference(&ours, &reference) < 1e-13, "{}", max_difference(&ours, &reference));
+    }
+
+    /// In 4D the convolution is the sum over the 3^4 kernel offsets of weight times the value
+    /// at the periodic neighbour, weight axes [.., t, z, y, x].
+    #[test]
+    fn periodic_convolution_in_4d_is_the_direct_sum() {
+        let lattice = Lattice::new(&[4, 2, 6, 4]).unwrap();
+        let (volume, batch, inputs, outputs) = (lattice.volume(), 2, 2, 3);
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu);
+        let neighbours = NeighbourTable::new(3, &lattice, &Device::Cpu).unwrap();
+        let conv = PeriodicConv::new(inputs, outputs, &neighbours, vb).unwrap();
+        randomize(&varmap);
+        let x = uniform(inputs * volume * batch, 2);
+        let y: Vec<f64> = conv
+            .forward(&Tensor::from_vec(x.clone(), (inputs, volume, batch), &Device::Cpu).unwrap())
             .unwrap()
-            .abs()
+            .flatten_all()
             .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
+            .to_vec1()
             .unwrap();
-        assert!(diff < 1e-13, "{diff}");
+        let weight: Vec<f64> = conv.weight.flatten_all().unwrap().to_vec1().unwrap();
+        let bias: Vec<f64> = conv.bias.to_vec1().unwrap();
+        for (o, s, b) in [(0, 0, 0), (2, 17, 1), (1, volume - 1, 0)] {
+            let mut expected = bias[o];
+            for c in 0..inputs {
+                for (dt, dz, dy, dx) in (0..81).map(|w| (w / 27, w / 9 % 3, w / 3 % 3, w % 3)) {
+                    let mut site = s;
+                    for (mu, step) in [dx, dy, dz, dt].into_iter().enumerate() {
+                        site = if step == 0 {
+                            lattice.bwd(site, mu)
+                        } else if step == 2 {
+                            lattice.fwd(site, mu)
+                        } else {
+                            site
+                        };
+                    }
+                    let w = weight[((o * inputs + c) * 3 + dt) * 27 + dz * 9 + dy * 3 + dx];
+                    expected += w * x[(c * volume + site) * batch + b];
+                }
+            }
+            let got = y[(o * volume + s) * batch + b];
+            assert!((got - expected).abs() < 1e-12, "output {o} site {s} sample {b}: {got} vs {expected}");
+        }
     }
 }

@@ -61,11 +61,12 @@ impl Precision {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Architecture {
-    /// Real NVP with checkerboard affine couplings (scalar fields, 2D).
+    /// Real NVP with checkerboard affine couplings (scalar fields, any dimension).
     RealNvp(RealNvpArchitecture),
-    /// Gauge-equivariant coupling layers with NCP mixtures (U(1), 2D).
+    /// Gauge-equivariant coupling layers with NCP mixtures (U(1), any dimension).
     U1Equivariant(U1EquivariantArchitecture),
-    /// Gauge-equivariant coupling layers with spectral maps of the active loops (SU(3), 2D).
+    /// Gauge-equivariant coupling layers with spectral maps of the active loops (SU(3), any
+    /// dimension).
     Su3Spectral(Su3SpectralArchitecture),
 }
 
@@ -220,9 +221,6 @@ impl FlowModel {
         let (flow, prior): (Box<dyn Flow>, Box<dyn Prior>) = match (&info.architecture, info.theory) {
             (Architecture::RealNvp(a), TheoryTag::Scalar) => {
                 a.validate().map_err(|m| Error::Model(format!("real-nvp: {m}")))?;
-                if info.dims.len() != 2 {
-                    return Err(Error::Model(format!("real-nvp acts on 2D lattices, dims {:?}", info.dims)));
-                }
                 (Box::new(RealNvp::new(a, &info.dims, vb)?), Box::new(GaussianPrior))
             }
             (Architecture::U1Equivariant(a), TheoryTag::U1) => {

@@ -1,5 +1,6 @@
-//! Real NVP (Dinh, Sohl-Dickstein, Bengio 2016) for real scalar fields on 2D lattices, in the
-//! form of arXiv 1904.12072 / 2101.08176: affine coupling layers with checkerboard masks,
+//! Real NVP (Dinh, Sohl-Dickstein, Bengio 2016) for real scalar fields on lattices of any
+//! dimension, in the form of arXiv 1904.12072 / 2101.08176: affine coupling layers with
+//! checkerboard (site parity) masks,
 //! alternating parity, whose scale and shift come from a periodic convolutional network of the
 //! frozen sites.
 //!
@@ -8,6 +9,7 @@
 
 use super::conv::{ConvNet, NeighbourTable, validate_network};
 use super::stack::{CouplingLayer, CouplingStack};
+use crate::geometry::Lattice;
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
@@ -74,18 +76,18 @@ impl CouplingLayer for AffineCoupling {
     }
 }
 
-/// A stack of affine coupling layers on [batch, 1, L_y, L_x] tensors (2D lattices, x
-/// fastest); inside, the layers work on the [1, sites, batch] layout of [`ConvNet`].
+/// A stack of affine coupling layers on [batch, 1, L_{D-1}, ..., L_0] tensors (x fastest);
+/// inside, the layers work on the [1, sites, batch] layout of [`ConvNet`].
 pub type RealNvp = CouplingStack<AffineCoupling>;
 
 impl RealNvp {
-    /// The flow for `dims` = [L_x, L_y] (both even), its weights created under `vb` as
+    /// The flow for a lattice of extents `dims` (all even), its weights created under `vb` as
     /// `layer{i}.conv{j}.{weight,bias}`.
     pub fn new(architecture: &RealNvpArchitecture, dims: &[usize], vb: VarBuilder) -> Result<Self> {
-        let (lx, ly) = (dims[0], dims[1]);
+        let lattice = Lattice::new(dims).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let (dtype, device) = (vb.dtype(), vb.device().clone());
-        let neighbours = NeighbourTable::new(architecture.kernel, [lx, ly], &device)?;
-        let masks = [checkerboard(lx, ly, 0, dtype, &device)?, checkerboard(lx, ly, 1, dtype, &device)?];
+        let neighbours = NeighbourTable::new(architecture.kernel, &lattice, &device)?;
+        let masks = [checkerboard(&lattice, 0, dtype, &device)?, checkerboard(&lattice, 1, dtype, &device)?];
         let layers = (0..architecture.layers)
             .map(|i| {
                 let frozen = masks[i % 2].clone();
@@ -95,13 +97,14 @@ impl RealNvp {
                 Ok(AffineCoupling { net, frozen, active })
             })
             .collect::<Result<_>>()?;
-        Ok(CouplingStack::from_layers(layers, 1, [lx, ly], &[]))
+        Ok(CouplingStack::from_layers(layers, 1, dims, &[]))
     }
 }
 
-/// The mask that is 1 on sites with (x + y) % 2 == parity, [1, sites, 1].
-fn checkerboard(lx: usize, ly: usize, parity: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+/// The mask that is 1 on the sites of parity `parity` (sum of the coordinates mod 2),
+/// [1, sites, 1].
+fn checkerboard(lattice: &Lattice, parity: u8, dtype: DType, device: &Device) -> Result<Tensor> {
     let values: Vec<f64> =
-        (0..lx * ly).map(|i| f64::from(u8::from((i % lx + i / lx) % 2 == parity))).collect();
-    Tensor::from_vec(values, (1, lx * ly, 1), device)?.to_dtype(dtype)
+        (0..lattice.volume()).map(|s| f64::from(u8::from(lattice.parity(s) == parity))).collect();
+    Tensor::from_vec(values, (1, lattice.volume(), 1), device)?.to_dtype(dtype)
 }

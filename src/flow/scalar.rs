@@ -1,6 +1,6 @@
 //! The scalar theory on tensors: the Gaussian prior, the batched phi^4 action that training
-//! differentiates, and the conversion between [`ScalarField`]s and [batch, 1, L_y, L_x]
-//! tensors (lexicographic order, x fastest, is row-major order of the last two dimensions).
+//! differentiates, and the conversion between [`ScalarField`]s and [batch, 1, L_{D-1}, ...,
+//! L_0] tensors (lexicographic order, x fastest, is row-major order of the lattice dimensions).
 
 use super::{BatchAction, FlowField, LatentField, Prior};
 use crate::action::Phi4Action;
@@ -24,30 +24,29 @@ impl Prior for GaussianPrior {
     fn log_prob(&self, z: &Tensor) -> Result<Tensor> {
         let volume = z.elem_count() / z.dim(0)?;
         let norm = 0.5 * volume as f64 * (2.0 * std::f64::consts::PI).ln();
-        (z.sqr()?.sum((1, 2, 3))? * -0.5)? - norm
+        (z.flatten_from(1)?.sqr()?.sum(1)? * -0.5)? - norm
     }
 }
 
-/// The phi^4 action of [`Phi4Action`] on a batch of 2D fields: one value per sample.
+/// The phi^4 action of [`Phi4Action`] on a batch of fields [batch, 1, L_{D-1}, ..., L_0]: one
+/// value per sample.
 impl BatchAction for Phi4Action {
     fn batch_action(&self, x: &Tensor) -> Result<Tensor> {
         let (m2, lambda) = self.couplings();
         let mut density = ((x.sqr()? * m2)? + (x.sqr()?.sqr()? * lambda)?)?;
-        for dim in [2, 3] {
+        for dim in 2..x.rank() {
             density = (density + (x.roll(-1, dim)? - x)?.sqr()?)?;
         }
-        density.sum((1, 2, 3))
+        density.flatten_from(1)?.sum(1)
     }
 }
 
 impl FlowField for ScalarField {
     fn to_batch(fields: &[&Self], dtype: DType, device: &Device) -> Result<Tensor> {
-        let dims = fields[0].lattice().dims();
-        if dims.len() != 2 {
-            candle_core::bail!("the scalar flows act on 2D lattices, this one has dims {dims:?}");
-        }
+        let mut shape = vec![fields.len(), 1];
+        shape.extend(fields[0].lattice().dims().iter().rev());
         let values: Vec<f64> = fields.iter().flat_map(|f| f.values().iter().copied()).collect();
-        Tensor::from_vec(values, (fields.len(), 1, dims[1], dims[0]), device)?.to_dtype(dtype)
+        Tensor::from_vec(values, shape, device)?.to_dtype(dtype)
     }
 
     fn from_batch(x: &Tensor, lattice: &Arc<Lattice>) -> Result<Vec<Self>> {
@@ -78,7 +77,12 @@ mod tests {
 
     #[test]
     fn batched_action_and_prior_match_the_field_code() {
-        let lattice = Lattice::new(&[6, 4]).unwrap();
+        check_batched_action(&[6, 4]);
+        check_batched_action(&[2, 4, 2, 6]);
+    }
+
+    fn check_batched_action(dims: &[usize]) {
+        let lattice = Lattice::new(dims).unwrap();
         let keys: Vec<StreamKey> = (0..3).map(|i| StreamKey::new(1, Purpose::Test, i)).collect();
         let z = GaussianPrior.sample(&lattice, &keys, DType::F64, &Device::Cpu).unwrap();
         let fields = ScalarField::from_batch(&z, &Arc::new(lattice.clone())).unwrap();
@@ -89,7 +93,7 @@ mod tests {
             let s = action.action(phi).unwrap();
             assert!((batch[i] - s).abs() < 1e-12 * s.abs().max(1.0), "{} vs {s}", batch[i]);
             let sum2: f64 = phi.values().iter().map(|v| v * v).sum();
-            let expected = -0.5 * sum2 - 12.0 * (2.0 * std::f64::consts::PI).ln();
+            let expected = -0.5 * sum2 - 0.5 * lattice.volume() as f64 * (2.0 * std::f64::consts::PI).ln();
             assert!((log_prob[i] - expected).abs() < 1e-12, "{} vs {expected}", log_prob[i]);
             assert_eq!(phi, &ScalarField::gaussian(Arc::new(lattice.clone()), &keys[i]));
         }

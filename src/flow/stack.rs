@@ -14,37 +14,37 @@ pub trait CouplingLayer: Send + Sync {
     fn inverse(&self, y: &Tensor) -> Result<(Tensor, Tensor)>;
 }
 
-/// A stack of coupling layers acting on batches [batch, C, L_y, L_x, K..] (2D lattices, x
-/// fastest; C field components or link directions, K per-site coordinates, none for scalar
-/// fields); inside, the layers see [C, sites, batch] (K = 1) or [C, sites, batch, K].
+/// A stack of coupling layers acting on batches [batch, C, L_{D-1}, ..., L_0, K..] (x fastest;
+/// C field components or link directions, K per-site coordinates, none for scalar fields);
+/// inside, the layers see [C, sites, batch] (K = 1) or [C, sites, batch, K].
 pub struct CouplingStack<L> {
     layers: Vec<L>,
     channels: usize,
-    dims: [usize; 2],
+    dims: Vec<usize>,
     coordinates: Vec<usize>,
 }
 
 impl<L: CouplingLayer> CouplingStack<L> {
     /// The stack of `layers` on fields with `channels` components of trailing shape
-    /// `coordinates` on `dims` = [L_x, L_y].
+    /// `coordinates` on a lattice of extents `dims` (x first).
     pub(crate) fn from_layers(
         layers: Vec<L>,
         channels: usize,
-        dims: [usize; 2],
+        dims: &[usize],
         coordinates: &[usize],
     ) -> Self {
-        CouplingStack { layers, channels, dims, coordinates: coordinates.to_vec() }
+        CouplingStack { layers, channels, dims: dims.to_vec(), coordinates: coordinates.to_vec() }
     }
 
     fn sites(&self) -> usize {
-        self.dims[0] * self.dims[1]
+        self.dims.iter().product()
     }
 
     fn coordinate_count(&self) -> usize {
         self.coordinates.iter().product()
     }
 
-    /// [batch, C, L_y, L_x, K..] -> [C, sites, batch(, K)].
+    /// [batch, C, L_{D-1}, ..., L_0, K..] -> [C, sites, batch(, K)].
     fn to_inner(&self, x: &Tensor) -> Result<Tensor> {
         let (batch, k) = (x.dim(0)?, self.coordinate_count());
         let inner = x.reshape((batch, self.channels * self.sites(), k))?.transpose(0, 1)?.contiguous()?;
@@ -55,11 +55,12 @@ impl<L: CouplingLayer> CouplingStack<L> {
         }
     }
 
-    /// [C, sites, batch(, K)] -> [batch, C, L_y, L_x, K..].
+    /// [C, sites, batch(, K)] -> [batch, C, L_{D-1}, ..., L_0, K..].
     fn to_outer(&self, x: &Tensor) -> Result<Tensor> {
         let (batch, k) = (x.dim(2)?, self.coordinate_count());
         let outer = x.reshape((self.channels * self.sites(), batch, k))?.transpose(0, 1)?.contiguous()?;
-        let mut shape = vec![batch, self.channels, self.dims[1], self.dims[0]];
+        let mut shape = vec![batch, self.channels];
+        shape.extend(self.dims.iter().rev());
         shape.extend(&self.coordinates);
         outer.reshape(shape)
     }

@@ -1,13 +1,15 @@
-//! Gauge-equivariant spectral flows for 2D SU(3) (arXiv 2008.05456), and the SU(3) gauge
-//! action on batches of links.
+//! Gauge-equivariant spectral flows for SU(3) (arXiv 2008.05456; on lattices of any dimension
+//! D >= 2), and the SU(3) gauge action on batches of links.
 //!
 //! Links are SU(3) matrices as 18 reals ([`crate::group::Group::coordinates`]). The coupling
 //! layers update links in the stripes of [`super::stripes`]. An updated link U_mu(x) opens
-//! its active plaquette, the untraced loop W that starts with it:
-//! W = U_0(x) U_1(x+0) U_0(x+1)^dagger U_1(x)^dagger for mu = 0 and its adjoint (which
-//! starts with U_1(x)) for mu = 1. The layer maps W to f(W) W with the spectral map of
-//! [`super::spectral`], whose coefficients come from a periodic convolutional network of
-//! Re tr / 3 and Im tr / 3 of the frozen plaquettes, and sets U_mu(x) -> f(W) U_mu(x): the
+//! its active plaquette in the (mu, nu) plane, the untraced loop W that starts with it:
+//! W = U_mu(x) U_nu(x+mu) U_mu(x+nu)^dagger U_nu(x)^dagger. The layer maps W to f(W) W with
+//! the spectral map of [`super::spectral`], whose coefficients come from a periodic
+//! convolutional network of Re tr / 3 and Im tr / 3 of the frozen plaquettes of every plane
+//! (channels Re, Im of the first plane, then of the next, ...; the plaquette of the plane
+//! (a, b), a < b, is U_a(x) U_b(x+a) U_a(x+b)^dagger U_b(x)^dagger), and sets
+//! U_mu(x) -> f(W) U_mu(x): the
 //! loop then becomes f(W) W, since f(W) commutes with W. A gauge transformation conjugates
 //! W by Omega(x) and leaves the traces alone, so the layer commutes with it; the link moves
 //! by a left multiplication (Haar measure preserving), so the layer's log-Jacobian is the sum
@@ -18,8 +20,9 @@ use super::conv::{ConvNet, NeighbourTable, validate_network};
 use super::ops::color_product;
 use super::spectral::{MAX_MODES, invert_spectral_map, spectral_kernel};
 use super::stack::{CouplingLayer, CouplingStack};
-use super::stripes::{Stripes, forward_neighbours, stripe_mask};
+use super::stripes::{Stripes, forward_neighbours, planes};
 use crate::action::GaugeAction;
+use crate::geometry::Lattice;
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
@@ -32,7 +35,7 @@ const REALS: usize = 18;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Su3SpectralArchitecture {
-    /// Number of coupling layers (a multiple of 8, so every link is updated equally often).
+    /// Number of coupling layers (a multiple of 4D, so every link is updated equally often).
     pub layers: usize,
     /// Hidden channels of each coupling network.
     pub hidden: Vec<usize>,
@@ -74,19 +77,19 @@ fn normalized_traces(m: &Tensor) -> Result<Tensor> {
     m.contiguous()?.reshape((rows, REALS))?.matmul(&selector)?.reshape(dims)
 }
 
-/// One spectral coupling layer on links in the layout [2, sites, batch, 18].
+/// One spectral coupling layer on links in the layout [D, sites, batch, 18].
 pub struct SpectralCoupling {
     net: ConvNet,
     stripes: Stripes,
     /// The sites of the active plaquettes.
     active: Tensor,
-    /// 1 on the frozen plaquettes, [1, sites, 1].
+    /// 1 on the frozen plaquettes, [2 planes, sites, 1] (the Re and Im channels of each plane).
     frozen: Tensor,
     /// Where each site of the updated direction finds its new link in
     /// [old links (sites), new active links]: the site itself, or sites + its active index.
     placement: Tensor,
-    /// The neighbours x + 0 and x + 1 of every site.
-    neighbours: [Tensor; 2],
+    /// The neighbours x + mu of every site, one tensor per direction.
+    neighbours: Vec<Tensor>,
 }
 
 /// What a layer needs of the current links.
@@ -101,32 +104,40 @@ struct LayerInput {
 
 impl SpectralCoupling {
     fn input(&self, links: &Tensor) -> Result<LayerInput> {
-        let (u0, u1) = (links.narrow(0, 0, 1)?, links.narrow(0, 1, 1)?);
-        let a = color_product(&u0, &u1.index_select(&self.neighbours[0], 1)?, (false, false))?;
-        let b = color_product(&u1, &u0.index_select(&self.neighbours[1], 1)?, (false, false))?;
-        let plaquettes = color_product(&a, &b, (false, true))?;
-        let (_, sites, batch, _) = plaquettes.dims4()?;
-        let traces = normalized_traces(&plaquettes.reshape((sites, batch, REALS))?)?.permute((2, 0, 1))?;
+        let (_, sites, batch, _) = links.dims4()?;
+        let (mu, nu) = (self.stripes.mu, self.stripes.nu);
+        let mut traces = Vec::new();
+        let mut loops = None;
+        for [a, b] in planes(self.neighbours.len()) {
+            let (ua, ub) = (links.narrow(0, a, 1)?, links.narrow(0, b, 1)?);
+            // the plaquette A B^dagger, A = U_a(x) U_b(x+a), B = U_b(x) U_a(x+b)
+            let pa = color_product(&ua, &ub.index_select(&self.neighbours[a], 1)?, (false, false))?;
+            let pb = color_product(&ub, &ua.index_select(&self.neighbours[b], 1)?, (false, false))?;
+            let plaquette = color_product(&pa, &pb, (false, true))?;
+            traces.push(normalized_traces(&plaquette.reshape((sites, batch, REALS))?)?.permute((2, 0, 1))?);
+            if [a, b] == [mu.min(nu), mu.max(nu)] {
+                // the loop that starts with U_mu(x): the plaquette, or B A^dagger for mu = b
+                loops = Some(if mu == a { plaquette } else { color_product(&pb, &pa, (false, true))? });
+            }
+        }
+        let traces = Tensor::cat(&traces, 0)?;
         let raw = self.net.forward(&traces.broadcast_mul(&self.frozen)?.contiguous()?)?;
         let active = self.active.dim(0)?;
         let raw = raw.index_select(&self.active, 1)?.permute((1, 2, 0))?.contiguous()?;
         let raw = raw.reshape((active * batch, raw.dim(2)?))?;
-        let (loops, updated) =
-            if self.stripes.mu == 0 { (plaquettes, u0) } else { (color_product(&b, &a, (false, true))?, u1) };
+        let loops = loops.expect("the active plane is a plane of the lattice");
         let loops = loops.index_select(&self.active, 1)?.reshape((active * batch, REALS))?;
-        Ok(LayerInput { updated, loops, raw })
+        Ok(LayerInput { updated: links.narrow(0, mu, 1)?, loops, raw })
     }
 
     /// The links with the active links of the updated direction replaced by `new`
     /// [1, active, batch, 18].
     fn place(&self, links: &Tensor, updated: &Tensor, new: &Tensor) -> Result<Tensor> {
         let direction = Tensor::cat(&[updated, new], 1)?.index_select(&self.placement, 1)?;
-        let other = links.narrow(0, self.stripes.nu(), 1)?;
-        if self.stripes.mu == 0 {
-            Tensor::cat(&[&direction, &other], 0)
-        } else {
-            Tensor::cat(&[&other, &direction], 0)
-        }
+        let all = (0..links.dim(0)?)
+            .map(|k| if k == self.stripes.mu { Ok(direction.clone()) } else { links.narrow(0, k, 1) })
+            .collect::<Result<Vec<_>>>()?;
+        Tensor::cat(&all, 0)
     }
 }
 
@@ -163,30 +174,30 @@ impl CouplingLayer for SpectralCoupling {
     }
 }
 
-/// A stack of spectral coupling layers on [batch, 2, L_y, L_x, 18] links (the layout of
-/// [`super::gauge`]); inside, the layers work on [2, sites, batch, 18].
+/// A stack of spectral coupling layers on [batch, D, L_{D-1}, ..., L_0, 18] links (the layout
+/// of [`super::gauge`]); inside, the layers work on [D, sites, batch, 18].
 pub type Su3SpectralFlow = CouplingStack<SpectralCoupling>;
 
 impl Su3SpectralFlow {
-    /// The flow for `dims` = [L_x, L_y] (validated by the architecture), its weights created
-    /// under `vb` as `layer{i}.conv{j}.{weight,bias}`.
+    /// The flow for a lattice of extents `dims` (validated by the architecture), its weights
+    /// created under `vb` as `layer{i}.conv{j}.{weight,bias}`.
     pub fn new(architecture: &Su3SpectralArchitecture, dims: &[usize], vb: VarBuilder) -> Result<Self> {
         architecture.validate(dims).map_err(candle_core::Error::Msg)?;
+        let lattice = Lattice::new(dims).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let (dtype, device) = (vb.dtype(), vb.device().clone());
-        let dims = [dims[0], dims[1]];
-        let sites = dims[0] * dims[1];
-        let table = NeighbourTable::new(architecture.kernel, dims, &device)?;
-        let neighbours = forward_neighbours(dims, &device)?;
+        let (d, sites) = (dims.len(), lattice.volume());
+        let table = NeighbourTable::new(architecture.kernel, &lattice, &device)?;
+        let neighbours = forward_neighbours(&lattice, &device)?;
         let layers = (0..architecture.layers)
             .map(|i| {
-                let stripes = Stripes::of_layer(i);
-                let active = stripes.active_sites(dims);
+                let stripes = Stripes::of_layer(i, d);
+                let active = stripes.active_sites(&lattice);
                 let mut placement: Vec<u32> = (0..sites as u32).collect();
                 for (slot, &site) in active.iter().enumerate() {
                     placement[site as usize] = (sites + slot) as u32;
                 }
                 let net = ConvNet::new(
-                    2,
+                    2 * planes(d).len(),
                     &architecture.hidden,
                     2 * architecture.modes,
                     false,
@@ -197,34 +208,39 @@ impl Su3SpectralFlow {
                     net,
                     stripes,
                     active: Tensor::from_vec(active.clone(), active.len(), &device)?,
-                    frozen: stripe_mask(dims, (1, 0), stripes.nu(), &stripes.frozen(), dtype, &device)?,
+                    frozen: stripes.frozen_mask(&lattice, 2, dtype, &device)?,
                     placement: Tensor::from_vec(placement, sites, &device)?,
                     neighbours: neighbours.clone(),
                 })
             })
             .collect::<Result<_>>()?;
-        Ok(CouplingStack::from_layers(layers, 2, dims, &[REALS]))
+        Ok(CouplingStack::from_layers(layers, d, dims, &[REALS]))
     }
 }
 
-/// A gauge action of [`GaugeAction`] on batches of 2D SU(3) links [batch, 2, L_y, L_x, 18]:
-/// S = beta sum_x [c0 (1 - Re tr P / 3) + c1 sum_rect (1 - Re tr R / 3)], the value the field
-/// code computes.
+/// A gauge action of [`GaugeAction`] on batches of SU(3) links [batch, D, L_{D-1}, ..., L_0, 18]:
+/// S = beta sum_x [c0 sum_P (1 - Re tr P / 3) + c1 sum_R (1 - Re tr R / 3)] over the
+/// plaquettes of every plane and the 2 x 1 rectangles of both orientations, the value the
+/// field code computes.
 pub struct Su3BatchAction(pub GaugeAction);
 
 /// Re tr / 3 of the loop that starts at every site and follows `path` (steps (direction,
-/// forward?); the first step forward), for links u[mu] [batch, 1, L_y, L_x, 18].
-fn loop_traces(u: &[Tensor; 2], path: &[(usize, bool)]) -> Result<Tensor> {
-    // the link field shifted so that site x holds the value at x + offset
-    let shifted =
-        |t: &Tensor, offset: [i32; 2]| -> Result<Tensor> { t.roll(-offset[0], 3)?.roll(-offset[1], 2) };
-    let mut offset = [0i32; 2];
+/// forward?); the first step forward), for links u[mu] [batch, 1, L_{D-1}, ..., L_0, 18];
+/// the result is [batch, 1, L_{D-1}, ..., L_0].
+fn loop_traces(u: &[Tensor], path: &[(usize, bool)]) -> Result<Tensor> {
+    let d = u.len();
+    // the link field shifted so that site x holds the value at x + offset (direction mu is
+    // dimension 1 + D - mu)
+    let shifted = |t: &Tensor, offset: &[i32]| -> Result<Tensor> {
+        offset.iter().enumerate().try_fold(t.clone(), |t, (mu, &o)| t.roll(-o, 1 + d - mu))
+    };
+    let mut offset = vec![0i32; d];
     let mut product: Option<Tensor> = None;
     for &(mu, forward) in path {
         if !forward {
             offset[mu] -= 1;
         }
-        let factor = shifted(&u[mu], offset)?;
+        let factor = shifted(&u[mu], &offset)?;
         if forward {
             offset[mu] += 1;
         }
@@ -235,21 +251,30 @@ fn loop_traces(u: &[Tensor; 2], path: &[(usize, bool)]) -> Result<Tensor> {
         });
     }
     let traces = normalized_traces(&product.expect("a non-empty path"))?;
-    traces.narrow(4, 0, 1)?.squeeze(4)
+    let last = traces.rank() - 1;
+    traces.narrow(last, 0, 1)?.squeeze(last)
 }
 
 impl BatchAction for Su3BatchAction {
     fn batch_action(&self, x: &Tensor) -> Result<Tensor> {
         let (c0, c1) = self.0.coefficients();
-        let u = [x.narrow(1, 0, 1)?.contiguous()?, x.narrow(1, 1, 1)?.contiguous()?];
-        let plaquette = loop_traces(&u, &[(0, true), (1, true), (0, false), (1, false)])?;
-        let mut density = ((1.0 - plaquette)? * c0)?;
-        if c1 != 0.0 {
-            for (mu, nu) in [(0, 1), (1, 0)] {
-                let path = [(mu, true), (mu, true), (nu, true), (mu, false), (mu, false), (nu, false)];
-                density = (density + ((1.0 - loop_traces(&u, &path)?)? * c1)?)?;
+        let d = x.dim(1)?;
+        let u = (0..d).map(|mu| x.narrow(1, mu, 1)?.contiguous()).collect::<Result<Vec<_>>>()?;
+        let sites: Vec<usize> = (1..x.rank() - 1).collect();
+        let mut action = Tensor::zeros(x.dim(0)?, x.dtype(), x.device())?;
+        let mut add = |traces: Tensor, c: f64| -> Result<()> {
+            action = (&action + ((1.0 - traces)? * c)?.sum(sites.as_slice())?)?;
+            Ok(())
+        };
+        for [a, b] in planes(d) {
+            add(loop_traces(&u, &[(a, true), (b, true), (a, false), (b, false)])?, c0)?;
+            if c1 != 0.0 {
+                for (mu, nu) in [(a, b), (b, a)] {
+                    let path = [(mu, true), (mu, true), (nu, true), (mu, false), (mu, false), (nu, false)];
+                    add(loop_traces(&u, &path)?, c1)?;
+                }
             }
         }
-        density.sum((1, 2, 3))? * self.0.beta()
+        action * self.0.beta()
     }
 }

@@ -1,8 +1,9 @@
-//! Gauge-equivariant flows for 2D U(1) (arXiv 2003.06413, in the form of the tutorial
-//! arXiv 2101.08176), and the U(1) gauge action on batches of link angles.
+//! Gauge-equivariant flows for U(1) (arXiv 2003.06413, in the form of the tutorial
+//! arXiv 2101.08176; on lattices of any dimension D >= 2), and the U(1) gauge action on
+//! batches of link angles.
 //!
-//! Links are angles theta_mu(x) in [0, 2 pi), the plaquette angle is
-//! theta_P(x) = theta_0(x) + theta_1(x + 0) - theta_0(x + 1) - theta_1(x). The coupling
+//! Links are angles theta_mu(x) in [0, 2 pi), the plaquette angle of the plane (a, b), a < b,
+//! is theta_P(x) = theta_a(x) + theta_b(x + a) - theta_a(x + b) - theta_b(x). The coupling
 //! layers update links in the stripes of [`super::stripes`]. An active plaquette angle x
 //! goes to
 //!
@@ -10,7 +11,8 @@
 //!
 //! a mixture of n non-compact projections (NCP: g_s(x) = 2 atan(e^s tan(x/2)), a diffeomorphism
 //! of the circle fixing 0 and pi) followed by a rotation t, with (s_i, t) from a periodic
-//! convolutional network of cos and sin of the frozen plaquettes; the active link moves by the
+//! convolutional network of cos and sin of the frozen plaquettes of every plane (2 D (D-1) / 2
+//! input channels: the cosines of all planes, then the sines); the active link moves by the
 //! change of its plaquette (with the sign it has in the plaquette). Every loop the network sees
 //! is gauge invariant, so the layer commutes with gauge transformations. The log-Jacobian is
 //! the sum over active plaquettes of log g'(x), g'_s(x) = 1 / (e^-s cos^2(x/2) + e^s sin^2(x/2)).
@@ -21,8 +23,9 @@ use super::BatchAction;
 use super::conv::{ConvNet, NeighbourTable, validate_network};
 use super::ops::{invert_ncp_mixture, modulo_tau, ncp_mixture};
 use super::stack::{CouplingLayer, CouplingStack};
-use super::stripes::{Stripes, forward_neighbours, stripe_mask};
+use super::stripes::{Stripes, forward_neighbours, planes};
 use crate::action::GaugeAction;
+use crate::geometry::Lattice;
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
@@ -32,7 +35,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct U1EquivariantArchitecture {
-    /// Number of coupling layers (a multiple of 8, so every link is updated equally often).
+    /// Number of coupling layers (a multiple of 4D, so every link is updated equally often).
     pub layers: usize,
     /// Hidden channels of each coupling network.
     pub hidden: Vec<usize>,
@@ -60,10 +63,17 @@ impl U1EquivariantArchitecture {
     }
 }
 
-/// The plaquette angles [1, sites, batch] of links [2, sites, batch].
-fn plaquettes(theta: &Tensor, forward: &[Tensor; 2]) -> Result<Tensor> {
-    let (t0, t1) = (theta.narrow(0, 0, 1)?, theta.narrow(0, 1, 1)?);
-    (&t0 + t1.index_select(&forward[0], 1)?)? - (t0.index_select(&forward[1], 1)? + &t1)?
+/// The plaquette angles [planes, sites, batch] of links [D, sites, batch], the planes in the
+/// order of [`planes`]; `forward` holds the neighbours x + mu of every site.
+fn plaquettes(theta: &Tensor, forward: &[Tensor]) -> Result<Tensor> {
+    let angles = planes(forward.len())
+        .into_iter()
+        .map(|[a, b]| {
+            let (ta, tb) = (theta.narrow(0, a, 1)?, theta.narrow(0, b, 1)?);
+            (&ta + tb.index_select(&forward[a], 1)?)? - (ta.index_select(&forward[b], 1)? + &tb)?
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Tensor::cat(&angles, 0)
 }
 
 /// The NCP mixture of `x` [1, sites, batch] with scales `s` [n, sites, batch]: its value and
@@ -73,21 +83,31 @@ fn mixture(x: &Tensor, s: &Tensor) -> Result<(Tensor, Tensor)> {
     Ok((out.narrow(0, 0, 1)?, out.narrow(0, 1, 1)?))
 }
 
-/// One gauge-equivariant coupling layer on links in the layout [2, sites, batch].
+/// One gauge-equivariant coupling layer on links in the layout [D, sites, batch].
 pub struct PlaquetteCoupling {
     net: ConvNet,
     components: usize,
-    /// 1 on the updated links, [2, sites, 1].
-    active_links: Tensor,
+    /// The index of the plane of the active plaquettes.
+    active_plane: usize,
+    /// [D, 1, 1]: the sign of the updated link in its active plaquette in its direction, 0 in
+    /// the others.
+    direction: Tensor,
     /// 1 on the active plaquettes, [1, sites, 1].
     active: Tensor,
-    /// 1 on the frozen plaquettes, [1, sites, 1].
+    /// 1 on the frozen plaquettes, [planes, sites, 1].
     frozen: Tensor,
-    /// The neighbours x + 0 and x + 1 of every site.
-    neighbours: [Tensor; 2],
+    /// The neighbours x + mu of every site, one tensor per direction.
+    neighbours: Vec<Tensor>,
 }
 
 impl PlaquetteCoupling {
+    /// The plaquettes of every plane [planes, sites, batch] and the active ones [1, sites, batch].
+    fn plaquettes(&self, theta: &Tensor) -> Result<(Tensor, Tensor)> {
+        let all = plaquettes(theta, &self.neighbours)?;
+        let active = all.narrow(0, self.active_plane, 1)?;
+        Ok((all, active))
+    }
+
     /// The mixture scales [n, sites, batch] and the rotation [1, sites, batch] from the frozen
     /// plaquettes.
     fn conditioner(&self, plaquettes: &Tensor) -> Result<(Tensor, Tensor)> {
@@ -97,18 +117,17 @@ impl PlaquetteCoupling {
     }
 
     /// Moves the updated links by the change `delta` [1, sites, batch] of their active
-    /// plaquettes (+ for direction 0, - for direction 1, their signs in the plaquette).
+    /// plaquettes (with their sign in the plaquette).
     fn move_links(&self, theta: &Tensor, delta: &Tensor) -> Result<Tensor> {
-        let delta = delta.broadcast_mul(&self.active)?;
-        let links = Tensor::cat(&[&delta, &delta.neg()?], 0)?.broadcast_mul(&self.active_links)?;
+        let links = delta.broadcast_mul(&self.active)?.broadcast_mul(&self.direction)?;
         modulo_tau(&(theta + links)?)
     }
 }
 
 impl CouplingLayer for PlaquetteCoupling {
     fn forward(&self, theta: &Tensor) -> Result<(Tensor, Tensor)> {
-        let p = plaquettes(theta, &self.neighbours)?;
-        let (s, t) = self.conditioner(&p)?;
+        let (all, p) = self.plaquettes(theta)?;
+        let (s, t) = self.conditioner(&all)?;
         let (mixed, log_derivative) = mixture(&modulo_tau(&p)?, &s)?;
         let new = modulo_tau(&(mixed + t)?)?;
         let log_det = log_derivative.broadcast_mul(&self.active)?.sum((0, 1))?;
@@ -116,8 +135,8 @@ impl CouplingLayer for PlaquetteCoupling {
     }
 
     fn inverse(&self, theta: &Tensor) -> Result<(Tensor, Tensor)> {
-        let p = plaquettes(theta, &self.neighbours)?;
-        let (s, t) = self.conditioner(&p)?;
+        let (all, p) = self.plaquettes(theta)?;
+        let (s, t) = self.conditioner(&all)?;
         let target = modulo_tau(&(&p - t)?)?;
         let (n, sites, batch) = s.dims3()?;
         let scales: Vec<f64> = s.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
@@ -138,62 +157,82 @@ impl CouplingLayer for PlaquetteCoupling {
     }
 }
 
-/// A stack of gauge-equivariant coupling layers on [batch, 2, L_y, L_x, 1] link angles (the
-/// layout of [`super::gauge`]); inside, the layers work on [2, sites, batch].
+/// A stack of gauge-equivariant coupling layers on [batch, D, L_{D-1}, ..., L_0, 1] link angles
+/// (the layout of [`super::gauge`]); inside, the layers work on [D, sites, batch].
 pub type U1EquivariantFlow = CouplingStack<PlaquetteCoupling>;
 
 impl U1EquivariantFlow {
-    /// The flow for `dims` = [L_x, L_y] (validated by the architecture), its weights created
-    /// under `vb` as `layer{i}.conv{j}.{weight,bias}`.
+    /// The flow for a lattice of extents `dims` (validated by the architecture), its weights
+    /// created under `vb` as `layer{i}.conv{j}.{weight,bias}`.
     pub fn new(architecture: &U1EquivariantArchitecture, dims: &[usize], vb: VarBuilder) -> Result<Self> {
         architecture.validate(dims).map_err(candle_core::Error::Msg)?;
+        let lattice = Lattice::new(dims).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let (dtype, device) = (vb.dtype(), vb.device().clone());
-        let dims = [dims[0], dims[1]];
-        let table = NeighbourTable::new(architecture.kernel, dims, &device)?;
+        let d = dims.len();
+        let table = NeighbourTable::new(architecture.kernel, &lattice, &device)?;
         let n = architecture.components;
-        let neighbours = forward_neighbours(dims, &device)?;
+        let neighbours = forward_neighbours(&lattice, &device)?;
+        let inputs = 2 * planes(d).len();
         let layers = (0..architecture.layers)
             .map(|i| {
-                let stripes = Stripes::of_layer(i);
-                let (mu, off, nu) = (stripes.mu, stripes.off, stripes.nu());
-                let net =
-                    ConvNet::new(2, &architecture.hidden, n + 1, false, &table, vb.pp(format!("layer{i}")))?;
+                let stripes = Stripes::of_layer(i, d);
+                let (active_plane, sign) = stripes.active_plane(d);
+                let direction: Vec<f64> =
+                    (0..d).map(|mu| if mu == stripes.mu { sign } else { 0.0 }).collect();
+                let net = ConvNet::new(
+                    inputs,
+                    &architecture.hidden,
+                    n + 1,
+                    false,
+                    &table,
+                    vb.pp(format!("layer{i}")),
+                )?;
                 Ok(PlaquetteCoupling {
                     net,
                     components: n,
-                    active_links: stripe_mask(dims, (2, mu), nu, &[off], dtype, &device)?,
-                    active: stripe_mask(dims, (1, 0), nu, &[off], dtype, &device)?,
-                    frozen: stripe_mask(dims, (1, 0), nu, &stripes.frozen(), dtype, &device)?,
+                    active_plane,
+                    direction: Tensor::from_vec(direction, (d, 1, 1), &device)?.to_dtype(dtype)?,
+                    active: stripes.active_mask(&lattice, dtype, &device)?,
+                    frozen: stripes.frozen_mask(&lattice, 1, dtype, &device)?,
                     neighbours: neighbours.clone(),
                 })
             })
             .collect::<Result<_>>()?;
-        Ok(CouplingStack::from_layers(layers, 2, dims, &[1]))
+        Ok(CouplingStack::from_layers(layers, d, dims, &[1]))
     }
 }
 
-/// A gauge action of [`GaugeAction`] on batches of 2D U(1) link angles
-/// [batch, 2, L_y, L_x, 1]: S = beta sum [c0 (1 - cos theta_P) + c1 sum_rect (1 - cos theta_R)],
-/// the value the field code computes.
+/// A gauge action of [`GaugeAction`] on batches of U(1) link angles
+/// [batch, D, L_{D-1}, ..., L_0, 1]: S = beta sum [c0 sum_P (1 - cos theta_P) + c1 sum_R (1 -
+/// cos theta_R)] over the plaquettes of every plane and the 2 x 1 rectangles of both
+/// orientations, the value the field code computes.
 pub struct U1BatchAction(pub GaugeAction);
 
 impl BatchAction for U1BatchAction {
     fn batch_action(&self, x: &Tensor) -> Result<Tensor> {
         let (c0, c1) = self.0.coefficients();
-        let theta = x.squeeze(4)?;
+        let theta = x.squeeze(x.rank() - 1)?;
+        let d = theta.dim(1)?;
         let link = |mu: usize| theta.narrow(1, mu, 1);
-        // shift by +1 in direction mu: dims 3 (x) and 2 (y) of [batch, 1, L_y, L_x]
-        let up = |t: &Tensor, mu: usize, steps: i32| t.roll(-steps, 3 - mu);
-        let (t0, t1) = (link(0)?, link(1)?);
-        let plaquette = ((&t0 + up(&t1, 0, 1)?)? - (up(&t0, 1, 1)? + &t1)?)?;
-        let mut density = ((1.0 - plaquette.cos()?)? * c0)?;
-        if c1 != 0.0 {
-            for (tm, tn, mu, nu) in [(&t0, &t1, 0, 1), (&t1, &t0, 1, 0)] {
-                let forward = ((tm + up(tm, mu, 1)?)? + up(tn, mu, 2)?)?;
-                let back = ((up(&up(tm, mu, 1)?, nu, 1)? + up(tm, nu, 1)?)? + tn)?;
-                density = (density + ((1.0 - (forward - back)?.cos()?)? * c1)?)?;
+        // shift by +steps in direction mu: dimension 1 + D - mu of [batch, 1, L_{D-1}, ..., L_0]
+        let up = |t: &Tensor, mu: usize, steps: i32| t.roll(-steps, 1 + d - mu);
+        let sites: Vec<usize> = (1..theta.rank()).collect();
+        let mut action = Tensor::zeros(theta.dim(0)?, theta.dtype(), theta.device())?;
+        let mut add = |angle: Tensor, c: f64| -> Result<()> {
+            action = (&action + ((1.0 - angle.cos()?)? * c)?.sum(sites.as_slice())?)?;
+            Ok(())
+        };
+        for [a, b] in planes(d) {
+            let (ta, tb) = (link(a)?, link(b)?);
+            add(((&ta + up(&tb, a, 1)?)? - (up(&ta, b, 1)? + &tb)?)?, c0)?;
+            if c1 != 0.0 {
+                for (mu, nu, tm, tn) in [(a, b, &ta, &tb), (b, a, &tb, &ta)] {
+                    let forward = ((tm + up(tm, mu, 1)?)? + up(tn, mu, 2)?)?;
+                    let back = ((up(&up(tm, mu, 1)?, nu, 1)? + up(tm, nu, 1)?)? + tn)?;
+                    add((forward - back)?, c1)?;
+                }
             }
         }
-        density.sum((1, 2, 3))? * self.0.beta()
+        action * self.0.beta()
     }
 }
