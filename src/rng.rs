@@ -30,6 +30,8 @@ pub enum Purpose {
     Training = 8,
     /// Initial weights of a flow model.
     ModelInit = 9,
+    /// Whether a symmetrized flow proposal is reflected (one draw per update).
+    FlowReflection = 10,
 }
 
 /// SplitMix64 finaliser: a bijective 64-bit mixer (Steele, Lea, Flood 2014).

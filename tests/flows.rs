@@ -153,6 +153,21 @@ fn flow_metropolis_with_an_untrained_model_is_exact() {
     assert_within_3_sigma("<phi^2>", &r, exact);
 }
 
+/// Flow Metropolis with proposals symmetrized under phi -> -phi (q_R(x) = [q(x) + q(-x)] / 2)
+/// is exact too, and it is a different chain from the plain one.
+#[test]
+fn symmetrized_flow_metropolis_is_exact() {
+    let (l, m2) = (2, 1.0);
+    let exact = free_scalar_phi_squared(&[l, l], m2);
+    let new_chain = || FlowMetropolis::new(scalar_model(&[l, l], Precision::F64, 8), phi4(m2, 0.0), 11, 64);
+    let (plain, _) = chain(&mut new_chain(), l, 2000);
+    let (r, acceptance) = chain(&mut new_chain().symmetrized(true), l, 20000);
+    assert!(acceptance > 0.02 && acceptance < 0.9, "acceptance {acceptance}");
+    assert_within_3_sigma("<phi^2>", &r, exact);
+    let (short, _) = chain(&mut new_chain().symmetrized(true), l, 2000);
+    assert_ne!(plain.mean, short.mean, "symmetrize changes the proposals");
+}
+
 /// A schedule of one HMC trajectory and three flow proposals is exact too. (The trajectory
 /// length 0.5 keeps omega tau of every free mode, omega^2 = 2 (m^2 + p^2), away from pi,
 /// where fixed-length HMC on a free field stops being ergodic.)

@@ -47,9 +47,11 @@
 //! ```
 //! Flow models (trained by `flowhmc train` from the card's `[flow]` and `[train]` tables)
 //! drive three more update kinds: `kind = "flow-mh"` (independence Metropolis; `model`,
-//! optional `batch`), `"schedule"` (`hmc = n` trajectories then `flow = m` proposals per
-//! cycle, with `model` and the HMC keys) and `"flow-hmc"` (HMC in the latent variables of
-//! `model`, with `trajectory_length`, `integrator` and `steps`; no levels, no fermions).
+//! optional `batch` and `symmetrize`), `"schedule"` (`hmc = n` trajectories then `flow = m`
+//! proposals per cycle, with `model` and the HMC keys) and `"flow-hmc"` (HMC in the latent
+//! variables of `model`, with `trajectory_length`, `integrator` and `steps`; no levels, no
+//! fermions). `symmetrize = true` proposes the reflected sample (phi -> -phi, or charge
+//! conjugation U -> U*) half of the time, with the symmetrized density in the test.
 //!
 //! Unknown keys, wrong types and invalid values are errors that name the key.
 
@@ -572,6 +574,10 @@ pub struct UpdateCard {
     pub model: Option<PathBuf>,
     /// Flow proposals drawn per model evaluation (default 64).
     pub batch: Option<usize>,
+    /// Flow proposals symmetrized under the theory's reflection (phi -> -phi for scalars,
+    /// charge conjugation U -> U* for gauge fields; kinds with flow proposals, default false).
+    #[serde(default)]
+    pub symmetrize: bool,
     /// HMC trajectories per schedule cycle.
     pub hmc: Option<u64>,
     /// Flow proposals per schedule cycle.
@@ -823,6 +829,7 @@ impl Card {
             if u.kind == UpdateKind::FlowHmc {
                 let refused = [
                     (u.batch.is_some(), "batch: flow-hmc draws no proposals"),
+                    (u.symmetrize, "symmetrize: flow-hmc draws no proposals"),
                     (
                         u.levels.is_some(),
                         "levels: flow-hmc integrates one pulled-back action, give integrator and steps",
@@ -836,8 +843,11 @@ impl Card {
                     return bad(why.to_string());
                 }
             }
-        } else if u.model.is_some() || u.batch.is_some() {
-            return bad(format!("model and batch are for flow updates, kind {:?} has none", u.kind));
+        } else if u.model.is_some() || u.batch.is_some() || u.symmetrize {
+            return bad(format!(
+                "model, batch and symmetrize are for flow updates, kind {:?} has none",
+                u.kind
+            ));
         }
         match (u.kind, u.hmc, u.flow) {
             (UpdateKind::Schedule, Some(h), Some(f)) if h > 0 && f > 0 => Ok(()),
@@ -979,6 +989,8 @@ mod tests {
         assert!(err("[lattice]", "[lattice]\n[lattice]").contains("card.toml"));
         let hadrons = err("[run]", "[measure]\nhadrons = { every = 1, noise = 1 }\n[run]");
         assert!(hadrons.contains("needs a [[fermions]] table"), "{hadrons}");
+        let symmetrized = err("steps = 10", "steps = 10\nsymmetrize = true");
+        assert!(symmetrized.contains("symmetrize are for flow updates"), "{symmetrized}");
     }
 
     #[test]

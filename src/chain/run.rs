@@ -122,7 +122,8 @@ pub fn build_update<C: ChainField>(card: &Card, lattice: &Arc<Lattice>) -> Resul
     };
     let flow = || -> Result<Box<dyn MarkovStep<C>>> {
         let batch = card.update.batch.unwrap_or(DEFAULT_PROPOSAL_BATCH);
-        Ok(Box::new(FlowMetropolis::new(card_model(card)?, C::monomials(card, lattice)?, seed, batch)))
+        let mh = FlowMetropolis::new(card_model(card)?, C::monomials(card, lattice)?, seed, batch);
+        Ok(Box::new(mh.symmetrized(card.update.symmetrize)))
     };
     match card.update.kind {
         UpdateKind::Hmc => hmc(),

@@ -42,6 +42,21 @@ impl<G: Group> FlowField for GaugeField<G> {
         Tensor::from_vec(values, batch_shape::<G>(fields.len(), lattice), device)?.to_dtype(dtype)
     }
 
+    fn reflected(&self) -> Self {
+        let reals = 2 * G::NC * G::NC;
+        let mut buffer = vec![0.0; reals];
+        let links = self
+            .to_links()
+            .iter()
+            .map(|link| {
+                link.write_reals(&mut buffer);
+                buffer.iter_mut().skip(1).step_by(2).for_each(|im| *im = -*im);
+                G::Elem::read_reals(&buffer)
+            })
+            .collect();
+        GaugeField::from_links(self.lattice().clone(), links).expect("conjugate links are group elements")
+    }
+
     fn from_batch(x: &Tensor, lattice: &Arc<Lattice>) -> Result<Vec<Self>> {
         let (d, volume, k) = (lattice.ndim(), lattice.volume(), G::COORDINATES);
         let expected = batch_shape::<G>(x.dim(0)?, lattice);
@@ -139,6 +154,33 @@ mod tests {
         let z = HaarPrior::<G>::new().sample(&lattice, &[key], DType::F64, &Device::Cpu).unwrap();
         assert!(distance(&GaugeField::<G>::from_batch(&z, &lattice).unwrap()[0], &fields[0]) < tolerance);
         assert!(GaugeField::<G>::from_batch(&z.narrow(1, 0, 1).unwrap(), &lattice).is_err());
+    }
+
+    /// Charge conjugation U -> U* is an involution that keeps links in the group and leaves
+    /// the gauge actions unchanged, and it moves the field (U(1): theta -> -theta).
+    #[test]
+    fn reflection_is_charge_conjugation() {
+        use crate::action::{GaugeAction, GaugeActionKind, Monomial};
+        fn check<G: Group>() {
+            let lattice = Arc::new(Lattice::new(&[4, 2, 2, 4]).unwrap());
+            let u = GaugeField::<G>::hot(lattice, 6);
+            let c = u.reflected();
+            assert!(distance(&c.reflected(), &u) < 1e-15);
+            assert!(distance(&c, &u) > 0.1);
+            assert!(c.max_unitarity_violation() < 1e-13);
+            for kind in [GaugeActionKind::Wilson, GaugeActionKind::Iwasaki] {
+                let action = GaugeAction::new(kind, 2.3);
+                let (a, b) = (action.action(&u).unwrap(), action.action(&c).unwrap());
+                assert!((a - b).abs() < 1e-11 * a.abs(), "{kind:?}: {a} vs {b}");
+            }
+        }
+        check::<U1>();
+        check::<Su3>();
+        let lattice = Arc::new(Lattice::new(&[4, 2]).unwrap());
+        let u = GaugeField::<U1>::hot(lattice, 7);
+        for (a, b) in u.to_links().iter().zip(u.reflected().to_links()) {
+            assert_eq!(b, a.conj());
+        }
     }
 
     #[test]

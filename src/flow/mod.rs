@@ -57,6 +57,10 @@ pub trait FlowField: Sized {
     fn to_batch(fields: &[&Self], dtype: DType, device: &Device) -> Result<Tensor>;
     /// The fields of a batch tensor on `lattice` (values converted to f64).
     fn from_batch(x: &Tensor, lattice: &Arc<Lattice>) -> Result<Vec<Self>>;
+    /// The image under the theory's reflection, an involution that leaves the actions
+    /// invariant: phi -> -phi for scalar fields, charge conjugation U -> U* (complex
+    /// conjugation of every link) for gauge fields.
+    fn reflected(&self) -> Self;
 }
 
 /// Latent fields of flow HMC: a phase space whose configurations flows act on, with the

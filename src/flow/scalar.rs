@@ -49,6 +49,12 @@ impl FlowField for ScalarField {
         Tensor::from_vec(values, shape, device)?.to_dtype(dtype)
     }
 
+    fn reflected(&self) -> Self {
+        let mut phi = self.clone();
+        phi.values_mut().iter_mut().for_each(|v| *v = -*v);
+        phi
+    }
+
     fn from_batch(x: &Tensor, lattice: &Arc<Lattice>) -> Result<Vec<Self>> {
         let values: Vec<f64> = x.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
         Ok(values
@@ -96,6 +102,9 @@ mod tests {
             let expected = -0.5 * sum2 - 0.5 * lattice.volume() as f64 * (2.0 * std::f64::consts::PI).ln();
             assert!((log_prob[i] - expected).abs() < 1e-12, "{} vs {expected}", log_prob[i]);
             assert_eq!(phi, &ScalarField::gaussian(Arc::new(lattice.clone()), &keys[i]));
+            let reflected = phi.reflected();
+            assert!(reflected.values().iter().zip(phi.values()).all(|(r, v)| *r == -*v));
+            assert_eq!(action.action(&reflected).unwrap(), s);
         }
     }
 }

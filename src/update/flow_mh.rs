@@ -14,6 +14,12 @@
 //!
 //! Proposals are drawn in blocks of `batch` updates from the streams of (seed, update), so a
 //! chain is reproducible and resumes exactly at any update.
+//!
+//! A symmetrized chain proposes R x' with probability 1/2, where R is the theory's reflection
+//! ([`FlowField::reflected`]: phi -> -phi, or charge conjugation U -> U*), so the proposal
+//! density is q_R(x) = [q(x) + q(R x)] / 2. A model that has collapsed onto one of two mirror
+//! images (one sign of the magnetization, say) then proposes both; the test with q_R is exact
+//! for any target, and since R leaves the action invariant it only changes the efficiency.
 
 use super::{MarkovStep, StepReport};
 use crate::action::Monomial;
@@ -32,12 +38,29 @@ pub struct FlowMetropolis<C: PhaseSpace> {
     proposals: Option<(u64, Vec<C>)>,
     /// The current field as the chain last left it, with its log q.
     current: Option<(C, f64)>,
+    /// Whether proposals are symmetrized under the reflection (see the module docs).
+    symmetric: bool,
 }
 
 impl<C: PhaseSpace + FlowField + PartialEq> FlowMetropolis<C> {
     /// Proposals from `model` for the target exp(-sum of `monomials`), drawn `batch` at a time.
     pub fn new(model: FlowModel, monomials: Vec<Box<dyn Monomial<C>>>, seed: u64, batch: usize) -> Self {
-        FlowMetropolis { model, monomials, seed, batch: batch.max(1) as u64, proposals: None, current: None }
+        FlowMetropolis {
+            model,
+            monomials,
+            seed,
+            batch: batch.max(1) as u64,
+            proposals: None,
+            current: None,
+            symmetric: false,
+        }
+    }
+
+    /// The same chain with proposals symmetrized under the theory's reflection when
+    /// `symmetric` (see the module docs).
+    pub fn symmetrized(mut self, symmetric: bool) -> Self {
+        self.symmetric = symmetric;
+        self
     }
 
     fn action(&self, u: &C) -> Result<f64> {
@@ -54,7 +77,26 @@ impl<C: PhaseSpace + FlowField + PartialEq> FlowMetropolis<C> {
             self.proposals = Some((block, self.model.propose(&keys)?));
         }
         let (_, proposals) = self.proposals.as_ref().expect("block drawn");
-        Ok(proposals[(update - block * self.batch) as usize].clone())
+        let proposal = &proposals[(update - block * self.batch) as usize];
+        let reflect = self.symmetric
+            && StreamKey::new(self.seed, Purpose::FlowReflection, update).stream(0).uniform() < 0.5;
+        Ok(if reflect { proposal.reflected() } else { proposal.clone() })
+    }
+
+    /// log q of `u` under the proposal density: the model's, or its symmetrization
+    /// ln([q(u) + q(R u)] / 2).
+    fn log_density(&self, u: &C) -> Result<f64> {
+        let log_q = self.model.log_density_of(u)?;
+        if !self.symmetric {
+            return Ok(log_q);
+        }
+        let log_q_reflected = self.model.log_density_of(&u.reflected())?;
+        let max = log_q.max(log_q_reflected);
+        if !max.is_finite() {
+            // both densities vanish, or one is NaN or infinite: the caller rejects
+            return Ok(log_q + log_q_reflected);
+        }
+        Ok(max + (0.5 * ((log_q - max).exp() + (log_q_reflected - max).exp())).ln())
     }
 
     /// log q of the current field, reusing the value of the last step when the chain has not
@@ -62,7 +104,7 @@ impl<C: PhaseSpace + FlowField + PartialEq> FlowMetropolis<C> {
     fn current_log_density(&self, u: &C) -> Result<f64> {
         match &self.current {
             Some((field, log_q)) if field == u => Ok(*log_q),
-            _ => self.model.log_density_of(u),
+            _ => self.log_density(u),
         }
     }
 }
@@ -73,7 +115,7 @@ impl<C: PhaseSpace + FlowField + PartialEq> MarkovStep<C> for FlowMetropolis<C> 
             m.refresh(u, self.seed, update)?;
         }
         let proposal = self.proposal(update)?;
-        let log_q_new = self.model.log_density_of(&proposal)?;
+        let log_q_new = self.log_density(&proposal)?;
         let log_q_old = self.current_log_density(u)?;
         let weight_old = self.action(u)? + log_q_old;
         let dh = self.action(&proposal)? + log_q_new - weight_old;
