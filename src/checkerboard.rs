@@ -115,7 +115,7 @@ impl Checkerboard {
                         if mu == t {
                             for lane in 0..LANES {
                                 let site = lattice.site_of_packed(outer, lane);
-                                let tc = lattice.coords(site)[t];
+                                let tc = lattice.coord(site, t);
                                 let wraps = if forward { tc + 1 == dims[t] } else { tc == 0 };
                                 wraps_time |= u8::from(wraps) << lane;
                             }
@@ -202,7 +202,7 @@ mod tests {
                         assert_eq!(target, n, "site {site} mu {mu} forward {forward}");
                         let link_site = if forward { site } else { n };
                         assert_eq!(lat.site_of_packed(hop.link().outer, lane ^ hop.link().mask), link_site);
-                        let tc = lat.coords(site)[d - 1];
+                        let tc = lat.coord(site, d - 1);
                         let wraps = mu == d - 1 && if forward { tc == dims[d - 1] - 1 } else { tc == 0 };
                         assert_eq!(hop.wraps_time() >> lane & 1 == 1, wraps);
                         assert!(hop_may_permute(d, mu) || hop.mask() == 0, "mu {mu} exchanges lanes");

@@ -163,6 +163,11 @@ impl Lattice {
         c
     }
 
+    /// Coordinate mu of a lexicographic site index (without building all coordinates).
+    pub fn coord(&self, site: usize, mu: usize) -> usize {
+        site / self.dims[..mu].iter().product::<usize>() % self.dims[mu]
+    }
+
     /// Lexicographic index of coordinates (taken modulo the extents).
     pub fn site(&self, coords: &[usize]) -> usize {
         coords.iter().zip(&self.dims).rev().fold(0, |acc, (&c, &l)| acc * l + c % l)
@@ -261,6 +266,7 @@ mod tests {
                 assert_eq!(lat.site(&c), s);
                 assert_eq!(lat.parity(s) as usize, c.iter().sum::<usize>() % 2);
                 for mu in 0..d {
+                    assert_eq!(lat.coord(s, mu), c[mu]);
                     let mut up = c.clone();
                     up[mu] = (up[mu] + 1) % dims[mu];
                     assert_eq!(lat.fwd(s, mu), lat.site(&up));

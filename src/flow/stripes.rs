@@ -58,7 +58,7 @@ impl Stripes {
 
     /// Whether the layer updates the link U_direction(site).
     pub fn updates(&self, lattice: &Lattice, site: usize, direction: usize) -> bool {
-        direction == self.mu && lattice.coords(site)[self.nu] % 4 == self.off
+        direction == self.mu && lattice.coord(site, self.nu) % 4 == self.off
     }
 
     /// The index in [`planes`] of the plane of the active plaquettes, and the sign (+1 or -1)

@@ -93,7 +93,8 @@ impl<C: PhaseSpace + FlowField + PartialEq> FlowMetropolis<C> {
         let log_q_reflected = self.model.log_density_of(&u.reflected())?;
         let max = log_q.max(log_q_reflected);
         if !max.is_finite() {
-            // both densities vanish, or one is NaN or infinite: the caller rejects
+            // both densities vanish, one is +infinite, or both are NaN: the caller rejects
+            // (a single NaN propagates through the sum below)
             return Ok(log_q + log_q_reflected);
         }
         Ok(max + (0.5 * ((log_q - max).exp() + (log_q_reflected - max).exp())).ln())
