@@ -8,6 +8,7 @@
 
 pub mod conv;
 pub mod gauge;
+pub mod loops;
 pub mod model;
 pub mod ops;
 pub mod real_nvp;

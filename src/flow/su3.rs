@@ -17,6 +17,7 @@
 
 use super::BatchAction;
 use super::conv::{ConvNet, NeighbourTable, validate_network};
+use super::loops::{batch_loop_action, path_links, shifted};
 use super::ops::color_product;
 use super::spectral::{MAX_MODES, invert_spectral_map, spectral_kernel};
 use super::stack::{CouplingLayer, CouplingStack};
@@ -225,56 +226,28 @@ impl Su3SpectralFlow {
 pub struct Su3BatchAction(pub GaugeAction);
 
 /// Re tr / 3 of the loop that starts at every site and follows `path` (steps (direction,
-/// forward?); the first step forward), for links u[mu] [batch, 1, L_{D-1}, ..., L_0, 18];
-/// the result is [batch, 1, L_{D-1}, ..., L_0].
+/// forward?)), for links u[mu] [batch, 1, L_{D-1}, ..., L_0, 18]; the result is
+/// [batch, 1, L_{D-1}, ..., L_0].
 fn loop_traces(u: &[Tensor], path: &[(usize, bool)]) -> Result<Tensor> {
-    let d = u.len();
-    // the link field shifted so that site x holds the value at x + offset (direction mu is
-    // dimension 1 + D - mu)
-    let shifted = |t: &Tensor, offset: &[i32]| -> Result<Tensor> {
-        offset.iter().enumerate().try_fold(t.clone(), |t, (mu, &o)| t.roll(-o, 1 + d - mu))
-    };
-    let mut offset = vec![0i32; d];
     let mut product: Option<Tensor> = None;
-    for &(mu, forward) in path {
-        if !forward {
-            offset[mu] -= 1;
-        }
-        let factor = shifted(&u[mu], &offset)?;
-        if forward {
-            offset[mu] += 1;
-        }
+    for link in path_links(u.len(), path) {
+        let factor = shifted(&u[link.mu], &link.offset)?;
         product = Some(match product {
-            None if forward => factor,
+            None if link.forward => factor,
             None => candle_core::bail!("loop_traces: the path must start with a forward step"),
-            Some(p) => color_product(&p, &factor, (false, !forward))?,
+            Some(p) => color_product(&p, &factor, (false, !link.forward))?,
         });
     }
-    let traces = normalized_traces(&product.expect("a non-empty path"))?;
+    let product = product.ok_or_else(|| candle_core::Error::Msg("loop_traces: an empty path".into()))?;
+    let traces = normalized_traces(&product)?;
     let last = traces.rank() - 1;
     traces.narrow(last, 0, 1)?.squeeze(last)
 }
 
 impl BatchAction for Su3BatchAction {
     fn batch_action(&self, x: &Tensor) -> Result<Tensor> {
-        let (c0, c1) = self.0.coefficients();
         let d = x.dim(1)?;
         let u = (0..d).map(|mu| x.narrow(1, mu, 1)?.contiguous()).collect::<Result<Vec<_>>>()?;
-        let sites: Vec<usize> = (1..x.rank() - 1).collect();
-        let mut action = Tensor::zeros(x.dim(0)?, x.dtype(), x.device())?;
-        let mut add = |traces: Tensor, c: f64| -> Result<()> {
-            action = (&action + ((1.0 - traces)? * c)?.sum(sites.as_slice())?)?;
-            Ok(())
-        };
-        for [a, b] in planes(d) {
-            add(loop_traces(&u, &[(a, true), (b, true), (a, false), (b, false)])?, c0)?;
-            if c1 != 0.0 {
-                for (mu, nu) in [(a, b), (b, a)] {
-                    let path = [(mu, true), (mu, true), (nu, true), (mu, false), (mu, false), (nu, false)];
-                    add(loop_traces(&u, &path)?, c1)?;
-                }
-            }
-        }
-        action * self.0.beta()
+        batch_loop_action(&self.0, d, |path| loop_traces(&u, path))
     }
 }

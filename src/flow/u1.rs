@@ -21,6 +21,7 @@
 
 use super::BatchAction;
 use super::conv::{ConvNet, NeighbourTable, validate_network};
+use super::loops::{batch_loop_action, path_links, shifted};
 use super::ops::{invert_ncp_mixture, modulo_tau, ncp_mixture};
 use super::stack::{CouplingLayer, CouplingStack};
 use super::stripes::{Stripes, forward_neighbours, planes};
@@ -210,29 +211,26 @@ pub struct U1BatchAction(pub GaugeAction);
 
 impl BatchAction for U1BatchAction {
     fn batch_action(&self, x: &Tensor) -> Result<Tensor> {
-        let (c0, c1) = self.0.coefficients();
         let theta = x.squeeze(x.rank() - 1)?;
         let d = theta.dim(1)?;
-        let link = |mu: usize| theta.narrow(1, mu, 1);
-        // shift by +steps in direction mu: dimension 1 + D - mu of [batch, 1, L_{D-1}, ..., L_0]
-        let up = |t: &Tensor, mu: usize, steps: i32| t.roll(-steps, 1 + d - mu);
-        let sites: Vec<usize> = (1..theta.rank()).collect();
-        let mut action = Tensor::zeros(theta.dim(0)?, theta.dtype(), theta.device())?;
-        let mut add = |angle: Tensor, c: f64| -> Result<()> {
-            action = (&action + ((1.0 - angle.cos()?)? * c)?.sum(sites.as_slice())?)?;
-            Ok(())
-        };
-        for [a, b] in planes(d) {
-            let (ta, tb) = (link(a)?, link(b)?);
-            add(((&ta + up(&tb, a, 1)?)? - (up(&ta, b, 1)? + &tb)?)?, c0)?;
-            if c1 != 0.0 {
-                for (mu, nu, tm, tn) in [(a, b, &ta, &tb), (b, a, &tb, &ta)] {
-                    let forward = ((tm + up(tm, mu, 1)?)? + up(tn, mu, 2)?)?;
-                    let back = ((up(&up(tm, mu, 1)?, nu, 1)? + up(tm, nu, 1)?)? + tn)?;
-                    add((forward - back)?, c1)?;
-                }
-            }
-        }
-        action * self.0.beta()
+        let links = (0..d).map(|mu| theta.narrow(1, mu, 1)).collect::<Result<Vec<_>>>()?;
+        batch_loop_action(&self.0, d, |path| loop_angles(&links, path)?.cos())
     }
+}
+
+/// The angle of the loop that starts at every site and follows `path` (steps (direction,
+/// forward?)), for link angles theta[mu] [batch, 1, L_{D-1}, ..., L_0]: the sum of the angles
+/// of the links it crosses forward minus those it crosses backward.
+fn loop_angles(theta: &[Tensor], path: &[(usize, bool)]) -> Result<Tensor> {
+    let mut angle: Option<Tensor> = None;
+    for link in path_links(theta.len(), path) {
+        let t = shifted(&theta[link.mu], &link.offset)?;
+        angle = Some(match (angle, link.forward) {
+            (None, true) => t,
+            (None, false) => t.neg()?,
+            (Some(a), true) => (a + t)?,
+            (Some(a), false) => (a - t)?,
+        });
+    }
+    angle.ok_or_else(|| candle_core::Error::Msg("loop_angles: an empty path".into()))
 }
