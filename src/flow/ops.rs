@@ -114,21 +114,26 @@ pub fn ncp_mixture(x: &Tensor, s: &Tensor) -> Result<Tensor> {
 
 struct NcpMixture;
 
-/// The per-component quantities at one point: e^s, g, g'.
-fn ncp_terms(x: f64, s: f64) -> (f64, f64, f64) {
+/// |sin(x/2)| and cos(x/2) of an angle x, the two numbers every projection of the mixture
+/// is evaluated from.
+fn half_angle(x: f64) -> (f64, f64) {
     let (sin, cos) = (0.5 * x).sin_cos();
-    let (sin, lambda) = (sin.abs(), s.exp());
-    let value = 2.0 * (lambda * sin).atan2(cos);
-    let slope = 1.0 / (cos * cos / lambda + lambda * sin * sin);
-    (lambda, value, slope)
+    (sin.abs(), cos)
+}
+
+/// The slope g'(x) = 1 / (cos^2(x/2) / lambda + lambda sin^2(x/2)) of the projection with
+/// lambda = e^s, at the half angle (|sin(x/2)|, cos(x/2)).
+fn ncp_slope(lambda: f64, (sin, cos): (f64, f64)) -> f64 {
+    1.0 / (cos * cos / lambda + lambda * sin * sin)
 }
 
 /// The mixture's value (1/n) sum g_i(x) and slope (1/n) sum g_i'(x) at one point, for the n
 /// scales `s[0], s[stride], s[2 stride], ...`
 fn mixture_at(x: f64, s: &[f64], n: usize, stride: usize) -> (f64, f64) {
+    let half = half_angle(x);
     let (value, slope) = (0..n).fold((0.0, 0.0), |(v, d), i| {
-        let (_, g, g_prime) = ncp_terms(x, s[i * stride]);
-        (v + g, d + g_prime)
+        let lambda = s[i * stride].exp();
+        (v + 2.0 * (lambda * half.0).atan2(half.1), d + ncp_slope(lambda, half))
     });
     (value / n as f64, slope / n as f64)
 }
@@ -195,14 +200,19 @@ impl CustomOp2 for NcpMixture {
         let (xv, sv, gv) = (tensor_values(x)?, tensor_values(s)?, tensor_values(grad)?);
         let (points, n) = (xv.len(), sv.len() / xv.len());
         let (mut grad_x, mut grad_s) = (vec![0.0; points], vec![0.0; n * points]);
+        // (e^s_i, g_i') of the point at hand
+        let mut terms: Vec<(f64, f64)> = Vec::with_capacity(n);
         for (j, &xj) in xv.iter().enumerate() {
             let (grad_value, grad_log) = (gv[j], gv[points + j]);
-            let (half_sin, half_cos) = (0.5 * xj).sin_cos();
-            let (sin2, cos2, sin_x) = (half_sin * half_sin, half_cos * half_cos, xj.sin());
-            let terms: Vec<(f64, f64, f64)> = (0..n).map(|i| ncp_terms(xj, sv[i * points + j])).collect();
-            let slope_sum: f64 = terms.iter().map(|t| t.2).sum();
+            let half = half_angle(xj);
+            let (sin2, cos2, sin_x) = (half.0 * half.0, half.1 * half.1, xj.sin());
+            terms.clear();
+            terms.extend(
+                (0..n).map(|i| sv[i * points + j].exp()).map(|lambda| (lambda, ncp_slope(lambda, half))),
+            );
+            let slope_sum: f64 = terms.iter().map(|t| t.1).sum();
             let mut gx = 0.0;
-            for (i, &(lambda, _, d)) in terms.iter().enumerate() {
+            for (i, &(lambda, d)) in terms.iter().enumerate() {
                 // d g/dx = d, d g/ds = d sin x; d d/dx = -d^2 (lambda - 1/lambda) sin x / 2,
                 // d d/ds = d^2 (cos^2(x/2) / lambda - lambda sin^2(x/2))
                 gx += grad_value * d / n as f64
