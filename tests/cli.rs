@@ -180,6 +180,21 @@ fn resumed_and_killed_runs_reproduce_the_uninterrupted_chain() {
     let before: serde_json::Value = serde_json::from_str(&before).unwrap();
     assert_eq!(after["observables"], before["observables"]);
     assert!(a.join("plots/plaquette.svg").is_file());
+    // the unfinished last record of a killed run is left out
+    let complete = measurements(&a);
+    std::fs::write(a.join("measurements.jsonl"), format!("{complete}{{\"trajectory\": 61, \"acc")).unwrap();
+    assert!(flowhmc(&["analyze", a.to_str().unwrap()]).status.success());
+    let partial: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(partial["observables"], before["observables"]);
+    // a corrupt record inside the file is an error that names the file and the line
+    let mut lines: Vec<&str> = complete.lines().collect();
+    lines[2] = "{not json";
+    std::fs::write(a.join("measurements.jsonl"), lines.join("\n") + "\n").unwrap();
+    let out = flowhmc(&["analyze", a.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("measurements.jsonl: line 3:"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

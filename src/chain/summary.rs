@@ -36,15 +36,22 @@ pub struct Summary {
 /// Keys of a record that are bookkeeping, not observables.
 const NOT_OBSERVABLES: [&str; 3] = ["trajectory", "accepted", "dh"];
 
-/// Reads measurements.jsonl of `dir`.
+/// Reads measurements.jsonl of `dir`. A last line without its newline is a record that a
+/// killed run was still writing: it is left out, as a resume drops it.
 pub fn read_measurements(dir: &Path) -> Result<Vec<Map<String, Value>>> {
     let path = dir.join("measurements.jsonl");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    text.lines()
+    // everything up to the last newline
+    let complete = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
+    complete
+        .lines()
         .enumerate()
         .map(|(i, line)| {
-            serde_json::from_str(line)
-                .map_err(|e| Error::Config(format!("{} line {}: {e}", path.display(), i + 1)))
+            serde_json::from_str(line).map_err(|e| {
+                let bad =
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("line {}: {e}", i + 1));
+                Error::io(&path, bad)
+            })
         })
         .collect()
 }
