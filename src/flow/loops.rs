@@ -68,8 +68,8 @@ pub fn action_loops(d: usize, (c0, c1): (f64, f64)) -> Vec<(Vec<(usize, bool)>, 
     loops
 }
 
-/// S = beta sum_loops c (1 - Re tr W / N) of a batch of `batch` fields on a D-dimensional
-/// lattice, summed over the loops of [`action_loops`] started at every site, where
+/// S = beta sum_loops c (1 - Re tr W / N) of each field of a batch on a D-dimensional lattice
+/// (shape \[batch\]), summed over the loops of [`action_loops`] started at every site, where
 /// `re_trace(path)` gives Re tr W / N of the loop along `path` at every site
 /// ([batch, 1, L_{D-1}, ..., L_0]). This is the value of [`GaugeAction::value`].
 pub fn batch_loop_action(
@@ -86,7 +86,9 @@ pub fn batch_loop_action(
             Some(t) => (t + term)?,
         });
     }
-    total.expect("every action has plaquettes") * action.beta()
+    let total =
+        total.ok_or_else(|| candle_core::Error::Msg(format!("a gauge action in {d}D has no loops")))?;
+    total * action.beta()
 }
 
 #[cfg(test)]

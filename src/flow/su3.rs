@@ -226,8 +226,8 @@ impl Su3SpectralFlow {
 pub struct Su3BatchAction(pub GaugeAction);
 
 /// Re tr / 3 of the loop that starts at every site and follows `path` (steps (direction,
-/// forward?)), for links u[mu] [batch, 1, L_{D-1}, ..., L_0, 18]; the result is
-/// [batch, 1, L_{D-1}, ..., L_0].
+/// forward?); the first step forward), for links u[mu] [batch, 1, L_{D-1}, ..., L_0, 18];
+/// the result is [batch, 1, L_{D-1}, ..., L_0].
 fn loop_traces(u: &[Tensor], path: &[(usize, bool)]) -> Result<Tensor> {
     let mut product: Option<Tensor> = None;
     for link in path_links(u.len(), path) {
