@@ -230,9 +230,14 @@ fn training_and_flow_cards_end_to_end() {
     let report = train_card(&training, true).unwrap();
     assert_eq!(report.curve.len(), 3);
     assert!(report.curve[2].loss < report.curve[0].loss, "{:?}", report.curve);
-    for suffix in ["training.jsonl", "curves.svg"] {
-        assert!(dir.join(format!("phi4.{suffix}")).is_file(), "{suffix}");
-    }
+    assert!(dir.join("phi4.curves.svg").is_file());
+    let lines = std::fs::read_to_string(dir.join("phi4.training.jsonl")).unwrap();
+    let steps: Vec<u64> = lines
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [10, 20, 30]);
+    assert!(report.curve.iter().all(|p| p.grad_norm > 0.0 && p.peak_grad_norm >= p.grad_norm));
     let again = train_card(&training, true).unwrap_err().to_string();
     assert!(again.contains("exists"), "{again}");
     let card = Card::parse(&text, "run.toml").unwrap();
@@ -316,6 +321,7 @@ fn non_finite_models_are_rejected_and_stop_training() {
         schedule: LearningRateSchedule::Constant,
         seed: 1,
         log_every: 10,
+        max_grad_norm: None,
     };
     let e =
         train(&model, &Phi4Action::new(1.0, 0.0).unwrap(), &options, &mut |_| {}).unwrap_err().to_string();

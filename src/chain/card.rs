@@ -424,6 +424,8 @@ pub struct TrainCard {
     /// Start from the weights of this model file (same theory and architecture, any lattice
     /// size) instead of fresh ones.
     pub init: Option<PathBuf>,
+    /// Clip the loss gradient to this Euclidean norm over all weights (default: no clipping).
+    pub max_grad_norm: Option<f64>,
 }
 
 impl TrainCard {
@@ -436,6 +438,7 @@ impl TrainCard {
             schedule: self.schedule,
             seed: self.seed,
             log_every: self.log_every,
+            max_grad_norm: self.max_grad_norm,
         }
     }
 }

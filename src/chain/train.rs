@@ -2,8 +2,9 @@
 //! trains it by reverse KL towards the card's theory, and writes
 //! - `train.output`: the model (safetensors, with its theory, lattice, architecture and
 //!   training record in the metadata);
-//! - OUTPUT.training.jsonl: the learning-curve points (step, loss, ess, acceptance,
-//!   learning_rate, seconds);
+//! - OUTPUT.training.jsonl: the learning-curve points (step, loss, ess, acceptance, mean and
+//!   peak gradient norm, learning_rate, seconds), a line as each is made, so that a long run
+//!   can be watched and a killed one keeps its curve;
 //! - OUTPUT.curves.svg: loss, ESS per sample and acceptance against the training step.
 
 use super::card::{GroupName, Theory, TrainingCard};
@@ -17,6 +18,7 @@ use crate::flow::u1::U1BatchAction;
 use crate::flow::{BatchAction, FlowModel, ModelInfo, TrainingReport, train};
 use crate::io::write_atomically;
 use serde_json::json;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// A path next to the model file: `model.safetensors` -> `model.SUFFIX`.
@@ -86,24 +88,34 @@ pub fn train_card(card: &TrainingCard, quiet: bool) -> Result<TrainingReport> {
     if let Some(dir) = t.output.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
+    let curve_path = sibling(&t.output, "training.jsonl");
+    let mut curve_file = std::fs::File::create(&curve_path).map_err(|e| Error::io(&curve_path, e))?;
+    let mut curve_error = None;
     let mut progress = Progress::new(0, t.steps as u64);
     let mut show = |p: &TrainingPoint| {
+        if curve_error.is_none() {
+            curve_error = writeln!(curve_file, "{}", json!(p)).and_then(|()| curve_file.flush()).err();
+        }
         if !quiet {
-            let figures = format!("loss {:.4} ess {:.3} acc {:.3}", p.loss, p.ess, p.acceptance);
+            let figures = format!(
+                "loss {:.4} ess {:.3} acc {:.3} |grad| {:.3}",
+                p.loss, p.ess, p.acceptance, p.grad_norm
+            );
             progress.show("step", p.step as u64, &figures);
         }
     };
     let report = train(&model, action.as_ref(), &t.options(), &mut show)?;
+    if let Some(e) = curve_error {
+        return Err(Error::io(&curve_path, e));
+    }
     let last = report.curve.last().expect("at least one point");
     model.set_training(json!({
         "steps": t.steps, "batch": t.batch, "learning_rate": t.learning_rate, "schedule": t.schedule,
-        "seed": t.seed,
+        "seed": t.seed, "max_grad_norm": t.max_grad_norm,
         "init": t.init, "seconds": report.seconds, "skipped_steps": report.skipped_steps,
         "loss": last.loss, "ess": last.ess, "acceptance": last.acceptance,
     }));
     model.save(&t.output)?;
-    let lines: String = report.curve.iter().map(|p| format!("{}\n", json!(p))).collect();
-    write_atomically(&sibling(&t.output, "training.jsonl"), lines.as_bytes())?;
     write_atomically(&sibling(&t.output, "curves.svg"), learning_curves(&report).as_bytes())?;
     Ok(report)
 }

@@ -5,12 +5,16 @@
 //!
 //! The figures of merit, from the reweighting factors w = exp(-S(x) - log q(x)) of each
 //! batch: the effective sample size per sample ESS = (sum w)^2 / (N sum w^2) and the
-//! acceptance of an independence Metropolis chain run through the batch in order.
+//! acceptance of an independence Metropolis chain run through the batch in order. The
+//! Euclidean norm of the loss gradient over all weights is recorded too; with
+//! `max_grad_norm` a larger gradient is scaled down to that norm before the Adam step
+//! (gradient clipping), which keeps a rare heavy-tailed batch from throwing the weights far.
 
 use super::{BatchAction, FlowModel};
 use crate::error::{Error, Result};
 use crate::rng::{Purpose, StreamKey};
-use candle_core::DType;
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use serde::Serialize;
 use std::time::Instant;
@@ -41,6 +45,8 @@ pub struct TrainingOptions {
     pub seed: u64,
     /// Record the metrics (averaged since the last record) every this many steps.
     pub log_every: usize,
+    /// Scale a gradient whose norm exceeds this down to it (no clipping if `None`).
+    pub max_grad_norm: Option<f64>,
 }
 
 impl TrainingOptions {
@@ -53,6 +59,9 @@ impl TrainingOptions {
                  learning_rate = {}, log_every = {})",
                 self.steps, self.batch, self.learning_rate, self.log_every
             )));
+        }
+        if let Some(max) = self.max_grad_norm.filter(|m| !(*m > 0.0 && m.is_finite())) {
+            return Err(Error::Card(format!("train: max_grad_norm = {max}, need a positive number")));
         }
         Ok(())
     }
@@ -69,6 +78,10 @@ pub struct TrainingPoint {
     pub ess: f64,
     /// Mean acceptance of the independence Metropolis test within the batches.
     pub acceptance: f64,
+    /// Mean norm of the loss gradient over all weights (before any clipping).
+    pub grad_norm: f64,
+    /// Largest norm of the loss gradient.
+    pub peak_grad_norm: f64,
     /// Learning rate at the last step.
     pub learning_rate: f64,
     /// Wall-clock seconds since the start.
@@ -115,6 +128,27 @@ pub fn batch_metrics(log_w: &[f64], key: &StreamKey) -> (f64, f64) {
     (ess, accepted as f64 / (log_w.len() - 1).max(1) as f64)
 }
 
+/// The Euclidean norm of the gradients of `vars` in `grads`; where it exceeds `max`, every
+/// gradient is scaled by max / norm (so the step keeps its direction).
+fn clip_gradients(grads: &mut GradStore, vars: &[Var], max: Option<f64>) -> Result<f64> {
+    let mut squares = 0.0;
+    for var in vars {
+        if let Some(g) = grads.get(var) {
+            squares += g.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        }
+    }
+    let norm = squares.sqrt();
+    if let Some(max) = max.filter(|&max| norm > max) {
+        for var in vars {
+            if let Some(g) = grads.get(var) {
+                let scaled = (g * (max / norm))?;
+                grads.insert(var, scaled);
+            }
+        }
+    }
+    Ok(norm)
+}
+
 /// Trains `model` towards exp(-`action`); `on_record` sees every learning-curve point as it
 /// is made (for progress output).
 pub fn train(
@@ -125,11 +159,12 @@ pub fn train(
 ) -> Result<TrainingReport> {
     options.validate()?;
     let params = ParamsAdamW { lr: options.learning_rate, weight_decay: 0.0, ..Default::default() };
-    let mut adam = AdamW::new(model.vars(), params)?;
+    let vars = model.vars();
+    let mut adam = AdamW::new(vars.clone(), params)?;
     let started = Instant::now();
     let (mut curve, mut skipped, mut nonfinite_run) = (Vec::new(), 0usize, 0usize);
-    let mut sums = [0.0f64; 3];
-    let mut counted = 0usize;
+    let mut sums = [0.0f64; 4];
+    let (mut counted, mut peak_norm) = (0usize, 0.0f64);
     for step in 0..options.steps {
         let progress = step as f64 / options.steps as f64;
         let lr = match options.schedule {
@@ -156,12 +191,15 @@ pub fn train(
             continue;
         }
         nonfinite_run = 0;
-        adam.backward_step(&loss)?;
+        let mut grads = loss.backward()?;
+        let norm = clip_gradients(&mut grads, &vars, options.max_grad_norm)?;
+        adam.step(&grads)?;
         let log_w: Vec<f64> = (s.neg()? - &log_q)?.to_dtype(DType::F64)?.to_vec1()?;
         let (ess, acceptance) = batch_metrics(&log_w, &key.derive(u64::MAX));
-        for (sum, v) in sums.iter_mut().zip([loss_value, ess, acceptance]) {
+        for (sum, v) in sums.iter_mut().zip([loss_value, ess, acceptance, norm]) {
             *sum += v;
         }
+        peak_norm = peak_norm.max(norm);
         counted += 1;
         if (step + 1) % options.log_every == 0 || step + 1 == options.steps {
             let n = counted.max(1) as f64;
@@ -170,13 +208,15 @@ pub fn train(
                 loss: sums[0] / n,
                 ess: sums[1] / n,
                 acceptance: sums[2] / n,
+                grad_norm: sums[3] / n,
+                peak_grad_norm: peak_norm,
                 learning_rate: lr,
                 seconds: started.elapsed().as_secs_f64(),
             };
             on_record(&point);
             curve.push(point);
-            sums = [0.0; 3];
-            counted = 0;
+            sums = [0.0; 4];
+            (counted, peak_norm) = (0, 0.0);
         }
     }
     Ok(TrainingReport { curve, skipped_steps: skipped, seconds: started.elapsed().as_secs_f64() })
@@ -194,5 +234,54 @@ mod tests {
         assert!((ess - 0.25).abs() < 1e-12 && acceptance == 0.0, "{ess} {acceptance}");
         let (ess, acceptance) = batch_metrics(&[f64::NAN, 0.0, 0.0], &key);
         assert!((ess - 2.0 / 3.0).abs() < 1e-12 && acceptance == 1.0, "{ess} {acceptance}");
+    }
+
+    /// The gradient of sum(a * w) + sum(b * v) is (w, v): its norm is reported, and scaled to
+    /// the limit only where it exceeds it.
+    #[test]
+    fn gradients_are_clipped_to_the_limit_and_keep_their_direction() {
+        use candle_core::{Device, Tensor};
+        let (a, b) = (
+            Var::zeros(3, DType::F64, &Device::Cpu).unwrap(),
+            Var::zeros(1, DType::F64, &Device::Cpu).unwrap(),
+        );
+        let grads = || {
+            let w = Tensor::new(&[3.0f64, 0.0, 4.0], &Device::Cpu).unwrap();
+            let v = Tensor::new(&[12.0f64], &Device::Cpu).unwrap();
+            ((a.as_tensor() * w).unwrap().sum_all().unwrap()
+                + (b.as_tensor() * v).unwrap().sum_all().unwrap())
+            .unwrap()
+            .backward()
+            .unwrap()
+        };
+        let vars = [a.clone(), b.clone()];
+        let values = |g: &GradStore, v: &Var| g.get(v).unwrap().to_vec1::<f64>().unwrap();
+        for max in [None, Some(13.0), Some(100.0)] {
+            let mut g = grads();
+            assert_eq!(clip_gradients(&mut g, &vars, max).unwrap(), 13.0);
+            assert_eq!((values(&g, &a), values(&g, &b)), (vec![3.0, 0.0, 4.0], vec![12.0]), "{max:?}");
+        }
+        let mut g = grads();
+        assert_eq!(clip_gradients(&mut g, &vars, Some(6.5)).unwrap(), 13.0);
+        assert_eq!((values(&g, &a), values(&g, &b)), (vec![1.5, 0.0, 2.0], vec![6.0]));
+    }
+
+    #[test]
+    fn a_limit_that_is_not_a_positive_number_is_refused() {
+        let options = TrainingOptions {
+            steps: 1,
+            batch: 2,
+            learning_rate: 1e-3,
+            schedule: Schedule::Constant,
+            seed: 1,
+            log_every: 1,
+            max_grad_norm: Some(1.0),
+        };
+        assert!(options.validate().is_ok());
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let e =
+                TrainingOptions { max_grad_norm: Some(bad), ..options }.validate().unwrap_err().to_string();
+            assert!(e.contains("max_grad_norm"), "{e}");
+        }
     }
 }
