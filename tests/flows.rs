@@ -322,8 +322,16 @@ fn non_finite_models_are_rejected_and_stop_training() {
         seed: 1,
         log_every: 10,
         max_grad_norm: None,
+        path_gradient: false,
     };
     let e =
         train(&model, &Phi4Action::new(1.0, 0.0).unwrap(), &options, &mut |_| {}).unwrap_err().to_string();
     assert!(e.contains(&format!("{MAX_NONFINITE_STEPS} consecutive steps")), "{e}");
+}
+
+/// Real NVP: the batch loss's gradient is the path gradient plus the score term.
+#[test]
+fn real_nvp_path_gradient_plus_score_is_the_reparameterization_gradient() {
+    let model = scalar_model(&[4, 4], Precision::F64, 5);
+    common::assert_path_gradient_plus_score_is_total(&model, &Phi4Action::new(-4.0, 8.0).unwrap());
 }

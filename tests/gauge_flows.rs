@@ -7,8 +7,8 @@ mod common;
 
 use candle_core::{DType, Device, Tensor};
 use common::{
-    assert_invertible, assert_log_jacobian_is_numerical, assert_within_3_sigma, flow_hmc_chain,
-    flow_metropolis_plaquettes, values,
+    assert_invertible, assert_log_jacobian_is_numerical, assert_path_gradient_plus_score_is_total,
+    assert_within_3_sigma, flow_hmc_chain, flow_metropolis_plaquettes, values,
 };
 use flowhmc::action::{GaugeAction, GaugeActionKind, Monomial};
 use flowhmc::analysis::gamma::{DEFAULT_S, gamma_method};
@@ -348,4 +348,24 @@ fn schwinger_model_flow_chains_agree_with_hmc() {
     .to_string();
     assert!(e.contains("no MD force"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The batch loss's gradient is the path gradient plus the score term; the path gradient of
+/// the identity flow vanishes at beta = 0, where q = exp(-S) / Z.
+#[test]
+fn u1_path_gradient_plus_score_is_the_reparameterization_gradient() {
+    use flowhmc::flow::train::path_gradients;
+    let action = U1BatchAction(GaugeAction::new(GaugeActionKind::Wilson, 2.0));
+    assert_path_gradient_plus_score_is_total(&u1_model(&[4, 4], Precision::F64, 8, 3), &action);
+    let identity = u1_model(&[4, 4], Precision::F64, 8, 3);
+    for var in identity.vars() {
+        var.set(&var.zeros_like().unwrap()).unwrap();
+    }
+    let keys: Vec<StreamKey> = (0..6).map(|i| StreamKey::new(4, Purpose::Test, i)).collect();
+    let (x, _) = identity.sample(&keys).unwrap();
+    let haar = U1BatchAction(GaugeAction::new(GaugeActionKind::Wilson, 0.0));
+    let path = path_gradients(&identity, &haar, &x).unwrap();
+    for var in identity.vars() {
+        assert!(values(path.get(&var).unwrap()).iter().all(|g| g.abs() < 1e-10));
+    }
 }

@@ -254,3 +254,27 @@ fn su3_flow_cards_end_to_end() {
     assert!(e.contains("modes = 9"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Path-gradient training needs a differentiable inverse; the spectral flow's is not, so the
+/// run is refused before any step.
+#[test]
+fn su3_path_gradient_training_is_refused() {
+    use flowhmc::flow::train::{Schedule, TrainingOptions, train};
+    let model = su3_model(&[4, 4], Precision::F64, 8, 1);
+    let before: Vec<Vec<f64>> = model.vars().iter().map(|v| values(v.as_tensor())).collect();
+    let options = TrainingOptions {
+        steps: 2,
+        batch: 2,
+        learning_rate: 1e-3,
+        schedule: Schedule::Constant,
+        seed: 1,
+        log_every: 1,
+        max_grad_norm: None,
+        path_gradient: true,
+    };
+    let action = Su3BatchAction(GaugeAction::new(GaugeActionKind::Wilson, 1.0));
+    let e = train(&model, &action, &options, &mut |_| {}).unwrap_err().to_string();
+    assert!(e.contains("path_gradient") && e.contains("su3-spectral"), "{e}");
+    let after: Vec<Vec<f64>> = model.vars().iter().map(|v| values(v.as_tensor())).collect();
+    assert_eq!(before, after);
+}

@@ -426,6 +426,9 @@ pub struct TrainCard {
     pub init: Option<PathBuf>,
     /// Clip the loss gradient to this Euclidean norm over all weights (default: no clipping).
     pub max_grad_norm: Option<f64>,
+    /// Train with the path gradient (real-nvp and u1-equivariant; default false).
+    #[serde(default)]
+    pub path_gradient: bool,
 }
 
 impl TrainCard {
@@ -439,6 +442,7 @@ impl TrainCard {
             seed: self.seed,
             log_every: self.log_every,
             max_grad_norm: self.max_grad_norm,
+            path_gradient: self.path_gradient,
         }
     }
 }

@@ -111,7 +111,7 @@ pub fn train_card(card: &TrainingCard, quiet: bool) -> Result<TrainingReport> {
     let last = report.curve.last().expect("at least one point");
     model.set_training(json!({
         "steps": t.steps, "batch": t.batch, "learning_rate": t.learning_rate, "schedule": t.schedule,
-        "seed": t.seed, "max_grad_norm": t.max_grad_norm,
+        "seed": t.seed, "max_grad_norm": t.max_grad_norm, "path_gradient": t.path_gradient,
         "init": t.init, "seconds": report.seconds, "skipped_steps": report.skipped_steps,
         "loss": last.loss, "ess": last.ess, "acceptance": last.acceptance,
     }));

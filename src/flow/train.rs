@@ -9,12 +9,20 @@
 //! Euclidean norm of the loss gradient over all weights is recorded too; with
 //! `max_grad_norm` a larger gradient is scaled down to that norm before the Adam step
 //! (gradient clipping), which keeps a rare heavy-tailed batch from throwing the weights far.
+//!
+//! The gradient is that of the batch loss through x = f(z) (the reparameterization
+//! estimator), or with `path_gradient` its path part alone (Roeder et al., arXiv 1703.09194;
+//! for flows Vaitl et al., arXiv 2207.08219): the derivative of log q(x) + S(x) in x, at fixed
+//! weights, times dx/dweights. The two differ by the score term E[d log q / d weights] at
+//! fixed x, which vanishes on average, so both are unbiased; the path gradient vanishes sample
+//! by sample where q = exp(-S) / Z, so its noise falls as the model improves. It costs an
+//! inverse pass, differentiated, per step.
 
-use super::{BatchAction, FlowModel};
+use super::{Architecture, BatchAction, FlowModel};
 use crate::error::{Error, Result};
 use crate::rng::{Purpose, StreamKey};
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Var};
+use candle_core::{DType, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use serde::Serialize;
 use std::time::Instant;
@@ -47,6 +55,8 @@ pub struct TrainingOptions {
     pub log_every: usize,
     /// Scale a gradient whose norm exceeds this down to it (no clipping if `None`).
     pub max_grad_norm: Option<f64>,
+    /// Use the path gradient instead of the full reparameterization gradient.
+    pub path_gradient: bool,
 }
 
 impl TrainingOptions {
@@ -149,6 +159,19 @@ fn clip_gradients(grads: &mut GradStore, vars: &[Var], max: Option<f64>) -> Resu
     Ok(norm)
 }
 
+/// The path gradient of the batch loss at the samples `x` = f(z) (still attached to the
+/// weights): v = d[log q(x) + S(x)]/dx at fixed weights, through the inverse map, then the
+/// gradient of mean(v . x) with v held constant.
+pub fn path_gradients(model: &FlowModel, action: &dyn BatchAction, x: &Tensor) -> Result<GradStore> {
+    let fixed = Var::from_tensor(&x.detach())?;
+    let log_w = (model.log_density(fixed.as_tensor())? + action.batch_action(fixed.as_tensor())?)?;
+    let along = log_w.sum_all()?.backward()?.remove(&fixed).ok_or_else(|| {
+        Error::Model("path gradient: log q + S does not depend on the field through the inverse map".into())
+    })?;
+    let surrogate = ((x * along.detach())?.sum_all()? / x.dim(0)? as f64)?;
+    Ok(surrogate.backward()?)
+}
+
 /// Trains `model` towards exp(-`action`); `on_record` sees every learning-curve point as it
 /// is made (for progress output).
 pub fn train(
@@ -158,6 +181,12 @@ pub fn train(
     on_record: &mut dyn FnMut(&TrainingPoint),
 ) -> Result<TrainingReport> {
     options.validate()?;
+    if options.path_gradient && matches!(model.info().architecture, Architecture::Su3Spectral(_)) {
+        return Err(Error::Card(
+            "train: path_gradient needs a differentiable inverse map, which su3-spectral models do not have"
+                .into(),
+        ));
+    }
     let params = ParamsAdamW { lr: options.learning_rate, weight_decay: 0.0, ..Default::default() };
     let vars = model.vars();
     let mut adam = AdamW::new(vars.clone(), params)?;
@@ -191,7 +220,8 @@ pub fn train(
             continue;
         }
         nonfinite_run = 0;
-        let mut grads = loss.backward()?;
+        let mut grads =
+            if options.path_gradient { path_gradients(model, action, &x)? } else { loss.backward()? };
         let norm = clip_gradients(&mut grads, &vars, options.max_grad_norm)?;
         adam.step(&grads)?;
         let log_w: Vec<f64> = (s.neg()? - &log_q)?.to_dtype(DType::F64)?.to_vec1()?;
@@ -240,7 +270,7 @@ mod tests {
     /// the limit only where it exceeds it.
     #[test]
     fn gradients_are_clipped_to_the_limit_and_keep_their_direction() {
-        use candle_core::{Device, Tensor};
+        use candle_core::Device;
         let (a, b) = (
             Var::zeros(3, DType::F64, &Device::Cpu).unwrap(),
             Var::zeros(1, DType::F64, &Device::Cpu).unwrap(),
@@ -276,6 +306,7 @@ mod tests {
             seed: 1,
             log_every: 1,
             max_grad_norm: Some(1.0),
+            path_gradient: false,
         };
         assert!(options.validate().is_ok());
         for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {

@@ -17,7 +17,8 @@
 //! is gauge invariant, so the layer commutes with gauge transformations. The log-Jacobian is
 //! the sum over active plaquettes of log g'(x), g'_s(x) = 1 / (e^-s cos^2(x/2) + e^s sin^2(x/2)).
 //! The inverse of the mixture has no closed form: it is found by safeguarded Newton iteration
-//! in f64 (the inverse pass is not differentiated).
+//! in f64, and differentiated through the implicit function theorem (path-gradient training
+//! differentiates log q(x) through the inverse pass).
 
 use super::BatchAction;
 use super::conv::{ConvNet, NeighbourTable, validate_network};
@@ -95,6 +96,8 @@ pub struct PlaquetteCoupling {
     direction: Tensor,
     /// 1 on the active plaquettes, [1, sites, 1].
     active: Tensor,
+    /// The same as flags, one per site.
+    active_sites: Vec<bool>,
     /// 1 on the frozen plaquettes, [planes, sites, 1].
     frozen: Tensor,
     /// The neighbours x + mu of every site, one tensor per direction.
@@ -139,19 +142,7 @@ impl CouplingLayer for PlaquetteCoupling {
         let (all, p) = self.plaquettes(theta)?;
         let (s, t) = self.conditioner(&all)?;
         let target = modulo_tau(&(&p - t)?)?;
-        let (n, sites, batch) = s.dims3()?;
-        let scales: Vec<f64> = s.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
-        let targets: Vec<f64> = target.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
-        let active: Vec<f64> = self.active.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
-        let old: Vec<f64> = (0..sites * batch)
-            .map(|i| {
-                if active[i / batch] == 0.0 {
-                    return targets[i];
-                }
-                invert_ncp_mixture(targets[i], &scales[i..], n, sites * batch)
-            })
-            .collect();
-        let old = Tensor::from_vec(old, (1, sites, batch), theta.device())?.to_dtype(theta.dtype())?;
+        let old = invert_ncp_mixture(&target, &s, self.active_sites.clone())?;
         let (_, log_derivative) = mixture(&old, &s)?;
         let log_det = log_derivative.broadcast_mul(&self.active)?.sum((0, 1))?.neg()?;
         Ok((self.move_links(theta, &(old - p)?)?, log_det))
@@ -180,6 +171,7 @@ impl U1EquivariantFlow {
                 let (active_plane, sign) = stripes.active_plane(d);
                 let direction: Vec<f64> =
                     (0..d).map(|mu| if mu == stripes.mu { sign } else { 0.0 }).collect();
+                let active = stripes.active_mask(&lattice, dtype, &device)?;
                 let net = ConvNet::new(
                     inputs,
                     &architecture.hidden,
@@ -193,7 +185,14 @@ impl U1EquivariantFlow {
                     components: n,
                     active_plane,
                     direction: Tensor::from_vec(direction, (d, 1, 1), &device)?.to_dtype(dtype)?,
-                    active: stripes.active_mask(&lattice, dtype, &device)?,
+                    active_sites: active
+                        .to_dtype(DType::F64)?
+                        .flatten_all()?
+                        .to_vec1::<f64>()?
+                        .iter()
+                        .map(|&a| a != 0.0)
+                        .collect(),
+                    active,
                     frozen: stripes.frozen_mask(&lattice, 1, dtype, &device)?,
                     neighbours: neighbours.clone(),
                 })

@@ -170,3 +170,24 @@ boundary = "antiperiodic"
 even_odd = true
 solver = { kind = "cg", tolerance = 1e-11, max_iterations = 2000 }
 "#;
+
+/// The batch loss's gradient splits exactly into the path gradient and the score term (the
+/// gradient of log q at fixed x, through the inverse map), weight by weight, for six samples
+/// of `model` towards exp(-`action`).
+pub fn assert_path_gradient_plus_score_is_total(model: &FlowModel, action: &dyn flowhmc::flow::BatchAction) {
+    use flowhmc::flow::train::path_gradients;
+    let keys: Vec<StreamKey> = (0..6).map(|i| StreamKey::new(4, Purpose::Test, i)).collect();
+    let (x, log_q) = model.sample(&keys).unwrap();
+    let total = (&log_q + action.batch_action(&x).unwrap()).unwrap().mean_all().unwrap().backward().unwrap();
+    let path = path_gradients(model, action, &x).unwrap();
+    let score = model.log_density(&x.detach()).unwrap().mean_all().unwrap().backward().unwrap();
+    let mut largest = 0.0f64;
+    for var in model.vars() {
+        let part = |g: &candle_core::backprop::GradStore| values(g.get(&var).unwrap());
+        for ((t, p), s) in part(&total).iter().zip(&part(&path)).zip(&part(&score)) {
+            assert!((t - p - s).abs() < 1e-8 * t.abs().max(1.0), "{t} != {p} + {s}");
+            largest = largest.max(p.abs()).max(s.abs());
+        }
+    }
+    assert!(largest > 1e-3, "the gradients are all zero: nothing was tested");
+}
