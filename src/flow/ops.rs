@@ -18,6 +18,11 @@ pub(crate) fn values(storage: &CpuStorage, layout: &Layout, op: &str) -> Result<
     }
 }
 
+/// `values` as a tensor of the shape, device and dtype of `like` (a gradient of `like`).
+pub(crate) fn tensor_like(values: Vec<f64>, like: &Tensor) -> Result<Tensor> {
+    Tensor::from_vec(values, like.shape(), like.device())?.to_dtype(like.dtype())
+}
+
 /// `values` as a storage of the dtype of `like`.
 pub(crate) fn storage_like(values: Vec<f64>, like: &CpuStorage) -> CpuStorage {
     match like {
@@ -237,10 +242,7 @@ impl CustomOp2 for InverseNcpMixture {
                 grad_s[i * points + j] = -gv[j] * d * xj.sin() / n as f64 / slope;
             }
         }
-        let as_tensor = |v: Vec<f64>, like: &Tensor| {
-            Tensor::from_vec(v, like.shape(), like.device())?.to_dtype(like.dtype())
-        };
-        Ok((Some(as_tensor(grad_y, x)?), Some(as_tensor(grad_s, s)?)))
+        Ok((Some(tensor_like(grad_y, x)?), Some(tensor_like(grad_s, s)?)))
     }
 }
 
@@ -301,10 +303,7 @@ impl CustomOp2 for NcpMixture {
             }
             grad_x[j] = gx;
         }
-        let as_tensor = |v: Vec<f64>, like: &Tensor| {
-            Tensor::from_vec(v, like.shape(), like.device())?.to_dtype(like.dtype())
-        };
-        Ok((Some(as_tensor(grad_x, x)?), Some(as_tensor(grad_s, s)?)))
+        Ok((Some(tensor_like(grad_x, x)?), Some(tensor_like(grad_s, s)?)))
     }
 }
 

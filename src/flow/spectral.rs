@@ -30,7 +30,7 @@
 //! code; the eigenvalues are found in f64 and differentiated through the characteristic
 //! polynomial lambda^3 - t lambda^2 + conj(t) lambda - 1 (t = tr W): d lambda = -dp / p'(lambda).
 
-use super::ops::{storage_like, tensor_values, values};
+use super::ops::{storage_like, tensor_like, tensor_values, values};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use num_complex::Complex64;
 use rayon::prelude::*;
@@ -592,10 +592,7 @@ impl CustomOp2 for SpectralKernel {
             grad_w.extend_from_slice(&row[..REALS]);
             grad_raw.extend_from_slice(&row[REALS..]);
         }
-        let as_tensor = |v: Vec<f64>, like: &Tensor| {
-            Tensor::from_vec(v, like.shape(), like.device())?.to_dtype(like.dtype())
-        };
-        Ok((Some(as_tensor(grad_w, w)?), Some(as_tensor(grad_raw, raw)?)))
+        Ok((Some(tensor_like(grad_w, w)?), Some(tensor_like(grad_raw, raw)?)))
     }
 }
 
