@@ -263,3 +263,40 @@ fn default_run_prints_exact_values_and_replaces_itself() {
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_dir_all(&foreign).unwrap();
 }
+
+/// `train.save_every` writes the model while it trains: a training killed with SIGKILL leaves
+/// a model file that loads, with the steps it had done in its record; `save_every = 0` is
+/// refused.
+#[test]
+fn killed_trainings_keep_their_last_saved_model() {
+    use flowhmc::flow::FlowModel;
+    let dir = scratch("train-kill");
+    let model = dir.join("m.safetensors");
+    let card = format!(
+        "[lattice]\ndims = [4, 4]\n[scalar]\nm2 = 1.0\nlambda = 0.5\n[flow]\nmodel = \"real-nvp\"\nlayers = 2\n\
+         hidden = [4]\n[train]\nsteps = 1000000\nbatch = 4\nlearning_rate = 0.001\nseed = 1\noutput = {model:?}\n\
+         log_every = 2\nsave_every = 4\n"
+    );
+    let path = write_card(&dir, "train.toml", &card);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowhmc"))
+        .args(["train", path.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !model.is_file() {
+        assert!(t.elapsed() < Duration::from_secs(120), "no model written within 120 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let saved = FlowModel::load(&model, None).unwrap();
+    let done = saved.info().training["steps_done"].as_u64().unwrap();
+    assert!(done >= 4 && done.is_multiple_of(2) && done < 1_000_000, "steps_done = {done}");
+    assert!(saved.info().training["skipped_steps"].is_null());
+    let zero = write_card(&dir, "zero.toml", &card.replace("save_every = 4", "save_every = 0"));
+    let out = flowhmc(&["train", zero.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("save_every"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

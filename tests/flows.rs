@@ -238,6 +238,9 @@ fn training_and_flow_cards_end_to_end() {
         .collect();
     assert_eq!(steps, [10, 20, 30]);
     assert!(report.curve.iter().all(|p| p.grad_norm > 0.0 && p.peak_grad_norm >= p.grad_norm));
+    let saved = FlowModel::load(&model, None).unwrap();
+    assert_eq!(saved.info().training["steps_done"], 30);
+    assert_eq!(saved.info().training["skipped_steps"], 0);
     let again = train_card(&training, true).unwrap_err().to_string();
     assert!(again.contains("exists"), "{again}");
     let card = Card::parse(&text, "run.toml").unwrap();

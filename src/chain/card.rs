@@ -429,6 +429,9 @@ pub struct TrainCard {
     /// Train with the path gradient (real-nvp and u1-equivariant; default false).
     #[serde(default)]
     pub path_gradient: bool,
+    /// Write the model to `output` at the first learning-curve point after every this many
+    /// steps (default: at the end only).
+    pub save_every: Option<usize>,
 }
 
 impl TrainCard {
@@ -501,6 +504,9 @@ impl TrainingCard {
         t.options().validate()?;
         if let Some(init) = t.init.as_ref().filter(|p| !p.is_file()) {
             return Err(Error::Card(format!("train.init = {:?}: no such file", init.display())));
+        }
+        if t.save_every == Some(0) {
+            return Err(Error::Card("train.save_every = 0: need at least 1 step".into()));
         }
         Ok(())
     }

@@ -1,13 +1,14 @@
 //! `flowhmc train CARD`: builds the card's `[flow]` model (or starts from `train.init`),
 //! trains it by reverse KL towards the card's theory, and writes
 //! - `train.output`: the model (safetensors, with its theory, lattice, architecture and
-//!   training record in the metadata);
+//!   training record in the metadata), also every `save_every` steps while it trains, so that
+//!   a killed run keeps the model it had reached (its record says `steps_done`);
 //! - OUTPUT.training.jsonl: the learning-curve points (step, loss, ess, acceptance, mean and
 //!   peak gradient norm, learning_rate, seconds), a line as each is made, so that a long run
 //!   can be watched and a killed one keeps its curve;
 //! - OUTPUT.curves.svg: loss, ESS per sample and acceptance against the training step.
 
-use super::card::{GroupName, Theory, TrainingCard};
+use super::card::{GroupName, Theory, TrainCard, TrainingCard};
 use super::progress::Progress;
 use crate::action::{GaugeAction, Phi4Action};
 use crate::analysis::plot::{Panel, svg};
@@ -90,11 +91,19 @@ pub fn train_card(card: &TrainingCard, quiet: bool) -> Result<TrainingReport> {
     }
     let curve_path = sibling(&t.output, "training.jsonl");
     let mut curve_file = std::fs::File::create(&curve_path).map_err(|e| Error::io(&curve_path, e))?;
-    let mut curve_error = None;
+    let mut failure: Option<Error> = None;
+    let mut next_save = t.save_every.unwrap_or(usize::MAX);
     let mut progress = Progress::new(0, t.steps as u64);
     let mut show = |p: &TrainingPoint| {
-        if curve_error.is_none() {
-            curve_error = writeln!(curve_file, "{}", json!(p)).and_then(|()| curve_file.flush()).err();
+        if failure.is_none() {
+            failure = writeln!(curve_file, "{}", json!(p))
+                .and_then(|()| curve_file.flush())
+                .err()
+                .map(|e| Error::io(&curve_path, e));
+        }
+        if failure.is_none() && p.step >= next_save && p.step < t.steps {
+            failure = model.save_with_training(&t.output, &training_record(t, p, p.seconds, None)).err();
+            next_save = p.step + t.save_every.unwrap_or(usize::MAX);
         }
         if !quiet {
             let figures = format!(
@@ -105,19 +114,31 @@ pub fn train_card(card: &TrainingCard, quiet: bool) -> Result<TrainingReport> {
         }
     };
     let report = train(&model, action.as_ref(), &t.options(), &mut show)?;
-    if let Some(e) = curve_error {
-        return Err(Error::io(&curve_path, e));
+    if let Some(e) = failure {
+        return Err(e);
     }
     let last = report.curve.last().expect("at least one point");
-    model.set_training(json!({
-        "steps": t.steps, "batch": t.batch, "learning_rate": t.learning_rate, "schedule": t.schedule,
-        "seed": t.seed, "max_grad_norm": t.max_grad_norm, "path_gradient": t.path_gradient,
-        "init": t.init, "seconds": report.seconds, "skipped_steps": report.skipped_steps,
-        "loss": last.loss, "ess": last.ess, "acceptance": last.acceptance,
-    }));
+    model.set_training(training_record(t, last, report.seconds, Some(report.skipped_steps)));
     model.save(&t.output)?;
     write_atomically(&sibling(&t.output, "curves.svg"), learning_curves(&report).as_bytes())?;
     Ok(report)
+}
+
+/// The training record a model file keeps: the `[train]` settings, the steps done and the
+/// figures of the curve point `last`; `skipped` (the steps whose loss was not finite) is known
+/// at the end of the run only.
+fn training_record(
+    t: &TrainCard,
+    last: &TrainingPoint,
+    seconds: f64,
+    skipped: Option<usize>,
+) -> serde_json::Value {
+    json!({
+        "steps": t.steps, "steps_done": last.step, "batch": t.batch, "learning_rate": t.learning_rate,
+        "schedule": t.schedule, "seed": t.seed, "max_grad_norm": t.max_grad_norm,
+        "path_gradient": t.path_gradient, "init": t.init, "seconds": seconds, "skipped_steps": skipped,
+        "loss": last.loss, "ess": last.ess, "acceptance": last.acceptance,
+    })
 }
 
 /// Loss, ESS and acceptance against the step.

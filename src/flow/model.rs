@@ -200,7 +200,14 @@ impl FlowModel {
 
     /// Writes weights and record to `path` (atomically).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let header = Header { format: FORMAT.into(), version: 1, model: self.info.clone() };
+        self.save_with_training(path, &self.info.training)
+    }
+
+    /// Writes the weights to `path` (atomically) with `training` in place of the model's
+    /// training record (a checkpoint of a run in progress).
+    pub fn save_with_training(&self, path: &Path, training: &serde_json::Value) -> Result<()> {
+        let model = ModelInfo { training: training.clone(), ..self.info.clone() };
+        let header = Header { format: FORMAT.into(), version: 1, model };
         let metadata = HashMap::from([(
             METADATA_KEY.to_string(),
             serde_json::to_string(&header).expect("record serialises"),
