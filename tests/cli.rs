@@ -21,6 +21,15 @@ fn flowhmc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_flowhmc")).args(args).output().unwrap()
 }
 
+/// The command started in the background (to be killed), its progress output discarded.
+fn spawn_flowhmc(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_flowhmc"))
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// A small SU(3) 4D card writing into `output`.
 fn card(output: &Path, trajectories: u64, threads: usize, start: &str) -> String {
     format!(
@@ -138,11 +147,7 @@ fn resumed_and_killed_runs_reproduce_the_uninterrupted_chain() {
 
     // killed with SIGKILL between checkpoints, then resumed
     let c_card = write_card(&dir, "c.toml", &card(&c, 60, 1, "hot"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flowhmc"))
-        .args(["run", c_card.to_str().unwrap()])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_flowhmc(&["run", c_card.to_str().unwrap()]);
     let t = Instant::now();
     while std::fs::read_to_string(c.join("measurements.jsonl")).map(|m| m.lines().count()).unwrap_or(0) < 14 {
         assert!(t.elapsed() < Duration::from_secs(120), "run too slow to interrupt");
@@ -278,11 +283,7 @@ fn killed_trainings_keep_their_last_saved_model() {
          log_every = 2\nsave_every = 4\n"
     );
     let path = write_card(&dir, "train.toml", &card);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flowhmc"))
-        .args(["train", path.to_str().unwrap()])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_flowhmc(&["train", path.to_str().unwrap()]);
     let t = Instant::now();
     while !model.is_file() {
         assert!(t.elapsed() < Duration::from_secs(120), "no model written within 120 s");

@@ -92,7 +92,7 @@ pub fn train_card(card: &TrainingCard, quiet: bool) -> Result<TrainingReport> {
     let curve_path = sibling(&t.output, "training.jsonl");
     let mut curve_file = std::fs::File::create(&curve_path).map_err(|e| Error::io(&curve_path, e))?;
     let mut failure: Option<Error> = None;
-    let mut next_save = t.save_every.unwrap_or(usize::MAX);
+    let mut saved_at = 0;
     let mut progress = Progress::new(0, t.steps as u64);
     let mut show = |p: &TrainingPoint| {
         if failure.is_none() {
@@ -101,9 +101,10 @@ pub fn train_card(card: &TrainingCard, quiet: bool) -> Result<TrainingReport> {
                 .err()
                 .map(|e| Error::io(&curve_path, e));
         }
-        if failure.is_none() && p.step >= next_save && p.step < t.steps {
+        let save_due = t.save_every.is_some_and(|every| p.step / every > saved_at / every);
+        if failure.is_none() && save_due && p.step < t.steps {
             failure = model.save_with_training(&t.output, &training_record(t, p, p.seconds, None)).err();
-            next_save = p.step + t.save_every.unwrap_or(usize::MAX);
+            saved_at = p.step;
         }
         if !quiet {
             let figures = format!(

@@ -81,10 +81,15 @@ impl Stripes {
         (0..lattice.volume()).filter(|&s| self.updates(lattice, s, self.mu)).map(|s| s as u32).collect()
     }
 
+    /// Whether each site is that of an active plaquette (its link in direction mu is updated).
+    pub fn active_flags(&self, lattice: &Lattice) -> Vec<bool> {
+        (0..lattice.volume()).map(|s| self.updates(lattice, s, self.mu)).collect()
+    }
+
     /// A mask [1, sites, 1] that is 1 on the sites of the active plaquettes.
     pub fn active_mask(&self, lattice: &Lattice, dtype: DType, device: &Device) -> Result<Tensor> {
         let values: Vec<f64> =
-            (0..lattice.volume()).map(|s| f64::from(u8::from(self.updates(lattice, s, self.mu)))).collect();
+            self.active_flags(lattice).into_iter().map(|a| f64::from(u8::from(a))).collect();
         Tensor::from_vec(values, (1, lattice.volume(), 1), device)?.to_dtype(dtype)
     }
 

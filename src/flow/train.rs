@@ -164,8 +164,8 @@ fn clip_gradients(grads: &mut GradStore, vars: &[Var], max: Option<f64>) -> Resu
 /// gradient of mean(v . x) with v held constant.
 pub fn path_gradients(model: &FlowModel, action: &dyn BatchAction, x: &Tensor) -> Result<GradStore> {
     let fixed = Var::from_tensor(&x.detach())?;
-    let log_w = (model.log_density(fixed.as_tensor())? + action.batch_action(fixed.as_tensor())?)?;
-    let along = log_w.sum_all()?.backward()?.remove(&fixed).ok_or_else(|| {
+    let loss_terms = (model.log_density(fixed.as_tensor())? + action.batch_action(fixed.as_tensor())?)?;
+    let along = loss_terms.sum_all()?.backward()?.remove(&fixed).ok_or_else(|| {
         Error::Model("path gradient: log q + S does not depend on the field through the inverse map".into())
     })?;
     let surrogate = ((x * along.detach())?.sum_all()? / x.dim(0)? as f64)?;

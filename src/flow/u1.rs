@@ -28,7 +28,7 @@ use super::stack::{CouplingLayer, CouplingStack};
 use super::stripes::{Stripes, forward_neighbours, planes};
 use crate::action::GaugeAction;
 use crate::geometry::Lattice;
-use candle_core::{DType, Module, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
@@ -171,7 +171,6 @@ impl U1EquivariantFlow {
                 let (active_plane, sign) = stripes.active_plane(d);
                 let direction: Vec<f64> =
                     (0..d).map(|mu| if mu == stripes.mu { sign } else { 0.0 }).collect();
-                let active = stripes.active_mask(&lattice, dtype, &device)?;
                 let net = ConvNet::new(
                     inputs,
                     &architecture.hidden,
@@ -185,14 +184,8 @@ impl U1EquivariantFlow {
                     components: n,
                     active_plane,
                     direction: Tensor::from_vec(direction, (d, 1, 1), &device)?.to_dtype(dtype)?,
-                    active_sites: active
-                        .to_dtype(DType::F64)?
-                        .flatten_all()?
-                        .to_vec1::<f64>()?
-                        .iter()
-                        .map(|&a| a != 0.0)
-                        .collect(),
-                    active,
+                    active: stripes.active_mask(&lattice, dtype, &device)?,
+                    active_sites: stripes.active_flags(&lattice),
                     frozen: stripes.frozen_mask(&lattice, 1, dtype, &device)?,
                     neighbours: neighbours.clone(),
                 })
