@@ -3,8 +3,10 @@
 //! lattice size applies unchanged to another.
 
 use crate::geometry::Lattice;
-use candle_core::{Module, Result, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
+use std::ops::AddAssign;
+use std::sync::Arc;
 
 /// A D-dimensional convolution with an odd kernel on periodic fields in the
 /// channel-site-batch layout [channels, sites, batch] (sites lexicographic, x fastest).
@@ -25,14 +27,14 @@ pub struct PeriodicConv {
 /// table serves every convolution of a network.
 #[derive(Clone)]
 pub struct NeighbourTable {
-    index: Tensor,
+    index: Arc<[u32]>,
     kernel: usize,
     ndim: usize,
 }
 
 impl NeighbourTable {
     /// The table of an odd `kernel` on `lattice`.
-    pub fn new(kernel: usize, lattice: &Lattice, device: &candle_core::Device) -> Result<Self> {
+    pub fn new(kernel: usize, lattice: &Lattice) -> Self {
         let (d, volume, half) = (lattice.ndim(), lattice.volume(), kernel / 2);
         let taps = kernel.pow(d as u32);
         let mut index = Vec::with_capacity(taps * volume);
@@ -51,11 +53,97 @@ impl NeighbourTable {
                 index.push(site as u32);
             }
         }
-        Ok(NeighbourTable { index: Tensor::from_vec(index, taps * volume, device)?, kernel, ndim: d })
+        NeighbourTable { index: index.into(), kernel, ndim: d }
     }
 
     fn taps(&self) -> usize {
         self.kernel.pow(self.ndim as u32)
+    }
+
+    /// The values of `x` [channels, sites, batch] at the kernel window of every site,
+    /// [channels, taps * sites, batch] in the order of the table (differentiable: the gradient
+    /// is the scatter-add back onto the sites).
+    fn gather(&self, x: &Tensor) -> Result<Tensor> {
+        x.contiguous()?.apply_op1(PeriodicGather { index: self.index.clone() })
+    }
+}
+
+/// The gather of [`NeighbourTable::gather`]. candle's `index_select` does the same, but
+/// moves one batch row per index through generic code, which at batch 1 (the inverse pass of
+/// a Metropolis test) cost more than the convolution's matrix product.
+struct PeriodicGather {
+    index: Arc<[u32]>,
+}
+
+/// The rows `x[c, index[j], ..batch]` for every channel c and entry j.
+fn gather_rows<T: Copy>(x: &[T], index: &[u32], channels: usize, batch: usize) -> Vec<T> {
+    let plane = x.len() / channels;
+    let mut out = Vec::with_capacity(channels * index.len() * batch);
+    for values in x.chunks_exact(plane) {
+        if batch == 1 {
+            out.extend(index.iter().map(|&s| values[s as usize]));
+        } else {
+            for &s in index {
+                let row = s as usize * batch;
+                out.extend_from_slice(&values[row..row + batch]);
+            }
+        }
+    }
+    out
+}
+
+/// The transpose of [`gather_rows`]: `grad` [channels, index.len(), batch] added back onto
+/// the rows [channels, sites, batch] it was gathered from.
+fn scatter_add_rows<T: Copy + Default + AddAssign>(
+    grad: &[T],
+    index: &[u32],
+    sites: usize,
+    batch: usize,
+) -> Vec<T> {
+    let channels = grad.len() / (index.len() * batch);
+    let mut out = vec![T::default(); channels * sites * batch];
+    for (target, source) in out.chunks_exact_mut(sites * batch).zip(grad.chunks_exact(index.len() * batch)) {
+        for (&s, rows) in index.iter().zip(source.chunks_exact(batch)) {
+            let row = s as usize * batch;
+            for (t, &g) in target[row..row + batch].iter_mut().zip(rows) {
+                *t += g;
+            }
+        }
+    }
+    out
+}
+
+impl CustomOp1 for PeriodicGather {
+    fn name(&self) -> &'static str {
+        "periodic-gather"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (channels, _, batch) = layout.shape().dims3()?;
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("periodic-gather: the operand must be contiguous")
+        };
+        let gathered = match storage {
+            CpuStorage::F32(v) => CpuStorage::F32(gather_rows(&v[start..end], &self.index, channels, batch)),
+            CpuStorage::F64(v) => CpuStorage::F64(gather_rows(&v[start..end], &self.index, channels, batch)),
+            _ => candle_core::bail!("periodic-gather: needs f32 or f64 tensors"),
+        };
+        Ok((gathered, Shape::from((channels, self.index.len(), batch))))
+    }
+
+    fn bwd(&self, x: &Tensor, _columns: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let (_, sites, batch) = x.dims3()?;
+        let grad = grad.flatten_all()?;
+        let summed = match grad.dtype() {
+            DType::F32 => {
+                Tensor::new(scatter_add_rows(&grad.to_vec1::<f32>()?, &self.index, sites, batch), x.device())?
+            }
+            DType::F64 => {
+                Tensor::new(scatter_add_rows(&grad.to_vec1::<f64>()?, &self.index, sites, batch), x.device())?
+            }
+            dtype => candle_core::bail!("periodic-gather: no gradient for {dtype:?}"),
+        };
+        Ok(Some(summed.reshape(x.shape())?))
     }
 }
 
@@ -76,7 +164,7 @@ impl Module for PeriodicConv {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (channels, sites, batch) = x.dims3()?;
         let (taps, outputs) = (self.neighbours.taps(), self.weight.dim(0)?);
-        let columns = x.index_select(&self.neighbours.index, 1)?.reshape((channels * taps, sites * batch))?;
+        let columns = self.neighbours.gather(x)?.reshape((channels * taps, sites * batch))?;
         let weight = self.weight.reshape((outputs, channels * taps))?;
         let out = weight.matmul(&columns)?.broadcast_add(&self.bias.reshape((outputs, 1))?)?;
         out.reshape((outputs, sites, batch))
@@ -184,7 +272,7 @@ mod tests {
     fn periodic_convolution_commutes_with_translations() {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu);
-        let neighbours = NeighbourTable::new(3, &Lattice::new(&[6, 4]).unwrap(), &Device::Cpu).unwrap();
+        let neighbours = NeighbourTable::new(3, &Lattice::new(&[6, 4]).unwrap());
         let net = ConvNet::new(1, &[3], 2, true, &neighbours, vb.clone()).unwrap();
         let conv = PeriodicConv::new(1, 3, &neighbours, vb.pp("c")).unwrap();
         randomize(&varmap);
@@ -215,6 +303,48 @@ mod tests {
         assert!(max_difference(&ours, &reference) < 1e-13, "{}", max_difference(&ours, &reference));
     }
 
+    /// The gather moves the values of candle's index_select, in f32 and f64 and at batch 1
+    /// and 3, and its gradient (the scatter-add) is index_select's gradient.
+    #[test]
+    fn gather_and_its_gradient_match_index_select() {
+        let lattice = Lattice::new(&[4, 6]).unwrap();
+        let table = NeighbourTable::new(3, &lattice);
+        let index = Tensor::new(&table.index[..], &Device::Cpu).unwrap();
+        for (dtype, batch) in [(DType::F64, 1), (DType::F32, 3)] {
+            let (channels, sites) = (2, lattice.volume());
+            let x = candle_core::Var::from_tensor(
+                &Tensor::from_vec(
+                    uniform(channels * sites * batch, 3),
+                    (channels, sites, batch),
+                    &Device::Cpu,
+                )
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap(),
+            )
+            .unwrap();
+            let weights = Tensor::from_vec(
+                uniform(channels * 9 * sites * batch, 4),
+                (channels, 9 * sites, batch),
+                &Device::Cpu,
+            )
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap();
+            let ours = table.gather(&x).unwrap();
+            let reference = x.index_select(&index, 1).unwrap();
+            let as_f64 = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
+            assert_eq!(max_difference(&as_f64(&ours), &as_f64(&reference)), 0.0, "{dtype:?}, batch {batch}");
+            let gradient = |t: &Tensor| {
+                let grads = (t * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+                as_f64(grads.get(&x).unwrap())
+            };
+            let (g, g_reference) = (gradient(&ours), gradient(&reference));
+            assert!(max_difference(&g, &g_reference) < 1e-6, "{dtype:?}, batch {batch}");
+            assert!(g.abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap() > 0.1);
+        }
+    }
+
     /// In 4D the convolution is the sum over the 3^4 kernel offsets of weight times the value
     /// at the periodic neighbour, weight axes [.., t, z, y, x].
     #[test]
@@ -223,7 +353,7 @@ mod tests {
         let (volume, batch, inputs, outputs) = (lattice.volume(), 2, 2, 3);
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu);
-        let neighbours = NeighbourTable::new(3, &lattice, &Device::Cpu).unwrap();
+        let neighbours = NeighbourTable::new(3, &lattice);
         let conv = PeriodicConv::new(inputs, outputs, &neighbours, vb).unwrap();
         randomize(&varmap);
         let x = uniform(inputs * volume * batch, 2);

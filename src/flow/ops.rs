@@ -5,6 +5,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use std::f64::consts::TAU;
+use std::sync::Arc;
 
 /// The values of a contiguous f32 or f64 operand as f64.
 pub(crate) fn values(storage: &CpuStorage, layout: &Layout, op: &str) -> Result<Vec<f64>> {
@@ -101,23 +102,57 @@ impl CustomOp1 for ModuloTau {
     }
 }
 
+/// The sites [`ncp_mixture`] and [`invert_ncp_mixture`] act on (the active plaquettes of a
+/// coupling layer); on the others both are the identity.
+#[derive(Clone)]
+pub struct ActiveSites(Arc<[bool]>);
+
+impl ActiveSites {
+    /// The flags, one per site.
+    pub fn new(flags: Vec<bool>) -> Self {
+        ActiveSites(flags.into())
+    }
+
+    /// Whether point j of a [1, sites, batch] tensor with `points` entries lies on an active site.
+    fn contains(&self, j: usize, points: usize) -> bool {
+        self.0[j / (points / self.0.len())]
+    }
+
+    /// Checks `x` [1, sites, batch] and `s` [n, sites, batch] against the flags; the message
+    /// names `op`.
+    fn check(&self, x: &Tensor, s: &Tensor, op: &str) -> Result<()> {
+        let (_, sites, _) = x.dims3()?;
+        if x.dim(0)? != 1 || x.dims()[1..] != s.dims()[1..] || self.0.len() != sites {
+            candle_core::bail!(
+                "{op}: shapes {:?} and {:?} with {} site flags do not match",
+                x.dims(),
+                s.dims(),
+                self.0.len()
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The mixture of n non-compact projections of the circle (arXiv 2003.06413) and its
-/// log-derivative, fused: for angles `x` [1, ...] in [0, 2 pi] and scales `s` [n, ...],
-/// the tensor [2, ...] of
+/// log-derivative, fused: for angles `x` [1, sites, batch] in [0, 2 pi] and scales `s`
+/// [n, sites, batch], the tensor [2, sites, batch] of
 ///
 ///   value = (1/n) sum_i g_i(x),   g_i(x) = 2 atan2(e^{s_i} sin(x/2), cos(x/2)),
 ///   log-derivative = ln (1/n) sum_i g_i'(x),   g_i' = 1 / (e^{-s_i} cos^2(x/2) + e^{s_i} sin^2(x/2)),
 ///
-/// differentiable in x and s. |sin(x/2)| is used, so that rounding of x/2 near pi cannot make
-/// atan2 jump by 2 pi.
-pub fn ncp_mixture(x: &Tensor, s: &Tensor) -> Result<Tensor> {
-    if x.dim(0)? != 1 || x.dims()[1..] != s.dims()[1..] {
-        candle_core::bail!("ncp_mixture: shapes {:?} and {:?} do not match", x.dims(), s.dims());
-    }
-    x.contiguous()?.apply_op2(&s.contiguous()?, NcpMixture)
+/// on the `active` sites, and of the identity (value x, log-derivative 0) on the others, which
+/// a coupling layer leaves unchanged (computing them there would be three quarters of the
+/// work). Differentiable in x and s. |sin(x/2)| is used, so that rounding of x/2 near pi
+/// cannot make atan2 jump by 2 pi.
+pub fn ncp_mixture(x: &Tensor, s: &Tensor, active: &ActiveSites) -> Result<Tensor> {
+    active.check(x, s, "ncp_mixture")?;
+    x.contiguous()?.apply_op2(&s.contiguous()?, NcpMixture { active: active.clone() })
 }
 
-struct NcpMixture;
+struct NcpMixture {
+    active: ActiveSites,
+}
 
 /// |sin(x/2)| and cos(x/2) of an angle x, the two numbers every projection of the mixture
 /// is evaluated from.
@@ -172,31 +207,16 @@ fn invert_mixture_at(y: f64, s: &[f64], n: usize, stride: usize) -> f64 {
 
 /// The inverse of [`ncp_mixture`]'s value: for targets `y` [1, sites, batch] in [0, 2 pi) and
 /// scales `s` [n, sites, batch], the x [1, sites, batch] with (1/n) sum_i g_i(x) = y on the
-/// sites where `active[site]`, and x = y on the others. Differentiable by the implicit
-/// function theorem: dx/dy = 1 / g'(x), dx/ds_i = -(dg/ds_i)(x) / g'(x), g' the mixture's slope
-/// (the identity's derivatives on the inactive sites).
-pub fn invert_ncp_mixture(y: &Tensor, s: &Tensor, active: Vec<bool>) -> Result<Tensor> {
-    let (_, sites, _) = y.dims3()?;
-    if y.dim(0)? != 1 || y.dims()[1..] != s.dims()[1..] || active.len() != sites {
-        candle_core::bail!(
-            "invert_ncp_mixture: shapes {:?} and {:?} with {} site flags do not match",
-            y.dims(),
-            s.dims(),
-            active.len()
-        );
-    }
-    y.contiguous()?.apply_op2(&s.contiguous()?, InverseNcpMixture { active })
+/// `active` sites, and x = y on the others. Differentiable by the implicit function theorem:
+/// dx/dy = 1 / g'(x), dx/ds_i = -(dg/ds_i)(x) / g'(x), g' the mixture's slope (the identity's
+/// derivatives on the inactive sites).
+pub fn invert_ncp_mixture(y: &Tensor, s: &Tensor, active: &ActiveSites) -> Result<Tensor> {
+    active.check(y, s, "invert_ncp_mixture")?;
+    y.contiguous()?.apply_op2(&s.contiguous()?, InverseNcpMixture { active: active.clone() })
 }
 
 struct InverseNcpMixture {
-    active: Vec<bool>,
-}
-
-impl InverseNcpMixture {
-    /// Whether point j of a [1, sites, batch] tensor with `points` entries lies on an active site.
-    fn is_active(&self, j: usize, points: usize) -> bool {
-        self.active[j / (points / self.active.len())]
-    }
+    active: ActiveSites,
 }
 
 impl CustomOp2 for InverseNcpMixture {
@@ -213,12 +233,15 @@ impl CustomOp2 for InverseNcpMixture {
     ) -> Result<(CpuStorage, Shape)> {
         let (y, s) = (values(s1, l1, "invert_ncp_mixture")?, values(s2, l2, "invert_ncp_mixture")?);
         let (points, n) = (y.len(), s.len() / y.len());
-        let x =
-            (0..points)
-                .map(|j| {
-                    if self.is_active(j, points) { invert_mixture_at(y[j], &s[j..], n, points) } else { y[j] }
-                })
-                .collect();
+        let x = (0..points)
+            .map(|j| {
+                if self.active.contains(j, points) {
+                    invert_mixture_at(y[j], &s[j..], n, points)
+                } else {
+                    y[j]
+                }
+            })
+            .collect();
         Ok((storage_like(x, s1), l1.shape().clone()))
     }
 
@@ -232,7 +255,7 @@ impl CustomOp2 for InverseNcpMixture {
         let (xv, sv, gv) = (tensor_values(x)?, tensor_values(s)?, tensor_values(grad)?);
         let (points, n) = (xv.len(), sv.len() / xv.len());
         let (mut grad_y, mut grad_s) = (gv.clone(), vec![0.0; n * points]);
-        for (j, &xj) in xv.iter().enumerate().filter(|&(j, _)| self.is_active(j, points)) {
+        for (j, &xj) in xv.iter().enumerate().filter(|&(j, _)| self.active.contains(j, points)) {
             let half = half_angle(xj);
             let slopes: Vec<f64> = (0..n).map(|i| ncp_slope(sv[i * points + j].exp(), half)).collect();
             let slope = slopes.iter().sum::<f64>() / n as f64;
@@ -260,8 +283,10 @@ impl CustomOp2 for NcpMixture {
     ) -> Result<(CpuStorage, Shape)> {
         let (x, s) = (values(s1, l1, "ncp_mixture")?, values(s2, l2, "ncp_mixture")?);
         let (points, n) = (x.len(), s.len() / x.len());
-        let mut out = vec![0.0; 2 * points];
-        for (j, &xj) in x.iter().enumerate() {
+        // the identity (value x, log-derivative 0) on the inactive sites
+        let mut out = x.clone();
+        out.resize(2 * points, 0.0);
+        for (j, &xj) in x.iter().enumerate().filter(|&(j, _)| self.active.contains(j, points)) {
             let (value, slope) = mixture_at(xj, &s[j..], n, points);
             out[j] = value;
             out[points + j] = slope.ln();
@@ -280,10 +305,11 @@ impl CustomOp2 for NcpMixture {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (xv, sv, gv) = (tensor_values(x)?, tensor_values(s)?, tensor_values(grad)?);
         let (points, n) = (xv.len(), sv.len() / xv.len());
-        let (mut grad_x, mut grad_s) = (vec![0.0; points], vec![0.0; n * points]);
+        // the identity's derivatives on the inactive sites
+        let (mut grad_x, mut grad_s) = (gv[..points].to_vec(), vec![0.0; n * points]);
         // (e^s_i, g_i') of the point at hand
         let mut terms: Vec<(f64, f64)> = Vec::with_capacity(n);
-        for (j, &xj) in xv.iter().enumerate() {
+        for (j, &xj) in xv.iter().enumerate().filter(|&(j, _)| self.active.contains(j, points)) {
             let (grad_value, grad_log) = (gv[j], gv[points + j]);
             let half = half_angle(xj);
             let (sin2, cos2, sin_x) = (half.0 * half.0, half.1 * half.1, xj.sin());
@@ -485,27 +511,36 @@ mod tests {
         assert!(color_product(&a, &b.narrow(0, 0, 1).unwrap(), (false, false)).is_err());
     }
 
-    /// The fused mixture against the same formulas in candle operations, values and gradients
-    /// by autograd, and the gradient against finite differences.
+    /// The fused mixture against the same formulas in candle operations on the active sites
+    /// and the identity on the others, values and gradients by autograd, and the gradient
+    /// against finite differences.
     #[test]
     fn ncp_mixture_matches_its_formulas_and_finite_differences() {
         let (n, points) = (3, 7);
         let xs: Vec<f64> = (0..points).map(|j| 0.1 + 0.9 * j as f64).collect(); // 0.1 .. 5.5
         let ss: Vec<f64> = (0..n * points).map(|k| ((k * 7 % 11) as f64 - 5.0) / 3.0).collect();
-        let x = Var::from_vec(xs.clone(), (1, points), &Device::Cpu).unwrap();
-        let s = Var::from_vec(ss.clone(), (n, points), &Device::Cpu).unwrap();
+        let flags = vec![true, true, false, true, true, false, true];
+        let active = ActiveSites::new(flags.clone());
+        let x = Var::from_vec(xs.clone(), (1, points, 1), &Device::Cpu).unwrap();
+        let s = Var::from_vec(ss.clone(), (n, points, 1), &Device::Cpu).unwrap();
         let weights = Tensor::from_vec(
             (0..2 * points).map(|k| 0.3 + 0.1 * k as f64).collect(),
-            (2, points),
+            (2, points, 1),
             &Device::Cpu,
         )
         .unwrap();
-        let fused = ncp_mixture(&x, &s).unwrap();
+        let fused = ncp_mixture(&x, &s, &active).unwrap();
         // reference composition
+        let mask = Tensor::from_vec(
+            flags.iter().map(|&a| if a { 1.0 } else { 0.0 }).collect::<Vec<f64>>(),
+            (1, points, 1),
+            &Device::Cpu,
+        )
+        .unwrap();
         let half = (x.as_tensor() * 0.5).unwrap();
         let (sin, cos) = (
-            half.sin().unwrap().broadcast_as((n, points)).unwrap(),
-            half.cos().unwrap().broadcast_as((n, points)).unwrap(),
+            half.sin().unwrap().broadcast_as((n, points, 1)).unwrap(),
+            half.cos().unwrap().broadcast_as((n, points, 1)).unwrap(),
         );
         let lambda = s.exp().unwrap();
         let value =
@@ -515,7 +550,9 @@ mod tests {
             .recip()
             .unwrap();
         let log_slope = (slope.mean_keepdim(0).unwrap().log()).unwrap();
-        let reference = Tensor::cat(&[value, log_slope], 0).unwrap();
+        let identity = (1.0 - &mask).unwrap();
+        let value = ((value * &mask).unwrap() + (x.as_tensor() * identity).unwrap()).unwrap();
+        let reference = Tensor::cat(&[value, (log_slope * &mask).unwrap()], 0).unwrap();
         let a: Vec<f64> = tensor_values(&fused).unwrap();
         let b: Vec<f64> = tensor_values(&reference).unwrap();
         for (u, v) in a.iter().zip(&b) {
@@ -534,17 +571,21 @@ mod tests {
         }
         // finite difference in one scale
         let objective = |s: Vec<f64>| -> f64 {
-            let t =
-                ncp_mixture(x.as_tensor(), &Tensor::from_vec(s, (n, points), &Device::Cpu).unwrap()).unwrap();
+            let s = Tensor::from_vec(s, (n, points, 1), &Device::Cpu).unwrap();
+            let t = ncp_mixture(x.as_tensor(), &s, &active).unwrap();
             (t * &weights).unwrap().sum_all().unwrap().to_scalar().unwrap()
         };
-        let (mut up, mut down, h) = (ss.clone(), ss.clone(), 1e-6);
-        up[9] += h;
-        down[9] -= h;
-        let fd = (objective(up) - objective(down)) / (2.0 * h);
-        let analytic = tensor_values(grads_fused.get(&s).unwrap()).unwrap()[9];
-        assert!((fd - analytic).abs() < 1e-7, "{fd} vs {analytic}");
-        assert!(ncp_mixture(x.as_tensor(), &s.narrow(1, 0, 3).unwrap()).is_err());
+        // the second scale of an active site, and of an inactive one (no dependence)
+        for (k, active_site) in [(points + 1, true), (points + 2, false)] {
+            let (mut up, mut down, h) = (ss.clone(), ss.clone(), 1e-6);
+            up[k] += h;
+            down[k] -= h;
+            let fd = (objective(up) - objective(down)) / (2.0 * h);
+            let analytic = tensor_values(grads_fused.get(&s).unwrap()).unwrap()[k];
+            assert!((fd - analytic).abs() < 1e-7, "scale {k}: {fd} vs {analytic}");
+            assert_eq!(analytic.abs() > 1e-3, active_site, "scale {k}: {analytic}");
+        }
+        assert!(ncp_mixture(x.as_tensor(), &s.narrow(1, 0, 3).unwrap(), &active).is_err());
     }
 
     /// The inverse recovers x from the mixture's value on active sites and is the identity on
@@ -555,14 +596,16 @@ mod tests {
         let points = sites * batch;
         let xs: Vec<f64> = (0..points).map(|j| 0.2 + 0.75 * j as f64).collect(); // 0.2 .. 5.45
         let ss: Vec<f64> = (0..n * points).map(|k| ((k * 5 % 13) as f64 - 6.0) / 3.0).collect();
-        let active = vec![true, false, true, true];
+        let flags = vec![true, false, true, true];
+        let active = ActiveSites::new(flags.clone());
         let s = Var::from_vec(ss.clone(), (n, sites, batch), &Device::Cpu).unwrap();
         let x = Tensor::from_vec(xs.clone(), (1, sites, batch), &Device::Cpu).unwrap();
-        let y = Var::from_tensor(&ncp_mixture(&x, &s).unwrap().narrow(0, 0, 1).unwrap()).unwrap();
-        let inverse = invert_ncp_mixture(&y, &s, active.clone()).unwrap();
+        let all = ActiveSites::new(vec![true; sites]);
+        let y = Var::from_tensor(&ncp_mixture(&x, &s, &all).unwrap().narrow(0, 0, 1).unwrap()).unwrap();
+        let inverse = invert_ncp_mixture(&y, &s, &active).unwrap();
         let (back, yv) = (tensor_values(&inverse).unwrap(), tensor_values(&y).unwrap());
         for j in 0..points {
-            let expected = if active[j / batch] { xs[j] } else { yv[j] };
+            let expected = if flags[j / batch] { xs[j] } else { yv[j] };
             assert!((back[j] - expected).abs() < 1e-12, "{j}: {} vs {expected}", back[j]);
         }
         let weights: Vec<f64> = (0..points).map(|j| 0.5 + 0.3 * j as f64).collect();
@@ -570,7 +613,7 @@ mod tests {
         let objective = |y: &[f64], s: &[f64]| -> f64 {
             let y = Tensor::from_vec(y.to_vec(), (1, sites, batch), &Device::Cpu).unwrap();
             let s = Tensor::from_vec(s.to_vec(), (n, sites, batch), &Device::Cpu).unwrap();
-            (invert_ncp_mixture(&y, &s, active.clone()).unwrap() * &weights)
+            (invert_ncp_mixture(&y, &s, &active).unwrap() * &weights)
                 .unwrap()
                 .sum_all()
                 .unwrap()
@@ -594,6 +637,6 @@ mod tests {
             let fd = (objective(&yv, &shifted(&ss, k, h)) - objective(&yv, &shifted(&ss, k, -h))) / (2.0 * h);
             assert!((fd - g).abs() < 1e-6 * fd.abs().max(1.0), "ds {k}: {fd} vs {g}");
         }
-        assert!(invert_ncp_mixture(&y, &s, vec![true; 3]).is_err());
+        assert!(invert_ncp_mixture(&y, &s, &ActiveSites::new(vec![true; 3])).is_err());
     }
 }

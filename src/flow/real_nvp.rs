@@ -86,7 +86,7 @@ impl RealNvp {
     pub fn new(architecture: &RealNvpArchitecture, dims: &[usize], vb: VarBuilder) -> Result<Self> {
         let lattice = Lattice::new(dims).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let (dtype, device) = (vb.dtype(), vb.device().clone());
-        let neighbours = NeighbourTable::new(architecture.kernel, &lattice, &device)?;
+        let neighbours = NeighbourTable::new(architecture.kernel, &lattice);
         let masks = [checkerboard(&lattice, 0, dtype, &device)?, checkerboard(&lattice, 1, dtype, &device)?];
         let layers = (0..architecture.layers)
             .map(|i| {

@@ -187,7 +187,7 @@ impl Su3SpectralFlow {
         let lattice = Lattice::new(dims).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let (dtype, device) = (vb.dtype(), vb.device().clone());
         let (d, sites) = (dims.len(), lattice.volume());
-        let table = NeighbourTable::new(architecture.kernel, &lattice, &device)?;
+        let table = NeighbourTable::new(architecture.kernel, &lattice);
         let neighbours = forward_neighbours(&lattice, &device)?;
         let layers = (0..architecture.layers)
             .map(|i| {

@@ -23,7 +23,7 @@
 use super::BatchAction;
 use super::conv::{ConvNet, NeighbourTable, validate_network};
 use super::loops::{batch_loop_action, path_links, shifted};
-use super::ops::{invert_ncp_mixture, modulo_tau, ncp_mixture};
+use super::ops::{ActiveSites, invert_ncp_mixture, modulo_tau, ncp_mixture};
 use super::stack::{CouplingLayer, CouplingStack};
 use super::stripes::{Stripes, forward_neighbours, planes};
 use crate::action::GaugeAction;
@@ -78,10 +78,10 @@ fn plaquettes(theta: &Tensor, forward: &[Tensor]) -> Result<Tensor> {
     Tensor::cat(&angles, 0)
 }
 
-/// The NCP mixture of `x` [1, sites, batch] with scales `s` [n, sites, batch]: its value and
-/// log-derivative, each [1, sites, batch].
-fn mixture(x: &Tensor, s: &Tensor) -> Result<(Tensor, Tensor)> {
-    let out = ncp_mixture(x, s)?;
+/// The NCP mixture of `x` [1, sites, batch] with scales `s` [n, sites, batch] on the `active`
+/// sites (the identity on the others): its value and log-derivative, each [1, sites, batch].
+fn mixture(x: &Tensor, s: &Tensor, active: &ActiveSites) -> Result<(Tensor, Tensor)> {
+    let out = ncp_mixture(x, s, active)?;
     Ok((out.narrow(0, 0, 1)?, out.narrow(0, 1, 1)?))
 }
 
@@ -97,7 +97,7 @@ pub struct PlaquetteCoupling {
     /// 1 on the active plaquettes, [1, sites, 1].
     active: Tensor,
     /// The same as flags, one per site.
-    active_sites: Vec<bool>,
+    active_sites: ActiveSites,
     /// 1 on the frozen plaquettes, [planes, sites, 1].
     frozen: Tensor,
     /// The neighbours x + mu of every site, one tensor per direction.
@@ -132,7 +132,7 @@ impl CouplingLayer for PlaquetteCoupling {
     fn forward(&self, theta: &Tensor) -> Result<(Tensor, Tensor)> {
         let (all, p) = self.plaquettes(theta)?;
         let (s, t) = self.conditioner(&all)?;
-        let (mixed, log_derivative) = mixture(&modulo_tau(&p)?, &s)?;
+        let (mixed, log_derivative) = mixture(&modulo_tau(&p)?, &s, &self.active_sites)?;
         let new = modulo_tau(&(mixed + t)?)?;
         let log_det = log_derivative.broadcast_mul(&self.active)?.sum((0, 1))?;
         Ok((self.move_links(theta, &(new - p)?)?, log_det))
@@ -142,8 +142,8 @@ impl CouplingLayer for PlaquetteCoupling {
         let (all, p) = self.plaquettes(theta)?;
         let (s, t) = self.conditioner(&all)?;
         let target = modulo_tau(&(&p - t)?)?;
-        let old = invert_ncp_mixture(&target, &s, self.active_sites.clone())?;
-        let (_, log_derivative) = mixture(&old, &s)?;
+        let old = invert_ncp_mixture(&target, &s, &self.active_sites)?;
+        let (_, log_derivative) = mixture(&old, &s, &self.active_sites)?;
         let log_det = log_derivative.broadcast_mul(&self.active)?.sum((0, 1))?.neg()?;
         Ok((self.move_links(theta, &(old - p)?)?, log_det))
     }
@@ -161,7 +161,7 @@ impl U1EquivariantFlow {
         let lattice = Lattice::new(dims).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let (dtype, device) = (vb.dtype(), vb.device().clone());
         let d = dims.len();
-        let table = NeighbourTable::new(architecture.kernel, &lattice, &device)?;
+        let table = NeighbourTable::new(architecture.kernel, &lattice);
         let n = architecture.components;
         let neighbours = forward_neighbours(&lattice, &device)?;
         let inputs = 2 * planes(d).len();
@@ -185,7 +185,7 @@ impl U1EquivariantFlow {
                     active_plane,
                     direction: Tensor::from_vec(direction, (d, 1, 1), &device)?.to_dtype(dtype)?,
                     active: stripes.active_mask(&lattice, dtype, &device)?,
-                    active_sites: stripes.active_flags(&lattice),
+                    active_sites: ActiveSites::new(stripes.active_flags(&lattice)),
                     frozen: stripes.frozen_mask(&lattice, 1, dtype, &device)?,
                     neighbours: neighbours.clone(),
                 })
