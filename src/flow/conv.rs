@@ -13,9 +13,10 @@ use std::sync::Arc;
 ///
 /// Computed as one gather and one matrix product: the values at the k^D kernel offsets of
 /// every site (periodic neighbours) are gathered into [channels * k^D, sites * batch] columns
-/// (im2col) and multiplied by the weights [outputs, channels * k^2]. With the batch innermost
-/// the gather moves contiguous rows, and both steps have fast gradients in candle (its
-/// transposed convolution on CPU does not).
+/// (im2col) and multiplied by the weights [outputs, channels * k^D]. With the batch innermost
+/// the gather moves contiguous rows; its gradient is a scatter-add, and the product's is
+/// candle's (candle's own convolution has a slow gradient on CPU: its transposed
+/// convolution).
 pub struct PeriodicConv {
     weight: Tensor,
     bias: Tensor,
