@@ -183,11 +183,14 @@ fn schedules_of_hmc_and_flow_proposals_are_exact() {
 }
 
 /// A flow chain restarted at any update from the field it had there continues identically
-/// (proposals are drawn per update, log q recomputed from the field).
+/// (proposals are drawn per update, log q recomputed from the field), and drawing the
+/// proposals in other blocks gives the same chain.
 #[test]
 fn flow_chains_resume_exactly() {
     let lattice = Arc::new(Lattice::new(&[2, 2]).unwrap());
-    let new_chain = || FlowMetropolis::new(scalar_model(&[2, 2], Precision::F32, 10), phi4(1.0, 0.0), 13, 8);
+    let chain_in_blocks_of =
+        |batch| FlowMetropolis::new(scalar_model(&[2, 2], Precision::F32, 10), phi4(1.0, 0.0), 13, batch);
+    let new_chain = || chain_in_blocks_of(8);
     // a start typical of the target (<phi^2> = 0.19), not its mode phi = 0 where an
     // independence sampler with a poor model stays for long
     let mut phi = ScalarField::gaussian(lattice, &StreamKey::new(1, Purpose::Test, 0));
@@ -201,12 +204,16 @@ fn flow_chains_resume_exactly() {
         }
         reports.push(first.step(&mut phi, k).unwrap());
     }
-    let (mut second, mut resumed) = (new_chain(), at_137.unwrap());
+    let (mut second, mut resumed) = (new_chain(), at_137.clone().unwrap());
     for k in 137..300 {
         assert_eq!(second.step(&mut resumed, k).unwrap(), reports[k as usize], "update {k}");
     }
     assert_eq!(resumed, phi);
     assert!(reports.iter().filter(|r| r.accepted).count() > 3, "too few acceptances to test anything");
+    let (mut third, mut reblocked) = (chain_in_blocks_of(3), at_137.unwrap());
+    for k in 137..300 {
+        assert_eq!(third.step(&mut reblocked, k).unwrap(), reports[k as usize], "update {k}, blocks of 3");
+    }
 }
 
 /// `train_card` writes a model with its learning curves; a `flow-mh` card samples with it and

@@ -585,7 +585,7 @@ pub struct UpdateCard {
     pub reversibility_check: u64,
     /// The flow model file (kinds with flow proposals).
     pub model: Option<PathBuf>,
-    /// Flow proposals drawn per model evaluation (default 64).
+    /// Flow proposals drawn per model evaluation (default 8).
     pub batch: Option<usize>,
     /// Flow proposals symmetrized under the theory's reflection (phi -> -phi for scalars,
     /// charge conjugation U -> U* for gauge fields; kinds with flow proposals, default false).

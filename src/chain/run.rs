@@ -141,8 +141,12 @@ pub fn build_update<C: ChainField>(card: &Card, lattice: &Arc<Lattice>) -> Resul
     }
 }
 
-/// Flow proposals drawn per model evaluation when the card does not say.
-pub const DEFAULT_PROPOSAL_BATCH: usize = 64;
+/// Flow proposals drawn per model evaluation when the card does not say. Larger blocks do not
+/// pay: the convolutions' gathered windows of 64 proposals on a 16^2 lattice (4.7 MB) fall
+/// out of the cache, and a flow-mh update there costs 1.4 times what it costs in blocks of 8
+/// (BENCHMARKS.md, session 11). The chain does not depend on it: proposal n is drawn from the
+/// streams of update n in any block.
+pub const DEFAULT_PROPOSAL_BATCH: usize = 8;
 
 fn run<C: ChainField>(card: &Card, options: RunOptions) -> Result<Summary> {
     let dir = card.run.output.as_path();
