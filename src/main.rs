@@ -12,7 +12,7 @@ const USAGE: &str = "usage:
   flowhmc analyze DIR           recompute DIR/summary.json and DIR/plots from the measurements
   flowhmc bench [--quick]       benchmarks: pure gauge (SU(3) Wilson 8^4), memory bandwidth,
                                 Wilson operator, CG, HMC with fermions, host-interface
-                                overhead (BENCHMARKS.md)";
+                                overhead, flow models (BENCHMARKS.md)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -114,5 +114,6 @@ fn bench(thermalization: u64, trajectories: u64) -> Result<()> {
     for &t in &threads {
         print(&flowhmc::bench::host::update_overhead(&u, t, trajectories));
     }
+    print(&flowhmc::bench::flows::all(trajectories / 2, 8 * trajectories));
     Ok(())
 }

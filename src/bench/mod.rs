@@ -1,8 +1,9 @@
 //! Benchmarks shared by `flowhmc bench` and `cargo bench`: the figures that are compared with
 //! openQCD (../shared/reference/peer_figures.md). Pure gauge here, fermions in [`fermions`],
-//! the host interface's overhead in [`host`].
+//! the host interface's overhead in [`host`], the flow models in [`flows`].
 
 pub mod fermions;
+pub mod flows;
 pub mod host;
 
 use crate::action::{GaugeAction, GaugeActionKind, Monomial};
