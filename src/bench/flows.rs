@@ -5,7 +5,7 @@
 //! and of its reflection by inverse passes), and for U(1) the seconds per HMC trajectory on
 //! the same lattice, the figure a flow proposal has to beat.
 
-use super::{Figure, spread, timed};
+use super::{Figure, pure_gauge_hmc, spread, timed};
 use crate::action::{GaugeAction, GaugeActionKind, Monomial, Phi4Action};
 use crate::chain::run::DEFAULT_PROPOSAL_BATCH;
 use crate::field::GaugeField;
@@ -16,10 +16,10 @@ use crate::flow::{
     Architecture, BatchAction, FlowField, FlowModel, ModelInfo, Precision, TheoryTag, TrainingOptions, train,
 };
 use crate::group::{Su3, U1};
-use crate::integrator::{Integrator, Scheme};
+use crate::integrator::Scheme;
 use crate::phase_space::PhaseSpace;
 use crate::rng::{Purpose, StreamKey};
-use crate::update::{FlowMetropolis, Hmc, MarkovStep};
+use crate::update::{FlowMetropolis, MarkovStep};
 use std::collections::BTreeMap;
 
 /// The figures of every model: `steps` timed training steps and `updates` timed flow-mh
@@ -138,10 +138,7 @@ fn model_figures<C: PhaseSpace + FlowField + PartialEq>(
 /// L x L lattice, `trajectories` timed after as many untimed from a hot start.
 fn u1_hmc(l: usize, trajectories: u64) -> [Figure; 2] {
     let lattice = std::sync::Arc::new(crate::geometry::Lattice::new(&[l, l]).expect("lattice"));
-    let monomials: Vec<Box<dyn Monomial<GaugeField<U1>>>> =
-        vec![Box::new(GaugeAction::new(GaugeActionKind::Wilson, 6.0))];
-    let integrator = Integrator::single(Scheme::Omelyan, 10, 1).expect("integrator");
-    let mut hmc = Hmc::new(monomials, integrator, 1.0, 1).expect("hmc");
+    let mut hmc = pure_gauge_hmc::<U1>(Scheme::Omelyan, 10);
     let mut u = GaugeField::<U1>::hot(lattice, 1);
     for k in 0..trajectories {
         hmc.step(&mut u, k).expect("trajectory");

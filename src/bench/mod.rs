@@ -9,7 +9,7 @@ pub mod host;
 use crate::action::{GaugeAction, GaugeActionKind, Monomial};
 use crate::field::{GaugeField, MomentumField};
 use crate::geometry::Lattice;
-use crate::group::Su3;
+use crate::group::{Group, Su3};
 use crate::integrator::{Integrator, Scheme};
 use crate::observables::average_plaquette;
 use crate::update::{Hmc, MarkovStep};
@@ -40,16 +40,16 @@ pub fn su3_pure_gauge(thread_counts: &[usize], thermalization: u64, trajectories
 pub fn thermalised_su3(thermalization: u64) -> GaugeField<Su3> {
     let lat = Arc::new(Lattice::new(&[8, 8, 8, 8]).expect("8^4"));
     let mut u = GaugeField::<Su3>::hot(lat, 1);
-    let mut chain = pure_gauge_hmc(Scheme::Omelyan, 10);
+    let mut chain = pure_gauge_hmc::<Su3>(Scheme::Omelyan, 10);
     for k in 0..thermalization {
         chain.step(&mut u, k).expect("trajectory");
     }
     u
 }
 
-/// HMC for SU(3) Wilson at beta = 6 with one integrator level.
-fn pure_gauge_hmc(scheme: Scheme, steps: usize) -> Hmc<GaugeField<Su3>> {
-    let mono: Vec<Box<dyn Monomial<GaugeField<Su3>>>> =
+/// HMC (tau = 1) for the Wilson action at beta = 6 with one integrator level.
+pub(crate) fn pure_gauge_hmc<G: Group>(scheme: Scheme, steps: usize) -> Hmc<GaugeField<G>> {
+    let mono: Vec<Box<dyn Monomial<GaugeField<G>>>> =
         vec![Box::new(GaugeAction::new(GaugeActionKind::Wilson, 6.0))];
     let integrator = Integrator::single(scheme, steps, 1).expect("integrator");
     Hmc::new(mono, integrator, 1.0, 1).expect("hmc")
@@ -64,7 +64,6 @@ pub fn su3_pure_gauge_on(
 ) -> Vec<Figure> {
     let lat = thermalised.lattice().clone();
     let action = GaugeAction::new(GaugeActionKind::Wilson, 6.0);
-    let hmc = pure_gauge_hmc;
     let mut figures = vec![Figure {
         name: format!("plaquette after {thermalization} thermalization trajectories"),
         value: average_plaquette(thermalised),
@@ -86,7 +85,7 @@ pub fn su3_pure_gauge_on(
                 [(Scheme::Omelyan, 10, "Omelyan 10 steps"), (Scheme::Omelyan4, 4, "OMF4 4 steps")]
             {
                 let mut u = thermalised.clone();
-                let mut chain = hmc(scheme, steps);
+                let mut chain = pure_gauge_hmc::<Su3>(scheme, steps);
                 let mut accepted = 0;
                 let times = timed(trajectories, |k| {
                     let report = chain.step(&mut u, thermalization + k).expect("trajectory");

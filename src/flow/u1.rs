@@ -134,7 +134,8 @@ impl CouplingLayer for PlaquetteCoupling {
         let (s, t) = self.conditioner(&all)?;
         let (mixed, log_derivative) = mixture(&modulo_tau(&p)?, &s, &self.active_sites)?;
         let new = modulo_tau(&(mixed + t)?)?;
-        let log_det = log_derivative.broadcast_mul(&self.active)?.sum((0, 1))?;
+        // the mixture's log-derivative is 0 off the active sites
+        let log_det = log_derivative.sum((0, 1))?;
         Ok((self.move_links(theta, &(new - p)?)?, log_det))
     }
 
@@ -144,7 +145,7 @@ impl CouplingLayer for PlaquetteCoupling {
         let target = modulo_tau(&(&p - t)?)?;
         let old = invert_ncp_mixture(&target, &s, &self.active_sites)?;
         let (_, log_derivative) = mixture(&old, &s, &self.active_sites)?;
-        let log_det = log_derivative.broadcast_mul(&self.active)?.sum((0, 1))?.neg()?;
+        let log_det = log_derivative.sum((0, 1))?.neg()?;
         Ok((self.move_links(theta, &(old - p)?)?, log_det))
     }
 }
