@@ -62,5 +62,15 @@ impl From<candle_core::Error> for Error {
     }
 }
 
+/// How a card or file spells a value of one of the library's enums (its serde name, e.g.
+/// "flow-mh", "su3"), for messages: a user never sees Rust's debug names.
+pub fn spelling(value: &impl serde::Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "?".into(),
+    }
+}
+
 /// Result with the library's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;

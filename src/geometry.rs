@@ -16,6 +16,10 @@
 
 use crate::error::{Error, Result};
 use crate::group::packed::LANES;
+use crate::memory::{check_available, human};
+
+/// Most sites a lattice may have: the hop tables of the packed layout index sites in 32 bits.
+pub const MAX_SITES: usize = u32::MAX as usize;
 
 /// A site in the packed layout: outer site and lane mask (lane l of the view reads physical
 /// lane l ^ mask of the outer site).
@@ -48,19 +52,61 @@ pub struct Lattice {
 }
 
 impl Lattice {
-    /// Builds a lattice with extents `dims` (x first, time last). Every extent must be even
-    /// and at least 2, so that the even/odd decomposition and parity are well defined.
-    pub fn new(dims: &[usize]) -> Result<Self> {
+    /// Checks extents `dims` without allocating anything and returns the volume: at least 2
+    /// dimensions, every extent even and at least 2 (so that the even/odd decomposition and
+    /// parity are well defined) and at most [`MAX_SITES`] sites. `need` gives the bytes the
+    /// caller would allocate for `dims`, named in the error of a lattice with too many sites.
+    pub fn check_extents(dims: &[usize], need: impl Fn() -> u128) -> Result<usize> {
+        let bad = |m: String| Err(Error::Card(format!("lattice.dims = {dims:?}: {m}")));
         if dims.len() < 2 {
-            return Err(Error::Card(format!("lattice.dims = {dims:?}: need at least 2 dimensions")));
+            return bad("need at least 2 dimensions".into());
         }
         if let Some(&l) = dims.iter().find(|&&l| l < 2 || l % 2 != 0) {
-            return Err(Error::Card(format!(
-                "lattice.dims = {dims:?}: extent {l} is not an even number >= 2"
-            )));
+            return bad(format!("extent {l} is not an even number >= 2"));
         }
+        let volume = dims.iter().try_fold(1usize, |v, &l| v.checked_mul(l)).filter(|&v| v <= MAX_SITES);
+        volume.map_or_else(
+            || {
+                let sites = dims.iter().map(|&l| l as f64).product::<f64>();
+                bad(format!(
+                    "{sites:.3e} sites, a lattice may have at most {MAX_SITES} (it would need about {} of memory)",
+                    human(need())
+                ))
+            },
+            Ok,
+        )
+    }
+
+    /// [`Lattice::check_extents`], and tables ([`Lattice::table_bytes`]) that fit in the
+    /// machine's available memory: the checks of [`Lattice::new`].
+    pub fn check_dims(dims: &[usize]) -> Result<usize> {
+        let volume = Self::check_extents(dims, || Self::table_bytes(dims))?;
+        check_available(&format!("lattice.dims = {dims:?}"), Self::table_bytes(dims))?;
+        Ok(volume)
+    }
+
+    /// Bytes of the tables of extents `dims` (per site: [`Lattice::table_bytes_per_site`]), in
+    /// 128 bits (no overflow).
+    pub fn table_bytes(dims: &[usize]) -> u128 {
+        dims.iter().map(|&l| l as u128).product::<u128>() * Self::table_bytes_per_site(dims.len())
+    }
+
+    /// Bytes of the neighbour, parity and layout tables that [`Lattice::new`] builds for
+    /// `volume` sites in `ndim` dimensions.
+    /// Bytes per site of the tables: forward and backward neighbours (2 D words), parity (1
+    /// byte), even/odd maps (2 words), packed maps (3 words) and outer hops (2 D packed sites
+    /// per LANES sites).
+    pub fn table_bytes_per_site(ndim: usize) -> u128 {
+        let word = size_of::<usize>() as u128;
+        let d = ndim as u128;
+        2 * d * word + 1 + 5 * word + 2 * d * size_of::<PackedSite>() as u128 / LANES as u128
+    }
+
+    /// Builds a lattice with extents `dims` (x first, time last), checked by
+    /// [`Lattice::check_dims`].
+    pub fn new(dims: &[usize]) -> Result<Self> {
+        let volume = Self::check_dims(dims)?;
         let d = dims.len();
-        let volume: usize = dims.iter().product();
         let mut forward = vec![0; volume * d];
         let mut backward = vec![0; volume * d];
         let mut parity = vec![0u8; volume];
@@ -254,6 +300,23 @@ mod tests {
         assert!(Lattice::new(&[4, 3]).is_err());
         assert!(Lattice::new(&[4]).is_err());
         assert!(Lattice::new(&[4, 0]).is_err());
+    }
+
+    #[test]
+    fn refuses_overflowing_and_oversized_extents_before_allocating() {
+        // the volume of 65536^4 wraps to 0 in 64 bits
+        let e = Lattice::new(&[65536; 4]).unwrap_err().to_string();
+        assert!(e.contains("[65536, 65536, 65536, 65536]") && e.contains("1.845e19 sites"), "{e}");
+        assert!(e.contains("would need about 2.53e21 bytes"), "{e}");
+        // 10^10 sites overflow the 32-bit hop tables
+        let e = Lattice::new(&[100000, 100000]).unwrap_err().to_string();
+        assert!(e.contains("1.000e10 sites"), "{e}");
+        // fits the tables' index range but not this machine's memory
+        let have = crate::memory::available_bytes().unwrap();
+        let side = (((have / Lattice::table_bytes_per_site(2)) as f64).sqrt() as usize + 2) & !1;
+        let e = Lattice::check_dims(&[side, side]).unwrap_err().to_string();
+        assert!(e.contains("needs about") && e.contains("available"), "{e}");
+        assert_eq!(Lattice::check_dims(&[6, 4]).unwrap(), 24);
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod host;
 pub mod integrator;
 pub mod io;
 pub mod loops;
+pub mod memory;
 pub mod observables;
 pub mod parallel;
 pub mod phase_space;

@@ -1,5 +1,6 @@
 //! The `flowhmc` command: run cards, analyse runs, benchmark.
 
+use flowhmc::chain::run::remove_run_directory;
 use flowhmc::chain::{Card, DEFAULT_CARD, RunOptions, TrainingCard, analyze, run_card, train_card};
 use flowhmc::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -14,30 +15,46 @@ const USAGE: &str = "usage:
                                 Wilson operator, CG, HMC with fermions, host-interface
                                 overhead, flow models (BENCHMARKS.md)";
 
+/// Why the command failed: a command line it does not understand, or the library's error.
+enum Failure {
+    Usage(String),
+    Library(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Library(e)
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match dispatch(&args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err(Failure::Usage(m)) => {
+            eprintln!("flowhmc: error: {m}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Library(e)) => {
             eprintln!("flowhmc: error: {e}");
             ExitCode::from(2)
         }
     }
 }
 
-fn dispatch(args: &[String]) -> Result<()> {
+fn dispatch(args: &[String]) -> std::result::Result<(), Failure> {
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     match words.as_slice() {
-        [] => run_default(),
-        ["run", card] => run(Path::new(card), false),
-        ["run", card, "--resume"] | ["run", "--resume", card] => run(Path::new(card), true),
-        ["train", card] => train(Path::new(card)),
+        [] => Ok(run_default()?),
+        ["run", card] => Ok(run(Path::new(card), false)?),
+        ["run", card, "--resume"] | ["run", "--resume", card] => Ok(run(Path::new(card), true)?),
+        ["train", card] => Ok(train(Path::new(card))?),
         ["analyze", dir] => {
             println!("{}", analyze(Path::new(dir), None)?.table());
             Ok(())
         }
-        ["bench"] => bench(150, 20),
-        ["bench", "--quick"] => bench(10, 3),
+        ["bench"] => Ok(bench(150, 20)?),
+        ["bench", "--quick"] => Ok(bench(10, 3)?),
         ["--version" | "-V"] => {
             println!("flowhmc {}", flowhmc::VERSION);
             Ok(())
@@ -46,7 +63,16 @@ fn dispatch(args: &[String]) -> Result<()> {
             println!("{USAGE}");
             Ok(())
         }
-        _ => Err(Error::Card(format!("unrecognised arguments {args:?}\n{USAGE}"))),
+        ["run" | "train"] => {
+            Err(Failure::Usage(format!("{0}: give the run card, e.g. flowhmc {0} card.toml", words[0])))
+        }
+        ["analyze"] => {
+            Err(Failure::Usage("analyze: give the run directory, e.g. flowhmc analyze runs/u1".into()))
+        }
+        _ => Err(Failure::Usage(format!(
+            "unrecognised arguments \"{}\" (flowhmc help lists the commands)",
+            words.join(" ")
+        ))),
     }
 }
 
@@ -77,7 +103,7 @@ fn train(card_path: &Path) -> Result<()> {
 
 /// Runs the built-in card, replacing an earlier default run (and nothing else): a directory
 /// is an earlier default run if it holds a flowhmc run whose card writes to that directory,
-/// whatever version of the built-in card made it.
+/// whatever version of the built-in card made it, and only files a run writes.
 fn run_default() -> Result<()> {
     let card = Card::parse(DEFAULT_CARD, "built-in default card")?;
     let out = PathBuf::from(&card.run.output);
@@ -89,7 +115,7 @@ fn run_default() -> Result<()> {
                 out.display()
             )));
         }
-        std::fs::remove_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+        remove_run_directory(&out)?;
     }
     println!("flowhmc: built-in default card (2D U(1), L = 16, beta = 3, HMC); see README for run cards");
     let summary = run_card(&card, RunOptions::default())?;

@@ -118,7 +118,39 @@ fn bad_input_exits_2_with_a_clear_error_and_writes_nothing() {
     let out = flowhmc(&["run", dir.join("missing.toml").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
-    assert_eq!(flowhmc(&["frobnicate"]).status.code(), Some(2));
+    for (args, expected) in [
+        (&["frobnicate"][..], "unrecognised arguments \"frobnicate\""),
+        (&["run"][..], "run: give the run card"),
+        (&["analyze"][..], "analyze: give the run directory"),
+    ] {
+        let out = flowhmc(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(expected) && err.trim().lines().count() == 1, "{err}");
+    }
+    // a directory as the start configuration, an empty output path (which wrote into the
+    // working directory), and kind names as a card spells them
+    let here = scratch("bad-cwd");
+    let dir_start = good.replace("start = \"hot\"", &format!("start = \"{}\"", dir.display()));
+    let empty_output = good.replace(&format!("output = \"{}\"", out_dir.display()), "output = \"\"");
+    let flow_keys = good.replace("steps = 8", "steps = 8\nmodel = \"m\"");
+    for (text, expected) in [
+        (dir_start, "a directory, not a configuration file"),
+        (empty_output, "run.output = \"\": name the directory"),
+        (flow_keys, "kind \"hmc\" has none"),
+    ] {
+        let path = write_card(&dir, "bad.toml", &text);
+        let out = Command::new(env!("CARGO_BIN_EXE_flowhmc"))
+            .args(["run", path.to_str().unwrap()])
+            .current_dir(&here)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(expected), "expected {expected:?} in: {err}");
+        assert_eq!(std::fs::read_dir(&here).unwrap().count(), 0, "files written into the working directory");
+    }
+    std::fs::remove_dir_all(&here).unwrap();
     // an existing run is not overwritten without --resume
     run_ok(&write_card(&dir, "good.toml", &good), &[]);
     let again = flowhmc(&["run", dir.join("good.toml").to_str().unwrap()]);
@@ -136,14 +168,47 @@ fn resumed_and_killed_runs_reproduce_the_uninterrupted_chain() {
     let reference = measurements(&a);
     assert_eq!(reference.lines().count(), 60);
 
-    // stopped after 20 measured trajectories (1 thread), then extended to 60 with --resume
+    // stopped after 20 measured trajectories (1 thread), then extended to 60 with --resume on
+    // 2 threads; card.toml then says what the run is
     run_ok(&write_card(&dir, "b.toml", &card(&b, 20, 1, "hot")), &[]);
-    let b60 = write_card(&dir, "b.toml", &card(&b, 60, 1, "hot"));
+    let b60 = write_card(&dir, "b.toml", &card(&b, 60, 2, "hot"));
     run_ok(&b60, &["--resume"]);
     assert_eq!(measurements(&b), reference, "stop + resume differs");
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(b.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["trajectories"], 60);
+    let stored = std::fs::read_to_string(b.join("card.toml")).unwrap();
+    assert!(stored.contains("trajectories = 60") && stored.contains("threads = 2"), "{stored}");
+    // fewer trajectories than the run has measured is an error, not a silent success
+    let b30 = write_card(&dir, "b30.toml", &card(&b, 30, 2, "hot"));
+    let out = flowhmc(&["run", b30.to_str().unwrap(), "--resume"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("run.trajectories = 30: the run being resumed has measured 60 already"), "{err}");
+    assert_eq!(measurements(&b), reference);
+
+    // killed before its first checkpoint: --resume starts it again, and the temporary file
+    // of a checkpoint write that a kill interrupted is removed
+    let d = dir.join("d");
+    let d_card = write_card(
+        &dir,
+        "d.toml",
+        &card(&d, 60, 1, "hot").replace("checkpoint_every = 4", "checkpoint_every = 1000"),
+    );
+    let mut child = spawn_flowhmc(&["run", d_card.to_str().unwrap()]);
+    let t = Instant::now();
+    while std::fs::read_to_string(d.join("measurements.jsonl")).map(|m| m.lines().count()).unwrap_or(0) < 3 {
+        assert!(t.elapsed() < Duration::from_secs(120), "run too slow to interrupt");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(!d.join("checkpoint.cfg").exists(), "the kill came after the only checkpoint");
+    let stale = d.join(".checkpoint.cfg.tmp4194305"); // above Linux's pid_max: no such writer
+    std::fs::write(&stale, b"partial").unwrap();
+    run_ok(&d_card, &["--resume"]);
+    assert_eq!(measurements(&d), reference, "a resume without checkpoint differs");
+    assert!(!stale.exists(), "the stale temporary file is still there");
 
     // killed with SIGKILL between checkpoints, then resumed
     let c_card = write_card(&dir, "c.toml", &card(&c, 60, 1, "hot"));
@@ -172,8 +237,9 @@ fn resumed_and_killed_runs_reproduce_the_uninterrupted_chain() {
     // a different card cannot resume the run
     let changed = write_card(&dir, "c2.toml", &card(&c, 60, 1, "hot").replace("beta = 5.8", "beta = 5.9"));
     let out = flowhmc(&["run", changed.to_str().unwrap(), "--resume"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("differs"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("gauge.beta differs from"), "{err}");
 
     // analyze recomputes the same summary
     let before = std::fs::read_to_string(a.join("summary.json")).unwrap();
@@ -248,15 +314,39 @@ fn flow_measurements_reach_records_and_summary() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The lines of README's example output of the default run (the code block after "The default
+/// run"), without the elision "...".
+fn readme_default_output() -> Vec<String> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let after = &readme[readme.find("The default run").expect("README describes the default run")..];
+    let block = after.split("```").nth(1).expect("a code block follows");
+    block.lines().map(str::trim).filter(|l| !l.is_empty() && *l != "...").map(String::from).collect()
+}
+
 #[test]
-fn default_run_prints_exact_values_and_replaces_itself() {
+fn default_run_prints_readmes_example_and_replaces_only_itself() {
     let dir = scratch("default");
-    for _ in 0..2 {
+    let expected = readme_default_output();
+    assert!(expected.len() >= 3, "{expected:?}");
+    for round in 0..2 {
         let out = Command::new(env!("CARGO_BIN_EXE_flowhmc")).current_dir(&dir).output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert!(stdout.contains("exact (character expansion): plaquette 0.80998529"), "{stdout}");
-        assert!(stdout.contains("topological_susceptibility"));
+        for line in &expected {
+            assert!(stdout.lines().any(|l| l.trim() == line), "README's line {line:?} is not in:\n{stdout}");
+        }
+        if round == 0 {
+            // a file of the user's inside the default run: neither removed nor replaced
+            let notes = dir.join("runs/default/notes.txt");
+            std::fs::write(&notes, "mine").unwrap();
+            let out = Command::new(env!("CARGO_BIN_EXE_flowhmc")).current_dir(&dir).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{err}");
+            assert!(err.contains("notes.txt, which no flowhmc run wrote"), "{err}");
+            assert_eq!(std::fs::read_to_string(&notes).unwrap(), "mine");
+            assert!(dir.join("runs/default/summary.json").is_file());
+            std::fs::remove_file(notes).unwrap();
+        }
     }
     // a directory that is not a flowhmc run is never replaced
     let foreign = scratch("default-foreign");
@@ -299,5 +389,73 @@ fn killed_trainings_keep_their_last_saved_model() {
     let out = flowhmc(&["train", zero.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("save_every"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Extents whose volume overflows, or whose fields exceed the machine, are refused before
+/// anything is allocated, with the memory the run would need.
+#[test]
+fn huge_lattices_are_refused_with_the_memory_they_need() {
+    let dir = scratch("huge");
+    let out_dir = dir.join("out");
+    let good = card(&out_dir, 10, 1, "hot");
+    for (dims, expected) in [
+        (
+            "[65536, 65536, 65536, 65536]",
+            "1.845e19 sites, a lattice may have at most 4294967295 (it would need about",
+        ),
+        ("[100000, 100000, 2, 2]", "4.000e10 sites"),
+        ("[256, 256, 256, 64]", "TiB of memory, this machine has"),
+    ] {
+        let path = write_card(&dir, "huge.toml", &good.replace("[4, 4, 4, 4]", dims));
+        let out = flowhmc(&["run", path.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(dims) && err.contains(expected), "expected {expected:?} in: {err}");
+        assert!(!out_dir.exists());
+    }
+    // 32^3 x 16 SU(3) needs about 1.6 GiB: refused under a 1 GiB address-space limit
+    let path = write_card(&dir, "limited.toml", &good.replace("[4, 4, 4, 4]", "[32, 32, 32, 16]"));
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            &format!("ulimit -v 1048576 && exec {} run {}", env!("CARGO_BIN_EXE_flowhmc"), path.display()),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("GiB of memory, this machine has 1.000 GiB available"), "{err}");
+    assert!(!out_dir.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A cold 8^4 SU(3) start at beta = 6 with 10 Omelyan steps is rejected forever (dH = 13.5):
+/// the progress line says so; thermalization without the Metropolis test moves the chain.
+#[test]
+fn stuck_chains_warn_and_thermalization_without_test_moves_them() {
+    let dir = scratch("stuck");
+    let cold = |out: &Path, thermalization: &str| {
+        card(out, 60, 0, "cold")
+            .replace("[4, 4, 4, 4]", "[8, 8, 8, 8]")
+            .replace("beta = 5.8", "beta = 6.0")
+            .replace("steps = 8", "steps = 10")
+            .replace("thermalization = 5", thermalization)
+            .replace("checkpoint_every = 4", "checkpoint_every = 100")
+    };
+    let stuck = write_card(&dir, "stuck.toml", &cold(&dir.join("stuck"), "thermalization = 0"));
+    let out = flowhmc(&["run", stuck.to_str().unwrap()]);
+    let progress = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{progress}");
+    let warned = progress.lines().filter(|l| l.contains("WARNING: acceptance 0.00 over the last 50")).count();
+    assert!(warned >= 1, "{progress}");
+    let text = cold(&dir.join("moving"), "thermalization = 10\nthermalization_no_accept = 10");
+    let out = flowhmc(&["run", write_card(&dir, "moving.toml", &text).to_str().unwrap()]);
+    let progress = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !progress.contains("WARNING"), "{progress}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("moving/summary.json")).unwrap()).unwrap();
+    let plaquette = summary["observables"]["plaquette"]["mean"].as_f64().unwrap();
+    assert!(summary["acceptance"].as_f64().unwrap() > 0.5 && plaquette < 0.7, "{summary}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

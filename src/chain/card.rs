@@ -59,7 +59,7 @@ use crate::action::exact_determinant::MAX_DENSE_ROWS;
 use crate::action::{GaugeActionKind, Phi4Action};
 use crate::checkerboard::Checkerboard;
 use crate::dirac::{Boundary, Method};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, spelling};
 use crate::flow::real_nvp::RealNvpArchitecture;
 use crate::flow::su3::Su3SpectralArchitecture;
 use crate::flow::train::{Schedule as LearningRateSchedule, TrainingOptions};
@@ -171,6 +171,19 @@ pub struct FermionCard {
 
 fn yes() -> bool {
     true
+}
+
+/// The largest hopping parameter a card accepts for Wilson quarks (r = 1) in `ndim`
+/// dimensions, kappa = 1/(2 m0 + 2D) for a bare mass m0:
+/// - 4D: m0 > -2 (kappa < 1/4), where the doublers with one momentum component at pi become
+///   massless; the critical kappa of the physical branch lies below it at every coupling (1/8
+///   free, about 0.157 at beta = 6, 1/4 in the strong-coupling limit);
+/// - 2D, where those doublers stay massive for every positive kappa: m0 > -1 (kappa < 1/2),
+///   twice the free critical kappa 1/4, far above the critical kappa of the Schwinger model
+///   at the couplings simulated (about 0.26 at beta = 2).
+pub fn max_kappa(ndim: usize) -> f64 {
+    let m0_min = if ndim > 2 { -2.0 } else { -1.0 };
+    1.0 / (2.0 * m0_min + 2.0 * ndim as f64)
 }
 
 impl FermionCard {
@@ -476,7 +489,7 @@ impl TrainingCard {
     /// Parses and validates a training card; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<TrainingCard> {
         let named = |m: String| Error::Card(format!("{origin}: {m}"));
-        let mut table: toml::Table = toml::from_str(text).map_err(|e| named(e.to_string()))?;
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| toml_error(origin, text, &e))?;
         for unused in ["update", "run", "measure", "fermions"] {
             table.remove(unused);
         }
@@ -497,7 +510,7 @@ impl TrainingCard {
     }
 
     fn validate(&self) -> Result<()> {
-        Lattice::new(&self.lattice.dims)?;
+        Lattice::check_dims(&self.lattice.dims)?;
         validate_theory(self.theory()?)?;
         self.flow.architecture(&self.lattice.dims)?;
         let t = &self.train;
@@ -616,6 +629,12 @@ pub struct RunCard {
     pub trajectories: u64,
     /// Trajectories discarded first.
     pub thermalization: u64,
+    /// The first this many thermalization trajectories skip the Metropolis test (every
+    /// trajectory with a finite dH is accepted), as openQCD and Chroma allow: it moves a chain
+    /// that starts far from equilibrium and would be rejected forever. At most
+    /// `thermalization`; MD updates only. Default 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub thermalization_no_accept: u64,
     /// Seed of every random stream.
     pub seed: u64,
     /// "hot", "cold" or a path.
@@ -624,9 +643,16 @@ pub struct RunCard {
     pub checkpoint_every: u64,
     /// Output directory.
     pub output: PathBuf,
-    /// Worker threads (0: one per core).
+    /// Worker threads (0: one per core; at most [`MAX_THREADS`]). Results do not depend on it.
     #[serde(default)]
     pub threads: usize,
+}
+
+/// Most worker threads a card may ask for.
+pub const MAX_THREADS: usize = 1024;
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// `[measure]`.
@@ -670,7 +696,7 @@ pub const PHI4_MONOMIAL: &str = "phi4";
 impl Card {
     /// Parses and validates a card given as TOML text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Card> {
-        let card: Card = toml::from_str(text).map_err(|e| Error::Card(format!("{origin}: {e}")))?;
+        let card: Card = toml::from_str(text).map_err(|e| toml_error(origin, text, &e))?;
         card.validate().map_err(|e| match e {
             Error::Card(m) => Error::Card(format!("{origin}: {m}")),
             other => other,
@@ -692,7 +718,7 @@ impl Card {
     /// Checks every value (the parser has already checked keys and types).
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Card(m));
-        Lattice::new(&self.lattice.dims)?;
+        Lattice::check_extents(&self.lattice.dims, || self.memory_need())?;
         let theory = self.theory()?;
         validate_theory(theory)?;
         if let Theory::Scalar(_) = theory {
@@ -713,10 +739,34 @@ impl Card {
         if r.trajectories == 0 {
             return bad("run.trajectories = 0: must be at least 1".into());
         }
-        if let Start::File(path) = self.start()
-            && !path.is_file()
-        {
-            return bad(format!("run.start = {:?}: no such file", path.display()));
+        if r.thermalization_no_accept > r.thermalization {
+            return bad(format!(
+                "run.thermalization_no_accept = {}: at most thermalization = {} (unmeasured trajectories only)",
+                r.thermalization_no_accept, r.thermalization
+            ));
+        }
+        if r.thermalization_no_accept > 0 && !self.update.kind.uses_md() {
+            return bad(format!(
+                "run.thermalization_no_accept: kind \"{}\" has no MD trajectories to accept without a test",
+                spelling(&self.update.kind)
+            ));
+        }
+        if r.threads > MAX_THREADS {
+            return bad(format!("run.threads = {}: at most {MAX_THREADS} (0: one per core)", r.threads));
+        }
+        if r.output.as_os_str().is_empty() {
+            return bad("run.output = \"\": name the directory the run writes".into());
+        }
+        if let Start::File(path) = self.start() {
+            if path.is_dir() {
+                return bad(format!(
+                    "run.start = {:?}: a directory, not a configuration file",
+                    path.display()
+                ));
+            }
+            if !path.is_file() {
+                return bad(format!("run.start = {:?}: no such file", path.display()));
+            }
         }
         for (i, f) in self.fermions.iter().enumerate() {
             let at = format!("fermions[{i}]");
@@ -731,8 +781,13 @@ impl Card {
                     f.flavors
                 ));
             }
-            if !(f.kappa > 0.0 && f.kappa.is_finite()) {
-                return bad(format!("{at}.kappa = {}: must be a positive number", f.kappa));
+            if !(f.kappa > 0.0 && f.kappa < max_kappa(d)) {
+                return bad(format!(
+                    "{at}.kappa = {}: Wilson quarks in {d}D need 0 < kappa < {} (bare mass m0 = 1/(2 kappa) - {d} above {})",
+                    f.kappa,
+                    max_kappa(d),
+                    1.0 / (2.0 * max_kappa(d)) - d as f64
+                ));
             }
             let mut previous = 0.0;
             for &k in &f.hasenbusch {
@@ -805,7 +860,10 @@ impl Card {
         match self.update.trajectory_length {
             Some(tau) if tau > 0.0 && tau.is_finite() => Ok(tau),
             Some(tau) => Err(Error::Card(format!("update.trajectory_length = {tau}: must be positive"))),
-            None => Err(Error::Card(format!("update: kind {:?} needs trajectory_length", self.update.kind))),
+            None => Err(Error::Card(format!(
+                "update: kind \"{}\" needs trajectory_length",
+                spelling(&self.update.kind)
+            ))),
         }
     }
 
@@ -825,12 +883,17 @@ impl Card {
                 (u.reversibility_check > 0, "reversibility_check"),
             ];
             if let Some((_, key)) = md_keys.iter().find(|(given, _)| *given) {
-                return bad(format!("{key} is for updates with MD, kind {:?} has none", u.kind));
+                return bad(format!("{key} is for updates with MD, kind \"{}\" has none", spelling(&u.kind)));
             }
         }
         if u.kind.uses_flow() {
             match &u.model {
-                None => return bad(format!("kind {:?} needs model = \"PATH\" (a trained flow)", u.kind)),
+                None => {
+                    return bad(format!(
+                        "kind \"{}\" needs model = \"PATH\" (a trained flow)",
+                        spelling(&u.kind)
+                    ));
+                }
                 Some(path) if !path.is_file() => {
                     return bad(format!("model = {:?}: no such file", path.display()));
                 }
@@ -858,8 +921,8 @@ impl Card {
             }
         } else if u.model.is_some() || u.batch.is_some() || u.symmetrize {
             return bad(format!(
-                "model, batch and symmetrize are for flow updates, kind {:?} has none",
-                u.kind
+                "model, batch and symmetrize are for flow updates, kind \"{}\" has none",
+                spelling(&u.kind)
             ));
         }
         match (u.kind, u.hmc, u.flow) {
@@ -926,6 +989,32 @@ impl Card {
             }
         }
     }
+}
+
+/// A TOML error in `text` as one line naming the line, the key (dotted, with its table) and the
+/// problem, e.g. `card.toml, line 11: update.steps: invalid type: string "ten", expected usize`;
+/// a missing key names its table (`run: missing field `seed``).
+fn toml_error(origin: &str, text: &str, e: &toml::de::Error) -> Error {
+    let message = e.message().trim().replace('\n', " ");
+    let Some(span) = e.span() else {
+        return Error::Card(format!("{origin}: {message}"));
+    };
+    let before = &text[..span.start.min(text.len())];
+    let number = before.matches('\n').count() + 1;
+    let line = text.lines().nth(number - 1).unwrap_or("").trim();
+    let header = |l: &str| {
+        let l = l.trim();
+        l.starts_with('[').then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+    };
+    let key = match header(line) {
+        Some(table) => table,
+        None => {
+            let table = before.lines().rev().skip(1).find_map(header);
+            let name = line.split('=').next().unwrap_or("").trim();
+            table.map_or(name.to_string(), |t| format!("{t}.{name}"))
+        }
+    };
+    Error::Card(format!("{origin}, line {number}: {key}: {message}"))
 }
 
 /// The message of an error without its kind, for repeating it under a card key.
@@ -1007,6 +1096,51 @@ mod tests {
     }
 
     #[test]
+    fn toml_errors_are_one_line_naming_the_key() {
+        let cases = [
+            (
+                "steps = 10",
+                "steps = \"ten\"",
+                "card.toml, line 13: update.steps: invalid type: string \"ten\", expected",
+            ),
+            (
+                "steps = 10",
+                "steps = 10\nfoo = 3",
+                "card.toml, line 14: update.foo: unknown field `foo`, expected one of",
+            ),
+            ("seed = 1\n", "", "card.toml, line 15: run: missing field `seed`"),
+            ("group = \"u1\"", "group = \"su2\"", "card.toml, line 5: gauge.group: unknown variant `su2`"),
+            ("[run]", "[lattice]", "line 15: lattice: duplicate key"),
+        ];
+        for (replace, by, expected) in cases {
+            let e = err(replace, by);
+            assert!(e.contains(expected) && !e.contains('\n'), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn run_keys_that_guard_the_user() {
+        let e = err("seed = 1", "seed = 1\nthreads = 100000");
+        assert!(e.contains("run.threads = 100000: at most 1024"), "{e}");
+        assert!(
+            err("output = \"runs/default\"", "output = \"\"")
+                .contains("run.output = \"\": name the directory")
+        );
+        let dir = std::env::temp_dir();
+        let e = err("start = \"hot\"", &format!("start = {:?}", dir.display().to_string()));
+        assert!(e.contains("a directory, not a configuration file"), "{e}");
+        let e = err("thermalization = 200", "thermalization = 200\nthermalization_no_accept = 201");
+        assert!(e.contains("thermalization_no_accept = 201: at most thermalization = 200"), "{e}");
+        let card =
+            with("thermalization = 200", "thermalization = 200\nthermalization_no_accept = 200").unwrap();
+        assert_eq!(Card::parse(&card.to_toml(), "again").unwrap(), card);
+        assert!(
+            !Card::parse(DEFAULT_CARD, "d").unwrap().to_toml().contains("no_accept"),
+            "an unset key stays out of card.toml"
+        );
+    }
+
+    #[test]
     fn nested_levels() {
         let levels = "integrator = \"omelyan\"\nsteps = 10\n";
         let nested =
@@ -1065,6 +1199,11 @@ mod tests {
         let e = |edit| fermions(edit).unwrap_err().to_string();
         assert!(e(("flavors = 2", "flavors = 1")).contains("flavors = 1"));
         assert!(e(("kappa = 0.24", "kappa = -0.24")).contains("kappa = -0.24"));
+        // the default card is 2D: kappa < 1/2 (m0 > -1)
+        let above = e(("kappa = 0.24", "kappa = 1.5"));
+        assert!(above.contains("kappa = 1.5: Wilson quarks in 2D need 0 < kappa < 0.5"), "{above}");
+        assert!(fermions(("kappa = 0.24", "kappa = 0.49")).is_ok());
+        assert_eq!((max_kappa(2), max_kappa(4)), (0.5, 0.25));
         assert!(e(("[0.1, 0.2]", "[0.2, 0.1]")).contains("increasing"));
         assert!(e(("[0.1, 0.2]", "[0.1, 0.3]")).contains("increasing"));
         assert!(e(("kind = \"cg\"", "kind = \"gmres\"")).contains("gmres"));

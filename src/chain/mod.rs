@@ -2,6 +2,7 @@
 
 pub mod card;
 pub mod fields;
+pub mod footprint;
 pub mod measure;
 pub mod progress;
 pub mod run;

@@ -1,7 +1,39 @@
 //! Progress of a run on stderr: a bar redrawn in place on a terminal, plain lines otherwise.
 
+use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
+
+/// Updates over which the progress line measures the recent acceptance.
+pub const ACCEPTANCE_WINDOW: usize = 50;
+/// Recent acceptance below which the progress line warns.
+pub const LOW_ACCEPTANCE: f64 = 0.1;
+
+/// Accept flags of the last [`ACCEPTANCE_WINDOW`] updates of this run segment.
+#[derive(Clone, Debug, Default)]
+pub struct RecentAcceptance {
+    flags: VecDeque<bool>,
+}
+
+impl RecentAcceptance {
+    /// Records the outcome of the latest update.
+    pub fn push(&mut self, accepted: bool) {
+        if self.flags.len() == ACCEPTANCE_WINDOW {
+            self.flags.pop_front();
+        }
+        self.flags.push_back(accepted);
+    }
+
+    /// The warning the progress line carries once a full window has an acceptance below
+    /// [`LOW_ACCEPTANCE`].
+    pub fn warning(&self) -> Option<String> {
+        let n = self.flags.len();
+        let rate = self.flags.iter().filter(|&&a| a).count() as f64 / n.max(1) as f64;
+        (n == ACCEPTANCE_WINDOW && rate < LOW_ACCEPTANCE).then(|| {
+            format!("WARNING: acceptance {rate:.2} over the last {n} (see README, Reading the warnings)")
+        })
+    }
+}
 
 /// Reports the count of work done (trajectories, training steps), a few figures and the
 /// estimated time left.
@@ -34,10 +66,15 @@ impl Progress {
         }
     }
 
-    /// Call after update `done` (1-based count of finished updates); `name` and `value` are
-    /// the observable shown (the plaquette of a gauge field, |m| of a scalar field).
-    pub fn update(&mut self, done: u64, acceptance: f64, name: &str, value: f64) {
-        self.show("trajectory", done, &format!("acc {acceptance:.3} {name} {value:.6}"));
+    /// Call after update `done` (1-based count of finished updates) with the acceptance so far
+    /// and of the recent updates; `name` and `value` are the observable shown (the plaquette
+    /// of a gauge field, |m| of a scalar field).
+    pub fn update(&mut self, done: u64, acceptance: f64, recent: &RecentAcceptance, name: &str, value: f64) {
+        let mut figures = format!("acc {acceptance:.3} {name} {value:.6}");
+        if let Some(warning) = recent.warning() {
+            figures += &format!(" {warning}");
+        }
+        self.show("trajectory", done, &figures);
     }
 
     /// Call after `done` of the total units of work (`unit`: "trajectory", "step"), with the

@@ -9,14 +9,15 @@
 
 use super::card::{Card, GaugeCard, GroupName, Theory, UpdateKind};
 use super::fields::{ChainField, card_model};
-use super::progress::Progress;
+use super::progress::{Progress, RecentAcceptance};
 use super::summary::{Summary, analyze};
 use super::train::batch_action;
 use crate::error::{Error, Result};
 use crate::field::GaugeField;
 use crate::geometry::Lattice;
 use crate::group::{Su3, U1};
-use crate::io::{native, write_atomically};
+use crate::io::{native, remove_stale_temporaries, write_atomically};
+use crate::memory::check_available;
 use crate::scalar::ScalarField;
 use crate::update::{FlowHmc, FlowMetropolis, Hmc, MarkovStep, PulledBackAction, Schedule};
 use serde_json::json;
@@ -40,6 +41,8 @@ const MEASUREMENTS: &str = "measurements.jsonl";
 /// Runs the chain a (validated) card describes and returns its summary.
 pub fn run_card(card: &Card, options: RunOptions) -> Result<Summary> {
     card.validate()?;
+    let dims = &card.lattice.dims;
+    check_available(&format!("lattice.dims = {dims:?} with this card's fields"), card.memory_need())?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(card.run.threads)
         .build()
@@ -67,21 +70,61 @@ fn fresh_state<C: ChainField>(card: &Card, lattice: &Arc<Lattice>, dir: &Path) -
     Ok(u)
 }
 
-/// A resumed run: the card must match the one the run started with (the number of measured
-/// trajectories may grow); measurements past the checkpoint are dropped.
-fn resume_state<C: ChainField>(card: &Card, dir: &Path) -> Result<(C, u64, u64)> {
-    let stored = Card::load(&dir.join("card.toml"))?;
-    let mut comparable = stored.clone();
-    comparable.run.trajectories = card.run.trajectories;
-    if comparable != *card {
+/// Keys of `[run]` a resumed run may change: the chain does not depend on them.
+const RESUMABLE_KEYS: [&str; 2] = ["trajectories", "threads"];
+
+/// The dotted key of the first value in which two cards differ, apart from the
+/// [`RESUMABLE_KEYS`] of `[run]`.
+fn first_difference(stored: &Card, card: &Card) -> Option<String> {
+    fn walk(a: &toml::Value, b: &toml::Value, key: &str) -> Option<String> {
+        match (a, b) {
+            (toml::Value::Table(x), toml::Value::Table(y)) => {
+                let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                keys.into_iter().find_map(|k| {
+                    let sub = if key.is_empty() { k.clone() } else { format!("{key}.{k}") };
+                    match (x.get(k), y.get(k)) {
+                        (Some(p), Some(q)) => walk(p, q, &sub),
+                        _ => Some(sub),
+                    }
+                })
+            }
+            (toml::Value::Array(x), toml::Value::Array(y)) if x.len() == y.len() => {
+                x.iter().zip(y).enumerate().find_map(|(i, (p, q))| walk(p, q, &format!("{key}[{i}]")))
+            }
+            _ => (a != b).then(|| key.to_string()),
+        }
+    }
+    let comparable = |c: &Card| {
+        let mut value = toml::Value::try_from(c).expect("a card is a TOML table");
+        if let Some(run) = value.get_mut("run").and_then(toml::Value::as_table_mut) {
+            RESUMABLE_KEYS.iter().for_each(|k| _ = run.remove(*k));
+        }
+        value
+    };
+    walk(&comparable(stored), &comparable(card), "")
+}
+
+/// A resumed run: the card must match the one the run started with but for
+/// [`RESUMABLE_KEYS`] (card.toml is rewritten with the new values); measurements past the
+/// checkpoint are dropped. A run that stopped before its first checkpoint starts again from
+/// its first update, as it would have the first time. Returns the field, the next update and
+/// the number of measurements kept.
+fn resume_state<C: ChainField>(card: &Card, lattice: &Arc<Lattice>, dir: &Path) -> Result<(C, u64, u64)> {
+    let stored_path = dir.join("card.toml");
+    let stored = Card::load(&stored_path)?;
+    if let Some(key) = first_difference(&stored, card) {
         return Err(Error::Card(format!(
-            "{}: the card differs from the one this run started with (only run.trajectories may change)",
-            dir.join("card.toml").display()
+            "{key} differs from {} of the run being resumed (only run.trajectories and run.threads may change)",
+            stored_path.display()
         )));
     }
+    remove_stale_temporaries(dir)?;
     let path = dir.join(CHECKPOINT);
     if !path.is_file() {
-        return Err(Error::Config(format!("{}: no checkpoint to resume from", dir.display())));
+        let u = C::start(card, lattice)?;
+        write_atomically(&stored_path, card.to_toml().as_bytes())?;
+        write_atomically(&dir.join(MEASUREMENTS), b"")?;
+        return Ok((u, 0, 0));
     }
     let (u, meta) = native::read::<C>(&path)?;
     let field = |k: &str| {
@@ -90,12 +133,54 @@ fn resume_state<C: ChainField>(card: &Card, dir: &Path) -> Result<(C, u64, u64)>
             .ok_or_else(|| Error::Config(format!("{}: metadata lacks {k}", path.display())))
     };
     let (next_update, measured) = (field("next_update")?, field("measured")?);
+    if card.run.trajectories < measured {
+        return Err(Error::Card(format!(
+            "run.trajectories = {}: the run being resumed has measured {measured} already",
+            card.run.trajectories
+        )));
+    }
     let records = read_measurements_prefix(dir, measured as usize)?;
     write_atomically(&dir.join(MEASUREMENTS), records.as_bytes())?;
     if card.lattice.dims != u.lattice().dims() {
         return Err(Error::Config(format!("{}: checkpoint dims differ from the card", path.display())));
     }
+    write_atomically(&stored_path, card.to_toml().as_bytes())?;
     Ok((u, next_update, measured))
+}
+
+/// Files a run writes into its output directory (plots/ holds only .svg files).
+const RUN_FILES: [&str; 4] = ["card.toml", MEASUREMENTS, CHECKPOINT, "summary.json"];
+
+/// Removes an earlier run's output directory `dir` when it holds only what a run writes
+/// ([`RUN_FILES`], plots/*.svg, temporaries of [`write_atomically`]); anything else there is
+/// the user's, and then nothing is removed and the error names it.
+pub fn remove_run_directory(dir: &Path) -> Result<()> {
+    let listing = |d: &Path| -> Result<Vec<std::fs::DirEntry>> {
+        let entries = std::fs::read_dir(d).map_err(|e| Error::io(d, e))?;
+        entries.collect::<std::io::Result<_>>().map_err(|e| Error::io(d, e))
+    };
+    let plots = dir.join("plots");
+    let ours = |entry: &std::fs::DirEntry| {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        (is_file && (RUN_FILES.contains(&name.as_str()) || crate::io::is_temporary(&name)))
+            || (name == "plots" && entry.file_type().is_ok_and(|t| t.is_dir()))
+    };
+    let mut foreign = listing(dir)?.into_iter().filter(|e| !ours(e)).map(|e| e.path()).collect::<Vec<_>>();
+    if plots.is_dir() {
+        let svg = |e: &std::fs::DirEntry| {
+            e.file_type().is_ok_and(|t| t.is_file()) && e.path().extension().is_some_and(|x| x == "svg")
+        };
+        foreign.extend(listing(&plots)?.into_iter().filter(|e| !svg(e)).map(|e| e.path()));
+    }
+    if let Some(first) = foreign.first() {
+        return Err(Error::Config(format!(
+            "{} holds {}, which no flowhmc run wrote; move it away",
+            dir.display(),
+            first.display()
+        )));
+    }
+    std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))
 }
 
 /// The first `n` lines of measurements.jsonl (a kill can leave a partial last line).
@@ -153,7 +238,7 @@ fn run<C: ChainField>(card: &Card, options: RunOptions) -> Result<Summary> {
     let lattice = Arc::new(Lattice::new(&card.lattice.dims)?);
     let mut markov = build_update::<C>(card, &lattice)?;
     let (mut u, first, mut measured) = if options.resume {
-        resume_state::<C>(card, dir)?
+        resume_state::<C>(card, &lattice, dir)?
     } else {
         (fresh_state::<C>(card, &lattice, dir)?, 0, 0)
     };
@@ -163,13 +248,16 @@ fn run<C: ChainField>(card: &Card, options: RunOptions) -> Result<Summary> {
     let mut file = std::fs::OpenOptions::new().append(true).open(&path).map_err(|e| Error::io(&path, e))?;
     let mut progress = Progress::new(first, total);
     let (mut accepted, mut steps) = (0u64, 0u64);
+    let mut recent = RecentAcceptance::default();
     let started = Instant::now();
     for update in first..total {
         let check = card.update.reversibility_check;
         markov.set_reversibility_check(check > 0 && (update + 1).is_multiple_of(check));
+        markov.set_metropolis_test(update >= card.run.thermalization_no_accept);
         let report = markov.step(&mut u, update)?;
         steps += 1;
         accepted += u64::from(report.accepted);
+        recent.push(report.accepted);
         if update >= therm {
             let record = u.measure(card, &report, update)?;
             writeln!(file, "{}", serde_json::Value::Object(record)).map_err(|e| Error::io(&path, e))?;
@@ -182,7 +270,7 @@ fn run<C: ChainField>(card: &Card, options: RunOptions) -> Result<Summary> {
         }
         if !options.quiet {
             let (name, value) = u.headline();
-            progress.update(update + 1, accepted as f64 / steps as f64, name, value);
+            progress.update(update + 1, accepted as f64 / steps as f64, &recent, name, value);
         }
     }
     let seconds = (steps > 0).then(|| started.elapsed().as_secs_f64() / steps as f64);

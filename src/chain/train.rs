@@ -12,7 +12,7 @@ use super::card::{GroupName, Theory, TrainCard, TrainingCard};
 use super::progress::Progress;
 use crate::action::{GaugeAction, Phi4Action};
 use crate::analysis::plot::{Panel, svg};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, spelling};
 use crate::flow::su3::Su3BatchAction;
 use crate::flow::train::TrainingPoint;
 use crate::flow::u1::U1BatchAction;
@@ -72,14 +72,14 @@ pub fn train_card(card: &TrainingCard, quiet: bool) -> Result<TrainingReport> {
                 || info.precision != card.flow.precision
             {
                 return Err(Error::Card(format!(
-                    "train.init = {:?}: a {:?} {} model ({:?}), the card builds a {:?} {} model ({:?})",
+                    "train.init = {:?}: a {} {} model ({}), the card builds a {} {} model ({})",
                     path.display(),
-                    info.theory,
+                    spelling(&info.theory),
                     info.architecture.name(),
-                    info.precision,
-                    theory.tag(),
+                    spelling(&info.precision),
+                    spelling(&theory.tag()),
                     architecture.name(),
-                    card.flow.precision
+                    spelling(&card.flow.precision)
                 )));
             }
             model.set_couplings(theory.couplings());

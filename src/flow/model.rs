@@ -12,7 +12,7 @@ use super::scalar::GaussianPrior;
 use super::su3::{Su3SpectralArchitecture, Su3SpectralFlow};
 use super::u1::{U1EquivariantArchitecture, U1EquivariantFlow};
 use super::{Flow, FlowField, Prior};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, spelling};
 use crate::geometry::Lattice;
 use crate::group::{Su3, U1};
 use crate::io::{read_file, write_atomically};
@@ -277,8 +277,9 @@ impl FlowModel {
     pub fn check_matches(&self, theory: TheoryTag, dims: &[usize]) -> Result<()> {
         if self.info.theory != theory {
             return Err(Error::Model(format!(
-                "the model samples the {:?} theory, the card asks for {theory:?}",
-                self.info.theory
+                "the model samples the {} theory, the card asks for {}",
+                spelling(&self.info.theory),
+                spelling(&theory)
             )));
         }
         if self.info.dims != dims {

@@ -90,4 +90,8 @@ impl<C: LatentField> MarkovStep<C> for FlowHmc<C> {
     fn set_reversibility_check(&mut self, on: bool) {
         self.hmc.set_reversibility_check(on);
     }
+
+    fn set_metropolis_test(&mut self, on: bool) {
+        self.hmc.set_metropolis_test(on);
+    }
 }

@@ -2,7 +2,8 @@
 //!
 //! H = (1/2) sum p_a^2 + sum of monomial actions. A trajectory refreshes the momenta (and the
 //! monomials' auxiliary fields), integrates over MD time tau and accepts with probability
-//! min(1, exp(-dH)). A non-finite dH is always rejected. Accepted links are projected back to
+//! min(1, exp(-dH)) (or, with the Metropolis test switched off for thermalization, always). A
+//! non-finite dH is always rejected. Accepted links are projected back to
 //! the group to remove round-off drift.
 
 use super::{MarkovStep, StepReport};
@@ -19,6 +20,7 @@ pub struct Hmc<C: PhaseSpace> {
     tau: f64,
     seed: u64,
     reversibility_check: bool,
+    metropolis_test: bool,
 }
 
 impl<C: PhaseSpace> Hmc<C> {
@@ -32,7 +34,7 @@ impl<C: PhaseSpace> Hmc<C> {
         if !(tau > 0.0 && tau.is_finite()) {
             return Err(Error::Card(format!("update.trajectory_length = {tau}: must be positive")));
         }
-        Ok(Hmc { monomials, integrator, tau, seed, reversibility_check: false })
+        Ok(Hmc { monomials, integrator, tau, seed, reversibility_check: false, metropolis_test: true })
     }
 
     /// Also integrate every trajectory back with reversed momenta and report the distance.
@@ -59,6 +61,10 @@ impl<C: PhaseSpace> Hmc<C> {
 impl<C: PhaseSpace> MarkovStep<C> for Hmc<C> {
     fn set_reversibility_check(&mut self, on: bool) {
         self.reversibility_check = on;
+    }
+
+    fn set_metropolis_test(&mut self, on: bool) {
+        self.metropolis_test = on;
     }
 
     fn step(&mut self, u: &mut C, update: u64) -> Result<StepReport> {
@@ -88,7 +94,7 @@ impl<C: PhaseSpace> MarkovStep<C> for Hmc<C> {
         let solver_iterations = self.monomials.iter().map(|m| m.take_solver_iterations()).sum();
 
         let r = StreamKey::new(self.seed, Purpose::Accept, update).stream(0).uniform();
-        let accepted = dh.is_finite() && r < (-dh).exp();
+        let accepted = dh.is_finite() && (!self.metropolis_test || r < (-dh).exp());
         if accepted {
             proposal.tidy();
             *u = proposal;

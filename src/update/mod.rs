@@ -40,4 +40,10 @@ pub trait MarkovStep<C: PhaseSpace>: Send + Sync {
     /// Asks MD steps to also integrate back and report the distance (see
     /// [`StepReport::reversibility`]); steps without MD ignore it.
     fn set_reversibility_check(&mut self, _on: bool) {}
+    /// Switches the Metropolis test of MD steps on (the default) or off. Off, every trajectory
+    /// with a finite dH is accepted: openQCD's and Chroma's thermalization without the test,
+    /// which moves a chain stuck far from equilibrium (a cold start at large beta) but does not
+    /// sample exp(-S), so it is only for updates that are not measured. Steps without MD
+    /// ignore it.
+    fn set_metropolis_test(&mut self, _on: bool) {}
 }

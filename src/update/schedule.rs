@@ -44,4 +44,8 @@ impl<C: PhaseSpace> MarkovStep<C> for Schedule<C> {
     fn set_reversibility_check(&mut self, on: bool) {
         self.members.iter_mut().for_each(|(step, _)| step.set_reversibility_check(on));
     }
+
+    fn set_metropolis_test(&mut self, on: bool) {
+        self.members.iter_mut().for_each(|(step, _)| step.set_metropolis_test(on));
+    }
 }
