@@ -271,7 +271,7 @@ fn u1_flow_cards_end_to_end() {
         .replace("\"u1\"", "\"su3\"")
         .replace(&format!("{model:?}"), &format!("{:?}", dir.join("su3.safetensors")));
     let e = train_card(&TrainingCard::parse(&su3, "su3.toml").unwrap(), true).unwrap_err().to_string();
-    assert!(e.contains("u1-equivariant model cannot sample the Su3 theory"), "{e}");
+    assert!(e.contains("u1-equivariant model cannot sample the su3 theory"), "{e}");
     let e = TrainingCard::parse(&text.replace("hidden = [4]", "hidden = [4]\nmodes = 2"), "t.toml")
         .unwrap_err()
         .to_string();

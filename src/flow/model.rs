@@ -240,8 +240,9 @@ impl FlowModel {
             }
             (a, theory) => {
                 return Err(Error::Model(format!(
-                    "a {} model cannot sample the {theory:?} theory",
-                    a.name()
+                    "a {} model cannot sample the {} theory",
+                    a.name(),
+                    spelling(&theory)
                 )));
             }
         };
