@@ -7,7 +7,9 @@
 //! error times sqrt(N_last / N_first), and
 //! sigma = (mean_first - mean_last) / (error_last sqrt(1 + N_last / N_first)).
 //! (The first part's own Gamma error would hide a drift: the trend inside it looks like a
-//! long autocorrelation.) The quarter between the parts separates them by more than most
+//! long autocorrelation.) When a slow mode is known (tau_exp), the last half's error is the
+//! tail-corrected one ([`super::gamma::GammaResult::with_tail`]): a mode slower than its window moves the
+//! parts apart without any drift. The quarter between the parts separates them by more than most
 //! autocorrelation times, so the two errors add in quadrature. A chain drifts when
 //! |sigma| > [`DRIFT_SIGMA`].
 
@@ -42,17 +44,22 @@ impl Drift {
     }
 }
 
-/// Compares the first quarter of `data` with its last half; `None` when the first quarter has
-/// fewer than [`MIN_FIRST`] measurements.
-pub fn drift(data: &[f64]) -> Option<Drift> {
+/// Compares the first quarter of `data` with its last half, whose error includes the tail of
+/// a mode with exponential autocorrelation time `tau_exp` when given; `None` when the first
+/// quarter has fewer than [`MIN_FIRST`] measurements.
+pub fn drift(data: &[f64], tau_exp: Option<f64>) -> Option<Drift> {
     let (first, last) = (data.len() / 4, data.len() / 2);
     if first < MIN_FIRST {
         return None;
     }
     let early = data[..first].iter().sum::<f64>() / first as f64;
-    let reference = gamma_method(&data[data.len() - last..], DEFAULT_S)?;
+    let tail = &data[data.len() - last..];
+    let mut reference = gamma_method(tail, DEFAULT_S)?;
+    if let Some(tau_exp) = tau_exp {
+        reference = reference.with_tail(tail, tau_exp);
+    }
     let difference = early - reference.mean;
-    let error = reference.error * (1.0 + last as f64 / first as f64).sqrt();
+    let error = reference.error_tail.unwrap_or(reference.error) * (1.0 + last as f64 / first as f64).sqrt();
     let sigma = if difference == 0.0 { 0.0 } else { difference / error };
     Some(Drift { first, last, sigma })
 }
@@ -79,7 +86,7 @@ mod tests {
         // 40 correlated chains (tau_int 9.5) in equilibrium: none drifts, yet the comparison
         // is sharp enough that some differ by more than one sigma (a test that flagged at
         // 1 sigma, or that ignored the autocorrelations, would fail here)
-        let sigmas: Vec<f64> = (0..40).map(|c| drift(&ar1(0.9, 2_000, c)).unwrap().sigma).collect();
+        let sigmas: Vec<f64> = (0..40).map(|c| drift(&ar1(0.9, 2_000, c), None).unwrap().sigma).collect();
         assert!(sigmas.iter().all(|s| s.abs() < DRIFT_SIGMA), "{sigmas:?}");
         assert!(sigmas.iter().any(|s| s.abs() > 1.0), "{sigmas:?}");
     }
@@ -92,10 +99,10 @@ mod tests {
             .enumerate()
             .map(|(i, x)| x + 5.0 * (-(i as f64) / 150.0).exp())
             .collect();
-        let d = drift(&data).unwrap();
+        let d = drift(&data, None).unwrap();
         assert!(d.drifts(), "{d:?}");
         assert_eq!((d.first, d.last), (500, 1_000));
-        assert!(drift(&data[..39]).is_none());
-        assert_eq!(drift(&[1.0; 40]).unwrap().sigma, 0.0);
+        assert!(drift(&data[..39], None).is_none());
+        assert_eq!(drift(&[1.0; 40], None).unwrap().sigma, 0.0);
     }
 }
