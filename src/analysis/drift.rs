@@ -87,6 +87,7 @@ mod tests {
         // is sharp enough that some differ by more than one sigma (a test that flagged at
         // 1 sigma, or that ignored the autocorrelations, would fail here)
         let sigmas: Vec<f64> = (0..40).map(|c| drift(&ar1(0.9, 2_000, c), None).unwrap().sigma).collect();
+        println!("drift sigmas of equilibrated chains: {sigmas:.2?}");
         assert!(sigmas.iter().all(|s| s.abs() < DRIFT_SIGMA), "{sigmas:?}");
         assert!(sigmas.iter().any(|s| s.abs() > 1.0), "{sigmas:?}");
     }
@@ -100,6 +101,7 @@ mod tests {
             .map(|(i, x)| x + 5.0 * (-(i as f64) / 150.0).exp())
             .collect();
         let d = drift(&data, None).unwrap();
+        println!("{d:?}");
         assert!(d.drifts(), "{d:?}");
         assert_eq!((d.first, d.last), (500, 1_000));
         assert!(drift(&data[..39], None).is_none());

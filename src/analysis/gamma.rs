@@ -228,6 +228,7 @@ mod tests {
             ar1(0.5, n, 20).iter().zip(ar1(a, n, 21)).map(|(fast, slow)| fast + v.sqrt() * slow).collect();
         let r = gamma_method(&data, DEFAULT_S).unwrap().with_tail(&data, tau_exp);
         let tail = r.tau_int_tail.unwrap();
+        println!("tau_int {} (W = {}), with tail {tail}, exact {exact}", r.tau_int, r.window);
         assert!(r.tau_int < 0.5 * exact, "the window should miss the slow mode: {} vs {exact}", r.tau_int);
         assert!((tail / exact - 1.0).abs() < 0.2, "tau_int_tail {tail} vs {exact} (plain {})", r.tau_int);
         let error_tail = r.error_tail.unwrap();

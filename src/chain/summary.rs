@@ -8,7 +8,7 @@
 //! `constant` (the value never changed: not measured); with a topological charge also
 //! `error_tail` and `tau_int_tail`, the tail correction with tau_exp = the larger tau_int of
 //! the charge and its square ([`AnalysisOptions`]). `warnings` says in words what makes the
-//! run suspect ([`warnings`]).
+//! run suspect (README, "Reading the warnings").
 //! plots/NAME.svg shows the history and the normalised autocorrelation function of each.
 //!
 //! A record key holds a number (an observable), an array (a curve, not analysed) or, for
