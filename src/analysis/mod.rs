@@ -1,5 +1,7 @@
 //! Statistical analysis of Monte Carlo time series and plots of them.
 
+pub mod acceptance;
+pub mod drift;
 pub mod gamma;
 pub mod plot;
 
