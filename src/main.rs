@@ -1,6 +1,7 @@
 //! The `flowhmc` command: run cards, analyse runs, benchmark.
 
 use flowhmc::chain::run::remove_run_directory;
+use flowhmc::chain::summary::{AnalysisOptions, analyze_with};
 use flowhmc::chain::{Card, DEFAULT_CARD, RunOptions, TrainingCard, analyze, run_card, train_card};
 use flowhmc::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ const USAGE: &str = "usage:
   flowhmc run CARD [--resume]   run a TOML run card (or continue it from its checkpoint)
   flowhmc train CARD            train the card's [flow] model by reverse KL ([train] table)
   flowhmc analyze DIR           recompute DIR/summary.json and DIR/plots from the measurements
+          [--no-tail]           (without the tail correction of slow modes)
   flowhmc bench [--quick]       benchmarks: pure gauge (SU(3) Wilson 8^4), memory bandwidth,
                                 Wilson operator, CG, HMC with fermions, host-interface
                                 overhead, flow models (BENCHMARKS.md)";
@@ -51,6 +53,10 @@ fn dispatch(args: &[String]) -> std::result::Result<(), Failure> {
         ["train", card] => Ok(train(Path::new(card))?),
         ["analyze", dir] => {
             println!("{}", analyze(Path::new(dir), None)?.table());
+            Ok(())
+        }
+        ["analyze", dir, "--no-tail"] | ["analyze", "--no-tail", dir] => {
+            println!("{}", analyze_with(Path::new(dir), None, AnalysisOptions { tail: false })?.table());
             Ok(())
         }
         ["bench"] => Ok(bench(150, 20)?),

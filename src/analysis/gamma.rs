@@ -117,13 +117,19 @@ pub fn gamma_method(data: &[f64], s: f64) -> Option<GammaResult> {
             break;
         }
     }
-    let c_f = (g0 + 2.0 * sum) * (1.0 + (2 * window + 1) as f64 / nf);
+    // A summed autocovariance C_F <= 0 (short or anticorrelated data, where the window sum
+    // overshoots) would report an error of 0 for data that vary: fall back to the
+    // uncorrelated estimate C_F = Gamma(0), tau_int = 1/2.
+    let c_f = match (g0 + 2.0 * sum) * (1.0 + (2 * window + 1) as f64 / nf) {
+        c if c > 0.0 => c,
+        _ => g0,
+    };
     let g0_corrected = g0 + c_f / nf;
     let tau_int = (c_f / (2.0 * g0_corrected)).max(0.0);
     let tau_int_error = tau_int * (4.0 * ((window as f64 + 0.5 - tau_int).max(0.0)) / nf).sqrt();
     Some(GammaResult {
         mean,
-        error: (c_f.max(0.0) / nf).sqrt(),
+        error: (c_f / nf).sqrt(),
         tau_int,
         tau_int_error,
         window,
@@ -211,6 +217,10 @@ mod tests {
         assert!(!gamma_method(&moved, DEFAULT_S).unwrap().constant);
         assert_eq!(r.with_tail(&[2.0; 10], 100.0), r, "a constant series gets no tail");
         assert!(gamma_method(&[1.0], DEFAULT_S).is_none());
+        // alternating data sum to C_F < 0 in the window: the uncorrelated error, not 0
+        let alternating: Vec<f64> = (0..20).map(|i| if i % 2 == 0 { 1.0 } else { -1.0 }).collect();
+        let r = gamma_method(&alternating, DEFAULT_S).unwrap();
+        assert!(!r.constant && (r.error - (1.0f64 / 20.0).sqrt()).abs() < 1e-12, "{r:?}");
         let rho = autocorrelation(&ar1(0.5, 50_000, 9), 3);
         assert!((rho[0] - 1.0).abs() < 1e-12 && (rho[1] - 0.5).abs() < 0.02 && (rho[2] - 0.25).abs() < 0.02);
     }

@@ -1,36 +1,32 @@
 //! Progress of a run on stderr: a bar redrawn in place on a terminal, plain lines otherwise.
 
-use std::collections::VecDeque;
+use crate::analysis::acceptance::{LOW_ACCEPTANCE, WINDOW, recent_acceptance};
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-/// Updates over which the progress line measures the recent acceptance.
-pub const ACCEPTANCE_WINDOW: usize = 50;
-/// Recent acceptance below which the progress line warns.
-pub const LOW_ACCEPTANCE: f64 = 0.1;
-
-/// Accept flags of the last [`ACCEPTANCE_WINDOW`] updates of this run segment.
+/// Accept flags of the last [`WINDOW`] updates of this run segment (thermalization included),
+/// for the warning of the progress line; the summary repeats it, with step advice, for the
+/// measured updates.
 #[derive(Clone, Debug, Default)]
 pub struct RecentAcceptance {
-    flags: VecDeque<bool>,
+    flags: Vec<bool>,
 }
 
 impl RecentAcceptance {
     /// Records the outcome of the latest update.
     pub fn push(&mut self, accepted: bool) {
-        if self.flags.len() == ACCEPTANCE_WINDOW {
-            self.flags.pop_front();
+        if self.flags.len() == WINDOW {
+            self.flags.remove(0);
         }
-        self.flags.push_back(accepted);
+        self.flags.push(accepted);
     }
 
     /// The warning the progress line carries once a full window has an acceptance below
     /// [`LOW_ACCEPTANCE`].
     pub fn warning(&self) -> Option<String> {
-        let n = self.flags.len();
-        let rate = self.flags.iter().filter(|&&a| a).count() as f64 / n.max(1) as f64;
-        (n == ACCEPTANCE_WINDOW && rate < LOW_ACCEPTANCE).then(|| {
-            format!("WARNING: acceptance {rate:.2} over the last {n} (see README, Reading the warnings)")
+        let rate = recent_acceptance(&self.flags).filter(|_| self.flags.len() == WINDOW)?;
+        (rate < LOW_ACCEPTANCE).then(|| {
+            format!("WARNING: acceptance {rate:.2} over the last {WINDOW} (see README, Reading the warnings)")
         })
     }
 }
