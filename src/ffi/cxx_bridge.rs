@@ -94,16 +94,16 @@ mod bridge {
         basis: GammaBasis,
     }
 
-    /// What one Markov step reports.
+    /// What one Markov step reports (its fields are documented in flowhmc.hpp).
     #[derive(Debug, Clone, Copy, PartialEq)]
     struct UpdateReport {
-        /// Whether the proposal was accepted.
+        /// Whether the proposal was accepted (the host buffer then holds it; else unchanged).
         accepted: bool,
-        /// H(proposal) - H(current).
+        /// H(proposal) - H(current), dimensionless; accepted with probability min(1, exp(-dh)).
         dh: f64,
-        /// Plaquette Re tr P / N after the step.
+        /// Re tr P / N averaged over all plaquettes after the step (1 on a unit field).
         plaquette: f64,
-        /// Solver iterations.
+        /// Krylov solver iterations of the step, all solves summed (0 without fermions).
         solver_iterations: u64,
     }
 

@@ -70,7 +70,7 @@ impl SiteOrder {
             }
             SiteOrder::Table(t) => {
                 if t.len() != volume {
-                    return Err(Error::Card(format!(
+                    return Err(Error::Host(format!(
                         "site_table: {} entries, the lattice {:?} has {volume} sites",
                         t.len(),
                         lattice.dims()
@@ -96,10 +96,10 @@ fn check_permutation(p: &[usize], n: usize, what: &str) -> Result<()> {
                 continue;
             }
         };
-        return Err(Error::Card(format!("{what}[{k}] = {i}: {problem} (need a permutation of 0..{n})")));
+        return Err(Error::Host(format!("{what}[{k}] = {i}: {problem} (need a permutation of 0..{n})")));
     }
     if p.len() != n {
-        return Err(Error::Card(format!("{what}: {} entries, expected {n}", p.len())));
+        return Err(Error::Host(format!("{what}: {} entries, expected {n}", p.len())));
     }
     Ok(())
 }
@@ -204,7 +204,7 @@ impl ResolvedGaugeLayout {
                     LinkOrder::OpenQcd => {
                         let odd_index = |h: usize| {
                             h.checked_sub(volume / 2).ok_or_else(|| {
-                                Error::Card(
+                                Error::Host(
                                     "openQCD gauge layout: the site order must put odd sites last".into(),
                                 )
                             })
