@@ -266,7 +266,14 @@ int main(int argc, char **argv) {
     check(flowhmc_set_gauge_layout(ctx, &layout) == FLOWHMC_ERROR_HOST_INPUT, "unknown link order");
     check(flowhmc_update(ctx, (flowhmc_field){lattice, length, 5}, NULL) == FLOWHMC_ERROR_HOST_INPUT, "bad precision");
     check(flowhmc_update(NULL, gauge_field(lattice, length), NULL) == FLOWHMC_ERROR_NULL, "NULL context");
+    check(flowhmc_update(ctx, gauge_field(NULL, length), NULL) == FLOWHMC_ERROR_NULL, "NULL data");
+    check(strcmp(flowhmc_last_error(ctx), "gauge.data: NULL pointer") == 0, "NULL data message");
     check(memcmp(saved, lattice, sizeof lattice) == 0, "buffer still unchanged");
+
+    /* an update number past the limit is refused and leaves the chain where it was */
+    flowhmc_rng_state past = {11, UINT64_MAX};
+    check(flowhmc_set_rng_state(ctx, &past) == FLOWHMC_ERROR_HOST_INPUT, "update number past 2^63");
+    check(strstr(flowhmc_last_error(ctx), "next_update") != NULL, "update number message");
 
     /* a bad parameter set names its key */
     flowhmc_context *bad = NULL;
@@ -275,7 +282,10 @@ int main(int argc, char **argv) {
     check(flowhmc_context_create(dims, 4, negative_beta, &bad, error, sizeof error) == FLOWHMC_ERROR_PARAMETERS &&
               bad == NULL,
           "negative beta refused");
-    check(strstr(error, "beta") != NULL, "negative beta message");
+    check(strstr(error, "beta") != NULL && strchr(error, '\n') == NULL, "negative beta message");
+    check(flowhmc_context_create(NULL, 4, negative_beta, &bad, error, sizeof error) == FLOWHMC_ERROR_NULL &&
+              strstr(error, "dims") != NULL,
+          "NULL dims");
 
     flowhmc_rng_state state;
     check(flowhmc_get_rng_state(ctx, &state) == FLOWHMC_OK && state.seed == 11 && state.next_update == 3, "rng state");

@@ -32,6 +32,10 @@ pub const OMELYAN_LAMBDA: f64 = 0.193_183_327_503_783_6;
 pub const OMELYAN4: (f64, f64, f64, f64) =
     (0.253_978_510_841_059_5, -0.032_302_867_656_699_67, 0.083_983_152_628_766_93, 0.682_236_533_571_909);
 
+/// The most steps a level may make per drift of its parent: its schedule holds up to 11
+/// operations a step, built before the first trajectory.
+pub const MAX_STEPS: usize = 100_000;
+
 /// An integration scheme for one level.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -122,16 +126,19 @@ pub struct Integrator {
 }
 
 impl Integrator {
-    /// Builds the integrator; every level needs at least one step. Each monomial index must
-    /// be below `n_monomials` and appear on exactly one level.
+    /// Builds the integrator; every level needs 1 to [`MAX_STEPS`] steps. Each monomial index
+    /// must be below `n_monomials` and appear on exactly one level.
     pub fn new(levels: Vec<Level>, n_monomials: usize) -> Result<Self> {
         if levels.is_empty() {
             return Err(Error::Card("the integrator needs at least one level".into()));
         }
         let mut seen = vec![0usize; n_monomials];
         for (i, level) in levels.iter().enumerate() {
-            if level.steps == 0 {
-                return Err(Error::Card(format!("integrator level {i}: steps must be at least 1")));
+            if !(1..=MAX_STEPS).contains(&level.steps) {
+                return Err(Error::Card(format!(
+                    "integrator level {i}: steps = {}: must be 1 to {MAX_STEPS}",
+                    level.steps
+                )));
             }
             for &m in &level.monomials {
                 if m >= n_monomials {
@@ -254,6 +261,9 @@ mod tests {
     #[test]
     fn rejects_bad_levels() {
         assert!(Integrator::single(Scheme::Omelyan, 0, 1).is_err());
+        let e = Integrator::single(Scheme::Leapfrog, MAX_STEPS + 1, 1).unwrap_err().to_string();
+        assert!(e.contains("steps = 100001: must be 1 to 100000"), "{e}");
+        assert!(Integrator::single(Scheme::Leapfrog, MAX_STEPS, 1).is_ok());
         let l = |m: Vec<usize>| Level { monomials: m, steps: 2, scheme: Scheme::Leapfrog };
         assert!(Integrator::new(vec![l(vec![0]), l(vec![0])], 1).is_err());
         assert!(Integrator::new(vec![l(vec![0]), l(vec![])], 2).is_err());

@@ -27,8 +27,8 @@ fn library_dir() -> PathBuf {
 enum Linking {
     /// The shared library (C hosts).
     Shared,
-    /// The static library with its native dependencies (C++ hosts: the C++ side of the cxx
-    /// bridge is in it).
+    /// The static library with its native dependencies, the link line of README.md (the C++
+    /// side of the cxx bridge is in it: C hosts need -lstdc++ too).
     Static,
 }
 
@@ -89,19 +89,26 @@ fn as_tuples(reports: &[UpdateReport]) -> Vec<(bool, f64, f64)> {
     reports.iter().map(|r| (r.accepted, r.dh, r.plaquette)).collect()
 }
 
-#[test]
-fn the_c_host_runs_the_rust_chain_its_refusals_hold_and_its_flow_updates_move() {
+/// Builds and runs the C host with the given linking; its output lines.
+fn run_c_host(linking: Linking, name: &str) -> Vec<String> {
     let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let exe =
-        build(&compiler, &["-std=c11", "-O2", "-Wall", "-Werror"], "cpp/c_host.c", "c-host", Linking::Shared);
-    let dir = std::env::temp_dir().join(format!("flowhmc-c-host-{}.work", std::process::id()));
+    let exe = build(&compiler, &["-std=c11", "-O2", "-Wall", "-Werror"], "cpp/c_host.c", name, linking);
+    let dir = std::env::temp_dir().join(format!("flowhmc-{name}-{}.work", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let lines = run(&exe, &[&dir]);
     std::fs::remove_dir_all(&dir).ok();
     assert_eq!(lines.last().map(String::as_str), Some("ok"), "{lines:?}");
+    lines
+}
+
+#[test]
+fn the_c_host_runs_the_rust_chain_its_refusals_hold_and_its_flow_updates_move() {
+    let lines = run_c_host(Linking::Shared, "c-host");
     let from_c = trajectories(&lines);
     assert_eq!(from_c.len(), 3);
     assert_eq!(lines.iter().filter(|l| l.starts_with("u1 trajectory ")).count(), 10);
+    // the static library with README.md's link line runs the same
+    assert_eq!(run_c_host(Linking::Static, "c-host-static"), lines);
 
     let dims = [4, 4, 4, 4];
     let mut ctx = Context::new(&dims, SU3_HOST_PARAMETERS).unwrap();

@@ -9,8 +9,13 @@
  * reported as FLOWHMC_ERROR_INTERNAL.
  *
  * Errors: every function returns a flowhmc_status; on failure flowhmc_last_error(ctx) gives a
- * message naming the problem (valid until the next call on that context). A failing call
- * changes no host buffer: a rejected input leaves the buffer bit-identical.
+ * message naming the problem (valid until the next call on that context): one line, without a
+ * prefix for the kind of error (the status says it). A NULL where a pointer is required
+ * (context, dims, parameters, structs, strings, a buffer's data, a required out-pointer) is
+ * FLOWHMC_ERROR_NULL with a message naming the argument. A failing call changes nothing the
+ * caller owns: a rejected input leaves the buffers, the out-values and the context's chain as
+ * they were. Sizes too large for the machine (extents, step counts, update numbers) are
+ * refused before anything is allocated; nothing is printed.
  *
  * Conventions that cross this interface:
  *  - Directions mu = 0..D-1 are x, y, (z,) t unless a layout says the host puts time first.
@@ -55,7 +60,7 @@ extern "C" {
 /** Return codes. */
 typedef enum {
     FLOWHMC_OK = 0,
-    FLOWHMC_ERROR_PARAMETERS = 1, /**< malformed or invalid parameter set (run-card schema) */
+    FLOWHMC_ERROR_PARAMETERS = 1, /**< malformed or invalid parameter set (run-card schema), or lattice extents too large */
     FLOWHMC_ERROR_HOST_INPUT = 2, /**< wrong buffer size, non-finite value, link outside the group, bad layout */
     FLOWHMC_ERROR_FILE = 3,       /**< a file (model, configuration) is missing, corrupt or mismatched */
     FLOWHMC_ERROR_NUMERICAL = 4,  /**< a solver did not converge, a non-finite energy, ... */
@@ -141,7 +146,7 @@ typedef struct {
     flowhmc_gauge_action action;
     double beta;
     flowhmc_integrator integrator;
-    int steps;
+    int steps;                /**< integrator steps per trajectory, 1 to 100000 */
     double trajectory_length;
     uint64_t seed;
     int threads;              /**< worker threads of this context; 0: one per core */
@@ -155,16 +160,16 @@ typedef struct {
 
 /** What one Markov step reports. */
 typedef struct {
-    int accepted;             /**< 1 if the proposal was accepted (the buffer then holds it) */
-    double dh;                /**< H(proposal) - H(current) */
-    double plaquette;         /**< Re tr P / N averaged, after the step */
-    uint64_t solver_iterations;
+    int accepted;             /**< 1 if the proposal was accepted (the buffer then holds it), 0 if not (the buffer is unchanged) */
+    double dh;                /**< H(proposal) - H(current), dimensionless (the action in units of kT); the step accepts with probability min(1, exp(-dh)). Flow proposals: [S + log q](proposal) - [S + log q](current) */
+    double plaquette;         /**< Re tr P / N averaged over all plaquettes of the field after the step (1 on a unit field) */
+    uint64_t solver_iterations; /**< Krylov solver iterations of the step, all solves summed (0 without fermions) */
 } flowhmc_update_report;
 
 /** The chain's random state. */
 typedef struct {
-    uint64_t seed;
-    uint64_t next_update;
+    uint64_t seed;            /**< the run seed */
+    uint64_t next_update;     /**< the number of the next update, at most 2^63: updates stop there */
 } flowhmc_rng_state;
 
 /** An opaque context. */
@@ -174,9 +179,10 @@ typedef struct flowhmc_context flowhmc_context;
 const char *flowhmc_version(void);
 
 /** Creates a context for the lattice dims[0..ndim) (x, y, (z,) t) from a parameter set in the
- *  run-card schema (TOML; [lattice] and [run] may be omitted). On failure *out is NULL and, if
- *  error is not NULL, up to error_capacity bytes of the message are written there
- *  (NUL-terminated). */
+ *  run-card schema (TOML; [lattice] and [run] may be omitted). On failure *out is NULL (if out
+ *  is not NULL) and, if error is not NULL, up to error_capacity bytes of the message are
+ *  written there (NUL-terminated). Extents whose fields would not fit in memory are
+ *  FLOWHMC_ERROR_PARAMETERS. */
 flowhmc_status flowhmc_context_create(const size_t *dims, size_t ndim, const char *parameters,
                                       flowhmc_context **out, char *error, size_t error_capacity);
 
@@ -230,7 +236,8 @@ size_t flowhmc_spinor_length(const flowhmc_context *ctx);
  *  NULL. */
 flowhmc_status flowhmc_update(flowhmc_context *ctx, flowhmc_field gauge, flowhmc_update_report *report);
 
-/** n Markov steps; reports (n entries) may be NULL. */
+/** n Markov steps; reports (n entries) may be NULL. Steps that would pass update number 2^63
+ *  are refused (FLOWHMC_ERROR_HOST_INPUT). */
 flowhmc_status flowhmc_trajectories(flowhmc_context *ctx, flowhmc_field gauge, size_t n,
                                     flowhmc_update_report *reports);
 
@@ -269,7 +276,8 @@ flowhmc_status flowhmc_set_update(flowhmc_context *ctx, const char *update);
  *  non-NULL out-pointers. */
 flowhmc_status flowhmc_train(flowhmc_context *ctx, double *loss, double *ess, double *acceptance);
 
-/** Saves and restores the random state. */
+/** Saves and restores the random state. A state with next_update above 2^63 is refused
+ *  (FLOWHMC_ERROR_HOST_INPUT) and changes nothing. */
 flowhmc_status flowhmc_get_rng_state(const flowhmc_context *ctx, flowhmc_rng_state *state);
 flowhmc_status flowhmc_set_rng_state(flowhmc_context *ctx, const flowhmc_rng_state *state);
 

@@ -6,8 +6,9 @@
 // target/cxxbridge/ after `cargo build --release`). Link the static library
 // target/release/libflowhmc.a (see README.md for the whole link line).
 //
-// Every failure throws flowhmc::Error (a std::runtime_error) whose what() names the problem;
-// a call that throws leaves every host buffer bit-identical. No Rust panic crosses: it becomes
+// Every failure throws flowhmc::Error (a std::runtime_error) whose what() names the problem on
+// one line, after its kind ("invalid run card: ", "host input: ", ...); a call that throws
+// leaves every host buffer bit-identical and the chain where it was. No Rust panic crosses: it becomes
 // an Error too. There is no global state: contexts are independent, each may be used from any
 // thread, one call at a time, and several may run on different threads at once.
 //
@@ -55,6 +56,18 @@ using bridge::SolveReport;
 using bridge::SpinorLayout;
 using bridge::SpinorOrder;
 using bridge::TrainingResult;
+
+/// What one Markov step reports (Context::update, one per step of Context::trajectories):
+///  - bool accepted: true if the proposal was accepted, and the host buffer then holds it;
+///    false if it was rejected, and the buffer is bit-identical to before the step.
+///  - double dh: H(proposal) - H(current), dimensionless (actions in units of kT; H = S plus
+///    the kinetic energy (1/2) sum_a p_a^2 for MD steps); the step accepts with probability
+///    min(1, exp(-dh)), and <exp(-dh)> = 1 in equilibrium. For a flow proposal,
+///    dh = [S + log q](proposal) - [S + log q](current) with q the model's density.
+///  - double plaquette: Re tr P / N averaged over all plaquettes of the field after the step
+///    (1 on a unit field; N = 1 for U(1), 3 for SU(3); openQCD and MILC print 3x this).
+///  - std::uint64_t solver_iterations: Krylov solver iterations of the step, all solves
+///    summed (0 without fermions).
 using bridge::UpdateReport;
 
 /// Sites in lexicographic order (x fastest, or t fastest), optionally even sites first.
@@ -229,7 +242,7 @@ class Context {
         return call([&] { return handle_->train(); });
     }
 
-    /// Save and restore the random state.
+    /// Save and restore the random state (next_update at most 2^63: updates stop there).
     RandomState rng_state() const { return handle_->rng_state(); }
     void set_rng_state(const RandomState &state) {
         call([&] { handle_->set_rng_state(state); });

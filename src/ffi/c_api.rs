@@ -7,6 +7,7 @@
 #![allow(non_camel_case_types)]
 
 use super::context::{Context, HostSlice, HostSliceMut, ParameterSet, RngState, UpdateReport};
+use super::{one_line, without_kind};
 use crate::dirac::gamma::SpinBasis;
 use crate::error::{Error, Result};
 use crate::host::{
@@ -35,14 +36,69 @@ pub mod status {
     pub const INTERNAL: i32 = 7;
 }
 
-fn status_of(e: &Error) -> i32 {
-    match e {
-        Error::Card(_) => status::PARAMETERS,
-        Error::Host(_) => status::HOST_INPUT,
-        Error::Config(_) | Error::Io { .. } => status::FILE,
-        Error::Numerical(_) => status::NUMERICAL,
-        Error::Model(_) => status::MODEL,
+/// Why a call of the C ABI failed: a required pointer argument is NULL, or the library
+/// refused or failed.
+#[derive(Debug)]
+enum Failure {
+    /// The named argument is NULL (`FLOWHMC_ERROR_NULL`).
+    Null(String),
+    /// An error of the library; its variant gives the status code.
+    Library(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Library(e)
     }
+}
+
+/// The result of a C ABI call's body.
+type Outcome<T> = std::result::Result<T, Failure>;
+
+/// A failed call as the host sees it: its status code and its message.
+type Refusal = (c_int, String);
+
+fn status_of(f: &Failure) -> c_int {
+    match f {
+        Failure::Null(_) => status::NULL,
+        Failure::Library(Error::Card(_)) => status::PARAMETERS,
+        Failure::Library(Error::Host(_)) => status::HOST_INPUT,
+        Failure::Library(Error::Config(_) | Error::Io { .. }) => status::FILE,
+        Failure::Library(Error::Numerical(_)) => status::NUMERICAL,
+        Failure::Library(Error::Model(_)) => status::MODEL,
+    }
+}
+
+/// The message of a failure: one line naming the problem, without the kind that the status
+/// code gives.
+fn message_of(f: &Failure) -> String {
+    match f {
+        Failure::Null(what) => format!("{what}: NULL pointer"),
+        Failure::Library(e) => one_line(&without_kind(e)),
+    }
+}
+
+/// Fails with [`Failure::Null`] naming `what` if `p` is NULL.
+fn non_null<T>(p: *const T, what: &str) -> Outcome<()> {
+    if p.is_null() { Err(Failure::Null(what.into())) } else { Ok(()) }
+}
+
+/// Runs `f` with panics caught: its value, or the status code and message of its failure.
+fn guarded<T>(f: impl FnOnce() -> Outcome<T>) -> std::result::Result<T, Refusal> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(failure)) => Err((status_of(&failure), message_of(&failure))),
+        Err(panic) => {
+            Err((status::INTERNAL, one_line(&format!("internal error: {}", panic_message(&panic)))))
+        }
+    }
+}
+
+/// Stores the message of an outcome in `last_error` ("" on success) and returns its status.
+fn settle(last_error: &mut CString, outcome: std::result::Result<(), Refusal>) -> c_int {
+    let (code, message) = outcome.err().unwrap_or((status::OK, String::new()));
+    *last_error = CString::new(message.replace('\0', " ")).expect("no NUL left");
+    code
 }
 
 /// `flowhmc_field`: a host buffer.
@@ -204,14 +260,14 @@ const DEFAULT_SPINOR_LAYOUT: flowhmc_spinor_layout = flowhmc_spinor_layout {
 ///
 /// # Safety
 /// `p` must point to at least `struct_size` readable bytes, `struct_size` being its first field.
-unsafe fn read_sized<T: Copy>(p: *const T, default: T, what: &str) -> Result<T> {
-    if p.is_null() {
-        return Err(Error::Host(format!("{what}: NULL pointer")));
-    }
+/// `argument` names the pointer, `what` the struct.
+unsafe fn read_sized<T: Copy>(p: *const T, default: T, argument: &str, what: &str) -> Outcome<T> {
+    non_null(p, argument)?;
     // SAFETY: every sized struct starts with its size; the caller guarantees p is readable.
     let declared = unsafe { std::ptr::read_unaligned(p as *const usize) };
     if declared < std::mem::size_of::<usize>() {
-        return Err(Error::Host(format!("{what}: struct_size = {declared}; set it to sizeof({what})")));
+        let m = format!("{argument}: struct_size = {declared}; set it to sizeof({what})");
+        return Err(Error::Host(m).into());
     }
     let mut value = default;
     let n = declared.min(std::mem::size_of::<T>());
@@ -221,19 +277,14 @@ unsafe fn read_sized<T: Copy>(p: *const T, default: T, what: &str) -> Result<T> 
 }
 
 /// Runs `f`, catching panics, and stores a failure's message in the context.
-fn call(ctx: *mut flowhmc_context, f: impl FnOnce(&mut Context) -> Result<()>) -> c_int {
+fn call(ctx: *mut flowhmc_context, f: impl FnOnce(&mut Context) -> Outcome<()>) -> c_int {
     // SAFETY: a non-NULL handle comes from flowhmc_context_create and is used by one thread.
     let Some(c) = (unsafe { ctx.as_mut() }) else { return status::NULL };
-    let outcome = catch_unwind(AssertUnwindSafe(|| f(&mut c.context)));
-    let (code, message) = match outcome {
-        Ok(Ok(())) => (status::OK, String::new()),
-        Ok(Err(e)) => (status_of(&e), e.to_string()),
-        Err(panic) => (status::INTERNAL, format!("internal error: {}", panic_message(&panic))),
-    };
-    c.last_error = CString::new(message.replace('\0', " ")).expect("no NUL left");
-    code
+    let outcome = guarded(|| f(&mut c.context));
+    settle(&mut c.last_error, outcome)
 }
 
+/// The text of a caught panic.
 pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     panic
         .downcast_ref::<&str>()
@@ -243,9 +294,9 @@ pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// Writes a required out-value.
-fn put<T>(out: *mut T, value: T, what: &str) -> Result<()> {
+fn put<T>(out: *mut T, value: T, what: &str) -> Outcome<()> {
     // SAFETY: a non-NULL out-pointer points to a writable T (the header's contract).
-    unsafe { out.as_mut() }.map(|o| *o = value).ok_or_else(|| Error::Host(format!("{what}: NULL pointer")))
+    unsafe { out.as_mut() }.map(|o| *o = value).ok_or_else(|| Failure::Null(what.into()))
 }
 
 /// Writes an optional out-value (NULL: not wanted).
@@ -256,19 +307,19 @@ fn put_optional<T>(out: *mut T, value: T) {
     }
 }
 
-fn check_buffer(f: &flowhmc_field, what: &str) -> Result<()> {
+/// Checks a host buffer's precision, data pointer and alignment.
+fn check_buffer(f: &flowhmc_field, what: &str) -> Outcome<()> {
     let align = match f.precision {
         0 => std::mem::align_of::<f64>(),
         1 => std::mem::align_of::<f32>(),
         p => {
-            return Err(Error::Host(format!("{what}: precision {p} is neither FLOWHMC_F64 nor FLOWHMC_F32")));
+            let m = format!("{what}: precision {p} is neither FLOWHMC_F64 nor FLOWHMC_F32");
+            return Err(Error::Host(m).into());
         }
     };
-    if f.data.is_null() {
-        return Err(Error::Host(format!("{what}: NULL data")));
-    }
+    non_null(f.data, &format!("{what}.data"))?;
     if !(f.data as usize).is_multiple_of(align) {
-        return Err(Error::Host(format!("{what}: data is not aligned for its precision")));
+        return Err(Error::Host(format!("{what}: data is not aligned for its precision")).into());
     }
     Ok(())
 }
@@ -279,7 +330,7 @@ fn bytes(f: &flowhmc_field) -> std::ops::Range<usize> {
 }
 
 /// A read-only view of a host buffer.
-fn slice<'a>(f: &flowhmc_field, what: &str) -> Result<HostSlice<'a>> {
+fn slice<'a>(f: &flowhmc_field, what: &str) -> Outcome<HostSlice<'a>> {
     check_buffer(f, what)?;
     // SAFETY: the host guarantees `length` reals at `data` (checked non-NULL and aligned).
     Ok(unsafe {
@@ -291,14 +342,14 @@ fn slice<'a>(f: &flowhmc_field, what: &str) -> Result<HostSlice<'a>> {
 }
 
 /// A writable view of a host buffer, refused if it overlaps any of `others`.
-fn slice_mut<'a>(f: &flowhmc_field, what: &str, others: &[&flowhmc_field]) -> Result<HostSliceMut<'a>> {
+fn slice_mut<'a>(f: &flowhmc_field, what: &str, others: &[&flowhmc_field]) -> Outcome<HostSliceMut<'a>> {
     check_buffer(f, what)?;
     let mine = bytes(f);
     if others.iter().any(|o| {
         let r = bytes(o);
         r.start < mine.end && mine.start < r.end
     }) {
-        return Err(Error::Host(format!("{what}: the buffer overlaps another argument")));
+        return Err(Error::Host(format!("{what}: the buffer overlaps another argument")).into());
     }
     // SAFETY: as in slice; no other argument aliases it.
     Ok(unsafe {
@@ -309,67 +360,75 @@ fn slice_mut<'a>(f: &flowhmc_field, what: &str, others: &[&flowhmc_field]) -> Re
     })
 }
 
-fn c_str<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
-    if p.is_null() {
-        return Err(Error::Host(format!("{what}: NULL pointer")));
-    }
+/// A string argument (NUL-terminated UTF-8).
+fn c_str<'a>(p: *const c_char, what: &str) -> Outcome<&'a str> {
+    non_null(p, what)?;
     // SAFETY: a non-NULL string argument is NUL-terminated (the header's contract).
-    unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| Error::Host(format!("{what}: not UTF-8")))
+    Ok(unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| Error::Host(format!("{what}: not UTF-8")))?)
 }
 
-fn pick<T: Copy>(value: c_int, options: &[T], what: &str) -> Result<T> {
+/// The option that the enum value `value` selects; an error of kind `kind` (host input for
+/// layouts, parameters for the parameter set) names any other value.
+fn pick<T: Copy>(value: c_int, options: &[T], what: &str, kind: fn(String) -> Error) -> Result<T> {
     usize::try_from(value)
         .ok()
         .and_then(|i| options.get(i).copied())
-        .ok_or_else(|| Error::Host(format!("{what} = {value}: not one of the header's values")))
+        .ok_or_else(|| kind(format!("{what} = {value}: not one of the header's values")))
 }
 
-fn site_order(s: &flowhmc_sites, volume: usize, ndim: usize) -> Result<SiteOrder> {
+/// The host's site numbering of a layout struct.
+fn site_order(s: &flowhmc_sites, volume: usize, ndim: usize) -> Outcome<SiteOrder> {
     let even_odd = s.even_odd != 0;
     match s.order {
         0 => Ok(SiteOrder::x_fastest(ndim, even_odd)),
         1 => Ok(SiteOrder::t_fastest(ndim, even_odd)),
-        2 if s.site_table.is_null() => {
-            Err(Error::Host("site order FLOWHMC_SITE_TABLE: NULL site_table".into()))
+        2 => {
+            non_null(s.site_table, "layout.sites.site_table")?;
+            // SAFETY: the table holds `volume` entries (the header's contract).
+            Ok(SiteOrder::Table(unsafe { std::slice::from_raw_parts(s.site_table, volume) }.to_vec()))
         }
-        // SAFETY: the table holds `volume` entries (the header's contract).
-        2 => Ok(SiteOrder::Table(unsafe { std::slice::from_raw_parts(s.site_table, volume) }.to_vec())),
-        o => Err(Error::Host(format!("site order {o}: not one of the header's values"))),
+        o => Err(Error::Host(format!("site order {o}: not one of the header's values")).into()),
     }
 }
 
-fn gauge_layout(l: &flowhmc_gauge_layout, dims: &[usize]) -> Result<GaugeLayout> {
+/// The gauge layout of a layout struct.
+fn gauge_layout(l: &flowhmc_gauge_layout, dims: &[usize]) -> Outcome<GaugeLayout> {
     let d = dims.len();
+    let links = [LinkOrder::SiteMajor, LinkOrder::DirectionMajor, LinkOrder::OpenQcd];
     Ok(GaugeLayout {
         sites: site_order(&l.sites, dims.iter().product(), d)?,
-        links: pick(
-            l.links,
-            &[LinkOrder::SiteMajor, LinkOrder::DirectionMajor, LinkOrder::OpenQcd],
-            "links",
-        )?,
+        links: pick(l.links, &links, "links", Error::Host)?,
         directions: host_directions(d, l.time_first != 0),
-        matrix: pick(l.matrix, &[MatrixOrder::RowMajor, MatrixOrder::ColumnMajor], "matrix")?,
+        matrix: pick(l.matrix, &[MatrixOrder::RowMajor, MatrixOrder::ColumnMajor], "matrix", Error::Host)?,
     })
 }
 
-fn spinor_layout(l: &flowhmc_spinor_layout, dims: &[usize]) -> Result<SpinorLayout> {
+/// The spinor layout of a layout struct.
+fn spinor_layout(l: &flowhmc_spinor_layout, dims: &[usize]) -> Outcome<SpinorLayout> {
     Ok(SpinorLayout {
         sites: site_order(&l.sites, dims.iter().product(), dims.len())?,
-        order: pick(l.order, &[SpinorOrder::SpinColor, SpinorOrder::ColorSpin], "order")?,
-        basis: pick(l.basis, &[SpinBasis::DegrandRossi, SpinBasis::OpenQcd], "basis")?,
+        order: pick(l.order, &[SpinorOrder::SpinColor, SpinorOrder::ColorSpin], "order", Error::Host)?,
+        basis: pick(l.basis, &[SpinBasis::DegrandRossi, SpinBasis::OpenQcd], "basis", Error::Host)?,
+    })
+}
+
+/// A count of the parameter set, refused (naming it) below `least`.
+fn count(value: c_int, least: usize, what: &str) -> Result<usize> {
+    usize::try_from(value).ok().filter(|&v| v >= least).ok_or_else(|| {
+        Error::Card(match least {
+            0 => format!("{what} = {value}: must not be negative"),
+            _ => format!("{what} = {value}: must be at least {least}"),
+        })
     })
 }
 
 /// The TOML parameter set of a field-by-field one.
 pub fn params_toml(p: &flowhmc_params) -> Result<String> {
-    let group = pick(p.group, &["u1", "su3"], "group")?;
-    let action = pick(p.action, &["wilson", "symanzik", "iwasaki"], "action")?;
-    let integrator =
-        pick(p.integrator, &["leapfrog", "omelyan", "omelyan4", "force-gradient"], "integrator")?;
-    let nonnegative = |v: c_int, what: &str| {
-        usize::try_from(v).map_err(|_| Error::Host(format!("{what} = {v}: must not be negative")))
-    };
-    let (steps, threads) = (nonnegative(p.steps, "steps")?, nonnegative(p.threads, "threads")?);
+    let group = pick(p.group, &["u1", "su3"], "group", Error::Card)?;
+    let action = pick(p.action, &["wilson", "symanzik", "iwasaki"], "action", Error::Card)?;
+    let schemes = ["leapfrog", "omelyan", "omelyan4", "force-gradient"];
+    let integrator = pick(p.integrator, &schemes, "integrator", Error::Card)?;
+    let (steps, threads) = (count(p.steps, 1, "steps")?, count(p.threads, 0, "threads")?);
     let mut text = format!(
         "[gauge]\ngroup = \"{group}\"\naction = \"{action}\"\nbeta = {:?}\n\
          [update]\nkind = \"hmc\"\ntrajectory_length = {:?}\nintegrator = \"{integrator}\"\nsteps = {steps}\n\
@@ -384,7 +443,7 @@ pub fn params_toml(p: &flowhmc_params) -> Result<String> {
             if p.antiperiodic != 0 { "antiperiodic" } else { "periodic" },
             p.even_odd != 0,
             p.solver_tolerance,
-            nonnegative(p.solver_max_iterations, "solver_max_iterations")?
+            count(p.solver_max_iterations, 0, "solver_max_iterations")?
         );
     }
     Ok(text)
@@ -394,34 +453,38 @@ pub fn params_toml(p: &flowhmc_params) -> Result<String> {
 fn create(
     dims: *const usize,
     ndim: usize,
-    parameters: impl FnOnce() -> Result<String>,
+    parameters: impl FnOnce() -> Outcome<String>,
     out: *mut *mut flowhmc_context,
     error: *mut c_char,
     capacity: usize,
 ) -> c_int {
-    if out.is_null() {
-        return status::NULL;
+    // SAFETY: a non-NULL out is writable (the header's contract).
+    if let Some(out) = unsafe { out.as_mut() } {
+        *out = std::ptr::null_mut();
     }
-    // SAFETY: out is a writable pointer (checked non-NULL).
-    unsafe { *out = std::ptr::null_mut() };
-    let made = catch_unwind(AssertUnwindSafe(|| -> Result<Context> {
-        if dims.is_null() {
-            return Err(Error::Host("dims: NULL pointer".into()));
-        }
+    let made = guarded(|| {
+        non_null(out, "out")?;
+        non_null(dims, "dims")?;
         // SAFETY: dims holds ndim entries (the header's contract).
         let dims = unsafe { std::slice::from_raw_parts(dims, ndim) };
-        Context::new(dims, &parameters()?)
-    }));
-    let (code, message) = match made {
-        Ok(Ok(context)) => {
+        Ok(Context::new(dims, &parameters()?)?)
+    });
+    match made {
+        Ok(context) => {
             let handle = Box::new(flowhmc_context { context, last_error: CString::default() });
-            // SAFETY: as above.
+            // SAFETY: out is writable (checked non-NULL).
             unsafe { *out = Box::into_raw(handle) };
-            return status::OK;
+            status::OK
         }
-        Ok(Err(e)) => (status_of(&e), e.to_string()),
-        Err(panic) => (status::INTERNAL, format!("internal error: {}", panic_message(&panic))),
-    };
+        Err((code, message)) => {
+            write_message(&message, error, capacity);
+            code
+        }
+    }
+}
+
+/// Writes up to `capacity` bytes of `message`, NUL-terminated, to `error` (if not NULL).
+fn write_message(message: &str, error: *mut c_char, capacity: usize) {
     if !error.is_null() && capacity > 0 {
         let n = message.len().min(capacity - 1);
         // SAFETY: error has `capacity` writable bytes (the header's contract).
@@ -430,7 +493,6 @@ fn create(
             *error.add(n) = 0;
         }
     }
-    code
 }
 
 /// `flowhmc_version`.
@@ -480,7 +542,8 @@ pub unsafe extern "C" fn flowhmc_context_create_from_params(
     error_capacity: usize,
 ) -> c_int {
     // SAFETY: the caller's contract.
-    let text = || params_toml(&unsafe { read_sized(params, DEFAULT_PARAMS, "flowhmc_params") }?);
+    let text =
+        || Ok(params_toml(&unsafe { read_sized(params, DEFAULT_PARAMS, "params", "flowhmc_params") }?)?);
     create(dims, ndim, text, out, error, error_capacity)
 }
 
@@ -526,14 +589,8 @@ pub unsafe extern "C" fn flowhmc_parameters_set(
 ) -> c_int {
     // SAFETY: the caller's contract.
     let Some(p) = (unsafe { p.as_mut() }) else { return status::NULL };
-    let outcome = catch_unwind(AssertUnwindSafe(|| p.set.set(c_str(key, "key")?, c_str(value, "value")?)));
-    let (code, message) = match outcome {
-        Ok(Ok(())) => (status::OK, String::new()),
-        Ok(Err(e)) => (status_of(&e), e.to_string()),
-        Err(panic) => (status::INTERNAL, format!("internal error: {}", panic_message(&panic))),
-    };
-    p.last_error = CString::new(message.replace('\0', " ")).expect("no NUL left");
-    code
+    let outcome = guarded(|| Ok(p.set.set(c_str(key, "key")?, c_str(value, "value")?)?));
+    settle(&mut p.last_error, outcome)
 }
 
 /// `flowhmc_parameters_last_error`.
@@ -564,9 +621,9 @@ pub unsafe extern "C" fn flowhmc_context_create_from_set(
 ) -> c_int {
     // SAFETY: the caller's contract.
     let text = || {
-        unsafe { p.as_ref() }
-            .map(|p| p.set.to_toml())
-            .ok_or_else(|| Error::Host("parameter set: NULL pointer".into()))
+        non_null(p, "parameter set p")?;
+        // SAFETY: p is a live handle (checked non-NULL).
+        Ok(unsafe { &*p }.set.to_toml())
     };
     create(dims, ndim, text, out, error, error_capacity)
 }
@@ -625,9 +682,9 @@ pub unsafe extern "C" fn flowhmc_set_gauge_layout(
 ) -> c_int {
     call(ctx, |c| {
         // SAFETY: the caller's contract.
-        let l = unsafe { read_sized(layout, DEFAULT_GAUGE_LAYOUT, "flowhmc_gauge_layout") }?;
+        let l = unsafe { read_sized(layout, DEFAULT_GAUGE_LAYOUT, "layout", "flowhmc_gauge_layout") }?;
         let layout = gauge_layout(&l, &c.card().lattice.dims)?;
-        c.set_gauge_layout(&layout)
+        Ok(c.set_gauge_layout(&layout)?)
     })
 }
 
@@ -642,9 +699,9 @@ pub unsafe extern "C" fn flowhmc_set_spinor_layout(
 ) -> c_int {
     call(ctx, |c| {
         // SAFETY: the caller's contract.
-        let l = unsafe { read_sized(layout, DEFAULT_SPINOR_LAYOUT, "flowhmc_spinor_layout") }?;
+        let l = unsafe { read_sized(layout, DEFAULT_SPINOR_LAYOUT, "layout", "flowhmc_spinor_layout") }?;
         let layout = spinor_layout(&l, &c.card().lattice.dims)?;
-        c.set_spinor_layout(&layout)
+        Ok(c.set_spinor_layout(&layout)?)
     })
 }
 
@@ -654,7 +711,7 @@ pub unsafe extern "C" fn flowhmc_set_spinor_layout(
 /// `ctx` is a live handle.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn flowhmc_set_unitarity_tolerance(ctx: *mut flowhmc_context, tolerance: f64) -> c_int {
-    call(ctx, |c| c.set_unitarity_tolerance(tolerance))
+    call(ctx, |c| Ok(c.set_unitarity_tolerance(tolerance)?))
 }
 
 /// `flowhmc_gauge_length` (0 for a NULL context).
@@ -750,9 +807,8 @@ pub unsafe extern "C" fn flowhmc_polyakov_loop(
     im: *mut f64,
 ) -> c_int {
     call(ctx, |c| {
-        if re.is_null() || im.is_null() {
-            return Err(Error::Host("polyakov loop: NULL re or im".into()));
-        }
+        non_null(re, "re")?;
+        non_null(im, "im")?;
         let l = c.polyakov_loop(slice(&gauge, "gauge")?)?;
         put(re, l.re, "re")?;
         put(im, l.im, "im")
@@ -785,7 +841,7 @@ pub unsafe extern "C" fn flowhmc_apply_dirac(
 ) -> c_int {
     call(ctx, |c| {
         let y = slice_mut(&out, "out", &[&gauge, &input])?;
-        c.apply_dirac(slice(&gauge, "gauge")?, slice(&input, "in")?, y)
+        Ok(c.apply_dirac(slice(&gauge, "gauge")?, slice(&input, "in")?, y)?)
     })
 }
 
@@ -834,7 +890,7 @@ fn force_call(
 ) -> c_int {
     call(ctx, |c| {
         let out = slice_mut(&force, "force", &[&gauge])?;
-        f(c, slice(&gauge, "gauge")?, out)
+        Ok(f(c, slice(&gauge, "gauge")?, out)?)
     })
 }
 
@@ -847,7 +903,7 @@ pub unsafe extern "C" fn flowhmc_refresh_pseudofermions(
     ctx: *mut flowhmc_context,
     gauge: flowhmc_field,
 ) -> c_int {
-    call(ctx, |c| c.refresh_pseudofermions(slice(&gauge, "gauge")?))
+    call(ctx, |c| Ok(c.refresh_pseudofermions(slice(&gauge, "gauge")?)?))
 }
 
 /// `flowhmc_fermion_force`.
@@ -882,7 +938,7 @@ pub unsafe extern "C" fn flowhmc_action(
 /// `ctx` is a live handle; `path` is a NUL-terminated string.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn flowhmc_load_model(ctx: *mut flowhmc_context, path: *const c_char) -> c_int {
-    call(ctx, |c| c.load_model(c_str(path, "path")?))
+    call(ctx, |c| Ok(c.load_model(c_str(path, "path")?)?))
 }
 
 /// `flowhmc_set_update`.
@@ -891,7 +947,7 @@ pub unsafe extern "C" fn flowhmc_load_model(ctx: *mut flowhmc_context, path: *co
 /// `ctx` is a live handle; `update` is a NUL-terminated string.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn flowhmc_set_update(ctx: *mut flowhmc_context, update: *const c_char) -> c_int {
-    call(ctx, |c| c.set_update(c_str(update, "update")?))
+    call(ctx, |c| Ok(c.set_update(c_str(update, "update")?)?))
 }
 
 /// `flowhmc_train`.
@@ -940,8 +996,8 @@ pub unsafe extern "C" fn flowhmc_set_rng_state(
 ) -> c_int {
     call(ctx, |c| {
         // SAFETY: the caller's contract.
-        let s = unsafe { state.as_ref() }.ok_or_else(|| Error::Host("state: NULL pointer".into()))?;
-        c.set_rng_state(RngState { seed: s.seed, next_update: s.next_update })
+        let s = unsafe { state.as_ref() }.ok_or_else(|| Failure::Null("state".into()))?;
+        Ok(c.set_rng_state(RngState { seed: s.seed, next_update: s.next_update })?)
     })
 }
 
@@ -956,12 +1012,12 @@ mod tests {
         p.kappa = 0.2;
         // a host that knew only the fields up to beta
         p.struct_size = std::mem::offset_of!(flowhmc_params, beta) + std::mem::size_of::<f64>();
-        let read = unsafe { read_sized(&p, DEFAULT_PARAMS, "flowhmc_params") }.unwrap();
+        let read = unsafe { read_sized(&p, DEFAULT_PARAMS, "params", "flowhmc_params") }.unwrap();
         assert_eq!(read.beta, 2.5);
         assert_eq!(read.kappa, DEFAULT_PARAMS.kappa);
         p.struct_size = 0;
-        let e = unsafe { read_sized(&p, DEFAULT_PARAMS, "flowhmc_params") }.unwrap_err();
-        assert!(e.to_string().contains("struct_size = 0"), "{e}");
+        let e = unsafe { read_sized(&p, DEFAULT_PARAMS, "params", "flowhmc_params") }.unwrap_err();
+        assert!(message_of(&e).contains("struct_size = 0"), "{e:?}");
     }
 
     #[test]

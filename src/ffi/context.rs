@@ -82,6 +82,34 @@ pub struct RngState {
     pub next_update: u64,
 }
 
+/// Update numbers stay at or below 2^63 (the largest count a TOML card holds): a state past it
+/// is refused, and so are steps that would pass it.
+pub const UPDATE_LIMIT: u64 = 1 << 63;
+
+/// Refuses extents whose site count, or whose gauge field in bytes (D links of at most
+/// 2 x 3 x 3 reals per site), overflows a machine word, before anything is allocated for them.
+/// (Whether the machine has the memory is for [`Lattice::new`] to say.)
+fn check_extents(dims: &[usize]) -> Result<()> {
+    let bytes_per_site = dims.len().checked_mul(18 * std::mem::size_of::<f64>());
+    let bytes = dims.iter().try_fold(bytes_per_site, |acc, &l| acc.map(|b| b.checked_mul(l)));
+    match bytes.flatten() {
+        Some(b) if b <= isize::MAX as usize => Ok(()),
+        _ => Err(Error::Card(format!(
+            "dims = {dims:?}: a gauge field on this lattice would need more than 2^63 bytes"
+        ))),
+    }
+}
+
+/// Refuses `n` steps from update `first` if they would pass [`UPDATE_LIMIT`].
+fn check_steps(first: u64, n: usize) -> Result<()> {
+    match (n as u64).checked_add(first) {
+        Some(last) if last <= UPDATE_LIMIT => Ok(()),
+        _ => Err(Error::Host(format!(
+            "n = {n}: the chain is at update {first} and update numbers stop at 2^63 = {UPDATE_LIMIT}"
+        ))),
+    }
+}
+
 /// Default largest distance of a host link from the group (see
 /// [`crate::group::Group::unitarity_violation`]) for f64 buffers.
 pub const DEFAULT_TOLERANCE_F64: f64 = 1e-10;
@@ -180,6 +208,7 @@ impl Context {
     /// fastest, site-major, time last, row-major; spinors `[site][spin][colour]` in the internal
     /// basis) until set otherwise.
     pub fn new(dims: &[usize], parameters: &str) -> Result<Context> {
+        check_extents(dims)?;
         let card = parse_parameters(dims, parameters)?;
         let inner: Box<dyn Session> = match card.theory()? {
             Theory::Gauge(g) if g.group == GroupName::U1 => Box::new(GroupSession::<U1>::new(card)?),
@@ -230,11 +259,13 @@ impl Context {
 
     /// One Markov step of the parameter set's update on the host field, in place.
     pub fn update(&mut self, gauge: HostSliceMut<'_>) -> Result<UpdateReport> {
-        Ok(self.inner.trajectories(gauge, 1)?.remove(0))
+        Ok(self.trajectories(gauge, 1)?.remove(0))
     }
 
     /// `n` Markov steps on the host field, copied in and out once; one report per step.
+    /// Refused, changing nothing, if they would pass update number [`UPDATE_LIMIT`].
     pub fn trajectories(&mut self, gauge: HostSliceMut<'_>, n: usize) -> Result<Vec<UpdateReport>> {
+        check_steps(self.rng_state().next_update, n)?;
         self.inner.trajectories(gauge, n)
     }
 
@@ -333,8 +364,15 @@ impl Context {
         self.inner.rng_state()
     }
 
-    /// Restores a random state: the following updates replay the chain from there.
+    /// Restores a random state: the following updates replay the chain from there. A state
+    /// past [`UPDATE_LIMIT`] is refused and changes nothing.
     pub fn set_rng_state(&mut self, state: RngState) -> Result<()> {
+        if state.next_update > UPDATE_LIMIT {
+            return Err(Error::Host(format!(
+                "next_update = {}: must be at most 2^63 = {UPDATE_LIMIT}",
+                state.next_update
+            )));
+        }
         self.inner.set_rng_state(state)
     }
 }

@@ -94,16 +94,16 @@ mod bridge {
         basis: GammaBasis,
     }
 
-    /// What one Markov step reports.
+    /// What one Markov step reports (its fields are documented in flowhmc.hpp).
     #[derive(Debug, Clone, Copy, PartialEq)]
     struct UpdateReport {
-        /// Whether the proposal was accepted.
+        /// Whether the proposal was accepted (the host buffer then holds it; else unchanged).
         accepted: bool,
-        /// H(proposal) - H(current).
+        /// H(proposal) - H(current), dimensionless; accepted with probability min(1, exp(-dh)).
         dh: f64,
-        /// Plaquette Re tr P / N after the step.
+        /// Re tr P / N averaged over all plaquettes after the step (1 on a unit field).
         plaquette: f64,
-        /// Solver iterations.
+        /// Krylov solver iterations of the step, all solves summed (0 without fermions).
         solver_iterations: u64,
     }
 
@@ -174,11 +174,15 @@ use bridge::{GaugeLayout, RandomState, SolveReport, SpinorLayout, TrainingResult
 /// The context behind the C++ API.
 pub struct Handle(Context);
 
-/// Runs `f`, turning a panic into an error so that it never unwinds into C++.
+/// Runs `f`, turning a panic into an error so that it never unwinds into C++. The message
+/// keeps the error's kind ("invalid run card: ...", "host input: ..."), which C++ has no status
+/// code for, on one line.
 fn guard<T>(f: impl FnOnce() -> crate::Result<T>) -> Result<T, String> {
     match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(result) => result.map_err(|e| e.to_string()),
-        Err(panic) => Err(format!("internal error: {}", super::c_api::panic_message(&panic))),
+        Ok(result) => result.map_err(|e| super::one_line(&e.to_string())),
+        Err(panic) => {
+            Err(super::one_line(&format!("internal error: {}", super::c_api::panic_message(&panic))))
+        }
     }
 }
 
@@ -374,5 +378,7 @@ mod tests {
         assert_eq!(r.unwrap_err(), "internal error: injected fault");
         let e = super::guard(|| Err::<(), _>(crate::Error::Host("bad".into()))).unwrap_err();
         assert_eq!(e, "host input: bad");
+        let e = super::guard(|| Err::<(), _>(crate::Error::Card("line 1\n  |\n1 | x\nproblem".into())));
+        assert_eq!(e.unwrap_err(), "invalid run card: line 1; problem");
     }
 }

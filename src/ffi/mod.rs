@@ -8,3 +8,46 @@ pub mod context;
 pub mod cxx_bridge;
 
 pub use context::{Context, HostSlice, HostSliceMut, ParameterSet, RngState, UpdateReport};
+
+use crate::error::Error;
+
+/// The message of an error without the kind its `Display` puts first ("invalid run card: ",
+/// "host input: ", ...): what a bridge hands on when its status code already says the kind.
+pub fn without_kind(e: &Error) -> String {
+    match e {
+        Error::Card(m) | Error::Config(m) | Error::Numerical(m) | Error::Model(m) | Error::Host(m) => {
+            m.clone()
+        }
+        Error::Io { .. } => e.to_string(),
+    }
+}
+
+/// A message on one line: its non-empty lines joined by "; ", without the source excerpts of
+/// parser messages (lines such as `3 | beta =` and the `|  ^` that points into them).
+pub fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.trim_start_matches(|c: char| c.is_ascii_digit()).trim_start().starts_with('|')
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parser_message_becomes_one_line_without_its_source_excerpt() {
+        let parser = "parameters: TOML parse error at line 3, column 8\n  |\n3 | beta = \n  |        ^\n\
+                      string values must be quoted\n";
+        assert_eq!(
+            one_line(parser),
+            "parameters: TOML parse error at line 3, column 8; string values must be quoted"
+        );
+        assert_eq!(one_line("one line"), "one line");
+        assert_eq!(without_kind(&Error::Card("gauge.beta = -1".into())), "gauge.beta = -1");
+    }
+}

@@ -70,13 +70,13 @@ impl SiteOrder {
             }
             SiteOrder::Table(t) => {
                 if t.len() != volume {
-                    return Err(Error::Card(format!(
-                        "site order table: {} entries, the lattice {:?} has {volume} sites",
+                    return Err(Error::Host(format!(
+                        "site_table: {} entries, the lattice {:?} has {volume} sites",
                         t.len(),
                         lattice.dims()
                     )));
                 }
-                check_permutation(t, volume, "site order table")?;
+                check_permutation(t, volume, "site_table")?;
                 t.clone()
             }
         };
@@ -84,15 +84,22 @@ impl SiteOrder {
     }
 }
 
+/// Checks that `p` is a permutation of 0..n; an error names the first entry that is not.
 fn check_permutation(p: &[usize], n: usize, what: &str) -> Result<()> {
-    let mut seen = vec![false; n];
-    for &i in p {
-        if i >= n || std::mem::replace(&mut seen[i], true) {
-            return Err(Error::Card(format!("{what}: {p:?} is not a permutation of 0..{n}")));
-        }
+    let mut first_at = vec![None; n];
+    for (k, &i) in p.iter().enumerate() {
+        let problem = match first_at.get_mut(i) {
+            None => format!("not below {n}"),
+            Some(Some(earlier)) => format!("repeats entry {earlier}"),
+            Some(slot) => {
+                *slot = Some(k);
+                continue;
+            }
+        };
+        return Err(Error::Host(format!("{what}[{k}] = {i}: {problem} (need a permutation of 0..{n})")));
     }
     if p.len() != n {
-        return Err(Error::Card(format!("{what}: {} entries, expected {n}", p.len())));
+        return Err(Error::Host(format!("{what}: {} entries, expected {n}", p.len())));
     }
     Ok(())
 }
@@ -197,7 +204,7 @@ impl ResolvedGaugeLayout {
                     LinkOrder::OpenQcd => {
                         let odd_index = |h: usize| {
                             h.checked_sub(volume / 2).ok_or_else(|| {
-                                Error::Card(
+                                Error::Host(
                                     "openQCD gauge layout: the site order must put odd sites last".into(),
                                 )
                             })
@@ -347,8 +354,10 @@ mod tests {
     fn bad_descriptors_are_refused() {
         let lat = Lattice::new(&[4, 4]).unwrap();
         let bad = SiteOrder::Lexicographic { fastest_first: vec![0, 0], even_odd: false };
-        assert!(bad.resolve(&lat).unwrap_err().to_string().contains("not a permutation"));
-        assert!(SiteOrder::Table(vec![0; 16]).resolve(&lat).is_err());
+        let e = bad.resolve(&lat).unwrap_err().to_string();
+        assert!(e.contains("fastest_first[1] = 0: repeats entry 0 (need a permutation of 0..2)"), "{e}");
+        let e = SiteOrder::Table(vec![0; 16]).resolve(&lat).unwrap_err().to_string();
+        assert!(e.contains("site_table[1] = 0: repeats entry 0"), "{e}");
         assert!(SiteOrder::Table(vec![0; 3]).resolve(&lat).unwrap_err().to_string().contains("3 entries"));
         // openQCD needs the odd sites last; x-fastest lexicographic order interleaves them
         let lex = SiteOrder::x_fastest(2, false).resolve(&lat).unwrap();

@@ -11,6 +11,7 @@
 use super::native::check_links;
 use super::{read_file, write_atomically};
 use crate::error::{Error, Result};
+use crate::ffi::without_kind;
 use crate::field::GaugeField;
 use crate::geometry::Lattice;
 use crate::group::{LinkMatrix, Su3, Su3Matrix};
@@ -123,8 +124,11 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<GaugeField<Su3>, String> {
         }
     }
     let get = |k: &str| header.get(k).ok_or_else(|| format!("header has no {k}"));
-    let dims: Vec<usize> = (1..=4)
-        .map(|i| get(&format!("DIMENSION_{i}"))?.parse().map_err(|_| format!("bad DIMENSION_{i}")))
+    let dims: Vec<usize> =
+        (1..=4).map(|i| dimension(&header, i)).collect::<std::result::Result<_, String>>()?;
+    let checks: Vec<(&str, Option<f64>)> = ["PLAQUETTE", "LINK_TRACE"]
+        .into_iter()
+        .map(|key| Ok((key, finite_value(&header, key)?)))
         .collect::<std::result::Result<_, String>>()?;
     let rows = match get("DATATYPE")?.as_str() {
         "4D_SU3_GAUGE_3x3" => 3,
@@ -138,13 +142,11 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<GaugeField<Su3>, String> {
         "IEEE32LITTLE" => (4, false),
         other => return Err(format!("unsupported FLOATING_POINT {other}")),
     };
-    let lattice = Arc::new(Lattice::new(&dims).map_err(|e| e.to_string())?);
     let data = &bytes[end + marker.len()..];
-    let n_links = lattice.volume() * 4;
-    let expected = n_links * rows * 6 * width;
-    if data.len() != expected {
-        return Err(format!("{} data bytes, dims {dims:?} with {rows} rows need {expected}", data.len()));
-    }
+    check_data_size(&dims, 4 * rows * 6 * width, data.len())?;
+    let lattice = Arc::new(
+        Lattice::new(&dims).map_err(|e| format!("header DIMENSION_1..4 = {dims:?}: {}", without_kind(&e)))?,
+    );
     let mut checksum = 0u32;
     let values: Vec<f64> = data
         .chunks_exact(width)
@@ -190,15 +192,55 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<GaugeField<Su3>, String> {
         .collect::<std::result::Result<Vec<Su3Matrix>, String>>()?;
     check_links::<Su3>(&links)?;
     let field = GaugeField::from_links(lattice, links).map_err(|e| e.to_string())?;
-    for (key, value) in [("PLAQUETTE", average_plaquette(&field)), ("LINK_TRACE", link_trace(&field))] {
-        if let Some(s) = header.get(key) {
-            let stated: f64 = s.parse().map_err(|_| format!("unreadable {key}"))?;
-            if (stated - value).abs() > tolerance {
-                return Err(format!("{key} mismatch: header {stated}, data {value}"));
-            }
+    for ((key, stated), value) in checks.into_iter().zip([average_plaquette(&field), link_trace(&field)]) {
+        if let Some(stated) = stated.filter(|s| (s - value).abs() > tolerance) {
+            return Err(format!("{key} mismatch: header {stated}, data {value}"));
         }
     }
     Ok(field)
+}
+
+/// The lattice extent `DIMENSION_i` of a header: an even number >= 2, as flowhmc lattices need.
+fn dimension(header: &BTreeMap<String, String>, i: usize) -> std::result::Result<usize, String> {
+    let key = format!("DIMENSION_{i}");
+    let text = header.get(&key).ok_or_else(|| format!("header has no {key}"))?;
+    match text.parse::<usize>() {
+        Ok(l) if l >= 2 && l % 2 == 0 => Ok(l),
+        Ok(_) => Err(format!("header {key} = {text}: flowhmc lattices need even extents >= 2")),
+        Err(_) => Err(format!("header {key} = {text}: not a lattice extent (an even number >= 2)")),
+    }
+}
+
+/// The value of an optional header key that must be a finite number if given.
+fn finite_value(header: &BTreeMap<String, String>, key: &str) -> std::result::Result<Option<f64>, String> {
+    let Some(text) = header.get(key) else { return Ok(None) };
+    match text.parse::<f64>() {
+        Ok(x) if x.is_finite() => Ok(Some(x)),
+        Ok(_) => Err(format!("header {key} = {text}: not a finite number")),
+        Err(_) => Err(format!("header {key} = {text}: not a number")),
+    }
+}
+
+/// Checks, before anything is allocated for the lattice, that the data holds exactly the
+/// links of `dims` at `site_bytes` bytes a site. A single extent that alone needs more than
+/// the data is named by its header key.
+fn check_data_size(dims: &[usize], site_bytes: usize, data: usize) -> std::result::Result<(), String> {
+    let too_long = |&(_, &l): &(usize, &usize)| l.checked_mul(site_bytes).is_none_or(|b| b > data);
+    if let Some((i, l)) = dims.iter().enumerate().find(too_long) {
+        let sites = data / site_bytes;
+        return Err(format!(
+            "header DIMENSION_{} = {l}: the file's {data} data bytes hold {sites} sites of {site_bytes} bytes",
+            i + 1
+        ));
+    }
+    let needed = dims.iter().try_fold(site_bytes, |b, &l| b.checked_mul(l));
+    if needed != Some(data) {
+        let needed = needed.map_or("more than 2^64".to_string(), |n| n.to_string());
+        return Err(format!(
+            "header DIMENSION_1..4 = {dims:?}: the lattice needs {needed} data bytes, the file has {data}"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -254,5 +296,61 @@ mod tests {
         }
         assert!(read(&dir.join("missing.nersc")).unwrap_err().to_string().contains("missing.nersc"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::*;
+
+    /// A NERSC file of a hot 4^4 field with header line `key = ...` replaced by `line`, and
+    /// the message of reading it.
+    fn read_with(key: &str, line: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("flowhmc-nersc-header-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{key}.nersc"));
+        let lat = Arc::new(Lattice::new(&[4, 4, 4, 4]).unwrap());
+        write(&GaugeField::<Su3>::hot(lat, 2), &path, Storage::TwoRow, Precision::F64).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let end = bytes.windows(10).position(|w| w == b"END_HEADER").unwrap();
+        let header = String::from_utf8(bytes[..end].to_vec()).unwrap();
+        let old = header.lines().find(|l| l.starts_with(&format!("{key} "))).unwrap();
+        let mut edited = header.replace(old, line).into_bytes();
+        edited.extend_from_slice(&bytes[end..]);
+        std::fs::write(&path, edited).unwrap();
+        let message = read(&path).map(|_| "read".to_string()).unwrap_or_else(|e| e.to_string());
+        std::fs::remove_file(&path).unwrap();
+        assert!(message.contains(&path.display().to_string()), "{message} does not name the file");
+        assert!(!message.contains('\n') && !message.contains("lattice.dims"), "{message}");
+        message
+    }
+
+    #[test]
+    fn dimensions_the_data_cannot_hold_are_refused_naming_the_header_key() {
+        for (key, line, expected) in [
+            ("DIMENSION_1", "DIMENSION_1 = 4294967296", "header DIMENSION_1 = 4294967296: "),
+            (
+                "DIMENSION_3",
+                "DIMENSION_3 = 18446744073709551615",
+                "header DIMENSION_3 = 18446744073709551615: ",
+            ),
+            ("DIMENSION_2", "DIMENSION_2 = 3", "header DIMENSION_2 = 3: "),
+            ("DIMENSION_4", "DIMENSION_4 = 0", "header DIMENSION_4 = 0: "),
+            ("DIMENSION_4", "DIMENSION_4 = -4", "header DIMENSION_4 = -4: "),
+            ("DIMENSION_4", "DIMENSION_4 = 8", "header DIMENSION_1..4 = [4, 4, 4, 8]: "),
+        ] {
+            let message = read_with(key, line);
+            assert!(message.contains(expected), "{line}: {message}");
+        }
+        // a file that only needs more data bytes than it has names them
+        assert!(read_with("DIMENSION_4", "DIMENSION_4 = 8").contains("the file has 98304"));
+    }
+
+    #[test]
+    fn a_non_finite_plaquette_or_link_trace_is_refused_naming_the_key() {
+        for (key, value) in [("PLAQUETTE", "nan"), ("LINK_TRACE", "NaN"), ("PLAQUETTE", "inf")] {
+            let message = read_with(key, &format!("{key} = {value}"));
+            assert!(message.contains(&format!("header {key} = {value}: not a finite number")), "{message}");
+        }
     }
 }
