@@ -142,7 +142,7 @@ int main(int argc, char **argv) {
         su3_parameters.set("update.kind", "\"hmc\"").set("update.trajectory_length", "1.0");
         su3_parameters.set("update.integrator", "\"omelyan\"").set("update.steps", "10");
         flowhmc::Context su3({L, L}, su3_parameters);
-        expect_error([&] { su3.load_model(model); }, "U1", "model for another group");
+        expect_error([&] { su3.load_model(model); }, "the u1 theory", "model for another group");
         expect_error([&] { flowhmc::Context({L, L + 1}, parameters(model)); }, "not an even number",
                      "odd extent");
 

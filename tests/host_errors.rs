@@ -126,7 +126,11 @@ fn huge_extents_body() -> Vec<String> {
     let wrapping = [65536usize; 4];
     let mut lines = Vec::new();
     for made in [
-        create_toml(&wrapping, "[gauge]\ngroup = \"u1\"\nbeta = 1.0\n"),
+        create_toml(
+            &wrapping,
+            "[gauge]\ngroup = \"u1\"\naction = \"wilson\"\nbeta = 1.0\n[update]\nkind = \"hmc\"\n\
+             trajectory_length = 1.0\nintegrator = \"omelyan\"\nsteps = 10\n",
+        ),
         create_params(&wrapping, &u1_params(4)),
     ] {
         assert!(made.ctx.is_null());
@@ -153,10 +157,9 @@ fn memory_extents_body() -> Vec<String> {
     vec![format!("{} {}", made.status, made.message)]
 }
 
-/// Needs the memory check of `Lattice::new` (issue 17, src/geometry.rs, another branch): without
-/// it the child aborts on "memory allocation of N bytes failed".
+/// 10^10 sites: beyond the 32-bit site tables and the machine (it aborted on "memory
+/// allocation of N bytes failed").
 #[test]
-#[ignore = "needs Lattice::new's memory check (issue 17, src/geometry.rs): run with --ignored once merged"]
 fn extents_beyond_the_machine_are_refused_as_parameters_without_a_word_on_stderr() {
     for line in in_child(
         "extents_beyond_the_machine_are_refused_as_parameters_without_a_word_on_stderr",

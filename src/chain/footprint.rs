@@ -19,8 +19,10 @@
 //! against 613 MB. The estimate errs on the large side by about a third.
 
 use super::card::{Card, GroupName, Theory};
+use crate::error::Result;
 use crate::geometry::Lattice;
 use crate::group::{Group, Su3, U1};
+use crate::memory::check_available;
 
 /// Gauge-link fields a run holds at once.
 pub const GAUGE_COPIES: u128 = 4;
@@ -63,5 +65,12 @@ impl Card {
             Ok(Theory::Scalar(_)) | Err(_) => volume * SCALAR_COPIES * 8,
         };
         tables + fields
+    }
+
+    /// Refuses the card when [`Card::memory_need`] exceeds the memory the machine has
+    /// available ([`crate::memory::available_bytes`]), naming both.
+    pub fn check_memory(&self) -> Result<()> {
+        let dims = &self.lattice.dims;
+        check_available(&format!("lattice.dims = {dims:?} with this card's fields"), self.memory_need())
     }
 }

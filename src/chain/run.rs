@@ -17,7 +17,6 @@ use crate::field::GaugeField;
 use crate::geometry::Lattice;
 use crate::group::{Su3, U1};
 use crate::io::{native, remove_stale_temporaries, write_atomically};
-use crate::memory::check_available;
 use crate::scalar::ScalarField;
 use crate::update::{FlowHmc, FlowMetropolis, Hmc, MarkovStep, PulledBackAction, Schedule};
 use serde_json::json;
@@ -41,8 +40,7 @@ const MEASUREMENTS: &str = "measurements.jsonl";
 /// Runs the chain a (validated) card describes and returns its summary.
 pub fn run_card(card: &Card, options: RunOptions) -> Result<Summary> {
     card.validate()?;
-    let dims = &card.lattice.dims;
-    check_available(&format!("lattice.dims = {dims:?} with this card's fields"), card.memory_need())?;
+    card.check_memory()?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(card.run.threads)
         .build()

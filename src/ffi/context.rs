@@ -86,20 +86,6 @@ pub struct RngState {
 /// is refused, and so are steps that would pass it.
 pub const UPDATE_LIMIT: u64 = 1 << 63;
 
-/// Refuses extents whose site count, or whose gauge field in bytes (D links of at most
-/// 2 x 3 x 3 reals per site), overflows a machine word, before anything is allocated for them.
-/// (Whether the machine has the memory is for [`Lattice::new`] to say.)
-fn check_extents(dims: &[usize]) -> Result<()> {
-    let bytes_per_site = dims.len().checked_mul(18 * std::mem::size_of::<f64>());
-    let bytes = dims.iter().try_fold(bytes_per_site, |acc, &l| acc.map(|b| b.checked_mul(l)));
-    match bytes.flatten() {
-        Some(b) if b <= isize::MAX as usize => Ok(()),
-        _ => Err(Error::Card(format!(
-            "dims = {dims:?}: a gauge field on this lattice would need more than 2^63 bytes"
-        ))),
-    }
-}
-
 /// Refuses `n` steps from update `first` if they would pass [`UPDATE_LIMIT`].
 fn check_steps(first: u64, n: usize) -> Result<()> {
     match (n as u64).checked_add(first) {
@@ -208,8 +194,8 @@ impl Context {
     /// fastest, site-major, time last, row-major; spinors `[site][spin][colour]` in the internal
     /// basis) until set otherwise.
     pub fn new(dims: &[usize], parameters: &str) -> Result<Context> {
-        check_extents(dims)?;
         let card = parse_parameters(dims, parameters)?;
+        card.check_memory()?;
         let inner: Box<dyn Session> = match card.theory()? {
             Theory::Gauge(g) if g.group == GroupName::U1 => Box::new(GroupSession::<U1>::new(card)?),
             Theory::Gauge(_) => Box::new(GroupSession::<Su3>::new(card)?),
