@@ -32,7 +32,7 @@ fn within(summary: &Summary, key: &str, reference: f64, reference_error: f64) ->
 
 /// Schwinger model (2D U(1), Nf = 2 Wilson) at beta = 2, L = 8, kappa = 0.26, antiperiodic in
 /// time: the HMC plaquette and chiral condensate agree with the exact-reweighting values of
-/// ../shared/reference/README.md section 6 (0.73178 +- 0.00097 and 1.75155 +- 0.00174, from
+/// an independent exact-reweighting reference (0.73178 +- 0.00097 and 1.75155 +- 0.00174, from
 /// det(D^dagger D) of the dense Dirac matrix), <exp(-dH)> = 1, and the trajectories run back
 /// to round-off.
 #[test]

@@ -1,6 +1,5 @@
 //! 4D SU(3) Wilson gauge theory at beta = 6.0 on 8^4: the HMC plaquette agrees with the
-//! independent heatbath value of ../shared/reference/README.md section 7 (MC-HERE,
-//! 0.59422 +- 0.00016), and <exp(-dH)> = 1.
+//! value of an independent heatbath simulation (0.59422 +- 0.00016), and <exp(-dH)> = 1.
 
 use flowhmc::action::{GaugeAction, GaugeActionKind, Monomial};
 use flowhmc::analysis::gamma::{DEFAULT_S, gamma_method};
@@ -47,7 +46,7 @@ fn su3_8_to_the_4_plaquette_at_beta_6() {
 }
 
 /// 2D SU(3) Wilson gauge theory, L = 8: the HMC plaquette agrees with the exact character
-/// expansion of ../shared/reference/README.md section 2 (EXACT; equal to L = infinity there).
+/// expansion (exact; equal to L = infinity there).
 #[test]
 fn su3_2d_plaquette_agrees_with_the_character_expansion() {
     for (beta, exact) in [(4.0, 0.279_619_149_409), (8.0, 0.535_753_990_214)] {

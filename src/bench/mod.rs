@@ -1,5 +1,5 @@
 //! Benchmarks shared by `flowhmc bench` and `cargo bench`: the figures that are compared with
-//! openQCD (../shared/reference/peer_figures.md). Pure gauge here, fermions in [`fermions`],
+//! openQCD 2.4.2 run side by side (BENCHMARKS.md). Pure gauge here, fermions in [`fermions`],
 //! the host interface's overhead in [`host`], the flow models in [`flows`].
 
 pub mod fermions;

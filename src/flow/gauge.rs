@@ -6,7 +6,7 @@
 //! Densities of gauge flows are relative to the normalised Haar measure of every link, so the
 //! Haar prior has log r = 0 and the training loss mean(log q + S) approaches -ln Z with
 //! Z = integral dU exp(-S) (the normalisation of the exact U(1) results in
-//! ../shared/reference). For U(1) the flows' Jacobians in the angles are Jacobians with
+//! [`crate::reference`]). For U(1) the flows' Jacobians in the angles are Jacobians with
 //! respect to that measure, since it is d theta / (2 pi) on every link.
 
 use super::{FlowField, LatentField, Prior};
