@@ -340,6 +340,12 @@ fn write_plots(dir: &Path, series: &BTreeMap<String, Vec<f64>>, summary: &Summar
     Ok(())
 }
 
+/// `x` right-aligned in `width` characters with 8 decimals, or in scientific notation when
+/// those would show a nonzero number as 0 (an error of 1e-74 is not an error of 0).
+fn fixed_or_scientific(x: f64, width: usize) -> String {
+    if x != 0.0 && x.abs() < 5e-9 { format!("{x:>width$.3e}") } else { format!("{x:>width$.8}") }
+}
+
 impl Summary {
     /// The results table printed at the end of a run: mean, error and tau_int of each
     /// observable (with their tail-corrected values when the analysis made them; "not
@@ -356,9 +362,10 @@ impl Summary {
                 out += &format!("{name:<28} {:>14.8}   not measured (never changed)\n", r.mean);
                 continue;
             }
-            out += &format!("{name:<28} {:>14.8} {:>12.8} {:>9.2}", r.mean, r.error, r.tau_int);
+            let (mean, error) = (fixed_or_scientific(r.mean, 14), fixed_or_scientific(r.error, 12));
+            out += &format!("{name:<28} {mean} {error} {:>9.2}", r.tau_int);
             if let (Some(e), Some(t)) = (r.error_tail, r.tau_int_tail) {
-                out += &format!(" {e:>12.8} {t:>12.2}");
+                out += &format!(" {} {t:>12.2}", fixed_or_scientific(e, 12));
             }
             out += "\n";
         }
@@ -370,5 +377,19 @@ impl Summary {
             out += &format!("\nwarning: {w}");
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiny_errors_are_printed_as_what_they_are() {
+        assert_eq!(fixed_or_scientific(0.5, 12), "  0.50000000");
+        assert_eq!(fixed_or_scientific(0.0, 12), "  0.00000000");
+        // exp(-dH) of a stuck chain: 8 decimals would print an error of 0
+        assert_eq!(fixed_or_scientific(2.5e-74, 12), "   2.500e-74");
+        assert_eq!(fixed_or_scientific(-3e-9, 12), "   -3.000e-9");
     }
 }
