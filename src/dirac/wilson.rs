@@ -7,6 +7,11 @@
 //! M = [[1, -kappa H_eo], [-kappa H_oe, 1]] and det M = det(M_hat) with the Schur operator
 //! M_hat = 1 - kappa^2 H_eo H_oe on the even sites (no extra determinant factor for Wilson
 //! fermions without a clover term).
+//!
+//! The operator works on the fields of either layout of its [`Checkerboard`]: in the even/odd
+//! layout M applies H block by block (each parity from the other), in the natural layout (any
+//! even extents) as one pass over the single block, reading the same field; the Schur forms
+//! need the even/odd layout.
 
 use super::gamma::{GammaBlock, Phase, blocks};
 use crate::checkerboard::{Checkerboard, Hop, hop_may_permute};
@@ -36,7 +41,7 @@ impl Boundary {
 
 /// The Wilson-Dirac operator on a gauge field, with S = 2 spin components in 2D and S = 4 in 4D.
 ///
-/// The operator keeps its own copy of the links in hop order: for the outer site i of parity
+/// The operator keeps its own copy of the links in hop order: for the outer site i of block
 /// p, the 2D links its hops cross (checkerboard `hops_of` order), the backward ones stored as
 /// U_mu(x-mu)^dagger with their lanes already in the order of x's lanes, and every link that
 /// wraps around in time multiplied by its boundary phase. A pass of the hopping term then reads
@@ -124,9 +129,9 @@ impl<'a, G: Group, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
         self.scratch.lock().unwrap_or_else(|e| e.into_inner()).push(field);
     }
 
-    /// The links of the hops from parity p in hop order (see [`WilsonOperator`]).
+    /// The links of the hops from block p in hop order (see [`WilsonOperator`]).
     fn links_in_hop_order(&self, p: usize) -> Vec<G::Packed<R>> {
-        let mut links = vec![G::Packed::<R>::zero(); self.cb.half_outer() * 2 * S];
+        let mut links = vec![G::Packed::<R>::zero(); self.cb.block_len(p) * 2 * S];
         links.par_chunks_mut(2 * S).enumerate().for_each(|(i, site_links)| {
             for (k, (hop, out)) in self.cb.hops_of(p, i).iter().zip(site_links).enumerate() {
                 let (mu, forward) = (k / 2, k % 2 == 0);
@@ -155,7 +160,7 @@ impl<'a, G: Group, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
         self.cb
     }
 
-    /// (H src)(x) for the outer site i of parity p, src on parity 1 - p; with DAGGER
+    /// (H src)(x) for the outer site i of block p, src the block its hops land in; with DAGGER
     /// (H^dagger src)(x) = (gamma5 H gamma5 src)(x): gamma5 flips the lower spin half of the
     /// input and of the output, which swaps the signs of the projection and reconstruction.
     ///
@@ -258,7 +263,7 @@ impl<'a, G: Group, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
         acc[k] = if minus { acc[k].sub(&down) } else { acc[k].add(&down) };
     }
 
-    /// Prefetches the neighbour spinors that site i of parity p reads (its links are one
+    /// Prefetches the neighbour spinors that site i of block p reads (its links are one
     /// contiguous stream, which the hardware prefetches).
     #[inline(always)]
     fn prefetch_site(&self, p: usize, i: usize, src: &[Spinor<G, S, R>]) {
@@ -267,8 +272,8 @@ impl<'a, G: Group, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
         }
     }
 
-    /// dst = base + c H src (H^dagger src with DAGGER) on parity p, src on parity 1 - p;
-    /// base = 0 when None.
+    /// dst = base + c H src (H^dagger src with DAGGER) on block p, src the block its hops land
+    /// in (parity 1 - p, or the same block in the natural layout); base = 0 when None.
     fn hopping_into<const DAGGER: bool>(
         &self,
         p: usize,
@@ -323,6 +328,11 @@ impl<'a, G: Group, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
     }
 
     fn apply_full<const DAGGER: bool>(&self, x: &SpinorField<G, S, R>, y: &mut SpinorField<G, S, R>) {
+        if !self.cb.is_even_odd() {
+            // one block whose hops land in itself
+            self.hopping_into::<DAGGER>(0, x.data(), -self.kappa, Some(x.data()), y.data_mut());
+            return;
+        }
         let (ye, yo) = y.parts_mut();
         self.hopping_into::<DAGGER>(0, x.part(1), -self.kappa, Some(x.part(0)), ye);
         self.hopping_into::<DAGGER>(1, x.part(0), -self.kappa, Some(x.part(1)), yo);
@@ -370,7 +380,7 @@ impl<'a, G: Group, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
 /// The force of the Wilson operator, in f64 (the precision of the gauge field).
 impl<G: Group, const S: usize> WilsonOperator<'_, G, S> {
     /// p_a(x, mu) += c d/dw Re(a^dagger H b) for every link, where U_mu(x) -> exp(w T_a) U_mu(x)
-    /// (a and b full fields). With h = psi_up - A_mu psi_down and k = psi_up + A_mu psi_down
+    /// (a and b full fields, either layout). With h = psi_up - A_mu psi_down and k = psi_up + A_mu psi_down
     /// the half spinors of the projections (1 -+ gamma_mu) psi, the derivative is
     /// Re tr(T_a Z) with Z = phase U C1 - conj(phase) C2 U^dagger, C1 = sum_r h_b(x+mu) h_a(x)^dagger
     /// and C2 = sum_r k_b(x) k_a(x+mu)^dagger (phase: the boundary phase of the hop).
@@ -382,13 +392,15 @@ impl<G: Group, const S: usize> WilsonOperator<'_, G, S> {
         p: &mut MomentumField<G>,
     ) {
         let d = self.u.lattice().ndim();
+        let cb = self.cb;
+        let (a_blocks, b_blocks) = ([a.block(cb, 0), a.block(cb, 1)], [b.block(cb, 0), b.block(cb, 1)]);
         p.packed_mut().par_chunks_mut(d).enumerate().for_each(|(outer, pm)| {
-            let (parity, i) = self.cb.of_outer(outer);
-            let (a_here, b_here) = (&a.part(parity)[i], &b.part(parity)[i]);
+            let (block, i) = cb.of_outer(outer);
+            let next = cb.neighbour_block(block);
+            let (a_here, b_here) = (&a_blocks[block][i], &b_blocks[block][i]);
             for (mu, (blk, p_link)) in blocks(S).iter().zip(pm.iter_mut()).enumerate() {
-                let hop = self.cb.hop(parity, i, mu, true);
-                let (a_next, b_next) =
-                    (&a.part(1 - parity)[hop.neighbour()], &b.part(1 - parity)[hop.neighbour()]);
+                let hop = cb.hop(block, i, mu, true);
+                let (a_next, b_next) = (&a_blocks[next][hop.neighbour()], &b_blocks[next][hop.neighbour()]);
                 let (mut c1, mut c2) = (G::Packed::<f64>::zero(), G::Packed::<f64>::zero());
                 for r in 0..S / 2 {
                     let hb_next = Self::project(blk, r, true, b_next).permute(hop.mask());
