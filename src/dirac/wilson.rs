@@ -439,16 +439,32 @@ mod tests {
         (GaugeField::<G>::hot(lat.clone(), 4), Checkerboard::new(lat).unwrap())
     }
 
-    fn check_adjoint_and_gamma5<G: Group, const S: usize>(dims: &[usize]) {
-        let (u, cb) = fields::<G, S>(dims);
-        let m = WilsonOperator::<G, S>::new(&u, &cb, 0.13, Boundary { theta: 0.7 }).unwrap();
-        let x = SpinorField::<G, S>::gaussian_full(&cb, 1, Purpose::Test, 0);
-        let y = SpinorField::<G, S>::gaussian_full(&cb, 2, Purpose::Test, 0);
-        let (mut my, mut mdx) = (SpinorField::full(&cb), SpinorField::full(&cb));
+    /// A hot field and the natural layout (one block) of its lattice.
+    fn natural_fields<G: Group>(dims: &[usize]) -> (GaugeField<G>, Checkerboard) {
+        let lat = Arc::new(Lattice::new(dims).unwrap());
+        (GaugeField::<G>::hot(lat.clone(), 4), Checkerboard::natural(lat).unwrap())
+    }
+
+    /// <x, M y> = <M^dagger x, y> on full fields.
+    fn check_full_adjoint<G: Group, const S: usize>(u: &GaugeField<G>, cb: &Checkerboard) {
+        let m = WilsonOperator::<G, S>::new(u, cb, 0.13, Boundary { theta: 0.7 }).unwrap();
+        let x = SpinorField::<G, S>::gaussian_full(cb, 1, Purpose::Test, 0);
+        let y = SpinorField::<G, S>::gaussian_full(cb, 2, Purpose::Test, 0);
+        let (mut my, mut mdx) = (SpinorField::full(cb), SpinorField::full(cb));
         m.apply(&y, &mut my);
         m.apply_dagger(&x, &mut mdx);
         let (a, b) = (x.dot(&my), mdx.dot(&y));
         assert!((a - b).norm() < 1e-12 * a.norm(), "<x, M y> = {a}, <M^dagger x, y> = {b}");
+        // and M is not Hermitian (the test can tell M from M^dagger)
+        let mut mx = SpinorField::full(cb);
+        m.apply(&x, &mut mx);
+        assert!((x.dot(&my) - mx.dot(&y)).norm() > 1e-3 * a.norm());
+    }
+
+    fn check_adjoint_and_gamma5<G: Group, const S: usize>(dims: &[usize]) {
+        let (u, cb) = fields::<G, S>(dims);
+        check_full_adjoint::<G, S>(&u, &cb);
+        let m = WilsonOperator::<G, S>::new(&u, &cb, 0.13, Boundary { theta: 0.7 }).unwrap();
         // Schur operator on the even halves
         let (xe, ye) = (
             SpinorField::<G, S>::gaussian(
@@ -509,10 +525,64 @@ mod tests {
         check_adjoint_and_gamma5::<Su3, 4>(&[4, 2, 4, 8]);
     }
 
+    /// The full operator in the natural layout, on lattices whose packed lanes mix parities.
+    #[test]
+    fn adjoint_relations_in_the_natural_layout() {
+        let (u, cb) = natural_fields::<U1>(&[6, 6]);
+        check_full_adjoint::<U1, 2>(&u, &cb);
+        let (u, cb) = natural_fields::<U1>(&[2, 2]);
+        check_full_adjoint::<U1, 2>(&u, &cb);
+        let (u, cb) = natural_fields::<Su3>(&[6, 2]);
+        check_full_adjoint::<Su3, 2>(&u, &cb);
+        let (u, cb) = natural_fields::<Su3>(&[4, 4, 6, 6]);
+        check_full_adjoint::<Su3, 4>(&u, &cb);
+        let (u, cb) = natural_fields::<U1>(&[2, 2, 2, 6]);
+        check_full_adjoint::<U1, 4>(&u, &cb);
+    }
+
+    /// Where both layouts exist, M, M^dagger and the hopping derivative are the same, site by
+    /// site and bit by bit, in the natural layout as in the even/odd one.
+    fn check_layouts_agree<G: Group, const S: usize>(dims: &[usize]) {
+        let (u, eo) = fields::<G, S>(dims);
+        let natural = Checkerboard::natural(u.lattice().clone()).unwrap();
+        let lat = u.lattice().clone();
+        let run = |cb: &Checkerboard| {
+            let m = WilsonOperator::<G, S>::new(&u, cb, 0.13, Boundary { theta: 0.7 }).unwrap();
+            let x = SpinorField::<G, S>::gaussian_full(cb, 1, Purpose::Test, 0);
+            let y = SpinorField::<G, S>::gaussian_full(cb, 2, Purpose::Test, 0);
+            let (mut mx, mut mdx) = (SpinorField::full(cb), SpinorField::full(cb));
+            m.apply(&x, &mut mx);
+            m.apply_dagger(&x, &mut mdx);
+            let mut p = MomentumField::<G>::zeros(&lat);
+            m.add_hopping_derivative(&x, &y, 0.3, &mut p);
+            let values = |f: &SpinorField<G, S>| -> Vec<Complex64> {
+                (0..lat.volume())
+                    .flat_map(|x| (0..S).flat_map(move |s| (0..Color::<G>::COLORS).map(move |c| (x, s, c))))
+                    .map(|(x, s, c)| f.get(cb, x, s, c))
+                    .collect()
+            };
+            (values(&x), values(&mx), values(&mdx), p)
+        };
+        let (a, b) = (run(&eo), run(&natural));
+        assert_eq!(a.0, b.0, "{dims:?}: the same noise");
+        assert_eq!(a.1, b.1, "{dims:?}: M");
+        assert_eq!(a.2, b.2, "{dims:?}: M^dagger");
+        assert_eq!(a.3, b.3, "{dims:?}: hopping derivative");
+        assert_ne!(a.1, a.2);
+    }
+
+    #[test]
+    fn natural_and_even_odd_layouts_agree() {
+        check_layouts_agree::<U1, 2>(&[4, 8]);
+        check_layouts_agree::<Su3, 2>(&[8, 4]);
+        check_layouts_agree::<U1, 4>(&[2, 2, 4, 4]);
+        check_layouts_agree::<Su3, 4>(&[4, 2, 4, 8]);
+    }
+
     /// gamma5 M gamma5 = M^dagger entry by entry: <e_i, M e_j> = conj(<e_j, gamma5 M gamma5 e_i>)
     /// for every pair of unit vectors on a small lattice.
-    fn check_gamma5_hermiticity<G: Group, const S: usize>(dims: &[usize]) {
-        let (u, cb) = fields::<G, S>(dims);
+    fn check_gamma5_hermiticity<G: Group, const S: usize>(dims: &[usize], natural: bool) {
+        let (u, cb) = if natural { natural_fields::<G>(dims) } else { fields::<G, S>(dims) };
         let m = WilsonOperator::<G, S>::new(&u, &cb, 0.2, Boundary::ANTIPERIODIC).unwrap();
         let lat = cb.lattice().clone();
         let colors = Color::<G>::COLORS;
@@ -548,13 +618,16 @@ mod tests {
 
     #[test]
     fn gamma5_hermiticity_entry_by_entry() {
-        check_gamma5_hermiticity::<U1, 2>(&[4, 4]);
-        check_gamma5_hermiticity::<Su3, 4>(&[2, 2, 4, 4]);
+        check_gamma5_hermiticity::<U1, 2>(&[4, 4], false);
+        check_gamma5_hermiticity::<Su3, 4>(&[2, 2, 4, 4], false);
+        check_gamma5_hermiticity::<U1, 2>(&[6, 6], true);
+        check_gamma5_hermiticity::<U1, 2>(&[2, 2], true);
+        check_gamma5_hermiticity::<Su3, 4>(&[2, 2, 2, 6], true);
     }
 
     /// On constant U(1) links U_mu = e^{i theta_mu}, M e^{ikx} chi = 2 kappa D(k) e^{ikx} chi
     /// with D(k) = m0 + sum_mu (1 - cos q_mu) + i sum_mu gamma_mu sin q_mu, q = k + theta.
-    fn check_free_field<G: Group, const S: usize>(dims: &[usize], theta: &[f64]) {
+    fn check_free_field<G: Group, const S: usize>(dims: &[usize], theta: &[f64], natural: bool) {
         let lat = Arc::new(Lattice::new(dims).unwrap());
         let d = dims.len();
         let links: Vec<G::Elem> = (0..lat.volume() * d)
@@ -568,7 +641,7 @@ mod tests {
             })
             .collect();
         let u = GaugeField::<G>::from_links(lat.clone(), links).unwrap();
-        let cb = Checkerboard::new(lat.clone()).unwrap();
+        let cb = if natural { Checkerboard::natural(lat.clone()) } else { Checkerboard::new(lat.clone()) }.unwrap();
         let kappa = 0.11;
         let m0 = 1.0 / (2.0 * kappa) - d as f64;
         let m = WilsonOperator::<G, S>::new(&u, &cb, kappa, Boundary::ANTIPERIODIC).unwrap();
@@ -600,7 +673,7 @@ mod tests {
                 let charge = if G::ALG_DIM == 1 { 1.0 } else { colour_charge(c) };
                 let q: Vec<f64> = (0..d).map(|mu| k[mu] + charge * theta[mu]).collect();
                 let a = m0 + q.iter().map(|q| 1.0 - q.cos()).sum::<f64>();
-                for site in [0, 5, lat.volume() - 1] {
+                for site in [0, 5 % lat.volume(), lat.volume() - 1] {
                     for s in 0..S {
                         let mut expected = a * psi.get(&cb, site, s, c);
                         for (mu, q_mu) in q.iter().enumerate() {
@@ -622,8 +695,8 @@ mod tests {
     }
 
     /// The hopping derivative agrees with a central finite difference of Re(a^dagger H b).
-    fn check_derivative<G: Group, const S: usize>(dims: &[usize]) {
-        let (u, cb) = fields::<G, S>(dims);
+    fn check_derivative<G: Group, const S: usize>(dims: &[usize], natural: bool) {
+        let (u, cb) = if natural { natural_fields::<G>(dims) } else { fields::<G, S>(dims) };
         let lat = cb.lattice().clone();
         let boundary = Boundary { theta: 0.9 };
         let a = SpinorField::<G, S>::gaussian_full(&cb, 6, Purpose::Test, 0);
@@ -663,18 +736,26 @@ mod tests {
 
     #[test]
     fn hopping_derivative_matches_finite_differences() {
-        check_derivative::<U1, 2>(&[4, 8]);
-        check_derivative::<Su3, 2>(&[4, 4]);
-        check_derivative::<U1, 4>(&[2, 2, 4, 4]);
-        check_derivative::<Su3, 4>(&[2, 4, 4, 4]);
+        check_derivative::<U1, 2>(&[4, 8], false);
+        check_derivative::<Su3, 2>(&[4, 4], false);
+        check_derivative::<U1, 4>(&[2, 2, 4, 4], false);
+        check_derivative::<Su3, 4>(&[2, 4, 4, 4], false);
+        check_derivative::<U1, 2>(&[6, 6], true);
+        check_derivative::<Su3, 2>(&[2, 6], true);
+        check_derivative::<U1, 4>(&[2, 2, 2, 6], true);
+        check_derivative::<Su3, 4>(&[2, 2, 6, 6], true);
     }
 
     #[test]
     fn free_and_constant_fields_match_momentum_space() {
-        check_free_field::<U1, 2>(&[8, 4], &[0.0, 0.0]);
-        check_free_field::<U1, 2>(&[4, 8], &[0.3, -0.7]);
-        check_free_field::<Su3, 4>(&[4, 2, 4, 4], &[0.0; 4]);
-        check_free_field::<Su3, 4>(&[2, 4, 4, 8], &[0.2, -0.5, 0.1, 0.4]);
-        check_free_field::<U1, 4>(&[2, 2, 4, 4], &[0.3, 0.0, -0.2, 0.1]);
+        check_free_field::<U1, 2>(&[8, 4], &[0.0, 0.0], false);
+        check_free_field::<U1, 2>(&[4, 8], &[0.3, -0.7], false);
+        check_free_field::<Su3, 4>(&[4, 2, 4, 4], &[0.0; 4], false);
+        check_free_field::<Su3, 4>(&[2, 4, 4, 8], &[0.2, -0.5, 0.1, 0.4], false);
+        check_free_field::<U1, 4>(&[2, 2, 4, 4], &[0.3, 0.0, -0.2, 0.1], false);
+        check_free_field::<U1, 2>(&[6, 6], &[0.3, -0.7], true);
+        check_free_field::<U1, 2>(&[2, 2], &[0.2, 0.5], true);
+        check_free_field::<Su3, 4>(&[2, 2, 6, 6], &[0.2, -0.5, 0.1, 0.4], true);
+        check_free_field::<U1, 4>(&[4, 4, 2, 6], &[0.3, 0.0, -0.2, 0.1], true);
     }
 }
