@@ -546,3 +546,92 @@ solver = { kind = "mixed-cg", tolerance = 1e-10, max_iterations = 10000 }
         "{e}"
     );
 }
+
+/// A host context whose parameters turn even/odd preconditioning off applies and inverts the
+/// full operator on a lattice without the even/odd layout (2x2x2x6), as the native code does,
+/// and integrates its pseudofermions.
+#[test]
+fn host_contexts_run_the_full_operator_on_any_even_extents() {
+    use flowhmc::checkerboard::Checkerboard;
+    use flowhmc::dirac::gamma::SpinBasis;
+    use flowhmc::dirac::{Boundary, WilsonOperator};
+    use flowhmc::ffi::{Context, HostSlice, HostSliceMut};
+    use flowhmc::field::GaugeField;
+    use flowhmc::geometry::Lattice;
+    use flowhmc::group::Su3;
+    use flowhmc::host::{
+        GaugeLayout, ResolvedGaugeLayout, ResolvedSpinorLayout, SiteOrder, SpinorLayout, SpinorOrder, export_gauge,
+        export_spinor, import_spinor,
+    };
+    use flowhmc::rng::Purpose;
+    use flowhmc::spinor::SpinorField;
+    use num_complex::Complex64;
+    use std::sync::Arc;
+
+    let dims = [2, 2, 2, 6];
+    let parameters = r#"
+[gauge]
+group = "su3"
+action = "wilson"
+beta = 5.7
+[update]
+kind = "hmc"
+trajectory_length = 1.0
+integrator = "omelyan"
+steps = 8
+[run]
+seed = 11
+threads = 1
+[[fermions]]
+kind = "wilson"
+flavors = 2
+kappa = 0.12
+boundary = "antiperiodic"
+even_odd = false
+solver = { kind = "cg", tolerance = 1e-11, max_iterations = 2000 }
+"#;
+    let e = Context::new(&dims, &parameters.replace("even_odd = false", "even_odd = true")).err().unwrap();
+    assert!(e.to_string().contains("even_odd = false runs on any even extents"), "{e}");
+    let mut ctx = Context::new(&dims, parameters).unwrap();
+    let lat = Arc::new(Lattice::new(&dims).unwrap());
+    let cb = Checkerboard::for_fields(lat.clone(), false).unwrap();
+    assert!(!cb.is_even_odd());
+    let u = GaugeField::<Su3>::hot(lat.clone(), 7);
+    let milc = GaugeLayout::milc(4);
+    ctx.set_gauge_layout(&milc).unwrap();
+    let spinors =
+        SpinorLayout { sites: SiteOrder::x_fastest(4, true), order: SpinorOrder::SpinColor, basis: SpinBasis::OpenQcd };
+    ctx.set_spinor_layout(&spinors).unwrap();
+    let mut gauge = vec![0.0; ctx.gauge_len()];
+    export_gauge(&ResolvedGaugeLayout::new(&milc, &lat, 3).unwrap(), &u, &mut gauge).unwrap();
+    let rs = ResolvedSpinorLayout::new(&spinors, &lat, 4, 3).unwrap();
+    let b = SpinorField::<Su3, 4>::gaussian_full(&cb, 3, Purpose::Test, 1);
+    let mut host_b = vec![0.0; ctx.spinor_len()];
+    export_spinor(&rs, &cb, &b, &mut host_b).unwrap();
+
+    let mut host_mb = vec![0.0; ctx.spinor_len()];
+    ctx.apply_dirac(HostSlice::F64(&gauge), HostSlice::F64(&host_b), HostSliceMut::F64(&mut host_mb))
+        .unwrap();
+    let w = WilsonOperator::<Su3, 4>::new(&u, &cb, 0.12, Boundary::ANTIPERIODIC).unwrap();
+    let mut mb = SpinorField::full(&cb);
+    w.apply(&b, &mut mb);
+    let mut diff: SpinorField<Su3, 4> = import_spinor(&rs, &cb, &host_mb).unwrap();
+    diff.axpy(Complex64::new(-1.0, 0.0), &mb);
+    assert!(diff.norm_sqr().sqrt() < 1e-12 * mb.norm_sqr().sqrt());
+
+    let mut host_x = vec![0.0; ctx.spinor_len()];
+    let report =
+        ctx.solve(HostSlice::F64(&gauge), HostSlice::F64(&host_b), HostSliceMut::F64(&mut host_x)).unwrap();
+    assert!(report.residual <= 1e-11 && report.iterations > 0);
+    let x: SpinorField<Su3, 4> = import_spinor(&rs, &cb, &host_x).unwrap();
+    let mut mx = SpinorField::full(&cb);
+    w.apply(&x, &mut mx);
+    mx.axpy(Complex64::new(-1.0, 0.0), &b);
+    assert!(mx.norm_sqr().sqrt() < 1e-8 * b.norm_sqr().sqrt());
+
+    ctx.refresh_pseudofermions(HostSlice::F64(&gauge)).unwrap();
+    let mut host_f = vec![0.0; ctx.gauge_len()];
+    ctx.fermion_force(HostSlice::F64(&gauge), HostSliceMut::F64(&mut host_f)).unwrap();
+    assert!(host_f.iter().any(|&f| f != 0.0));
+    assert!(ctx.action(HostSlice::F64(&gauge)).unwrap().is_finite());
+}
