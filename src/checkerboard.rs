@@ -276,8 +276,8 @@ mod tests {
                 for forward in [true, false] {
                     let hop = cb.hop(p, i, mu, forward);
                     let n = if forward { lat.fwd(site, mu) } else { lat.bwd(site, mu) };
-                    let target =
-                        lat.site_of_packed(cb.outer(cb.neighbour_block(p), hop.neighbour()), lane ^ hop.mask());
+                    let target = lat
+                        .site_of_packed(cb.outer(cb.neighbour_block(p), hop.neighbour()), lane ^ hop.mask());
                     assert_eq!(target, n, "{dims:?} site {site} mu {mu} forward {forward}");
                     let link_site = if forward { site } else { n };
                     assert_eq!(lat.site_of_packed(hop.link().outer, lane ^ hop.link().mask), link_site);
@@ -321,8 +321,9 @@ mod tests {
             } else {
                 let e = e.unwrap_err().to_string();
                 assert!(
-                    e.contains("even/odd preconditioning (even_odd = true) needs the last two extents divisible by 4")
-                        && e.contains("even_odd = false runs on any even extents"),
+                    e.contains(
+                        "even/odd preconditioning (even_odd = true) needs the last two extents divisible by 4"
+                    ) && e.contains("even_odd = false runs on any even extents"),
                     "{e}"
                 );
             }

@@ -373,11 +373,11 @@ solver = {{ kind = "cg", tolerance = 1e-11, max_iterations = 10000 }}
 /// (1/V) Re tr M^-1 from the dense inverse on the exact sampler's configurations.
 #[test]
 fn schwinger_6x6_without_even_odd_matches_the_exact_determinant_sampler() {
+    use faer::linalg::solvers::DenseSolveCore;
     use flowhmc::action::exact_determinant::ExactDeterminant;
     use flowhmc::action::{GaugeAction, GaugeActionKind, Monomial};
     use flowhmc::analysis::gamma::{DEFAULT_S, gamma_method};
     use flowhmc::checkerboard::Checkerboard;
-    use faer::linalg::solvers::DenseSolveCore;
     use flowhmc::dirac::dense::dense_matrix;
     use flowhmc::dirac::{Boundary, WilsonOperator};
     use flowhmc::field::GaugeField;
@@ -408,8 +408,8 @@ fn schwinger_6x6_without_even_odd_matches_the_exact_determinant_sampler() {
         (0..inverse.nrows()).map(|i| inverse[(i, i)].re).sum::<f64>() / 36.0
     };
     let start = std::time::Instant::now();
-    let (reference, quenched, acceptance, reference_pbp) = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(
-        || {
+    let (reference, quenched, acceptance, reference_pbp) =
+        rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| {
             let gauge = || -> Vec<Box<dyn Monomial<GaugeField<U1>>>> {
                 vec![Box::new(GaugeAction::new(GaugeActionKind::Wilson, beta))]
             };
@@ -453,8 +453,7 @@ fn schwinger_6x6_without_even_odd_matches_the_exact_determinant_sampler() {
                 accepted as f64 / n as f64,
                 gamma_method(&pbp, DEFAULT_S).unwrap(),
             )
-        },
-    );
+        });
     let reference_seconds = start.elapsed().as_secs_f64();
     let sigma = (p.error * p.error + reference.error * reference.error).sqrt();
     println!(
@@ -534,14 +533,20 @@ solver = { kind = "mixed-cg", tolerance = 1e-10, max_iterations = 10000 }
 "#;
     let (_, records) = run(su3, "su3-2x4x2x6");
     assert_eq!(records.len(), 3);
-    assert!(records.iter().all(|r| r["dh"].as_f64().unwrap().abs() < 5.0 && r["solver_iterations"].as_u64().unwrap() > 0));
+    assert!(
+        records
+            .iter()
+            .all(|r| r["dh"].as_f64().unwrap().abs() < 5.0 && r["solver_iterations"].as_u64().unwrap() > 0)
+    );
 
     let e = Card::parse(&schwinger_6x6_card("").replace("even_odd = false", "even_odd = true"), "eo.toml")
         .unwrap_err()
         .to_string();
     assert!(
         e.contains("fermions[0].even_odd")
-            && e.contains("even/odd preconditioning (even_odd = true) needs the last two extents divisible by 4")
+            && e.contains(
+                "even/odd preconditioning (even_odd = true) needs the last two extents divisible by 4"
+            )
             && e.contains("even_odd = false runs on any even extents"),
         "{e}"
     );
@@ -560,8 +565,8 @@ fn host_contexts_run_the_full_operator_on_any_even_extents() {
     use flowhmc::geometry::Lattice;
     use flowhmc::group::Su3;
     use flowhmc::host::{
-        GaugeLayout, ResolvedGaugeLayout, ResolvedSpinorLayout, SiteOrder, SpinorLayout, SpinorOrder, export_gauge,
-        export_spinor, import_spinor,
+        GaugeLayout, ResolvedGaugeLayout, ResolvedSpinorLayout, SiteOrder, SpinorLayout, SpinorOrder,
+        export_gauge, export_spinor, import_spinor,
     };
     use flowhmc::rng::Purpose;
     use flowhmc::spinor::SpinorField;
@@ -599,8 +604,11 @@ solver = { kind = "cg", tolerance = 1e-11, max_iterations = 2000 }
     let u = GaugeField::<Su3>::hot(lat.clone(), 7);
     let milc = GaugeLayout::milc(4);
     ctx.set_gauge_layout(&milc).unwrap();
-    let spinors =
-        SpinorLayout { sites: SiteOrder::x_fastest(4, true), order: SpinorOrder::SpinColor, basis: SpinBasis::OpenQcd };
+    let spinors = SpinorLayout {
+        sites: SiteOrder::x_fastest(4, true),
+        order: SpinorOrder::SpinColor,
+        basis: SpinBasis::OpenQcd,
+    };
     ctx.set_spinor_layout(&spinors).unwrap();
     let mut gauge = vec![0.0; ctx.gauge_len()];
     export_gauge(&ResolvedGaugeLayout::new(&milc, &lat, 3).unwrap(), &u, &mut gauge).unwrap();

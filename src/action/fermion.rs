@@ -324,7 +324,11 @@ mod tests {
             term.refresh(&u, 4, 7).unwrap();
             let eta = SpinorField::<U1, 2>::gaussian(&cb, Sites::All, &term.noise_key(4, 7));
             let s = term.action(&u).unwrap();
-            assert!((s - eta.norm_sqr()).abs() < 1e-8 * s, "kappa_h {kappa_heavy}: {s} vs {}", eta.norm_sqr());
+            assert!(
+                (s - eta.norm_sqr()).abs() < 1e-8 * s,
+                "kappa_h {kappa_heavy}: {s} vs {}",
+                eta.norm_sqr()
+            );
             assert!(term.take_solver_iterations() > 0);
         }
     }

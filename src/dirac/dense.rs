@@ -163,7 +163,10 @@ mod tests {
         let plain = ln_abs_det(&WilsonOperator::<G, S>::new(&u, &natural, kappa, boundary).unwrap());
         assert!(full.abs() > 1e-3, "{dims:?}: ln det {full} tells nothing");
         assert!((full - schur).abs() < 1e-9 * (1.0 + full.abs()), "{dims:?}: M {full}, M_hat {schur}");
-        assert!((full - plain).abs() < 1e-9 * (1.0 + full.abs()), "{dims:?}: even/odd {full}, natural {plain}");
+        assert!(
+            (full - plain).abs() < 1e-9 * (1.0 + full.abs()),
+            "{dims:?}: even/odd {full}, natural {plain}"
+        );
     }
 
     #[test]

@@ -641,7 +641,8 @@ mod tests {
             })
             .collect();
         let u = GaugeField::<G>::from_links(lat.clone(), links).unwrap();
-        let cb = if natural { Checkerboard::natural(lat.clone()) } else { Checkerboard::new(lat.clone()) }.unwrap();
+        let cb = if natural { Checkerboard::natural(lat.clone()) } else { Checkerboard::new(lat.clone()) }
+            .unwrap();
         let kappa = 0.11;
         let m0 = 1.0 / (2.0 * kappa) - d as f64;
         let m = WilsonOperator::<G, S>::new(&u, &cb, kappa, Boundary::ANTIPERIODIC).unwrap();

@@ -425,8 +425,11 @@ impl<G: Group> GroupSession<G> {
             spinor_layout: ResolvedSpinorLayout::new(&own_spinors, &lattice, spins(&lattice), G::NC)?,
             next_update: 0,
             tolerance: None,
-            checkerboard: Checkerboard::for_fields(lattice.clone(), card.fermions.first().is_some_and(|f| f.even_odd))
-                .ok(),
+            checkerboard: Checkerboard::for_fields(
+                lattice.clone(),
+                card.fermions.first().is_some_and(|f| f.even_odd),
+            )
+            .ok(),
             card,
             lattice,
             pool,
