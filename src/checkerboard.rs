@@ -99,17 +99,12 @@ impl Checkerboard {
 
     /// The even/odd layout (see [`Checkerboard::check_dims`] for the extents it needs).
     pub fn new(lattice: Arc<Lattice>) -> Result<Self> {
-        Self::check_dims(lattice.dims())?;
-        let outer_volume = lattice.outer_volume();
-        let parity: Vec<u8> =
-            (0..outer_volume).map(|o| lattice.parity(lattice.site_of_packed(o, 0))).collect();
-        Self::with_blocks(lattice, true, parity)
+        Self::build(lattice, true)
     }
 
     /// The natural layout: one block of all outer sites, for full fields on any lattice.
     pub fn natural(lattice: Arc<Lattice>) -> Result<Self> {
-        let parity = vec![0; lattice.outer_volume()];
-        Self::with_blocks(lattice, false, parity)
+        Self::build(lattice, false)
     }
 
     /// The layout of fermion fields with or without even/odd preconditioning: the even/odd
@@ -125,12 +120,18 @@ impl Checkerboard {
         }
     }
 
-    /// Builds the maps and hop tables for the outer sites' blocks `block` (0 or 1; block 1
-    /// only with `even_odd`).
-    fn with_blocks(lattice: Arc<Lattice>, even_odd: bool, block: Vec<u8>) -> Result<Self> {
+    /// Builds the maps and hop tables of the even/odd layout (blocks: the parities) or of the
+    /// natural one (one block).
+    fn build(lattice: Arc<Lattice>, even_odd: bool) -> Result<Self> {
         let dims = lattice.dims().to_vec();
         let d = dims.len();
+        if even_odd {
+            Self::check_dims(&dims)?;
+        }
         let outer_volume = lattice.outer_volume();
+        let block: Vec<u8> = (0..outer_volume)
+            .map(|o| if even_odd { lattice.parity(lattice.site_of_packed(o, 0)) } else { 0 })
+            .collect();
         let outer_of: [Vec<usize>; 2] =
             std::array::from_fn(|p| (0..outer_volume).filter(|&o| block[o] as usize == p).collect());
         let mut index_of = vec![0; outer_volume];

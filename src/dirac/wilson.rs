@@ -327,15 +327,26 @@ impl<'a, G: Group, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
         }
     }
 
+    /// M (M^dagger with DAGGER) block by block, each block from the one its hops land in: the
+    /// even and the odd half from each other, or the natural layout's one block from itself
+    /// (its block 1 is empty).
     fn apply_full<const DAGGER: bool>(&self, x: &SpinorField<G, S, R>, y: &mut SpinorField<G, S, R>) {
-        if !self.cb.is_even_odd() {
-            // one block whose hops land in itself
-            self.hopping_into::<DAGGER>(0, x.data(), -self.kappa, Some(x.data()), y.data_mut());
-            return;
-        }
-        let (ye, yo) = y.parts_mut();
-        self.hopping_into::<DAGGER>(0, x.part(1), -self.kappa, Some(x.part(0)), ye);
-        self.hopping_into::<DAGGER>(1, x.part(0), -self.kappa, Some(x.part(1)), yo);
+        let cb = self.cb;
+        let (y0, y1) = y.data_mut().split_at_mut(cb.block_len(0));
+        self.hopping_into::<DAGGER>(
+            0,
+            x.block(cb, cb.neighbour_block(0)),
+            -self.kappa,
+            Some(x.block(cb, 0)),
+            y0,
+        );
+        self.hopping_into::<DAGGER>(
+            1,
+            x.block(cb, cb.neighbour_block(1)),
+            -self.kappa,
+            Some(x.block(cb, 1)),
+            y1,
+        );
     }
 
     /// y = M_hat x = (1 - kappa^2 H_eo H_oe) x on even half fields.
