@@ -1,10 +1,18 @@
-//! Even/odd (checkerboard) view of the packed layout, for fields that live on one parity
-//! (pseudofermions, the even/odd preconditioned Dirac operator).
+//! Views of the packed layout for fermion fields: the even/odd (checkerboard) view, for fields
+//! that live on one parity (pseudofermions, the even/odd preconditioned Dirac operator), and the
+//! natural view of one block, for full fields on lattices whose parities do not line up with
+//! the lanes.
 //!
-//! When L_{D-2}/2 and L_{D-1}/2 are even, the LANES sites of an outer site have the same
-//! parity, so a field of one parity is a packed array over the outer sites of that parity
-//! (index i = 0..V/(2 LANES), in increasing outer order). A hop from parity p lands on the other
-//! parity; [`Hop`] gives the neighbour's index there, its lane mask, the outer site of the link
+//! A full field is a sequence of blocks, each a packed array over some of the outer sites (in
+//! increasing outer order); a hop from block p lands in block [`Checkerboard::neighbour_block`].
+//! - Even/odd layout: when L_{D-2}/2 and L_{D-1}/2 are even, the LANES sites of an outer site
+//!   have the same parity, so block p holds the outer sites of parity p (index i = 0..V/(2
+//!   LANES)): a half field is one block, a full field the even block then the odd one, and a
+//!   hop from parity p lands on the other parity.
+//! - Natural layout (any even extents): one block of all outer sites in outer order; a hop
+//!   lands in the same block. It serves the full operator M (no Schur operator, no half fields).
+//!
+//! [`Hop`] gives the neighbour's index in its block, its lane mask, the outer site of the link
 //! that the hop crosses, and the lanes that wrap around the time boundary (where fermion
 //! boundary phases apply).
 
@@ -56,43 +64,76 @@ pub const fn hop_may_permute(ndim: usize, mu: usize) -> bool {
     mu + 2 >= ndim
 }
 
-/// Even/odd index maps and hop tables of the packed layout.
+/// Block maps and hop tables of the packed layout for fermion fields: the even/odd layout
+/// (two blocks, one per parity) or the natural one (one block of all outer sites).
 #[derive(Clone, Debug)]
 pub struct Checkerboard {
     lattice: Arc<Lattice>,
-    /// Outer sites of parity p, in increasing order.
+    /// Whether the blocks are the two parities (else one block of all outer sites).
+    even_odd: bool,
+    /// Outer sites of block p, in increasing order (block 1 is empty in the natural layout).
     outer_of: [Vec<usize>; 2],
-    /// Index of an outer site within its parity.
+    /// Index of an outer site within its block.
     index_of: Vec<usize>,
-    /// Parity of each outer site.
+    /// Block (parity in the even/odd layout) of each outer site.
     parity: Vec<u8>,
-    /// Hops of parity p, `(i * D + mu) * 2 + (0 forward | 1 backward)`.
+    /// Hops of block p, `(i * D + mu) * 2 + (0 forward | 1 backward)`.
     hops: [Vec<Hop>; 2],
 }
 
 impl Checkerboard {
-    /// Checks that extents `dims` admit the checkerboarded layout: L_{D-2} and L_{D-1}
-    /// divisible by 4, so that all lanes of an outer site share its parity.
+    /// Checks that extents `dims` admit the even/odd layout: L_{D-2} and L_{D-1} divisible by
+    /// 4, so that all lanes of an outer site share its parity. The natural layout needs no
+    /// more than the lattice itself (even extents).
     pub fn check_dims(dims: &[usize]) -> Result<()> {
         let d = dims.len();
         if !dims[d - 2].is_multiple_of(4) || !dims[d - 1].is_multiple_of(4) {
             return Err(Error::Config(format!(
-                "lattice {dims:?}: even/odd fermion fields need the last two extents divisible by 4"
+                "lattice {dims:?}: even/odd preconditioning (even_odd = true) needs the last two extents \
+                 divisible by 4 (all sites of a packed vector share a parity); even_odd = false runs on any \
+                 even extents"
             )));
         }
         Ok(())
     }
 
-    /// Builds the maps (see [`Checkerboard::check_dims`] for the extents it needs).
+    /// The even/odd layout (see [`Checkerboard::check_dims`] for the extents it needs).
     pub fn new(lattice: Arc<Lattice>) -> Result<Self> {
+        Self::build(lattice, true)
+    }
+
+    /// The natural layout: one block of all outer sites, for full fields on any lattice.
+    pub fn natural(lattice: Arc<Lattice>) -> Result<Self> {
+        Self::build(lattice, false)
+    }
+
+    /// The layout of fermion fields with or without even/odd preconditioning: the even/odd
+    /// layout when `even_odd` (an error where the extents do not admit it) or where the extents
+    /// admit it, else the natural one. Full fields of either layout hold the same values;
+    /// keeping the even/odd layout where it exists keeps the summation order of runs without
+    /// preconditioning what it was before the natural layout existed.
+    pub fn for_fields(lattice: Arc<Lattice>, even_odd: bool) -> Result<Self> {
+        if even_odd || Self::check_dims(lattice.dims()).is_ok() {
+            Self::new(lattice)
+        } else {
+            Self::natural(lattice)
+        }
+    }
+
+    /// Builds the maps and hop tables of the even/odd layout (blocks: the parities) or of the
+    /// natural one (one block).
+    fn build(lattice: Arc<Lattice>, even_odd: bool) -> Result<Self> {
         let dims = lattice.dims().to_vec();
         let d = dims.len();
-        Self::check_dims(&dims)?;
+        if even_odd {
+            Self::check_dims(&dims)?;
+        }
         let outer_volume = lattice.outer_volume();
-        let parity: Vec<u8> =
-            (0..outer_volume).map(|o| lattice.parity(lattice.site_of_packed(o, 0))).collect();
+        let block: Vec<u8> = (0..outer_volume)
+            .map(|o| if even_odd { lattice.parity(lattice.site_of_packed(o, 0)) } else { 0 })
+            .collect();
         let outer_of: [Vec<usize>; 2] =
-            std::array::from_fn(|p| (0..outer_volume).filter(|&o| parity[o] as usize == p).collect());
+            std::array::from_fn(|p| (0..outer_volume).filter(|&o| block[o] as usize == p).collect());
         let mut index_of = vec![0; outer_volume];
         for list in &outer_of {
             for (i, &o) in list.iter().enumerate() {
@@ -134,7 +175,37 @@ impl Checkerboard {
             Ok(table)
         });
         let [even, odd] = hops;
-        Ok(Checkerboard { lattice, outer_of, index_of, parity, hops: [even?, odd?] })
+        Ok(Checkerboard { lattice, even_odd, outer_of, index_of, parity: block, hops: [even?, odd?] })
+    }
+
+    /// Whether this is the even/odd layout (half fields, the Schur operator) rather than the
+    /// natural one.
+    pub fn is_even_odd(&self) -> bool {
+        self.even_odd
+    }
+
+    /// The block a hop from block p lands in: the other parity (even/odd), the same block
+    /// (natural).
+    #[inline(always)]
+    pub fn neighbour_block(&self, p: usize) -> usize {
+        if self.even_odd { 1 - p } else { p }
+    }
+
+    /// Number of outer sites in block p (V / (2 LANES) per parity; V / LANES and 0 in the
+    /// natural layout).
+    pub fn block_len(&self, p: usize) -> usize {
+        self.outer_of[p].len()
+    }
+
+    /// Packed spinors of a full field (V / LANES).
+    pub fn full_len(&self) -> usize {
+        self.index_of.len()
+    }
+
+    /// Position in a full field of index i of block p.
+    #[inline(always)]
+    pub fn field_index(&self, p: usize, i: usize) -> usize {
+        p * self.outer_of[0].len() + i
     }
 
     /// The lattice.
@@ -142,36 +213,39 @@ impl Checkerboard {
         &self.lattice
     }
 
-    /// Outer sites per parity (V / (2 LANES)).
+    /// Outer sites per parity (V / (2 LANES)) of the even/odd layout: the length of a half
+    /// field.
     pub fn half_outer(&self) -> usize {
+        assert!(self.even_odd, "half fields need the even/odd layout");
         self.outer_of[0].len()
     }
 
-    /// The outer site of index i of parity p.
+    /// The outer site of index i of block p.
     #[inline]
     pub fn outer(&self, parity: usize, i: usize) -> usize {
         self.outer_of[parity][i]
     }
 
-    /// (parity, index within the parity) of an outer site.
+    /// (block, index within the block) of an outer site; the block is the parity in the
+    /// even/odd layout.
     #[inline]
     pub fn of_outer(&self, outer: usize) -> (usize, usize) {
         (self.parity[outer] as usize, self.index_of[outer])
     }
 
-    /// (parity, index within the parity, lane) of a lexicographic site.
+    /// (block, index within the block, lane) of a lexicographic site.
     pub fn locate(&self, site: usize) -> (usize, usize, usize) {
         let (outer, lane) = self.lattice.packed_of(site);
         (self.parity[outer] as usize, self.index_of[outer], lane)
     }
 
-    /// The hop from site i of parity p in direction mu, forward or backward.
+    /// The hop from site i of block p in direction mu, forward or backward.
     #[inline(always)]
     pub fn hop(&self, parity: usize, i: usize, mu: usize, forward: bool) -> &Hop {
         &self.hops_of(parity, i)[mu * 2 + usize::from(!forward)]
     }
 
-    /// The 2D hops from site i of parity p, entry 2 mu forward and 2 mu + 1 backward.
+    /// The 2D hops from site i of block p, entry 2 mu forward and 2 mu + 1 backward.
     #[inline(always)]
     pub fn hops_of(&self, parity: usize, i: usize) -> &[Hop] {
         let n = 2 * self.lattice.ndim();
@@ -183,34 +257,77 @@ impl Checkerboard {
 mod tests {
     use super::*;
 
+    fn check_hops(cb: &Checkerboard) {
+        let lat = cb.lattice().clone();
+        let dims = lat.dims().to_vec();
+        let d = lat.ndim();
+        assert_eq!(cb.full_len() * LANES, lat.volume());
+        assert_eq!((cb.block_len(0) + cb.block_len(1)) * LANES, lat.volume());
+        let mut seen = vec![false; cb.full_len()];
+        for site in 0..lat.volume() {
+            let (p, i, lane) = cb.locate(site);
+            if cb.is_even_odd() {
+                assert_eq!(p, lat.parity(site) as usize);
+            } else {
+                assert_eq!(p, 0);
+            }
+            assert_eq!(lat.site_of_packed(cb.outer(p, i), lane), site);
+            seen[cb.field_index(p, i)] = true;
+            for mu in 0..d {
+                for forward in [true, false] {
+                    let hop = cb.hop(p, i, mu, forward);
+                    let n = if forward { lat.fwd(site, mu) } else { lat.bwd(site, mu) };
+                    let target = lat
+                        .site_of_packed(cb.outer(cb.neighbour_block(p), hop.neighbour()), lane ^ hop.mask());
+                    assert_eq!(target, n, "{dims:?} site {site} mu {mu} forward {forward}");
+                    let link_site = if forward { site } else { n };
+                    assert_eq!(lat.site_of_packed(hop.link().outer, lane ^ hop.link().mask), link_site);
+                    let tc = lat.coord(site, d - 1);
+                    let wraps = mu == d - 1 && if forward { tc == dims[d - 1] - 1 } else { tc == 0 };
+                    assert_eq!(hop.wraps_time() >> lane & 1 == 1, wraps);
+                    assert!(hop_may_permute(d, mu) || hop.mask() == 0, "mu {mu} exchanges lanes");
+                }
+            }
+        }
+        assert!(seen.iter().all(|&s| s), "{dims:?}: every position of a full field holds a site");
+    }
+
     #[test]
     fn hops_reach_the_neighbours_of_every_lane() {
         for dims in [vec![4, 8], vec![2, 4, 4, 8]] {
             let lat = Arc::new(Lattice::new(&dims).unwrap());
             let cb = Checkerboard::new(lat.clone()).unwrap();
-            let d = lat.ndim();
+            assert!(cb.is_even_odd());
             assert_eq!(cb.half_outer() * 2 * LANES, lat.volume());
-            for site in 0..lat.volume() {
-                let (p, i, lane) = cb.locate(site);
-                assert_eq!(p, lat.parity(site) as usize);
-                assert_eq!(lat.site_of_packed(cb.outer(p, i), lane), site);
-                for mu in 0..d {
-                    for forward in [true, false] {
-                        let hop = cb.hop(p, i, mu, forward);
-                        let n = if forward { lat.fwd(site, mu) } else { lat.bwd(site, mu) };
-                        let target = lat.site_of_packed(cb.outer(1 - p, hop.neighbour()), lane ^ hop.mask());
-                        assert_eq!(target, n, "site {site} mu {mu} forward {forward}");
-                        let link_site = if forward { site } else { n };
-                        assert_eq!(lat.site_of_packed(hop.link().outer, lane ^ hop.link().mask), link_site);
-                        let tc = lat.coord(site, d - 1);
-                        let wraps = mu == d - 1 && if forward { tc == dims[d - 1] - 1 } else { tc == 0 };
-                        assert_eq!(hop.wraps_time() >> lane & 1 == 1, wraps);
-                        assert!(hop_may_permute(d, mu) || hop.mask() == 0, "mu {mu} exchanges lanes");
-                    }
-                }
-            }
+            check_hops(&cb);
         }
         let odd_half = Arc::new(Lattice::new(&[4, 6]).unwrap());
         assert!(Checkerboard::new(odd_half).is_err());
+    }
+
+    /// The natural layout (one block) holds every even lattice, those whose lanes mix parities
+    /// included; `for_fields` keeps the even/odd layout where it exists.
+    #[test]
+    fn natural_layout_reaches_the_neighbours_of_every_lane() {
+        for dims in [vec![6, 6], vec![2, 2], vec![4, 6], vec![4, 8], vec![2, 2, 2, 6], vec![4, 4, 6, 2]] {
+            let lat = Arc::new(Lattice::new(&dims).unwrap());
+            let cb = Checkerboard::natural(lat.clone()).unwrap();
+            assert!(!cb.is_even_odd() && cb.block_len(1) == 0);
+            check_hops(&cb);
+            let chosen = Checkerboard::for_fields(lat.clone(), false).unwrap();
+            assert_eq!(chosen.is_even_odd(), Checkerboard::check_dims(&dims).is_ok(), "{dims:?}");
+            let e = Checkerboard::for_fields(lat, true).map(|_| ());
+            if chosen.is_even_odd() {
+                assert!(e.is_ok());
+            } else {
+                let e = e.unwrap_err().to_string();
+                assert!(
+                    e.contains(
+                        "even/odd preconditioning (even_odd = true) needs the last two extents divisible by 4"
+                    ) && e.contains("even_odd = false runs on any even extents"),
+                    "{e}"
+                );
+            }
+        }
     }
 }

@@ -1,8 +1,9 @@
-//! Fermion fields in the checkerboarded packed layout ([`crate::checkerboard`]).
+//! Fermion fields in the packed layouts of [`crate::checkerboard`].
 //!
 //! A field holds one packed spinor (S spin components, each a packed colour vector of LANES
-//! sites) per outer site. A half field covers the sites of one parity; a full field holds
-//! the even half followed by the odd half (even/odd ordering, DESIGN.md). Spin components
+//! sites) per outer site. In the even/odd layout a half field covers the sites of one parity
+//! and a full field holds the even half followed by the odd half (even/odd ordering,
+//! DESIGN.md); in the natural layout a full field is one block of all outer sites. Spin components
 //! follow the internal gamma basis of [`crate::dirac::gamma`]. The BLAS-like operations treat
 //! any field as one vector; their reductions are bit-identical for any thread count.
 
@@ -21,9 +22,9 @@ pub const MIN_CHUNK: usize = 64;
 /// The sites a field covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sites {
-    /// The sites of one parity (0 even, 1 odd): a half field.
+    /// The sites of one parity (0 even, 1 odd): a half field (even/odd layout).
     Parity(usize),
-    /// All sites, even half first: a full field.
+    /// All sites: a full field (in the even/odd layout the even half first).
     All,
 }
 
@@ -44,37 +45,38 @@ pub struct SpinorField<G: Group, const S: usize, R: Real = f64> {
 }
 
 impl<G: Group, const S: usize, R: Real> SpinorField<G, S, R> {
-    /// A zero field of `len` packed spinors (half_outer for a half field, twice that for a
+    /// A zero field of `len` packed spinors (half_outer for a half field, full_len for a
     /// full one).
     pub fn zeros(len: usize) -> Self {
         SpinorField { data: vec![[Color::<G, R>::zero(); S]; len] }
     }
 
-    /// A zero half field.
+    /// A zero half field (even/odd layout).
     pub fn half(cb: &Checkerboard) -> Self {
         Self::zeros(cb.half_outer())
     }
 
     /// A zero full field.
     pub fn full(cb: &Checkerboard) -> Self {
-        Self::zeros(2 * cb.half_outer())
+        Self::zeros(cb.full_len())
     }
 
     /// Gaussian noise with <|eta|^2> = 1 per complex component (real and imaginary parts
     /// N(0, 1/2)) on `sites`, from the site streams of `key`.
     pub fn gaussian(cb: &Checkerboard, sites: Sites, key: &StreamKey) -> Self {
-        let half = cb.half_outer();
         let mut f = Self::zeros(match sites {
-            Sites::Parity(_) => half,
-            Sites::All => 2 * half,
+            Sites::Parity(_) => cb.half_outer(),
+            Sites::All => cb.full_len(),
         });
+        let first = cb.block_len(0);
         let lattice = cb.lattice();
         let colors = Color::<G, R>::COLORS;
         let scale = std::f64::consts::FRAC_1_SQRT_2;
         f.data.par_iter_mut().enumerate().for_each(|(k, spinor)| {
             let (p, i) = match sites {
                 Sites::Parity(p) => (p, k),
-                Sites::All => (k / half, k % half),
+                Sites::All if k < first => (0, k),
+                Sites::All => (1, k - first),
             };
             for lane in 0..LANES {
                 let mut rng = key.stream(lattice.site_of_packed(cb.outer(p, i), lane));
@@ -113,13 +115,20 @@ impl<G: Group, const S: usize, R: Real> SpinorField<G, S, R> {
         &mut self.data
     }
 
-    /// The even (p = 0) or odd (p = 1) half of a full field.
+    /// The even (p = 0) or odd (p = 1) half of a full field (even/odd layout).
     pub fn part(&self, p: usize) -> &[Spinor<G, S, R>] {
         let h = self.data.len() / 2;
         &self.data[p * h..(p + 1) * h]
     }
 
-    /// Both halves of a full field, mutable.
+    /// Block p of a full field in the layout of `cb`: the half of parity p (even/odd) or the
+    /// whole field (natural, p = 0).
+    pub fn block(&self, cb: &Checkerboard, p: usize) -> &[Spinor<G, S, R>] {
+        let start = cb.field_index(p, 0);
+        &self.data[start..start + cb.block_len(p)]
+    }
+
+    /// Both halves of a full field, mutable (even/odd layout).
     pub fn parts_mut(&mut self) -> HalvesMut<'_, G, S, R> {
         let h = self.data.len() / 2;
         self.data.split_at_mut(h)
@@ -128,13 +137,13 @@ impl<G: Group, const S: usize, R: Real> SpinorField<G, S, R> {
     /// Component (spin, colour) at a lexicographic site of a full field.
     pub fn get(&self, cb: &Checkerboard, site: usize, spin: usize, color: usize) -> Complex64 {
         let (p, i, lane) = cb.locate(site);
-        self.data[p * cb.half_outer() + i][spin].get(lane, color)
+        self.data[cb.field_index(p, i)][spin].get(lane, color)
     }
 
     /// Sets component (spin, colour) at a lexicographic site of a full field.
     pub fn set(&mut self, cb: &Checkerboard, site: usize, spin: usize, color: usize, z: Complex64) {
         let (p, i, lane) = cb.locate(site);
-        self.data[p * cb.half_outer() + i][spin].set(lane, color, z);
+        self.data[cb.field_index(p, i)][spin].set(lane, color, z);
     }
 
     /// <self, x> = sum conj(self) x.

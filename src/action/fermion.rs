@@ -221,7 +221,8 @@ mod tests {
             solver: SolverParams { tolerance: 1e-14, max_iterations: 10_000 },
             mixed_precision: false,
         };
-        let mut term = Pseudofermion::<G, S>::new("pf", params, Checkerboard::new(lat.clone()).unwrap(), 0);
+        let cb = Checkerboard::for_fields(lat.clone(), even_odd).unwrap();
+        let mut term = Pseudofermion::<G, S>::new("pf", params, cb, 0);
         term.refresh(&u, 9, 1).unwrap();
         let mut f = MomentumField::<G>::zeros(&lat);
         term.add_force(&u, 1.0, &mut f).unwrap();
@@ -266,6 +267,22 @@ mod tests {
         }
     }
 
+    /// Without even/odd preconditioning the terms run on lattices whose packed lanes mix
+    /// parities (the natural layout).
+    #[test]
+    fn forces_match_finite_differences_on_any_even_extents() {
+        for dims in [[6, 6], [2, 6]] {
+            let lat = Arc::new(Lattice::new(&dims).unwrap());
+            assert!(!Checkerboard::for_fields(lat, false).unwrap().is_even_odd());
+        }
+        for kappa_heavy in [0.0, 0.15] {
+            check_force::<U1, 2>(&[6, 6], 0.24, kappa_heavy, false);
+            check_force::<Su3, 2>(&[2, 6], 0.2, kappa_heavy, false);
+        }
+        check_force::<U1, 4>(&[2, 2, 2, 6], 0.11, 0.08, false);
+        check_force::<Su3, 4>(&[2, 2, 2, 6], 0.11, 0.0, false);
+    }
+
     #[test]
     fn use_before_the_heatbath_is_an_error() {
         let lat = Arc::new(Lattice::new(&[4, 4]).unwrap());
@@ -284,6 +301,36 @@ mod tests {
         let mut p = MomentumField::<U1>::zeros(&lat);
         assert!(term.add_force(&u, 1.0, &mut p).is_err());
         assert_eq!(p, MomentumField::<U1>::zeros(&lat));
+    }
+
+    /// The heatbath identity S = eta^dagger eta in the natural layout (6x6, no even/odd
+    /// preconditioning).
+    #[test]
+    fn heatbath_action_is_the_noise_norm_on_6x6() {
+        let lat = Arc::new(Lattice::new(&[6, 6]).unwrap());
+        let u = GaugeField::<U1>::hot(lat.clone(), 5);
+        let cb = Checkerboard::for_fields(lat.clone(), false).unwrap();
+        assert!(!cb.is_even_odd());
+        for (kappa_heavy, mixed_precision) in [(0.0, false), (0.2, false), (0.2, true)] {
+            let params = PseudofermionParams {
+                kappa: 0.24,
+                kappa_heavy,
+                boundary: Boundary::ANTIPERIODIC,
+                even_odd: false,
+                solver: SolverParams { tolerance: 1e-12, max_iterations: 10_000 },
+                mixed_precision,
+            };
+            let mut term = Pseudofermion::<U1, 2>::new("pf", params, cb.clone(), 2);
+            term.refresh(&u, 4, 7).unwrap();
+            let eta = SpinorField::<U1, 2>::gaussian(&cb, Sites::All, &term.noise_key(4, 7));
+            let s = term.action(&u).unwrap();
+            assert!(
+                (s - eta.norm_sqr()).abs() < 1e-8 * s,
+                "kappa_h {kappa_heavy}: {s} vs {}",
+                eta.norm_sqr()
+            );
+            assert!(term.take_solver_iterations() > 0);
+        }
     }
 
     /// The heatbath draws phi with S = eta^dagger eta: <S> = (number of components) exactly,

@@ -774,7 +774,10 @@ impl Card {
             if d != 2 && d != 4 {
                 return bad(format!("{at}: Wilson fermions need a 2D or 4D lattice"));
             }
-            Checkerboard::check_dims(&self.lattice.dims).or_else(|e| bad(format!("{at}: {}", strip(e))))?;
+            if f.even_odd {
+                Checkerboard::check_dims(&self.lattice.dims)
+                    .or_else(|e| bad(format!("{at}.even_odd: {}", strip(e))))?;
+            }
             if f.flavors != 2 {
                 return bad(format!(
                     "{at}.flavors = {}: only 2 (a degenerate doublet) is supported",

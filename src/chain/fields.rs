@@ -114,7 +114,9 @@ impl<G: Group> ChainField for GaugeField<G> {
         if card.fermions.is_empty() {
             return Ok(monomials);
         }
-        let cb = Checkerboard::new(lattice.clone())?;
+        // the even/odd layout where a table preconditions (the card checked the extents) or
+        // the extents admit it, else the natural one (full fields on any even extents)
+        let cb = Checkerboard::for_fields(lattice.clone(), card.fermions.iter().any(|f| f.even_odd))?;
         let mut stream = 0;
         for (i, f) in card.fermions.iter().enumerate() {
             let (boundary, solver) = (f.boundary_phase(), f.solver_params());

@@ -122,7 +122,7 @@ fn hadrons_with_spins<G: Group, const S: usize>(
     seed: u64,
     update: u64,
 ) -> Result<Map<String, Value>> {
-    let cb = Checkerboard::new(u.lattice().clone())?;
+    let cb = Checkerboard::for_fields(u.lattice().clone(), fermions.even_odd)?;
     let w = WilsonOperator::<G, S>::new(u, &cb, fermions.kappa, fermions.boundary_phase())?;
     let (method, solver) = (fermions.solver_method(), fermions.solver_params());
     let condensate =

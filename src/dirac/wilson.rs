@@ -7,6 +7,11 @@
 //! M = [[1, -kappa H_eo], [-kappa H_oe, 1]] and det M = det(M_hat) with the Schur operator
 //! M_hat = 1 - kappa^2 H_eo H_oe on the even sites (no extra determinant factor for Wilson
 //! fermions without a clover term).
+//!
+//! The operator works on the fields of either layout of its [`Checkerboard`]: in the even/odd
+//! layout M applies H block by block (each parity from the other), in the natural layout (any
+//! even extents) as one pass over the single block, reading the same field; the Schur forms
+//! need the even/odd layout.
 
 use super::gamma::{GammaBlock, Phase, blocks};
 use crate::checkerboard::{Checkerboard, Hop, hop_may_permute};
@@ -36,7 +41,7 @@ impl Boundary {
 
 /// The Wilson-Dirac operator on a gauge field, with S = 2 spin components in 2D and S = 4 in 4D.
 ///
-/// The operator keeps its own copy of the links in hop order: for the outer site i of parity
+/// The operator keeps its own copy of the links in hop order: for the outer site i of block
 /// p, the 2D links its hops cross (checkerboard `hops_of` order), the backward ones stored as
 /// U_mu(x-mu)^dagger with their lanes already in the order of x's lanes, and every link that
 /// wraps around in time multiplied by its boundary phase. A pass of the hopping term then reads
@@ -124,9 +129,9 @@ impl<'a, G: Group, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
         self.scratch.lock().unwrap_or_else(|e| e.into_inner()).push(field);
     }
 
-    /// The links of the hops from parity p in hop order (see [`WilsonOperator`]).
+    /// The links of the hops from block p in hop order (see [`WilsonOperator`]).
     fn links_in_hop_order(&self, p: usize) -> Vec<G::Packed<R>> {
-        let mut links = vec![G::Packed::<R>::zero(); self.cb.half_outer() * 2 * S];
+        let mut links = vec![G::Packed::<R>::zero(); self.cb.block_len(p) * 2 * S];
         links.par_chunks_mut(2 * S).enumerate().for_each(|(i, site_links)| {
             for (k, (hop, out)) in self.cb.hops_of(p, i).iter().zip(site_links).enumerate() {
                 let (mu, forward) = (k / 2, k % 2 == 0);
@@ -155,7 +160,7 @@ impl<'a, G: Group, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
         self.cb
     }
 
-    /// (H src)(x) for the outer site i of parity p, src on parity 1 - p; with DAGGER
+    /// (H src)(x) for the outer site i of block p, src the block its hops land in; with DAGGER
     /// (H^dagger src)(x) = (gamma5 H gamma5 src)(x): gamma5 flips the lower spin half of the
     /// input and of the output, which swaps the signs of the projection and reconstruction.
     ///
@@ -258,7 +263,7 @@ impl<'a, G: Group, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
         acc[k] = if minus { acc[k].sub(&down) } else { acc[k].add(&down) };
     }
 
-    /// Prefetches the neighbour spinors that site i of parity p reads (its links are one
+    /// Prefetches the neighbour spinors that site i of block p reads (its links are one
     /// contiguous stream, which the hardware prefetches).
     #[inline(always)]
     fn prefetch_site(&self, p: usize, i: usize, src: &[Spinor<G, S, R>]) {
@@ -267,8 +272,8 @@ impl<'a, G: Group, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
         }
     }
 
-    /// dst = base + c H src (H^dagger src with DAGGER) on parity p, src on parity 1 - p;
-    /// base = 0 when None.
+    /// dst = base + c H src (H^dagger src with DAGGER) on block p, src the block its hops land
+    /// in (parity 1 - p, or the same block in the natural layout); base = 0 when None.
     fn hopping_into<const DAGGER: bool>(
         &self,
         p: usize,
@@ -322,10 +327,26 @@ impl<'a, G: Group, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
         }
     }
 
+    /// M (M^dagger with DAGGER) block by block, each block from the one its hops land in: the
+    /// even and the odd half from each other, or the natural layout's one block from itself
+    /// (its block 1 is empty).
     fn apply_full<const DAGGER: bool>(&self, x: &SpinorField<G, S, R>, y: &mut SpinorField<G, S, R>) {
-        let (ye, yo) = y.parts_mut();
-        self.hopping_into::<DAGGER>(0, x.part(1), -self.kappa, Some(x.part(0)), ye);
-        self.hopping_into::<DAGGER>(1, x.part(0), -self.kappa, Some(x.part(1)), yo);
+        let cb = self.cb;
+        let (y0, y1) = y.data_mut().split_at_mut(cb.block_len(0));
+        self.hopping_into::<DAGGER>(
+            0,
+            x.block(cb, cb.neighbour_block(0)),
+            -self.kappa,
+            Some(x.block(cb, 0)),
+            y0,
+        );
+        self.hopping_into::<DAGGER>(
+            1,
+            x.block(cb, cb.neighbour_block(1)),
+            -self.kappa,
+            Some(x.block(cb, 1)),
+            y1,
+        );
     }
 
     /// y = M_hat x = (1 - kappa^2 H_eo H_oe) x on even half fields.
@@ -370,7 +391,7 @@ impl<'a, G: Group, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
 /// The force of the Wilson operator, in f64 (the precision of the gauge field).
 impl<G: Group, const S: usize> WilsonOperator<'_, G, S> {
     /// p_a(x, mu) += c d/dw Re(a^dagger H b) for every link, where U_mu(x) -> exp(w T_a) U_mu(x)
-    /// (a and b full fields). With h = psi_up - A_mu psi_down and k = psi_up + A_mu psi_down
+    /// (a and b full fields, either layout). With h = psi_up - A_mu psi_down and k = psi_up + A_mu psi_down
     /// the half spinors of the projections (1 -+ gamma_mu) psi, the derivative is
     /// Re tr(T_a Z) with Z = phase U C1 - conj(phase) C2 U^dagger, C1 = sum_r h_b(x+mu) h_a(x)^dagger
     /// and C2 = sum_r k_b(x) k_a(x+mu)^dagger (phase: the boundary phase of the hop).
@@ -382,13 +403,15 @@ impl<G: Group, const S: usize> WilsonOperator<'_, G, S> {
         p: &mut MomentumField<G>,
     ) {
         let d = self.u.lattice().ndim();
+        let cb = self.cb;
+        let (a_blocks, b_blocks) = ([a.block(cb, 0), a.block(cb, 1)], [b.block(cb, 0), b.block(cb, 1)]);
         p.packed_mut().par_chunks_mut(d).enumerate().for_each(|(outer, pm)| {
-            let (parity, i) = self.cb.of_outer(outer);
-            let (a_here, b_here) = (&a.part(parity)[i], &b.part(parity)[i]);
+            let (block, i) = cb.of_outer(outer);
+            let next = cb.neighbour_block(block);
+            let (a_here, b_here) = (&a_blocks[block][i], &b_blocks[block][i]);
             for (mu, (blk, p_link)) in blocks(S).iter().zip(pm.iter_mut()).enumerate() {
-                let hop = self.cb.hop(parity, i, mu, true);
-                let (a_next, b_next) =
-                    (&a.part(1 - parity)[hop.neighbour()], &b.part(1 - parity)[hop.neighbour()]);
+                let hop = cb.hop(block, i, mu, true);
+                let (a_next, b_next) = (&a_blocks[next][hop.neighbour()], &b_blocks[next][hop.neighbour()]);
                 let (mut c1, mut c2) = (G::Packed::<f64>::zero(), G::Packed::<f64>::zero());
                 for r in 0..S / 2 {
                     let hb_next = Self::project(blk, r, true, b_next).permute(hop.mask());
@@ -427,16 +450,32 @@ mod tests {
         (GaugeField::<G>::hot(lat.clone(), 4), Checkerboard::new(lat).unwrap())
     }
 
-    fn check_adjoint_and_gamma5<G: Group, const S: usize>(dims: &[usize]) {
-        let (u, cb) = fields::<G, S>(dims);
-        let m = WilsonOperator::<G, S>::new(&u, &cb, 0.13, Boundary { theta: 0.7 }).unwrap();
-        let x = SpinorField::<G, S>::gaussian_full(&cb, 1, Purpose::Test, 0);
-        let y = SpinorField::<G, S>::gaussian_full(&cb, 2, Purpose::Test, 0);
-        let (mut my, mut mdx) = (SpinorField::full(&cb), SpinorField::full(&cb));
+    /// A hot field and the natural layout (one block) of its lattice.
+    fn natural_fields<G: Group>(dims: &[usize]) -> (GaugeField<G>, Checkerboard) {
+        let lat = Arc::new(Lattice::new(dims).unwrap());
+        (GaugeField::<G>::hot(lat.clone(), 4), Checkerboard::natural(lat).unwrap())
+    }
+
+    /// <x, M y> = <M^dagger x, y> on full fields.
+    fn check_full_adjoint<G: Group, const S: usize>(u: &GaugeField<G>, cb: &Checkerboard) {
+        let m = WilsonOperator::<G, S>::new(u, cb, 0.13, Boundary { theta: 0.7 }).unwrap();
+        let x = SpinorField::<G, S>::gaussian_full(cb, 1, Purpose::Test, 0);
+        let y = SpinorField::<G, S>::gaussian_full(cb, 2, Purpose::Test, 0);
+        let (mut my, mut mdx) = (SpinorField::full(cb), SpinorField::full(cb));
         m.apply(&y, &mut my);
         m.apply_dagger(&x, &mut mdx);
         let (a, b) = (x.dot(&my), mdx.dot(&y));
         assert!((a - b).norm() < 1e-12 * a.norm(), "<x, M y> = {a}, <M^dagger x, y> = {b}");
+        // and M is not Hermitian (the test can tell M from M^dagger)
+        let mut mx = SpinorField::full(cb);
+        m.apply(&x, &mut mx);
+        assert!((x.dot(&my) - mx.dot(&y)).norm() > 1e-3 * a.norm());
+    }
+
+    fn check_adjoint_and_gamma5<G: Group, const S: usize>(dims: &[usize]) {
+        let (u, cb) = fields::<G, S>(dims);
+        check_full_adjoint::<G, S>(&u, &cb);
+        let m = WilsonOperator::<G, S>::new(&u, &cb, 0.13, Boundary { theta: 0.7 }).unwrap();
         // Schur operator on the even halves
         let (xe, ye) = (
             SpinorField::<G, S>::gaussian(
@@ -497,10 +536,64 @@ mod tests {
         check_adjoint_and_gamma5::<Su3, 4>(&[4, 2, 4, 8]);
     }
 
+    /// The full operator in the natural layout, on lattices whose packed lanes mix parities.
+    #[test]
+    fn adjoint_relations_in_the_natural_layout() {
+        let (u, cb) = natural_fields::<U1>(&[6, 6]);
+        check_full_adjoint::<U1, 2>(&u, &cb);
+        let (u, cb) = natural_fields::<U1>(&[2, 2]);
+        check_full_adjoint::<U1, 2>(&u, &cb);
+        let (u, cb) = natural_fields::<Su3>(&[6, 2]);
+        check_full_adjoint::<Su3, 2>(&u, &cb);
+        let (u, cb) = natural_fields::<Su3>(&[4, 4, 6, 6]);
+        check_full_adjoint::<Su3, 4>(&u, &cb);
+        let (u, cb) = natural_fields::<U1>(&[2, 2, 2, 6]);
+        check_full_adjoint::<U1, 4>(&u, &cb);
+    }
+
+    /// Where both layouts exist, M, M^dagger and the hopping derivative are the same, site by
+    /// site and bit by bit, in the natural layout as in the even/odd one.
+    fn check_layouts_agree<G: Group, const S: usize>(dims: &[usize]) {
+        let (u, eo) = fields::<G, S>(dims);
+        let natural = Checkerboard::natural(u.lattice().clone()).unwrap();
+        let lat = u.lattice().clone();
+        let run = |cb: &Checkerboard| {
+            let m = WilsonOperator::<G, S>::new(&u, cb, 0.13, Boundary { theta: 0.7 }).unwrap();
+            let x = SpinorField::<G, S>::gaussian_full(cb, 1, Purpose::Test, 0);
+            let y = SpinorField::<G, S>::gaussian_full(cb, 2, Purpose::Test, 0);
+            let (mut mx, mut mdx) = (SpinorField::full(cb), SpinorField::full(cb));
+            m.apply(&x, &mut mx);
+            m.apply_dagger(&x, &mut mdx);
+            let mut p = MomentumField::<G>::zeros(&lat);
+            m.add_hopping_derivative(&x, &y, 0.3, &mut p);
+            let values = |f: &SpinorField<G, S>| -> Vec<Complex64> {
+                (0..lat.volume())
+                    .flat_map(|x| (0..S).flat_map(move |s| (0..Color::<G>::COLORS).map(move |c| (x, s, c))))
+                    .map(|(x, s, c)| f.get(cb, x, s, c))
+                    .collect()
+            };
+            (values(&x), values(&mx), values(&mdx), p)
+        };
+        let (a, b) = (run(&eo), run(&natural));
+        assert_eq!(a.0, b.0, "{dims:?}: the same noise");
+        assert_eq!(a.1, b.1, "{dims:?}: M");
+        assert_eq!(a.2, b.2, "{dims:?}: M^dagger");
+        assert_eq!(a.3, b.3, "{dims:?}: hopping derivative");
+        assert_ne!(a.1, a.2);
+    }
+
+    #[test]
+    fn natural_and_even_odd_layouts_agree() {
+        check_layouts_agree::<U1, 2>(&[4, 8]);
+        check_layouts_agree::<Su3, 2>(&[8, 4]);
+        check_layouts_agree::<U1, 4>(&[2, 2, 4, 4]);
+        check_layouts_agree::<Su3, 4>(&[4, 2, 4, 8]);
+    }
+
     /// gamma5 M gamma5 = M^dagger entry by entry: <e_i, M e_j> = conj(<e_j, gamma5 M gamma5 e_i>)
     /// for every pair of unit vectors on a small lattice.
-    fn check_gamma5_hermiticity<G: Group, const S: usize>(dims: &[usize]) {
-        let (u, cb) = fields::<G, S>(dims);
+    fn check_gamma5_hermiticity<G: Group, const S: usize>(dims: &[usize], natural: bool) {
+        let (u, cb) = if natural { natural_fields::<G>(dims) } else { fields::<G, S>(dims) };
         let m = WilsonOperator::<G, S>::new(&u, &cb, 0.2, Boundary::ANTIPERIODIC).unwrap();
         let lat = cb.lattice().clone();
         let colors = Color::<G>::COLORS;
@@ -536,13 +629,16 @@ mod tests {
 
     #[test]
     fn gamma5_hermiticity_entry_by_entry() {
-        check_gamma5_hermiticity::<U1, 2>(&[4, 4]);
-        check_gamma5_hermiticity::<Su3, 4>(&[2, 2, 4, 4]);
+        check_gamma5_hermiticity::<U1, 2>(&[4, 4], false);
+        check_gamma5_hermiticity::<Su3, 4>(&[2, 2, 4, 4], false);
+        check_gamma5_hermiticity::<U1, 2>(&[6, 6], true);
+        check_gamma5_hermiticity::<U1, 2>(&[2, 2], true);
+        check_gamma5_hermiticity::<Su3, 4>(&[2, 2, 2, 6], true);
     }
 
     /// On constant U(1) links U_mu = e^{i theta_mu}, M e^{ikx} chi = 2 kappa D(k) e^{ikx} chi
     /// with D(k) = m0 + sum_mu (1 - cos q_mu) + i sum_mu gamma_mu sin q_mu, q = k + theta.
-    fn check_free_field<G: Group, const S: usize>(dims: &[usize], theta: &[f64]) {
+    fn check_free_field<G: Group, const S: usize>(dims: &[usize], theta: &[f64], natural: bool) {
         let lat = Arc::new(Lattice::new(dims).unwrap());
         let d = dims.len();
         let links: Vec<G::Elem> = (0..lat.volume() * d)
@@ -556,7 +652,8 @@ mod tests {
             })
             .collect();
         let u = GaugeField::<G>::from_links(lat.clone(), links).unwrap();
-        let cb = Checkerboard::new(lat.clone()).unwrap();
+        let cb = if natural { Checkerboard::natural(lat.clone()) } else { Checkerboard::new(lat.clone()) }
+            .unwrap();
         let kappa = 0.11;
         let m0 = 1.0 / (2.0 * kappa) - d as f64;
         let m = WilsonOperator::<G, S>::new(&u, &cb, kappa, Boundary::ANTIPERIODIC).unwrap();
@@ -588,7 +685,7 @@ mod tests {
                 let charge = if G::ALG_DIM == 1 { 1.0 } else { colour_charge(c) };
                 let q: Vec<f64> = (0..d).map(|mu| k[mu] + charge * theta[mu]).collect();
                 let a = m0 + q.iter().map(|q| 1.0 - q.cos()).sum::<f64>();
-                for site in [0, 5, lat.volume() - 1] {
+                for site in [0, 5 % lat.volume(), lat.volume() - 1] {
                     for s in 0..S {
                         let mut expected = a * psi.get(&cb, site, s, c);
                         for (mu, q_mu) in q.iter().enumerate() {
@@ -610,8 +707,8 @@ mod tests {
     }
 
     /// The hopping derivative agrees with a central finite difference of Re(a^dagger H b).
-    fn check_derivative<G: Group, const S: usize>(dims: &[usize]) {
-        let (u, cb) = fields::<G, S>(dims);
+    fn check_derivative<G: Group, const S: usize>(dims: &[usize], natural: bool) {
+        let (u, cb) = if natural { natural_fields::<G>(dims) } else { fields::<G, S>(dims) };
         let lat = cb.lattice().clone();
         let boundary = Boundary { theta: 0.9 };
         let a = SpinorField::<G, S>::gaussian_full(&cb, 6, Purpose::Test, 0);
@@ -651,18 +748,26 @@ mod tests {
 
     #[test]
     fn hopping_derivative_matches_finite_differences() {
-        check_derivative::<U1, 2>(&[4, 8]);
-        check_derivative::<Su3, 2>(&[4, 4]);
-        check_derivative::<U1, 4>(&[2, 2, 4, 4]);
-        check_derivative::<Su3, 4>(&[2, 4, 4, 4]);
+        check_derivative::<U1, 2>(&[4, 8], false);
+        check_derivative::<Su3, 2>(&[4, 4], false);
+        check_derivative::<U1, 4>(&[2, 2, 4, 4], false);
+        check_derivative::<Su3, 4>(&[2, 4, 4, 4], false);
+        check_derivative::<U1, 2>(&[6, 6], true);
+        check_derivative::<Su3, 2>(&[2, 6], true);
+        check_derivative::<U1, 4>(&[2, 2, 2, 6], true);
+        check_derivative::<Su3, 4>(&[2, 2, 6, 6], true);
     }
 
     #[test]
     fn free_and_constant_fields_match_momentum_space() {
-        check_free_field::<U1, 2>(&[8, 4], &[0.0, 0.0]);
-        check_free_field::<U1, 2>(&[4, 8], &[0.3, -0.7]);
-        check_free_field::<Su3, 4>(&[4, 2, 4, 4], &[0.0; 4]);
-        check_free_field::<Su3, 4>(&[2, 4, 4, 8], &[0.2, -0.5, 0.1, 0.4]);
-        check_free_field::<U1, 4>(&[2, 2, 4, 4], &[0.3, 0.0, -0.2, 0.1]);
+        check_free_field::<U1, 2>(&[8, 4], &[0.0, 0.0], false);
+        check_free_field::<U1, 2>(&[4, 8], &[0.3, -0.7], false);
+        check_free_field::<Su3, 4>(&[4, 2, 4, 4], &[0.0; 4], false);
+        check_free_field::<Su3, 4>(&[2, 4, 4, 8], &[0.2, -0.5, 0.1, 0.4], false);
+        check_free_field::<U1, 4>(&[2, 2, 4, 4], &[0.3, 0.0, -0.2, 0.1], false);
+        check_free_field::<U1, 2>(&[6, 6], &[0.3, -0.7], true);
+        check_free_field::<U1, 2>(&[2, 2], &[0.2, 0.5], true);
+        check_free_field::<Su3, 4>(&[2, 2, 6, 6], &[0.2, -0.5, 0.1, 0.4], true);
+        check_free_field::<U1, 4>(&[4, 4, 2, 6], &[0.3, 0.0, -0.2, 0.1], true);
     }
 }

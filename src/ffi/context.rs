@@ -398,8 +398,9 @@ struct GroupSession<G: Group> {
     gauge_layout: ResolvedGaugeLayout,
     spinor_layout: ResolvedSpinorLayout,
     tolerance: Option<f64>,
-    /// The even/odd maps of the Dirac calls, built once (`None` when the extents do not admit
-    /// them; the calls then report why).
+    /// The field layout of the Dirac calls, built once: even/odd where the first fermion table
+    /// preconditions or the extents admit it, else natural (`None` when the extents do not
+    /// admit the layout the table asks for; the calls then report why).
     checkerboard: Option<Checkerboard>,
     markov: Step<G>,
     /// The card's monomials, for hosts that integrate themselves (separate from the Markov
@@ -448,7 +449,11 @@ impl<G: Group> GroupSession<G> {
             spinor_layout: ResolvedSpinorLayout::new(&own_spinors, &lattice, spins(&lattice), G::NC)?,
             next_update: 0,
             tolerance: None,
-            checkerboard: Checkerboard::new(lattice.clone()).ok(),
+            checkerboard: Checkerboard::for_fields(
+                lattice.clone(),
+                card.fermions.first().is_some_and(|f| f.even_odd),
+            )
+            .ok(),
             card,
             lattice,
             pool,

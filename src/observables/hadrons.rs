@@ -26,7 +26,8 @@ pub struct Measured<T> {
 }
 
 /// (1/V) Re tr M^{-1} from `noise` Gaussian vectors drawn from the streams of `key`, each
-/// solved by `method` (even/odd preconditioned).
+/// solved by `method` (even/odd preconditioned when the operator's fields have the even/odd
+/// layout).
 pub fn chiral_condensate<G: Group, const S: usize>(
     w: &WilsonOperator<'_, G, S>,
     noise: usize,
@@ -39,7 +40,7 @@ pub fn chiral_condensate<G: Group, const S: usize>(
     let (mut sum, mut iterations) = (0.0, 0);
     for k in 0..noise {
         let eta = SpinorField::<G, S>::gaussian(cb, Sites::All, &key.derive(k as u64));
-        let (x, report) = solve(w, &eta, method, true, solver)?;
+        let (x, report) = solve(w, &eta, method, cb.is_even_odd(), solver)?;
         iterations += report.iterations;
         sum += eta.dot(&x).re;
     }
@@ -47,7 +48,8 @@ pub fn chiral_condensate<G: Group, const S: usize>(
 }
 
 /// The point-source pion correlator C(t), t = 0..L_t - 1, source at the origin, each column
-/// solved by `method` (even/odd preconditioned).
+/// solved by `method` (even/odd preconditioned when the operator's fields have the even/odd
+/// layout).
 pub fn pion_correlator<G: Group, const S: usize>(
     w: &WilsonOperator<'_, G, S>,
     method: Method,
@@ -63,7 +65,7 @@ pub fn pion_correlator<G: Group, const S: usize>(
         for color in 0..Color::<G>::COLORS {
             let mut source = SpinorField::<G, S>::full(cb);
             source.set(cb, 0, spin, color, Complex64::new(1.0, 0.0));
-            let (x, report) = solve(w, &source, method, true, solver)?;
+            let (x, report) = solve(w, &source, method, cb.is_even_odd(), solver)?;
             iterations += report.iterations;
             for site in 0..lattice.volume() {
                 // time is the slowest lexicographic index
