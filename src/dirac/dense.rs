@@ -176,7 +176,7 @@ mod tests {
         check_layouts_and_schur::<U1, 4>(&[2, 2, 4, 4], 0.12);
     }
 
-    /// ln det D_kappa of ../shared/reference/README.md section 5 (EXACT): free and constant
+    /// ln det D_kappa from an independent exact evaluation: free and constant
     /// U(1) fields, periodic in x, antiperiodic in t.
     #[test]
     fn log_determinants_match_the_exact_table() {

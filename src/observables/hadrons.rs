@@ -97,7 +97,7 @@ mod tests {
     use crate::rng::Purpose;
     use std::sync::Arc;
 
-    /// The free 2D correlator and condensate of ../shared/reference/README.md section 5
+    /// The free 2D correlator and condensate from an independent exact evaluation
     /// (L = T = 8, kappa = 0.2, x periodic, t antiperiodic; EXACT).
     #[test]
     fn free_field_matches_the_exact_values() {
