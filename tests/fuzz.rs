@@ -33,8 +33,8 @@
 use flowhmc::chain::card::Card;
 use flowhmc::field::GaugeField;
 use flowhmc::geometry::Lattice;
-use flowhmc::group::Su3;
-use flowhmc::io::nersc;
+use flowhmc::group::{Su3, U1};
+use flowhmc::io::{native, nersc};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -805,6 +805,8 @@ fn mutate_nersc(rng: &mut Rng, base: &[u8]) -> MutatedFile {
     let mut lines: Vec<String> = String::from_utf8_lossy(&base[..end]).lines().map(String::from).collect();
     let mut data = base[end..].to_vec();
     let (mut notes, mut must_refuse) = (Vec::new(), false);
+    // a flipped data byte breaks the checksum, unless a later mutation fixes it
+    let mut unfixed_flip = false;
     let mut tail: Option<usize> = None; // truncate the whole file here
     let mut append = Vec::new();
     let set = |lines: &mut Vec<String>, key: &str, value: &str| {
@@ -855,7 +857,7 @@ fn mutate_nersc(rng: &mut Rng, base: &[u8]) -> MutatedFile {
             5 => {
                 let at = rng.below(data.len());
                 data[at] ^= 1 + rng.below(255) as u8;
-                must_refuse = true;
+                unfixed_flip = true;
                 notes.push(format!("data byte {at} flipped"));
             }
             6 => {
@@ -872,6 +874,7 @@ fn mutate_nersc(rng: &mut Rng, base: &[u8]) -> MutatedFile {
                 };
                 must_refuse |= breaks_link(old, x);
                 set(&mut lines, "CHECKSUM", &format!("{:08x}", nersc_checksum(&data)));
+                unfixed_flip = false;
                 notes.push(format!("data value at byte {at} = {x:e}, CHECKSUM fixed"));
             }
             7 => {
@@ -888,6 +891,7 @@ fn mutate_nersc(rng: &mut Rng, base: &[u8]) -> MutatedFile {
             }
         }
     }
+    must_refuse |= unfixed_flip;
     let mut bytes = (lines.join("\n") + "\n").into_bytes();
     bytes.extend_from_slice(&data);
     bytes.extend_from_slice(&append);
@@ -947,6 +951,8 @@ fn mutate_native(rng: &mut Rng, base: &[u8]) -> MutatedFile {
     let mut header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&base[..end]).unwrap();
     let mut data = base[end + 1..].to_vec();
     let (mut notes, mut must_refuse) = (Vec::new(), false);
+    // a flipped data byte breaks the checksum, unless a later mutation fixes it
+    let mut unfixed_flip = false;
     let mut raw: Vec<(usize, u8)> = Vec::new(); // header bytes flipped after writing it
     let (mut tail, mut append, mut no_newline, mut duplicate) = (None, Vec::new(), false, None);
     for _ in 0..1 + rng.below(3) {
@@ -975,7 +981,7 @@ fn mutate_native(rng: &mut Rng, base: &[u8]) -> MutatedFile {
             4 => {
                 let at = rng.below(data.len());
                 data[at] ^= 1 + rng.below(255) as u8;
-                must_refuse = true;
+                unfixed_flip = true;
                 notes.push(format!("data byte {at} flipped"));
             }
             5 => {
@@ -987,6 +993,7 @@ fn mutate_native(rng: &mut Rng, base: &[u8]) -> MutatedFile {
                 let scalar = header.get("group").and_then(|g| g.as_str()) == Some("scalar");
                 must_refuse |= if scalar { !x.is_finite() } else { breaks_link(old, x) };
                 header.insert("checksum".into(), format!("{:016x}", fnv1a(&data)).into());
+                unfixed_flip = false;
                 notes.push(format!("data value at byte {at} = {x:e}, checksum fixed"));
             }
             6 => {
@@ -1027,6 +1034,7 @@ fn mutate_native(rng: &mut Rng, base: &[u8]) -> MutatedFile {
     if let Some(key) = duplicate {
         text.insert_str(1, &format!("{:?}:{},", key, json_value(rng)));
     }
+    must_refuse |= unfixed_flip;
     let mut bytes = text.into_bytes();
     for (at, mask) in raw {
         if at < bytes.len() {
@@ -1054,8 +1062,8 @@ enum Outcome {
     Finished,
     /// Stopped while its chain was running (a valid card).
     Running,
-    /// Exit 2 with one error line.
-    Refused,
+    /// Exit 2 with one error line: the line.
+    Refused(String),
     /// Anything else: what went wrong.
     Failed(String),
 }
@@ -1091,7 +1099,7 @@ fn run_case(dir: &Path, args: &[&str], output: &Path) -> Outcome {
                 return Outcome::Running;
             }
             let err = String::from_utf8_lossy(&std::fs::read(&stderr_path).unwrap()).into_owned();
-            return Outcome::Failed(format!("hang: no chain after {HANG_LIMIT:?}; stderr:\n{}", tail(&err)));
+            return Outcome::Failed(format!("hang: no chain after {HANG_LIMIT:?}; stderr:\n{}", excerpt(&err)));
         }
         std::thread::sleep(Duration::from_millis(5));
     };
@@ -1109,13 +1117,19 @@ fn chain_started(output: &Path) -> bool {
     modified.is_ok_and(|t| t > LONG_AGO)
 }
 
-/// The last 3000 bytes of `s`.
-fn tail(s: &str) -> &str {
-    let mut at = s.len().saturating_sub(3000);
-    while !s.is_char_boundary(at) {
-        at += 1;
+/// `s`, or its first and last 1500 bytes when it is longer than 3000.
+fn excerpt(s: &str) -> String {
+    if s.len() <= 3000 {
+        return s.to_string();
     }
-    &s[at..]
+    let (mut head, mut tail) = (1500, s.len() - 1500);
+    while !s.is_char_boundary(head) {
+        head -= 1;
+    }
+    while !s.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{}\n...\n{}", &s[..head], &s[tail..])
 }
 
 /// The outcome of a command that exited with `status` and wrote `stderr`.
@@ -1130,11 +1144,11 @@ fn judge(status: std::process::ExitStatus, stderr: &str) -> Outcome {
                 && errors == 1
                 && lines.last().is_some_and(|l| l.starts_with("flowhmc: error: ")) =>
         {
-            Outcome::Refused
+            Outcome::Refused(lines.last().unwrap().to_string())
         }
         (code, signal) => Outcome::Failed(format!(
             "exit code {code:?}, signal {signal:?}, {errors} error lines; stderr:\n{}",
-            tail(stderr)
+            excerpt(stderr)
         )),
     }
 }
@@ -1256,7 +1270,7 @@ fn run_one(fx: &Fixture, case: usize, tally: &mut Tally) {
     match outcome {
         Outcome::Finished => tally.finished += 1,
         Outcome::Running => tally.running += 1,
-        Outcome::Refused => tally.refused += 1,
+        Outcome::Refused(_) => tally.refused += 1,
         Outcome::Failed(problem) => {
             let card = shown(&std::fs::read(&card_path).unwrap_or_default());
             let input = if what == "file" { format!("{input}\ncard:\n{card}") } else { input };
@@ -1326,4 +1340,70 @@ fn mutated_cards_and_files_never_crash_the_command() {
         tally.failures.len()
     );
     assert!(tally.failures.is_empty(), "{} failures (above)", tally.failures.len());
+}
+
+// ---------------------------------------------------------------------------------------
+// What the fuzzer found, as plain CLI tests
+// ---------------------------------------------------------------------------------------
+
+/// `flowhmc ARGS` (in `dir`), judged as a fuzz case.
+fn flowhmc(dir: &Path, args: &[&str]) -> Outcome {
+    let out = Command::new(env!("CARGO_BIN_EXE_flowhmc")).args(args).current_dir(dir).output().unwrap();
+    judge(out.status, &String::from_utf8_lossy(&out.stderr))
+}
+
+/// The error line of a refused command (the test fails otherwise).
+fn refused(outcome: Outcome) -> String {
+    match outcome {
+        Outcome::Refused(line) => line,
+        Outcome::Failed(why) => panic!("{why}"),
+        Outcome::Finished | Outcome::Running => panic!("accepted"),
+    }
+}
+
+/// The files of a run directory and their bytes.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_resume_refused_for_its_checkpoint_leaves_the_run_as_it_was() {
+    let dir = std::env::temp_dir().join(format!("flowhmc-fuzz-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = dir.join("out");
+    let card = small_card("u1", "[4, 4]").replace("START", "hot").replace("\"out\"", &format!("{:?}", out.display().to_string()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let card_path = dir.join("card.toml");
+    std::fs::write(&card_path, card).unwrap();
+    let path = card_path.to_str().unwrap();
+    assert!(matches!(flowhmc(&dir, &["run", path]), Outcome::Finished));
+    // a killed run leaves records past its checkpoint; a resume would drop them
+    let mut records = std::fs::read(out.join("measurements.jsonl")).unwrap();
+    records.extend_from_slice(b"{\"trajectory\": 4}\n");
+    std::fs::write(out.join("measurements.jsonl"), records).unwrap();
+    let checkpoint = out.join("checkpoint.cfg");
+    let other = GaugeField::<U1>::hot(Arc::new(Lattice::new(&[4, 6]).unwrap()), 1);
+    native::write(&other, serde_json::json!({"next_update": 3, "measured": 2}), &checkpoint).unwrap();
+    let before = snapshot(&out);
+    let e = refused(flowhmc(&dir, &["run", path, "--resume"]));
+    assert!(e.contains("checkpoint.cfg: the checkpoint has dims [4, 6], the card says [4, 4]"), "{e}");
+    assert!(snapshot(&out) == before, "a refused resume changed the run");
+    // metadata that a run with this card cannot have written
+    let u = GaugeField::<U1>::hot(Arc::new(Lattice::new(&[4, 4]).unwrap()), 1);
+    for (next, measured) in [(u64::MAX, 2), (3, 1), (1, 2)] {
+        native::write(&u, serde_json::json!({"next_update": next, "measured": measured}), &checkpoint).unwrap();
+        let before = snapshot(&out);
+        let e = refused(flowhmc(&dir, &["run", path, "--resume"]));
+        let expected = format!("next_update = {next} and measured = {measured} disagree with run.thermalization = 1");
+        assert!(e.contains(&expected), "{e}");
+        assert!(snapshot(&out) == before, "a refused resume changed the run");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
