@@ -1103,7 +1103,9 @@ mod tests {
             Card::parse(&text.replace("[run]", &format!("[measure]\nflow = {f}\n[run]")), "card.toml")
         };
         assert!(flow("{ epsilon = 0.01, t_max = 100.0, every = 1 }").is_ok());
-        for endless in ["{ epsilon = 0.01, t_max = inf, every = 1 }", "{ epsilon = 1e-300, t_max = 1.0, every = 1 }"] {
+        for endless in
+            ["{ epsilon = 0.01, t_max = inf, every = 1 }", "{ epsilon = 1e-300, t_max = 1.0, every = 1 }"]
+        {
             let e = flow(endless).unwrap_err().to_string();
             assert!(e.contains("t_max / epsilon <= 10000 steps"), "{e}");
         }
@@ -1137,7 +1139,8 @@ mod tests {
             assert!(e.contains(expected) && !e.contains('\n'), "{e:?}");
         }
         // a comment after a table header is not part of the key
-        let commented = DEFAULT_CARD.replace("[update]", "[update]  # how").replace("steps = 10", "steps = -1");
+        let commented =
+            DEFAULT_CARD.replace("[update]", "[update]  # how").replace("steps = 10", "steps = -1");
         let e = Card::parse(&commented, "card.toml").unwrap_err().to_string();
         assert!(e.contains("card.toml, line 13: update.steps: invalid value"), "{e:?}");
     }
