@@ -675,6 +675,10 @@ pub struct HadronCard {
     pub noise: usize,
 }
 
+/// Most Wilson-flow steps (`t_max / epsilon`) a measurement may take: ten times what t0 and
+/// E(t) at the usual epsilon = 0.01 need on large lattices (t0/a^2 near 10).
+pub const MAX_FLOW_STEPS: u64 = 10_000;
+
 /// `[measure] flow = {...}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -846,8 +850,13 @@ impl Card {
             if self.lattice.dims.len() != 4 {
                 return bad("measure.flow: the Wilson-flow measurements need a 4D lattice".into());
             }
-            if !(f.epsilon > 0.0 && f.t_max >= f.epsilon && f.every >= 1) {
-                return bad("measure.flow: need epsilon > 0, t_max >= epsilon, every >= 1".into());
+            let steps = f.t_max / f.epsilon;
+            if !(f.epsilon > 0.0 && f.t_max >= f.epsilon && f.every >= 1 && steps <= MAX_FLOW_STEPS as f64) {
+                return bad(format!(
+                    "measure.flow = {{ epsilon = {}, t_max = {}, every = {} }}: need epsilon > 0, \
+                     t_max >= epsilon, t_max / epsilon <= {MAX_FLOW_STEPS} steps, every >= 1",
+                    f.epsilon, f.t_max, f.every
+                ));
             }
         }
         Ok(())
@@ -1006,7 +1015,7 @@ fn toml_error(origin: &str, text: &str, e: &toml::de::Error) -> Error {
     let number = before.matches('\n').count() + 1;
     let line = text.lines().nth(number - 1).unwrap_or("").trim();
     let header = |l: &str| {
-        let l = l.trim();
+        let l = l.split_once('#').map_or(l, |(table, _comment)| table).trim();
         l.starts_with('[').then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
     };
     let key = match header(line) {
@@ -1091,6 +1100,18 @@ mod tests {
         assert!(
             err("[run]", "[measure]\nflow = { epsilon = 0.1, t_max = 1.0, every = 1 }\n[run]").contains("4D")
         );
+        // an endless flow (t_max infinite, or epsilon vanishing) is refused
+        let flow = |f: &str| {
+            let text = DEFAULT_CARD.replace("[16, 16]", "[4, 4, 4, 4]");
+            Card::parse(&text.replace("[run]", &format!("[measure]\nflow = {f}\n[run]")), "card.toml")
+        };
+        assert!(flow("{ epsilon = 0.01, t_max = 100.0, every = 1 }").is_ok());
+        for endless in
+            ["{ epsilon = 0.01, t_max = inf, every = 1 }", "{ epsilon = 1e-300, t_max = 1.0, every = 1 }"]
+        {
+            let e = flow(endless).unwrap_err().to_string();
+            assert!(e.contains("t_max / epsilon <= 10000 steps"), "{e}");
+        }
         assert!(err("[lattice]", "[lattice]\n[lattice]").contains("card.toml"));
         let hadrons = err("[run]", "[measure]\nhadrons = { every = 1, noise = 1 }\n[run]");
         assert!(hadrons.contains("needs a [[fermions]] table"), "{hadrons}");
@@ -1114,11 +1135,17 @@ mod tests {
             ("seed = 1\n", "", "card.toml, line 15: run: missing field `seed`"),
             ("group = \"u1\"", "group = \"su2\"", "card.toml, line 5: gauge.group: unknown variant `su2`"),
             ("[run]", "[lattice]", "line 15: lattice: duplicate key"),
+            ("[run]", "[lattice]   # again", "line 15: lattice: duplicate key"),
         ];
         for (replace, by, expected) in cases {
             let e = err(replace, by);
             assert!(e.contains(expected) && !e.contains('\n'), "{e:?}");
         }
+        // a comment after a table header is not part of the key
+        let commented =
+            DEFAULT_CARD.replace("[update]", "[update]  # how").replace("steps = 10", "steps = -1");
+        let e = Card::parse(&commented, "card.toml").unwrap_err().to_string();
+        assert!(e.contains("card.toml, line 13: update.steps: invalid value"), "{e:?}");
     }
 
     #[test]

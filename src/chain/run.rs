@@ -131,6 +131,23 @@ fn resume_state<C: ChainField>(card: &Card, lattice: &Arc<Lattice>, dir: &Path) 
             .ok_or_else(|| Error::Config(format!("{}: metadata lacks {k}", path.display())))
     };
     let (next_update, measured) = (field("next_update")?, field("measured")?);
+    // every check before the first write: a refused resume leaves the run as it was
+    if card.lattice.dims != u.lattice().dims() {
+        return Err(Error::Config(format!(
+            "{}: the checkpoint has dims {:?}, the card says {:?}",
+            path.display(),
+            u.lattice().dims(),
+            card.lattice.dims
+        )));
+    }
+    if measured != next_update.saturating_sub(card.run.thermalization) {
+        return Err(Error::Config(format!(
+            "{}: metadata next_update = {next_update} and measured = {measured} disagree with \
+             run.thermalization = {}",
+            path.display(),
+            card.run.thermalization
+        )));
+    }
     if card.run.trajectories < measured {
         return Err(Error::Card(format!(
             "run.trajectories = {}: the run being resumed has measured {measured} already",
@@ -139,9 +156,6 @@ fn resume_state<C: ChainField>(card: &Card, lattice: &Arc<Lattice>, dir: &Path) 
     }
     let records = read_measurements_prefix(dir, measured as usize)?;
     write_atomically(&dir.join(MEASUREMENTS), records.as_bytes())?;
-    if card.lattice.dims != u.lattice().dims() {
-        return Err(Error::Config(format!("{}: checkpoint dims differ from the card", path.display())));
-    }
     write_atomically(&stored_path, card.to_toml().as_bytes())?;
     Ok((u, next_update, measured))
 }
