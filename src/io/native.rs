@@ -145,18 +145,31 @@ pub fn parse<F: NativeField>(bytes: &[u8]) -> std::result::Result<(F, serde_json
     if header.group != F::kind() {
         return Err(format!("the file holds a {} field, {} was expected", header.group, F::kind()));
     }
-    let lattice = Arc::new(Lattice::new(&header.dims).map_err(|e| e.to_string())?);
+    // the data length and checksum are checked before the lattice's tables are built
+    let dims = &header.dims;
+    let volume = Lattice::check_extents(dims, || Lattice::table_bytes(dims)).map_err(in_header)?;
     let data = &bytes[end + 1..];
-    let expected = lattice.volume() * F::reals_per_site(lattice.ndim()) * 8;
-    if data.len() != expected {
-        return Err(format!("{} data bytes, dims {:?} need {expected}", data.len(), header.dims));
+    let expected = volume.checked_mul(F::reals_per_site(dims.len()) * 8);
+    if Some(data.len()) != expected {
+        let need = expected.map_or("more than 2^64".into(), |n| n.to_string());
+        return Err(format!("{} data bytes, dims {dims:?} need {need}", data.len()));
     }
     let sum = format!("{:016x}", fnv1a(data));
     if sum != header.checksum {
         return Err(format!("checksum mismatch: header {}, data {sum}", header.checksum));
     }
+    let lattice = Arc::new(Lattice::new(dims).map_err(in_header)?);
     let reals: Vec<f64> = data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect();
     Ok((F::from_reals(lattice, &reals)?, header.metadata))
+}
+
+/// A lattice error about the header's `dims`, worded for the file ("header dims = [..]: ...")
+/// rather than for a card.
+fn in_header(e: Error) -> String {
+    match e {
+        Error::Card(m) => m.replacen("lattice.dims", "header dims", 1),
+        other => other.to_string(),
+    }
 }
 
 /// Every link finite and in the group to 1e-10.
@@ -199,6 +212,22 @@ mod tests {
         // truncated
         std::fs::write(&path, &bytes[..n - 8]).unwrap();
         assert!(read::<GaugeField<Su3>>(&path).unwrap_err().to_string().contains("data bytes"));
+        // a header claiming a huge lattice is refused by its data length (before 10^9 sites of
+        // tables are built) or its extents, in the file's words
+        let good = std::fs::read(&path).unwrap();
+        let end = good.iter().position(|&b| b == b'\n').unwrap();
+        let mut header: serde_json::Value = serde_json::from_slice(&good[..end]).unwrap();
+        for (dims, expected) in [
+            (serde_json::json!([2048, 2048, 16, 16]), "data bytes, dims [2048, 2048, 16, 16] need "),
+            (serde_json::json!([65536, 65536, 2, 2]), "header dims = [65536, 65536, 2, 2]: 1.718e10 sites"),
+        ] {
+            header["dims"] = dims;
+            let mut bytes = serde_json::to_vec(&header).unwrap();
+            bytes.extend_from_slice(&good[end..]);
+            std::fs::write(&path, &bytes).unwrap();
+            let e = read::<GaugeField<Su3>>(&path).unwrap_err().to_string();
+            assert!(e.contains(expected) && !e.contains("lattice.dims"), "{e}");
+        }
         // a scalar field round-trips; a NaN in it is refused
         let phi = ScalarField::gaussian(
             Arc::new(Lattice::new(&[4, 6]).unwrap()),
