@@ -3,9 +3,9 @@
 //! A chain is stuck when fewer than [`LOW_ACCEPTANCE`] of its last [`WINDOW`] measured updates
 //! were accepted. For HMC the advice follows from the large-volume relation between the mean
 //! energy violation and the acceptance (Gupta, Kilcup, Sharpe, Phys. Rev. D 38 (1988) 1278):
-//! acceptance = erfc(sqrt(<dH>) / 2). An integrator of order p violates H by O(eps^p) per
-//! trajectory and <dH> = <dH^2>/2, so <dH> grows as eps^(2p): to bring <dH> down to the value
-//! of [`TARGET_ACCEPTANCE`], the number of steps must grow by (<dH> / <dH>_target)^(1/(2p)).
+//! acceptance = erfc(sqrt(\<dH>) / 2). An integrator of order p violates H by O(eps^p) per
+//! trajectory and \<dH> = \<dH^2>/2, so \<dH> grows as eps^(2p): to bring \<dH> down to the value
+//! of [`TARGET_ACCEPTANCE`], the number of steps must grow by (\<dH> / \<dH>_target)^(1/(2p)).
 
 /// Measured updates (the last ones) the recent acceptance is taken over; all when fewer.
 pub const WINDOW: usize = 50;
@@ -40,13 +40,13 @@ fn erfc(x: f64) -> f64 {
     if x >= 0.0 { r } else { 2.0 - r }
 }
 
-/// The large-volume HMC acceptance erfc(sqrt(<dH>) / 2) at mean energy violation `mean_dh`
-/// (1 for <dH> <= 0).
+/// The large-volume HMC acceptance erfc(sqrt(\<dH>) / 2) at mean energy violation `mean_dh`
+/// (1 for \<dH> <= 0).
 pub fn acceptance_of_dh(mean_dh: f64) -> f64 {
     erfc(mean_dh.max(0.0).sqrt() / 2.0)
 }
 
-/// The <dH> at which [`acceptance_of_dh`] equals `acceptance` (0 < acceptance < 1), by
+/// The \<dH> at which [`acceptance_of_dh`] equals `acceptance` (0 < acceptance < 1), by
 /// bisection.
 pub fn dh_for_acceptance(acceptance: f64) -> f64 {
     let (mut low, mut high) = (0.0, 1e4);
@@ -62,7 +62,7 @@ pub fn dh_for_acceptance(acceptance: f64) -> f64 {
 }
 
 /// The factor by which the MD steps of an order-`order` integrator must grow so that the mean
-/// energy violation `mean_dh` falls to the <dH> of [`TARGET_ACCEPTANCE`]; below 1 when it is
+/// energy violation `mean_dh` falls to the \<dH> of [`TARGET_ACCEPTANCE`]; below 1 when it is
 /// already there.
 pub fn step_factor(mean_dh: f64, order: u32) -> f64 {
     (mean_dh / dh_for_acceptance(TARGET_ACCEPTANCE)).powf(1.0 / f64::from(2 * order))

@@ -164,8 +164,9 @@ fn resume_state<C: ChainField>(card: &Card, lattice: &Arc<Lattice>, dir: &Path) 
 const RUN_FILES: [&str; 4] = ["card.toml", MEASUREMENTS, CHECKPOINT, "summary.json"];
 
 /// Removes an earlier run's output directory `dir` when it holds only what a run writes
-/// ([`RUN_FILES`], plots/*.svg, temporaries of [`write_atomically`]); anything else there is
-/// the user's, and then nothing is removed and the error names it.
+/// (card.toml, measurements.jsonl, checkpoint.cfg, summary.json, plots/*.svg, temporaries of
+/// [`write_atomically`]); anything else there is the user's, and then nothing is removed and
+/// the error names it.
 pub fn remove_run_directory(dir: &Path) -> Result<()> {
     let listing = |d: &Path| -> Result<Vec<std::fs::DirEntry>> {
         let entries = std::fs::read_dir(d).map_err(|e| Error::io(d, e))?;

@@ -260,7 +260,7 @@ fn warnings(
     out
 }
 
-/// What to do about the stuck `window`: step advice from the <dH> of its MD trajectories
+/// What to do about the stuck `window`: step advice from the \<dH> of its MD trajectories
 /// ([`crate::analysis::acceptance`]), and a remark on its flow proposals.
 fn stuck_advice(card: &Card, window: &[Step]) -> String {
     let mut out = String::new();
