@@ -217,12 +217,11 @@ fn bad_parameters_are_refused_with_their_key() {
     assert!(ctx.set_unitarity_tolerance(-1.0).is_err());
 }
 
-#[test]
-fn dirac_operator_solver_and_forces_on_host_buffers_equal_the_native_ones() {
-    let lat = Arc::new(Lattice::new(&DIMS).unwrap());
-    let cb = Checkerboard::new(lat.clone()).unwrap();
-    let u = GaugeField::<Su3>::hot(lat.clone(), 7);
-    let mut ctx = Context::new(&DIMS, SU3_PARAMETERS).unwrap();
+/// Sets MILC links and openQCD-basis spinors on `ctx`, applies and inverts M through it on
+/// host buffers of `u`, checks both against the native operator on `cb` (kappa 0.12,
+/// antiperiodic: the parameters' values) and returns the gauge buffer.
+fn check_host_dirac(ctx: &mut Context, u: &GaugeField<Su3>, cb: &Checkerboard) -> Vec<f64> {
+    let lat = u.lattice().clone();
     let milc = GaugeLayout::milc(4);
     ctx.set_gauge_layout(&milc).unwrap();
     let spinors = SpinorLayout {
@@ -231,20 +230,19 @@ fn dirac_operator_solver_and_forces_on_host_buffers_equal_the_native_ones() {
         basis: SpinBasis::OpenQcd,
     };
     ctx.set_spinor_layout(&spinors).unwrap();
-    let gauge = host_buffer(&ctx, &u, &milc);
+    let gauge = host_buffer(ctx, u, &milc);
     let rs = ResolvedSpinorLayout::new(&spinors, &lat, 4, 3).unwrap();
-    let b = SpinorField::<Su3, 4>::gaussian_full(&cb, 3, Purpose::Test, 1);
+    let b = SpinorField::<Su3, 4>::gaussian_full(cb, 3, Purpose::Test, 1);
     let mut host_b = vec![0.0; ctx.spinor_len()];
-    export_spinor(&rs, &cb, &b, &mut host_b).unwrap();
+    export_spinor(&rs, cb, &b, &mut host_b).unwrap();
 
     let mut host_mb = vec![0.0; ctx.spinor_len()];
     ctx.apply_dirac(HostSlice::F64(&gauge), HostSlice::F64(&host_b), HostSliceMut::F64(&mut host_mb))
         .unwrap();
-    let w = WilsonOperator::<Su3, 4>::new(&u, &cb, 0.12, Boundary::ANTIPERIODIC).unwrap();
-    let mut mb = SpinorField::full(&cb);
+    let w = WilsonOperator::<Su3, 4>::new(u, cb, 0.12, Boundary::ANTIPERIODIC).unwrap();
+    let mut mb = SpinorField::full(cb);
     w.apply(&b, &mut mb);
-    let got: SpinorField<Su3, 4> = import_spinor(&rs, &cb, &host_mb).unwrap();
-    let mut diff = got.clone();
+    let mut diff: SpinorField<Su3, 4> = import_spinor(&rs, cb, &host_mb).unwrap();
     diff.axpy(num_complex::Complex64::new(-1.0, 0.0), &mb);
     assert!(diff.norm_sqr().sqrt() < 1e-12 * mb.norm_sqr().sqrt());
 
@@ -253,11 +251,22 @@ fn dirac_operator_solver_and_forces_on_host_buffers_equal_the_native_ones() {
     let report =
         ctx.solve(HostSlice::F64(&gauge), HostSlice::F64(&host_b), HostSliceMut::F64(&mut host_x)).unwrap();
     assert!(report.residual <= 1e-11 && report.iterations > 0);
-    let x: SpinorField<Su3, 4> = import_spinor(&rs, &cb, &host_x).unwrap();
-    let mut mx = SpinorField::full(&cb);
+    let x: SpinorField<Su3, 4> = import_spinor(&rs, cb, &host_x).unwrap();
+    let mut mx = SpinorField::full(cb);
     w.apply(&x, &mut mx);
     mx.axpy(num_complex::Complex64::new(-1.0, 0.0), &b);
     assert!(mx.norm_sqr().sqrt() < 1e-8 * b.norm_sqr().sqrt());
+    gauge
+}
+
+#[test]
+fn dirac_operator_solver_and_forces_on_host_buffers_equal_the_native_ones() {
+    let lat = Arc::new(Lattice::new(&DIMS).unwrap());
+    let cb = Checkerboard::new(lat.clone()).unwrap();
+    let u = GaugeField::<Su3>::hot(lat.clone(), 7);
+    let mut ctx = Context::new(&DIMS, SU3_PARAMETERS).unwrap();
+    let gauge = check_host_dirac(&mut ctx, &u, &cb);
+    let milc = GaugeLayout::milc(4);
 
     // the gauge force as matrices sum_a F_a T_a in the host layout
     let mut host_f = vec![0.0; ctx.gauge_len()];
@@ -385,4 +394,26 @@ fn a_parameter_set_built_key_by_key_is_the_card_it_spells() {
     p.set("update.stepz", "8").unwrap();
     let e = Context::new(&DIMS, &p.to_toml()).err().unwrap().to_string();
     assert!(e.contains("stepz"), "{e}");
+}
+
+/// A host context whose parameters turn even/odd preconditioning off applies and inverts the
+/// full operator on a lattice without the even/odd layout (2x2x2x6), as the native code does,
+/// and integrates its pseudofermions.
+#[test]
+fn host_contexts_run_the_full_operator_on_any_even_extents() {
+    let dims = [2, 2, 2, 6];
+    let e = Context::new(&dims, SU3_PARAMETERS).err().unwrap();
+    assert!(e.to_string().contains("even_odd = false runs on any even extents"), "{e}");
+    let parameters = SU3_PARAMETERS.replace("even_odd = true", "even_odd = false");
+    let mut ctx = Context::new(&dims, &parameters).unwrap();
+    let lat = Arc::new(Lattice::new(&dims).unwrap());
+    let cb = Checkerboard::for_fields(lat.clone(), false).unwrap();
+    assert!(!cb.is_even_odd());
+    let u = GaugeField::<Su3>::hot(lat, 7);
+    let gauge = check_host_dirac(&mut ctx, &u, &cb);
+    ctx.refresh_pseudofermions(HostSlice::F64(&gauge)).unwrap();
+    let mut host_f = vec![0.0; ctx.gauge_len()];
+    ctx.fermion_force(HostSlice::F64(&gauge), HostSliceMut::F64(&mut host_f)).unwrap();
+    assert!(host_f.iter().any(|&f| f != 0.0));
+    assert!(ctx.action(HostSlice::F64(&gauge)).unwrap().is_finite());
 }

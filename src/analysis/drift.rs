@@ -67,18 +67,10 @@ pub fn drift(data: &[f64], tau_exp: Option<f64>) -> Option<Drift> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::{Purpose, StreamKey};
 
-    /// Unit-variance AR(1) chain with tau_int = (1 + a) / (2 (1 - a)), started in equilibrium.
+    /// [`crate::analysis::gamma::ar1`] of this module's seed.
     fn ar1(a: f64, n: usize, stream: usize) -> Vec<f64> {
-        let mut rng = StreamKey::new(18, Purpose::Test, 0).stream(stream);
-        let mut x = rng.normal();
-        (0..n)
-            .map(|_| {
-                x = a * x + (1.0 - a * a).sqrt() * rng.normal();
-                x
-            })
-            .collect()
+        crate::analysis::gamma::ar1(18, a, n, stream)
     }
 
     #[test]

@@ -158,22 +158,29 @@ impl GammaResult {
     }
 }
 
+/// AR(1) chain x_{i+1} = a x_i + sqrt(1 - a^2) eta_i with the normal deviates of test stream
+/// `stream` of `seed`, started in equilibrium: unit variance, tau_int = (1 + a) / (2 (1 - a)).
+/// The analysis modules' tests use it as a series whose autocorrelations are known.
+#[cfg(test)]
+pub(crate) fn ar1(seed: u64, a: f64, n: usize, stream: usize) -> Vec<f64> {
+    use crate::rng::{Purpose, StreamKey};
+    let mut rng = StreamKey::new(seed, Purpose::Test, 0).stream(stream);
+    let mut x = rng.normal();
+    (0..n)
+        .map(|_| {
+            x = a * x + (1.0 - a * a).sqrt() * rng.normal();
+            x
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::{Purpose, StreamKey};
 
-    /// AR(1) chain x_{i+1} = a x_i + sqrt(1 - a^2) eta_i: unit variance,
-    /// tau_int = (1 + a) / (2 (1 - a)).
+    /// [`super::ar1`] of this module's seed.
     fn ar1(a: f64, n: usize, stream: usize) -> Vec<f64> {
-        let mut rng = StreamKey::new(17, Purpose::Test, 0).stream(stream);
-        let mut x = rng.normal();
-        (0..n)
-            .map(|_| {
-                x = a * x + (1.0 - a * a).sqrt() * rng.normal();
-                x
-            })
-            .collect()
+        super::ar1(17, a, n, stream)
     }
 
     #[test]
