@@ -1,6 +1,6 @@
 //! Lattice geometry: extents, lexicographic site index, neighbours, parity, even/odd maps.
 //!
-//! Conventions (DESIGN.md): directions mu = 0..D-1 are x, y, (z,) t, time last. The
+//! Conventions (README, Conventions): directions mu = 0..D-1 are x, y, (z,) t, time last. The
 //! lexicographic index has x fastest: `site = x0 + L0 * (x1 + L1 * (x2 + ...))`. The parity of
 //! a site is the sum of its coordinates mod 2. Even/odd-ordered arrays hold all even sites
 //! first, each parity in increasing lexicographic order. The torus is periodic; boundary phases

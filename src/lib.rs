@@ -1,6 +1,6 @@
 //! flowhmc: Hybrid Monte Carlo and flow-augmented Markov chains for lattice field theory.
 //!
-//! Layers follow DESIGN.md, each importing only the ones above it in this list:
+//! The layers, each importing only the ones above it in this list:
 //! [`geometry`] -> [`group`] -> [`field`] and [`phase_space`] -> [`action`] -> [`integrator`] -> [`update`] ->
 //! [`chain`]; [`observables`], [`analysis`] and [`io`] serve the chain. [`host`] converts host
 //! codes' field layouts and [`ffi`] is the C and C++ interface over it.

@@ -3,7 +3,7 @@
 //! A field holds one packed spinor (S spin components, each a packed colour vector of LANES
 //! sites) per outer site. In the even/odd layout a half field covers the sites of one parity
 //! and a full field holds the even half followed by the odd half (even/odd ordering,
-//! DESIGN.md); in the natural layout a full field is one block of all outer sites. Spin components
+//! README, Conventions); in the natural layout a full field is one block of all outer sites. Spin components
 //! follow the internal gamma basis of [`crate::dirac::gamma`]. The BLAS-like operations treat
 //! any field as one vector; their reductions are bit-identical for any thread count.
 

@@ -2,7 +2,7 @@
 //!
 //! S = beta * sum_x [ c0 sum_{mu<nu} (1 - Re tr P_{mu nu}(x) / N)
 //!                  + c1 sum_{mu != nu} (1 - Re tr R_{mu nu}(x) / N) ]
-//! with c0 = 1 - 8 c1 (DESIGN.md): c1 = 0 (Wilson), -1/12 (Symanzik), -0.331 (Iwasaki). The
+//! with c0 = 1 - 8 c1 (README, Conventions): c1 = 0 (Wilson), -1/12 (Symanzik), -0.331 (Iwasaki). The
 //! rectangle sum runs over every 1x2 rectangle once ([`crate::loops`]).
 
 use super::Monomial;

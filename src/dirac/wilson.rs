@@ -1,4 +1,4 @@
-//! The Wilson-Dirac operator (DESIGN.md): M = 1 - kappa H with
+//! The Wilson-Dirac operator (README, Conventions): M = 1 - kappa H with
 //! H psi(x) = sum_mu [(1 - gamma_mu) U_mu(x) psi(x+mu) + (1 + gamma_mu) U_mu(x-mu)^dagger psi(x-mu)],
 //! kappa = 1 / (2 m0 + 2D), and a phase e^{i theta} on the hops that wrap around in time
 //! (theta = pi: antiperiodic). M is gamma5-Hermitian, M^dagger = gamma5 M gamma5.

@@ -6,7 +6,7 @@
 //! unitarity), works on flowhmc's own field, and copies back only what changed and only when
 //! everything succeeded: a failed call leaves every host buffer bit-identical.
 //!
-//! All random numbers derive from the seed and the update number (DESIGN.md), so the pair
+//! All random numbers derive from the seed and the update number (README, Output), so the pair
 //! ([`RngState`]) is the whole state of the chain's randomness: restoring it replays the chain.
 
 use crate::chain::card::{Card, GAUGE_MONOMIAL, GroupName, Theory, TrainingCard};

@@ -1,6 +1,6 @@
 //! Gauge groups: U(1) and SU(3), behind one [`Group`] trait.
 //!
-//! Algebra convention (DESIGN.md): a momentum is P = sum_a p_a T_a with anti-Hermitian
+//! Algebra convention (README, Conventions): a momentum is P = sum_a p_a T_a with anti-Hermitian
 //! generators normalised as tr(T_a T_b) = -1/2 delta_ab for SU(N) (T_a = i lambda_a / 2 with
 //! the Gell-Mann matrices) and T = i for U(1). The kinetic energy is (1/2) sum_a p_a^2, so a
 //! refresh draws every p_a from N(0, 1). Links evolve as dU/dt = P U, and a force is the vector

@@ -1,7 +1,7 @@
 //! Layout descriptors: how a host code orders sites, directions, links and matrix entries in
 //! its own buffers, and their resolution against a lattice into offset tables.
 //!
-//! flowhmc's own order (DESIGN.md) is lexicographic with x fastest, directions x, y, (z,) t.
+//! flowhmc's own order (README, Conventions) is lexicographic with x fastest, directions x, y, (z,) t.
 //! A host describes its order once; [`ResolvedGaugeLayout`] and [`ResolvedSpinorLayout`] turn
 //! the description into one offset per link or site, so the copies in and out are plain
 //! gathers and scatters. Complex numbers are always stored as (re, im) pairs.

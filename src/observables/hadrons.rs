@@ -1,4 +1,4 @@
-//! Fermionic observables of one Wilson flavour (M = 1 - kappa H, DESIGN.md).
+//! Fermionic observables of one Wilson flavour (M = 1 - kappa H, README, Conventions).
 //!
 //! - Chiral condensate per flavour: (1/V) Re tr M^{-1} (trace over sites, spin and colour),
 //!   estimated with Gaussian noise, tr M^{-1} = <eta^dagger M^{-1} eta> for <eta eta^dagger> = 1.
