@@ -128,6 +128,16 @@ impl<G: Group, const S: usize, R: Real> SpinorField<G, S, R> {
         &self.data[start..start + cb.block_len(p)]
     }
 
+    /// The half of parity p of a full field as a half field (even/odd layout).
+    pub fn half_of(&self, p: usize) -> Self {
+        SpinorField { data: self.part(p).to_vec() }
+    }
+
+    /// The full field of an even and an odd half field (even/odd layout).
+    pub fn from_halves(even: &Self, odd: &Self) -> Self {
+        SpinorField { data: [even.data(), odd.data()].concat() }
+    }
+
     /// Both halves of a full field, mutable (even/odd layout).
     pub fn parts_mut(&mut self) -> HalvesMut<'_, G, S, R> {
         let h = self.data.len() / 2;

@@ -11,7 +11,7 @@ use flowhmc::chain::card::Card;
 use flowhmc::chain::run::build_update;
 use flowhmc::checkerboard::Checkerboard;
 use flowhmc::dirac::gamma::SpinBasis;
-use flowhmc::dirac::{Boundary, WilsonOperator};
+use flowhmc::dirac::{Boundary, FermionOperator, WilsonOperator};
 use flowhmc::ffi::context::parse_parameters;
 use flowhmc::ffi::{Context, HostSlice, HostSliceMut, RngState};
 use flowhmc::field::{GaugeField, MomentumField};
@@ -241,7 +241,7 @@ fn check_host_dirac(ctx: &mut Context, u: &GaugeField<Su3>, cb: &Checkerboard) -
         .unwrap();
     let w = WilsonOperator::<Su3, 4>::new(u, cb, 0.12, Boundary::ANTIPERIODIC).unwrap();
     let mut mb = SpinorField::full(cb);
-    w.apply(&b, &mut mb);
+    w.apply(false, &b, &mut mb);
     let mut diff: SpinorField<Su3, 4> = import_spinor(&rs, cb, &host_mb).unwrap();
     diff.axpy(num_complex::Complex64::new(-1.0, 0.0), &mb);
     assert!(diff.norm_sqr().sqrt() < 1e-12 * mb.norm_sqr().sqrt());
@@ -253,7 +253,7 @@ fn check_host_dirac(ctx: &mut Context, u: &GaugeField<Su3>, cb: &Checkerboard) -
     assert!(report.residual <= 1e-11 && report.iterations > 0);
     let x: SpinorField<Su3, 4> = import_spinor(&rs, cb, &host_x).unwrap();
     let mut mx = SpinorField::full(cb);
-    w.apply(&x, &mut mx);
+    w.apply(false, &x, &mut mx);
     mx.axpy(num_complex::Complex64::new(-1.0, 0.0), &b);
     assert!(mx.norm_sqr().sqrt() < 1e-8 * b.norm_sqr().sqrt());
     gauge

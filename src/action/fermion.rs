@@ -13,14 +13,16 @@
 //!
 //! Heatbath: with eta Gaussian (<|eta|^2> = 1 per component), phi = M_h^{-dagger} M^dagger eta
 //! gives S = eta^dagger eta. Force: with psi = M_h^dagger phi, X = (M^dagger M)^{-1} psi and
-//! Y = M X, dS = 2 Re(phi^dagger dM_h X) - 2 Re(Y^dagger dM X), where dM(kappa) = -kappa dH
-//! (full) or, for the Schur operator, Re(A_e^dagger dM_hat B_e) = -kappa^2 Re(A'^dagger dH B')
-//! with B' = (B_e, H_oe B_e) and A' = (A_e, gamma5 H_oe gamma5 A_e).
+//! Y = M X, dS = 2 Re(phi^dagger dM_h X) - 2 Re(Y^dagger dM X), the derivatives dM coming from
+//! the operator ([`FermionMatrix::add_derivative`]).
+//!
+//! The terms are generic over the fermion [`Discretization`] (Wilson; the clover term and
+//! backend operators plug in the same way), whose operators M(kappa) they build per call.
 
 use super::Monomial;
 use crate::checkerboard::Checkerboard;
 use crate::dirac::solve::normal_solve;
-use crate::dirac::{Boundary, Operator, WilsonOperator};
+use crate::dirac::{Boundary, Discretization, FermionMatrix, FermionOperator, Operator, Wilson};
 use crate::error::{Error, Result};
 use crate::field::{GaugeField, MomentumField};
 use crate::group::Group;
@@ -46,11 +48,12 @@ pub struct PseudofermionParams {
     pub mixed_precision: bool,
 }
 
-/// A two-flavour pseudofermion term (see the module docs), S spin components.
-pub struct Pseudofermion<G: Group, const S: usize> {
+/// A two-flavour pseudofermion term (see the module docs) of the fermion discretization D,
+/// S spin components.
+pub struct Pseudofermion<G: Group, const S: usize, D: Discretization<G, S> = Wilson> {
     name: String,
     params: PseudofermionParams,
-    cb: Checkerboard,
+    fermions: D,
     /// Index of this term among the run's pseudofermion fields (separates their noise).
     stream: u64,
     phi: Option<SpinorField<G, S>>,
@@ -58,18 +61,36 @@ pub struct Pseudofermion<G: Group, const S: usize> {
 }
 
 impl<G: Group, const S: usize> Pseudofermion<G, S> {
-    /// A term named `name` on the lattice of `cb`; `stream` distinguishes the heatbath noise
-    /// of the run's pseudofermion terms.
+    /// A term of Wilson fermions (with the boundary phase of `params`) named `name` on the
+    /// layout `cb`; `stream` distinguishes the heatbath noise of the run's pseudofermion terms.
     pub fn new(name: &str, params: PseudofermionParams, cb: Checkerboard, stream: u64) -> Self {
-        Pseudofermion { name: name.into(), params, cb, stream, phi: None, iterations: AtomicUsize::new(0) }
+        let fermions = Wilson::new(cb, params.boundary);
+        Self::with_discretization(name, params, fermions, stream)
     }
+}
 
-    fn operator<'a>(&'a self, u: &'a GaugeField<G>, kappa: f64) -> Result<WilsonOperator<'a, G, S>> {
-        WilsonOperator::new(u, &self.cb, kappa, self.params.boundary)
+impl<G: Group, const S: usize, D: Discretization<G, S>> Pseudofermion<G, S, D> {
+    /// A term of the fermions `fermions` named `name` (`params.boundary` is the
+    /// discretization's business here); `stream` distinguishes the heatbath noise of the run's
+    /// pseudofermion terms.
+    pub fn with_discretization(name: &str, params: PseudofermionParams, fermions: D, stream: u64) -> Self {
+        Pseudofermion {
+            name: name.into(),
+            params,
+            fermions,
+            stream,
+            phi: None,
+            iterations: AtomicUsize::new(0),
+        }
     }
 
     /// M x, or M^dagger x when `dagger` (M_hat on even halves with even/odd).
-    fn apply(&self, w: &WilsonOperator<'_, G, S>, x: &SpinorField<G, S>, dagger: bool) -> SpinorField<G, S> {
+    fn apply(
+        &self,
+        w: &impl FermionOperator<G, S>,
+        x: &SpinorField<G, S>,
+        dagger: bool,
+    ) -> SpinorField<G, S> {
         let mut y = SpinorField::zeros(x.len());
         w.apply_as(self.params.even_odd, dagger, x, &mut y);
         y
@@ -78,40 +99,25 @@ impl<G: Group, const S: usize> Pseudofermion<G, S> {
     /// X = (M^dagger M)^{-1} psi, counting the iterations.
     fn normal_solve(
         &self,
-        w: &WilsonOperator<'_, G, S>,
+        w: &impl FermionMatrix<G, S>,
         psi: &SpinorField<G, S>,
     ) -> Result<SpinorField<G, S>> {
         let form = if self.params.even_odd { Operator::SchurNormal } else { Operator::FullNormal };
-        let (x, report) = normal_solve(w, form, psi, self.params.mixed_precision, &self.params.solver)?;
+        let (x, report) = normal_solve(w, form, psi, None, self.params.mixed_precision, &self.params.solver)?;
         self.iterations.fetch_add(report.iterations, Ordering::Relaxed);
         Ok(x)
     }
 
-    /// The field the derivative kernel acts on: x itself (full) or (x_e, H_oe x_e), with
-    /// gamma5 H_oe gamma5 when `dagger` (even/odd).
-    fn lift(&self, w: &WilsonOperator<'_, G, S>, x: &SpinorField<G, S>, dagger: bool) -> SpinorField<G, S> {
-        if !self.params.even_odd {
-            return x.clone();
-        }
-        let mut src = x.clone();
-        if dagger {
-            src.gamma5();
-        }
-        let mut odd = SpinorField::<G, S>::half(&self.cb);
-        w.hopping(1, &src, &mut odd);
-        if dagger {
-            odd.gamma5();
-        }
-        let mut full = SpinorField::<G, S>::full(&self.cb);
-        let (e, o) = full.parts_mut();
-        e.copy_from_slice(x.data());
-        o.copy_from_slice(odd.data());
-        full
+    /// The divided-out operator M_h on u; None for a plain two-flavour term.
+    fn heavy<'a>(&'a self, u: &'a GaugeField<G>) -> Result<Option<D::Operator<'a>>> {
+        let kappa = self.params.kappa_heavy;
+        if kappa == 0.0 { Ok(None) } else { self.fermions.operator(u, kappa).map(Some) }
     }
 
-    /// The power of kappa in dM = -kappa^n dH: 1 (full) or 2 (even/odd).
-    fn kappa_power(&self, kappa: f64) -> f64 {
-        if self.params.even_odd { kappa * kappa } else { kappa }
+    /// psi = M_h^dagger phi (phi itself for a plain two-flavour term, `heavy` None).
+    fn psi(&self, heavy: Option<&D::Operator<'_>>) -> Result<SpinorField<G, S>> {
+        let phi = self.phi()?;
+        Ok(heavy.map_or_else(|| phi.clone(), |h| self.apply(h, phi, true)))
     }
 
     /// The streams of the heatbath noise of trajectory `update`: purpose Pseudofermion,
@@ -128,72 +134,53 @@ impl<G: Group, const S: usize> Pseudofermion<G, S> {
     }
 }
 
-impl<G: Group, const S: usize> Monomial<GaugeField<G>> for Pseudofermion<G, S> {
+impl<G: Group, const S: usize, D: Discretization<G, S>> Monomial<GaugeField<G>> for Pseudofermion<G, S, D> {
     fn name(&self) -> &str {
         &self.name
     }
 
     fn action(&self, u: &GaugeField<G>) -> Result<f64> {
-        let w = self.operator(u, self.params.kappa)?;
-        let psi = if self.params.kappa_heavy == 0.0 {
-            self.phi()?.clone()
-        } else {
-            self.apply(&self.operator(u, self.params.kappa_heavy)?, self.phi()?, true)
-        };
+        let w = self.fermions.operator(u, self.params.kappa)?;
+        let psi = self.psi(self.heavy(u)?.as_ref())?;
         let x = self.normal_solve(&w, &psi)?;
         Ok(psi.dot(&x).re)
     }
 
     fn add_force(&self, u: &GaugeField<G>, h: f64, p: &mut MomentumField<G>) -> Result<()> {
-        let w = self.operator(u, self.params.kappa)?;
-        let heavy = self.operator(u, self.params.kappa_heavy)?;
-        let psi = if self.params.kappa_heavy == 0.0 {
-            self.phi()?.clone()
-        } else {
-            self.apply(&heavy, self.phi()?, true)
-        };
-        let x = self.normal_solve(&w, &psi)?;
+        let w = self.fermions.operator(u, self.params.kappa)?;
+        let heavy = self.heavy(u)?;
+        let x = self.normal_solve(&w, &self.psi(heavy.as_ref())?)?;
         let y = self.apply(&w, &x, false);
-        let x_lift = self.lift(&w, &x, false);
-        // F = -dS: p += h [2 kappa^n D(Y', X') - 2 kappa_h^n D(phi', X')]
-        let unit = WilsonOperator::<G, S>::new(u, &self.cb, 1.0, self.params.boundary)?;
-        unit.add_hopping_derivative(
-            &self.lift(&w, &y, true),
-            &x_lift,
-            -2.0 * h * self.kappa_power(self.params.kappa),
-            p,
-        );
-        if self.params.kappa_heavy != 0.0 {
-            let phi_lift = self.lift(&heavy, self.phi()?, true);
-            unit.add_hopping_derivative(
-                &phi_lift,
-                &x_lift,
-                2.0 * h * self.kappa_power(self.params.kappa_heavy),
-                p,
-            );
+        // F = -dS = 2 Re(Y^dagger dM X) - 2 Re(phi^dagger dM_h X)
+        let even_odd = self.params.even_odd;
+        w.add_derivative(even_odd, &y, &x, 2.0 * h, p);
+        if let Some(heavy) = heavy {
+            heavy.add_derivative(even_odd, self.phi()?, &x, -2.0 * h, p);
         }
         Ok(())
     }
 
-    fn refresh(&mut self, u: &GaugeField<G>, seed: u64, update: u64) -> Result<()> {
+    fn refresh(&mut self, u: &GaugeField<G>, seed: u64, update: u64) -> Result<f64> {
         let key = self.noise_key(seed, update);
         let sites = if self.params.even_odd { Sites::Parity(0) } else { Sites::All };
-        let eta = SpinorField::<G, S>::gaussian(&self.cb, sites, &key);
-        let w = self.operator(u, self.params.kappa)?;
+        let eta = SpinorField::<G, S>::gaussian(self.fermions.checkerboard(), sites, &key);
+        let w = self.fermions.operator(u, self.params.kappa)?;
         let mdag_eta = self.apply(&w, &eta, true);
-        self.phi = Some(if self.params.kappa_heavy == 0.0 {
-            mdag_eta
-        } else {
+        let phi = match self.heavy(u)? {
+            None => mdag_eta,
             // M_h^dagger phi = M^dagger eta  <=>  M_h (gamma5 phi) = gamma5 M^dagger eta
-            let heavy = self.operator(u, self.params.kappa_heavy)?;
-            let mut rhs = mdag_eta;
-            rhs.gamma5();
-            // (M_h^dagger M_h)^-1 M_h^dagger rhs = M_h^-1 rhs
-            let mut phi = self.normal_solve(&heavy, &self.apply(&heavy, &rhs, true))?;
-            phi.gamma5();
-            phi
-        });
-        Ok(())
+            Some(heavy) => {
+                let mut rhs = mdag_eta;
+                rhs.gamma5();
+                // (M_h^dagger M_h)^-1 M_h^dagger rhs = M_h^-1 rhs
+                let mut phi = self.normal_solve(&heavy, &self.apply(&heavy, &rhs, true))?;
+                phi.gamma5();
+                phi
+            }
+        };
+        self.phi = Some(phi);
+        // S = phi^dagger M_h (M^dagger M)^-1 M_h^dagger phi = eta^dagger eta
+        Ok(eta.norm_sqr())
     }
 
     fn take_solver_iterations(&self) -> usize {
@@ -223,7 +210,10 @@ mod tests {
         };
         let cb = Checkerboard::for_fields(lat.clone(), even_odd).unwrap();
         let mut term = Pseudofermion::<G, S>::new("pf", params, cb, 0);
-        term.refresh(&u, 9, 1).unwrap();
+        // the heatbath's action eta^dagger eta is the action of the drawn field
+        let drawn = term.refresh(&u, 9, 1).unwrap();
+        let action = term.action(&u).unwrap();
+        assert!((drawn - action).abs() < 1e-10 * action, "refresh {drawn}, action {action}");
         let mut f = MomentumField::<G>::zeros(&lat);
         term.add_force(&u, 1.0, &mut f).unwrap();
         let scale = f.components().fold(0.0f64, |m, x| m.max(x.abs()));

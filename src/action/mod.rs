@@ -25,9 +25,11 @@ pub trait Monomial<C: PhaseSpace>: Send + Sync {
     /// p += h F(U) for this term's force F.
     fn add_force(&self, u: &C, h: f64, p: &mut C::Momentum) -> Result<()>;
     /// Draws the auxiliary fields of this term at the start of a trajectory (pseudofermion
-    /// heatbath). Terms of the field alone have nothing to draw.
-    fn refresh(&mut self, _u: &C, _seed: u64, _update: u64) -> Result<()> {
-        Ok(())
+    /// heatbath) and returns the action at `u` with them, the term's share of the initial
+    /// Hamiltonian. A heatbath knows it without a solve (S = eta^dagger eta); terms of the
+    /// field alone have nothing to draw and return [`Monomial::action`].
+    fn refresh(&mut self, u: &C, _seed: u64, _update: u64) -> Result<f64> {
+        self.action(u)
     }
     /// Solver iterations spent since the last call (and resets the count); 0 for terms that
     /// solve nothing.

@@ -5,7 +5,7 @@ use super::{Figure, spread, timed};
 use crate::action::fermion::{Pseudofermion, PseudofermionParams};
 use crate::action::{GaugeAction, GaugeActionKind, Monomial};
 use crate::checkerboard::Checkerboard;
-use crate::dirac::{Boundary, Method, WilsonOperator, solve};
+use crate::dirac::{Boundary, FermionOperator, Method, WilsonOperator, solve};
 use crate::field::GaugeField;
 use crate::geometry::Lattice;
 use crate::group::packed::Real;
@@ -76,7 +76,7 @@ pub fn wilson_operator<R: Real>(l: usize, threads: usize, repeats: u64) -> Vec<F
     let x = SpinorField::<Su3, 4>::gaussian_full(&cb, 1, Purpose::Test, 0).convert::<R>();
     let mut y = SpinorField::<Su3, 4, R>::full(&cb);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
-    let times = pool.install(|| timed(repeats, |_| w.apply(&x, &mut y)));
+    let times = pool.install(|| timed(repeats, |_| w.apply(false, &x, &mut y)));
     let per_site = 1e6 / lat.volume() as f64;
     let name = format!("Wilson operator M ({}) {l}^4, {threads} thread(s)", R::NAME);
     let mut figures = spread(&name, &times, per_site, "us/site").to_vec();
@@ -110,7 +110,8 @@ pub fn cg_solves(u: &GaugeField<Su3>, kappa: f64, threads: usize, repeats: u64) 
         let mut iterations = 0;
         let times = pool.install(|| {
             timed(repeats, |_| {
-                iterations = solve(&w, &b, method, even_odd, &params).expect("CG converges").1.iterations
+                iterations =
+                    solve(&w, &b, None, method, even_odd, &params).expect("CG converges").1.iterations
             })
         });
         let label = if even_odd { "even/odd" } else { "full" };

@@ -2,7 +2,7 @@
 //! exact fermion weight det(M^dagger M) = |det M|^2 against which pseudofermion estimates and
 //! samplers are checked. Dense LU by faer (partial pivoting).
 
-use super::WilsonOperator;
+use super::FermionOperator;
 use crate::group::Group;
 use crate::group::packed::ColorVector;
 use crate::spinor::{Color, SpinorField};
@@ -11,7 +11,7 @@ use num_complex::Complex64;
 
 /// M as a dense matrix; row and column index (site * S + spin) * N + colour, N the number of
 /// colours, sites lexicographic.
-pub fn dense_matrix<G: Group, const S: usize>(w: &WilsonOperator<'_, G, S>) -> Mat<Complex64> {
+pub fn dense_matrix<G: Group, const S: usize>(w: &impl FermionOperator<G, S>) -> Mat<Complex64> {
     let cb = w.checkerboard();
     let volume = cb.lattice().volume();
     let colors = Color::<G>::COLORS;
@@ -24,7 +24,7 @@ pub fn dense_matrix<G: Group, const S: usize>(w: &WilsonOperator<'_, G, S>) -> M
             for color in 0..colors {
                 let j = (site * S + spin) * colors + color;
                 unit.set(cb, site, spin, color, Complex64::new(1.0, 0.0));
-                w.apply(&unit, &mut column);
+                w.apply(false, &unit, &mut column);
                 unit.set(cb, site, spin, color, Complex64::new(0.0, 0.0));
                 for x in 0..volume {
                     for s in 0..S {
@@ -40,7 +40,7 @@ pub fn dense_matrix<G: Group, const S: usize>(w: &WilsonOperator<'_, G, S>) -> M
 }
 
 /// ln |det M| = (1/2) ln det(M^dagger M), from the diagonal of the LU factor U.
-pub fn ln_abs_det<G: Group, const S: usize>(w: &WilsonOperator<'_, G, S>) -> f64 {
+pub fn ln_abs_det<G: Group, const S: usize>(w: &impl FermionOperator<G, S>) -> f64 {
     let lu = dense_matrix(w).partial_piv_lu();
     let u = lu.U();
     (0..u.nrows()).map(|i| u[(i, i)].norm().ln()).sum()
@@ -50,7 +50,7 @@ pub fn ln_abs_det<G: Group, const S: usize>(w: &WilsonOperator<'_, G, S>) -> f64
 mod tests {
     use super::*;
     use crate::checkerboard::Checkerboard;
-    use crate::dirac::Boundary;
+    use crate::dirac::{Boundary, WilsonOperator};
     use crate::field::GaugeField;
     use crate::geometry::Lattice;
     use crate::group::{Group, Su3, U1};
@@ -133,7 +133,7 @@ mod tests {
             for spin in 0..S {
                 for color in 0..colors {
                     unit.data_mut()[i][spin].set(lane, color, Complex64::new(1.0, 0.0));
-                    w.apply_schur(&unit, &mut column);
+                    w.apply_schur(false, &unit, &mut column);
                     unit.data_mut()[i][spin].set(lane, color, Complex64::new(0.0, 0.0));
                     for (k_site, &x) in even.iter().enumerate() {
                         let (ix, lx) = at(x);

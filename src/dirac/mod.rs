@@ -1,10 +1,13 @@
-//! Wilson-Dirac operators on the checkerboarded packed layout: gamma bases, the hopping term,
-//! the full operator M = 1 - kappa H and the even/odd Schur operator.
+//! Lattice Dirac operators on the checkerboarded packed layout: the fermion-operator interface
+//! (`operator.rs`), gamma bases, the Wilson operator M = 1 - kappa H with its even/odd Schur
+//! operator, solves, and dense determinants for small lattices.
 
 pub mod dense;
 pub mod gamma;
+pub mod operator;
 pub mod solve;
 pub mod wilson;
 
+pub use operator::{Discretization, FermionMatrix, FermionOperator};
 pub use solve::{DiracOperator, Method, Operator, solve};
-pub use wilson::{Boundary, WilsonOperator};
+pub use wilson::{Boundary, Wilson, WilsonOperator};

@@ -1,7 +1,7 @@
-//! The Wilson operators as [`LinearOperator`]s, and solves of M x = b with or without even/odd
-//! preconditioning.
+//! Fermion operators as [`LinearOperator`]s, and solves of M x = b with or without even/odd
+//! preconditioning, for any [`FermionMatrix`].
 
-use super::WilsonOperator;
+use super::operator::{FermionMatrix, FermionOperator};
 use crate::error::Result;
 use crate::group::Group;
 use crate::group::packed::Real;
@@ -15,33 +15,27 @@ pub enum Operator {
     Full,
     /// M^dagger M on full fields.
     FullNormal,
-    /// The Schur operator M_hat = 1 - kappa^2 H_eo H_oe on even sites.
+    /// The Schur operator M_hat on even sites.
     Schur,
     /// M_hat^dagger M_hat on even sites.
     SchurNormal,
 }
 
-/// A Wilson operator in one of its [`Operator`] forms, in precision R.
-pub struct DiracOperator<'w, 'a, G: Group, const S: usize, R: Real = f64> {
-    /// The Wilson operator.
-    pub wilson: &'w WilsonOperator<'a, G, S, R>,
+/// A fermion operator in one of its [`Operator`] forms, in precision R.
+pub struct DiracOperator<'w, G: Group, const S: usize, R: Real = f64> {
+    /// The fermion operator.
+    pub op: &'w dyn FermionOperator<G, S, R>,
     /// The form.
     pub form: Operator,
 }
 
-impl<G: Group, const S: usize, R: Real> LinearOperator for DiracOperator<'_, '_, G, S, R> {
+impl<G: Group, const S: usize, R: Real> LinearOperator for DiracOperator<'_, G, S, R> {
     type Vector = SpinorField<G, S, R>;
     fn apply(&self, x: &SpinorField<G, S, R>, y: &mut SpinorField<G, S, R>) {
-        let w = self.wilson;
         let even_odd = matches!(self.form, Operator::Schur | Operator::SchurNormal);
         match self.form {
-            Operator::Full | Operator::Schur => w.apply_as(even_odd, false, x, y),
-            Operator::FullNormal | Operator::SchurNormal => {
-                let mut t = w.scratch(x.len());
-                w.apply_as(even_odd, false, x, &mut t);
-                w.apply_as(even_odd, true, &t, y);
-                w.recycle(t);
-            }
+            Operator::Full | Operator::Schur => self.op.apply_as(even_odd, false, x, y),
+            Operator::FullNormal | Operator::SchurNormal => self.op.apply_normal(even_odd, x, y),
         }
     }
 }
@@ -61,11 +55,13 @@ pub enum Method {
     MixedCg,
 }
 
-/// Solves M x = b (full fields). With `even_odd` the Schur system
-/// M_hat x_e = b_e + kappa H_eo b_o is solved and x_o = b_o + kappa H_oe x_e reconstructed.
+/// Solves M x = b (full fields) from the initial guess (x = 0 when `None`). With `even_odd`
+/// the Schur system M_hat x_e = b_e - M_eo M_oo^{-1} b_o is solved from the guess's even half
+/// and x_o = M_oo^{-1} (b_o - M_oe x_e) reconstructed.
 pub fn solve<G: Group, const S: usize>(
-    w: &WilsonOperator<'_, G, S>,
+    w: &impl FermionMatrix<G, S>,
     b: &SpinorField<G, S>,
+    guess: Option<&SpinorField<G, S>>,
     method: Method,
     even_odd: bool,
     params: &SolverParams,
@@ -75,32 +71,35 @@ pub fn solve<G: Group, const S: usize>(
     } else {
         (b.clone(), Operator::Full, Operator::FullNormal)
     };
+    let guess = guess.map(|x| if even_odd { x.half_of(0) } else { x.clone() });
     let (x, report) = match method {
-        Method::Bicgstab => bicgstab(&DiracOperator { wilson: w, form: plain }, &rhs, params)?,
+        Method::Bicgstab => bicgstab(&DiracOperator { op: w, form: plain }, &rhs, guess, params)?,
         Method::Cg | Method::MixedCg => {
             let mut mdag_b = SpinorField::zeros(rhs.len());
             w.apply_as(even_odd, true, &rhs, &mut mdag_b);
-            normal_solve(w, normal, &mdag_b, method == Method::MixedCg, params)?
+            normal_solve(w, normal, &mdag_b, guess, method == Method::MixedCg, params)?
         }
     };
     Ok((if even_odd { w.schur_reconstruct(b, &x) } else { x }, report))
 }
 
 /// Solves the normal equations A x = b, A = M^dagger M or M_hat^dagger M_hat (`form`), by CG
-/// in f64 or, with `mixed`, by mixed-precision CG on the f32 copy of the operator.
+/// in f64 or, with `mixed`, by mixed-precision CG on the f32 copy of the operator, from the
+/// initial guess (x = 0 when `None`).
 pub fn normal_solve<G: Group, const S: usize>(
-    w: &WilsonOperator<'_, G, S>,
+    w: &impl FermionMatrix<G, S>,
     form: Operator,
     b: &SpinorField<G, S>,
+    guess: Option<SpinorField<G, S>>,
     mixed: bool,
     params: &SolverParams,
 ) -> Result<(SpinorField<G, S>, SolveReport)> {
-    let a = DiracOperator { wilson: w, form };
+    let a = DiracOperator { op: w, form };
     if mixed {
-        let single = w.in_precision::<f32>();
-        mixed_cg(&a, &DiracOperator { wilson: &single, form }, b, params)
+        let single = w.single();
+        mixed_cg(&a, &DiracOperator { op: &single, form }, b, guess, params)
     } else {
-        cg(&a, b, params)
+        cg(&a, b, guess, params)
     }
 }
 
@@ -108,7 +107,7 @@ pub fn normal_solve<G: Group, const S: usize>(
 mod tests {
     use super::*;
     use crate::checkerboard::Checkerboard;
-    use crate::dirac::Boundary;
+    use crate::dirac::{Boundary, WilsonOperator};
     use crate::field::GaugeField;
     use crate::geometry::Lattice;
     use crate::group::{Su3, U1};
@@ -123,11 +122,11 @@ mod tests {
         let w = WilsonOperator::<G, S>::new(&u, &cb, kappa, Boundary::ANTIPERIODIC).unwrap();
         let b = SpinorField::<G, S>::gaussian_full(&cb, 5, Purpose::Test, 0);
         let params = SolverParams { tolerance: 1e-11, max_iterations: 5000 };
-        let full = DiracOperator { wilson: &w, form: Operator::Full };
+        let full = DiracOperator { op: &w, form: Operator::Full };
         let mut solutions = Vec::new();
         for method in [Method::Cg, Method::Bicgstab, Method::MixedCg] {
             for even_odd in [false, true] {
-                let (x, report) = solve(&w, &b, method, even_odd, &params).unwrap();
+                let (x, report) = solve(&w, &b, None, method, even_odd, &params).unwrap();
                 assert!(report.residual <= 1e-11, "{method:?} e/o {even_odd}");
                 assert!(true_residual(&full, &b, &x) < 1e-8, "{method:?} e/o {even_odd}");
                 solutions.push(x);
@@ -149,11 +148,11 @@ mod tests {
         let w = WilsonOperator::<G, S>::new(&u, &cb, kappa, Boundary::ANTIPERIODIC).unwrap();
         let b = SpinorField::<G, S>::gaussian_full(&cb, 5, Purpose::Test, 0);
         let params = SolverParams { tolerance: 1e-11, max_iterations: 5000 };
-        let full = DiracOperator { wilson: &w, form: Operator::Full };
+        let full = DiracOperator { op: &w, form: Operator::Full };
         let solutions: Vec<SpinorField<G, S>> = [Method::Cg, Method::Bicgstab, Method::MixedCg]
             .into_iter()
             .map(|method| {
-                let (x, report) = solve(&w, &b, method, false, &params).unwrap();
+                let (x, report) = solve(&w, &b, None, method, false, &params).unwrap();
                 assert!(report.residual <= 1e-11 && report.iterations > 0, "{dims:?} {method:?}");
                 assert!(true_residual(&full, &b, &x) < 1e-8, "{dims:?} {method:?}");
                 x

@@ -14,6 +14,7 @@
 //! need the even/odd layout.
 
 use super::gamma::{GammaBlock, Phase, blocks};
+use super::operator::{Discretization, FermionMatrix, FermionOperator};
 use crate::checkerboard::{Checkerboard, Hop, hop_may_permute};
 use crate::error::{Error, Result};
 use crate::field::{GaugeField, MomentumField};
@@ -37,6 +38,33 @@ impl Boundary {
     pub const PERIODIC: Boundary = Boundary { theta: 0.0 };
     /// Antiperiodic fermions (theta = pi), the default.
     pub const ANTIPERIODIC: Boundary = Boundary { theta: std::f64::consts::PI };
+}
+
+/// Wilson fermions on the fields of a checkerboard with a boundary phase in time: the
+/// [`Discretization`] whose operators are [`WilsonOperator`]s.
+#[derive(Clone, Debug)]
+pub struct Wilson {
+    cb: Checkerboard,
+    boundary: Boundary,
+}
+
+impl Wilson {
+    /// Wilson fermions on the layout `cb` with `boundary` in time.
+    pub fn new(cb: Checkerboard, boundary: Boundary) -> Self {
+        Wilson { cb, boundary }
+    }
+}
+
+impl<G: Group, const S: usize> Discretization<G, S> for Wilson {
+    type Operator<'a> = WilsonOperator<'a, G, S>;
+
+    fn checkerboard(&self) -> &Checkerboard {
+        &self.cb
+    }
+
+    fn operator<'a>(&'a self, u: &'a GaugeField<G>, kappa: f64) -> Result<WilsonOperator<'a, G, S>> {
+        WilsonOperator::new(u, &self.cb, kappa, self.boundary)
+    }
 }
 
 /// The Wilson-Dirac operator on a gauge field, with S = 2 spin components in 2D and S = 4 in 4D.
@@ -300,33 +328,6 @@ impl<'a, G: Group, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
         self.hopping_into::<false>(p, src.data(), 1.0, None, dst.data_mut());
     }
 
-    /// y = M x on full fields.
-    pub fn apply(&self, x: &SpinorField<G, S, R>, y: &mut SpinorField<G, S, R>) {
-        self.apply_full::<false>(x, y);
-    }
-
-    /// y = M^dagger x = gamma5 M gamma5 x on full fields.
-    pub fn apply_dagger(&self, x: &SpinorField<G, S, R>, y: &mut SpinorField<G, S, R>) {
-        self.apply_full::<true>(x, y);
-    }
-
-    /// y = M x, or M^dagger x when `dagger`, on full fields; with `even_odd` the Schur
-    /// operator M_hat (or M_hat^dagger) on even half fields instead.
-    pub fn apply_as(
-        &self,
-        even_odd: bool,
-        dagger: bool,
-        x: &SpinorField<G, S, R>,
-        y: &mut SpinorField<G, S, R>,
-    ) {
-        match (even_odd, dagger) {
-            (false, false) => self.apply_full::<false>(x, y),
-            (false, true) => self.apply_full::<true>(x, y),
-            (true, false) => self.schur::<false>(x, y),
-            (true, true) => self.schur::<true>(x, y),
-        }
-    }
-
     /// M (M^dagger with DAGGER) block by block, each block from the one its hops land in: the
     /// even and the odd half from each other, or the natural layout's one block from itself
     /// (its block 1 is empty).
@@ -349,33 +350,75 @@ impl<'a, G: Group, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
         );
     }
 
-    /// y = M_hat x = (1 - kappa^2 H_eo H_oe) x on even half fields.
-    pub fn apply_schur(&self, x: &SpinorField<G, S, R>, y: &mut SpinorField<G, S, R>) {
-        self.schur::<false>(x, y);
-    }
-
-    /// y = M_hat^dagger x = gamma5 M_hat gamma5 x on even half fields.
-    pub fn apply_schur_dagger(&self, x: &SpinorField<G, S, R>, y: &mut SpinorField<G, S, R>) {
-        self.schur::<true>(x, y);
-    }
-
+    /// M_hat = 1 - kappa^2 H_eo H_oe (its adjoint with DAGGER) on even half fields, both hops
+    /// fused with their scaling.
     fn schur<const DAGGER: bool>(&self, x: &SpinorField<G, S, R>, y: &mut SpinorField<G, S, R>) {
         let mut odd = self.scratch(self.cb.half_outer());
         self.hopping_into::<DAGGER>(1, x.data(), 1.0, None, odd.data_mut());
         self.hopping_into::<DAGGER>(0, odd.data(), -self.kappa * self.kappa, Some(x.data()), y.data_mut());
         self.recycle(odd);
     }
+}
 
-    /// The even-site source of the Schur system for M x = b: b_e + kappa H_eo b_o.
-    pub fn schur_source(&self, b: &SpinorField<G, S, R>) -> SpinorField<G, S, R> {
+/// M = 1 - kappa H: diagonal blocks 1, off-diagonal blocks -kappa H_{p, 1-p}, and gamma5 H
+/// gamma5 in place of H for the daggered forms. The Schur forms and the normal operator are
+/// the fused kernels above, not the block compositions.
+impl<G: Group, const S: usize, R: Real> FermionOperator<G, S, R> for WilsonOperator<'_, G, S, R> {
+    fn checkerboard(&self) -> &Checkerboard {
+        self.cb
+    }
+
+    fn apply(&self, dagger: bool, x: &SpinorField<G, S, R>, y: &mut SpinorField<G, S, R>) {
+        if dagger { self.apply_full::<true>(x, y) } else { self.apply_full::<false>(x, y) }
+    }
+
+    fn apply_block(
+        &self,
+        row: usize,
+        column: usize,
+        dagger: bool,
+        x: &SpinorField<G, S, R>,
+        y: &mut SpinorField<G, S, R>,
+    ) {
+        if row == column {
+            y.data_mut().copy_from_slice(x.data());
+        } else if dagger {
+            self.hopping_into::<true>(row, x.data(), -self.kappa, None, y.data_mut());
+        } else {
+            self.hopping_into::<false>(row, x.data(), -self.kappa, None, y.data_mut());
+        }
+    }
+
+    fn apply_diagonal_inverse(
+        &self,
+        _p: usize,
+        _dagger: bool,
+        x: &SpinorField<G, S, R>,
+        y: &mut SpinorField<G, S, R>,
+    ) {
+        y.data_mut().copy_from_slice(x.data());
+    }
+
+    fn apply_schur(&self, dagger: bool, x: &SpinorField<G, S, R>, y: &mut SpinorField<G, S, R>) {
+        if dagger { self.schur::<true>(x, y) } else { self.schur::<false>(x, y) }
+    }
+
+    fn apply_normal(&self, even_odd: bool, x: &SpinorField<G, S, R>, y: &mut SpinorField<G, S, R>) {
+        let mut t = self.scratch(x.len());
+        self.apply_as(even_odd, false, x, &mut t);
+        self.apply_as(even_odd, true, &t, y);
+        self.recycle(t);
+    }
+
+    /// b_e + kappa H_eo b_o in one pass.
+    fn schur_source(&self, b: &SpinorField<G, S, R>) -> SpinorField<G, S, R> {
         let mut s = SpinorField::<G, S, R>::half(self.cb);
         self.hopping_into::<false>(0, b.part(1), self.kappa, Some(b.part(0)), s.data_mut());
         s
     }
 
-    /// The full solution of M x = b from the even part x_e solving M_hat x_e = b_e + kappa
-    /// H_eo b_o: x_o = b_o + kappa H_oe x_e.
-    pub fn schur_reconstruct(
+    /// x_o = b_o + kappa H_oe x_e in one pass.
+    fn schur_reconstruct(
         &self,
         b: &SpinorField<G, S, R>,
         x_even: &SpinorField<G, S, R>,
@@ -388,8 +431,56 @@ impl<'a, G: Group, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
     }
 }
 
+/// dM = -kappa dH (full), and for the Schur operator Re(a_e^dagger dM_hat b_e) = -kappa^2
+/// Re(a'^dagger dH b') with b' = (b_e, H_oe b_e) and a' = (a_e, gamma5 H_oe gamma5 a_e).
+impl<'a, G: Group, const S: usize> FermionMatrix<G, S> for WilsonOperator<'a, G, S> {
+    type Single<'s>
+        = WilsonOperator<'a, G, S, f32>
+    where
+        Self: 's;
+
+    fn single(&self) -> WilsonOperator<'a, G, S, f32> {
+        self.in_precision::<f32>()
+    }
+
+    fn add_derivative(
+        &self,
+        even_odd: bool,
+        a: &SpinorField<G, S>,
+        b: &SpinorField<G, S>,
+        c: f64,
+        p: &mut MomentumField<G>,
+    ) {
+        if even_odd {
+            self.add_hopping_derivative(
+                &self.lift(a, true),
+                &self.lift(b, false),
+                -c * (self.kappa * self.kappa),
+                p,
+            );
+        } else {
+            self.add_hopping_derivative(a, b, -c * self.kappa, p);
+        }
+    }
+}
+
 /// The force of the Wilson operator, in f64 (the precision of the gauge field).
 impl<G: Group, const S: usize> WilsonOperator<'_, G, S> {
+    /// The full field on which the derivative kernel sees the Schur operator: (x_e, H_oe x_e),
+    /// with gamma5 H_oe gamma5 when `dagger`.
+    fn lift(&self, x: &SpinorField<G, S>, dagger: bool) -> SpinorField<G, S> {
+        let mut src = x.clone();
+        if dagger {
+            src.gamma5();
+        }
+        let mut odd = SpinorField::<G, S>::half(self.cb);
+        self.hopping(1, &src, &mut odd);
+        if dagger {
+            odd.gamma5();
+        }
+        SpinorField::from_halves(x, &odd)
+    }
+
     /// p_a(x, mu) += c d/dw Re(a^dagger H b) for every link, where U_mu(x) -> exp(w T_a) U_mu(x)
     /// (a and b full fields, either layout). With h = psi_up - A_mu psi_down and k = psi_up + A_mu psi_down
     /// the half spinors of the projections (1 -+ gamma_mu) psi, the derivative is
@@ -462,13 +553,13 @@ mod tests {
         let x = SpinorField::<G, S>::gaussian_full(cb, 1, Purpose::Test, 0);
         let y = SpinorField::<G, S>::gaussian_full(cb, 2, Purpose::Test, 0);
         let (mut my, mut mdx) = (SpinorField::full(cb), SpinorField::full(cb));
-        m.apply(&y, &mut my);
-        m.apply_dagger(&x, &mut mdx);
+        m.apply(false, &y, &mut my);
+        m.apply(true, &x, &mut mdx);
         let (a, b) = (x.dot(&my), mdx.dot(&y));
         assert!((a - b).norm() < 1e-12 * a.norm(), "<x, M y> = {a}, <M^dagger x, y> = {b}");
         // and M is not Hermitian (the test can tell M from M^dagger)
         let mut mx = SpinorField::full(cb);
-        m.apply(&x, &mut mx);
+        m.apply(false, &x, &mut mx);
         assert!((x.dot(&my) - mx.dot(&y)).norm() > 1e-3 * a.norm());
     }
 
@@ -490,8 +581,8 @@ mod tests {
             ),
         );
         let (mut sy, mut sdx) = (SpinorField::half(&cb), SpinorField::half(&cb));
-        m.apply_schur(&ye, &mut sy);
-        m.apply_schur_dagger(&xe, &mut sdx);
+        m.apply_schur(false, &ye, &mut sy);
+        m.apply_schur(true, &xe, &mut sdx);
         let (a, b) = (xe.dot(&sy), sdx.dot(&ye));
         assert!((a - b).norm() < 1e-12 * a.norm());
     }
@@ -562,8 +653,8 @@ mod tests {
             let x = SpinorField::<G, S>::gaussian_full(cb, 1, Purpose::Test, 0);
             let y = SpinorField::<G, S>::gaussian_full(cb, 2, Purpose::Test, 0);
             let (mut mx, mut mdx) = (SpinorField::full(cb), SpinorField::full(cb));
-            m.apply(&x, &mut mx);
-            m.apply_dagger(&x, &mut mdx);
+            m.apply(false, &x, &mut mx);
+            m.apply(true, &x, &mut mdx);
             let mut p = MomentumField::<G>::zeros(&lat);
             m.add_hopping_derivative(&x, &y, 0.3, &mut p);
             let values = |f: &SpinorField<G, S>| -> Vec<Complex64> {
@@ -610,10 +701,10 @@ mod tests {
             .map(|&(x, s, c)| {
                 let e = unit(x, s, c);
                 let (mut me, mut g5mg5e) = (SpinorField::full(&cb), SpinorField::full(&cb));
-                m.apply(&e, &mut me);
+                m.apply(false, &e, &mut me);
                 let mut g = e.clone();
                 g.gamma5();
-                m.apply(&g, &mut g5mg5e);
+                m.apply(false, &g, &mut g5mg5e);
                 g5mg5e.gamma5();
                 (me, g5mg5e)
             })
@@ -680,7 +771,7 @@ mod tests {
                 }
             }
             let mut out = SpinorField::<G, S>::full(&cb);
-            m.apply(&psi, &mut out);
+            m.apply(false, &psi, &mut out);
             for c in 0..colors {
                 let charge = if G::ALG_DIM == 1 { 1.0 } else { colour_charge(c) };
                 let q: Vec<f64> = (0..d).map(|mu| k[mu] + charge * theta[mu]).collect();
@@ -720,7 +811,7 @@ mod tests {
         let re_ahb = |v: &GaugeField<G>| {
             let w = WilsonOperator::<G, S>::new(v, &cb, 1.0, boundary).unwrap();
             let mut mb = SpinorField::full(&cb);
-            w.apply(&b, &mut mb);
+            w.apply(false, &b, &mut mb);
             (a.dot(&b) - a.dot(&mb)).re
         };
         let d = lat.ndim();

@@ -14,7 +14,7 @@ use crate::chain::fields::ChainField;
 use crate::chain::run::build_update;
 use crate::chain::train_card;
 use crate::checkerboard::Checkerboard;
-use crate::dirac::{Boundary, WilsonOperator, solve};
+use crate::dirac::{Boundary, FermionOperator, WilsonOperator, solve};
 use crate::error::{Error, Result};
 use crate::field::{GaugeField, MomentumField};
 use crate::flow::train::TrainingPoint;
@@ -507,11 +507,11 @@ impl<G: Group> GroupSession<G> {
         let y = match report {
             None => {
                 let mut y = crate::spinor::SpinorField::full(cb);
-                w.apply(&x, &mut y);
+                w.apply(false, &x, &mut y);
                 y
             }
             Some(report) => {
-                let (y, r) = solve(&w, &x, f.solver_method(), f.even_odd, &f.solver_params())?;
+                let (y, r) = solve(&w, &x, None, f.solver_method(), f.even_odd, &f.solver_params())?;
                 *report = Some(r);
                 y
             }
@@ -658,7 +658,7 @@ impl<G: Group> Session for GroupSession<G> {
         let u = self.import(gauge)?;
         let (seed, update) = (self.card.run.seed, self.next_update);
         let monomials = &mut self.monomials;
-        self.pool.install(|| monomials.iter_mut().try_for_each(|m| m.refresh(&u, seed, update)))
+        self.pool.install(|| monomials.iter_mut().try_for_each(|m| m.refresh(&u, seed, update).map(drop)))
     }
 
     fn action(&self, gauge: HostSlice<'_>) -> Result<f64> {

@@ -40,7 +40,7 @@ pub fn chiral_condensate<G: Group, const S: usize>(
     let (mut sum, mut iterations) = (0.0, 0);
     for k in 0..noise {
         let eta = SpinorField::<G, S>::gaussian(cb, Sites::All, &key.derive(k as u64));
-        let (x, report) = solve(w, &eta, method, cb.is_even_odd(), solver)?;
+        let (x, report) = solve(w, &eta, None, method, cb.is_even_odd(), solver)?;
         iterations += report.iterations;
         sum += eta.dot(&x).re;
     }
@@ -65,7 +65,7 @@ pub fn pion_correlator<G: Group, const S: usize>(
         for color in 0..Color::<G>::COLORS {
             let mut source = SpinorField::<G, S>::full(cb);
             source.set(cb, 0, spin, color, Complex64::new(1.0, 0.0));
-            let (x, report) = solve(w, &source, method, cb.is_even_odd(), solver)?;
+            let (x, report) = solve(w, &source, None, method, cb.is_even_odd(), solver)?;
             iterations += report.iterations;
             for site in 0..lattice.volume() {
                 // time is the slowest lexicographic index

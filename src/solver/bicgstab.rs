@@ -34,19 +34,21 @@ impl<V: SolverVector> State<V> {
     }
 }
 
-/// Solves A x = b by BiCGStab starting from x = 0, with the shadow residual r0 = b. A
+/// Solves A x = b by BiCGStab starting from the initial guess (x = 0 when `None`; a guess has
+/// the shape of b), with the shadow residual r0 = b - A x. A
 /// breakdown (rho or omega vanishing) restarts the recursion from the true residual, and so
 /// does a recursive residual below the tolerance whose true residual is not.
 pub fn bicgstab<A: LinearOperator>(
     a: &A,
     b: &A::Vector,
+    guess: Option<A::Vector>,
     params: &SolverParams,
 ) -> Result<(A::Vector, SolveReport)> {
-    let (mut x, target) = match start(b, params)? {
+    let (mut x, r, target) = match start(a, b, guess, params)? {
         Start::Solved(x, report) => return Ok((x, report)),
-        Start::Iterate(x, target) => (x, target),
+        Start::Iterate { x, r, target } => (x, r, target),
     };
-    let mut s = State::from_residual(b.clone());
+    let mut s = State::from_residual(r);
     let mut t = b.zeroed();
     let mut iterations = 0;
     while iterations < params.max_iterations {
@@ -84,7 +86,7 @@ pub fn bicgstab<A: LinearOperator>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{matrices, rhs};
+    use super::super::testing::{check_initial_guess, matrices, rhs};
     use super::*;
 
     #[test]
@@ -92,9 +94,10 @@ mod tests {
         let (a, _) = matrices(40);
         let b = rhs(40);
         let params = SolverParams { tolerance: 1e-12, max_iterations: 200 };
-        let (x, report) = bicgstab(&a, &b, &params).unwrap();
+        let (x, report) = bicgstab(&a, &b, None, &params).unwrap();
         assert!(report.residual <= 1e-12);
         assert!((true_residual(&a, &b, &x) - report.residual).abs() < 1e-15);
-        assert!(bicgstab(&a, &b, &SolverParams { tolerance: 1e-12, max_iterations: 2 }).is_err());
+        assert!(bicgstab(&a, &b, None, &SolverParams { tolerance: 1e-12, max_iterations: 2 }).is_err());
+        check_initial_guess(&a, &b, &x, |guess, params| bicgstab(&a, &b, guess, params));
     }
 }

@@ -6,19 +6,19 @@ use super::{
 use crate::error::Result;
 use num_complex::Complex64;
 
-/// Solves A x = b by conjugate gradients (A Hermitian positive definite), starting from x = 0.
-/// When the recursive residual reaches the tolerance, the true residual is recomputed; if it
+/// Solves A x = b by conjugate gradients (A Hermitian positive definite), starting from the
+/// initial guess (x = 0 when `None`; a guess has the shape of b). When the recursive residual reaches the tolerance, the true residual is recomputed; if it
 /// has drifted above the tolerance the recursion restarts from it.
 pub fn cg<A: LinearOperator>(
     a: &A,
     b: &A::Vector,
+    guess: Option<A::Vector>,
     params: &SolverParams,
 ) -> Result<(A::Vector, SolveReport)> {
-    let (mut x, target) = match start(b, params)? {
+    let (mut x, mut r, target) = match start(a, b, guess, params)? {
         Start::Solved(x, report) => return Ok((x, report)),
-        Start::Iterate(x, target) => (x, target),
+        Start::Iterate { x, r, target } => (x, r, target),
     };
-    let mut r = b.clone();
     let mut iterations = 0;
     while iterations < params.max_iterations {
         let run = cg_iterations(a, &mut x, &mut r, target, params.max_iterations - iterations);
@@ -83,7 +83,7 @@ pub(crate) fn cg_iterations<A: LinearOperator>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{matrices, rhs};
+    use super::super::testing::{check_initial_guess, matrices, rhs};
     use super::*;
 
     #[test]
@@ -91,12 +91,13 @@ mod tests {
         let (_, normal) = matrices(40);
         let b = rhs(40);
         let params = SolverParams { tolerance: 1e-12, max_iterations: 200 };
-        let (x, report) = cg(&normal, &b, &params).unwrap();
+        let (x, report) = cg(&normal, &b, None, &params).unwrap();
         assert!(report.residual <= 1e-12 && report.iterations > 1);
         assert!((true_residual(&normal, &b, &x) - report.residual).abs() < 1e-15);
         let short = SolverParams { tolerance: 1e-12, max_iterations: 3 };
-        let err = cg(&normal, &b, &short).unwrap_err().to_string();
+        let err = cg(&normal, &b, None, &short).unwrap_err().to_string();
         assert!(err.contains("did not converge") && err.contains("3 iterations"), "{err}");
-        assert!(cg(&normal, &b, &SolverParams { tolerance: 0.0, max_iterations: 5 }).is_err());
+        assert!(cg(&normal, &b, None, &SolverParams { tolerance: 0.0, max_iterations: 5 }).is_err());
+        check_initial_guess(&normal, &b, &x, |guess, params| cg(&normal, &b, guess, params));
     }
 }

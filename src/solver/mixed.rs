@@ -39,11 +39,13 @@ fn scaled<V: SolverVector>(v: &V, a: f64) -> V {
 /// vectors are kept in units of the last true residual norm, so they stay near 1 whatever
 /// the tolerance. The reported iterations count every low-precision iteration plus one
 /// high-precision application per reliable update; the reported residual is the true
-/// high-precision one.
+/// high-precision one. The solve starts from the initial guess (x = 0 when `None`; a guess has
+/// the shape of b).
 pub fn mixed_cg<A, L>(
     a: &A,
     low: &L,
     b: &A::Vector,
+    guess: Option<A::Vector>,
     params: &SolverParams,
 ) -> Result<(A::Vector, SolveReport)>
 where
@@ -51,15 +53,14 @@ where
     L: LinearOperator,
     A::Vector: Lower<L::Vector>,
 {
-    let (mut x, target) = match start(b, params)? {
+    let (mut x, mut r_high, target) = match start(a, b, guess, params)? {
         Start::Solved(x, report) => return Ok((x, report)),
-        Start::Iterate(x, target) => (x, target),
+        Start::Iterate { x, r, target } => (x, r, target),
     };
     let b_norm_sqr = b.norm_sqr();
-    let mut r_high = b.clone();
     // unit: the high-precision size of one low-precision unit (the last true residual norm)
-    let mut unit = b_norm_sqr.sqrt();
-    let mut r = b.lower_scaled(1.0 / unit);
+    let mut unit = r_high.norm_sqr().sqrt();
+    let mut r = r_high.lower_scaled(1.0 / unit);
     let mut x_low = r.zeroed();
     let mut p = r.clone();
     let mut ap = r.zeroed();
@@ -110,7 +111,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{Dense, matrices, rhs};
+    use super::super::testing::{Dense, check_initial_guess, matrices, rhs};
     use super::*;
 
     /// The dense test operator with every matrix entry and vector rounded to f32 after each
@@ -143,11 +144,14 @@ mod tests {
         let (_, normal) = matrices(40);
         let b = rhs(40);
         let params = SolverParams { tolerance: 1e-12, max_iterations: 500 };
-        let (x, report) = mixed_cg(&normal, &Rounded(&normal), &b, &params).unwrap();
+        let (x, report) = mixed_cg(&normal, &Rounded(&normal), &b, None, &params).unwrap();
         assert!(report.residual <= 1e-12, "{report:?}");
         assert!((true_residual(&normal, &b, &x) - report.residual).abs() < 1e-13);
         let short = SolverParams { tolerance: 1e-12, max_iterations: 4 };
-        let err = mixed_cg(&normal, &Rounded(&normal), &b, &short).unwrap_err().to_string();
+        let err = mixed_cg(&normal, &Rounded(&normal), &b, None, &short).unwrap_err().to_string();
         assert!(err.contains("did not converge"), "{err}");
+        check_initial_guess(&normal, &b, &x, |guess, params| {
+            mixed_cg(&normal, &Rounded(&normal), &b, guess, params)
+        });
     }
 }

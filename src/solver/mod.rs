@@ -32,6 +32,8 @@ pub trait SolverVector: Clone + Send + Sync {
     fn xpay(&mut self, x: &Self, a: Complex64);
     /// A zero vector of the same shape.
     fn zeroed(&self) -> Self;
+    /// Number of entries (packed spinors for fermion fields): vectors of one system agree.
+    fn entries(&self) -> usize;
 }
 
 /// A linear operator y = A x.
@@ -77,23 +79,51 @@ fn not_converged(method: &str, params: &SolverParams, iterations: usize, residua
     ))
 }
 
-/// How a solve from x = 0 begins.
+/// How a solve begins.
 enum Start<V> {
-    /// b = 0: x = 0 is the exact answer.
+    /// b = 0 (x = 0 is the exact answer), or a guess that meets the tolerance.
     Solved(V, SolveReport),
-    /// The zero start vector and the target |r|^2 = tolerance^2 |b|^2.
-    Iterate(V, f64),
+    /// The start vector x, its residual r = b - A x and the target |r|^2 = tolerance^2 |b|^2.
+    Iterate { x: V, r: V, target: f64 },
 }
 
-/// Checks the parameters and sets up a solve of A x = b from x = 0.
-fn start<V: SolverVector>(b: &V, params: &SolverParams) -> Result<Start<V>> {
+/// Checks the parameters and the guess and sets up a solve of A x = b from the initial guess
+/// (x = 0 when `None`, whose residual is b itself with no operator application); a guess whose
+/// residual already meets the tolerance is the answer.
+fn start<A: LinearOperator>(
+    a: &A,
+    b: &A::Vector,
+    guess: Option<A::Vector>,
+    params: &SolverParams,
+) -> Result<Start<A::Vector>> {
     check_params(params)?;
+    if let Some(x) = &guess
+        && x.entries() != b.entries()
+    {
+        return Err(Error::Config(format!(
+            "initial guess of {} components for a right-hand side of {}",
+            x.entries(),
+            b.entries()
+        )));
+    }
     let b_norm = b.norm_sqr();
-    let x = b.zeroed();
-    Ok(if b_norm == 0.0 {
-        Start::Solved(x, SolveReport { iterations: 0, residual: 0.0 })
-    } else {
-        Start::Iterate(x, params.tolerance * params.tolerance * b_norm)
+    if b_norm == 0.0 {
+        return Ok(Start::Solved(b.zeroed(), SolveReport { iterations: 0, residual: 0.0 }));
+    }
+    let target = params.tolerance * params.tolerance * b_norm;
+    Ok(match guess {
+        None => Start::Iterate { x: b.zeroed(), r: b.clone(), target },
+        Some(x) => {
+            let mut r = x.zeroed();
+            a.apply(&x, &mut r);
+            r.xpay(b, Complex64::new(-1.0, 0.0));
+            let rr = r.norm_sqr();
+            if rr <= target {
+                Start::Solved(x, SolveReport { iterations: 0, residual: (rr / b_norm).sqrt() })
+            } else {
+                Start::Iterate { x, r, target }
+            }
+        }
     })
 }
 
@@ -125,6 +155,9 @@ impl<G: crate::group::Group, const S: usize, R: crate::group::packed::Real> Solv
     }
     fn zeroed(&self) -> Self {
         Self::zeros(self.len())
+    }
+    fn entries(&self) -> usize {
+        self.len()
     }
 }
 
@@ -166,6 +199,9 @@ pub(crate) mod testing {
         fn zeroed(&self) -> Self {
             Dense(vec![Complex64::new(0.0, 0.0); self.0.len()])
         }
+        fn entries(&self) -> usize {
+            self.0.len()
+        }
     }
 
     /// A dense matrix operator plus a real shift.
@@ -198,6 +234,35 @@ pub(crate) mod testing {
             .map(|r| (0..n).map(|c| (0..n).map(|k| a[k][r].conj() * a[k][c]).sum()).collect())
             .collect();
         (Matrix(a, 0.0), Matrix(normal, 0.1))
+    }
+
+    /// Checks a solver's initial guess on A x = b, `x` its solution from zero: the solution
+    /// as guess costs no iteration, a guess near it fewer than from zero, any guess ends at the
+    /// tolerance, and a guess of another shape is refused.
+    pub fn check_initial_guess<A: LinearOperator<Vector = Dense>>(
+        a: &A,
+        b: &Dense,
+        x: &Dense,
+        solve: impl Fn(Option<Dense>, &SolverParams) -> Result<(Dense, SolveReport)>,
+    ) {
+        let params = SolverParams { tolerance: 1e-10, max_iterations: 500 };
+        let (_, from_zero) = solve(None, &params).unwrap();
+        let (_, from_solution) = solve(Some(x.clone()), &params).unwrap();
+        assert_eq!(from_solution.iterations, 0, "{from_solution:?}");
+        let mut near = x.clone();
+        near.axpy(Complex64::new(1e-6, 0.0), b);
+        let mut far = b.clone();
+        far.axpy(Complex64::new(3.0, -1.0), x);
+        for (label, guess) in [("near", near), ("far", far)] {
+            let (y, report) = solve(Some(guess), &params).unwrap();
+            assert!(report.residual <= 1e-10 && true_residual(a, b, &y) <= 1e-10, "{label}: {report:?}");
+            if label == "near" {
+                assert!(report.iterations < from_zero.iterations, "{report:?} vs {from_zero:?}");
+            }
+        }
+        let short = Dense(vec![Complex64::new(1.0, 0.0); b.0.len() - 1]);
+        let e = solve(Some(short), &params).unwrap_err().to_string();
+        assert!(e.contains("initial guess"), "{e}");
     }
 
     /// A right-hand side.

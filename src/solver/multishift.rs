@@ -121,7 +121,7 @@ mod tests {
         let (xs, reports) = multishift_cg(&normal, &shifts, &b, &params).unwrap();
         for (s, &sigma) in shifts.iter().enumerate() {
             let shifted = Shifted { a: &normal, sigma };
-            let (x, _) = cg(&shifted, &b, &params).unwrap();
+            let (x, _) = cg(&shifted, &b, None, &params).unwrap();
             let mut diff = x.clone();
             diff.axpy(Complex64::new(-1.0, 0.0), &xs[s]);
             assert!((diff.norm_sqr() / x.norm_sqr()).sqrt() < 1e-9, "shift {sigma}");

@@ -112,13 +112,14 @@ impl<C: PhaseSpace + FlowField + PartialEq> FlowMetropolis<C> {
 
 impl<C: PhaseSpace + FlowField + PartialEq> MarkovStep<C> for FlowMetropolis<C> {
     fn step(&mut self, u: &mut C, update: u64) -> Result<StepReport> {
+        let mut action_old = 0.0;
         for m in &mut self.monomials {
-            m.refresh(u, self.seed, update)?;
+            action_old += m.refresh(u, self.seed, update)?;
         }
         let proposal = self.proposal(update)?;
         let log_q_new = self.log_density(&proposal)?;
         let log_q_old = self.current_log_density(u)?;
-        let weight_old = self.action(u)? + log_q_old;
+        let weight_old = action_old + log_q_old;
         let dh = self.action(&proposal)? + log_q_new - weight_old;
         let finite = dh.is_finite() && log_q_new.is_finite();
         let r = StreamKey::new(self.seed, Purpose::Accept, update).stream(0).uniform();
