@@ -16,9 +16,9 @@
 //! that the hop crosses, and the lanes that wrap around the time boundary (where fermion
 //! boundary phases apply).
 
+use crate::backend::cpu::packed::LANES;
 use crate::error::{Error, Result};
 use crate::geometry::{Lattice, PackedSite};
-use crate::group::packed::LANES;
 use std::sync::Arc;
 
 /// One hop of the checkerboarded packed layout from site i of parity p in direction +-mu,

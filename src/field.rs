@@ -6,22 +6,24 @@
 //! access ([`GaugeField::link`], [`MomentumField::at`]) and conversion to the lexicographic
 //! order `site * D + mu` ([`GaugeField::to_links`]) hide the layout from everything else.
 
+use crate::backend::cpu::PackedGroup;
+use crate::backend::cpu::packed::{LANES, Operand};
+use crate::backend::cpu::{alg_lane, alg_lanes_axpy, set_alg_lane};
 use crate::geometry::{Lattice, PackedSite};
-use crate::group::packed::{LANES, Operand};
-use crate::group::{Group, LinkMatrix, alg_lane, alg_lanes_axpy, set_alg_lane};
-use crate::parallel::deterministic_sum;
+use crate::group::LinkMatrix;
+use crate::parallel::exact_sums;
 use crate::rng::{Purpose, StreamKey};
 use rayon::prelude::*;
 use std::sync::Arc;
 
 /// Link variables U_mu(x) of group `G`.
 #[derive(Clone, Debug, PartialEq)]
-pub struct GaugeField<G: Group> {
+pub struct GaugeField<G: PackedGroup> {
     lattice: Arc<Lattice>,
     packed: Vec<G::Packed<f64>>,
 }
 
-impl<G: Group> GaugeField<G> {
+impl<G: PackedGroup> GaugeField<G> {
     /// The cold (unit) field: every link is the identity, plaquette 1.
     pub fn cold(lattice: Arc<Lattice>) -> Self {
         let one = G::Elem::identity();
@@ -131,7 +133,7 @@ impl<G: Group> GaugeField<G> {
         });
     }
 
-    /// The largest distance of a link from the group ([`Group::unitarity_violation`]).
+    /// The largest distance of a link from the group ([`crate::group::Group::unitarity_violation`]).
     pub fn max_unitarity_violation(&self) -> f64 {
         // NaN counts as the largest violation (f64::max would drop it)
         let worst = |a: f64, b: f64| if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) };
@@ -156,11 +158,11 @@ impl<G: Group> GaugeField<G> {
 /// Conjugate momenta, one algebra element per link, stored like the gauge field: element
 /// `outer * D + mu` holds the momenta of the LANES links (outer, lane, mu) as lane vectors.
 #[derive(Clone, Debug, PartialEq)]
-pub struct MomentumField<G: Group> {
+pub struct MomentumField<G: PackedGroup> {
     data: Vec<G::AlgLanes>,
 }
 
-impl<G: Group> MomentumField<G> {
+impl<G: PackedGroup> MomentumField<G> {
     /// All momenta zero.
     pub fn zeros(lattice: &Lattice) -> Self {
         MomentumField { data: vec![G::AlgLanes::default(); lattice.outer_volume() * lattice.ndim()] }
@@ -198,11 +200,19 @@ impl<G: Group> MomentumField<G> {
         set_alg_lane::<G>(p, lane, &sum);
     }
 
-    /// Kinetic energy (1/2) sum over links and components of p_a^2.
+    /// Kinetic energy (1/2) sum over links and components of p_a^2: per link the sum over
+    /// components, the links summed exactly.
     pub fn kinetic_energy(&self) -> f64 {
-        0.5 * deterministic_sum(self.data.len(), |i| {
-            self.data[i].as_ref().iter().flatten().map(|x| x * x).sum::<f64>()
-        })
+        let [sum] = exact_sums(self.data.len(), |i, [sum]| {
+            let mut link = [0.0; LANES];
+            for component in self.data[i].as_ref() {
+                for (s, x) in link.iter_mut().zip(component) {
+                    *s += x * x;
+                }
+            }
+            link.iter().for_each(|&s| sum.add(s));
+        });
+        0.5 * sum.value()
     }
 
     /// Every component of every link's momentum, in storage order.
@@ -228,7 +238,7 @@ impl<G: Group> MomentumField<G> {
 
 /// Gauge fields move along algebra-valued momenta: kinetic energy (1/2) sum p_a^2, drift
 /// U <- exp(h P) U, accepted fields projected back to the group.
-impl<G: Group> crate::phase_space::PhaseSpace for GaugeField<G> {
+impl<G: PackedGroup> crate::phase_space::PhaseSpace for GaugeField<G> {
     type Momentum = MomentumField<G>;
     fn gaussian_momenta(&self, seed: u64, update: u64) -> MomentumField<G> {
         MomentumField::gaussian(self.lattice(), seed, update)
@@ -256,7 +266,8 @@ impl<G: Group> crate::phase_space::PhaseSpace for GaugeField<G> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::group::packed::PackedMatrix;
+    use crate::backend::cpu::packed::PackedMatrix;
+    use crate::group::Group;
     use crate::group::{Su3, U1};
 
     #[test]

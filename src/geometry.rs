@@ -14,8 +14,8 @@
 //! boundary the lanes are exchanged, lane l reading lane l ^ mask with mask 1 (dimension D-2)
 //! or 2 (dimension D-1). Masks compose by XOR.
 
+use crate::backend::cpu::packed::LANES;
 use crate::error::{Error, Result};
-use crate::group::packed::LANES;
 use crate::memory::{check_available, human};
 
 /// Most sites a lattice may have: the hop tables of the packed layout index sites in 32 bits.

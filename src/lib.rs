@@ -9,11 +9,13 @@
 
 pub mod action;
 pub mod analysis;
+pub mod backend;
 pub mod bench;
 pub mod chain;
 pub mod checkerboard;
 pub mod dirac;
 pub mod error;
+pub mod exact_sum;
 pub mod ffi;
 pub mod field;
 pub mod flow;

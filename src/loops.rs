@@ -4,11 +4,12 @@
 //! the rectangle R_{mu nu}(x) is the 2x1 loop that is long in mu, traversed x -> x+2mu ->
 //! x+2mu+nu -> x+nu -> x.
 
+use crate::backend::cpu::PackedGroup;
+use crate::backend::cpu::packed::{LANES, Lanes, PackedMatrix};
 use crate::field::GaugeField;
 use crate::geometry::PackedSite;
-use crate::group::packed::{Lanes, PackedMatrix};
-use crate::group::{Group, LinkMatrix};
-use crate::parallel::deterministic_sum;
+use crate::group::LinkMatrix;
+use crate::parallel::exact_sums;
 
 /// One step of a lattice path: direction and sense (forward = +mu).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,7 +36,7 @@ impl Step {
 }
 
 /// The ordered product of links along `path` starting at `start`, and the end site.
-pub fn path_product<G: Group>(u: &GaugeField<G>, start: usize, path: &[Step]) -> (G::Elem, usize) {
+pub fn path_product<G: PackedGroup>(u: &GaugeField<G>, start: usize, path: &[Step]) -> (G::Elem, usize) {
     let lat = u.lattice();
     let mut site = start;
     let mut prod = G::Elem::identity();
@@ -53,7 +54,7 @@ pub fn path_product<G: Group>(u: &GaugeField<G>, start: usize, path: &[Step]) ->
 
 /// The plaquette matrix P_{mu nu}(x).
 #[inline]
-pub fn plaquette<G: Group>(u: &GaugeField<G>, site: usize, mu: usize, nu: usize) -> G::Elem {
+pub fn plaquette<G: PackedGroup>(u: &GaugeField<G>, site: usize, mu: usize, nu: usize) -> G::Elem {
     let lat = u.lattice();
     let lower = u.link(site, mu).mul(&u.link(lat.fwd(site, mu), nu));
     let upper = u.link(site, nu).mul(&u.link(lat.fwd(site, nu), mu));
@@ -66,7 +67,11 @@ pub fn rectangle_path(mu: usize, nu: usize) -> [Step; 6] {
 }
 
 /// The ordered product along `path` from the LANES sites of `start`, packed.
-pub fn path_product_packed<G: Group>(u: &GaugeField<G>, start: PackedSite, path: &[Step]) -> G::Packed<f64> {
+pub fn path_product_packed<G: PackedGroup>(
+    u: &GaugeField<G>,
+    start: PackedSite,
+    path: &[Step],
+) -> G::Packed<f64> {
     let lat = u.lattice();
     let mut site = start;
     let mut prod: Option<G::Packed<f64>> = None;
@@ -90,20 +95,26 @@ pub fn path_product_packed<G: Group>(u: &GaugeField<G>, start: PackedSite, path:
 }
 
 /// Sum over sites x and the direction pairs (mu, nu) of `pairs` of Re tr of the loop
-/// `loop_at(x, mu, nu)` (packed: all lanes of x), bit-identical for any number of threads.
-fn loop_re_tr_sum<G: Group>(
+/// `loop_at(x, mu, nu)` (packed: all lanes of x): per site the sum over the pairs, the sites
+/// summed exactly (bit-identical for any number of threads).
+fn loop_re_tr_sum<G: PackedGroup>(
     u: &GaugeField<G>,
     pairs: &[(usize, usize)],
     re_tr_at: impl Fn(PackedSite, usize, usize) -> Lanes + Sync,
 ) -> f64 {
-    deterministic_sum(u.lattice().outer_volume(), |outer| {
+    let [sum] = exact_sums(u.lattice().outer_volume(), |outer, [sum]| {
         let x = PackedSite { outer, mask: 0 };
-        pairs.iter().map(|&(mu, nu)| re_tr_at(x, mu, nu).iter().sum::<f64>()).sum()
-    })
+        let mut site = [0.0; LANES];
+        for &(mu, nu) in pairs {
+            site.iter_mut().zip(re_tr_at(x, mu, nu)).for_each(|(s, t)| *s += t);
+        }
+        site.iter().for_each(|&s| sum.add(s));
+    });
+    sum.value()
 }
 
 /// Sum over sites and planes mu < nu of Re tr P_{mu nu}(x).
-pub fn plaquette_re_tr_sum<G: Group>(u: &GaugeField<G>) -> f64 {
+pub fn plaquette_re_tr_sum<G: PackedGroup>(u: &GaugeField<G>) -> f64 {
     let d = u.lattice().ndim();
     let planes: Vec<_> = (0..d).flat_map(|mu| (mu + 1..d).map(move |nu| (mu, nu))).collect();
     // Re tr P = Re tr(lower upper^dagger) without the third product
@@ -114,7 +125,7 @@ pub fn plaquette_re_tr_sum<G: Group>(u: &GaugeField<G>) -> f64 {
 }
 
 /// Sum over sites and ordered pairs mu != nu of Re tr R_{mu nu}(x): every 1x2 rectangle once.
-pub fn rectangle_re_tr_sum<G: Group>(u: &GaugeField<G>) -> f64 {
+pub fn rectangle_re_tr_sum<G: PackedGroup>(u: &GaugeField<G>) -> f64 {
     let d = u.lattice().ndim();
     let pairs: Vec<_> =
         (0..d).flat_map(|mu| (0..d).filter(move |&nu| nu != mu).map(move |nu| (mu, nu))).collect();
@@ -125,7 +136,12 @@ pub fn rectangle_re_tr_sum<G: Group>(u: &GaugeField<G>) -> f64 {
 
 /// The plaquettes P_{mu nu}(x) of the LANES sites of `x`.
 #[inline]
-pub fn packed_plaquette<G: Group>(u: &GaugeField<G>, x: PackedSite, mu: usize, nu: usize) -> G::Packed<f64> {
+pub fn packed_plaquette<G: PackedGroup>(
+    u: &GaugeField<G>,
+    x: PackedSite,
+    mu: usize,
+    nu: usize,
+) -> G::Packed<f64> {
     let (lower, upper) = plaquette_halves(u, x, mu, nu);
     lower.mul_adj(&upper)
 }
@@ -133,7 +149,7 @@ pub fn packed_plaquette<G: Group>(u: &GaugeField<G>, x: PackedSite, mu: usize, n
 /// The two halves of the plaquettes P_{mu nu}(x) = lower upper^dagger of the LANES sites of
 /// `x`: lower = U_mu(x) U_nu(x+mu), upper = U_nu(x) U_mu(x+nu).
 #[inline]
-fn plaquette_halves<G: Group>(
+fn plaquette_halves<G: PackedGroup>(
     u: &GaugeField<G>,
     x: PackedSite,
     mu: usize,
@@ -154,7 +170,7 @@ fn plaquette_halves<G: Group>(
 /// Sum of the 6(D-1) rectangle staples of the links U_mu of the LANES sites of `x`: every
 /// 1x2 rectangle containing the link, as the path from x+mu back to x, so that their Re tr
 /// sum is Re tr(U_mu(x) A).
-pub fn rectangle_staple<G: Group>(u: &GaugeField<G>, x: PackedSite, mu: usize) -> G::Packed<f64> {
+pub fn rectangle_staple<G: PackedGroup>(u: &GaugeField<G>, x: PackedSite, mu: usize) -> G::Packed<f64> {
     let lat = u.lattice();
     let start = lat.packed_fwd(x, mu);
     let mut a = G::Packed::<f64>::zero();
@@ -178,7 +194,7 @@ pub fn rectangle_staple<G: Group>(u: &GaugeField<G>, x: PackedSite, mu: usize) -
 mod tests {
     use super::*;
     use crate::geometry::Lattice;
-    use crate::group::{Group, Su3};
+    use crate::group::Su3;
     use std::sync::Arc;
 
     #[test]
@@ -209,7 +225,7 @@ mod tests {
             for mu in 0..d {
                 let staple = rectangle_staple(&u, x, mu);
                 let loops =
-                    <Su3 as Group>::Packed::product::<false, false>(u.packed_link(x, mu), (&staple, 0));
+                    <Su3 as PackedGroup>::Packed::product::<false, false>(u.packed_link(x, mu), (&staple, 0));
                 rect += Su3::packed_re_trace(&loops).iter().sum::<f64>();
             }
         }

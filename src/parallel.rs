@@ -2,26 +2,44 @@
 //!
 //! Floating-point addition is not associative, so a sum split by rayon's adaptive scheduler
 //! could change in the last bit with the number of threads and make chains irreproducible.
-//! Here the index range is cut into blocks of a fixed size, each block is summed in order, and
-//! the block sums are added in order: the result is the same for any thread count. Likewise
-//! [`for_each_slice_in_phases`] fixes the order in which scattered contributions reach a site.
+//! Reductions here add per-site terms into [`ExactSum`]s, whose result does not depend on the
+//! order of the terms, so any split among threads (and, merged the same way, among ranks)
+//! gives the same bits. Likewise [`for_each_slice_in_phases`] fixes the order in which
+//! scattered contributions reach a site.
 
+use crate::exact_sum::ExactSum;
 use rayon::prelude::*;
 
-/// Indices per block of a deterministic reduction.
-const BLOCK: usize = 512;
+/// Indices per block of a reduction: each block fills its own accumulators, and the blocks'
+/// accumulators are merged.
+const BLOCK: usize = 256;
 
-/// sum_{i < n} f(i) (real or complex), bit-identical for any number of threads.
-pub fn deterministic_sum<T, F>(n: usize, f: F) -> T
-where
-    T: Send + Copy + std::iter::Sum<T>,
-    F: Fn(usize) -> T + Sync,
-{
-    let blocks: Vec<T> = (0..n.div_ceil(BLOCK))
+/// K exact sums over the indices i < n: `add(i, sums)` adds the terms of index i (the values
+/// of the sites it stands for, each computed the same way on any layout) to the K accumulators.
+pub fn exact_sums<const K: usize>(n: usize, add: impl Fn(usize, &mut [ExactSum; K]) + Sync) -> [ExactSum; K] {
+    let merge = |mut a: [ExactSum; K], b: [ExactSum; K]| {
+        a.iter_mut().zip(&b).for_each(|(a, b)| a.merge(b));
+        a
+    };
+    if n <= BLOCK {
+        let mut sums = [ExactSum::new(); K];
+        (0..n).for_each(|i| add(i, &mut sums));
+        return sums;
+    }
+    (0..n.div_ceil(BLOCK))
         .into_par_iter()
-        .map(|b| (b * BLOCK..((b + 1) * BLOCK).min(n)).map(&f).sum())
-        .collect();
-    blocks.iter().copied().sum()
+        .map(|b| {
+            let mut sums = [ExactSum::new(); K];
+            (b * BLOCK..((b + 1) * BLOCK).min(n)).for_each(|i| add(i, &mut sums));
+            sums
+        })
+        .reduce(|| [ExactSum::new(); K], merge)
+}
+
+/// sum_{i < n} f(i), exact (rounded once), for per-site terms f(i).
+pub fn exact_sum(n: usize, f: impl Fn(usize) -> f64 + Sync) -> f64 {
+    let [sum] = exact_sums(n, |i, [s]| s.add(f(i)));
+    sum.value()
 }
 
 /// Runs `work(s)` for the slices s = 0..n of a periodic chain, where the work on slice s may
@@ -81,11 +99,12 @@ mod tests {
                 .num_threads(threads)
                 .build()
                 .unwrap()
-                .install(|| deterministic_sum(100_003, f))
+                .install(|| exact_sum(100_003, f))
         };
         let (a, b) = (run(1), run(2));
         assert_eq!(a.to_bits(), b.to_bits());
-        let serial: f64 = (0..100_003).map(f).sum();
-        assert!((a - serial).abs() < 1e-6 * serial.abs().max(1.0));
+        let mut serial = ExactSum::new();
+        (0..100_003).for_each(|i| serial.add(f(i)));
+        assert_eq!(a.to_bits(), serial.value().to_bits());
     }
 }

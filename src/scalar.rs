@@ -3,7 +3,7 @@
 //! phi <- phi + h pi.
 
 use crate::geometry::Lattice;
-use crate::parallel::deterministic_sum;
+use crate::parallel::exact_sum;
 use crate::phase_space::PhaseSpace;
 use crate::rng::{Purpose, StreamKey};
 use rayon::prelude::*;
@@ -45,9 +45,9 @@ impl ScalarField {
         &mut self.values
     }
 
-    /// sum_x f(x), summed in a fixed order (bit-identical for any thread count).
+    /// sum_x f(x), exact (bit-identical for any thread count).
     pub fn sum_by(&self, f: impl Fn(usize) -> f64 + Sync) -> f64 {
-        deterministic_sum(self.values.len(), f)
+        exact_sum(self.values.len(), f)
     }
 
     /// The magnetization M = sum_x phi(x).

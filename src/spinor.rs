@@ -7,10 +7,10 @@
 //! follow the internal gamma basis of [`crate::dirac::gamma`]. The BLAS-like operations treat
 //! any field as one vector; their reductions are bit-identical for any thread count.
 
+use crate::backend::cpu::PackedGroup;
+use crate::backend::cpu::packed::{ColorVector, LANES, PackedMatrix, Real};
 use crate::checkerboard::Checkerboard;
-use crate::group::Group;
-use crate::group::packed::{ColorVector, LANES, PackedMatrix, Real};
-use crate::parallel::deterministic_sum;
+use crate::parallel::exact_sums;
 use crate::rng::{Purpose, StreamKey};
 use num_complex::Complex64;
 use rayon::prelude::*;
@@ -29,7 +29,7 @@ pub enum Sites {
 }
 
 /// The packed colour vector of group G in precision R.
-pub type Color<G, R = f64> = <<G as Group>::Packed<R> as PackedMatrix>::Vector;
+pub type Color<G, R = f64> = <<G as PackedGroup>::Packed<R> as PackedMatrix>::Vector;
 
 /// The packed spinor of LANES sites: S spin components.
 pub type Spinor<G, const S: usize, R = f64> = [Color<G, R>; S];
@@ -40,11 +40,11 @@ pub type HalvesMut<'a, G, const S: usize, R> = (&'a mut [Spinor<G, S, R>], &'a m
 /// A fermion field in precision R: packed spinors of one parity (half field) or of both (full
 /// field, even half first).
 #[derive(Clone, Debug, PartialEq)]
-pub struct SpinorField<G: Group, const S: usize, R: Real = f64> {
+pub struct SpinorField<G: PackedGroup, const S: usize, R: Real = f64> {
     data: Vec<Spinor<G, S, R>>,
 }
 
-impl<G: Group, const S: usize, R: Real> SpinorField<G, S, R> {
+impl<G: PackedGroup, const S: usize, R: Real> SpinorField<G, S, R> {
     /// A zero field of `len` packed spinors (half_outer for a half field, full_len for a
     /// full one).
     pub fn zeros(len: usize) -> Self {
@@ -156,24 +156,37 @@ impl<G: Group, const S: usize, R: Real> SpinorField<G, S, R> {
         self.data[cb.field_index(p, i)][spin].set(lane, color, z);
     }
 
-    /// <self, x> = sum conj(self) x.
+    /// <self, x> = sum conj(self) x: per site the sum over spin and colour, the sites summed
+    /// exactly.
     pub fn dot(&self, x: &Self) -> Complex64 {
-        deterministic_sum(self.data.len(), |k| {
-            let (mut re, mut im) = (0.0, 0.0);
+        let [re, im] = exact_sums(self.data.len(), |k, [re, im]| {
+            let (mut site_re, mut site_im) = ([0.0; LANES], [0.0; LANES]);
             for (a, b) in self.data[k].iter().zip(&x.data[k]) {
                 let (r, i) = a.dot_lanes(b);
-                re += r.iter().map(|x| x.to_f64()).sum::<f64>();
-                im += i.iter().map(|x| x.to_f64()).sum::<f64>();
+                for l in 0..LANES {
+                    site_re[l] += r[l].to_f64();
+                    site_im[l] += i[l].to_f64();
+                }
             }
-            Complex64::new(re, im)
-        })
+            site_re.iter().for_each(|&s| re.add(s));
+            site_im.iter().for_each(|&s| im.add(s));
+        });
+        Complex64::new(re.value(), im.value())
     }
 
-    /// |self|^2.
+    /// |self|^2, summed like [`SpinorField::dot`].
     pub fn norm_sqr(&self) -> f64 {
-        deterministic_sum(self.data.len(), |k| {
-            self.data[k].iter().map(|a| a.dot_lanes(a).0.iter().map(|x| x.to_f64()).sum::<f64>()).sum::<f64>()
-        })
+        let [sum] = exact_sums(self.data.len(), |k, [sum]| {
+            let mut site = [0.0; LANES];
+            for a in &self.data[k] {
+                let (r, _) = a.dot_lanes(a);
+                for l in 0..LANES {
+                    site[l] += r[l].to_f64();
+                }
+            }
+            site.iter().for_each(|&s| sum.add(s));
+        });
+        sum.value()
     }
 
     /// self <- self + a x.

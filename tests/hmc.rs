@@ -6,9 +6,10 @@ mod common;
 use common::assert_within_3_sigma;
 use flowhmc::action::{GaugeAction, GaugeActionKind, Monomial};
 use flowhmc::analysis::gamma::{DEFAULT_S, gamma_method};
+use flowhmc::backend::cpu::PackedGroup;
 use flowhmc::field::{GaugeField, MomentumField};
 use flowhmc::geometry::Lattice;
-use flowhmc::group::{Group, Su3, U1};
+use flowhmc::group::{Su3, U1};
 use flowhmc::integrator::{Integrator, Level, Scheme};
 use flowhmc::observables::{average_plaquette, topological_charge_u1_2d};
 use flowhmc::reference::{u1_2d_charge_squared, u1_2d_plaquette};
@@ -16,7 +17,7 @@ use flowhmc::update::{Hmc, MarkovStep};
 use std::sync::Arc;
 
 /// The gauge action split into two halves on two nested levels.
-fn split<Gr: Group>(kind: GaugeActionKind, beta: f64) -> Vec<Box<dyn Monomial<GaugeField<Gr>>>> {
+fn split<Gr: PackedGroup>(kind: GaugeActionKind, beta: f64) -> Vec<Box<dyn Monomial<GaugeField<Gr>>>> {
     vec![
         Box::new(GaugeAction::new(kind, beta / 2.0).named("outer")),
         Box::new(GaugeAction::new(kind, beta / 2.0).named("inner")),
@@ -35,7 +36,7 @@ fn nested(outer: Scheme, inner: Scheme, steps: usize) -> Integrator {
 }
 
 /// A thermalised field: `n` HMC trajectories from a hot start.
-fn thermalised<Gr: Group>(dims: &[usize], kind: GaugeActionKind, beta: f64, n: u64) -> GaugeField<Gr> {
+fn thermalised<Gr: PackedGroup>(dims: &[usize], kind: GaugeActionKind, beta: f64, n: u64) -> GaugeField<Gr> {
     let lat = Arc::new(Lattice::new(dims).unwrap());
     let mut u = GaugeField::<Gr>::hot(lat, 1);
     let mono: Vec<Box<dyn Monomial<GaugeField<Gr>>>> = vec![Box::new(GaugeAction::new(kind, beta))];
@@ -47,7 +48,7 @@ fn thermalised<Gr: Group>(dims: &[usize], kind: GaugeActionKind, beta: f64, n: u
 }
 
 /// Mean |dH| over a few momentum draws on a fixed field.
-fn mean_abs_dh<Gr: Group>(
+fn mean_abs_dh<Gr: PackedGroup>(
     u: &GaugeField<Gr>,
     monomials: Vec<Box<dyn Monomial<GaugeField<Gr>>>>,
     integrator: Integrator,
@@ -66,7 +67,7 @@ fn mean_abs_dh<Gr: Group>(
         / draws as f64
 }
 
-fn check_scaling<Gr: Group>(u: &GaugeField<Gr>, kind: GaugeActionKind, beta: f64, steps: usize) {
+fn check_scaling<Gr: PackedGroup>(u: &GaugeField<Gr>, kind: GaugeActionKind, beta: f64, steps: usize) {
     for scheme in [Scheme::Leapfrog, Scheme::Omelyan, Scheme::Omelyan4, Scheme::ForceGradient] {
         let coarse =
             mean_abs_dh(u, gauge_for::<Gr>(kind, beta), Integrator::single(scheme, steps, 1).unwrap());
@@ -93,7 +94,7 @@ fn check_scaling<Gr: Group>(u: &GaugeField<Gr>, kind: GaugeActionKind, beta: f64
     }
 }
 
-fn gauge_for<Gr: Group>(kind: GaugeActionKind, beta: f64) -> Vec<Box<dyn Monomial<GaugeField<Gr>>>> {
+fn gauge_for<Gr: PackedGroup>(kind: GaugeActionKind, beta: f64) -> Vec<Box<dyn Monomial<GaugeField<Gr>>>> {
     vec![Box::new(GaugeAction::new(kind, beta))]
 }
 

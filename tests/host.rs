@@ -7,6 +7,7 @@ mod common;
 
 use common::SU3_HOST_PARAMETERS as SU3_PARAMETERS;
 use flowhmc::action::{GaugeAction, GaugeActionKind, Monomial};
+use flowhmc::backend::cpu::PackedGroup;
 use flowhmc::chain::card::Card;
 use flowhmc::chain::run::build_update;
 use flowhmc::checkerboard::Checkerboard;
@@ -45,7 +46,7 @@ fn layouts(ndim: usize, lattice: &Lattice) -> Vec<GaugeLayout> {
     ]
 }
 
-fn check_round_trips<G: Group>(dims: &[usize]) {
+fn check_round_trips<G: PackedGroup>(dims: &[usize]) {
     let lat = Arc::new(Lattice::new(dims).unwrap());
     let u = GaugeField::<G>::hot(lat.clone(), 3);
     for layout in layouts(dims.len(), &lat) {
@@ -134,7 +135,7 @@ fn spinor_layouts_round_trip_and_change_basis() {
     }
 }
 
-fn host_buffer<G: Group>(ctx: &Context, u: &GaugeField<G>, layout: &GaugeLayout) -> Vec<f64> {
+fn host_buffer<G: PackedGroup>(ctx: &Context, u: &GaugeField<G>, layout: &GaugeLayout) -> Vec<f64> {
     let r = ResolvedGaugeLayout::new(layout, u.lattice(), G::NC).unwrap();
     let mut b = vec![0.0; ctx.gauge_len()];
     export_gauge(&r, u, &mut b).unwrap();

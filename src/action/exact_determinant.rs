@@ -8,12 +8,12 @@
 //! MD force (a dense derivative would cost V times the determinant).
 
 use super::Monomial;
+use crate::backend::cpu::PackedGroup;
 use crate::checkerboard::Checkerboard;
 use crate::dirac::dense::ln_abs_det;
 use crate::dirac::{Boundary, WilsonOperator};
 use crate::error::{Error, Result};
 use crate::field::{GaugeField, MomentumField};
-use crate::group::Group;
 use std::marker::PhantomData;
 
 /// Largest dense Wilson matrix (rows) the exact determinant accepts: an LU of this size takes
@@ -21,7 +21,7 @@ use std::marker::PhantomData;
 pub const MAX_DENSE_ROWS: usize = 3072;
 
 /// The exact two-flavour determinant term (see the module docs), S spin components.
-pub struct ExactDeterminant<G: Group, const S: usize> {
+pub struct ExactDeterminant<G: PackedGroup, const S: usize> {
     name: String,
     kappa: f64,
     boundary: Boundary,
@@ -29,7 +29,7 @@ pub struct ExactDeterminant<G: Group, const S: usize> {
     group: PhantomData<G>,
 }
 
-impl<G: Group, const S: usize> ExactDeterminant<G, S> {
+impl<G: PackedGroup, const S: usize> ExactDeterminant<G, S> {
     /// The term of M(kappa) with `boundary` on the lattice of `cb`, named `name`; refused for
     /// a lattice whose dense matrix exceeds [`MAX_DENSE_ROWS`].
     pub fn new(name: &str, kappa: f64, boundary: Boundary, cb: Checkerboard) -> Result<Self> {
@@ -44,7 +44,7 @@ impl<G: Group, const S: usize> ExactDeterminant<G, S> {
     }
 }
 
-impl<G: Group, const S: usize> Monomial<GaugeField<G>> for ExactDeterminant<G, S> {
+impl<G: PackedGroup, const S: usize> Monomial<GaugeField<G>> for ExactDeterminant<G, S> {
     fn name(&self) -> &str {
         &self.name
     }

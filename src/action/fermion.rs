@@ -20,12 +20,12 @@
 //! backend operators plug in the same way), whose operators M(kappa) they build per call.
 
 use super::Monomial;
+use crate::backend::cpu::PackedGroup;
 use crate::checkerboard::Checkerboard;
 use crate::dirac::solve::normal_solve;
 use crate::dirac::{Boundary, Discretization, FermionMatrix, FermionOperator, Operator, Wilson};
 use crate::error::{Error, Result};
 use crate::field::{GaugeField, MomentumField};
-use crate::group::Group;
 use crate::rng::{Purpose, StreamKey};
 use crate::solver::SolverParams;
 use crate::spinor::{Sites, SpinorField};
@@ -50,7 +50,7 @@ pub struct PseudofermionParams {
 
 /// A two-flavour pseudofermion term (see the module docs) of the fermion discretization D,
 /// S spin components.
-pub struct Pseudofermion<G: Group, const S: usize, D: Discretization<G, S> = Wilson> {
+pub struct Pseudofermion<G: PackedGroup, const S: usize, D: Discretization<G, S> = Wilson> {
     name: String,
     params: PseudofermionParams,
     fermions: D,
@@ -60,7 +60,7 @@ pub struct Pseudofermion<G: Group, const S: usize, D: Discretization<G, S> = Wil
     iterations: AtomicUsize,
 }
 
-impl<G: Group, const S: usize> Pseudofermion<G, S> {
+impl<G: PackedGroup, const S: usize> Pseudofermion<G, S> {
     /// A term of Wilson fermions (with the boundary phase of `params`) named `name` on the
     /// layout `cb`; `stream` distinguishes the heatbath noise of the run's pseudofermion terms.
     pub fn new(name: &str, params: PseudofermionParams, cb: Checkerboard, stream: u64) -> Self {
@@ -69,7 +69,7 @@ impl<G: Group, const S: usize> Pseudofermion<G, S> {
     }
 }
 
-impl<G: Group, const S: usize, D: Discretization<G, S>> Pseudofermion<G, S, D> {
+impl<G: PackedGroup, const S: usize, D: Discretization<G, S>> Pseudofermion<G, S, D> {
     /// A term of the fermions `fermions` named `name` (`params.boundary` is the
     /// discretization's business here); `stream` distinguishes the heatbath noise of the run's
     /// pseudofermion terms.
@@ -134,7 +134,9 @@ impl<G: Group, const S: usize, D: Discretization<G, S>> Pseudofermion<G, S, D> {
     }
 }
 
-impl<G: Group, const S: usize, D: Discretization<G, S>> Monomial<GaugeField<G>> for Pseudofermion<G, S, D> {
+impl<G: PackedGroup, const S: usize, D: Discretization<G, S>> Monomial<GaugeField<G>>
+    for Pseudofermion<G, S, D>
+{
     fn name(&self) -> &str {
         &self.name
     }
@@ -197,7 +199,12 @@ mod tests {
 
     /// Every sampled force component agrees with a fourth-order central difference of the
     /// action (pseudofermion field fixed), relative to the force scale, to 1e-6.
-    fn check_force<G: Group, const S: usize>(dims: &[usize], kappa: f64, kappa_heavy: f64, even_odd: bool) {
+    fn check_force<G: PackedGroup, const S: usize>(
+        dims: &[usize],
+        kappa: f64,
+        kappa_heavy: f64,
+        even_odd: bool,
+    ) {
         let lat = Arc::new(Lattice::new(dims).unwrap());
         let u = GaugeField::<G>::hot(lat.clone(), 3);
         let params = PseudofermionParams {

@@ -6,11 +6,12 @@
 //! rectangle sum runs over every 1x2 rectangle once ([`crate::loops`]).
 
 use super::Monomial;
+use crate::backend::cpu::PackedGroup;
+use crate::backend::cpu::alg_lanes_axpy;
+use crate::backend::cpu::packed::{Lanes, PackedMatrix};
 use crate::error::Result;
 use crate::field::{GaugeField, MomentumField};
 use crate::geometry::PackedSite;
-use crate::group::packed::{Lanes, PackedMatrix};
-use crate::group::{Group, alg_lanes_axpy};
 use crate::loops::{plaquette_re_tr_sum, rectangle_re_tr_sum, rectangle_staple};
 use crate::parallel::for_each_slice_in_phases;
 use rayon::prelude::*;
@@ -72,7 +73,7 @@ impl GaugeAction {
     }
 
     /// The action of `u`.
-    pub fn value<G: Group>(&self, u: &GaugeField<G>) -> f64 {
+    pub fn value<G: PackedGroup>(&self, u: &GaugeField<G>) -> f64 {
         let lat = u.lattice();
         let n = G::NC as f64;
         let plaquettes = lat.plaquette_count() as f64;
@@ -84,7 +85,7 @@ impl GaugeAction {
     }
 
     /// p += h F(U) for the force F of this action (cannot fail).
-    pub fn force<G: Group>(&self, u: &GaugeField<G>, h: f64, p: &mut MomentumField<G>) {
+    pub fn force<G: PackedGroup>(&self, u: &GaugeField<G>, h: f64, p: &mut MomentumField<G>) {
         // S contains -(beta/N) c Re tr L for every loop L, so each link gets
         // F_a = (beta/N) c Re tr(T_a L_link) from every loop containing it, L_link the loop
         // traversed from that link forward.
@@ -96,7 +97,7 @@ impl GaugeAction {
     }
 }
 
-impl<G: Group> Monomial<GaugeField<G>> for GaugeAction {
+impl<G: PackedGroup> Monomial<GaugeField<G>> for GaugeAction {
     fn name(&self) -> &str {
         &self.name
     }
@@ -122,7 +123,7 @@ impl<G: Group> Monomial<GaugeField<G>> for GaugeAction {
 /// neighbouring sites; sites are processed in slices of the slowest outer coordinate, whose
 /// scatter reaches the next slice at most, in phases that never run neighbouring slices
 /// together ([`for_each_slice_in_phases`]).
-fn add_plaquette_force<G: Group>(u: &GaugeField<G>, c: f64, p: &mut MomentumField<G>) {
+fn add_plaquette_force<G: PackedGroup>(u: &GaugeField<G>, c: f64, p: &mut MomentumField<G>) {
     let lat = u.lattice();
     let d = lat.ndim();
     let slices = lat.dims()[d - 1] / 2;
@@ -160,7 +161,7 @@ fn add_plaquette_force<G: Group>(u: &GaugeField<G>, c: f64, p: &mut MomentumFiel
 
 /// p += c F with F_a = Re tr(T_a L) summed over the 1x2 rectangles L containing each link,
 /// gathered per link from its rectangle staples.
-fn add_rectangle_force<G: Group>(u: &GaugeField<G>, c: f64, p: &mut MomentumField<G>) {
+fn add_rectangle_force<G: PackedGroup>(u: &GaugeField<G>, c: f64, p: &mut MomentumField<G>) {
     let d = u.lattice().ndim();
     p.packed_mut().par_chunks_mut(d).enumerate().for_each(|(outer, ps)| {
         let x = PackedSite { outer, mask: 0 };
@@ -211,7 +212,7 @@ mod tests {
 
     /// Every force component agrees with a central finite difference of the action,
     /// relative to the force scale, to 1e-6.
-    fn check_force<G: Group>(dims: &[usize], kind: GaugeActionKind) {
+    fn check_force<G: PackedGroup>(dims: &[usize], kind: GaugeActionKind) {
         let lat = Arc::new(Lattice::new(dims).unwrap());
         let u = GaugeField::<G>::hot(lat.clone(), 21);
         let action = GaugeAction::new(kind, 2.3);

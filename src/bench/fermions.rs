@@ -4,12 +4,13 @@
 use super::{Figure, spread, timed};
 use crate::action::fermion::{Pseudofermion, PseudofermionParams};
 use crate::action::{GaugeAction, GaugeActionKind, Monomial};
+use crate::backend::cpu::PackedGroup;
+use crate::backend::cpu::packed::Real;
 use crate::checkerboard::Checkerboard;
 use crate::dirac::{Boundary, FermionOperator, Method, WilsonOperator, solve};
 use crate::field::GaugeField;
 use crate::geometry::Lattice;
-use crate::group::packed::Real;
-use crate::group::{Group, Su3, U1};
+use crate::group::{Su3, U1};
 use crate::integrator::{Integrator, Level, Scheme};
 use crate::rng::Purpose;
 use crate::solver::SolverParams;
@@ -129,7 +130,7 @@ pub fn cg_solves(u: &GaugeField<Su3>, kappa: f64, threads: usize, repeats: u64) 
 
 /// Seconds per HMC trajectory (median), acceptance and CG iterations per trajectory of a
 /// gauge + pseudofermion chain started from `u`.
-fn fermion_chain<G: Group, const S: usize>(
+fn fermion_chain<G: PackedGroup, const S: usize>(
     label: &str,
     mut u: GaugeField<G>,
     beta: f64,

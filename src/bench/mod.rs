@@ -7,9 +7,10 @@ pub mod flows;
 pub mod host;
 
 use crate::action::{GaugeAction, GaugeActionKind, Monomial};
+use crate::backend::cpu::PackedGroup;
 use crate::field::{GaugeField, MomentumField};
 use crate::geometry::Lattice;
-use crate::group::{Group, Su3};
+use crate::group::Su3;
 use crate::integrator::{Integrator, Scheme};
 use crate::observables::average_plaquette;
 use crate::update::{Hmc, MarkovStep};
@@ -48,7 +49,7 @@ pub fn thermalised_su3(thermalization: u64) -> GaugeField<Su3> {
 }
 
 /// HMC (tau = 1) for the Wilson action at beta = 6 with one integrator level.
-pub(crate) fn pure_gauge_hmc<G: Group>(scheme: Scheme, steps: usize) -> Hmc<GaugeField<G>> {
+pub(crate) fn pure_gauge_hmc<G: PackedGroup>(scheme: Scheme, steps: usize) -> Hmc<GaugeField<G>> {
     let mono: Vec<Box<dyn Monomial<GaugeField<G>>>> =
         vec![Box::new(GaugeAction::new(GaugeActionKind::Wilson, 6.0))];
     let integrator = Integrator::single(scheme, steps, 1).expect("integrator");

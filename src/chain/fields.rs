@@ -8,12 +8,12 @@ use super::measure::{measure, measure_hadrons, measure_scalar};
 use crate::action::exact_determinant::ExactDeterminant;
 use crate::action::fermion::{Pseudofermion, PseudofermionParams};
 use crate::action::{GaugeAction, Monomial, Phi4Action};
+use crate::backend::cpu::PackedGroup;
 use crate::checkerboard::Checkerboard;
 use crate::error::{Error, Result};
 use crate::field::GaugeField;
 use crate::flow::{FlowField, FlowModel, LatentField};
 use crate::geometry::Lattice;
-use crate::group::Group;
 use crate::io::native::{self, NativeField};
 use crate::io::{nersc, read_file};
 use crate::observables::average_plaquette;
@@ -96,7 +96,7 @@ fn gauge_card(card: &Card) -> Result<&super::card::GaugeCard> {
     }
 }
 
-impl<G: Group> ChainField for GaugeField<G> {
+impl<G: PackedGroup> ChainField for GaugeField<G> {
     fn start(card: &Card, lattice: &Arc<Lattice>) -> Result<Self> {
         Ok(match card.start() {
             Start::Hot if card.update.kind.uses_flow() => model_sample(card)?,

@@ -19,9 +19,10 @@
 //! against 613 MB. The estimate errs on the large side by about a third.
 
 use super::card::{Card, GroupName, Theory};
+use crate::backend::cpu::PackedGroup;
 use crate::error::Result;
 use crate::geometry::Lattice;
-use crate::group::{Group, Su3, U1};
+use crate::group::{Su3, U1};
 use crate::memory::check_available;
 
 /// Gauge-link fields a run holds at once.
@@ -35,7 +36,7 @@ pub const SPINOR_FIELDS: u128 = 10;
 
 /// Bytes of one link and of one algebra element of the card's group, and its colours.
 fn group_sizes(group: GroupName) -> (u128, u128, u128) {
-    fn sizes<G: Group>() -> (u128, u128) {
+    fn sizes<G: PackedGroup>() -> (u128, u128) {
         (size_of::<G::Elem>() as u128, size_of::<G::Alg>() as u128)
     }
     let ((link, alg), colors) = match group {

@@ -15,11 +15,12 @@
 //! (sum_x phi(x)^2 / V); the summary adds the two-point susceptibility estimator V m^2.
 
 use super::card::{FermionCard, FlowCard, HadronCard};
+use crate::backend::cpu::PackedGroup;
 use crate::checkerboard::Checkerboard;
 use crate::dirac::WilsonOperator;
 use crate::error::Result;
 use crate::field::GaugeField;
-use crate::group::{Group, U1};
+use crate::group::U1;
 use crate::observables::hadrons::{chiral_condensate, effective_mass, pion_correlator};
 use crate::observables::{
     average_plaquette, average_rectangle, polyakov_loop, topological_charge_u1_2d, wilson_flow,
@@ -31,7 +32,7 @@ use serde_json::{Map, Value, json};
 use std::any::Any;
 
 /// The geometric charge when the field is 2D U(1), else `None`.
-pub fn geometric_charge<G: Group>(u: &GaugeField<G>) -> Option<f64> {
+pub fn geometric_charge<G: PackedGroup>(u: &GaugeField<G>) -> Option<f64> {
     let u1 = (u as &dyn Any).downcast_ref::<GaugeField<U1>>()?;
     (u1.lattice().ndim() == 2).then(|| topological_charge_u1_2d(u1))
 }
@@ -68,7 +69,7 @@ pub fn measure_scalar(phi: &ScalarField, report: &StepReport, trajectory: u64) -
 }
 
 /// Measures `u` after update `trajectory`; `flow` is given on trajectories that measure it.
-pub fn measure<G: Group>(
+pub fn measure<G: PackedGroup>(
     u: &GaugeField<G>,
     report: &StepReport,
     trajectory: u64,
@@ -102,7 +103,7 @@ pub fn measure<G: Group>(
 /// Chiral condensate (`chiral_condensate`, per flavour, `noise` vectors), point-source pion
 /// correlator (`pion_correlator`, `pion_effective_mass`) and their solver iterations
 /// (`hadron_solver_iterations`), with the operator of `fermions` on `u`.
-pub fn measure_hadrons<G: Group>(
+pub fn measure_hadrons<G: PackedGroup>(
     u: &GaugeField<G>,
     fermions: &FermionCard,
     hadrons: &HadronCard,
@@ -115,7 +116,7 @@ pub fn measure_hadrons<G: Group>(
     }
 }
 
-fn hadrons_with_spins<G: Group, const S: usize>(
+fn hadrons_with_spins<G: PackedGroup, const S: usize>(
     u: &GaugeField<G>,
     fermions: &FermionCard,
     hadrons: &HadronCard,

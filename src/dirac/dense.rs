@@ -3,15 +3,15 @@
 //! samplers are checked. Dense LU by faer (partial pivoting).
 
 use super::FermionOperator;
-use crate::group::Group;
-use crate::group::packed::ColorVector;
+use crate::backend::cpu::PackedGroup;
+use crate::backend::cpu::packed::ColorVector;
 use crate::spinor::{Color, SpinorField};
 use faer::Mat;
 use num_complex::Complex64;
 
 /// M as a dense matrix; row and column index (site * S + spin) * N + colour, N the number of
 /// colours, sites lexicographic.
-pub fn dense_matrix<G: Group, const S: usize>(w: &impl FermionOperator<G, S>) -> Mat<Complex64> {
+pub fn dense_matrix<G: PackedGroup, const S: usize>(w: &impl FermionOperator<G, S>) -> Mat<Complex64> {
     let cb = w.checkerboard();
     let volume = cb.lattice().volume();
     let colors = Color::<G>::COLORS;
@@ -40,7 +40,7 @@ pub fn dense_matrix<G: Group, const S: usize>(w: &impl FermionOperator<G, S>) ->
 }
 
 /// ln |det M| = (1/2) ln det(M^dagger M), from the diagonal of the LU factor U.
-pub fn ln_abs_det<G: Group, const S: usize>(w: &impl FermionOperator<G, S>) -> f64 {
+pub fn ln_abs_det<G: PackedGroup, const S: usize>(w: &impl FermionOperator<G, S>) -> f64 {
     let lu = dense_matrix(w).partial_piv_lu();
     let u = lu.U();
     (0..u.nrows()).map(|i| u[(i, i)].norm().ln()).sum()
@@ -115,7 +115,7 @@ mod tests {
     }
 
     /// ln |det M_hat| of the Schur operator on the even sites, from its dense matrix.
-    fn schur_ln_abs_det<G: Group, const S: usize>(w: &WilsonOperator<'_, G, S>) -> f64 {
+    fn schur_ln_abs_det<G: PackedGroup, const S: usize>(w: &WilsonOperator<'_, G, S>) -> f64 {
         let cb = w.checkerboard();
         let lat = cb.lattice();
         let colors = Color::<G>::COLORS;
@@ -153,7 +153,7 @@ mod tests {
 
     /// Where both layouts exist, the dense ln |det M| of the natural layout, that of the
     /// even/odd layout and ln |det M_hat| of the Schur operator agree on hot fields.
-    fn check_layouts_and_schur<G: Group, const S: usize>(dims: &[usize], kappa: f64) {
+    fn check_layouts_and_schur<G: PackedGroup, const S: usize>(dims: &[usize], kappa: f64) {
         let lat = Arc::new(Lattice::new(dims).unwrap());
         let u = GaugeField::<G>::hot(lat.clone(), 12);
         let (eo, natural) = (Checkerboard::new(lat.clone()).unwrap(), Checkerboard::natural(lat).unwrap());

@@ -16,17 +16,17 @@
 //! - [`Discretization`]: a kind of fermion (Wilson, later clover) with its layout and boundary
 //!   conditions; importing a gauge field gives the operator M(kappa) on it.
 
+use crate::backend::cpu::PackedGroup;
+use crate::backend::cpu::packed::Real;
 use crate::checkerboard::Checkerboard;
 use crate::error::Result;
 use crate::field::{GaugeField, MomentumField};
-use crate::group::Group;
-use crate::group::packed::Real;
 use crate::spinor::SpinorField;
 
 /// A fermion operator M on one gauge field, in precision R (see the module docs for the
 /// block conventions). Full fields have the checkerboard's full length, half fields its
 /// half length; the block forms need the even/odd layout.
-pub trait FermionOperator<G: Group, const S: usize, R: Real = f64>: Sync {
+pub trait FermionOperator<G: PackedGroup, const S: usize, R: Real = f64>: Sync {
     /// The layout of the fields it acts on.
     fn checkerboard(&self) -> &Checkerboard;
 
@@ -108,7 +108,7 @@ pub trait FermionOperator<G: Group, const S: usize, R: Real = f64>: Sync {
 
 /// The double-precision operator that monomials use: a [`FermionOperator`] with the derivative
 /// that forces need and a single-precision copy for mixed-precision solves.
-pub trait FermionMatrix<G: Group, const S: usize>: FermionOperator<G, S> {
+pub trait FermionMatrix<G: PackedGroup, const S: usize>: FermionOperator<G, S> {
     /// The operator in f32.
     type Single<'s>: FermionOperator<G, S, f32>
     where
@@ -132,7 +132,7 @@ pub trait FermionMatrix<G: Group, const S: usize>: FermionOperator<G, S> {
 
 /// A kind of fermion (Wilson, later clover): its field layout and boundary conditions, and how
 /// it imports a gauge field.
-pub trait Discretization<G: Group, const S: usize>: Send + Sync {
+pub trait Discretization<G: PackedGroup, const S: usize>: Send + Sync {
     /// The operator on one gauge field.
     type Operator<'a>: FermionMatrix<G, S>
     where
@@ -159,9 +159,9 @@ mod tests {
 
     /// An operator that has only the required methods (the Wilson operator's), so that the
     /// provided ones compose the blocks.
-    struct FromBlocks<'w, 'a, G: Group, const S: usize>(&'w WilsonOperator<'a, G, S>);
+    struct FromBlocks<'w, 'a, G: PackedGroup, const S: usize>(&'w WilsonOperator<'a, G, S>);
 
-    impl<G: Group, const S: usize> FermionOperator<G, S> for FromBlocks<'_, '_, G, S> {
+    impl<G: PackedGroup, const S: usize> FermionOperator<G, S> for FromBlocks<'_, '_, G, S> {
         fn checkerboard(&self) -> &Checkerboard {
             self.0.checkerboard()
         }
@@ -189,7 +189,7 @@ mod tests {
         }
     }
 
-    fn distance<G: Group, const S: usize>(a: &SpinorField<G, S>, b: &SpinorField<G, S>) -> f64 {
+    fn distance<G: PackedGroup, const S: usize>(a: &SpinorField<G, S>, b: &SpinorField<G, S>) -> f64 {
         let mut d = a.clone();
         d.axpy(Complex64::new(-1.0, 0.0), b);
         (d.norm_sqr() / b.norm_sqr()).sqrt()
@@ -198,7 +198,7 @@ mod tests {
     /// The blocks of M are the blocks of the full operator, adjoint to those of M^dagger, and
     /// the provided Schur, normal, source and reconstruction forms composed from them equal the
     /// fused Wilson kernels.
-    fn check_blocks<G: Group, const S: usize>(dims: &[usize]) {
+    fn check_blocks<G: PackedGroup, const S: usize>(dims: &[usize]) {
         let lat = Arc::new(Lattice::new(dims).unwrap());
         let u = GaugeField::<G>::hot(lat.clone(), 6);
         let cb = Checkerboard::new(lat).unwrap();

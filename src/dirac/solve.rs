@@ -2,9 +2,9 @@
 //! preconditioning, for any [`FermionMatrix`].
 
 use super::operator::{FermionMatrix, FermionOperator};
+use crate::backend::cpu::PackedGroup;
+use crate::backend::cpu::packed::Real;
 use crate::error::Result;
-use crate::group::Group;
-use crate::group::packed::Real;
 use crate::solver::{LinearOperator, SolveReport, SolverParams, bicgstab, cg, mixed_cg};
 use crate::spinor::SpinorField;
 
@@ -22,14 +22,14 @@ pub enum Operator {
 }
 
 /// A fermion operator in one of its [`Operator`] forms, in precision R.
-pub struct DiracOperator<'w, G: Group, const S: usize, R: Real = f64> {
+pub struct DiracOperator<'w, G: PackedGroup, const S: usize, R: Real = f64> {
     /// The fermion operator.
     pub op: &'w dyn FermionOperator<G, S, R>,
     /// The form.
     pub form: Operator,
 }
 
-impl<G: Group, const S: usize, R: Real> LinearOperator for DiracOperator<'_, G, S, R> {
+impl<G: PackedGroup, const S: usize, R: Real> LinearOperator for DiracOperator<'_, G, S, R> {
     type Vector = SpinorField<G, S, R>;
     fn apply(&self, x: &SpinorField<G, S, R>, y: &mut SpinorField<G, S, R>) {
         let even_odd = matches!(self.form, Operator::Schur | Operator::SchurNormal);
@@ -58,7 +58,7 @@ pub enum Method {
 /// Solves M x = b (full fields) from the initial guess (x = 0 when `None`). With `even_odd`
 /// the Schur system M_hat x_e = b_e - M_eo M_oo^{-1} b_o is solved from the guess's even half
 /// and x_o = M_oo^{-1} (b_o - M_oe x_e) reconstructed.
-pub fn solve<G: Group, const S: usize>(
+pub fn solve<G: PackedGroup, const S: usize>(
     w: &impl FermionMatrix<G, S>,
     b: &SpinorField<G, S>,
     guess: Option<&SpinorField<G, S>>,
@@ -86,7 +86,7 @@ pub fn solve<G: Group, const S: usize>(
 /// Solves the normal equations A x = b, A = M^dagger M or M_hat^dagger M_hat (`form`), by CG
 /// in f64 or, with `mixed`, by mixed-precision CG on the f32 copy of the operator, from the
 /// initial guess (x = 0 when `None`).
-pub fn normal_solve<G: Group, const S: usize>(
+pub fn normal_solve<G: PackedGroup, const S: usize>(
     w: &impl FermionMatrix<G, S>,
     form: Operator,
     b: &SpinorField<G, S>,
@@ -115,7 +115,7 @@ mod tests {
     use crate::solver::true_residual;
     use std::sync::Arc;
 
-    fn check<G: Group, const S: usize>(dims: &[usize], kappa: f64) {
+    fn check<G: PackedGroup, const S: usize>(dims: &[usize], kappa: f64) {
         let lat = Arc::new(Lattice::new(dims).unwrap());
         let u = GaugeField::<G>::hot(lat.clone(), 8);
         let cb = Checkerboard::new(lat).unwrap();
@@ -141,7 +141,7 @@ mod tests {
 
     /// Solves without even/odd preconditioning in the natural layout (lanes of mixed parity):
     /// every method reaches its residual and they agree.
-    fn check_natural<G: Group, const S: usize>(dims: &[usize], kappa: f64) {
+    fn check_natural<G: PackedGroup, const S: usize>(dims: &[usize], kappa: f64) {
         let lat = Arc::new(Lattice::new(dims).unwrap());
         let u = GaugeField::<G>::hot(lat.clone(), 8);
         let cb = Checkerboard::natural(lat).unwrap();

@@ -15,12 +15,13 @@
 
 use super::gamma::{GammaBlock, Phase, blocks};
 use super::operator::{Discretization, FermionMatrix, FermionOperator};
+use crate::backend::cpu::PackedGroup;
+use crate::backend::cpu::alg_lanes_axpy;
+use crate::backend::cpu::packed::{ColorVector, Lanes, PackedMatrix, Real, prefetch};
 use crate::checkerboard::{Checkerboard, Hop, hop_may_permute};
 use crate::error::{Error, Result};
 use crate::field::{GaugeField, MomentumField};
 use crate::geometry::PackedSite;
-use crate::group::packed::{ColorVector, Lanes, PackedMatrix, Real, prefetch};
-use crate::group::{Group, alg_lanes_axpy};
 use crate::spinor::{Color, MIN_CHUNK, Spinor, SpinorField};
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -55,7 +56,7 @@ impl Wilson {
     }
 }
 
-impl<G: Group, const S: usize> Discretization<G, S> for Wilson {
+impl<G: PackedGroup, const S: usize> Discretization<G, S> for Wilson {
     type Operator<'a> = WilsonOperator<'a, G, S>;
 
     fn checkerboard(&self) -> &Checkerboard {
@@ -75,7 +76,7 @@ impl<G: Group, const S: usize> Discretization<G, S> for Wilson {
 /// wraps around in time multiplied by its boundary phase. A pass of the hopping term then reads
 /// the links as one contiguous stream, and its inner loop has no lane exchanges of links, no
 /// adjoints and no phases (the layout of openQCD's and QUDA's Dirac kernels).
-pub struct WilsonOperator<'a, G: Group, const S: usize, R: Real = f64> {
+pub struct WilsonOperator<'a, G: PackedGroup, const S: usize, R: Real = f64> {
     u: &'a GaugeField<G>,
     cb: &'a Checkerboard,
     kappa: f64,
@@ -102,7 +103,7 @@ fn times_phase<V: ColorVector>(phase: Phase, v: &V) -> V {
     }
 }
 
-impl<'a, G: Group, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
+impl<'a, G: PackedGroup, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
     /// The operator with hopping parameter `kappa` on the field `u`. Checks that S matches the
     /// dimension (2 in 2D, 4 in 4D) and that `cb` belongs to the field's lattice.
     pub fn new(u: &'a GaugeField<G>, cb: &'a Checkerboard, kappa: f64, boundary: Boundary) -> Result<Self> {
@@ -363,7 +364,7 @@ impl<'a, G: Group, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
 /// M = 1 - kappa H: diagonal blocks 1, off-diagonal blocks -kappa H_{p, 1-p}, and gamma5 H
 /// gamma5 in place of H for the daggered forms. The Schur forms and the normal operator are
 /// the fused kernels above, not the block compositions.
-impl<G: Group, const S: usize, R: Real> FermionOperator<G, S, R> for WilsonOperator<'_, G, S, R> {
+impl<G: PackedGroup, const S: usize, R: Real> FermionOperator<G, S, R> for WilsonOperator<'_, G, S, R> {
     fn checkerboard(&self) -> &Checkerboard {
         self.cb
     }
@@ -433,7 +434,7 @@ impl<G: Group, const S: usize, R: Real> FermionOperator<G, S, R> for WilsonOpera
 
 /// dM = -kappa dH (full), and for the Schur operator Re(a_e^dagger dM_hat b_e) = -kappa^2
 /// Re(a'^dagger dH b') with b' = (b_e, H_oe b_e) and a' = (a_e, gamma5 H_oe gamma5 a_e).
-impl<'a, G: Group, const S: usize> FermionMatrix<G, S> for WilsonOperator<'a, G, S> {
+impl<'a, G: PackedGroup, const S: usize> FermionMatrix<G, S> for WilsonOperator<'a, G, S> {
     type Single<'s>
         = WilsonOperator<'a, G, S, f32>
     where
@@ -465,7 +466,7 @@ impl<'a, G: Group, const S: usize> FermionMatrix<G, S> for WilsonOperator<'a, G,
 }
 
 /// The force of the Wilson operator, in f64 (the precision of the gauge field).
-impl<G: Group, const S: usize> WilsonOperator<'_, G, S> {
+impl<G: PackedGroup, const S: usize> WilsonOperator<'_, G, S> {
     /// The full field on which the derivative kernel sees the Schur operator: (x_e, H_oe x_e),
     /// with gamma5 H_oe gamma5 when `dagger`.
     fn lift(&self, x: &SpinorField<G, S>, dagger: bool) -> SpinorField<G, S> {
@@ -536,19 +537,19 @@ mod tests {
     use num_complex::Complex64;
     use std::sync::Arc;
 
-    fn fields<G: Group, const S: usize>(dims: &[usize]) -> (GaugeField<G>, Checkerboard) {
+    fn fields<G: PackedGroup, const S: usize>(dims: &[usize]) -> (GaugeField<G>, Checkerboard) {
         let lat = Arc::new(Lattice::new(dims).unwrap());
         (GaugeField::<G>::hot(lat.clone(), 4), Checkerboard::new(lat).unwrap())
     }
 
     /// A hot field and the natural layout (one block) of its lattice.
-    fn natural_fields<G: Group>(dims: &[usize]) -> (GaugeField<G>, Checkerboard) {
+    fn natural_fields<G: PackedGroup>(dims: &[usize]) -> (GaugeField<G>, Checkerboard) {
         let lat = Arc::new(Lattice::new(dims).unwrap());
         (GaugeField::<G>::hot(lat.clone(), 4), Checkerboard::natural(lat).unwrap())
     }
 
     /// <x, M y> = <M^dagger x, y> on full fields.
-    fn check_full_adjoint<G: Group, const S: usize>(u: &GaugeField<G>, cb: &Checkerboard) {
+    fn check_full_adjoint<G: PackedGroup, const S: usize>(u: &GaugeField<G>, cb: &Checkerboard) {
         let m = WilsonOperator::<G, S>::new(u, cb, 0.13, Boundary { theta: 0.7 }).unwrap();
         let x = SpinorField::<G, S>::gaussian_full(cb, 1, Purpose::Test, 0);
         let y = SpinorField::<G, S>::gaussian_full(cb, 2, Purpose::Test, 0);
@@ -563,7 +564,7 @@ mod tests {
         assert!((x.dot(&my) - mx.dot(&y)).norm() > 1e-3 * a.norm());
     }
 
-    fn check_adjoint_and_gamma5<G: Group, const S: usize>(dims: &[usize]) {
+    fn check_adjoint_and_gamma5<G: PackedGroup, const S: usize>(dims: &[usize]) {
         let (u, cb) = fields::<G, S>(dims);
         check_full_adjoint::<G, S>(&u, &cb);
         let m = WilsonOperator::<G, S>::new(&u, &cb, 0.13, Boundary { theta: 0.7 }).unwrap();
@@ -589,7 +590,7 @@ mod tests {
 
     /// The f32 copy of the operator agrees with the f64 one to single-precision round-off, in
     /// every form (M, M^dagger, M_hat, M_hat^dagger).
-    fn check_single_precision<G: Group, const S: usize>(dims: &[usize]) {
+    fn check_single_precision<G: PackedGroup, const S: usize>(dims: &[usize]) {
         let (u, cb) = fields::<G, S>(dims);
         let m = WilsonOperator::<G, S>::new(&u, &cb, 0.13, Boundary { theta: 0.7 }).unwrap();
         let single = m.in_precision::<f32>();
@@ -644,7 +645,7 @@ mod tests {
 
     /// Where both layouts exist, M, M^dagger and the hopping derivative are the same, site by
     /// site and bit by bit, in the natural layout as in the even/odd one.
-    fn check_layouts_agree<G: Group, const S: usize>(dims: &[usize]) {
+    fn check_layouts_agree<G: PackedGroup, const S: usize>(dims: &[usize]) {
         let (u, eo) = fields::<G, S>(dims);
         let natural = Checkerboard::natural(u.lattice().clone()).unwrap();
         let lat = u.lattice().clone();
@@ -683,7 +684,7 @@ mod tests {
 
     /// gamma5 M gamma5 = M^dagger entry by entry: <e_i, M e_j> = conj(<e_j, gamma5 M gamma5 e_i>)
     /// for every pair of unit vectors on a small lattice.
-    fn check_gamma5_hermiticity<G: Group, const S: usize>(dims: &[usize], natural: bool) {
+    fn check_gamma5_hermiticity<G: PackedGroup, const S: usize>(dims: &[usize], natural: bool) {
         let (u, cb) = if natural { natural_fields::<G>(dims) } else { fields::<G, S>(dims) };
         let m = WilsonOperator::<G, S>::new(&u, &cb, 0.2, Boundary::ANTIPERIODIC).unwrap();
         let lat = cb.lattice().clone();
@@ -729,7 +730,7 @@ mod tests {
 
     /// On constant U(1) links U_mu = e^{i theta_mu}, M e^{ikx} chi = 2 kappa D(k) e^{ikx} chi
     /// with D(k) = m0 + sum_mu (1 - cos q_mu) + i sum_mu gamma_mu sin q_mu, q = k + theta.
-    fn check_free_field<G: Group, const S: usize>(dims: &[usize], theta: &[f64], natural: bool) {
+    fn check_free_field<G: PackedGroup, const S: usize>(dims: &[usize], theta: &[f64], natural: bool) {
         let lat = Arc::new(Lattice::new(dims).unwrap());
         let d = dims.len();
         let links: Vec<G::Elem> = (0..lat.volume() * d)
@@ -798,7 +799,7 @@ mod tests {
     }
 
     /// The hopping derivative agrees with a central finite difference of Re(a^dagger H b).
-    fn check_derivative<G: Group, const S: usize>(dims: &[usize], natural: bool) {
+    fn check_derivative<G: PackedGroup, const S: usize>(dims: &[usize], natural: bool) {
         let (u, cb) = if natural { natural_fields::<G>(dims) } else { fields::<G, S>(dims) };
         let lat = cb.lattice().clone();
         let boundary = Boundary { theta: 0.9 };

@@ -9,6 +9,8 @@
 //! All random numbers derive from the seed and the update number (README, Output), so the pair
 //! ([`RngState`]) is the whole state of the chain's randomness: restoring it replays the chain.
 
+use crate::backend::cpu::PackedGroup;
+use crate::backend::cpu::packed::Real;
 use crate::chain::card::{Card, GAUGE_MONOMIAL, GroupName, Theory, TrainingCard};
 use crate::chain::fields::ChainField;
 use crate::chain::run::build_update;
@@ -19,8 +21,7 @@ use crate::error::{Error, Result};
 use crate::field::{GaugeField, MomentumField};
 use crate::flow::train::TrainingPoint;
 use crate::geometry::Lattice;
-use crate::group::packed::Real;
-use crate::group::{Group, Su3, U1};
+use crate::group::{Su3, U1};
 use crate::host::{
     GaugeLayout, ResolvedGaugeLayout, ResolvedSpinorLayout, SpinorLayout, SpinorOrder, export_algebra,
     export_gauge, export_spinor, import_gauge, import_spinor,
@@ -391,7 +392,7 @@ trait Session: Send {
     fn set_rng_state(&mut self, state: RngState) -> Result<()>;
 }
 
-struct GroupSession<G: Group> {
+struct GroupSession<G: PackedGroup> {
     card: Card,
     lattice: Arc<Lattice>,
     pool: rayon::ThreadPool,
@@ -416,7 +417,7 @@ type Monomials<G> = Vec<Box<dyn crate::action::Monomial<GaugeField<G>>>>;
 
 /// The Markov step of a card and, separately, its monomials (for hosts that integrate
 /// themselves), built on the context's threads.
-fn build_steps<G: Group>(
+fn build_steps<G: PackedGroup>(
     pool: &rayon::ThreadPool,
     card: &Card,
     lattice: &Arc<Lattice>,
@@ -430,7 +431,7 @@ fn spins(lattice: &Lattice) -> usize {
     if lattice.ndim() == 2 { 2 } else { 4 }
 }
 
-impl<G: Group> GroupSession<G> {
+impl<G: PackedGroup> GroupSession<G> {
     fn new(card: Card) -> Result<Self> {
         let lattice = Arc::new(Lattice::new(&card.lattice.dims)?);
         let pool = rayon::ThreadPoolBuilder::new()
@@ -537,7 +538,7 @@ fn own_gauge_layout(ndim: usize) -> GaugeLayout {
     GaugeLayout { sites: crate::host::SiteOrder::x_fastest(ndim, false), ..GaugeLayout::milc(ndim) }
 }
 
-fn write_gauge<G: Group>(
+fn write_gauge<G: PackedGroup>(
     layout: &ResolvedGaugeLayout,
     u: &GaugeField<G>,
     out: HostSliceMut<'_>,
@@ -548,7 +549,7 @@ fn write_gauge<G: Group>(
     }
 }
 
-impl<G: Group> Session for GroupSession<G> {
+impl<G: PackedGroup> Session for GroupSession<G> {
     fn card(&self) -> &Card {
         &self.card
     }

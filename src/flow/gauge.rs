@@ -1,6 +1,6 @@
 //! Gauge fields on tensors: the Haar prior and the conversion between [`GaugeField`]s and
 //! batch tensors [batch, D, L_{D-1}, ..., L_0, K] of the links' K real coordinates
-//! ([`Group::coordinates`]: the angle for U(1)), direction-major, sites lexicographic (x
+//! ([`crate::group::Group::coordinates`]: the angle for U(1)), direction-major, sites lexicographic (x
 //! fastest).
 //!
 //! Densities of gauge flows are relative to the normalised Haar measure of every link, so the
@@ -10,23 +10,24 @@
 //! respect to that measure, since it is d theta / (2 pi) on every link.
 
 use super::{FlowField, LatentField, Prior};
+use crate::backend::cpu::PackedGroup;
 use crate::field::{GaugeField, MomentumField};
 use crate::geometry::Lattice;
-use crate::group::{Group, LinkMatrix};
+use crate::group::LinkMatrix;
 use crate::rng::StreamKey;
 use candle_core::{DType, Device, Result, Tensor};
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 /// The shape of a batch of gauge fields of group G on `lattice`.
-fn batch_shape<G: Group>(batch: usize, lattice: &Lattice) -> Vec<usize> {
+fn batch_shape<G: PackedGroup>(batch: usize, lattice: &Lattice) -> Vec<usize> {
     let mut shape = vec![batch, lattice.ndim()];
     shape.extend(lattice.dims().iter().rev());
     shape.push(G::COORDINATES);
     shape
 }
 
-impl<G: Group> FlowField for GaugeField<G> {
+impl<G: PackedGroup> FlowField for GaugeField<G> {
     fn to_batch(fields: &[&Self], dtype: DType, device: &Device) -> Result<Tensor> {
         let lattice = fields[0].lattice();
         let (d, volume, k) = (lattice.ndim(), lattice.volume(), G::COORDINATES);
@@ -80,8 +81,8 @@ impl<G: Group> FlowField for GaugeField<G> {
 }
 
 /// The MD coordinates of a link are the generators of its drift exp(w T_a) U: F_a =
-/// -sum_k dS/dc_k dc_k/dw_a with the coordinate tangents of [`Group::coordinate_tangent`].
-impl<G: Group> LatentField for GaugeField<G> {
+/// -sum_k dS/dc_k dc_k/dw_a with the coordinate tangents of [`crate::group::Group::coordinate_tangent`].
+impl<G: PackedGroup> LatentField for GaugeField<G> {
     fn add_gradient_force(&self, gradient: &[f64], h: f64, p: &mut MomentumField<G>) {
         let lattice = self.lattice().clone();
         let (d, volume, k) = (lattice.ndim(), lattice.volume(), G::COORDINATES);
@@ -103,22 +104,22 @@ impl<G: Group> LatentField for GaugeField<G> {
 
 /// The Haar measure on every link (log r = 0, see the module docs), drawn by
 /// [`GaugeField::haar`].
-pub struct HaarPrior<G: Group>(PhantomData<G>);
+pub struct HaarPrior<G: PackedGroup>(PhantomData<G>);
 
-impl<G: Group> HaarPrior<G> {
+impl<G: PackedGroup> HaarPrior<G> {
     /// The prior.
     pub fn new() -> Self {
         HaarPrior(PhantomData)
     }
 }
 
-impl<G: Group> Default for HaarPrior<G> {
+impl<G: PackedGroup> Default for HaarPrior<G> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<G: Group> Prior for HaarPrior<G> {
+impl<G: PackedGroup> Prior for HaarPrior<G> {
     fn sample(&self, lattice: &Lattice, keys: &[StreamKey], dtype: DType, device: &Device) -> Result<Tensor> {
         let lattice = Arc::new(lattice.clone());
         let fields: Vec<GaugeField<G>> =
@@ -137,11 +138,11 @@ mod tests {
     use crate::group::{LinkMatrix, Su3, U1};
     use crate::rng::Purpose;
 
-    fn distance<G: Group>(a: &GaugeField<G>, b: &GaugeField<G>) -> f64 {
+    fn distance<G: PackedGroup>(a: &GaugeField<G>, b: &GaugeField<G>) -> f64 {
         a.to_links().iter().zip(b.to_links()).map(|(l, m)| l.sub(&m).norm_sqr().sqrt()).fold(0.0, f64::max)
     }
 
-    fn round_trip<G: Group>(tolerance: f64) {
+    fn round_trip<G: PackedGroup>(tolerance: f64) {
         let lattice = Arc::new(Lattice::new(&[4, 2]).unwrap());
         let fields = [GaugeField::<G>::hot(lattice.clone(), 3), GaugeField::<G>::hot(lattice.clone(), 4)];
         let x = GaugeField::to_batch(&fields.iter().collect::<Vec<_>>(), DType::F64, &Device::Cpu).unwrap();
@@ -161,7 +162,7 @@ mod tests {
     #[test]
     fn reflection_is_charge_conjugation() {
         use crate::action::{GaugeAction, GaugeActionKind, Monomial};
-        fn check<G: Group>() {
+        fn check<G: PackedGroup>() {
             let lattice = Arc::new(Lattice::new(&[4, 2, 2, 4]).unwrap());
             let u = GaugeField::<G>::hot(lattice, 6);
             let c = u.reflected();

@@ -2,17 +2,18 @@
 
 use super::check_len;
 use super::layout::ResolvedGaugeLayout;
+use crate::backend::cpu::PackedGroup;
+use crate::backend::cpu::packed::Real;
 use crate::error::{Error, Result};
 use crate::field::{GaugeField, MomentumField};
 use crate::geometry::Lattice;
-use crate::group::packed::Real;
-use crate::group::{Group, LinkMatrix};
+use crate::group::LinkMatrix;
 use std::sync::Arc;
 
 /// Reads the links of a host buffer into a gauge field. Fails, naming the first offending
 /// link, when the buffer has the wrong length, holds a non-finite value, or a link is farther
-/// than `tolerance` from the group ([`Group::unitarity_violation`]).
-pub fn import_gauge<G: Group, R: Real>(
+/// than `tolerance` from the group ([`crate::group::Group::unitarity_violation`]).
+pub fn import_gauge<G: PackedGroup, R: Real>(
     layout: &ResolvedGaugeLayout,
     lattice: &Arc<Lattice>,
     buffer: &[R],
@@ -53,7 +54,7 @@ pub fn import_gauge<G: Group, R: Real>(
 
 /// Writes the links of `u` into a host buffer (rounded to R). Fails, without writing, when the
 /// buffer has the wrong length.
-pub fn export_gauge<G: Group, R: Real>(
+pub fn export_gauge<G: PackedGroup, R: Real>(
     layout: &ResolvedGaugeLayout,
     u: &GaugeField<G>,
     buffer: &mut [R],
@@ -64,7 +65,7 @@ pub fn export_gauge<G: Group, R: Real>(
 /// Writes an algebra-valued field (a force or momentum) into a host buffer laid out like the
 /// gauge field: each entry is the N x N matrix sum_a p_a T_a of [`crate::group`] (anti-Hermitian
 /// and, for SU(3), traceless). Fails, without writing, when the buffer has the wrong length.
-pub fn export_algebra<G: Group, R: Real>(
+pub fn export_algebra<G: PackedGroup, R: Real>(
     layout: &ResolvedGaugeLayout,
     lattice: &Lattice,
     p: &MomentumField<G>,

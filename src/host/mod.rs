@@ -13,7 +13,7 @@ pub mod gauge;
 pub mod layout;
 pub mod spinor;
 
-pub use crate::group::packed::Real;
+pub use crate::backend::cpu::packed::Real;
 pub use gauge::{export_algebra, export_gauge, import_gauge};
 pub use layout::{
     GaugeLayout, LinkOrder, MatrixOrder, ResolvedGaugeLayout, ResolvedSpinorLayout, SiteOrder, SpinorLayout,

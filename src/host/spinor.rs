@@ -2,16 +2,16 @@
 
 use super::check_len;
 use super::layout::ResolvedSpinorLayout;
+use crate::backend::cpu::PackedGroup;
+use crate::backend::cpu::packed::Real;
 use crate::checkerboard::Checkerboard;
 use crate::error::{Error, Result};
-use crate::group::Group;
-use crate::group::packed::Real;
 use crate::spinor::SpinorField;
 use num_complex::Complex64;
 
 /// Reads a host spinor buffer into a full field (internal gamma basis). Fails, naming the
 /// site, when the buffer has the wrong length or holds a non-finite value.
-pub fn import_spinor<G: Group, const S: usize, R: Real>(
+pub fn import_spinor<G: PackedGroup, const S: usize, R: Real>(
     layout: &ResolvedSpinorLayout,
     cb: &Checkerboard,
     buffer: &[R],
@@ -43,7 +43,7 @@ pub fn import_spinor<G: Group, const S: usize, R: Real>(
 
 /// Writes a full field into a host buffer, in the host's gamma basis and precision. Fails,
 /// without writing, when the buffer has the wrong length.
-pub fn export_spinor<G: Group, const S: usize, R: Real>(
+pub fn export_spinor<G: PackedGroup, const S: usize, R: Real>(
     layout: &ResolvedSpinorLayout,
     cb: &Checkerboard,
     psi: &SpinorField<G, S>,

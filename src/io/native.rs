@@ -8,10 +8,11 @@
 //! lexicographic order.
 
 use super::{read_file, write_atomically};
+use crate::backend::cpu::PackedGroup;
 use crate::error::{Error, Result};
 use crate::field::GaugeField;
 use crate::geometry::Lattice;
-use crate::group::{Group, LinkMatrix};
+use crate::group::LinkMatrix;
 use crate::scalar::ScalarField;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -45,7 +46,7 @@ pub trait NativeField: Sized {
     fn from_reals(lattice: Arc<Lattice>, reals: &[f64]) -> std::result::Result<Self, String>;
 }
 
-impl<G: Group> NativeField for GaugeField<G> {
+impl<G: PackedGroup> NativeField for GaugeField<G> {
     fn kind() -> &'static str {
         G::NAME
     }
@@ -173,7 +174,7 @@ fn in_header(e: Error) -> String {
 }
 
 /// Every link finite and in the group to 1e-10.
-pub(crate) fn check_links<G: Group>(links: &[G::Elem]) -> std::result::Result<(), String> {
+pub(crate) fn check_links<G: PackedGroup>(links: &[G::Elem]) -> std::result::Result<(), String> {
     for (i, link) in links.iter().enumerate() {
         let v = G::unitarity_violation(link);
         if v.is_nan() || v >= 1e-10 {

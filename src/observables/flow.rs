@@ -14,13 +14,14 @@
 //! Q close to n01 n23. t0 solves t^2 E(t) = 0.3 (linear interpolation between flow steps).
 
 use crate::action::{GaugeAction, GaugeActionKind};
+use crate::backend::cpu::PackedGroup;
 use crate::field::{GaugeField, MomentumField};
-use crate::group::{Group, LinkMatrix};
+use crate::group::LinkMatrix;
 use crate::loops::{Step, path_product};
-use crate::parallel::deterministic_sum;
+use crate::parallel::exact_sum;
 
 /// The clover field strength G_{mu nu}(x) (anti-Hermitian, traceless for SU(N)).
-pub fn clover<G: Group>(u: &GaugeField<G>, site: usize, mu: usize, nu: usize) -> G::Elem {
+pub fn clover<G: PackedGroup>(u: &GaugeField<G>, site: usize, mu: usize, nu: usize) -> G::Elem {
     let (m, n) = (Step::up(mu), Step::up(nu));
     let (mb, nb) = (Step::down(mu), Step::down(nu));
     let leaves = [[m, n, mb, nb], [n, mb, nb, m], [mb, nb, m, n], [nb, m, n, mb]];
@@ -30,9 +31,9 @@ pub fn clover<G: Group>(u: &GaugeField<G>, site: usize, mu: usize, nu: usize) ->
 }
 
 /// Clover energy density E = -sum_{mu<nu} tr G^2, averaged over sites.
-pub fn energy_density<G: Group>(u: &GaugeField<G>) -> f64 {
+pub fn energy_density<G: PackedGroup>(u: &GaugeField<G>) -> f64 {
     let d = u.lattice().ndim();
-    let sum = deterministic_sum(u.lattice().volume(), |x| {
+    let sum = exact_sum(u.lattice().volume(), |x| {
         let mut e = 0.0;
         for mu in 0..d {
             for nu in mu + 1..d {
@@ -46,9 +47,9 @@ pub fn energy_density<G: Group>(u: &GaugeField<G>) -> f64 {
 }
 
 /// Clover topological charge of a 4D field (module docs for the normalisation).
-pub fn topological_charge_clover<G: Group>(u: &GaugeField<G>) -> f64 {
+pub fn topological_charge_clover<G: PackedGroup>(u: &GaugeField<G>) -> f64 {
     assert_eq!(u.lattice().ndim(), 4, "the clover charge is defined in 4D");
-    let sum = deterministic_sum(u.lattice().volume(), |x| {
+    let sum = exact_sum(u.lattice().volume(), |x| {
         let g = |mu, nu| clover(u, x, mu, nu);
         g(0, 1).re_tr_mul(&g(2, 3)) - g(0, 2).re_tr_mul(&g(1, 3)) + g(0, 3).re_tr_mul(&g(1, 2))
     });
@@ -56,7 +57,7 @@ pub fn topological_charge_clover<G: Group>(u: &GaugeField<G>) -> f64 {
 }
 
 /// One Runge-Kutta step of the Wilson flow of size `eps`.
-pub fn flow_step<G: Group>(v: &mut GaugeField<G>, eps: f64) {
+pub fn flow_step<G: PackedGroup>(v: &mut GaugeField<G>, eps: f64) {
     let wilson = GaugeAction::new(GaugeActionKind::Wilson, 2.0 * G::NC as f64);
     let z = |w: &GaugeField<G>| {
         let mut f = MomentumField::<G>::zeros(w.lattice());
@@ -93,7 +94,7 @@ pub struct FlowMeasurement {
 }
 
 /// Flows a copy of `u` to `t_max` in steps of `eps`, recording E(t), t0 and (in 4D) Q(t_max).
-pub fn wilson_flow<G: Group>(u: &GaugeField<G>, eps: f64, t_max: f64) -> FlowMeasurement {
+pub fn wilson_flow<G: PackedGroup>(u: &GaugeField<G>, eps: f64, t_max: f64) -> FlowMeasurement {
     let mut v = u.clone();
     let steps = (t_max / eps).round() as usize;
     let mut times = vec![0.0];

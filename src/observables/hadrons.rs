@@ -6,11 +6,11 @@
 //!   |S_ab(x; 0)|^2 with S = M^{-1} (gamma5-hermiticity turns the pion contraction into this
 //!   sum of squares), and its effective mass ln(C(t) / C(t + 1)).
 
+use crate::backend::cpu::PackedGroup;
+use crate::backend::cpu::packed::ColorVector;
 use crate::checkerboard::Checkerboard;
 use crate::dirac::{Method, WilsonOperator, solve};
 use crate::error::Result;
-use crate::group::Group;
-use crate::group::packed::ColorVector;
 use crate::rng::StreamKey;
 use crate::solver::SolverParams;
 use crate::spinor::{Color, Sites, SpinorField};
@@ -28,7 +28,7 @@ pub struct Measured<T> {
 /// (1/V) Re tr M^{-1} from `noise` Gaussian vectors drawn from the streams of `key`, each
 /// solved by `method` (even/odd preconditioned when the operator's fields have the even/odd
 /// layout).
-pub fn chiral_condensate<G: Group, const S: usize>(
+pub fn chiral_condensate<G: PackedGroup, const S: usize>(
     w: &WilsonOperator<'_, G, S>,
     noise: usize,
     key: &StreamKey,
@@ -50,7 +50,7 @@ pub fn chiral_condensate<G: Group, const S: usize>(
 /// The point-source pion correlator C(t), t = 0..L_t - 1, source at the origin, each column
 /// solved by `method` (even/odd preconditioned when the operator's fields have the even/odd
 /// layout).
-pub fn pion_correlator<G: Group, const S: usize>(
+pub fn pion_correlator<G: PackedGroup, const S: usize>(
     w: &WilsonOperator<'_, G, S>,
     method: Method,
     solver: &SolverParams,

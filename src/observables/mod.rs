@@ -7,27 +7,27 @@
 pub mod flow;
 pub mod hadrons;
 
+use crate::backend::cpu::PackedGroup;
 use crate::field::GaugeField;
-use crate::group::{Group, LinkMatrix, U1};
+use crate::group::{LinkMatrix, U1};
 use crate::loops::{plaquette, plaquette_re_tr_sum, rectangle_re_tr_sum};
-use crate::parallel::deterministic_sum;
+use crate::parallel::{exact_sum, exact_sums};
 use num_complex::Complex64;
-use rayon::prelude::*;
 
 pub use flow::{FlowMeasurement, wilson_flow};
 
 /// Average plaquette <Re tr P / N>.
-pub fn average_plaquette<G: Group>(u: &GaugeField<G>) -> f64 {
+pub fn average_plaquette<G: PackedGroup>(u: &GaugeField<G>) -> f64 {
     plaquette_re_tr_sum(u) / (G::NC * u.lattice().plaquette_count()) as f64
 }
 
 /// Average 1x2 rectangle <Re tr R / N>.
-pub fn average_rectangle<G: Group>(u: &GaugeField<G>) -> f64 {
+pub fn average_rectangle<G: PackedGroup>(u: &GaugeField<G>) -> f64 {
     rectangle_re_tr_sum(u) / (G::NC * 2 * u.lattice().plaquette_count()) as f64
 }
 
 /// Polyakov loop: the average over spatial sites of tr prod_t U_t(x, t) / N.
-pub fn polyakov_loop<G: Group>(u: &GaugeField<G>) -> Complex64 {
+pub fn polyakov_loop<G: PackedGroup>(u: &GaugeField<G>) -> Complex64 {
     let lat = u.lattice();
     let t_dir = lat.ndim() - 1;
     let nt = lat.dims()[t_dir];
@@ -42,15 +42,19 @@ pub fn polyakov_loop<G: Group>(u: &GaugeField<G>) -> Complex64 {
         prod.trace()
     };
     // every loop once, in parallel; summed in site order, so independent of the thread count
-    let traces: Vec<Complex64> = (0..spatial).into_par_iter().map(loop_at).collect();
-    traces.iter().sum::<Complex64>() / (spatial * G::NC) as f64
+    let [re, im] = exact_sums(spatial, |x, [re, im]| {
+        let trace = loop_at(x);
+        re.add(trace.re);
+        im.add(trace.im);
+    });
+    Complex64::new(re.value(), im.value()) / (spatial * G::NC) as f64
 }
 
 /// Geometric topological charge of a 2D U(1) field: Q = (1/2 pi) sum_x arg P_{01}(x) with
 /// arg in (-pi, pi]; an exact integer on the torus.
 pub fn topological_charge_u1_2d(u: &GaugeField<U1>) -> f64 {
     assert_eq!(u.lattice().ndim(), 2, "the geometric charge is defined in 2D");
-    deterministic_sum(u.lattice().volume(), |x| plaquette(u, x, 0, 1).arg()) / std::f64::consts::TAU
+    exact_sum(u.lattice().volume(), |x| plaquette(u, x, 0, 1).arg()) / std::f64::consts::TAU
 }
 
 #[cfg(test)]

@@ -138,7 +138,7 @@ fn check_params(params: &SolverParams) -> Result<()> {
     Ok(())
 }
 
-impl<G: crate::group::Group, const S: usize, R: crate::group::packed::Real> SolverVector
+impl<G: crate::backend::cpu::PackedGroup, const S: usize, R: crate::backend::cpu::packed::Real> SolverVector
     for crate::spinor::SpinorField<G, S, R>
 {
     fn dot(&self, x: &Self) -> Complex64 {
@@ -161,7 +161,7 @@ impl<G: crate::group::Group, const S: usize, R: crate::group::packed::Real> Solv
     }
 }
 
-impl<G: crate::group::Group, const S: usize> Lower<crate::spinor::SpinorField<G, S, f32>>
+impl<G: crate::backend::cpu::PackedGroup, const S: usize> Lower<crate::spinor::SpinorField<G, S, f32>>
     for crate::spinor::SpinorField<G, S>
 {
     fn lower_scaled(&self, s: f64) -> crate::spinor::SpinorField<G, S, f32> {

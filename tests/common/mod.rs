@@ -82,7 +82,7 @@ pub fn assert_invertible(
 
 /// A flow-Metropolis chain of `n` steps (after `thermalization`) with `model` for the Wilson
 /// action at `beta` on `dims`, from a hot start: the plaquette history and the acceptance.
-pub fn flow_metropolis_plaquettes<G: flowhmc::group::Group>(
+pub fn flow_metropolis_plaquettes<G: flowhmc::backend::cpu::PackedGroup>(
     model: FlowModel,
     dims: &[usize],
     beta: f64,
@@ -112,7 +112,7 @@ pub fn flow_metropolis_plaquettes<G: flowhmc::group::Group>(
 /// asserts that the first `checks` trajectories run back to their start within
 /// `(dz, dh)`, then returns the plaquette and exp(-dH) histories of `n` trajectories after
 /// `thermalization`.
-pub fn flow_hmc_chain<G: flowhmc::group::Group>(
+pub fn flow_hmc_chain<G: flowhmc::backend::cpu::PackedGroup>(
     model: std::sync::Arc<FlowModel>,
     batch_action: fn(flowhmc::action::GaugeAction) -> Box<dyn flowhmc::flow::BatchAction>,
     (dims, beta, steps): (&[usize], f64, usize),
