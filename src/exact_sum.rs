@@ -8,6 +8,9 @@
 //! [`LIMBS`] signed 64-bit limbs of 32 payload bits each (limb k weighs 2^(32 k - 1074)). A
 //! term adds its 53-bit mantissa, shifted into place, to three limbs; the upper 32 bits of each
 //! limb absorb carries, so the limbs are normalized (carries propagated) only every 2^30 terms.
+//! Most terms of a sum have similar sizes; they take a fast path into a 128-bit integer window
+//! placed by the first term, which is emptied into the limbs every 1024 terms. A sum that never
+//! left the window is converted with one rounding of the integer.
 //! Infinities and NaNs bypass the integer and are added in floating point, so inf - inf is NaN
 //! and a NaN term makes the sum NaN, as in plain addition.
 
@@ -22,14 +25,35 @@ const LIMB_BITS: u32 = 32;
 /// from the 2^63 range of an i64.
 const NORMALIZE_EVERY: u32 = 1 << 30;
 
-/// An exact accumulator of f64 terms (see the module docs).
+/// Largest shift of a mantissa into the window: 53 + 63 bits times fewer than 2^11 terms
+/// (a full window and one more [`ExactSum::add_all`]) stay below 2^127.
+const WINDOW_MAX_SHIFT: u32 = 63;
+
+/// Terms the window takes before it is flushed into the limbs.
+const WINDOW_TERMS: u32 = 1 << 10;
+
+/// The window has no position yet.
+const WINDOW_UNSET: u32 = u32::MAX;
+
+/// An exact accumulator of f64 terms (see the module docs). Terms whose bits fall into a
+/// 128-bit window (placed by the first term: from 2^32 below it to 2^32 above) take a fast
+/// path, one wide integer addition; the others, and the window every [`WINDOW_TERMS`] terms,
+/// go into the limbs.
 #[derive(Clone, Copy, Debug)]
 pub struct ExactSum {
     limbs: [i64; LIMBS],
-    /// Terms added since the last normalization.
+    /// Terms added to the limbs since the last normalization.
     pending: u32,
     /// The sum of the infinite and NaN terms (0 when there were none).
     special: f64,
+    /// The fast window: an integer in units of 2^(32 window_limb - 1074).
+    window: i128,
+    /// The limb at which the window starts ([`WINDOW_UNSET`] before the first term).
+    window_limb: u32,
+    /// Terms in the window since its last flush.
+    window_terms: u32,
+    /// Whether the limbs hold anything (else the sum is the window's integer).
+    in_limbs: bool,
 }
 
 impl Default for ExactSum {
@@ -41,49 +65,128 @@ impl Default for ExactSum {
 impl ExactSum {
     /// The empty sum, 0.
     pub const fn new() -> Self {
-        ExactSum { limbs: [0; LIMBS], pending: 0, special: 0.0 }
+        ExactSum {
+            limbs: [0; LIMBS],
+            pending: 0,
+            special: 0.0,
+            window: 0,
+            window_limb: WINDOW_UNSET,
+            window_terms: 0,
+            in_limbs: false,
+        }
     }
 
     /// Adds the term x exactly.
     #[inline(always)]
     pub fn add(&mut self, x: f64) {
-        let bits = x.to_bits();
-        let biased = ((bits >> 52) & 0x7ff) as u32;
-        if biased == 0x7ff {
-            self.special += x;
-            return;
+        self.add_all(&[x]);
+    }
+
+    /// Adds the terms xs exactly (at most [`WINDOW_TERMS`] of them; a few, such as the sites of
+    /// a packed element, add faster together than one by one: their window terms are summed in
+    /// a register first).
+    #[inline(always)]
+    pub fn add_all(&mut self, xs: &[f64]) {
+        debug_assert!(xs.len() <= WINDOW_TERMS as usize);
+        let (mut local, mut count) = (0i128, 0u32);
+        for &x in xs {
+            let bits = x.to_bits();
+            let biased = ((bits >> 52) & 0x7ff) as u32;
+            if biased == 0x7ff {
+                self.special += x;
+                continue;
+            }
+            // |x| = mantissa * 2^(offset - 1074), with the implicit bit of normal numbers
+            let normal = u32::from(biased != 0);
+            let mantissa = bits & ((1 << 52) - 1) | u64::from(normal) << 52;
+            let offset = biased - normal;
+            if self.window_limb == WINDOW_UNSET {
+                self.window_limb = (offset / LIMB_BITS).saturating_sub(1);
+            }
+            let window_shift = offset.wrapping_sub(self.window_limb * LIMB_BITS);
+            if window_shift <= WINDOW_MAX_SHIFT {
+                let v = i128::from(mantissa) << window_shift;
+                let sign = -((bits >> 63) as i128);
+                local += (v ^ sign) - sign;
+                count += 1;
+            } else {
+                self.add_to_limbs(mantissa, offset, bits >> 63 == 1);
+            }
         }
-        // |x| = mantissa * 2^(offset - 1074), with the implicit bit of normal numbers
-        let normal = u32::from(biased != 0);
-        let mantissa = bits & ((1 << 52) - 1) | u64::from(normal) << 52;
-        let offset = biased - normal;
+        self.window += local;
+        self.window_terms += count;
+        if self.window_terms >= WINDOW_TERMS {
+            self.flush_window();
+        }
+    }
+
+    /// Adds -+mantissa * 2^(offset - 1074) to the limbs (three of them, no carries).
+    fn add_to_limbs(&mut self, mantissa: u64, offset: u32, negative: bool) {
+        self.in_limbs = true;
         let (k, shift) = ((offset / LIMB_BITS) as usize, offset % LIMB_BITS);
         let v = u128::from(mantissa) << shift;
         // negation without a branch: (p ^ sign) - sign is p for sign 0 and -p for sign -1
-        let sign = -((bits >> 63) as i64);
+        let sign = -i64::from(negative);
         let signed = |p: i64| (p ^ sign) - sign;
         let limbs = &mut self.limbs[k..k + 3];
         limbs[0] += signed(v as u32 as i64);
         limbs[1] += signed((v >> 32) as u32 as i64);
         limbs[2] += signed((v >> 64) as i64);
         self.pending += 1;
-        if self.pending == NORMALIZE_EVERY {
+        if self.pending >= NORMALIZE_EVERY {
+            self.normalize();
+        }
+    }
+
+    /// Moves the window's integer into the limbs: three unsigned 32-bit chunks and a signed
+    /// top chunk (two's complement), each below 2^32 in size.
+    fn window_into_limbs(&mut self) {
+        if self.window_terms == 0 {
+            return;
+        }
+        let (w, k) = (self.window, self.window_limb as usize);
+        let chunks = [w as u32 as i64, (w >> 32) as u32 as i64, (w >> 64) as u32 as i64, (w >> 96) as i64];
+        self.limbs[k..k + 4].iter_mut().zip(chunks).for_each(|(l, c)| *l += c);
+        (self.window, self.window_terms, self.in_limbs) = (0, 0, true);
+    }
+
+    /// Empties a full window into the limbs, counting it as one term of theirs.
+    fn flush_window(&mut self) {
+        self.window_into_limbs();
+        self.pending += 1;
+        if self.pending >= NORMALIZE_EVERY {
             self.normalize();
         }
     }
 
     /// Adds another accumulator's sum exactly.
     pub fn merge(&mut self, other: &ExactSum) {
+        self.special += other.special;
+        if !self.in_limbs && self.window_terms == 0 {
+            // an empty sum takes the other's window position
+            self.window_limb = other.window_limb;
+        }
+        if !self.in_limbs
+            && !other.in_limbs
+            && (self.window_limb == other.window_limb || other.window_terms == 0)
+            && self.window_terms + other.window_terms < WINDOW_TERMS
+        {
+            // both sums are window integers at one position, and their sum stays in range
+            self.window += other.window;
+            self.window_terms += other.window_terms;
+            return;
+        }
         let mut other = *other;
         other.normalize();
         self.normalize();
         self.limbs.iter_mut().zip(other.limbs).for_each(|(l, o)| *l += o);
-        self.pending = 2;
-        self.special += other.special;
+        (self.pending, self.in_limbs) = (2, true);
     }
 
-    /// Propagates carries so that limbs 0..LIMBS-1 hold 0..2^32 and the top limb the sign.
+    /// Flushes the window and propagates carries so that limbs 0..LIMBS-1 hold 0..2^32 and the
+    /// top limb the sign.
     fn normalize(&mut self) {
+        self.window_into_limbs();
         for k in 0..LIMBS - 1 {
             let carry = self.limbs[k] >> LIMB_BITS;
             self.limbs[k] -= carry << LIMB_BITS;
@@ -102,7 +205,7 @@ impl ExactSum {
     /// The accumulator holding `limbs` (normalized or not, summed over ranks limb by limb)
     /// and the special terms `special`.
     pub fn from_limbs(limbs: [i64; LIMBS], special: f64) -> Self {
-        let mut s = ExactSum { limbs, pending: 0, special };
+        let mut s = ExactSum { limbs, special, in_limbs: true, ..Self::new() };
         s.normalize();
         s
     }
@@ -116,6 +219,21 @@ impl ExactSum {
     pub fn value(&self) -> f64 {
         if self.special != 0.0 || self.special.is_nan() {
             return self.special;
+        }
+        if !self.in_limbs {
+            // the window integer rounded once by the conversion, then scaled by a power of two
+            // (exact unless the result leaves the normal range)
+            let rounded = self.window as f64;
+            let exponent = LIMB_BITS as i32 * self.window_limb as i32 - 1074;
+            if rounded == 0.0 {
+                return 0.0;
+            }
+            if (-1022..=1023).contains(&exponent) {
+                let scaled = rounded * f64::from_bits(((exponent + 1023) as u64) << 52);
+                if scaled.is_normal() {
+                    return scaled;
+                }
+            }
         }
         let mut n = *self;
         n.normalize();
@@ -228,5 +346,17 @@ mod tests {
         let mut merged = ExactSum::from_limbs(a.limbs(), a.special());
         merged.merge(&b);
         assert_eq!(merged.value().to_bits(), forward.to_bits());
+        // small sums that stay in the window, merged in pieces or added in groups
+        let few = &terms[..300];
+        let mut pieces = ExactSum::new();
+        for chunk in few.chunks(7) {
+            let mut piece = ExactSum::new();
+            piece.add_all(chunk);
+            pieces.merge(&piece);
+        }
+        assert_eq!(pieces.value().to_bits(), sum(few).to_bits());
+        let mut reversed = few.to_vec();
+        reversed.reverse();
+        assert_eq!(sum(&reversed).to_bits(), sum(few).to_bits());
     }
 }

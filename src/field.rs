@@ -210,7 +210,7 @@ impl<G: PackedGroup> MomentumField<G> {
                     *s += x * x;
                 }
             }
-            link.iter().for_each(|&s| sum.add(s));
+            sum.add_all(&link);
         });
         0.5 * sum.value()
     }

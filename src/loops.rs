@@ -108,7 +108,7 @@ fn loop_re_tr_sum<G: PackedGroup>(
         for &(mu, nu) in pairs {
             site.iter_mut().zip(re_tr_at(x, mu, nu)).for_each(|(s, t)| *s += t);
         }
-        site.iter().for_each(|&s| sum.add(s));
+        sum.add_all(&site);
     });
     sum.value()
 }

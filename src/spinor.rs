@@ -168,8 +168,8 @@ impl<G: PackedGroup, const S: usize, R: Real> SpinorField<G, S, R> {
                     site_im[l] += i[l].to_f64();
                 }
             }
-            site_re.iter().for_each(|&s| re.add(s));
-            site_im.iter().for_each(|&s| im.add(s));
+            re.add_all(&site_re);
+            im.add_all(&site_im);
         });
         Complex64::new(re.value(), im.value())
     }
@@ -184,7 +184,7 @@ impl<G: PackedGroup, const S: usize, R: Real> SpinorField<G, S, R> {
                     site[l] += r[l].to_f64();
                 }
             }
-            site.iter().for_each(|&s| sum.add(s));
+            sum.add_all(&site);
         });
         sum.value()
     }
