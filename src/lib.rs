@@ -13,6 +13,7 @@ pub mod backend;
 pub mod bench;
 pub mod chain;
 pub mod checkerboard;
+pub mod comm;
 pub mod dirac;
 pub mod error;
 pub mod exact_sum;

@@ -1,0 +1,239 @@
+//! Communication between the ranks of a process grid: the [`Comm`] trait and its
+//! single-process implementation [`Single`] (the default build, no MPI).
+//!
+//! Conventions: the process grid has one entry per lattice direction (x first, time last),
+//! the number of ranks along that direction; rank r sits at grid coordinates with the first
+//! direction fastest, r = c_0 + P_0 (c_1 + P_1 (c_2 + ...)), like lexicographic sites. The grid
+//! is periodic: the neighbour one step forward of the last rank in a direction is the first.
+//! Every operation is collective unless it says otherwise: all ranks call it, in the same
+//! order, or the program hangs.
+//!
+//! - Global sums are exact ([`ExactSum`]): the accumulators of all ranks are merged limb by
+//!   limb, so the result is the same bits on every rank and for every process grid.
+//! - A face exchange comes in two halves so that interior work overlaps it: start sends a
+//!   buffer to the neighbour one step in direction (mu, forward) and posts the receive from
+//!   the opposite neighbour; finish waits and returns what arrived.
+//! - Errors found on one rank reach all of them through [`Comm::agree`] before the next
+//!   communication, so that no rank waits forever on one that stopped.
+
+use crate::error::{Error, Result};
+use crate::exact_sum::ExactSum;
+use std::fmt::Debug;
+
+/// A face exchange started by [`Comm::start_exchange`]; [`PendingExchange::finish`] waits for
+/// it and returns the received bytes.
+pub trait PendingExchange: Send {
+    /// Waits until the send has left and the receive has arrived; the received bytes.
+    fn finish(self: Box<Self>) -> Vec<u8>;
+}
+
+/// The ranks of a process grid and the collective operations between them (see the module
+/// docs for the conventions).
+pub trait Comm: Send + Sync + Debug {
+    /// This rank, 0..size (not collective).
+    fn rank(&self) -> usize;
+
+    /// Number of ranks (not collective).
+    fn size(&self) -> usize;
+
+    /// Ranks per direction (not collective).
+    fn grid(&self) -> &[usize];
+
+    /// This rank's coordinates in the process grid (not collective).
+    fn coords(&self) -> &[usize];
+
+    /// The rank one step forward (or backward) in direction mu, periodic (not collective).
+    fn neighbour(&self, mu: usize, forward: bool) -> usize {
+        let (grid, mut c) = (self.grid(), self.coords().to_vec());
+        c[mu] = if forward { (c[mu] + 1) % grid[mu] } else { (c[mu] + grid[mu] - 1) % grid[mu] };
+        rank_of(grid, &c)
+    }
+
+    /// Replaces every rank's accumulators by their exact sum over all ranks.
+    fn sum_exact(&self, sums: &mut [ExactSum]);
+
+    /// The largest x over all ranks (NaN if any rank has one).
+    fn max(&self, x: f64) -> f64;
+
+    /// Rank 0's bytes on every rank.
+    fn broadcast(&self, data: Vec<u8>) -> Vec<u8>;
+
+    /// Ok on every rank when every rank passes Ok; otherwise the error of the lowest failing
+    /// rank, as one message, on every rank.
+    fn agree(&self, result: Result<()>) -> Result<()>;
+
+    /// Starts sending `send` to the neighbour one step in direction (mu, forward) and receiving
+    /// `receive_len` bytes from the opposite neighbour.
+    fn start_exchange(
+        &self,
+        mu: usize,
+        forward: bool,
+        send: Vec<u8>,
+        receive_len: usize,
+    ) -> Box<dyn PendingExchange>;
+
+    /// Every rank's bytes, in rank order, on rank 0 (None on the others).
+    fn gather(&self, data: Vec<u8>) -> Option<Vec<Vec<u8>>>;
+
+    /// Part r of rank 0's `parts` on rank r (`parts` is read on rank 0 only and must hold one
+    /// part per rank there).
+    fn scatter(&self, parts: Option<Vec<Vec<u8>>>) -> Vec<u8>;
+}
+
+/// The rank at grid coordinates `coords` (first direction fastest).
+pub fn rank_of(grid: &[usize], coords: &[usize]) -> usize {
+    coords.iter().zip(grid).rev().fold(0, |r, (&c, &p)| r * p + c)
+}
+
+/// The grid coordinates of `rank` (inverse of [`rank_of`]).
+pub fn coords_of(grid: &[usize], mut rank: usize) -> Vec<usize> {
+    grid.iter()
+        .map(|&p| {
+            let c = rank % p;
+            rank /= p;
+            c
+        })
+        .collect()
+}
+
+/// One process holding the whole lattice: a process grid of ones, collective operations that
+/// return their input, and exchanges that deliver a rank's message to itself (its own
+/// neighbour in every direction).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Single {
+    grid: Vec<usize>,
+    coords: Vec<usize>,
+}
+
+impl Single {
+    /// The single rank of a `ndim`-dimensional process grid.
+    pub fn new(ndim: usize) -> Self {
+        Single { grid: vec![1; ndim], coords: vec![0; ndim] }
+    }
+}
+
+/// A message to oneself: already delivered.
+struct Delivered(Vec<u8>);
+
+impl PendingExchange for Delivered {
+    fn finish(self: Box<Self>) -> Vec<u8> {
+        self.0
+    }
+}
+
+impl Comm for Single {
+    fn rank(&self) -> usize {
+        0
+    }
+
+    fn size(&self) -> usize {
+        1
+    }
+
+    fn grid(&self) -> &[usize] {
+        &self.grid
+    }
+
+    fn coords(&self) -> &[usize] {
+        &self.coords
+    }
+
+    fn sum_exact(&self, _sums: &mut [ExactSum]) {}
+
+    fn max(&self, x: f64) -> f64 {
+        x
+    }
+
+    fn broadcast(&self, data: Vec<u8>) -> Vec<u8> {
+        data
+    }
+
+    fn agree(&self, result: Result<()>) -> Result<()> {
+        result
+    }
+
+    fn start_exchange(
+        &self,
+        _mu: usize,
+        _forward: bool,
+        send: Vec<u8>,
+        receive_len: usize,
+    ) -> Box<dyn PendingExchange> {
+        assert_eq!(send.len(), receive_len, "a rank that is its own neighbour receives what it sends");
+        Box::new(Delivered(send))
+    }
+
+    fn gather(&self, data: Vec<u8>) -> Option<Vec<Vec<u8>>> {
+        Some(vec![data])
+    }
+
+    fn scatter(&self, parts: Option<Vec<Vec<u8>>>) -> Vec<u8> {
+        parts.and_then(|p| p.into_iter().next()).unwrap_or_default()
+    }
+}
+
+/// Checks a process grid for a lattice: one entry per direction, each at least 1 and dividing
+/// the extent, and the number of ranks it needs equal to `size`.
+pub fn check_grid(dims: &[usize], grid: &[usize], size: usize) -> Result<()> {
+    let bad = |m: String| Err(Error::Card(format!("run.process_grid = {grid:?}: {m}")));
+    if grid.len() != dims.len() {
+        return bad(format!("needs {} entries, one per direction of lattice.dims = {dims:?}", dims.len()));
+    }
+    if let Some((mu, (&p, &l))) =
+        grid.iter().zip(dims).enumerate().find(|(_, (p, l))| **p == 0 || **l % **p != 0)
+    {
+        return bad(format!("{p} ranks in direction {mu} do not divide its extent {l}"));
+    }
+    let ranks: usize = grid.iter().product();
+    if ranks != size {
+        return bad(format!("needs {ranks} ranks, the program runs on {size}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_and_coordinates_are_inverse_with_periodic_neighbours() {
+        let grid = [2, 1, 3, 2];
+        for rank in 0..12 {
+            let c = coords_of(&grid, rank);
+            assert_eq!(rank_of(&grid, &c), rank);
+        }
+        assert_eq!(coords_of(&grid, 1), vec![1, 0, 0, 0], "the first direction is fastest");
+        let single = Single::new(4);
+        for mu in 0..4 {
+            assert_eq!((single.neighbour(mu, true), single.neighbour(mu, false)), (0, 0));
+        }
+        assert_eq!((single.rank(), single.size(), single.grid()), (0, 1, &[1, 1, 1, 1][..]));
+    }
+
+    #[test]
+    fn single_rank_collectives_return_their_input() {
+        let single = Single::new(2);
+        let mut sums = [ExactSum::new(), ExactSum::new()];
+        sums[0].add(1.5);
+        single.sum_exact(&mut sums);
+        assert_eq!((sums[0].value(), sums[1].value()), (1.5, 0.0));
+        assert_eq!(single.max(-2.0), -2.0);
+        assert_eq!(single.broadcast(vec![1, 2]), vec![1, 2]);
+        assert_eq!(single.gather(vec![3]), Some(vec![vec![3]]));
+        assert_eq!(single.scatter(Some(vec![vec![4, 5]])), vec![4, 5]);
+        assert_eq!(single.start_exchange(1, false, vec![6, 7], 2).finish(), vec![6, 7]);
+        let e = single.agree(Err(Error::Card("bad".into()))).unwrap_err().to_string();
+        assert!(e.contains("bad"), "{e}");
+    }
+
+    #[test]
+    fn process_grids_must_divide_the_lattice() {
+        assert!(check_grid(&[8, 8, 8, 16], &[1, 1, 2, 2], 4).is_ok());
+        let e = check_grid(&[8, 8, 8, 12], &[1, 1, 1, 5], 5).unwrap_err().to_string();
+        assert!(e.contains("5 ranks in direction 3 do not divide its extent 12"), "{e}");
+        let e = check_grid(&[8, 8], &[1, 2], 4).unwrap_err().to_string();
+        assert!(e.contains("needs 2 ranks, the program runs on 4"), "{e}");
+        assert!(check_grid(&[8, 8], &[2], 2).is_err());
+        assert!(check_grid(&[8, 8], &[0, 1], 1).is_err());
+    }
+}
