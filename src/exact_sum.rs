@@ -37,7 +37,7 @@ const WINDOW_UNSET: u32 = u32::MAX;
 
 /// An exact accumulator of f64 terms (see the module docs). Terms whose bits fall into a
 /// 128-bit window (placed by the first term: from 2^32 below it to 2^32 above) take a fast
-/// path, one wide integer addition; the others, and the window every [`WINDOW_TERMS`] terms,
+/// path, one wide integer addition; the others, and the window every 1024 terms,
 /// go into the limbs.
 #[derive(Clone, Copy, Debug)]
 pub struct ExactSum {
@@ -82,7 +82,7 @@ impl ExactSum {
         self.add_all(&[x]);
     }
 
-    /// Adds the terms xs exactly (at most [`WINDOW_TERMS`] of them; a few, such as the sites of
+    /// Adds the terms xs exactly (at most 1024 of them; a few, such as the sites of
     /// a packed element, add faster together than one by one: their window terms are summed in
     /// a register first).
     #[inline(always)]
