@@ -36,6 +36,29 @@ pub fn exact_sums<const K: usize>(n: usize, add: impl Fn(usize, &mut [ExactSum; 
         .reduce(|| [ExactSum::new(); K], merge)
 }
 
+/// K exact sums over the elements of `data`, which `visit(i, element i, sums)` may change while
+/// it adds the element's terms (a vector update fused with a norm).
+pub fn exact_sums_mut<T: Send, const K: usize>(
+    data: &mut [T],
+    visit: impl Fn(usize, &mut T, &mut [ExactSum; K]) + Sync,
+) -> [ExactSum; K] {
+    let block = |(b, chunk): (usize, &mut [T])| {
+        let mut sums = [ExactSum::new(); K];
+        chunk.iter_mut().enumerate().for_each(|(j, t)| visit(b * BLOCK + j, t, &mut sums));
+        sums
+    };
+    if data.len() <= BLOCK {
+        return block((0, data));
+    }
+    data.par_chunks_mut(BLOCK).enumerate().map(block).reduce(
+        || [ExactSum::new(); K],
+        |mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(a, b)| a.merge(b));
+            a
+        },
+    )
+}
+
 /// sum_{i < n} f(i), exact (rounded once), for per-site terms f(i).
 pub fn exact_sum(n: usize, f: impl Fn(usize) -> f64 + Sync) -> f64 {
     let [sum] = exact_sums(n, |i, [s]| s.add(f(i)));

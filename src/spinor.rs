@@ -10,7 +10,7 @@
 use crate::backend::cpu::PackedGroup;
 use crate::backend::cpu::packed::{ColorVector, LANES, PackedMatrix, Real};
 use crate::checkerboard::Checkerboard;
-use crate::parallel::exact_sums;
+use crate::parallel::{exact_sums, exact_sums_mut};
 use crate::rng::{Purpose, StreamKey};
 use num_complex::Complex64;
 use rayon::prelude::*;
@@ -189,6 +189,38 @@ impl<G: PackedGroup, const S: usize, R: Real> SpinorField<G, S, R> {
         sum.value()
     }
 
+    /// Re <self, x>, summed like [`SpinorField::dot`] (the same bits as its real part).
+    pub fn re_dot(&self, x: &Self) -> f64 {
+        let [re] = exact_sums(self.data.len(), |k, [re]| {
+            let mut site = [0.0; LANES];
+            for (a, b) in self.data[k].iter().zip(&x.data[k]) {
+                let (r, _) = a.dot_lanes(b);
+                for l in 0..LANES {
+                    site[l] += r[l].to_f64();
+                }
+            }
+            re.add_all(&site);
+        });
+        re.value()
+    }
+
+    /// self <- self + a x and the new |self|^2 in one pass (the same bits as
+    /// [`SpinorField::axpy`] followed by [`SpinorField::norm_sqr`]).
+    pub fn axpy_norm_sqr(&mut self, a: Complex64, x: &Self) -> f64 {
+        let [sum] = exact_sums_mut(&mut self.data, |k, y, [sum]| {
+            let mut site = [0.0; LANES];
+            for (yc, xc) in y.iter_mut().zip(&x.data[k]) {
+                *yc = yc.add_scaled(a, xc);
+                let (r, _) = yc.dot_lanes(yc);
+                for l in 0..LANES {
+                    site[l] += r[l].to_f64();
+                }
+            }
+            sum.add_all(&site);
+        });
+        sum.value()
+    }
+
     /// self <- self + a x.
     pub fn axpy(&mut self, a: Complex64, x: &Self) {
         self.data.par_iter_mut().with_min_len(MIN_CHUNK).zip(&x.data).for_each(|(y, x)| {
@@ -270,6 +302,13 @@ mod tests {
         }
         assert!((a.dot(&b) - reference).norm() < 1e-9);
         assert!((a.dot(&a).re - a.norm_sqr()).abs() < 1e-9);
+        // the fused and partial reductions give the bits of the plain ones
+        assert_eq!(a.re_dot(&b).to_bits(), a.dot(&b).re.to_bits());
+        let (mut fused, mut plain) = (a.clone(), a.clone());
+        let fused_norm = fused.axpy_norm_sqr(Complex64::new(-0.3, 0.0), &b);
+        plain.axpy(Complex64::new(-0.3, 0.0), &b);
+        assert_eq!(fused, plain);
+        assert_eq!(fused_norm.to_bits(), plain.norm_sqr().to_bits());
         let z = Complex64::new(0.5, -2.0);
         let mut c = a.clone();
         c.axpy(z, &b);

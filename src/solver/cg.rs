@@ -63,15 +63,14 @@ pub(crate) fn cg_iterations<A: LinearOperator>(
     let mut ap = r.zeroed();
     for iterations in 1..=max_iterations {
         a.apply(&p, &mut ap);
-        let pap = p.dot(&ap).re;
+        let pap = p.re_dot(&ap);
         if pap.is_nan() || pap <= 0.0 {
             // not positive definite (or NaN in the field): the caller reports the failure
             return CgRun { iterations, reached: false };
         }
         let alpha = rr / pap;
         x.axpy(Complex64::new(alpha, 0.0), &p);
-        r.axpy(Complex64::new(-alpha, 0.0), &ap);
-        let rr_new = r.norm_sqr();
+        let rr_new = r.axpy_norm_sqr(Complex64::new(-alpha, 0.0), &ap);
         if rr_new <= target {
             return CgRun { iterations, reached: true };
         }

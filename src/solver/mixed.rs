@@ -70,14 +70,13 @@ where
     while iterations < params.max_iterations {
         low.apply(&p, &mut ap);
         iterations += 1;
-        let pap = p.dot(&ap).re;
+        let pap = p.re_dot(&ap);
         if pap.is_nan() || pap <= 0.0 {
             break;
         }
         let alpha = rr / pap;
         x_low.axpy(Complex64::new(alpha, 0.0), &p);
-        r.axpy(Complex64::new(-alpha, 0.0), &ap);
-        let mut rr_new = r.norm_sqr();
+        let mut rr_new = r.axpy_norm_sqr(Complex64::new(-alpha, 0.0), &ap);
         if rr_new * unit * unit <= target || rr_new < RELIABLE_DELTA * RELIABLE_DELTA * rr_since_update {
             // reliable update: move the low-precision solution into x and restart the
             // recursion from the true residual, in units of its norm

@@ -26,6 +26,15 @@ pub trait SolverVector: Clone + Send + Sync {
     fn dot(&self, x: &Self) -> Complex64;
     /// |self|^2.
     fn norm_sqr(&self) -> f64;
+    /// Re <self, x> (only the real part, which CG needs).
+    fn re_dot(&self, x: &Self) -> f64 {
+        self.dot(x).re
+    }
+    /// self <- self + a x, returning the new |self|^2 (one pass where the vector can fuse it).
+    fn axpy_norm_sqr(&mut self, a: Complex64, x: &Self) -> f64 {
+        self.axpy(a, x);
+        self.norm_sqr()
+    }
     /// self <- self + a x.
     fn axpy(&mut self, a: Complex64, x: &Self);
     /// self <- x + a self.
@@ -146,6 +155,12 @@ impl<G: crate::backend::cpu::PackedGroup, const S: usize, R: crate::backend::cpu
     }
     fn norm_sqr(&self) -> f64 {
         crate::spinor::SpinorField::norm_sqr(self)
+    }
+    fn re_dot(&self, x: &Self) -> f64 {
+        crate::spinor::SpinorField::re_dot(self, x)
+    }
+    fn axpy_norm_sqr(&mut self, a: Complex64, x: &Self) -> f64 {
+        crate::spinor::SpinorField::axpy_norm_sqr(self, a, x)
     }
     fn axpy(&mut self, a: Complex64, x: &Self) {
         crate::spinor::SpinorField::axpy(self, a, x)
