@@ -34,6 +34,36 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The error as bytes from which [`Error::decode`] rebuilds an error of the same kind and
+    /// message (for the ranks that did not see it).
+    pub fn encode(&self) -> Vec<u8> {
+        let (kind, a, b) = match self {
+            Error::Card(m) => (0, m.clone(), String::new()),
+            Error::Config(m) => (1, m.clone(), String::new()),
+            Error::Io { path, source } => (2, path.clone(), source.to_string()),
+            Error::Numerical(m) => (3, m.clone(), String::new()),
+            Error::Model(m) => (4, m.clone(), String::new()),
+            Error::Host(m) => (5, m.clone(), String::new()),
+        };
+        serde_json::to_vec(&(kind, a, b)).unwrap_or_default()
+    }
+
+    /// The error encoded by [`Error::encode`] (a numerical failure naming the bytes when they
+    /// are not such an encoding).
+    pub fn decode(bytes: &[u8]) -> Error {
+        match serde_json::from_slice::<(u8, String, String)>(bytes) {
+            Ok((0, m, _)) => Error::Card(m),
+            Ok((1, m, _)) => Error::Config(m),
+            Ok((2, path, source)) => Error::Io { path, source: std::io::Error::other(source) },
+            Ok((3, m, _)) => Error::Numerical(m),
+            Ok((4, m, _)) => Error::Model(m),
+            Ok((5, m, _)) => Error::Host(m),
+            _ => Error::Numerical(format!("an undecodable error from another rank ({} bytes)", bytes.len())),
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -74,3 +104,24 @@ pub fn spelling(value: &impl serde::Serialize) -> String {
 
 /// Result with the library's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_cross_ranks_with_their_messages() {
+        let errors = [
+            Error::Card("run.seed: bad".into()),
+            Error::Config("x".into()),
+            Error::io("/tmp/f", std::io::Error::other("gone")),
+            Error::Numerical("NaN".into()),
+            Error::Model("m".into()),
+            Error::Host("h".into()),
+        ];
+        for e in &errors {
+            assert_eq!(Error::decode(&e.encode()).to_string(), e.to_string());
+        }
+        assert!(Error::decode(b"junk").to_string().contains("undecodable"));
+    }
+}

@@ -1,5 +1,6 @@
-//! Communication between the ranks of a process grid: the [`Comm`] trait and its
-//! single-process implementation [`Single`] (the default build, no MPI).
+//! Communication between the ranks of a process grid: the [`Comm`] trait, its single-process
+//! implementation [`Single`] (the default build, no MPI) and, with the cargo feature `mpi`,
+//! `mpi::MpiComm` on the MPI world.
 //!
 //! Conventions: the process grid has one entry per lattice direction (x first, time last),
 //! the number of ranks along that direction; rank r sits at grid coordinates with the first
@@ -15,6 +16,9 @@
 //!   the opposite neighbour; finish waits and returns what arrived.
 //! - Errors found on one rank reach all of them through [`Comm::agree`] before the next
 //!   communication, so that no rank waits forever on one that stopped.
+
+#[cfg(feature = "mpi")]
+pub mod mpi;
 
 use crate::error::{Error, Result};
 use crate::exact_sum::ExactSum;

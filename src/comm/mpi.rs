@@ -1,0 +1,209 @@
+//! [`Comm`] on MPI (feature `mpi`, the `mpi` crate): the world communicator of a program
+//! started by `mpirun`, arranged as a process grid.
+//!
+//! MPI is initialized with MPI_THREAD_SERIALIZED: the chain runs inside a rayon pool, so its
+//! calls come from a worker thread, never from two at once; a mutex around the communicator
+//! enforces that. Exact sums reduce the normalized limbs of [`ExactSum`]s as 64-bit integers
+//! (each limb below 2^32, so the sum over up to 2^31 ranks cannot overflow) and the special
+//! (infinite or NaN) parts as doubles, whose sum does not depend on the order.
+//!
+//! Face exchanges are blocking for now: [`Comm::start_exchange`] does the whole MPI_Sendrecv
+//! and [`PendingExchange::finish`] returns its result (overlap comes with the halo kernels).
+
+use super::{Comm, PendingExchange, coords_of};
+use crate::error::{Error, Result};
+use crate::exact_sum::{ExactSum, LIMBS};
+use mpi::collective::SystemOperation;
+use mpi::environment::{Threading, Universe};
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
+use std::sync::Mutex;
+
+/// The MPI handles, used by one thread at a time (see the module docs).
+struct Handles {
+    /// Finalizes MPI when dropped.
+    _universe: Universe,
+    world: SimpleCommunicator,
+}
+
+// SAFETY: MPI runs with MPI_THREAD_SERIALIZED, which allows calls from any thread as long as
+// no two overlap; every use of the handles goes through the mutex of `MpiComm`.
+unsafe impl Send for Handles {}
+
+/// The MPI world as a process grid (see the module docs).
+pub struct MpiComm {
+    handles: Mutex<Handles>,
+    rank: usize,
+    size: usize,
+    grid: Vec<usize>,
+    coords: Vec<usize>,
+}
+
+impl std::fmt::Debug for MpiComm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MpiComm").field("rank", &self.rank).field("grid", &self.grid).finish()
+    }
+}
+
+impl MpiComm {
+    /// Initializes MPI and arranges its world as `grid` (x first, time last); an error when MPI
+    /// was initialized before, cannot serialize calls from threads, or the world has another
+    /// number of ranks than the grid needs.
+    pub fn world(grid: &[usize]) -> Result<Self> {
+        let (universe, threading) = mpi::initialize_with_threading(Threading::Serialized)
+            .ok_or_else(|| Error::Config("MPI was initialized already".into()))?;
+        if threading < Threading::Serialized {
+            return Err(Error::Config(format!(
+                "this MPI library offers {threading:?} threading; flowhmc needs Serialized"
+            )));
+        }
+        let world = universe.world();
+        let (rank, size) = (world.rank() as usize, world.size() as usize);
+        let ranks: usize = grid.iter().product();
+        if ranks != size || grid.contains(&0) {
+            return Err(Error::Card(format!(
+                "run.process_grid = {grid:?}: needs {ranks} ranks, the program runs on {size}"
+            )));
+        }
+        Ok(MpiComm {
+            handles: Mutex::new(Handles { _universe: universe, world }),
+            rank,
+            size,
+            grid: grid.to_vec(),
+            coords: coords_of(grid, rank),
+        })
+    }
+
+    /// Runs `f` on the world communicator, alone.
+    fn with<T>(&self, f: impl FnOnce(&SimpleCommunicator) -> T) -> T {
+        let handles = self.handles.lock().unwrap_or_else(|e| e.into_inner());
+        f(&handles.world)
+    }
+
+    /// Rank `root`'s bytes on every rank (its length first, then the bytes).
+    fn broadcast_from(&self, root: usize, mut data: Vec<u8>) -> Vec<u8> {
+        self.with(|world| {
+            let process = world.process_at_rank(root as i32);
+            let mut len = data.len() as u64;
+            process.broadcast_into(&mut len);
+            data.resize(len as usize, 0);
+            process.broadcast_into(&mut data[..]);
+        });
+        data
+    }
+}
+
+/// An exchange that already took place.
+struct Received(Vec<u8>);
+
+impl PendingExchange for Received {
+    fn finish(self: Box<Self>) -> Vec<u8> {
+        self.0
+    }
+}
+
+impl Comm for MpiComm {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn size(&self) -> usize {
+        self.size
+    }
+
+    fn grid(&self) -> &[usize] {
+        &self.grid
+    }
+
+    fn coords(&self) -> &[usize] {
+        &self.coords
+    }
+
+    fn sum_exact(&self, sums: &mut [ExactSum]) {
+        let limbs: Vec<i64> = sums.iter().flat_map(|s| s.limbs()).collect();
+        let special: Vec<f64> = sums.iter().map(|s| s.special()).collect();
+        let (mut limbs_sum, mut special_sum) = (vec![0i64; limbs.len()], vec![0.0f64; special.len()]);
+        self.with(|world| {
+            world.all_reduce_into(&limbs[..], &mut limbs_sum[..], SystemOperation::sum());
+            world.all_reduce_into(&special[..], &mut special_sum[..], SystemOperation::sum());
+        });
+        for (k, s) in sums.iter_mut().enumerate() {
+            let limbs: [i64; LIMBS] = limbs_sum[k * LIMBS..(k + 1) * LIMBS].try_into().expect("LIMBS limbs");
+            *s = ExactSum::from_limbs(limbs, special_sum[k]);
+        }
+    }
+
+    fn max(&self, x: f64) -> f64 {
+        let (mine, mut out) = ([x, f64::from(u8::from(x.is_nan()))], [0.0; 2]);
+        self.with(|world| world.all_reduce_into(&mine[..], &mut out[..], SystemOperation::max()));
+        if out[1] > 0.0 { f64::NAN } else { out[0] }
+    }
+
+    fn broadcast(&self, data: Vec<u8>) -> Vec<u8> {
+        self.broadcast_from(0, data)
+    }
+
+    fn agree(&self, result: Result<()>) -> Result<()> {
+        let mine = if result.is_err() { self.rank as u64 } else { self.size as u64 };
+        let mut first = 0u64;
+        self.with(|world| world.all_reduce_into(&mine, &mut first, SystemOperation::min()));
+        if first == self.size as u64 {
+            return Ok(());
+        }
+        let message = match &result {
+            Err(e) if first == self.rank as u64 => e.encode(),
+            _ => Vec::new(),
+        };
+        Err(Error::decode(&self.broadcast_from(first as usize, message)))
+    }
+
+    fn start_exchange(
+        &self,
+        mu: usize,
+        forward: bool,
+        send: Vec<u8>,
+        receive_len: usize,
+    ) -> Box<dyn PendingExchange> {
+        let (to, from) = (self.neighbour(mu, forward), self.neighbour(mu, !forward));
+        let mut received = vec![0u8; receive_len];
+        self.with(|world| {
+            mpi::point_to_point::send_receive_into(
+                &send[..],
+                &world.process_at_rank(to as i32),
+                &mut received[..],
+                &world.process_at_rank(from as i32),
+            );
+        });
+        Box::new(Received(received))
+    }
+
+    fn gather(&self, data: Vec<u8>) -> Option<Vec<Vec<u8>>> {
+        self.with(|world| {
+            if self.rank == 0 {
+                let mut parts = vec![data];
+                for r in 1..self.size {
+                    parts.push(world.process_at_rank(r as i32).receive_vec::<u8>().0);
+                }
+                Some(parts)
+            } else {
+                world.process_at_rank(0).send(&data[..]);
+                None
+            }
+        })
+    }
+
+    fn scatter(&self, parts: Option<Vec<Vec<u8>>>) -> Vec<u8> {
+        self.with(|world| {
+            if self.rank == 0 {
+                let mut parts = parts.expect("rank 0 holds the parts").into_iter();
+                let own = parts.next().unwrap_or_default();
+                for (r, part) in parts.enumerate() {
+                    world.process_at_rank(r as i32 + 1).send(&part[..]);
+                }
+                own
+            } else {
+                world.process_at_rank(0).receive_vec::<u8>().0
+            }
+        })
+    }
+}

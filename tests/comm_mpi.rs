@@ -1,0 +1,116 @@
+//! The MPI communicator (feature `mpi`): each test starts itself under `mpirun` on 1, 2 and 4
+//! ranks (`--oversubscribe`, so a 2-core machine runs 4) and fails when any rank fails or the
+//! run does not end within a minute (a hang).
+#![cfg(feature = "mpi")]
+
+use flowhmc::comm::mpi::MpiComm;
+use flowhmc::comm::{Comm, rank_of};
+use flowhmc::error::Error;
+use flowhmc::exact_sum::ExactSum;
+use flowhmc::rng::{Purpose, StreamKey};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Set in the environment of the ranks that mpirun starts.
+const RANK_ENV: &str = "FLOWHMC_MPI_RANK_TEST";
+
+/// Runs the test `name` of this binary on `ranks` ranks and checks that all succeed in time.
+fn launch(name: &str, ranks: usize) {
+    let exe = std::env::current_exe().expect("test binary");
+    let mut child = Command::new("mpirun")
+        .args(["--oversubscribe", "-np", &ranks.to_string()])
+        .arg(exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(RANK_ENV, "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .spawn()
+        .expect("mpirun (Debian: openmpi-bin)");
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(status.success(), "{name} on {ranks} ranks: {status}");
+            return;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            child.kill().ok();
+            panic!("{name} on {ranks} ranks did not end within 60 s: a rank hangs");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether this process is one of the ranks (else it is the launcher).
+fn is_rank() -> bool {
+    std::env::var_os(RANK_ENV).is_some()
+}
+
+/// The process grid of `size` ranks used by the tests: all ranks along time.
+fn grid(size: usize) -> [usize; 4] {
+    [1, 1, 1, size]
+}
+
+#[test]
+fn collectives_agree_on_every_rank() {
+    if !is_rank() {
+        for ranks in [1, 2, 4] {
+            launch("collectives_agree_on_every_rank", ranks);
+        }
+        return;
+    }
+    let size: usize =
+        std::env::var("OMPI_COMM_WORLD_SIZE").expect("started by Open MPI's mpirun").parse().unwrap();
+    let comm = MpiComm::world(&grid(size)).unwrap();
+    let (rank, size) = (comm.rank(), comm.size());
+    assert_eq!(rank_of(comm.grid(), comm.coords()), rank);
+
+    // exact sums: terms of wildly different sizes dealt round-robin give the serial sum's bits
+    let mut rng = StreamKey::new(7, Purpose::Test, 0).stream(0);
+    let terms: Vec<f64> =
+        (0..2000).map(|_| (rng.uniform() - 0.5) * 2f64.powi((rng.uniform() * 80.0) as i32 - 40)).collect();
+    let mut serial = ExactSum::new();
+    terms.iter().for_each(|&x| serial.add(x));
+    let mut mine = [ExactSum::new(), ExactSum::new()];
+    for (i, &x) in terms.iter().enumerate().filter(|(i, _)| i % size == rank) {
+        mine[0].add(x);
+        mine[1].add(i as f64);
+    }
+    comm.sum_exact(&mut mine);
+    assert_eq!(mine[0].value().to_bits(), serial.value().to_bits());
+    assert_eq!(mine[1].value(), (0..2000).sum::<usize>() as f64);
+
+    assert_eq!(comm.max(rank as f64), (size - 1) as f64);
+    assert!(comm.max(if rank == size - 1 { f64::NAN } else { 1.0 }).is_nan());
+    let from_root = comm.broadcast(if rank == 0 { b"card".to_vec() } else { Vec::new() });
+    assert_eq!(from_root, b"card");
+
+    // an error on the last rank reaches all of them with its message; all Ok is Ok
+    assert!(comm.agree(Ok(())).is_ok());
+    let result =
+        if rank == size - 1 { Err(Error::Card(format!("bad value on rank {rank}"))) } else { Ok(()) };
+    let e = comm.agree(result).unwrap_err().to_string();
+    assert_eq!(e, format!("invalid run card: bad value on rank {}", size - 1));
+
+    // a face sent forward in time arrives from the backward neighbour
+    let received = comm.start_exchange(3, true, vec![rank as u8; 3], 3).finish();
+    assert_eq!(received, vec![((rank + size - 1) % size) as u8; 3]);
+
+    let gathered = comm.gather(vec![rank as u8, 9]);
+    if rank == 0 {
+        assert_eq!(gathered.unwrap(), (0..size).map(|r| vec![r as u8, 9]).collect::<Vec<_>>());
+    } else {
+        assert!(gathered.is_none());
+    }
+    let parts = (rank == 0).then(|| (0..size).map(|r| vec![2 * r as u8]).collect());
+    assert_eq!(comm.scatter(parts), vec![2 * rank as u8]);
+}
+
+#[test]
+fn a_grid_for_another_number_of_ranks_is_refused_on_every_rank() {
+    if !is_rank() {
+        launch("a_grid_for_another_number_of_ranks_is_refused_on_every_rank", 2);
+        return;
+    }
+    let e = MpiComm::world(&[1, 1, 3, 1]).unwrap_err().to_string();
+    assert!(e.contains("needs 3 ranks, the program runs on 2"), "{e}");
+}
