@@ -4,8 +4,11 @@
 use super::packed::{LANES, Lanes, Real, fma, permute_lanes};
 use num_complex::Complex64;
 
-/// N complex entries per lane in precision R: entry c is (re, im) lane vectors.
+/// N complex entries per lane in precision R: entry c is (re, im) lane vectors. Aligned to 32
+/// bytes (one AVX register; the size is a multiple of it in both precisions), so that no lane
+/// vector of a field straddles a cache line whatever address the allocator returns.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(align(32))]
 pub struct ColorLanes<const N: usize, R: Real = f64> {
     /// Real parts of the entries.
     pub re: [Lanes<R>; N],

@@ -293,8 +293,10 @@ fn conj_sign<R: Real>(adjoint: bool) -> R {
     R::from_f64(if adjoint { -1.0 } else { 1.0 })
 }
 
-/// LANES complex numbers (packed U(1) links).
+/// LANES complex numbers (packed U(1) links), aligned to 32 bytes like
+/// [`ColorLanes`].
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(align(32))]
 pub struct ComplexLanes<R: Real = f64> {
     /// Real parts.
     pub re: Lanes<R>,
@@ -389,8 +391,10 @@ impl<R: Real> PackedMatrix for ComplexLanes<R> {
     }
 }
 
-/// LANES 3x3 complex matrices, entry k = 3 * row + col, each entry a lane vector.
+/// LANES 3x3 complex matrices, entry k = 3 * row + col, each entry a lane vector, aligned to 32
+/// bytes like [`ColorLanes`].
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(align(32))]
 pub struct Su3Lanes<R: Real = f64> {
     /// Real parts of the entries.
     pub re: [Lanes<R>; 9],
