@@ -17,23 +17,15 @@ const BLOCK: usize = 256;
 /// K exact sums over the indices i < n: `add(i, sums)` adds the terms of index i (the values
 /// of the sites it stands for, each computed the same way on any layout) to the K accumulators.
 pub fn exact_sums<const K: usize>(n: usize, add: impl Fn(usize, &mut [ExactSum; K]) + Sync) -> [ExactSum; K] {
-    let merge = |mut a: [ExactSum; K], b: [ExactSum; K]| {
-        a.iter_mut().zip(&b).for_each(|(a, b)| a.merge(b));
-        a
+    let block = |b: usize| {
+        let mut sums = [ExactSum::new(); K];
+        (b * BLOCK..((b + 1) * BLOCK).min(n)).for_each(|i| add(i, &mut sums));
+        sums
     };
     if n <= BLOCK {
-        let mut sums = [ExactSum::new(); K];
-        (0..n).for_each(|i| add(i, &mut sums));
-        return sums;
+        return block(0);
     }
-    (0..n.div_ceil(BLOCK))
-        .into_par_iter()
-        .map(|b| {
-            let mut sums = [ExactSum::new(); K];
-            (b * BLOCK..((b + 1) * BLOCK).min(n)).for_each(|i| add(i, &mut sums));
-            sums
-        })
-        .reduce(|| [ExactSum::new(); K], merge)
+    (0..n.div_ceil(BLOCK)).into_par_iter().map(block).reduce(|| [ExactSum::new(); K], merged)
 }
 
 /// K exact sums over the elements of `data`, which `visit(i, element i, sums)` may change while
@@ -50,13 +42,13 @@ pub fn exact_sums_mut<T: Send, const K: usize>(
     if data.len() <= BLOCK {
         return block((0, data));
     }
-    data.par_chunks_mut(BLOCK).enumerate().map(block).reduce(
-        || [ExactSum::new(); K],
-        |mut a, b| {
-            a.iter_mut().zip(&b).for_each(|(a, b)| a.merge(b));
-            a
-        },
-    )
+    data.par_chunks_mut(BLOCK).enumerate().map(block).reduce(|| [ExactSum::new(); K], merged)
+}
+
+/// The K exact sums of two blocks, merged accumulator by accumulator.
+fn merged<const K: usize>(mut a: [ExactSum; K], b: [ExactSum; K]) -> [ExactSum; K] {
+    a.iter_mut().zip(&b).for_each(|(a, b)| a.merge(b));
+    a
 }
 
 /// sum_{i < n} f(i), exact (rounded once), for per-site terms f(i).

@@ -116,10 +116,11 @@ impl Single {
     }
 }
 
-/// A message to oneself: already delivered.
-struct Delivered(Vec<u8>);
+/// An exchange that is already complete (a message to oneself, or a blocking transfer): its
+/// bytes.
+pub(crate) struct Completed(pub(crate) Vec<u8>);
 
-impl PendingExchange for Delivered {
+impl PendingExchange for Completed {
     fn finish(self: Box<Self>) -> Vec<u8> {
         self.0
     }
@@ -164,7 +165,7 @@ impl Comm for Single {
         receive_len: usize,
     ) -> Box<dyn PendingExchange> {
         assert_eq!(send.len(), receive_len, "a rank that is its own neighbour receives what it sends");
-        Box::new(Delivered(send))
+        Box::new(Completed(send))
     }
 
     fn gather(&self, data: Vec<u8>) -> Option<Vec<Vec<u8>>> {

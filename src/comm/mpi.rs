@@ -10,7 +10,7 @@
 //! Face exchanges are blocking for now: [`Comm::start_exchange`] does the whole MPI_Sendrecv
 //! and [`PendingExchange::finish`] returns its result (overlap comes with the halo kernels).
 
-use super::{Comm, PendingExchange, coords_of};
+use super::{Comm, Completed, PendingExchange, coords_of};
 use crate::error::{Error, Result};
 use crate::exact_sum::{ExactSum, LIMBS};
 use mpi::collective::SystemOperation;
@@ -93,15 +93,6 @@ impl MpiComm {
     }
 }
 
-/// An exchange that already took place.
-struct Received(Vec<u8>);
-
-impl PendingExchange for Received {
-    fn finish(self: Box<Self>) -> Vec<u8> {
-        self.0
-    }
-}
-
 impl Comm for MpiComm {
     fn rank(&self) -> usize {
         self.rank
@@ -174,7 +165,7 @@ impl Comm for MpiComm {
                 &world.process_at_rank(from as i32),
             );
         });
-        Box::new(Received(received))
+        Box::new(Completed(received))
     }
 
     fn gather(&self, data: Vec<u8>) -> Option<Vec<Vec<u8>>> {
