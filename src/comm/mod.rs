@@ -1,6 +1,7 @@
 //! Communication between the ranks of a process grid: the [`Comm`] trait, its single-process
-//! implementation [`Single`] (the default build, no MPI) and, with the cargo feature `mpi`,
-//! `mpi::MpiComm` on the MPI world.
+//! implementation [`Single`] (the default build, no MPI), [`threads::ThreadComm`] (ranks as
+//! threads of one process, for tests) and, with the cargo feature `mpi`, `mpi::MpiComm` on the
+//! MPI world.
 //!
 //! Conventions: the process grid has one entry per lattice direction (x first, time last),
 //! the number of ranks along that direction; rank r sits at grid coordinates with the first
@@ -19,6 +20,7 @@
 
 #[cfg(feature = "mpi")]
 pub mod mpi;
+pub mod threads;
 
 use crate::error::{Error, Result};
 use crate::exact_sum::ExactSum;
