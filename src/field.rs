@@ -7,28 +7,34 @@
 //! order `site * D + mu` ([`GaugeField::to_links`]) hide the layout from everything else.
 
 use crate::backend::cpu::PackedGroup;
+use crate::backend::cpu::halo::{Extended, Whole, exchange};
 use crate::backend::cpu::packed::{LANES, Operand};
 use crate::backend::cpu::{alg_lane, alg_lanes_axpy, set_alg_lane};
 use crate::geometry::{Lattice, PackedSite};
 use crate::group::LinkMatrix;
-use crate::parallel::exact_sums;
+use crate::parallel::global_sums;
 use crate::rng::{Purpose, StreamKey};
 use rayon::prelude::*;
 use std::sync::Arc;
 
-/// Link variables U_mu(x) of group `G`.
+/// Link variables U_mu(x) of group `G` on this rank's block, and their halo (the links of the
+/// neighbouring blocks within the box of [`crate::geometry::halo`]), kept up to date by every
+/// method that changes links in bulk.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GaugeField<G: PackedGroup> {
     lattice: Arc<Lattice>,
+    /// The interior elements' links, then the halo elements' (`element * D + mu`).
     packed: Vec<G::Packed<f64>>,
+    /// Whether links were set one by one since the halo was last filled.
+    halo_stale: bool,
 }
 
 impl<G: PackedGroup> GaugeField<G> {
     /// The cold (unit) field: every link is the identity, plaquette 1.
     pub fn cold(lattice: Arc<Lattice>) -> Self {
         let one = G::Elem::identity();
-        let packed = vec![G::pack([&one; LANES]); lattice.outer_volume() * lattice.ndim()];
-        GaugeField { lattice, packed }
+        let packed = vec![G::pack([&one; LANES]); lattice.box_len() * lattice.ndim()];
+        GaugeField { lattice, packed, halo_stale: false }
     }
 
     /// A hot field: every link Haar-random, drawn from the site streams of `seed`.
@@ -37,16 +43,17 @@ impl<G: PackedGroup> GaugeField<G> {
     }
 
     /// Every link Haar-random: the links of site x drawn in direction order from stream x of
-    /// `key`.
+    /// `key` (x the global site index).
     pub fn haar(lattice: Arc<Lattice>, key: &StreamKey) -> Self {
         let mut u = Self::cold(lattice);
         let (lat, d) = (u.lattice.clone(), u.lattice.ndim());
-        u.packed.par_chunks_mut(d).enumerate().for_each(|(outer, links)| {
+        u.interior_mut().par_chunks_mut(d).enumerate().for_each(|(outer, links)| {
             for lane in 0..LANES {
-                let mut rng = key.stream(lat.site_of_packed(outer, lane));
+                let mut rng = key.stream(lat.global_site(lat.site_of_packed(outer, lane)));
                 links.iter_mut().for_each(|l| G::set_lane(l, lane, &G::haar(&mut rng)));
             }
         });
+        u.refresh_halo();
         u
     }
 
@@ -65,6 +72,7 @@ impl<G: PackedGroup> GaugeField<G> {
         for (i, link) in links.iter().enumerate() {
             u.set_link(i / d, i % d, link);
         }
+        u.refresh_halo();
         Ok(u)
     }
 
@@ -76,7 +84,7 @@ impl<G: PackedGroup> GaugeField<G> {
     ) -> Result<Self, E> {
         let mut u = Self::cold(lattice);
         let (lat, d) = (u.lattice.clone(), u.lattice.ndim());
-        u.packed.par_chunks_mut(d).enumerate().try_for_each(|(outer, links)| {
+        u.interior_mut().par_chunks_mut(d).enumerate().try_for_each(|(outer, links)| {
             for lane in 0..LANES {
                 let site = lat.site_of_packed(outer, lane);
                 for (mu, l) in links.iter_mut().enumerate() {
@@ -85,6 +93,7 @@ impl<G: PackedGroup> GaugeField<G> {
             }
             Ok(())
         })?;
+        u.refresh_halo();
         Ok(u)
     }
 
@@ -106,10 +115,36 @@ impl<G: PackedGroup> GaugeField<G> {
         G::lane(&self.packed[outer * self.lattice.ndim() + mu], lane)
     }
 
-    /// Sets U_mu(site).
+    /// Sets U_mu(site); on a block of a cut lattice the halo is out of date until
+    /// [`GaugeField::refresh_halo`].
     pub fn set_link(&mut self, site: usize, mu: usize, value: &G::Elem) {
         let (outer, lane) = self.lattice.packed_of(site);
         G::set_lane(&mut self.packed[outer * self.lattice.ndim() + mu], lane, value);
+        self.halo_stale = !self.lattice.is_whole();
+    }
+
+    /// The interior elements' links, mutable (the halo is refreshed by the caller).
+    fn interior_mut(&mut self) -> &mut [G::Packed<f64>] {
+        let n = self.lattice.outer_volume() * self.lattice.ndim();
+        &mut self.packed[..n]
+    }
+
+    /// Fills the halo with the links of the neighbouring blocks (collective; nothing to do on
+    /// the whole lattice).
+    pub fn refresh_halo(&mut self) {
+        let lat = self.lattice.clone();
+        if !lat.box_plan().is_empty() {
+            let (interior, halo) = self.packed.split_at_mut(lat.outer_volume() * lat.ndim());
+            let mut field = Extended { interior, halo, width: lat.ndim() };
+            exchange(lat.comm().as_ref(), lat.box_plan(), &mut field, &Whole);
+        }
+        self.halo_stale = false;
+    }
+
+    /// Panics when links were set one by one since the halo was filled: kernels that read the
+    /// halo call it first (a missing [`GaugeField::refresh_halo`] is a bug, not bad input).
+    pub fn assert_halo_fresh(&self) {
+        assert!(!self.halo_stale, "links were set one by one without GaugeField::refresh_halo");
     }
 
     /// The links U_mu of the LANES sites of a packed-layout site, as a product operand (the
@@ -121,37 +156,48 @@ impl<G: PackedGroup> GaugeField<G> {
 
     /// U <- exp(eps P) U on every link (the MD position update).
     pub fn evolve(&mut self, p: &MomentumField<G>, eps: f64) {
-        self.packed.par_iter_mut().zip(&p.data).for_each(|(u, pl)| G::exp_mul_packed(pl, eps, u));
+        self.interior_mut().par_iter_mut().zip(&p.data).for_each(|(u, pl)| G::exp_mul_packed(pl, eps, u));
+        self.refresh_halo();
     }
 
     /// Projects every link back to the group (removes accumulated round-off).
     pub fn project(&mut self) {
-        self.packed.par_iter_mut().for_each(|u| {
+        self.interior_mut().par_iter_mut().for_each(|u| {
             for lane in 0..LANES {
                 G::set_lane(u, lane, &G::project(&G::lane(u, lane)));
             }
         });
+        self.refresh_halo();
+    }
+
+    /// The interior elements' links.
+    fn interior(&self) -> &[G::Packed<f64>] {
+        &self.packed[..self.lattice.outer_volume() * self.lattice.ndim()]
     }
 
     /// The largest distance of a link from the group ([`crate::group::Group::unitarity_violation`]).
     pub fn max_unitarity_violation(&self) -> f64 {
         // NaN counts as the largest violation (f64::max would drop it)
         let worst = |a: f64, b: f64| if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) };
-        self.packed
+        let local = self
+            .interior()
             .par_iter()
             .map(|u| G::packed_unitarity_violation(u).into_iter().fold(0.0, worst))
-            .reduce(|| 0.0, worst)
+            .reduce(|| 0.0, worst);
+        self.lattice.comm().max(local)
     }
 
     /// Largest entry-wise distance between two fields on the same lattice.
     pub fn max_distance(&self, other: &Self) -> f64 {
-        self.packed
+        let local = self
+            .interior()
             .par_iter()
-            .zip(other.packed.par_iter())
+            .zip(other.interior().par_iter())
             .flat_map_iter(|(a, b)| {
                 (0..LANES).map(move |l| G::lane(a, l).sub(&G::lane(b, l)).norm_sqr().sqrt())
             })
-            .reduce(|| 0.0, f64::max)
+            .reduce(|| 0.0, f64::max);
+        self.lattice.comm().max(local)
     }
 }
 
@@ -159,24 +205,26 @@ impl<G: PackedGroup> GaugeField<G> {
 /// `outer * D + mu` holds the momenta of the LANES links (outer, lane, mu) as lane vectors.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MomentumField<G: PackedGroup> {
+    lattice: Arc<Lattice>,
     data: Vec<G::AlgLanes>,
 }
 
 impl<G: PackedGroup> MomentumField<G> {
     /// All momenta zero.
-    pub fn zeros(lattice: &Lattice) -> Self {
-        MomentumField { data: vec![G::AlgLanes::default(); lattice.outer_volume() * lattice.ndim()] }
+    pub fn zeros(lattice: &Arc<Lattice>) -> Self {
+        let data = vec![G::AlgLanes::default(); lattice.outer_volume() * lattice.ndim()];
+        MomentumField { lattice: lattice.clone(), data }
     }
 
     /// Gaussian momenta with kinetic energy (1/2) sum p_a^2: each component N(0, 1), drawn
-    /// from the site streams of (seed, momentum, update).
-    pub fn gaussian(lattice: &Lattice, seed: u64, update: u64) -> Self {
+    /// from the site streams of (seed, momentum, update), indexed by global site.
+    pub fn gaussian(lattice: &Arc<Lattice>, seed: u64, update: u64) -> Self {
         let key = StreamKey::new(seed, Purpose::Momentum, update);
         let d = lattice.ndim();
         let mut p = Self::zeros(lattice);
         p.data.par_chunks_mut(d).enumerate().for_each(|(outer, ps)| {
             for lane in 0..LANES {
-                let mut rng = key.stream(lattice.site_of_packed(outer, lane));
+                let mut rng = key.stream(lattice.global_site(lattice.site_of_packed(outer, lane)));
                 for pm in ps.iter_mut() {
                     set_alg_lane::<G>(pm, lane, &G::gaussian_alg(&mut rng));
                 }
@@ -201,9 +249,9 @@ impl<G: PackedGroup> MomentumField<G> {
     }
 
     /// Kinetic energy (1/2) sum over links and components of p_a^2: per link the sum over
-    /// components, the links summed exactly.
+    /// components, the links summed exactly over all ranks.
     pub fn kinetic_energy(&self) -> f64 {
-        let [sum] = exact_sums(self.data.len(), |i, [sum]| {
+        let [sum] = global_sums(self.lattice.comm().as_ref(), self.data.len(), |i, [sum]| {
             let mut link = [0.0; LANES];
             for component in self.data[i].as_ref() {
                 for (s, x) in link.iter_mut().zip(component) {
@@ -272,7 +320,7 @@ mod tests {
 
     #[test]
     fn momentum_refresh_has_unit_variance_per_component() {
-        let lat = Lattice::new(&[8, 8, 8, 8]).unwrap();
+        let lat = Arc::new(Lattice::new(&[8, 8, 8, 8]).unwrap());
         let p = MomentumField::<Su3>::gaussian(&lat, 9, 3);
         let n = (lat.volume() * 4 * 8) as f64;
         let (s1, s2) = p.components().fold((0.0, 0.0), |(a, b), x| (a + x, b + x * x));

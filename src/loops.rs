@@ -9,7 +9,7 @@ use crate::backend::cpu::packed::{LANES, Lanes, PackedMatrix};
 use crate::field::GaugeField;
 use crate::geometry::PackedSite;
 use crate::group::LinkMatrix;
-use crate::parallel::exact_sums;
+use crate::parallel::global_sums;
 
 /// One step of a lattice path: direction and sense (forward = +mu).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,13 +96,14 @@ pub fn path_product_packed<G: PackedGroup>(
 
 /// Sum over sites x and the direction pairs (mu, nu) of `pairs` of Re tr of the loop
 /// `loop_at(x, mu, nu)` (packed: all lanes of x): per site the sum over the pairs, the sites
-/// summed exactly (bit-identical for any number of threads).
+/// summed exactly over all ranks (bit-identical for any number of threads and ranks).
 fn loop_re_tr_sum<G: PackedGroup>(
     u: &GaugeField<G>,
     pairs: &[(usize, usize)],
     re_tr_at: impl Fn(PackedSite, usize, usize) -> Lanes + Sync,
 ) -> f64 {
-    let [sum] = exact_sums(u.lattice().outer_volume(), |outer, [sum]| {
+    u.assert_halo_fresh();
+    let [sum] = global_sums(u.lattice().comm().as_ref(), u.lattice().outer_volume(), |outer, [sum]| {
         let x = PackedSite { outer, mask: 0 };
         let mut site = [0.0; LANES];
         for &(mu, nu) in pairs {

@@ -7,6 +7,7 @@
 //! gives the same bits. Likewise [`for_each_slice_in_phases`] fixes the order in which
 //! scattered contributions reach a site.
 
+use crate::comm::Comm;
 use crate::exact_sum::ExactSum;
 use rayon::prelude::*;
 
@@ -49,6 +50,24 @@ pub fn exact_sums_mut<T: Send, const K: usize>(
 fn merged<const K: usize>(mut a: [ExactSum; K], b: [ExactSum; K]) -> [ExactSum; K] {
     a.iter_mut().zip(&b).for_each(|(a, b)| a.merge(b));
     a
+}
+
+/// [`exact_sums`] over this rank's indices, summed over all ranks of `comm` (collective): the
+/// same bits on every rank and for every process grid.
+pub fn global_sums<const K: usize>(
+    comm: &dyn Comm,
+    n: usize,
+    add: impl Fn(usize, &mut [ExactSum; K]) + Sync,
+) -> [ExactSum; K] {
+    let mut sums = exact_sums(n, add);
+    comm.sum_exact(&mut sums);
+    sums
+}
+
+/// sum_{i < n} f(i) over this rank's indices and all ranks of `comm`, exact (rounded once).
+pub fn global_sum(comm: &dyn Comm, n: usize, f: impl Fn(usize) -> f64 + Sync) -> f64 {
+    let [sum] = global_sums(comm, n, |i, [s]| s.add(f(i)));
+    sum.value()
 }
 
 /// sum_{i < n} f(i), exact (rounded once), for per-site terms f(i).

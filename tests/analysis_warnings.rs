@@ -157,14 +157,15 @@ fn hot_start_drift_is_flagged_and_the_continued_chain_is_not() {
     let start = dir.join("hot/checkpoint.cfg").display().to_string();
     let continued = run("continued", &card(su3, 200, 0, 2, &start, &dir.join("continued")));
     assert!(!continued.warnings.iter().any(|w| w.contains("drifts")), "{:?}", continued.warnings);
-    // ... though the comparison is sharp: some of its observables differ by more than two
-    // sigma between the parts (a detector flagging at 2 sigma would call it drifting)
+    // the parts' differences in units of their error, for the record: whether one of three
+    // exceeds 2 sigma in a stationary chain is a property of the sample (a few in ten chains),
+    // not of the detector, so nothing is asserted about them
     let sigmas: Vec<(&str, f64)> = ["plaquette", "rectangle", "polyakov_loop_abs"]
         .into_iter()
         .map(|k| (k, drift(&series(&dir.join("continued"), k), None).unwrap().sigma))
         .collect();
     println!("continued chain: drift sigma {sigmas:?} (threshold {DRIFT_SIGMA})");
-    assert!(sigmas.iter().any(|(_, s)| s.abs() > 2.0), "{sigmas:?}");
+    assert!(sigmas.iter().all(|(_, s)| s.abs() < DRIFT_SIGMA), "{sigmas:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

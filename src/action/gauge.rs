@@ -8,14 +8,13 @@
 use super::Monomial;
 use crate::backend::cpu::PackedGroup;
 use crate::backend::cpu::alg_lanes_axpy;
-use crate::backend::cpu::packed::{Lanes, PackedMatrix};
+use crate::backend::cpu::packed::{LANES, Lanes, PackedMatrix};
 use crate::error::Result;
 use crate::field::{GaugeField, MomentumField};
 use crate::geometry::PackedSite;
 use crate::loops::{plaquette_re_tr_sum, rectangle_re_tr_sum, rectangle_staple};
-use crate::parallel::for_each_slice_in_phases;
 use rayon::prelude::*;
-use std::marker::PhantomData;
+use std::sync::Mutex;
 
 /// The gauge actions a run card can name.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -47,13 +46,25 @@ pub struct GaugeAction {
     beta: f64,
     c0: f64,
     c1: f64,
+    scratch: Scratch,
+}
+
+/// Storage that the plaquette force reuses from call to call (a fresh allocation each time
+/// would cost page faults); a clone starts empty.
+#[derive(Debug, Default)]
+struct Scratch(Mutex<Vec<Lanes>>);
+
+impl Clone for Scratch {
+    fn clone(&self) -> Self {
+        Scratch::default()
+    }
 }
 
 impl GaugeAction {
     /// The action of `kind` at coupling `beta`, named "gauge".
     pub fn new(kind: GaugeActionKind, beta: f64) -> Self {
         let c1 = kind.c1();
-        GaugeAction { name: "gauge".into(), beta, c0: 1.0 - 8.0 * c1, c1 }
+        GaugeAction { name: "gauge".into(), beta, c0: 1.0 - 8.0 * c1, c1, scratch: Scratch::default() }
     }
 
     /// The same action under another name (to place parts of it on different levels).
@@ -90,7 +101,7 @@ impl GaugeAction {
         // F_a = (beta/N) c Re tr(T_a L_link) from every loop containing it, L_link the loop
         // traversed from that link forward.
         let coeff = h * self.beta / G::NC as f64;
-        add_plaquette_force(u, coeff * self.c0, p);
+        add_plaquette_force(u, coeff * self.c0, p, &self.scratch.0);
         if self.c1 != 0.0 {
             add_rectangle_force(u, coeff * self.c1, p);
         }
@@ -117,46 +128,97 @@ impl<G: PackedGroup> Monomial<GaugeField<G>> for GaugeAction {
 ///
 /// Every plaquette is computed once and serves its four links, after openQCD's `plaq_frc`:
 /// with U0 = U_mu(x), U1 = U_nu(x+mu), U3 = U_mu(x+nu), U2 = U_nu(x), W0 = U1 U3^dagger and
-/// W1 = U2^dagger U0, the loops are U0 (W0 U2^dagger) for U0, its adjoint for U2 (F -> -F),
-/// W0 W1 for U1 and (W1 W0)^dagger for U3: three full products and three of which only the
-/// traceless anti-Hermitian part is formed. The forces on U1 and U3 are scattered to the
-/// neighbouring sites; sites are processed in slices of the slowest outer coordinate, whose
-/// scatter reaches the next slice at most, in phases that never run neighbouring slices
-/// together ([`for_each_slice_in_phases`]).
-fn add_plaquette_force<G: PackedGroup>(u: &GaugeField<G>, c: f64, p: &mut MomentumField<G>) {
+/// W1 = U2^dagger U0, the loops are U0 (W0 U2^dagger) for U0 (r0), its adjoint for U2 (-r0),
+/// W0 W1 for U1 (r1) and (W1 W0)^dagger for U3 (-r3): three full products and three of which
+/// only the traceless anti-Hermitian part is formed. A first pass adds +-r0 to the links at x,
+/// plane by plane, and keeps r1 and r3, which belong to links at x + mu and x + nu; it runs
+/// over the interior and over the lower faces of the block (plaquettes at x - nu that reach
+/// links of the block). A second pass adds to every link the contributions it gets from the
+/// plaquettes at x - nu, for nu = 0..D-1. Each link thus receives its 2(D-1) terms in one
+/// fixed order: the same operations on any process grid and any thread count.
+fn add_plaquette_force<G: PackedGroup>(
+    u: &GaugeField<G>,
+    c: f64,
+    p: &mut MomentumField<G>,
+    scratch: &Mutex<Vec<Lanes>>,
+) {
+    u.assert_halo_fresh();
     let lat = u.lattice();
     let d = lat.ndim();
-    let slices = lat.dims()[d - 1] / 2;
-    let slice_len = lat.outer_volume() / slices;
-    let target = ScatterTarget::new(p.packed_mut());
-    for_each_slice_in_phases(slices, |s| {
-        for outer in s * slice_len..(s + 1) * slice_len {
-            let x = PackedSite { outer, mask: 0 };
-            for mu in 0..d {
-                for nu in mu + 1..d {
-                    let (x_mu, x_nu) = (lat.packed_fwd(x, mu), lat.packed_fwd(x, nu));
-                    let (u0, u2) = (u.packed_link(x, mu), u.packed_link(x, nu));
-                    let w0 = G::Packed::<f64>::product::<false, true>(
-                        u.packed_link(x_mu, nu),
-                        u.packed_link(x_nu, mu),
-                    );
-                    let w1 = G::Packed::<f64>::product::<true, false>(u2, u0);
-                    let r1 = G::packed_re_tr_generators_of_product(&w0, &w1);
-                    let r3 = G::packed_re_tr_generators_of_product(&w1, &w0);
-                    let w2 = G::Packed::<f64>::product::<false, true>((&w0, 0), u2);
-                    let r0 = G::packed_re_tr_generators_of_product(u0.0, &w2);
-                    // SAFETY: x lies in slice s; x_mu (mu < D-1) in slice s, x_nu in slice s
-                    // or s+1 (mod the slice count): the slices this task may write.
-                    unsafe {
-                        target.axpy(outer * d + mu, c, &r0, 0);
-                        target.axpy(outer * d + nu, -c, &r0, 0);
-                        target.axpy(x_mu.outer * d + nu, c, &r1, x_mu.mask);
-                        target.axpy(x_nu.outer * d + mu, -c, &r3, x_nu.mask);
-                    }
+    let planes: Vec<(usize, usize)> = (0..d).flat_map(|mu| (mu + 1..d).map(move |nu| (mu, nu))).collect();
+    let mut plane_of = vec![0; d * d];
+    for (k, &(mu, nu)) in planes.iter().enumerate() {
+        (plane_of[mu * d + nu], plane_of[nu * d + mu]) = (k, k);
+    }
+    // r1 and r3 of every plane at every interior and face element (zero at upper faces),
+    // written once each, without initialising the buffer first
+    let np = planes.len();
+    let len = lat.face_len() * 2 * np;
+    let k_lanes = G::AlgLanes::default().as_ref().len();
+    let mut kept = std::mem::take(&mut *scratch.lock().unwrap_or_else(|e| e.into_inner()));
+    kept.resize(len * k_lanes, [0.0; LANES]);
+    let (interior, faces) = kept.split_at_mut(lat.outer_volume() * 2 * np * k_lanes);
+    p.packed_mut().par_chunks_mut(d).zip(interior.par_chunks_mut(2 * np * k_lanes)).enumerate().for_each(
+        |(outer, (ps, keep))| {
+            for (k, &(mu, nu)) in planes.iter().enumerate() {
+                let [r0, r1, r3] = plaquette_derivatives(u, outer, mu, nu);
+                alg_lanes_axpy(c, &r0, 0, &mut ps[mu]);
+                alg_lanes_axpy(-c, &r0, 0, &mut ps[nu]);
+                keep[2 * k * k_lanes..(2 * k + 1) * k_lanes].copy_from_slice(r1.as_ref());
+                keep[(2 * k + 1) * k_lanes..(2 * k + 2) * k_lanes].copy_from_slice(r3.as_ref());
+            }
+        },
+    );
+    faces.par_chunks_mut(2 * np * k_lanes).enumerate().for_each(|(j, keep)| {
+        let outer = lat.outer_volume() + j;
+        for (k, &(mu, nu)) in planes.iter().enumerate() {
+            let [_, r1, r3] = if lat.is_lower_face(outer) {
+                plaquette_derivatives(u, outer, mu, nu)
+            } else {
+                [G::AlgLanes::default(); 3]
+            };
+            keep[2 * k * k_lanes..(2 * k + 1) * k_lanes].copy_from_slice(r1.as_ref());
+            keep[(2 * k + 1) * k_lanes..(2 * k + 2) * k_lanes].copy_from_slice(r3.as_ref());
+        }
+    });
+    let slot = |e: usize, j: usize| &kept[(e * 2 * np + j) * k_lanes..(e * 2 * np + j + 1) * k_lanes];
+    p.packed_mut().par_chunks_mut(d).enumerate().for_each(|(outer, ps)| {
+        let x = PackedSite { outer, mask: 0 };
+        for (mu, pm) in ps.iter_mut().enumerate() {
+            for nu in (0..d).filter(|&nu| nu != mu) {
+                let below = lat.packed_bwd(x, nu);
+                let k = plane_of[mu * d + nu];
+                if mu < nu {
+                    // U_mu(x) is U3 of the plaquette (mu, nu) at x - nu
+                    alg_lanes_axpy(-c, slot(below.outer, 2 * k + 1), below.mask, pm);
+                } else {
+                    // U_mu(x) is U1 of the plaquette (nu, mu) at x - nu
+                    alg_lanes_axpy(c, slot(below.outer, 2 * k), below.mask, pm);
                 }
             }
         }
     });
+    *scratch.lock().unwrap_or_else(|e| e.into_inner()) = kept;
+}
+
+/// r0, r1, r3 of the plaquette (mu, nu) at element `outer` (see [`add_plaquette_force`]).
+#[inline(always)]
+fn plaquette_derivatives<G: PackedGroup>(
+    u: &GaugeField<G>,
+    outer: usize,
+    mu: usize,
+    nu: usize,
+) -> [G::AlgLanes; 3] {
+    let lat = u.lattice();
+    let x = PackedSite { outer, mask: 0 };
+    let (x_mu, x_nu) = (lat.packed_fwd(x, mu), lat.packed_fwd(x, nu));
+    let (u0, u2) = (u.packed_link(x, mu), u.packed_link(x, nu));
+    let w0 = G::Packed::<f64>::product::<false, true>(u.packed_link(x_mu, nu), u.packed_link(x_nu, mu));
+    let w1 = G::Packed::<f64>::product::<true, false>(u2, u0);
+    let r1 = G::packed_re_tr_generators_of_product(&w0, &w1);
+    let r3 = G::packed_re_tr_generators_of_product(&w1, &w0);
+    let w2 = G::Packed::<f64>::product::<false, true>((&w0, 0), u2);
+    [G::packed_re_tr_generators_of_product(u0.0, &w2), r1, r3]
 }
 
 /// p += c F with F_a = Re tr(T_a L) summed over the 1x2 rectangles L containing each link,
@@ -170,36 +232,6 @@ fn add_rectangle_force<G: PackedGroup>(u: &GaugeField<G>, c: f64, p: &mut Moment
             alg_lanes_axpy(c, &G::packed_re_tr_generators_of_product(u.packed_link(x, mu).0, &staple), 0, pm);
         }
     });
-}
-
-/// Packed momenta written from several threads at once by [`add_plaquette_force`], each
-/// thread confined to the slices its phase gives it.
-struct ScatterTarget<'a, T> {
-    ptr: *mut T,
-    len: usize,
-    _borrow: PhantomData<&'a mut [T]>,
-}
-
-// SAFETY: the target only hands out writes through `axpy`, whose callers guarantee that no two
-// threads write one element concurrently; T itself moves between threads safely.
-unsafe impl<T: Send> Sync for ScatterTarget<'_, T> {}
-
-impl<'a, T: AsRef<[Lanes]> + AsMut<[Lanes]>> ScatterTarget<'a, T> {
-    fn new(data: &'a mut [T]) -> Self {
-        ScatterTarget { ptr: data.as_mut_ptr(), len: data.len(), _borrow: PhantomData }
-    }
-
-    /// Element i += a * x, x's lane l ^ mask going to lane l ([`alg_lanes_axpy`]).
-    ///
-    /// # Safety
-    /// No other thread may access element i during the call.
-    #[inline(always)]
-    unsafe fn axpy(&self, i: usize, a: f64, x: &T, mask: usize) {
-        assert!(i < self.len, "scatter index {i} outside {} links", self.len);
-        // SAFETY: i is in bounds, the borrow of the data outlives self, and the caller
-        // excludes concurrent access to element i.
-        alg_lanes_axpy(a, x, mask, unsafe { &mut *self.ptr.add(i) });
-    }
 }
 
 #[cfg(test)]

@@ -182,6 +182,12 @@ impl ExtendedBox {
         self.position_of.len()
     }
 
+    /// Whether element `e` is a face element below the block (its one outside coordinate is -1).
+    pub(crate) fn is_lower_face(&self, e: usize) -> bool {
+        (self.interior..self.interior + self.faces).contains(&e)
+            && self.element_coords(e).iter().any(|&x| x < 0)
+    }
+
     /// Box coordinates of element `e`.
     pub(crate) fn element_coords(&self, e: usize) -> Vec<isize> {
         let mut c = vec![0; self.dims.len()];

@@ -57,6 +57,8 @@ pub struct Lattice {
     face_plan: HaloPlan,
     /// Fills every halo element of the box.
     box_plan: HaloPlan,
+    /// Whether each element is a face element below the block.
+    lower_face: Vec<bool>,
     volume: usize,
     forward: Vec<usize>,
     backward: Vec<usize>,
@@ -206,6 +208,7 @@ impl Lattice {
         };
         let (outer_forward, outer_backward) = (hops(true), hops(false));
         Ok(Lattice {
+            lower_face: (0..extended.len()).map(|e| extended.is_lower_face(e)).collect(),
             face_plan: extended.plan(true),
             box_plan: extended.plan(false),
             dims,
@@ -297,6 +300,13 @@ impl Lattice {
     /// Interior and face elements: what one hop from the interior reaches.
     pub fn face_len(&self) -> usize {
         self.extended.interior() + self.extended.faces()
+    }
+
+    /// Whether element `e` is a face element below the block (one step below it in one cut
+    /// direction): where the plaquettes that reach the block's links from below start.
+    #[inline]
+    pub fn is_lower_face(&self, e: usize) -> bool {
+        self.lower_face[e]
     }
 
     /// The plan that fills the face elements.
@@ -403,9 +413,14 @@ impl Lattice {
         PackedSite { outer: n.outer, mask: n.mask ^ s.mask }
     }
 
-    /// Number of plaquettes: V * D(D-1)/2.
+    /// Number of sites of the global lattice.
+    pub fn global_volume(&self) -> usize {
+        self.global_dims.iter().product()
+    }
+
+    /// Number of plaquettes of the global lattice: V D(D-1)/2.
     pub fn plaquette_count(&self) -> usize {
-        self.volume * self.ndim() * (self.ndim() - 1) / 2
+        self.global_volume() * self.ndim() * (self.ndim() - 1) / 2
     }
 }
 

@@ -8,7 +8,7 @@ use num_complex::Complex64;
 /// bytes (one AVX register; the size is a multiple of it in both precisions), so that no lane
 /// vector of a field straddles a cache line whatever address the allocator returns.
 #[derive(Clone, Copy, Debug, PartialEq)]
-#[repr(align(32))]
+#[repr(C, align(32))]
 pub struct ColorLanes<const N: usize, R: Real = f64> {
     /// Real parts of the entries.
     pub re: [Lanes<R>; N],

@@ -10,7 +10,7 @@ use std::fmt::Debug;
 pub trait PackedGroup: Group {
     /// LANES elements packed lane-wise for the vectorised kernels, in precision R (the gauge
     /// field and every gauge kernel use f64; the Dirac operator also comes in f32).
-    type Packed<R: Real>: PackedMatrix<Real = R>;
+    type Packed<R: Real>: PackedMatrix<Real = R> + super::halo::LaneArray<Scalar = R>;
     /// Packed elements rounded to precision R.
     fn packed_in<R: Real>(x: &Self::Packed<f64>) -> Self::Packed<R>;
     /// Packs the links of LANES sites.
@@ -65,7 +65,12 @@ pub fn set_alg_lane<G: PackedGroup>(p: &mut G::AlgLanes, lane: usize, value: &G:
 /// y += a * x on packed algebra elements, lane l of y taking lane l ^ mask of x (the
 /// packed-layout hop by which x's lanes reach y's sites).
 #[inline(always)]
-pub fn alg_lanes_axpy<A: AsRef<[Lanes]> + AsMut<[Lanes]>>(a: f64, x: &A, mask: usize, y: &mut A) {
+pub fn alg_lanes_axpy<X: AsRef<[Lanes]> + ?Sized, Y: AsMut<[Lanes]> + ?Sized>(
+    a: f64,
+    x: &X,
+    mask: usize,
+    y: &mut Y,
+) {
     for (yv, xv) in y.as_mut().iter_mut().zip(x.as_ref()) {
         let xv = permute_lanes(xv, mask);
         for l in 0..LANES {

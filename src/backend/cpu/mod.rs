@@ -5,9 +5,11 @@
 //!   products; `color.rs`: packed colour vectors.
 //! - `group.rs`: [`PackedGroup`], the packed layout of a group's elements and algebra;
 //!   `u1.rs`, `su3.rs`: its implementations (with SU(3)'s lane-wise exponential).
+//! - `halo.rs`: halo exchange of packed fields between ranks.
 
 pub mod color;
 pub mod group;
+pub mod halo;
 pub mod packed;
 mod su3;
 mod u1;

@@ -36,6 +36,12 @@ pub trait Real:
     fn from_f64(x: f64) -> Self;
     /// The value as f64 (exact).
     fn to_f64(self) -> f64;
+    /// Bytes of one value in a message.
+    const BYTES: usize;
+    /// Appends the little-endian bytes of the value.
+    fn write_le(self, out: &mut Vec<u8>);
+    /// The value of `Self::BYTES` little-endian bytes.
+    fn read_le(bytes: &[u8]) -> Self;
     /// self * a + b, fused where the CPU has FMA.
     fn fma(self, a: Self, b: Self) -> Self;
     /// A lane exchange prepared once and applied to many lane vectors.
@@ -48,6 +54,15 @@ pub trait Real:
 
 impl Real for f64 {
     const ZERO: f64 = 0.0;
+    const BYTES: usize = 8;
+    #[inline(always)]
+    fn write_le(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+    #[inline(always)]
+    fn read_le(bytes: &[u8]) -> f64 {
+        f64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"))
+    }
     const NAME: &'static str = "f64";
     #[inline(always)]
     fn from_f64(x: f64) -> f64 {
@@ -117,6 +132,15 @@ impl Real for f64 {
 
 impl Real for f32 {
     const ZERO: f32 = 0.0;
+    const BYTES: usize = 4;
+    #[inline(always)]
+    fn write_le(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+    #[inline(always)]
+    fn read_le(bytes: &[u8]) -> f32 {
+        f32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"))
+    }
     const NAME: &'static str = "f32";
     #[inline(always)]
     fn from_f64(x: f64) -> f32 {
@@ -220,7 +244,7 @@ pub trait PackedMatrix: Copy + Send + Sync + std::fmt::Debug + PartialEq + 'stat
     /// The floating-point type of the lanes.
     type Real: Real;
     /// The packed colour vectors these matrices act on.
-    type Vector: ColorVector<Real = Self::Real>;
+    type Vector: ColorVector<Real = Self::Real> + super::halo::LaneArray<Scalar = Self::Real>;
     /// All lanes zero.
     fn zero() -> Self;
     /// op(a) v per lane, op the adjoint where ADJ is set, a read through its lane mask.
@@ -296,7 +320,7 @@ fn conj_sign<R: Real>(adjoint: bool) -> R {
 /// LANES complex numbers (packed U(1) links), aligned to 32 bytes like
 /// [`ColorLanes`].
 #[derive(Clone, Copy, Debug, PartialEq)]
-#[repr(align(32))]
+#[repr(C, align(32))]
 pub struct ComplexLanes<R: Real = f64> {
     /// Real parts.
     pub re: Lanes<R>,
@@ -394,7 +418,7 @@ impl<R: Real> PackedMatrix for ComplexLanes<R> {
 /// LANES 3x3 complex matrices, entry k = 3 * row + col, each entry a lane vector, aligned to 32
 /// bytes like [`ColorLanes`].
 #[derive(Clone, Copy, Debug, PartialEq)]
-#[repr(align(32))]
+#[repr(C, align(32))]
 pub struct Su3Lanes<R: Real = f64> {
     /// Real parts of the entries.
     pub re: [Lanes<R>; 9],
