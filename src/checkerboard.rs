@@ -13,11 +13,19 @@
 //!   lands in the same block. It serves the full operator M (no Schur operator, no half fields).
 //!
 //! [`Hop`] gives the neighbour's index in its block, its lane mask, the outer site of the link
-//! that the hop crosses, and the lanes that wrap around the time boundary (where fermion
-//! boundary phases apply).
+//! that the hop crosses, and the lanes that wrap around the time boundary of the global lattice
+//! (where fermion boundary phases apply).
+//!
+//! On a block of a cut lattice, hops from the block's edge land in the face elements of the
+//! halo ([`crate::geometry::halo`]): block p's face elements are numbered after its interior,
+//! index block_len(p) + j, and live in a separate halo buffer that [`Checkerboard::halo_plan`]
+//! fills (the lattice's face plan in block indices). Sites with such a hop are the block's
+//! boundary ([`Checkerboard::is_boundary`]); the others can be computed while the halo is on
+//! its way.
 
 use crate::backend::cpu::packed::LANES;
 use crate::error::{Error, Result};
+use crate::geometry::halo::{HaloPlan, LaneSite, Message};
 use crate::geometry::{Lattice, PackedSite};
 use std::sync::Arc;
 
@@ -73,12 +81,19 @@ pub struct Checkerboard {
     even_odd: bool,
     /// Outer sites of block p, in increasing order (block 1 is empty in the natural layout).
     outer_of: [Vec<usize>; 2],
-    /// Index of an outer site within its block.
+    /// Face elements of the halo of block p, in increasing order.
+    halo_of: [Vec<usize>; 2],
+    /// Index of an outer site or face element within its block (face elements after the
+    /// block's interior).
     index_of: Vec<usize>,
-    /// Block (parity in the even/odd layout) of each outer site.
+    /// Block (parity in the even/odd layout) of each outer site and face element.
     parity: Vec<u8>,
     /// Hops of block p, `(i * D + mu) * 2 + (0 forward | 1 backward)`.
     hops: [Vec<Hop>; 2],
+    /// Whether site i of block p hops into the halo.
+    boundary: [Vec<bool>; 2],
+    /// The face plan of the lattice in the indices of block p.
+    plans: [HaloPlan; 2],
 }
 
 impl Checkerboard {
@@ -129,14 +144,17 @@ impl Checkerboard {
             Self::check_dims(&dims)?;
         }
         let outer_volume = lattice.outer_volume();
-        let block: Vec<u8> = (0..outer_volume)
-            .map(|o| if even_odd { lattice.parity(lattice.site_of_packed(o, 0)) } else { 0 })
-            .collect();
+        let elements = lattice.face_len();
+        // the lanes of an element share its parity; the block's origin has even coordinates
+        let parity_of = |e: usize| lattice.lane_coords(e, 0).iter().sum::<isize>().rem_euclid(2) as u8;
+        let block: Vec<u8> = (0..elements).map(|e| if even_odd { parity_of(e) } else { 0 }).collect();
         let outer_of: [Vec<usize>; 2] =
             std::array::from_fn(|p| (0..outer_volume).filter(|&o| block[o] as usize == p).collect());
-        let mut index_of = vec![0; outer_volume];
-        for list in &outer_of {
-            for (i, &o) in list.iter().enumerate() {
+        let halo_of: [Vec<usize>; 2] =
+            std::array::from_fn(|p| (outer_volume..elements).filter(|&e| block[e] as usize == p).collect());
+        let mut index_of = vec![0; elements];
+        for (list, halo) in outer_of.iter().zip(&halo_of) {
+            for (i, &o) in list.iter().chain(halo).enumerate() {
                 index_of[o] = i;
             }
         }
@@ -154,10 +172,10 @@ impl Checkerboard {
                         let n = if forward { lattice.packed_fwd(x, mu) } else { lattice.packed_bwd(x, mu) };
                         let mut wraps_time = 0u8;
                         if mu == t {
+                            let nt = lattice.global_dims()[t];
                             for lane in 0..LANES {
-                                let site = lattice.site_of_packed(outer, lane);
-                                let tc = lattice.coord(site, t);
-                                let wraps = if forward { tc + 1 == dims[t] } else { tc == 0 };
+                                let tc = lattice.global_coords_of(&lattice.lane_coords(outer, lane))[t];
+                                let wraps = if forward { tc + 1 == nt } else { tc == 0 };
                                 wraps_time |= u8::from(wraps) << lane;
                             }
                         }
@@ -175,7 +193,55 @@ impl Checkerboard {
             Ok(table)
         });
         let [even, odd] = hops;
-        Ok(Checkerboard { lattice, even_odd, outer_of, index_of, parity: block, hops: [even?, odd?] })
+        let hops = [even?, odd?];
+        let boundary = std::array::from_fn(|p| {
+            hops[p]
+                .chunks(2 * d)
+                .map(|site| site.iter().any(|h| h.neighbour() >= outer_of[p].len()))
+                .collect()
+        });
+        let in_block = |p: usize, s: &LaneSite| {
+            (block[s.element as usize] as usize == p)
+                .then(|| LaneSite { element: index_of[s.element as usize] as u32, lane: s.lane })
+        };
+        let face_plan = lattice.face_plan();
+        let plans = std::array::from_fn(|p| HaloPlan {
+            elements: halo_of[p].len(),
+            stages: face_plan
+                .stages
+                .iter()
+                .map(|stage| {
+                    stage
+                        .iter()
+                        .map(|m| {
+                            let (send, receive) = m
+                                .send
+                                .iter()
+                                .zip(&m.receive)
+                                .filter_map(|(s, r)| Some((in_block(p, s)?, in_block(p, r)?)))
+                                .unzip();
+                            Message { mu: m.mu, forward: m.forward, send, receive }
+                        })
+                        .collect()
+                })
+                .collect(),
+            copies: face_plan
+                .copies
+                .iter()
+                .filter_map(|(to, from)| Some((in_block(p, to)?, in_block(p, from)?)))
+                .collect(),
+        });
+        Ok(Checkerboard {
+            lattice,
+            even_odd,
+            outer_of,
+            halo_of,
+            index_of,
+            parity: block,
+            hops,
+            boundary,
+            plans,
+        })
     }
 
     /// Whether this is the even/odd layout (half fields, the Schur operator) rather than the
@@ -199,7 +265,24 @@ impl Checkerboard {
 
     /// Packed spinors of a full field (V / LANES).
     pub fn full_len(&self) -> usize {
-        self.index_of.len()
+        self.outer_of[0].len() + self.outer_of[1].len()
+    }
+
+    /// Number of face elements in the halo of block p (0 on the whole lattice).
+    pub fn halo_len(&self, p: usize) -> usize {
+        self.halo_of[p].len()
+    }
+
+    /// Whether site i of block p hops into the halo (never on the whole lattice).
+    #[inline(always)]
+    pub fn is_boundary(&self, p: usize, i: usize) -> bool {
+        self.boundary[p][i]
+    }
+
+    /// The plan that fills the halo of block p from the neighbouring ranks, in block indices:
+    /// interior sites 0..block_len(p), halo elements numbered after them.
+    pub fn halo_plan(&self, p: usize) -> &HaloPlan {
+        &self.plans[p]
     }
 
     /// Position in a full field of index i of block p.

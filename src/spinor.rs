@@ -5,15 +5,19 @@
 //! and a full field holds the even half followed by the odd half (even/odd ordering,
 //! README, Conventions); in the natural layout a full field is one block of all outer sites. Spin components
 //! follow the internal gamma basis of [`crate::dirac::gamma`]. The BLAS-like operations treat
-//! any field as one vector; their reductions are bit-identical for any thread count.
+//! any field as one vector; their reductions run over every rank of the field's process grid
+//! and are bit-identical for any thread count and any grid.
 
 use crate::backend::cpu::PackedGroup;
 use crate::backend::cpu::packed::{ColorVector, LANES, PackedMatrix, Real};
 use crate::checkerboard::Checkerboard;
-use crate::parallel::{exact_sums, exact_sums_mut};
+use crate::comm::Comm;
+use crate::geometry::Lattice;
+use crate::parallel::{exact_sums_mut, global_sums};
 use crate::rng::{Purpose, StreamKey};
 use num_complex::Complex64;
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// Fewest packed spinors a thread takes in the BLAS loops and the hopping term: smaller
 /// pieces cost more in scheduling than they save.
@@ -41,33 +45,43 @@ pub type HalvesMut<'a, G, const S: usize, R> = (&'a mut [Spinor<G, S, R>], &'a m
 /// field, even half first).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SpinorField<G: PackedGroup, const S: usize, R: Real = f64> {
+    /// The block the field lives on (its sums run over every rank of its process grid).
+    lattice: Arc<Lattice>,
     data: Vec<Spinor<G, S, R>>,
 }
 
 impl<G: PackedGroup, const S: usize, R: Real> SpinorField<G, S, R> {
     /// A zero field of `len` packed spinors (half_outer for a half field, full_len for a
     /// full one).
-    pub fn zeros(len: usize) -> Self {
-        SpinorField { data: vec![[Color::<G, R>::zero(); S]; len] }
+    pub fn zeros(lattice: &Arc<Lattice>, len: usize) -> Self {
+        SpinorField { lattice: lattice.clone(), data: vec![[Color::<G, R>::zero(); S]; len] }
+    }
+
+    /// A zero field of the same lattice and length.
+    pub fn zeros_like(&self) -> Self {
+        Self::zeros(&self.lattice, self.len())
     }
 
     /// A zero half field (even/odd layout).
     pub fn half(cb: &Checkerboard) -> Self {
-        Self::zeros(cb.half_outer())
+        Self::zeros(cb.lattice(), cb.half_outer())
     }
 
     /// A zero full field.
     pub fn full(cb: &Checkerboard) -> Self {
-        Self::zeros(cb.full_len())
+        Self::zeros(cb.lattice(), cb.full_len())
     }
 
     /// Gaussian noise with <|eta|^2> = 1 per complex component (real and imaginary parts
     /// N(0, 1/2)) on `sites`, from the site streams of `key`.
     pub fn gaussian(cb: &Checkerboard, sites: Sites, key: &StreamKey) -> Self {
-        let mut f = Self::zeros(match sites {
-            Sites::Parity(_) => cb.half_outer(),
-            Sites::All => cb.full_len(),
-        });
+        let mut f = Self::zeros(
+            cb.lattice(),
+            match sites {
+                Sites::Parity(_) => cb.half_outer(),
+                Sites::All => cb.full_len(),
+            },
+        );
         let first = cb.block_len(0);
         let lattice = cb.lattice();
         let colors = Color::<G, R>::COLORS;
@@ -79,7 +93,7 @@ impl<G: PackedGroup, const S: usize, R: Real> SpinorField<G, S, R> {
                 Sites::All => (1, k - first),
             };
             for lane in 0..LANES {
-                let mut rng = key.stream(lattice.site_of_packed(cb.outer(p, i), lane));
+                let mut rng = key.stream(lattice.global_site(lattice.site_of_packed(cb.outer(p, i), lane)));
                 for component in spinor.iter_mut() {
                     for c in 0..colors {
                         component.set(lane, c, Complex64::new(rng.normal(), rng.normal()) * scale);
@@ -93,6 +107,16 @@ impl<G: PackedGroup, const S: usize, R: Real> SpinorField<G, S, R> {
     /// A full field of Gaussian noise (see [`SpinorField::gaussian`]).
     pub fn gaussian_full(cb: &Checkerboard, seed: u64, purpose: Purpose, update: u64) -> Self {
         Self::gaussian(cb, Sites::All, &StreamKey::new(seed, purpose, update))
+    }
+
+    /// The block the field lives on.
+    pub fn lattice(&self) -> &Arc<Lattice> {
+        &self.lattice
+    }
+
+    /// The ranks the field's sums run over.
+    fn comm(&self) -> &dyn Comm {
+        self.lattice.comm().as_ref()
     }
 
     /// Number of packed spinors.
@@ -130,12 +154,12 @@ impl<G: PackedGroup, const S: usize, R: Real> SpinorField<G, S, R> {
 
     /// The half of parity p of a full field as a half field (even/odd layout).
     pub fn half_of(&self, p: usize) -> Self {
-        SpinorField { data: self.part(p).to_vec() }
+        SpinorField { lattice: self.lattice.clone(), data: self.part(p).to_vec() }
     }
 
     /// The full field of an even and an odd half field (even/odd layout).
     pub fn from_halves(even: &Self, odd: &Self) -> Self {
-        SpinorField { data: [even.data(), odd.data()].concat() }
+        SpinorField { lattice: even.lattice.clone(), data: [even.data(), odd.data()].concat() }
     }
 
     /// Both halves of a full field, mutable (even/odd layout).
@@ -159,7 +183,7 @@ impl<G: PackedGroup, const S: usize, R: Real> SpinorField<G, S, R> {
     /// <self, x> = sum conj(self) x: per site the sum over spin and colour, the sites summed
     /// exactly.
     pub fn dot(&self, x: &Self) -> Complex64 {
-        let [re, im] = exact_sums(self.data.len(), |k, [re, im]| {
+        let [re, im] = global_sums(self.comm(), self.data.len(), |k, [re, im]| {
             let (mut site_re, mut site_im) = ([0.0; LANES], [0.0; LANES]);
             for (a, b) in self.data[k].iter().zip(&x.data[k]) {
                 let (r, i) = a.dot_lanes(b);
@@ -176,7 +200,7 @@ impl<G: PackedGroup, const S: usize, R: Real> SpinorField<G, S, R> {
 
     /// |self|^2, summed like [`SpinorField::dot`].
     pub fn norm_sqr(&self) -> f64 {
-        let [sum] = exact_sums(self.data.len(), |k, [sum]| {
+        let [sum] = global_sums(self.comm(), self.data.len(), |k, [sum]| {
             let mut site = [0.0; LANES];
             for a in &self.data[k] {
                 let (r, _) = a.dot_lanes(a);
@@ -191,7 +215,7 @@ impl<G: PackedGroup, const S: usize, R: Real> SpinorField<G, S, R> {
 
     /// Re <self, x>, summed like [`SpinorField::dot`] (the same bits as its real part).
     pub fn re_dot(&self, x: &Self) -> f64 {
-        let [re] = exact_sums(self.data.len(), |k, [re]| {
+        let [re] = global_sums(self.comm(), self.data.len(), |k, [re]| {
             let mut site = [0.0; LANES];
             for (a, b) in self.data[k].iter().zip(&x.data[k]) {
                 let (r, _) = a.dot_lanes(b);
@@ -207,7 +231,8 @@ impl<G: PackedGroup, const S: usize, R: Real> SpinorField<G, S, R> {
     /// self <- self + a x and the new |self|^2 in one pass (the same bits as
     /// [`SpinorField::axpy`] followed by [`SpinorField::norm_sqr`]).
     pub fn axpy_norm_sqr(&mut self, a: Complex64, x: &Self) -> f64 {
-        let [sum] = exact_sums_mut(&mut self.data, |k, y, [sum]| {
+        let comm = self.lattice.comm().clone();
+        let mut sums = exact_sums_mut(&mut self.data, |k, y, [sum]| {
             let mut site = [0.0; LANES];
             for (yc, xc) in y.iter_mut().zip(&x.data[k]) {
                 *yc = yc.add_scaled(a, xc);
@@ -218,7 +243,8 @@ impl<G: PackedGroup, const S: usize, R: Real> SpinorField<G, S, R> {
             }
             sum.add_all(&site);
         });
-        sum.value()
+        comm.sum_exact(&mut sums);
+        sums[0].value()
     }
 
     /// self <- self + a x.
@@ -252,7 +278,7 @@ impl<G: PackedGroup, const S: usize, R: Real> SpinorField<G, S, R> {
     /// The field rounded to precision T (the f32 copies of mixed-precision solves).
     pub fn convert<T: Real>(&self) -> SpinorField<G, S, T> {
         let colors = Color::<G, R>::COLORS;
-        let mut out = SpinorField::<G, S, T>::zeros(self.len());
+        let mut out = SpinorField::<G, S, T>::zeros(&self.lattice, self.len());
         out.data.par_iter_mut().with_min_len(MIN_CHUNK).zip(&self.data).for_each(|(y, x)| {
             for (yc, xc) in y.iter_mut().zip(x) {
                 for lane in 0..LANES {

@@ -4,12 +4,19 @@
 
 use flowhmc::action::gauge::{GaugeAction, GaugeActionKind};
 use flowhmc::backend::cpu::PackedGroup;
+use flowhmc::checkerboard::Checkerboard;
 use flowhmc::comm::Comm;
 use flowhmc::comm::threads::run_ranks;
+use flowhmc::dirac::operator::{FermionMatrix, FermionOperator};
+use flowhmc::dirac::solve::{Method, solve};
+use flowhmc::dirac::wilson::{Boundary, WilsonOperator};
 use flowhmc::field::{GaugeField, MomentumField};
 use flowhmc::geometry::Lattice;
 use flowhmc::group::{Su3, U1};
 use flowhmc::observables::{average_plaquette, average_rectangle};
+use flowhmc::rng::Purpose;
+use flowhmc::solver::SolverParams;
+use flowhmc::spinor::SpinorField;
 use std::sync::Arc;
 
 /// (global extents, process grid) pairs: 2D and 4D, cutting time, the other halved direction,
@@ -83,6 +90,122 @@ fn gauge_actions_forces_and_loops_on_ranks_equal_the_whole_lattice() {
             check_gauge::<U1>(dims, grid);
         } else {
             check_gauge::<Su3>(dims, grid);
+        }
+    }
+}
+
+/// Whether every component of the block's full field equals the whole field's at the same
+/// global site, bit for bit.
+fn same_spinors<G: PackedGroup, const S: usize>(
+    block: &SpinorField<G, S>,
+    cb: &Checkerboard,
+    whole: &SpinorField<G, S>,
+    wcb: &Checkerboard,
+) -> bool {
+    let lat = cb.lattice();
+    (0..lat.volume()).all(|site| {
+        (0..S).all(|spin| {
+            (0..G::NC).all(|c| {
+                let (a, b) = (block.get(cb, site, spin, c), whole.get(wcb, lat.global_site(site), spin, c));
+                a.re.to_bits() == b.re.to_bits() && a.im.to_bits() == b.im.to_bits()
+            })
+        })
+    })
+}
+
+/// What the Wilson operator computes from one field: M x, M^dagger x, the derivative of
+/// Re(x^dagger M y) (full operator), and with even/odd preconditioning the Schur operator and
+/// its derivative on the even half, a CG solve (iterations, residual, solution) and a
+/// mixed-precision one.
+struct WilsonResults<G: PackedGroup, const S: usize> {
+    m: SpinorField<G, S>,
+    m_dagger: SpinorField<G, S>,
+    point: SpinorField<G, S>,
+    force: MomentumField<G>,
+    schur: Option<(SpinorField<G, S>, MomentumField<G>)>,
+    solves: Vec<(usize, f64, SpinorField<G, S>)>,
+}
+
+fn wilson_results<G: PackedGroup, const S: usize>(
+    u: &GaugeField<G>,
+    even_odd: bool,
+) -> (Checkerboard, WilsonResults<G, S>) {
+    let cb = Checkerboard::for_fields(u.lattice().clone(), even_odd).unwrap();
+    let w = WilsonOperator::<G, S>::new(u, &cb, 0.12, Boundary::ANTIPERIODIC).unwrap();
+    let x = SpinorField::<G, S>::gaussian_full(&cb, 5, Purpose::Pseudofermion, 2);
+    let y = SpinorField::<G, S>::gaussian_full(&cb, 6, Purpose::Pseudofermion, 2);
+    let (mut m, mut m_dagger) = (x.zeros_like(), x.zeros_like());
+    w.apply(false, &x, &mut m);
+    w.apply(true, &x, &mut m_dagger);
+    // a point source at the global origin, with gamma5 applied so that the zeros of its lower
+    // spin components are -0: the halo must keep the signs of zeros too
+    let lat = u.lattice();
+    let mut source = x.zeros_like();
+    if let Some(origin) = (0..lat.volume()).find(|&s| lat.global_site(s) == 0) {
+        source.set(&cb, origin, 0, 0, num_complex::Complex64::new(1.0, -2.0));
+    }
+    source.gamma5();
+    let mut point = x.zeros_like();
+    w.apply(false, &source, &mut point);
+    let mut force = MomentumField::<G>::gaussian(u.lattice(), 1, 1);
+    w.add_derivative(false, &x, &y, 0.7, &mut force);
+    let params = SolverParams { tolerance: 1e-10, max_iterations: 1000 };
+    let schur = even_odd.then(|| {
+        let (xe, ye) = (x.half_of(0), y.half_of(0));
+        let mut s = xe.zeros_like();
+        w.apply_schur(false, &xe, &mut s);
+        let mut f = MomentumField::<G>::zeros(u.lattice());
+        w.add_derivative(true, &xe, &ye, -0.3, &mut f);
+        (s, f)
+    });
+    let solves = [Method::Cg, Method::MixedCg]
+        .into_iter()
+        .map(|method| {
+            let (solution, report) = solve(&w, &x, None, method, even_odd, &params).unwrap();
+            (report.iterations, report.residual, solution)
+        })
+        .collect();
+    (cb, WilsonResults { m, m_dagger, point, force, schur, solves })
+}
+
+fn check_wilson<G: PackedGroup, const S: usize>(dims: &[usize], grid: &[usize]) {
+    let whole = GaugeField::<G>::hot(Arc::new(Lattice::new(dims).unwrap()), 12);
+    let wl = whole.lattice().clone();
+    for even_odd in [false, true] {
+        let (wcb, want) = wilson_results::<G, S>(&whole, even_odd);
+        run_ranks(grid, |comm| {
+            let u = block_of(&whole, comm);
+            let lat = u.lattice().clone();
+            let (cb, got) = wilson_results::<G, S>(&u, even_odd);
+            let at = format!("{dims:?} on {grid:?}, even/odd {even_odd}");
+            assert!(same_spinors(&got.m, &cb, &want.m, &wcb), "{at}: M");
+            assert!(same_spinors(&got.m_dagger, &cb, &want.m_dagger, &wcb), "{at}: M^dagger");
+            assert!(same_spinors(&got.point, &cb, &want.point, &wcb), "{at}: M on a point source");
+            assert!(same_momenta(&got.force, &lat, &want.force, &wl), "{at}: derivative of M");
+            if let (Some((s, f)), Some((ws, wf))) = (&got.schur, &want.schur) {
+                // the even half, compared through full fields with a zero odd half
+                let (full, wfull) = (
+                    SpinorField::from_halves(s, &s.zeros_like()),
+                    SpinorField::from_halves(ws, &ws.zeros_like()),
+                );
+                assert!(same_spinors(&full, &cb, &wfull, &wcb), "{at}: Schur operator");
+                assert!(same_momenta(f, &lat, wf, &wl), "{at}: derivative of the Schur operator");
+            }
+            for ((n, r, x), (wn, wr, wx)) in got.solves.iter().zip(&want.solves) {
+                assert_eq!((n, r.to_bits()), (wn, wr.to_bits()), "{at}: iterations and residual");
+                assert!(same_spinors(x, &cb, wx, &wcb), "{at}: solution");
+            }
+        });
+    }
+}
+
+#[test]
+fn wilson_operator_forces_and_solves_on_ranks_equal_the_whole_lattice() {
+    for (dims, grid) in GRIDS {
+        if dims.len() == 2 {
+            check_wilson::<U1, 2>(dims, grid);
+        } else {
+            check_wilson::<Su3, 4>(dims, grid);
         }
     }
 }

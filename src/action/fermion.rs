@@ -91,7 +91,7 @@ impl<G: PackedGroup, const S: usize, D: Discretization<G, S>> Pseudofermion<G, S
         x: &SpinorField<G, S>,
         dagger: bool,
     ) -> SpinorField<G, S> {
-        let mut y = SpinorField::zeros(x.len());
+        let mut y = x.zeros_like();
         w.apply_as(self.params.even_odd, dagger, x, &mut y);
         y
     }

@@ -73,7 +73,7 @@ pub trait FermionOperator<G: PackedGroup, const S: usize, R: Real = f64>: Sync {
     /// y = M^dagger M x on full fields, or M_hat^dagger M_hat x on even half fields with
     /// `even_odd`: the operator of the normal equations.
     fn apply_normal(&self, even_odd: bool, x: &SpinorField<G, S, R>, y: &mut SpinorField<G, S, R>) {
-        let mut t = SpinorField::zeros(x.len());
+        let mut t = x.zeros_like();
         self.apply_as(even_odd, false, x, &mut t);
         self.apply_as(even_odd, true, &t, y);
     }
@@ -231,7 +231,7 @@ mod tests {
         }
         for even_odd in [false, true] {
             let x = if even_odd { &xe } else { &full };
-            let (mut fused, mut from_blocks) = (SpinorField::zeros(x.len()), SpinorField::zeros(x.len()));
+            let (mut fused, mut from_blocks) = (x.zeros_like(), x.zeros_like());
             w.apply_normal(even_odd, x, &mut fused);
             composed.apply_normal(even_odd, x, &mut from_blocks);
             assert!(distance(&from_blocks, &fused) < 1e-14, "normal e/o {even_odd}");

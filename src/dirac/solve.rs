@@ -75,7 +75,7 @@ pub fn solve<G: PackedGroup, const S: usize>(
     let (x, report) = match method {
         Method::Bicgstab => bicgstab(&DiracOperator { op: w, form: plain }, &rhs, guess, params)?,
         Method::Cg | Method::MixedCg => {
-            let mut mdag_b = SpinorField::zeros(rhs.len());
+            let mut mdag_b = rhs.zeros_like();
             w.apply_as(even_odd, true, &rhs, &mut mdag_b);
             normal_solve(w, normal, &mdag_b, guess, method == Method::MixedCg, params)?
         }

@@ -17,11 +17,16 @@ use super::gamma::{GammaBlock, Phase, blocks};
 use super::operator::{Discretization, FermionMatrix, FermionOperator};
 use crate::backend::cpu::PackedGroup;
 use crate::backend::cpu::alg_lanes_axpy;
+use crate::backend::cpu::halo::{
+    Extended, LaneCodec, Whole, copy_lanes, exchange, finish_stage, lane_vectors, lane_vectors_mut,
+    start_stage,
+};
 use crate::backend::cpu::packed::{ColorVector, Lanes, PackedMatrix, Real, prefetch};
 use crate::checkerboard::{Checkerboard, Hop, hop_may_permute};
 use crate::error::{Error, Result};
 use crate::field::{GaugeField, MomentumField};
 use crate::geometry::PackedSite;
+use crate::geometry::halo::Message;
 use crate::spinor::{Color, MIN_CHUNK, Spinor, SpinorField};
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -92,6 +97,84 @@ pub struct WilsonOperator<'a, G: PackedGroup, const S: usize, R: Real = f64> {
 /// How many sites ahead the hopping term prefetches its operands.
 const PREFETCH_AHEAD: usize = 6;
 
+/// The spinors a hop can land on: a block's own and, on a block of a cut lattice, its halo
+/// (indices after the block's).
+trait Neighbours<T>: Sync {
+    /// Spinor k.
+    fn at(&self, k: usize) -> &T;
+}
+
+impl<T: Sync> Neighbours<T> for [T] {
+    #[inline(always)]
+    fn at(&self, k: usize) -> &T {
+        &self[k]
+    }
+}
+
+/// A block and its halo.
+struct WithHalo<'a, T> {
+    block: &'a [T],
+    halo: &'a [T],
+}
+
+impl<T: Sync> Neighbours<T> for WithHalo<'_, T> {
+    #[inline(always)]
+    fn at(&self, k: usize) -> &T {
+        let n = self.block.len();
+        if k < n { &self.block[k] } else { &self.halo[k - n] }
+    }
+}
+
+/// The halo messages of the hopping term H (H^dagger with DAGGER): for each spinor the S/2
+/// rows of the spin projection that the receiving hop applies (1 - gamma_mu for a forward hop,
+/// 1 + gamma_mu backward, swapped for H^dagger), half the bytes of the spinor. The receiver
+/// stores the rows as the upper components and zeros as the lower ones, so that its own
+/// projection of the stored spinor gives back the rows it received, up to the sign of zeros;
+/// the hop adds its terms to accumulators that start at +0 and so never hold -0, which makes
+/// the sign of a zero term invisible: the hop computes the same bits as on one rank.
+struct Projection<const DAGGER: bool, const S: usize>;
+
+impl<const DAGGER: bool, const S: usize> Projection<DAGGER, S> {
+    /// The gamma block and the sign of the projection of the hop that reads `message`.
+    fn of(message: &Message) -> (&'static GammaBlock, bool) {
+        let forward_hop = !message.forward;
+        (&blocks(S)[message.mu], forward_hop != DAGGER)
+    }
+}
+
+impl<V, const DAGGER: bool, const S: usize> LaneCodec<V> for Projection<DAGGER, S>
+where
+    V: ColorVector + crate::backend::cpu::halo::LaneArray,
+{
+    fn lane_bytes(&self, _message: &Message, width: usize) -> usize {
+        width / 2 * V::VECTORS * <V::Scalar as Real>::BYTES
+    }
+
+    fn encode(&self, message: &Message, element: &[V], lane: usize, out: &mut Vec<u8>) {
+        let (b, minus) = Self::of(message);
+        let v: &[V; S] = element.try_into().expect("a spinor");
+        for r in 0..S / 2 {
+            let lower = times_phase(b.phase[r], &v[S / 2 + b.column[r]]);
+            let half = if minus { v[r].sub(&lower) } else { v[r].add(&lower) };
+            lane_vectors(&half).iter().for_each(|x| x[lane].write_le(out));
+        }
+    }
+
+    fn decode(&self, message: &Message, bytes: &[u8], lane: usize, element: &mut [V]) {
+        let (b, _) = Self::of(message);
+        let size = <V::Scalar as Real>::BYTES;
+        for r in 0..S / 2 {
+            let row = &bytes[r * V::VECTORS * size..];
+            for (k, x) in lane_vectors_mut(&mut element[r]).iter_mut().enumerate() {
+                x[lane] = V::Scalar::read_le(&row[k * size..]);
+            }
+            for x in lane_vectors_mut(&mut element[S / 2 + b.column[r]]) {
+                x[lane] = V::Scalar::ZERO;
+            }
+        }
+    }
+}
+
 /// i^k v.
 #[inline(always)]
 fn times_phase<V: ColorVector>(phase: Phase, v: &V) -> V {
@@ -113,7 +196,7 @@ impl<'a, G: PackedGroup, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
                 "Wilson fermions need 2 spin components in 2D and 4 in 4D, not {S} in {d}D"
             )));
         }
-        if cb.lattice().dims() != u.lattice().dims() {
+        if cb.lattice() != u.lattice() {
             return Err(Error::Config(
                 "the checkerboard and the gauge field are on different lattices".into(),
             ));
@@ -131,6 +214,7 @@ impl<'a, G: PackedGroup, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
     }
 
     fn build(u: &'a GaugeField<G>, cb: &'a Checkerboard, kappa: f64, boundary_phase: (f64, f64)) -> Self {
+        u.assert_halo_fresh();
         let mut w = WilsonOperator {
             u,
             cb,
@@ -149,7 +233,7 @@ impl<'a, G: PackedGroup, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
         let mut pool = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
         match pool.iter().position(|f| f.len() == len) {
             Some(k) => pool.swap_remove(k),
-            None => SpinorField::zeros(len),
+            None => SpinorField::zeros(self.cb.lattice(), len),
         }
     }
 
@@ -197,43 +281,53 @@ impl<'a, G: PackedGroup, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
     /// and lane exchanges of spinors (only in the last two directions) cost nothing where they
     /// cannot occur; the links come from the hop-ordered copy with their boundary phases.
     #[inline(always)]
-    fn hop_site<const DAGGER: bool>(&self, p: usize, i: usize, src: &[Spinor<G, S, R>]) -> Spinor<G, S, R> {
+    fn hop_site<const DAGGER: bool, N: Neighbours<Spinor<G, S, R>> + ?Sized>(
+        &self,
+        p: usize,
+        i: usize,
+        src: &N,
+    ) -> Spinor<G, S, R> {
         let hops = self.cb.hops_of(p, i);
         let links = &self.hop_links[p][i * 2 * S..(i + 1) * 2 * S];
         let mut acc = [Color::<G, R>::zero(); S];
-        self.hop_direction::<0, DAGGER>(hops, links, src, &mut acc);
-        self.hop_direction::<1, DAGGER>(hops, links, src, &mut acc);
+        self.hop_direction::<0, DAGGER, N>(hops, links, src, &mut acc);
+        self.hop_direction::<1, DAGGER, N>(hops, links, src, &mut acc);
         if S == 4 {
-            self.hop_direction::<2, DAGGER>(hops, links, src, &mut acc);
-            self.hop_direction::<3, DAGGER>(hops, links, src, &mut acc);
+            self.hop_direction::<2, DAGGER, N>(hops, links, src, &mut acc);
+            self.hop_direction::<3, DAGGER, N>(hops, links, src, &mut acc);
         }
         acc
     }
 
     /// Adds the forward and the backward hop in direction MU of `hop_site` to `acc`.
     #[inline(never)]
-    fn hop_direction<const MU: usize, const DAGGER: bool>(
+    fn hop_direction<const MU: usize, const DAGGER: bool, N: Neighbours<Spinor<G, S, R>> + ?Sized>(
         &self,
         hops: &[Hop],
         links: &[G::Packed<R>],
-        src: &[Spinor<G, S, R>],
+        src: &N,
         acc: &mut Spinor<G, S, R>,
     ) {
-        self.hop_one::<MU, true, DAGGER>(&hops[2 * MU], &links[2 * MU], src, acc);
-        self.hop_one::<MU, false, DAGGER>(&hops[2 * MU + 1], &links[2 * MU + 1], src, acc);
+        self.hop_one::<MU, true, DAGGER, N>(&hops[2 * MU], &links[2 * MU], src, acc);
+        self.hop_one::<MU, false, DAGGER, N>(&hops[2 * MU + 1], &links[2 * MU + 1], src, acc);
     }
 
     /// Adds one hop of `hop_site`: project, parallel-transport with the hop-ordered link,
     /// reconstruct.
     #[inline(always)]
-    fn hop_one<const MU: usize, const FORWARD: bool, const DAGGER: bool>(
+    fn hop_one<
+        const MU: usize,
+        const FORWARD: bool,
+        const DAGGER: bool,
+        N: Neighbours<Spinor<G, S, R>> + ?Sized,
+    >(
         &self,
         hop: &Hop,
         link: &G::Packed<R>,
-        src: &[Spinor<G, S, R>],
+        src: &N,
         acc: &mut Spinor<G, S, R>,
     ) {
-        let v = &src[hop.neighbour()];
+        let v = src.at(hop.neighbour());
         // the rows written out, so that each gamma phase is a constant
         Self::hop_row::<MU, FORWARD, DAGGER>(0, hop, link, v, acc);
         if S == 4 {
@@ -295,14 +389,18 @@ impl<'a, G: PackedGroup, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
     /// Prefetches the neighbour spinors that site i of block p reads (its links are one
     /// contiguous stream, which the hardware prefetches).
     #[inline(always)]
-    fn prefetch_site(&self, p: usize, i: usize, src: &[Spinor<G, S, R>]) {
+    fn prefetch_site<N: Neighbours<Spinor<G, S, R>> + ?Sized>(&self, p: usize, i: usize, src: &N) {
         for hop in self.cb.hops_of(p, i) {
-            prefetch(&src[hop.neighbour()]);
+            prefetch(src.at(hop.neighbour()));
         }
     }
 
     /// dst = base + c H src (H^dagger src with DAGGER) on block p, src the block its hops land
     /// in (parity 1 - p, or the same block in the natural layout); base = 0 when None.
+    ///
+    /// On a block of a cut lattice the halo of src is sent off first (the spin projections of
+    /// [`Projection`]), the sites away from the block's edge are computed while it travels,
+    /// and the boundary sites once it has arrived.
     fn hopping_into<const DAGGER: bool>(
         &self,
         p: usize,
@@ -311,12 +409,63 @@ impl<'a, G: PackedGroup, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
         base: Option<&[Spinor<G, S, R>]>,
         dst: &mut [Spinor<G, S, R>],
     ) {
+        let q = self.cb.neighbour_block(p);
+        let plan = self.cb.halo_plan(q);
+        if plan.is_empty() {
+            return self.hop_pass::<DAGGER, _>(p, src, c, base, dst, None);
+        }
+        let comm = self.cb.lattice().comm().as_ref();
+        let mut halo = self.scratch(self.cb.halo_len(q));
+        let codec = Projection::<DAGGER, S>;
+        let mut field =
+            Extended { interior: src.as_flattened(), halo: halo.data_mut().as_flattened_mut(), width: S };
+        let stage = plan.stages.first().map_or(&[][..], |s| &s[..]);
+        let pending = start_stage(comm, stage, &field, &codec);
+        self.hop_pass::<DAGGER, _>(p, src, c, base, dst, Some(false));
+        finish_stage(stage, pending, &mut field, &codec);
+        copy_lanes(&plan.copies, &mut field);
+        let neighbours = WithHalo { block: src, halo: halo.data() };
+        self.hop_pass::<DAGGER, _>(p, &neighbours, c, base, dst, Some(true));
+        self.recycle(halo);
+    }
+
+    /// dst = base + c H src on the sites of block p: all of them (`boundary` None), those
+    /// away from the block's edge (Some(false)) or those on it (Some(true)).
+    fn hop_pass<const DAGGER: bool, N: Neighbours<Spinor<G, S, R>> + ?Sized>(
+        &self,
+        p: usize,
+        src: &N,
+        c: f64,
+        base: Option<&[Spinor<G, S, R>]>,
+        dst: &mut [Spinor<G, S, R>],
+        boundary: Option<bool>,
+    ) {
+        match boundary {
+            None => self.hop_sites::<DAGGER, N>(p, src, c, base, dst, |_| true),
+            Some(b) => self.hop_sites::<DAGGER, N>(p, src, c, base, dst, |i| self.cb.is_boundary(p, i) == b),
+        }
+    }
+
+    /// dst = base + c H src on the sites i of block p with `wanted(i)` (the others untouched).
+    #[inline(always)]
+    fn hop_sites<const DAGGER: bool, N: Neighbours<Spinor<G, S, R>> + ?Sized>(
+        &self,
+        p: usize,
+        src: &N,
+        c: f64,
+        base: Option<&[Spinor<G, S, R>]>,
+        dst: &mut [Spinor<G, S, R>],
+        wanted: impl Fn(usize) -> bool + Sync,
+    ) {
         let n = dst.len();
         dst.par_iter_mut().with_min_len(MIN_CHUNK).enumerate().for_each(|(i, out)| {
-            if i + PREFETCH_AHEAD < n {
+            if i + PREFETCH_AHEAD < n && wanted(i + PREFETCH_AHEAD) {
                 self.prefetch_site(p, i + PREFETCH_AHEAD, src);
             }
-            let hop = self.hop_site::<DAGGER>(p, i, src);
+            if !wanted(i) {
+                return;
+            }
+            let hop = self.hop_site::<DAGGER, N>(p, i, src);
             for (s, o) in out.iter_mut().enumerate() {
                 let start = base.map_or(Color::<G, R>::zero(), |b| b[i][s]);
                 *o = start.add_scaled_real(c, &hop[s]);
@@ -467,6 +616,22 @@ impl<'a, G: PackedGroup, const S: usize> FermionMatrix<G, S> for WilsonOperator<
 
 /// The force of the Wilson operator, in f64 (the precision of the gauge field).
 impl<G: PackedGroup, const S: usize> WilsonOperator<'_, G, S> {
+    /// The halo of block q of a field (its spinors on the neighbouring ranks that hops from the
+    /// other block reach); empty on the whole lattice.
+    fn halo_of(&self, block: &[Spinor<G, S>], q: usize) -> SpinorField<G, S> {
+        let mut halo = SpinorField::zeros(self.cb.lattice(), self.cb.halo_len(q));
+        let plan = self.cb.halo_plan(q);
+        if !plan.is_empty() {
+            let mut field = Extended {
+                interior: block.as_flattened(),
+                halo: halo.data_mut().as_flattened_mut(),
+                width: S,
+            };
+            exchange(self.cb.lattice().comm().as_ref(), plan, &mut field, &Whole);
+        }
+        halo
+    }
+
     /// The full field on which the derivative kernel sees the Schur operator: (x_e, H_oe x_e),
     /// with gamma5 H_oe gamma5 when `dagger`.
     fn lift(&self, x: &SpinorField<G, S>, dagger: bool) -> SpinorField<G, S> {
@@ -496,14 +661,19 @@ impl<G: PackedGroup, const S: usize> WilsonOperator<'_, G, S> {
     ) {
         let d = self.u.lattice().ndim();
         let cb = self.cb;
-        let (a_blocks, b_blocks) = ([a.block(cb, 0), a.block(cb, 1)], [b.block(cb, 0), b.block(cb, 1)]);
+        // the blocks of a and b with their halos (full spinors: both projections are needed)
+        let halos = [a, b].map(|f| [0, 1].map(|q| self.halo_of(f.block(cb, q), q)));
+        let with_halo =
+            |k: usize, q: usize| WithHalo { block: [a, b][k].block(cb, q), halo: halos[k][q].data() };
+        let (a_blocks, b_blocks) = ([with_halo(0, 0), with_halo(0, 1)], [with_halo(1, 0), with_halo(1, 1)]);
         p.packed_mut().par_chunks_mut(d).enumerate().for_each(|(outer, pm)| {
             let (block, i) = cb.of_outer(outer);
             let next = cb.neighbour_block(block);
-            let (a_here, b_here) = (&a_blocks[block][i], &b_blocks[block][i]);
+            let (a_here, b_here) = (a_blocks[block].at(i), b_blocks[block].at(i));
             for (mu, (blk, p_link)) in blocks(S).iter().zip(pm.iter_mut()).enumerate() {
                 let hop = cb.hop(block, i, mu, true);
-                let (a_next, b_next) = (&a_blocks[next][hop.neighbour()], &b_blocks[next][hop.neighbour()]);
+                let (a_next, b_next) =
+                    (a_blocks[next].at(hop.neighbour()), b_blocks[next].at(hop.neighbour()));
                 let (mut c1, mut c2) = (G::Packed::<f64>::zero(), G::Packed::<f64>::zero());
                 for r in 0..S / 2 {
                     let hb_next = Self::project(blk, r, true, b_next).permute(hop.mask());
@@ -602,9 +772,9 @@ mod tests {
         );
         for (even_odd, dagger) in [(false, false), (false, true), (true, false), (true, true)] {
             let input = if even_odd { &xe } else { &x };
-            let mut exact = SpinorField::zeros(input.len());
+            let mut exact = input.zeros_like();
             m.apply_as(even_odd, dagger, input, &mut exact);
-            let mut rounded = SpinorField::<G, S, f32>::zeros(input.len());
+            let mut rounded = SpinorField::<G, S, f32>::zeros(input.lattice(), input.len());
             single.apply_as(even_odd, dagger, &input.convert(), &mut rounded);
             let mut diff = rounded.convert::<f64>();
             diff.axpy(Complex64::new(-1.0, 0.0), &exact);

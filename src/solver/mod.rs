@@ -169,7 +169,7 @@ impl<G: crate::backend::cpu::PackedGroup, const S: usize, R: crate::backend::cpu
         crate::spinor::SpinorField::xpay(self, x, a)
     }
     fn zeroed(&self) -> Self {
-        Self::zeros(self.len())
+        self.zeros_like()
     }
     fn entries(&self) -> usize {
         self.len()
