@@ -3,12 +3,22 @@
 //! run does not end within a minute (a hang).
 #![cfg(feature = "mpi")]
 
+use flowhmc::action::gauge::{GaugeAction, GaugeActionKind};
+use flowhmc::checkerboard::Checkerboard;
 use flowhmc::comm::mpi::MpiComm;
 use flowhmc::comm::{Comm, rank_of};
+use flowhmc::dirac::solve::{Method, solve};
+use flowhmc::dirac::wilson::{Boundary, WilsonOperator};
 use flowhmc::error::Error;
 use flowhmc::exact_sum::ExactSum;
+use flowhmc::field::{GaugeField, MomentumField};
+use flowhmc::geometry::Lattice;
+use flowhmc::group::{LinkMatrix, Su3};
 use flowhmc::rng::{Purpose, StreamKey};
+use flowhmc::solver::SolverParams;
+use flowhmc::spinor::SpinorField;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Set in the environment of the ranks that mpirun starts.
@@ -50,6 +60,11 @@ fn grid(size: usize) -> [usize; 4] {
     [1, 1, 1, size]
 }
 
+/// The number of ranks mpirun started.
+fn world_size() -> usize {
+    std::env::var("OMPI_COMM_WORLD_SIZE").expect("started by Open MPI's mpirun").parse().unwrap()
+}
+
 #[test]
 fn collectives_agree_on_every_rank() {
     if !is_rank() {
@@ -58,9 +73,7 @@ fn collectives_agree_on_every_rank() {
         }
         return;
     }
-    let size: usize =
-        std::env::var("OMPI_COMM_WORLD_SIZE").expect("started by Open MPI's mpirun").parse().unwrap();
-    let comm = MpiComm::world(&grid(size)).unwrap();
+    let comm = MpiComm::world(&grid(world_size())).unwrap();
     let (rank, size) = (comm.rank(), comm.size());
     assert_eq!(rank_of(comm.grid(), comm.coords()), rank);
 
@@ -113,4 +126,60 @@ fn a_grid_for_another_number_of_ranks_is_refused_on_every_rank() {
     }
     let e = MpiComm::world(&[1, 1, 3, 1]).unwrap_err().to_string();
     assert!(e.contains("needs 3 ranks, the program runs on 2"), "{e}");
+}
+
+#[test]
+fn gauge_force_and_even_odd_cg_on_ranks_equal_the_whole_lattice() {
+    if !is_rank() {
+        for ranks in [1, 2, 4] {
+            launch("gauge_force_and_even_odd_cg_on_ranks_equal_the_whole_lattice", ranks);
+        }
+        return;
+    }
+    // every rank computes the whole lattice alone as the reference for its block; 4 ranks cut
+    // z and t, 2 ranks t
+    let dims = [4, 4, 8, 8];
+    let size = world_size();
+    let grid = if size == 4 { [1, 1, 2, 2] } else { grid(size) };
+    let whole = GaugeField::<Su3>::hot(Arc::new(Lattice::new(&dims).unwrap()), 3);
+    let wl = whole.lattice().clone();
+    let lat = Arc::new(Lattice::distributed(&dims, Arc::new(MpiComm::world(&grid).unwrap())).unwrap());
+    let u = GaugeField::<Su3>::hot(lat.clone(), 3);
+    for site in 0..lat.volume() {
+        for mu in 0..4 {
+            assert!(u.link(site, mu).sub(&whole.link(lat.global_site(site), mu)).norm_sqr() == 0.0);
+        }
+    }
+    let action = GaugeAction::new(GaugeActionKind::Iwasaki, 2.3);
+    assert_eq!(action.value(&u).to_bits(), action.value(&whole).to_bits());
+    let (mut p, mut wp) = (MomentumField::<Su3>::zeros(&lat), MomentumField::<Su3>::zeros(&wl));
+    action.force(&u, 1.0, &mut p);
+    action.force(&whole, 1.0, &mut wp);
+    for site in 0..lat.volume() {
+        for mu in 0..4 {
+            assert_eq!(p.at(&lat, site, mu), wp.at(&wl, lat.global_site(site), mu), "force at site {site}");
+        }
+    }
+    let params = SolverParams { tolerance: 1e-10, max_iterations: 1000 };
+    let solve_on = |u: &GaugeField<Su3>| {
+        let cb = Checkerboard::new(u.lattice().clone()).unwrap();
+        let w = WilsonOperator::<Su3, 4>::new(u, &cb, 0.13, Boundary::ANTIPERIODIC).unwrap();
+        let b = SpinorField::<Su3, 4>::gaussian_full(&cb, 4, Purpose::Pseudofermion, 0);
+        let (x, report) = solve(&w, &b, None, Method::Cg, true, &params).unwrap();
+        (cb, x, report)
+    };
+    let (cb, x, report) = solve_on(&u);
+    let (wcb, wx, wreport) = solve_on(&whole);
+    assert_eq!(
+        (report.iterations, report.residual.to_bits()),
+        (wreport.iterations, wreport.residual.to_bits())
+    );
+    for site in 0..lat.volume() {
+        for spin in 0..4 {
+            for c in 0..3 {
+                let (a, b) = (x.get(&cb, site, spin, c), wx.get(&wcb, lat.global_site(site), spin, c));
+                assert!(a.re.to_bits() == b.re.to_bits() && a.im.to_bits() == b.im.to_bits());
+            }
+        }
+    }
 }

@@ -13,8 +13,12 @@ use flowhmc::dirac::wilson::{Boundary, WilsonOperator};
 use flowhmc::field::{GaugeField, MomentumField};
 use flowhmc::geometry::Lattice;
 use flowhmc::group::{Su3, U1};
-use flowhmc::observables::{average_plaquette, average_rectangle};
+use flowhmc::observables::hadrons::{chiral_condensate, pion_correlator};
+use flowhmc::observables::{
+    average_plaquette, average_rectangle, polyakov_loop, topological_charge_u1_2d, wilson_flow,
+};
 use flowhmc::rng::Purpose;
+use flowhmc::rng::StreamKey;
 use flowhmc::solver::SolverParams;
 use flowhmc::spinor::SpinorField;
 use std::sync::Arc;
@@ -206,6 +210,54 @@ fn wilson_operator_forces_and_solves_on_ranks_equal_the_whole_lattice() {
             check_wilson::<U1, 2>(dims, grid);
         } else {
             check_wilson::<Su3, 4>(dims, grid);
+        }
+    }
+}
+
+/// Every gauge observable of a run's measurements: plaquette, rectangle, Polyakov loop, the
+/// topological charge (geometric in 2D, clover after the flow in 4D) and the Wilson flow's
+/// energy densities; with a Wilson operator the chiral condensate and the pion correlator.
+fn observables<G: PackedGroup, const S: usize>(u: &GaugeField<G>) -> Vec<f64> {
+    let mut values = vec![average_plaquette(u), average_rectangle(u)];
+    let p = polyakov_loop(u);
+    values.extend([p.re, p.im]);
+    let flow = wilson_flow(u, 0.05, 0.2);
+    values.extend(flow.energy);
+    values.extend(flow.charge);
+    if let Some(q) = (u.lattice().ndim() == 2).then(|| topological_charge_u1_2d_any(u)).flatten() {
+        values.push(q);
+    }
+    let cb = Checkerboard::for_fields(u.lattice().clone(), true).unwrap();
+    let w = WilsonOperator::<G, S>::new(u, &cb, 0.12, Boundary::ANTIPERIODIC).unwrap();
+    let params = SolverParams { tolerance: 1e-10, max_iterations: 1000 };
+    let key = StreamKey::new(3, Purpose::Test, 1);
+    values.push(chiral_condensate(&w, 2, &key, Method::Cg, &params).unwrap().value);
+    values.extend(pion_correlator(&w, Method::Cg, &params).unwrap().value);
+    values
+}
+
+/// The geometric charge where the field is U(1).
+fn topological_charge_u1_2d_any<G: PackedGroup>(u: &GaugeField<G>) -> Option<f64> {
+    (u as &dyn std::any::Any).downcast_ref::<GaugeField<U1>>().map(topological_charge_u1_2d)
+}
+
+fn check_observables<G: PackedGroup, const S: usize>(dims: &[usize], grid: &[usize]) {
+    let whole = GaugeField::<G>::hot(Arc::new(Lattice::new(dims).unwrap()), 13);
+    let want = observables::<G, S>(&whole);
+    run_ranks(grid, |comm| {
+        let got = observables::<G, S>(&block_of(&whole, comm));
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&want), "{dims:?} on {grid:?}: {got:?} against {want:?}");
+    });
+}
+
+#[test]
+fn observables_on_ranks_equal_the_whole_lattice() {
+    for (dims, grid) in GRIDS {
+        if dims.len() == 2 {
+            check_observables::<U1, 2>(dims, grid);
+        } else {
+            check_observables::<Su3, 4>(dims, grid);
         }
     }
 }

@@ -13,6 +13,18 @@
 //! hop from an outer site lands on one outer site for all lanes; where it crosses a half
 //! boundary the lanes are exchanged, lane l reading lane l ^ mask with mask 1 (dimension D-2)
 //! or 2 (dimension D-1). Masks compose by XOR.
+//!
+//! Ranks: a lattice is this rank's block of a global lattice cut by a process grid ([`Comm`]);
+//! one process is one rank holding the whole lattice. Extents, lexicographic indices, parity
+//! and the packed layout above are those of the block (local coordinates); [`Lattice::origin`]
+//! places it in the global lattice. Directions the grid cuts are not periodic within the block:
+//! there the packed hops lead into the halo of [`halo`], and the per-site hops of the
+//! lexicographic tables to exterior sites, numbered after the block's own (indices
+//! [`Lattice::volume`] and up, their links in the halo), out to the depth of the halo and
+//! [`NO_SITE`] beyond. Per-site code (loops along paths, clover leaves) thus runs unchanged at
+//! the block's edge, as long as the halo is up to date. Random streams are keyed by global
+//! site index ([`Lattice::global_site`]), so fields drawn on any process grid hold the same
+//! values.
 
 pub mod halo;
 
@@ -21,7 +33,7 @@ use crate::comm::{Comm, Single, check_grid};
 use crate::error::{Error, Result};
 use crate::memory::{check_available, human};
 pub use halo::NO_SITE;
-use halo::{ExtendedBox, HaloPlan};
+use halo::{DEPTH, ExtendedBox, HaloPlan};
 use std::sync::Arc;
 
 /// Most sites a lattice may have: the hop tables of the packed layout index sites in 32 bits.
@@ -159,10 +171,47 @@ impl Lattice {
         let d = dims.len();
         let cut: Vec<bool> = grid.iter().map(|&p| p > 1).collect();
         let origin: Vec<usize> = comm.coords().iter().zip(&dims).map(|(&c, &l)| c * l).collect();
-        let mut forward = vec![0; volume * d];
-        let mut backward = vec![0; volume * d];
-        let mut parity = vec![0u8; volume];
+        let extended = ExtendedBox::new(&dims, &cut);
         let mut coords = vec![0usize; d];
+        let packed_of_interior = (0..volume).map(|site| {
+            Self::coords_into(&dims, site, &mut coords);
+            let c: Vec<isize> = coords.iter().map(|&x| x as isize).collect();
+            let at = extended.canonical(&c);
+            (at.element as usize, at.lane as usize)
+        });
+        // exterior sites: the canonical lanes of the halo, numbered after the interior sites
+        let inside = |c: &[isize]| c.iter().zip(&dims).all(|(&x, &l)| x >= 0 && x < l as isize);
+        let exterior: Vec<(usize, usize)> = (extended.interior()..extended.len())
+            .flat_map(|e| (0..LANES).map(move |lane| (e, lane)))
+            .filter(|&(e, lane)| {
+                let c = extended.lane_coords(e, lane);
+                !inside(&c)
+                    && extended.canonical(&c) == halo::LaneSite { element: e as u32, lane: lane as u8 }
+            })
+            .collect();
+        let packed_of: Vec<(usize, usize)> = packed_of_interior.chain(exterior.iter().copied()).collect();
+        let sites = packed_of.len();
+        let mut site_at_lane = vec![NO_SITE; extended.len() * LANES];
+        for (site, &(e, lane)) in packed_of.iter().enumerate() {
+            site_at_lane[e * LANES + lane] = site;
+        }
+        let reach = DEPTH as isize;
+        // the site at local coordinates c: periodic in uncut directions, NO_SITE beyond the box
+        let site_at = |c: &mut [isize]| -> usize {
+            for (mu, x) in c.iter_mut().enumerate() {
+                let l = dims[mu] as isize;
+                if !cut[mu] {
+                    *x = x.rem_euclid(l);
+                } else if *x < -reach || *x >= l + reach {
+                    return NO_SITE;
+                }
+            }
+            let at = extended.canonical(c);
+            site_at_lane[at.element as usize * LANES + at.lane as usize]
+        };
+        let mut forward = vec![0; sites * d];
+        let mut backward = vec![0; sites * d];
+        let mut parity = vec![0u8; sites];
         for site in 0..volume {
             Self::coords_into(&dims, site, &mut coords);
             parity[site] = (coords.iter().sum::<usize>() % 2) as u8;
@@ -172,9 +221,33 @@ impl Lattice {
                 let (top, bottom) = (x + 1 == dims[mu], x == 0);
                 let up = if top { site + stride - dims[mu] * stride } else { site + stride };
                 let down = if bottom { site + (dims[mu] - 1) * stride } else { site - stride };
-                forward[site * d + mu] = if top && cut[mu] { NO_SITE } else { up };
-                backward[site * d + mu] = if bottom && cut[mu] { NO_SITE } else { down };
+                forward[site * d + mu] = up;
+                backward[site * d + mu] = down;
+                if cut[mu] && (top || bottom) {
+                    let mut c: Vec<isize> = coords.iter().map(|&x| x as isize).collect();
+                    c[mu] += if top { 1 } else { -1 };
+                    let across = site_at(&mut c);
+                    if top {
+                        forward[site * d + mu] = across;
+                    }
+                    if bottom {
+                        backward[site * d + mu] = across;
+                    }
+                }
                 stride *= dims[mu];
+            }
+        }
+        for (k, &(e, lane)) in exterior.iter().enumerate() {
+            let site = volume + k;
+            let c = extended.lane_coords(e, lane);
+            // the block's origin has even coordinates, so local and global parity agree
+            parity[site] = c.iter().sum::<isize>().rem_euclid(2) as u8;
+            for mu in 0..d {
+                for (table, step) in [(&mut forward, 1), (&mut backward, -1)] {
+                    let mut n = c.clone();
+                    n[mu] += step;
+                    table[site * d + mu] = site_at(&mut n);
+                }
             }
         }
         let mut lex_of_eo: Vec<usize> = (0..volume).filter(|&s| parity[s] == 0).collect();
@@ -183,18 +256,9 @@ impl Lattice {
         for (i, &s) in lex_of_eo.iter().enumerate() {
             eo_index[s] = i;
         }
-        let extended = ExtendedBox::new(&dims, &cut);
         let outer_volume = volume / LANES;
-        let packed_of: Vec<(usize, usize)> = (0..volume)
-            .map(|site| {
-                Self::coords_into(&dims, site, &mut coords);
-                let c: Vec<isize> = coords.iter().map(|&x| x as isize).collect();
-                let at = extended.canonical(&c);
-                (at.element as usize, at.lane as usize)
-            })
-            .collect();
         let mut site_of_packed = vec![0; volume];
-        for (site, &(outer, lane)) in packed_of.iter().enumerate() {
+        for (site, &(outer, lane)) in packed_of[..volume].iter().enumerate() {
             site_of_packed[outer * LANES + lane] = site;
         }
         let hops = |forward: bool| -> Vec<PackedSite> {
@@ -325,6 +389,11 @@ impl Lattice {
         self.extended.lane_coords(e, lane)
     }
 
+    /// Number of sites of the block and exterior sites together (see the module docs).
+    pub fn sites_with_exterior(&self) -> usize {
+        self.packed_of.len()
+    }
+
     /// Number of sites.
     pub fn volume(&self) -> usize {
         self.volume
@@ -347,13 +416,14 @@ impl Lattice {
         coords.iter().zip(&self.dims).rev().fold(0, |acc, (&c, &l)| acc * l + c % l)
     }
 
-    /// The site one step forward in direction mu (periodic).
+    /// The site one step forward in direction mu (periodic; beyond the block in a cut direction
+    /// an exterior site, see the module docs).
     #[inline]
     pub fn fwd(&self, site: usize, mu: usize) -> usize {
         self.forward[site * self.dims.len() + mu]
     }
 
-    /// The site one step backward in direction mu (periodic).
+    /// The site one step backward in direction mu (like [`Lattice::fwd`]).
     #[inline]
     pub fn bwd(&self, site: usize, mu: usize) -> usize {
         self.backward[site * self.dims.len() + mu]
@@ -387,7 +457,7 @@ impl Lattice {
         self.outer_volume
     }
 
-    /// (outer site, lane) of a lexicographic site.
+    /// (outer site, lane) of a lexicographic site, or (halo element, lane) of an exterior site.
     #[inline]
     pub fn packed_of(&self, site: usize) -> (usize, usize) {
         self.packed_of[site]
@@ -594,13 +664,31 @@ mod tests {
                         }
                     }
                 }
-                // a cut direction is not periodic within the block
-                for mu in (0..d).filter(|&mu| lat.is_cut(mu)) {
-                    let mut top = vec![0; d];
-                    top[mu] = lat.dims()[mu] - 1;
-                    assert_eq!(lat.fwd(lat.site(&top), mu), NO_SITE);
-                    assert_eq!(lat.bwd(0, mu), NO_SITE);
+                // per-site hops, from the block's sites and from exterior ones, reach the site
+                // holding the global neighbour until they leave the box
+                let coords_of_site = |site: usize| {
+                    let (e, lane) = lat.packed_of(site);
+                    lat.lane_coords(e, lane)
+                };
+                for site in 0..lat.sites_with_exterior() {
+                    for mu in 0..d {
+                        for (n, step) in [(lat.fwd(site, mu), 1), (lat.bwd(site, mu), -1)] {
+                            if n == NO_SITE {
+                                assert!(
+                                    site >= lat.volume() && lat.is_cut(mu),
+                                    "{dims:?} {grid:?} site {site}"
+                                );
+                                continue;
+                            }
+                            let mut want = coords_of_site(site);
+                            want[mu] += step;
+                            let got = lat.global_coords_of(&coords_of_site(n));
+                            assert_eq!(got, lat.global_coords_of(&want), "{dims:?} {grid:?} site {site}");
+                            assert_eq!(lat.parity(n), 1 - lat.parity(site));
+                        }
+                    }
                 }
+                assert_eq!(lat.sites_with_exterior() > lat.volume(), !lat.is_whole());
             }
         }
     }

@@ -18,7 +18,7 @@ use crate::backend::cpu::PackedGroup;
 use crate::field::{GaugeField, MomentumField};
 use crate::group::LinkMatrix;
 use crate::loops::{Step, path_product};
-use crate::parallel::exact_sum;
+use crate::parallel::global_sum;
 
 /// The clover field strength G_{mu nu}(x) (anti-Hermitian, traceless for SU(N)).
 pub fn clover<G: PackedGroup>(u: &GaugeField<G>, site: usize, mu: usize, nu: usize) -> G::Elem {
@@ -32,8 +32,9 @@ pub fn clover<G: PackedGroup>(u: &GaugeField<G>, site: usize, mu: usize, nu: usi
 
 /// Clover energy density E = -sum_{mu<nu} tr G^2, averaged over sites.
 pub fn energy_density<G: PackedGroup>(u: &GaugeField<G>) -> f64 {
-    let d = u.lattice().ndim();
-    let sum = exact_sum(u.lattice().volume(), |x| {
+    u.assert_halo_fresh();
+    let (lat, d) = (u.lattice(), u.lattice().ndim());
+    let sum = global_sum(lat.comm().as_ref(), lat.volume(), |x| {
         let mut e = 0.0;
         for mu in 0..d {
             for nu in mu + 1..d {
@@ -43,13 +44,15 @@ pub fn energy_density<G: PackedGroup>(u: &GaugeField<G>) -> f64 {
         }
         e
     });
-    sum / u.lattice().volume() as f64
+    sum / lat.global_volume() as f64
 }
 
 /// Clover topological charge of a 4D field (module docs for the normalisation).
 pub fn topological_charge_clover<G: PackedGroup>(u: &GaugeField<G>) -> f64 {
     assert_eq!(u.lattice().ndim(), 4, "the clover charge is defined in 4D");
-    let sum = exact_sum(u.lattice().volume(), |x| {
+    u.assert_halo_fresh();
+    let lat = u.lattice();
+    let sum = global_sum(lat.comm().as_ref(), lat.volume(), |x| {
         let g = |mu, nu| clover(u, x, mu, nu);
         g(0, 1).re_tr_mul(&g(2, 3)) - g(0, 2).re_tr_mul(&g(1, 3)) + g(0, 3).re_tr_mul(&g(1, 2))
     });

@@ -11,6 +11,7 @@ use crate::backend::cpu::packed::ColorVector;
 use crate::checkerboard::Checkerboard;
 use crate::dirac::{Method, WilsonOperator, solve};
 use crate::error::Result;
+use crate::exact_sum::ExactSum;
 use crate::rng::StreamKey;
 use crate::solver::SolverParams;
 use crate::spinor::{Color, Sites, SpinorField};
@@ -36,7 +37,7 @@ pub fn chiral_condensate<G: PackedGroup, const S: usize>(
     solver: &SolverParams,
 ) -> Result<Measured<f64>> {
     let cb = w.checkerboard();
-    let volume = cb.lattice().volume() as f64;
+    let volume = cb.lattice().global_volume() as f64;
     let (mut sum, mut iterations) = (0.0, 0);
     for k in 0..noise {
         let eta = SpinorField::<G, S>::gaussian(cb, Sites::All, &key.derive(k as u64));
@@ -49,7 +50,7 @@ pub fn chiral_condensate<G: PackedGroup, const S: usize>(
 
 /// The point-source pion correlator C(t), t = 0..L_t - 1, source at the origin, each column
 /// solved by `method` (even/odd preconditioned when the operator's fields have the even/odd
-/// layout).
+/// layout); each C(t) summed exactly over the sites of its time slice on every rank.
 pub fn pion_correlator<G: PackedGroup, const S: usize>(
     w: &WilsonOperator<'_, G, S>,
     method: Method,
@@ -58,27 +59,31 @@ pub fn pion_correlator<G: PackedGroup, const S: usize>(
     let cb: &Checkerboard = w.checkerboard();
     let lattice = cb.lattice();
     let t_dim = lattice.ndim() - 1;
-    let mut correlator = vec![0.0; lattice.dims()[t_dim]];
+    let mut slices = vec![ExactSum::new(); lattice.global_dims()[t_dim]];
     let sites_per_slice = lattice.volume() / lattice.dims()[t_dim];
+    let origin = (0..lattice.volume()).find(|&site| lattice.global_site(site) == 0);
     let mut iterations = 0;
     for spin in 0..S {
         for color in 0..Color::<G>::COLORS {
             let mut source = SpinorField::<G, S>::full(cb);
-            source.set(cb, 0, spin, color, Complex64::new(1.0, 0.0));
+            if let Some(origin) = origin {
+                source.set(cb, origin, spin, color, Complex64::new(1.0, 0.0));
+            }
             let (x, report) = solve(w, &source, None, method, cb.is_even_odd(), solver)?;
             iterations += report.iterations;
             for site in 0..lattice.volume() {
                 // time is the slowest lexicographic index
-                let t = site / sites_per_slice;
+                let t = lattice.origin()[t_dim] + site / sites_per_slice;
                 for s in 0..S {
                     for c in 0..Color::<G>::COLORS {
-                        correlator[t] += x.get(cb, site, s, c).norm_sqr();
+                        slices[t].add(x.get(cb, site, s, c).norm_sqr());
                     }
                 }
             }
         }
     }
-    Ok(Measured { value: correlator, iterations })
+    lattice.comm().sum_exact(&mut slices);
+    Ok(Measured { value: slices.iter().map(ExactSum::value).collect(), iterations })
 }
 
 /// The effective mass ln(C(t) / C(t + 1)) for t = 0..len - 2 (NaN where a ratio is not

@@ -8,11 +8,14 @@ pub mod flow;
 pub mod hadrons;
 
 use crate::backend::cpu::PackedGroup;
+use crate::backend::cpu::halo::{LaneArray, lane_vectors, lane_vectors_mut};
+use crate::backend::cpu::packed::{LANES, Real};
 use crate::field::GaugeField;
 use crate::group::{LinkMatrix, U1};
 use crate::loops::{plaquette, plaquette_re_tr_sum, rectangle_re_tr_sum};
-use crate::parallel::{exact_sum, exact_sums};
+use crate::parallel::{global_sum, global_sums};
 use num_complex::Complex64;
+use rayon::prelude::*;
 
 pub use flow::{FlowMeasurement, wilson_flow};
 
@@ -26,35 +29,79 @@ pub fn average_rectangle<G: PackedGroup>(u: &GaugeField<G>) -> f64 {
     rectangle_re_tr_sum(u) / (G::NC * 2 * u.lattice().plaquette_count()) as f64
 }
 
-/// Polyakov loop: the average over spatial sites of tr prod_t U_t(x, t) / N.
+/// Polyakov loop: the average over spatial sites of tr prod_t U_t(x, t) / N, the product
+/// accumulated link by link from t = 0 (on a grid that cuts time, rank after rank along it, so
+/// that every loop is the same product as on one rank).
 pub fn polyakov_loop<G: PackedGroup>(u: &GaugeField<G>) -> Complex64 {
     let lat = u.lattice();
     let t_dir = lat.ndim() - 1;
     let nt = lat.dims()[t_dir];
     let spatial = lat.volume() / nt;
-    let loop_at = |x: usize| {
-        let mut site = x; // sites with t = 0 are the first `spatial` lexicographic indices
-        let mut prod = G::Elem::identity();
-        for _ in 0..nt {
-            prod = prod.mul(&u.link(site, t_dir));
-            site = lat.fwd(site, t_dir);
+    // sites with t = 0 are the first `spatial` lexicographic indices, time the slowest
+    let continued =
+        |x: usize, start: &G::Elem| (0..nt).fold(*start, |prod, t| prod.mul(&u.link(x + t * spatial, t_dir)));
+    let mut loops: Vec<G::Elem> = (0..spatial).map(|_| G::Elem::identity()).collect();
+    let comm = lat.comm();
+    let ranks_in_time = comm.grid()[t_dir];
+    let mine = comm.coords()[t_dir];
+    // the products travel forward in time, one rank per round
+    for round in 0..ranks_in_time {
+        if round == mine {
+            loops = loops.par_iter().enumerate().map(|(x, start)| continued(x, start)).collect();
         }
-        prod.trace()
-    };
-    // every loop once, in parallel; summed in site order, so independent of the thread count
-    let [re, im] = exact_sums(spatial, |x, [re, im]| {
-        let trace = loop_at(x);
-        re.add(trace.re);
-        im.add(trace.im);
+        if round + 1 < ranks_in_time {
+            let bytes = encode_elements::<G>(&loops);
+            let arrived = comm.start_exchange(t_dir, true, bytes.clone(), bytes.len()).finish();
+            if round + 1 == mine {
+                loops = decode_elements::<G>(&arrived);
+            }
+        }
+    }
+    let last = mine + 1 == ranks_in_time;
+    let [re, im] = global_sums(comm.as_ref(), spatial, |x, [re, im]| {
+        if last {
+            let trace = loops[x].trace();
+            re.add(trace.re);
+            im.add(trace.im);
+        }
     });
-    Complex64::new(re.value(), im.value()) / (spatial * G::NC) as f64
+    let spatial_volume = lat.global_volume() / lat.global_dims()[t_dir];
+    Complex64::new(re.value(), im.value()) / (spatial_volume * G::NC) as f64
+}
+
+/// Group elements as message bytes (each packed into lane 0 of a packed element).
+fn encode_elements<G: PackedGroup>(elements: &[G::Elem]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in elements {
+        let packed = G::pack([e; LANES]);
+        lane_vectors(&packed).iter().for_each(|v| v[0].write_le(&mut out));
+    }
+    out
+}
+
+/// The group elements of [`encode_elements`]' bytes.
+fn decode_elements<G: PackedGroup>(bytes: &[u8]) -> Vec<G::Elem> {
+    let reals = <G::Packed<f64> as LaneArray>::VECTORS;
+    bytes
+        .chunks_exact(reals * 8)
+        .map(|chunk| {
+            let one = G::Elem::identity();
+            let mut packed = G::pack([&one; LANES]);
+            for (k, v) in lane_vectors_mut(&mut packed).iter_mut().enumerate() {
+                v[0] = f64::read_le(&chunk[k * 8..]);
+            }
+            G::lane(&packed, 0)
+        })
+        .collect()
 }
 
 /// Geometric topological charge of a 2D U(1) field: Q = (1/2 pi) sum_x arg P_{01}(x) with
 /// arg in (-pi, pi]; an exact integer on the torus.
 pub fn topological_charge_u1_2d(u: &GaugeField<U1>) -> f64 {
     assert_eq!(u.lattice().ndim(), 2, "the geometric charge is defined in 2D");
-    exact_sum(u.lattice().volume(), |x| plaquette(u, x, 0, 1).arg()) / std::f64::consts::TAU
+    u.assert_halo_fresh();
+    let lat = u.lattice();
+    global_sum(lat.comm().as_ref(), lat.volume(), |x| plaquette(u, x, 0, 1).arg()) / std::f64::consts::TAU
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! SU(3) in the packed layout: lane-wise packing, generator traces and the MD drift
 //! exp(eps P) U of LANES links at once (exact to round-off).
 
-use super::group::{PackedGroup, alg_lane};
+use super::group::{PackedGroup, alg_lane, set_alg_lane};
 use super::packed::{Convert, LANES, Lanes, PackedMatrix, Real, Su3Lanes, fma};
 use crate::group::su3::INV_SQRT3;
 use crate::group::{Group, LinkMatrix, Su3, Su3Matrix};
@@ -50,8 +50,37 @@ const SERIES_TOLERANCE: f64 = 1e-17;
 /// (exact) Cayley-Hamilton representation of the terms. The bound is tabulated once as the
 /// largest s each N admits.
 fn series_terms(s: f64) -> usize {
+    largest_norms().iter().position(|&largest| s <= largest).unwrap_or(SERIES_MAX_TERMS)
+}
+
+/// Lowest binary exponent of |X|_F^2 with its own entry in [`series_terms_lanes`]' table
+/// (smaller norms share it).
+const LOWEST_EXPONENT: i32 = -64;
+
+/// The terms of every lane's series from its |X|_F^2 (at most [`SERIES_MAX_NORM_SQR`]): the
+/// [`series_terms`] of the top of the lane's binade [2^e, 2^(e+1)), read from a table by the
+/// binary exponent e. Lanes of similar norms (the usual packed element) thus share their
+/// count, and a lane's count depends on its own norm only.
+#[inline(always)]
+fn series_terms_lanes(norm_sqr: &Lanes) -> [usize; LANES] {
+    const ENTRIES: usize = (2 - LOWEST_EXPONENT) as usize;
+    static BY_EXPONENT: OnceLock<[u8; ENTRIES]> = OnceLock::new();
+    let table = BY_EXPONENT.get_or_init(|| {
+        std::array::from_fn(|k| {
+            let top = 2f64.powi(LOWEST_EXPONENT + k as i32 + 1).min(SERIES_MAX_NORM_SQR);
+            series_terms(top.sqrt()) as u8
+        })
+    });
+    std::array::from_fn(|l| {
+        let exponent = ((norm_sqr[l].to_bits() >> 52) & 0x7ff) as i32 - 1023;
+        usize::from(table[(exponent - LOWEST_EXPONENT).clamp(0, ENTRIES as i32 - 1) as usize])
+    })
+}
+
+/// Entry N: the largest norm s for which N terms of the series suffice ([`series_terms`]).
+fn largest_norms() -> &'static [f64; SERIES_MAX_TERMS + 1] {
     static LARGEST_NORM: OnceLock<[f64; SERIES_MAX_TERMS + 1]> = OnceLock::new();
-    let table = LARGEST_NORM.get_or_init(|| {
+    LARGEST_NORM.get_or_init(|| {
         let bound = |s: f64, n: usize| {
             s.powi(n as i32 + 1) * RECIPROCALS[1..=n + 1].iter().product::<f64>() * s.exp()
         };
@@ -67,8 +96,7 @@ fn series_terms(s: f64) -> usize {
             }
             lo
         })
-    });
-    table.iter().position(|&largest| s <= largest).unwrap_or(SERIES_MAX_TERMS)
+    })
 }
 
 /// The lane vector (f(0), .., f(LANES - 1)).
@@ -152,9 +180,11 @@ impl HermitianLanes {
 /// exp(iH) = f0 + f1 H + f2 H^2, the coefficients summed from the Taylor series by Horner's
 /// rule, reducing powers by the Cayley-Hamilton theorem H^3 = c1 H + c0 (c1 = tr H^2 / 2,
 /// c0 = det H): c <- 1 + iH c / n maps (p, q, r) to (1 + i r c0 / n, i (p + r c1) / n, i q / n).
-/// The series is cut where its remainder is below [`SERIES_TOLERANCE`] ([`series_terms`]), exact to round-off. Returns false,
-/// changing nothing, when some |eps P|^2 exceeds [`SERIES_MAX_NORM_SQR`] (the caller then uses
-/// [`Su3::exp`]).
+/// The series of each lane is cut where its own remainder is below [`SERIES_TOLERANCE`]
+/// ([`series_terms_lanes`]), exact to round-off: a lane's result depends on its own link and
+/// momentum only, not on the sites sharing its packed element (which differ between process
+/// grids). Returns false, changing nothing, when some |eps P|^2 exceeds
+/// [`SERIES_MAX_NORM_SQR`].
 fn exp_mul_series(p: &[Lanes; 8], eps: f64, u: &mut Su3Lanes) -> bool {
     // H = (eps/2) sum p_a lambda_a (Gell-Mann matrices)
     let c: [Lanes; 8] = p.map(|v| v.map(|x| 0.5 * eps * x));
@@ -172,15 +202,34 @@ fn exp_mul_series(p: &[Lanes; 8], eps: f64, u: &mut Su3Lanes) -> bool {
         return false;
     }
     let c0 = h.det();
-    let terms = series_terms(s_max.sqrt());
+    let terms = series_terms_lanes(&lanes(|l| 2.0 * c1[l]));
+    let (least, most) = (terms.iter().copied().min().unwrap_or(0), terms.iter().copied().max().unwrap_or(0));
     let zero = [0.0; LANES];
-    let (mut pr, mut pi, mut qr, mut qi, mut rr, mut ri) = ([1.0; LANES], zero, zero, zero, zero, zero);
-    for &inv in RECIPROCALS[1..=terms].iter().rev() {
-        let next_p = (lanes(|l| 1.0 - ri[l] * c0[l] * inv), lanes(|l| rr[l] * c0[l] * inv));
-        let next_q = (lanes(|l| -fma(ri[l], c1[l], pi[l]) * inv), lanes(|l| fma(rr[l], c1[l], pr[l]) * inv));
-        let next_r = (lanes(|l| -qi[l] * inv), lanes(|l| qr[l] * inv));
-        ((pr, pi), (qr, qi), (rr, ri)) = (next_p, next_q, next_r);
+    // Horner's step c <- 1 + iH c / n on the state [p, q, r] (real and imaginary parts)
+    let step = |n: usize, [pr, pi, qr, qi, rr, ri]: [Lanes; 6]| -> [Lanes; 6] {
+        let inv = RECIPROCALS[n];
+        [
+            lanes(|l| 1.0 - ri[l] * c0[l] * inv),
+            lanes(|l| rr[l] * c0[l] * inv),
+            lanes(|l| -fma(ri[l], c1[l], pi[l]) * inv),
+            lanes(|l| fma(rr[l], c1[l], pr[l]) * inv),
+            lanes(|l| -qi[l] * inv),
+            lanes(|l| qr[l] * inv),
+        ]
+    };
+    let mut state = [[1.0; LANES], zero, zero, zero, zero, zero];
+    // the top terms, where the lanes with shorter series keep their state (a bitwise select)
+    for n in (least + 1..=most).rev() {
+        let held: [u64; LANES] = std::array::from_fn(|l| if n > terms[l] { u64::MAX } else { 0 });
+        let next = step(n, state);
+        for (s, new) in state.iter_mut().zip(next) {
+            *s = lanes(|l| f64::from_bits(new[l].to_bits() & !held[l] | s[l].to_bits() & held[l]));
+        }
     }
+    for n in (1..=least).rev() {
+        state = step(n, state);
+    }
+    let [pr, pi, qr, qi, rr, ri] = state;
     // E = f0 + f1 H + f2 H^2 with (f0, f1, f2) = (p, q, r); the lower triangle from conj(h_ij)
     let mut e = Su3Lanes::zero();
     for i in 0..3 {
@@ -285,12 +334,19 @@ impl PackedGroup for Su3 {
 
     fn exp_mul_packed(p: &[Lanes; 8], eps: f64, u: &mut Su3Lanes) {
         if !exp_mul_series(p, eps, u) {
+            // some lane is beyond the series' range: every lane on its own, the series where it
+            // converges (the same operations as in a mixed element) and Su3::exp elsewhere
             for l in 0..LANES {
-                Self::set_lane(
-                    u,
-                    l,
-                    &<Self as Group>::exp(&alg_lane::<Self>(p, l), eps).mul(&Self::lane(u, l)),
-                );
+                let (a, link) = (alg_lane::<Self>(p, l), Self::lane(u, l));
+                let mut alone_p = [[0.0; LANES]; 8];
+                (0..LANES).for_each(|k| set_alg_lane::<Self>(&mut alone_p, k, &a));
+                let mut alone = Self::pack([&link; LANES]);
+                let drifted = if exp_mul_series(&alone_p, eps, &mut alone) {
+                    Self::lane(&alone, 0)
+                } else {
+                    <Self as Group>::exp(&a, eps).mul(&link)
+                };
+                Self::set_lane(u, l, &drifted);
             }
         }
     }
@@ -299,6 +355,47 @@ impl PackedGroup for Su3 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A lane's drift depends on its own momentum and link only: the same as with every lane
+    /// holding them, whatever the other lanes hold (small, large, beyond the series' range).
+    #[test]
+    fn drift_of_a_lane_ignores_the_other_lanes() {
+        let mut rng = crate::rng::StreamKey::new(6, crate::rng::Purpose::Test, 0).stream(0);
+        let links: Vec<Su3Matrix> = (0..LANES).map(|_| Su3::haar(&mut rng)).collect();
+        // lanes of different norms in the series' range (the terms a lane does not need change
+        // its bits only now and then, so many elements), then one lane beyond the range
+        let cases = (0..2000)
+            .map(|k| ([0.3, 1.0, 1.0 + (k % 40) as f64 * 0.05, 2.0 + (k / 40) as f64 * 0.02], 0.1))
+            .chain([([0.01, 0.3, 1.0, 3.0], 0.7)]);
+        for (scales, eps) in cases {
+            let momenta: Vec<[f64; 8]> = scales
+                .iter()
+                .map(|&s| {
+                    let mut a = <Su3 as Group>::gaussian_alg(&mut rng);
+                    a.iter_mut().for_each(|x| *x *= s);
+                    a
+                })
+                .collect();
+            let mut mixed_p = [[0.0; LANES]; 8];
+            for (l, a) in momenta.iter().enumerate() {
+                set_alg_lane::<Su3>(&mut mixed_p, l, a);
+            }
+            let mut mixed = Su3::pack(std::array::from_fn(|l| &links[l]));
+            Su3::exp_mul_packed(&mixed_p, eps, &mut mixed);
+            for l in 0..LANES {
+                let mut alone_p = [[0.0; LANES]; 8];
+                (0..LANES).for_each(|k| set_alg_lane::<Su3>(&mut alone_p, k, &momenta[l]));
+                let mut alone = Su3::pack([&links[l]; LANES]);
+                Su3::exp_mul_packed(&alone_p, eps, &mut alone);
+                assert_eq!(
+                    Su3::lane(&mixed, l),
+                    Su3::lane(&alone, 0),
+                    "eps {eps} lane {l} (scale {})",
+                    scales[l]
+                );
+            }
+        }
+    }
 
     #[test]
     fn packed_unitarity_violation_is_the_scalar_one_lane_by_lane() {
