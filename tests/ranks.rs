@@ -261,3 +261,66 @@ fn observables_on_ranks_equal_the_whole_lattice() {
         }
     }
 }
+
+/// A chain of `trajectories` HMC trajectories with the Iwasaki gauge action and Nf = 2 Wilson
+/// fermions, even/odd preconditioned with a Hasenbusch mass (the heavy term on the outer level
+/// with the gauge action inside, mixed-precision solves in the light term), from the hot field
+/// `u`: each trajectory's dH, acceptance and solver iterations, and the final field.
+fn nf2_chain(mut u: GaugeField<Su3>, trajectories: u64) -> (Vec<(u64, bool, usize)>, GaugeField<Su3>) {
+    use flowhmc::action::Monomial;
+    use flowhmc::action::fermion::{Pseudofermion, PseudofermionParams};
+    use flowhmc::integrator::{Integrator, Level, Scheme};
+    use flowhmc::update::{Hmc, MarkovStep};
+    let cb = Checkerboard::new(u.lattice().clone()).unwrap();
+    let mut monomials: Vec<Box<dyn Monomial<GaugeField<Su3>>>> =
+        vec![Box::new(GaugeAction::new(GaugeActionKind::Iwasaki, 2.3))];
+    for (i, (kappa, kappa_heavy, mixed)) in [(0.11, 0.0, false), (0.125, 0.11, true)].into_iter().enumerate()
+    {
+        let params = PseudofermionParams {
+            kappa,
+            kappa_heavy,
+            boundary: Boundary::ANTIPERIODIC,
+            even_odd: true,
+            solver: SolverParams { tolerance: 1e-10, max_iterations: 5000 },
+            mixed_precision: mixed,
+        };
+        monomials.push(Box::new(Pseudofermion::<Su3, 4>::new(
+            &format!("pf{i}"),
+            params,
+            cb.clone(),
+            i as u64,
+        )));
+    }
+    let levels = vec![
+        Level { monomials: vec![0], steps: 3, scheme: Scheme::Omelyan },
+        Level { monomials: vec![1, 2], steps: 3, scheme: Scheme::Omelyan },
+    ];
+    let mut hmc = Hmc::new(monomials, Integrator::new(levels, 3).unwrap(), 0.5, 7).unwrap();
+    let reports = (0..trajectories)
+        .map(|k| {
+            let r = hmc.step(&mut u, k).unwrap();
+            (r.dh.to_bits(), r.accepted, r.solver_iterations)
+        })
+        .collect();
+    (reports, u)
+}
+
+#[test]
+fn an_nf2_hasenbusch_chain_on_ranks_equals_the_whole_lattice() {
+    let dims = [4, 4, 8, 8];
+    let whole = GaugeField::<Su3>::hot(Arc::new(Lattice::new(&dims).unwrap()), 21);
+    let (want, wu) = nf2_chain(whole.clone(), 3);
+    assert!(want.iter().any(|r| r.1), "some trajectory is accepted: {want:?}");
+    for grid in [[1, 1, 1, 2], [1, 1, 2, 2]] {
+        run_ranks(&grid, |comm| {
+            let (got, u) = nf2_chain(block_of(&whole, comm), 3);
+            assert_eq!(got, want, "{grid:?}: dH, acceptance and iterations");
+            let lat = u.lattice().clone();
+            for site in 0..lat.volume() {
+                for mu in 0..4 {
+                    assert!(u.link(site, mu) == wu.link(lat.global_site(site), mu), "{grid:?}: final field");
+                }
+            }
+        });
+    }
+}
