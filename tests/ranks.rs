@@ -324,3 +324,26 @@ fn an_nf2_hasenbusch_chain_on_ranks_equals_the_whole_lattice() {
         });
     }
 }
+
+#[test]
+fn flows_are_refused_on_more_than_one_rank_with_one_message() {
+    use candle_core::{DType, Device};
+    use flowhmc::flow::FlowField;
+    let whole = GaugeField::<U1>::hot(Arc::new(Lattice::new(&[8, 8]).unwrap()), 1);
+    assert!(GaugeField::<U1>::to_batch(&[&whole], DType::F64, &Device::Cpu).is_ok());
+    let messages = run_ranks(&[1, 2], |comm| {
+        let u = block_of(&whole, comm);
+        // the message's first line (candle may append a backtrace)
+        let first = |e: candle_core::Error| e.to_string().lines().next().unwrap_or_default().to_string();
+        let e = first(GaugeField::<U1>::to_batch(&[&u], DType::F64, &Device::Cpu).unwrap_err());
+        let x = GaugeField::<U1>::to_batch(&[&whole], DType::F64, &Device::Cpu).unwrap();
+        let back = first(GaugeField::<U1>::from_batch(&x, u.lattice()).map(|_| ()).unwrap_err());
+        assert_eq!(e, back);
+        e
+    });
+    assert!(messages.iter().all(|m| m == &messages[0]), "{messages:?}");
+    assert!(
+        messages[0].contains("flow models run on one rank for now") && messages[0].contains("[1, 2]"),
+        "{messages:?}"
+    );
+}

@@ -9,7 +9,7 @@
 //! [`crate::reference`]). For U(1) the flows' Jacobians in the angles are Jacobians with
 //! respect to that measure, since it is d theta / (2 pi) on every link.
 
-use super::{FlowField, LatentField, Prior};
+use super::{FlowField, LatentField, Prior, require_one_rank};
 use crate::backend::cpu::PackedGroup;
 use crate::field::{GaugeField, MomentumField};
 use crate::geometry::Lattice;
@@ -30,6 +30,7 @@ fn batch_shape<G: PackedGroup>(batch: usize, lattice: &Lattice) -> Vec<usize> {
 impl<G: PackedGroup> FlowField for GaugeField<G> {
     fn to_batch(fields: &[&Self], dtype: DType, device: &Device) -> Result<Tensor> {
         let lattice = fields[0].lattice();
+        require_one_rank(lattice)?;
         let (d, volume, k) = (lattice.ndim(), lattice.volume(), G::COORDINATES);
         let mut values = vec![0.0; fields.len() * d * volume * k];
         let mut chunks = values.chunks_exact_mut(k);
@@ -59,6 +60,7 @@ impl<G: PackedGroup> FlowField for GaugeField<G> {
     }
 
     fn from_batch(x: &Tensor, lattice: &Arc<Lattice>) -> Result<Vec<Self>> {
+        require_one_rank(lattice)?;
         let (d, volume, k) = (lattice.ndim(), lattice.volume(), G::COORDINATES);
         let expected = batch_shape::<G>(x.dim(0)?, lattice);
         if x.dims() != expected {

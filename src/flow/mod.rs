@@ -52,6 +52,19 @@ pub trait BatchAction: Send + Sync {
     fn batch_action(&self, x: &Tensor) -> Result<Tensor>;
 }
 
+/// Refuses the block of a cut lattice: flows run on one rank for now (on ranks a convolution
+/// needs halos of its kernel width per layer, and training sums gradients over the ranks,
+/// which come with a later issue). Every rank gets the same error, so none waits for another.
+pub fn require_one_rank(lattice: &Lattice) -> Result<()> {
+    if !lattice.is_whole() {
+        candle_core::bail!(
+            "flow models run on one rank for now; this lattice is one block of the process grid {:?}",
+            lattice.comm().grid()
+        );
+    }
+    Ok(())
+}
+
 /// Fields that flows act on: conversion between fields and batch tensors.
 pub trait FlowField: Sized {
     /// The fields stacked into one batch tensor of the model's dtype.

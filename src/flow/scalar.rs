@@ -2,7 +2,7 @@
 //! differentiates, and the conversion between [`ScalarField`]s and [batch, 1, L_{D-1}, ...,
 //! L_0] tensors (lexicographic order, x fastest, is row-major order of the lattice dimensions).
 
-use super::{BatchAction, FlowField, LatentField, Prior};
+use super::{BatchAction, FlowField, LatentField, Prior, require_one_rank};
 use crate::action::Phi4Action;
 use crate::geometry::Lattice;
 use crate::rng::StreamKey;
@@ -43,6 +43,7 @@ impl BatchAction for Phi4Action {
 
 impl FlowField for ScalarField {
     fn to_batch(fields: &[&Self], dtype: DType, device: &Device) -> Result<Tensor> {
+        require_one_rank(fields[0].lattice())?;
         let mut shape = vec![fields.len(), 1];
         shape.extend(fields[0].lattice().dims().iter().rev());
         let values: Vec<f64> = fields.iter().flat_map(|f| f.values().iter().copied()).collect();
@@ -56,6 +57,7 @@ impl FlowField for ScalarField {
     }
 
     fn from_batch(x: &Tensor, lattice: &Arc<Lattice>) -> Result<Vec<Self>> {
+        require_one_rank(lattice)?;
         let values: Vec<f64> = x.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
         Ok(values
             .chunks_exact(lattice.volume())
