@@ -7,17 +7,19 @@
 //! (each limb below 2^32, so the sum over up to 2^31 ranks cannot overflow) and the special
 //! (infinite or NaN) parts as doubles, whose sum does not depend on the order.
 //!
-//! Face exchanges are blocking for now: [`Comm::start_exchange`] does the whole MPI_Sendrecv
-//! and [`PendingExchange::finish`] returns its result (overlap comes with the halo kernels).
+//! Face exchanges are nonblocking: [`Comm::start_exchange`] posts MPI_Isend and MPI_Irecv (tag
+//! 2 mu + forward) on buffers that the pending exchange owns, and [`PendingExchange::finish`]
+//! waits for both, so the caller computes while the messages travel.
 
-use super::{Comm, Completed, PendingExchange, coords_of};
+use super::{Comm, PendingExchange, coords_of};
 use crate::error::{Error, Result};
 use crate::exact_sum::{ExactSum, LIMBS};
 use mpi::collective::SystemOperation;
 use mpi::environment::{Threading, Universe};
+use mpi::request::{Request, StaticScope};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The MPI handles, used by one thread at a time (see the module docs).
 struct Handles {
@@ -32,7 +34,7 @@ unsafe impl Send for Handles {}
 
 /// The MPI world as a process grid (see the module docs).
 pub struct MpiComm {
-    handles: Mutex<Handles>,
+    handles: Arc<Mutex<Handles>>,
     rank: usize,
     size: usize,
     grid: Vec<usize>,
@@ -66,7 +68,7 @@ impl MpiComm {
             )));
         }
         Ok(MpiComm {
-            handles: Mutex::new(Handles { _universe: universe, world }),
+            handles: Arc::new(Mutex::new(Handles { _universe: universe, world })),
             rank,
             size,
             grid: grid.to_vec(),
@@ -90,6 +92,36 @@ impl MpiComm {
             process.broadcast_into(&mut data[..]);
         });
         data
+    }
+}
+
+/// A face exchange in flight: its two requests and the buffers they use.
+struct InFlight {
+    handles: Arc<Mutex<Handles>>,
+    sent: Request<'static, [u8], StaticScope>,
+    received: Request<'static, [u8], StaticScope>,
+    send_ptr: *mut [u8],
+    receive_ptr: *mut [u8],
+}
+
+// SAFETY: the requests and buffers belong to this exchange alone; MPI calls on them go through
+// the communicator's mutex (MPI_THREAD_SERIALIZED).
+unsafe impl Send for InFlight {}
+
+impl PendingExchange for InFlight {
+    fn finish(self: Box<Self>) -> Vec<u8> {
+        let InFlight { handles, sent, received, send_ptr, receive_ptr } = *self;
+        {
+            let _serialized = handles.lock().unwrap_or_else(|e| e.into_inner());
+            sent.wait();
+            received.wait();
+        }
+        // SAFETY: both requests are complete, so nothing refers to the buffers any more; they
+        // were leaked from boxes in `start_exchange`.
+        unsafe {
+            drop(Box::from_raw(send_ptr));
+            Box::from_raw(receive_ptr).into_vec()
+        }
     }
 }
 
@@ -156,16 +188,18 @@ impl Comm for MpiComm {
         receive_len: usize,
     ) -> Box<dyn PendingExchange> {
         let (to, from) = (self.neighbour(mu, forward), self.neighbour(mu, !forward));
-        let mut received = vec![0u8; receive_len];
-        self.with(|world| {
-            mpi::point_to_point::send_receive_into(
-                &send[..],
-                &world.process_at_rank(to as i32),
-                &mut received[..],
-                &world.process_at_rank(from as i32),
-            );
+        let tag = (2 * mu + usize::from(forward)) as i32;
+        // the buffers live until `finish` has waited for both requests, which reclaims them
+        let send: &'static mut [u8] = Box::leak(send.into_boxed_slice());
+        let receive: &'static mut [u8] = Box::leak(vec![0u8; receive_len].into_boxed_slice());
+        let (send_ptr, receive_ptr) = (send as *mut [u8], receive as *mut [u8]);
+        let (sent, received) = self.with(|world| {
+            (
+                world.process_at_rank(to as i32).immediate_send_with_tag(StaticScope, &*send, tag),
+                world.process_at_rank(from as i32).immediate_receive_into_with_tag(StaticScope, receive, tag),
+            )
         });
-        Box::new(Completed(received))
+        Box::new(InFlight { handles: self.handles.clone(), sent, received, send_ptr, receive_ptr })
     }
 
     fn gather(&self, data: Vec<u8>) -> Option<Vec<Vec<u8>>> {
