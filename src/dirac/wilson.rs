@@ -412,7 +412,7 @@ impl<'a, G: PackedGroup, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
         let q = self.cb.neighbour_block(p);
         let plan = self.cb.halo_plan(q);
         if plan.is_empty() {
-            return self.hop_pass::<DAGGER, _>(p, src, c, base, dst, None);
+            return self.hop_sites::<DAGGER, _>(p, src, c, base, dst, |_| true);
         }
         let comm = self.cb.lattice().comm().as_ref();
         let mut halo = self.scratch(self.cb.halo_len(q));
@@ -421,32 +421,17 @@ impl<'a, G: PackedGroup, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
             Extended { interior: src.as_flattened(), halo: halo.data_mut().as_flattened_mut(), width: S };
         let stage = plan.stages.first().map_or(&[][..], |s| &s[..]);
         let pending = start_stage(comm, stage, &field, &codec);
-        self.hop_pass::<DAGGER, _>(p, src, c, base, dst, Some(false));
+        self.hop_sites::<DAGGER, _>(p, src, c, base, dst, |i| !self.cb.is_boundary(p, i));
         finish_stage(stage, pending, &mut field, &codec);
         copy_lanes(&plan.copies, &mut field);
         let neighbours = WithHalo { block: src, halo: halo.data() };
-        self.hop_pass::<DAGGER, _>(p, &neighbours, c, base, dst, Some(true));
+        self.hop_sites::<DAGGER, _>(p, &neighbours, c, base, dst, |i| self.cb.is_boundary(p, i));
         self.recycle(halo);
     }
 
-    /// dst = base + c H src on the sites of block p: all of them (`boundary` None), those
-    /// away from the block's edge (Some(false)) or those on it (Some(true)).
-    fn hop_pass<const DAGGER: bool, N: Neighbours<Spinor<G, S, R>> + ?Sized>(
-        &self,
-        p: usize,
-        src: &N,
-        c: f64,
-        base: Option<&[Spinor<G, S, R>]>,
-        dst: &mut [Spinor<G, S, R>],
-        boundary: Option<bool>,
-    ) {
-        match boundary {
-            None => self.hop_sites::<DAGGER, N>(p, src, c, base, dst, |_| true),
-            Some(b) => self.hop_sites::<DAGGER, N>(p, src, c, base, dst, |i| self.cb.is_boundary(p, i) == b),
-        }
-    }
-
-    /// dst = base + c H src on the sites i of block p with `wanted(i)` (the others untouched).
+    /// dst = base + c H src on the sites i of block p with `wanted(i)` (the others untouched):
+    /// all of them, those away from the block's edge or those on it; `wanted` is a closure
+    /// type of its own per caller, so the whole-lattice pass compiles without a test.
     #[inline(always)]
     fn hop_sites<const DAGGER: bool, N: Neighbours<Spinor<G, S, R>> + ?Sized>(
         &self,
