@@ -1,21 +1,31 @@
 //! The `flowhmc` command: run cards, analyse runs, benchmark.
+//!
+//! Built with the cargo feature `mpi`, it runs on the ranks `mpirun` starts: `run` (and the
+//! default run) on all of them, rank 0 printing; the other commands on one process. An error
+//! reaches every rank, rank 0 prints it, and all exit with status 2.
 
 use flowhmc::chain::run::remove_run_directory;
+use flowhmc::chain::run::run_card_on;
 use flowhmc::chain::summary::{AnalysisOptions, analyze_with};
-use flowhmc::chain::{Card, DEFAULT_CARD, RunOptions, TrainingCard, analyze, run_card, train_card};
+use flowhmc::chain::{Card, DEFAULT_CARD, RunOptions, TrainingCard, analyze, train_card};
+use flowhmc::comm::{Comm, agreed};
 use flowhmc::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 const USAGE: &str = "usage:
   flowhmc                       run the built-in default card (2D U(1) HMC) into runs/default
-  flowhmc run CARD [--resume]   run a TOML run card (or continue it from its checkpoint)
+  flowhmc run CARD [--resume]   run a TOML run card (or continue it from its checkpoint);
+                                with the mpi feature: mpirun -np N flowhmc run CARD
   flowhmc train CARD            train the card's [flow] model by reverse KL ([train] table)
   flowhmc analyze DIR           recompute DIR/summary.json and DIR/plots from the measurements
           [--no-tail]           (without the tail correction of slow modes)
   flowhmc bench [--quick]       benchmarks: pure gauge (SU(3) Wilson 8^4), memory bandwidth,
                                 Wilson operator, CG, HMC with fermions, host-interface
-                                overhead, flow models (BENCHMARKS.md)";
+                                overhead, flow models (BENCHMARKS.md)
+  flowhmc bench --ranks         16^4 kernels on 2 ranks x 1 thread against 1 rank x 2 threads
+                                (ranks as threads; under mpirun -np 2, the MPI ranks alone)";
 
 /// Why the command failed: a command line it does not understand, or the library's error.
 enum Failure {
@@ -31,25 +41,48 @@ impl From<Error> for Failure {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match dispatch(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Usage(m)) => {
-            eprintln!("flowhmc: error: {m}");
-            ExitCode::from(2)
-        }
-        Err(Failure::Library(e)) => {
-            eprintln!("flowhmc: error: {e}");
-            ExitCode::from(2)
+    let failure = match world() {
+        // rank 0 prints before the world ends (MPI_Finalize waits for every rank), so that no
+        // rank's exit can cut the message short
+        Ok(world) => dispatch(&args, &world).err().inspect(|f| report(f, world.rank() == 0)),
+        Err(e) => Some(Failure::Library(e)).inspect(|f| report(f, true)),
+    };
+    if failure.is_some() { ExitCode::from(2) } else { ExitCode::SUCCESS }
+}
+
+/// Prints the one error line of a failure (on rank 0; the other ranks hold the same one).
+fn report(failure: &Failure, root: bool) {
+    if root {
+        match failure {
+            Failure::Usage(m) => eprintln!("flowhmc: error: {m}"),
+            Failure::Library(e) => eprintln!("flowhmc: error: {e}"),
         }
     }
 }
 
-fn dispatch(args: &[String]) -> std::result::Result<(), Failure> {
+/// The ranks this program runs on: the MPI world (feature `mpi`), else this process alone.
+fn world() -> Result<Arc<dyn Comm>> {
+    #[cfg(feature = "mpi")]
+    let world: Arc<dyn Comm> = Arc::new(flowhmc::comm::mpi::MpiComm::world()?);
+    #[cfg(not(feature = "mpi"))]
+    let world: Arc<dyn Comm> = Arc::new(flowhmc::comm::Single::new(1));
+    Ok(world)
+}
+
+fn dispatch(args: &[String], world: &Arc<dyn Comm>) -> std::result::Result<(), Failure> {
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    let on_ranks = matches!(words.as_slice(), [] | ["run", ..] | ["bench", "--ranks"]);
+    if world.size() > 1 && !on_ranks {
+        return Err(Failure::Usage(format!(
+            "flowhmc {} runs on one process ({} were started); only run uses many ranks",
+            words.join(" "),
+            world.size()
+        )));
+    }
     match words.as_slice() {
-        [] => Ok(run_default()?),
-        ["run", card] => Ok(run(Path::new(card), false)?),
-        ["run", card, "--resume"] | ["run", "--resume", card] => Ok(run(Path::new(card), true)?),
+        [] => Ok(run_default(world)?),
+        ["run", card] => Ok(run(Path::new(card), false, world)?),
+        ["run", card, "--resume"] | ["run", "--resume", card] => Ok(run(Path::new(card), true, world)?),
         ["train", card] => Ok(train(Path::new(card))?),
         ["analyze", dir] => {
             println!("{}", analyze(Path::new(dir), None)?.table());
@@ -61,6 +94,7 @@ fn dispatch(args: &[String]) -> std::result::Result<(), Failure> {
         }
         ["bench"] => Ok(bench(150, 20)?),
         ["bench", "--quick"] => Ok(bench(10, 3)?),
+        ["bench", "--ranks"] => Ok(bench_ranks(world)?),
         ["--version" | "-V"] => {
             println!("flowhmc {}", flowhmc::VERSION);
             Ok(())
@@ -82,11 +116,17 @@ fn dispatch(args: &[String]) -> std::result::Result<(), Failure> {
     }
 }
 
-fn run(card_path: &Path, resume: bool) -> Result<()> {
-    let card = Card::load(card_path)?;
-    let summary = run_card(&card, RunOptions { resume, quiet: false })?;
-    println!("{}", summary.table());
-    println!("results in {}", card.run.output.display());
+/// Runs a card file on every rank: rank 0 reads it, every rank parses the same text.
+fn run(card_path: &Path, resume: bool, world: &Arc<dyn Comm>) -> Result<()> {
+    let text = (world.rank() == 0).then(|| std::fs::read(card_path).map_err(|e| Error::io(card_path, e)));
+    let text = world.broadcast(agreed(world.as_ref(), text.transpose())?.unwrap_or_default());
+    let text =
+        String::from_utf8(text).map_err(|_| Error::Card(format!("{}: not UTF-8 text", card_path.display())));
+    let card = agreed(world.as_ref(), text.and_then(|t| Card::parse(&t, &card_path.display().to_string())))?;
+    if let Some(summary) = run_card_on(&card, RunOptions { resume, quiet: false }, world)? {
+        println!("{}", summary.table());
+        println!("results in {}", card.run.output.display());
+    }
     Ok(())
 }
 
@@ -110,21 +150,28 @@ fn train(card_path: &Path) -> Result<()> {
 /// Runs the built-in card, replacing an earlier default run (and nothing else): a directory
 /// is an earlier default run if it holds a flowhmc run whose card writes to that directory,
 /// whatever version of the built-in card made it, and only files a run writes.
-fn run_default() -> Result<()> {
+fn run_default(world: &Arc<dyn Comm>) -> Result<()> {
     let card = Card::parse(DEFAULT_CARD, "built-in default card")?;
     let out = PathBuf::from(&card.run.output);
-    if out.exists() {
-        let previous = Card::load(&out.join("card.toml")).ok();
-        if previous.map(|p| p.run.output) != Some(card.run.output.clone()) {
-            return Err(Error::Card(format!(
-                "{} exists and is not a default run; move it away",
-                out.display()
-            )));
+    let root = world.rank() == 0;
+    let replaced = root.then(|| {
+        if out.exists() {
+            let previous = Card::load(&out.join("card.toml")).ok();
+            if previous.map(|p| p.run.output) != Some(card.run.output.clone()) {
+                return Err(Error::Card(format!(
+                    "{} exists and is not a default run; move it away",
+                    out.display()
+                )));
+            }
+            remove_run_directory(&out)?;
         }
-        remove_run_directory(&out)?;
+        Ok(())
+    });
+    agreed(world.as_ref(), replaced.transpose())?;
+    if root {
+        println!("flowhmc: built-in default card (2D U(1), L = 16, beta = 3, HMC); see README for run cards");
     }
-    println!("flowhmc: built-in default card (2D U(1), L = 16, beta = 3, HMC); see README for run cards");
-    let summary = run_card(&card, RunOptions::default())?;
+    let Some(summary) = run_card_on(&card, RunOptions::default(), world)? else { return Ok(()) };
     println!("{}", summary.table());
     let volume: usize = card.lattice.dims.iter().product();
     let beta = card.gauge.as_ref().expect("the default card is a gauge theory").beta;
@@ -132,6 +179,18 @@ fn run_default() -> Result<()> {
     let chi = flowhmc::reference::u1_2d_charge_squared(beta, volume) / volume as f64;
     println!("exact (character expansion): plaquette {plaquette:.8}, topological_susceptibility {chi:.8}");
     println!("results in {}", out.display());
+    Ok(())
+}
+
+/// Domain decomposition against threads: in-process ranks beside threads on one process, the
+/// MPI ranks alone on two.
+fn bench_ranks(world: &Arc<dyn Comm>) -> Result<()> {
+    use flowhmc::bench::{print, ranks};
+    const ROUNDS: u64 = 3;
+    match world.size() {
+        1 => print(&ranks::ranks_against_threads(ROUNDS)),
+        _ => print(&ranks::on_world_ranks(world, ROUNDS)?),
+    }
     Ok(())
 }
 

@@ -84,8 +84,12 @@ fn bad_input_exits_2_with_a_clear_error_and_writes_nothing() {
     let other_dims = dir.join("six.nersc");
     nersc::write(&GaugeField::<Su3>::hot(lat, 1), &other_dims, nersc::Storage::Full, nersc::Precision::F64)
         .unwrap();
+    // a file of the card's extents whose only fault is a damaged byte
     let corrupt = dir.join("corrupt.nersc");
-    let mut bytes = std::fs::read(&other_dims).unwrap();
+    let lat = Arc::new(Lattice::new(&[4, 4, 4, 4]).unwrap());
+    nersc::write(&GaugeField::<Su3>::hot(lat, 1), &corrupt, nersc::Storage::Full, nersc::Precision::F64)
+        .unwrap();
+    let mut bytes = std::fs::read(&corrupt).unwrap();
     let n = bytes.len();
     bytes[n - 5] ^= 0xff;
     std::fs::write(&corrupt, bytes).unwrap();

@@ -17,37 +17,58 @@ use flowhmc::group::{LinkMatrix, Su3};
 use flowhmc::rng::{Purpose, StreamKey};
 use flowhmc::solver::SolverParams;
 use flowhmc::spinor::SpinorField;
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, ExitStatus};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Set in the environment of the ranks that mpirun starts.
 const RANK_ENV: &str = "FLOWHMC_MPI_RANK_TEST";
 
-/// Runs the test `name` of this binary on `ranks` ranks and checks that all succeed in time.
-fn launch(name: &str, ranks: usize) {
-    let exe = std::env::current_exe().expect("test binary");
+/// How long any mpirun may take before it counts as a hang.
+const HANG_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs `program args` under `mpirun` on `ranks` ranks, stdout and stderr into files; fails the
+/// test when it does not end within [`HANG_LIMIT`]. Returns the exit status, stdout, stderr.
+fn mpirun(ranks: usize, program: &Path, args: &[&str], dir: &Path) -> (ExitStatus, String, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (out, err) = (dir.join(format!("stdout{ranks}")), dir.join(format!("stderr{ranks}")));
     let mut child = Command::new("mpirun")
         .args(["--oversubscribe", "-np", &ranks.to_string()])
-        .arg(exe)
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .arg(program)
+        .args(args)
+        .current_dir(dir)
         .env(RANK_ENV, "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
         .spawn()
         .expect("mpirun (Debian: openmpi-bin)");
     let start = Instant::now();
-    loop {
+    let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {
-            assert!(status.success(), "{name} on {ranks} ranks: {status}");
-            return;
+            break status;
         }
-        if start.elapsed() > Duration::from_secs(60) {
+        if start.elapsed() > HANG_LIMIT {
             child.kill().ok();
-            panic!("{name} on {ranks} ranks did not end within 60 s: a rank hangs");
+            panic!(
+                "{} {args:?} on {ranks} ranks did not end within {HANG_LIMIT:?}: a rank hangs",
+                program.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
-    }
+    };
+    (status, std::fs::read_to_string(out).unwrap(), std::fs::read_to_string(err).unwrap())
+}
+
+/// Runs the test `name` of this binary on `ranks` ranks and checks that all succeed in time.
+fn launch(name: &str, ranks: usize) {
+    let exe = std::env::current_exe().expect("test binary");
+    let dir = std::env::temp_dir().join(format!("flowhmc-mpi-{name}-{}", std::process::id()));
+    let (status, out, err) = mpirun(ranks, &exe, &[name, "--exact", "--nocapture", "--test-threads=1"], &dir);
+    assert!(status.success(), "{name} on {ranks} ranks: {status}\n{out}\n{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Whether this process is one of the ranks (else it is the launcher).
@@ -73,7 +94,7 @@ fn collectives_agree_on_every_rank() {
         }
         return;
     }
-    let comm = MpiComm::world(&grid(world_size())).unwrap();
+    let comm = MpiComm::world().unwrap().arrange(&grid(world_size())).unwrap();
     let (rank, size) = (comm.rank(), comm.size());
     assert_eq!(rank_of(comm.grid(), comm.coords()), rank);
 
@@ -124,7 +145,7 @@ fn a_grid_for_another_number_of_ranks_is_refused_on_every_rank() {
         launch("a_grid_for_another_number_of_ranks_is_refused_on_every_rank", 2);
         return;
     }
-    let e = MpiComm::world(&[1, 1, 3, 1]).unwrap_err().to_string();
+    let e = MpiComm::world().unwrap().arrange(&[1, 1, 3, 1]).unwrap_err().to_string();
     assert!(e.contains("needs 3 ranks, the program runs on 2"), "{e}");
 }
 
@@ -143,7 +164,8 @@ fn gauge_force_and_even_odd_cg_on_ranks_equal_the_whole_lattice() {
     let grid = if size == 4 { [1, 1, 2, 2] } else { grid(size) };
     let whole = GaugeField::<Su3>::hot(Arc::new(Lattice::new(&dims).unwrap()), 3);
     let wl = whole.lattice().clone();
-    let lat = Arc::new(Lattice::distributed(&dims, Arc::new(MpiComm::world(&grid).unwrap())).unwrap());
+    let lat =
+        Arc::new(Lattice::distributed(&dims, MpiComm::world().unwrap().arrange(&grid).unwrap()).unwrap());
     let u = GaugeField::<Su3>::hot(lat.clone(), 3);
     for site in 0..lat.volume() {
         for mu in 0..4 {
@@ -182,4 +204,57 @@ fn gauge_force_and_even_odd_cg_on_ranks_equal_the_whole_lattice() {
             }
         }
     }
+}
+
+/// A small Nf = 2 even/odd card with a Hasenbusch mass and the Wilson flow, writing "out".
+const NF2_CARD: &str = "[lattice]\ndims = [4, 4, 4, 8]\n[gauge]\ngroup = \"su3\"\naction = \"iwasaki\"\n\
+    beta = 2.5\n[update]\nkind = \"hmc\"\ntrajectory_length = 0.5\nintegrator = \"omelyan\"\nsteps = 4\n\
+    [run]\ntrajectories = 3\nthermalization = 1\nseed = 7\nstart = \"hot\"\ncheckpoint_every = 2\n\
+    output = \"out\"\n[measure]\nflow = { epsilon = 0.05, t_max = 0.2, every = 2 }\n[[fermions]]\n\
+    kind = \"wilson\"\nflavors = 2\nkappa = 0.12\neven_odd = true\nhasenbusch = [0.1]\n\
+    solver = { kind = \"cg\", tolerance = 1e-10, max_iterations = 1000 }\n";
+
+#[test]
+fn the_command_on_ranks_repeats_one_process_and_fails_on_every_rank_together() {
+    if is_rank() {
+        return; // the launcher runs the command itself
+    }
+    let exe = Path::new(env!("CARGO_BIN_EXE_flowhmc"));
+    let scratch = std::env::temp_dir().join(format!("flowhmc-mpi-command-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let in_dir = |name: &str, card: &str| {
+        let dir = scratch.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("card.toml"), card).unwrap();
+        dir
+    };
+    let files = |dir: &Path| {
+        ["checkpoint.cfg", "measurements.jsonl"].map(|f| std::fs::read(dir.join("out").join(f)).unwrap())
+    };
+    let one = in_dir("one", NF2_CARD);
+    let (status, _, err) = mpirun(1, exe, &["run", "card.toml"], &one);
+    assert!(status.success(), "{err}");
+    let want = files(&one);
+    for (ranks, grid) in [(2, ""), (4, "process_grid = [1, 2, 1, 2]\n")] {
+        let dir = in_dir(&format!("ranks{ranks}"), &NF2_CARD.replace("[run]\n", &format!("[run]\n{grid}")));
+        let (status, out, err) = mpirun(ranks, exe, &["run", "card.toml"], &dir);
+        assert!(status.success(), "{ranks} ranks: {err}");
+        assert_eq!(out.matches("results in out").count(), 1, "rank 0 alone prints: {out}");
+        assert!(files(&dir) == want, "{ranks} ranks: checkpoint and measurements differ from one process");
+    }
+    // errors found on the ranks (a solver that cannot converge) and on rank 0 (an unreadable
+    // start file): every rank exits with status 2 and one error line is printed
+    std::fs::write(scratch.join("junk.cfg"), b"junk").unwrap();
+    for (name, from, to, expected) in [
+        ("solver", "max_iterations = 1000", "max_iterations = 3", "CG did not converge"),
+        ("start", "start = \"hot\"", "start = \"../junk.cfg\"", "neither a NERSC nor a flowhmc field file"),
+        ("grid", "[run]\n", "[run]\nprocess_grid = [1, 1, 1, 4]\n", "needs 4 ranks, the program runs on 2"),
+    ] {
+        let dir = in_dir(name, &NF2_CARD.replace(from, to));
+        let (status, _, err) = mpirun(2, exe, &["run", "card.toml"], &dir);
+        assert_eq!(status.code(), Some(2), "{name}: {err}");
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("flowhmc: error:")).collect();
+        assert!(lines.len() == 1 && lines[0].contains(expected), "{name}: {err}");
+    }
+    std::fs::remove_dir_all(&scratch).unwrap();
 }

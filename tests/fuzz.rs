@@ -1415,7 +1415,7 @@ fn a_resume_refused_for_its_checkpoint_leaves_the_run_as_it_was() {
     native::write(&other, serde_json::json!({"next_update": 3, "measured": 2}), &checkpoint).unwrap();
     let before = snapshot(&out);
     let e = refused(flowhmc(&dir, &["run", path, "--resume"]));
-    assert!(e.contains("checkpoint.cfg: the checkpoint has dims [4, 6], the card says [4, 4]"), "{e}");
+    assert!(e.contains("checkpoint.cfg: the file holds dims [4, 6], the lattice is [4, 4]"), "{e}");
     assert!(snapshot(&out) == before, "a refused resume changed the run");
     // metadata that a run with this card cannot have written
     let u = GaugeField::<U1>::hot(Arc::new(Lattice::new(&[4, 4]).unwrap()), 1);

@@ -347,3 +347,154 @@ fn flows_are_refused_on_more_than_one_rank_with_one_message() {
         "{messages:?}"
     );
 }
+
+/// A small Nf = 2 card (even/odd, a Hasenbusch mass, mixed-precision CG) that measures the
+/// Wilson flow and hadrons, writing into `out`.
+fn nf2_card(out: &std::path::Path, trajectories: u64, extra_run_keys: &str) -> flowhmc::chain::Card {
+    let text = format!(
+        "[lattice]\ndims = [4, 4, 4, 8]\n[gauge]\ngroup = \"su3\"\naction = \"iwasaki\"\nbeta = 2.5\n\
+         [update]\nkind = \"hmc\"\ntrajectory_length = 0.5\nintegrator = \"omelyan\"\nsteps = 4\n\
+         [run]\ntrajectories = {trajectories}\nthermalization = 1\nseed = 7\nstart = \"hot\"\n\
+         checkpoint_every = 2\noutput = {:?}\n{extra_run_keys}\n\
+         [measure]\nflow = {{ epsilon = 0.05, t_max = 0.2, every = 2 }}\nhadrons = {{ every = 2, noise = 1 }}\n\
+         [[fermions]]\nkind = \"wilson\"\nflavors = 2\nkappa = 0.12\nboundary = \"antiperiodic\"\n\
+         even_odd = true\nhasenbusch = [0.1]\n\
+         solver = {{ kind = \"mixed-cg\", tolerance = 1e-10, max_iterations = 1000 }}\n",
+        out.display().to_string()
+    );
+    flowhmc::chain::Card::parse(&text, "nf2.toml").unwrap()
+}
+
+/// The files a run leaves that the chain determines.
+fn chain_files(out: &std::path::Path) -> (Vec<u8>, Vec<u8>) {
+    (
+        std::fs::read(out.join("checkpoint.cfg")).unwrap(),
+        std::fs::read(out.join("measurements.jsonl")).unwrap(),
+    )
+}
+
+/// `card` run quietly on `ranks` thread ranks (a one-direction world the run arranges).
+fn run_on_ranks(card: &flowhmc::chain::Card, ranks: usize, resume: bool) -> Vec<flowhmc::Result<bool>> {
+    use flowhmc::chain::RunOptions;
+    use flowhmc::chain::run::run_card_on;
+    run_ranks(&[ranks], |world| {
+        run_card_on(card, RunOptions { resume, quiet: true }, &world).map(|summary| summary.is_some())
+    })
+}
+
+#[test]
+fn a_run_on_ranks_writes_the_files_of_one_process_and_resumes_on_another_grid() {
+    use flowhmc::chain::{RunOptions, run_card};
+    let scratch = std::env::temp_dir().join(format!("flowhmc-ranks-run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let one = scratch.join("one");
+    run_card(&nf2_card(&one, 4, ""), RunOptions { resume: false, quiet: true }).unwrap();
+    let want = chain_files(&one);
+    // the grid chosen for 2 ranks (time cut) and one given for 4
+    let two = scratch.join("two");
+    let done = run_on_ranks(&nf2_card(&two, 4, ""), 2, false);
+    assert_eq!(done.into_iter().map(Result::unwrap).collect::<Vec<_>>(), [true, false], "rank 0 summarises");
+    assert!(chain_files(&two) == want, "2 ranks: checkpoint and measurements");
+    let four = scratch.join("four");
+    run_on_ranks(&nf2_card(&four, 4, "process_grid = [1, 2, 1, 2]"), 4, false).into_iter().for_each(|r| {
+        r.unwrap();
+    });
+    assert!(chain_files(&four) == want, "4 ranks: checkpoint and measurements");
+    // stopped after 2 measured trajectories on 2 ranks, resumed on 4 ranks cutting y and t
+    let split = scratch.join("split");
+    run_on_ranks(&nf2_card(&split, 2, ""), 2, false).into_iter().for_each(|r| {
+        r.unwrap();
+    });
+    run_on_ranks(&nf2_card(&split, 4, "process_grid = [1, 2, 1, 2]"), 4, true).into_iter().for_each(|r| {
+        r.unwrap();
+    });
+    assert!(chain_files(&split) == want, "a resume on another grid repeats the chain");
+    std::fs::remove_dir_all(&scratch).unwrap();
+}
+
+#[test]
+fn bad_input_on_ranks_fails_every_rank_with_one_message() {
+    let scratch = std::env::temp_dir().join(format!("flowhmc-ranks-bad-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).unwrap();
+    // a start file that is not a field, one with a flipped data byte, a grid of other ranks,
+    // a solver that cannot converge, an output directory that holds files
+    let junk = scratch.join("junk.cfg");
+    std::fs::write(&junk, b"not a configuration").unwrap();
+    let good = scratch.join("good");
+    flowhmc::chain::run_card(
+        &nf2_card(&good, 2, ""),
+        flowhmc::chain::RunOptions { resume: false, quiet: true },
+    )
+    .unwrap();
+    let flipped = scratch.join("flipped.cfg");
+    let mut bytes = std::fs::read(good.join("checkpoint.cfg")).unwrap();
+    let n = bytes.len();
+    bytes[n - 100] ^= 1;
+    std::fs::write(&flipped, bytes).unwrap();
+    let out = scratch.join("out");
+    let base = nf2_card(&out, 2, "").to_toml();
+    let card = |from: &str, to: &str| {
+        assert!(base.contains(from), "{from}");
+        flowhmc::chain::Card::parse(&base.replacen(from, to, 1), "bad.toml").unwrap()
+    };
+    let start = |path: &std::path::Path| format!("start = {:?}", path.display().to_string());
+    for (card, expected) in [
+        (card("start = \"hot\"", &start(&junk)), "neither a NERSC nor a flowhmc field file"),
+        (card("start = \"hot\"", &start(&flipped)), "checksum mismatch"),
+        (card("[run]\n", "[run]\nprocess_grid = [1, 1, 1, 4]\n"), "needs 4 ranks, the program runs on 2"),
+        (card("max_iterations = 1000", "max_iterations = 3"), "CG did not converge"),
+        (card("[run]\n", "[run]\nprocess_grid = [1, 1, 1, 2]\n"), "already holds files"),
+    ] {
+        if expected == "already holds files" {
+            std::fs::create_dir_all(&out).unwrap();
+            std::fs::write(out.join("notes.txt"), b"mine").unwrap();
+        }
+        let messages: Vec<String> =
+            run_on_ranks(&card, 2, false).into_iter().map(|r| r.unwrap_err().to_string()).collect();
+        assert!(messages[0].contains(expected) && messages[1] == messages[0], "{expected}: {messages:?}");
+        assert!(!messages[0].contains('\n'), "{messages:?}");
+        if out.exists() && expected != "already holds files" {
+            std::fs::remove_dir_all(&out).unwrap();
+        }
+    }
+    assert_eq!(std::fs::read(out.join("notes.txt")).unwrap(), b"mine", "the user's file is kept");
+    std::fs::remove_dir_all(&scratch).unwrap();
+}
+
+#[test]
+fn field_files_written_on_ranks_are_the_files_of_one_process() {
+    use flowhmc::io::{native, nersc};
+    let scratch = std::env::temp_dir().join(format!("flowhmc-ranks-files-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).unwrap();
+    let dims = [4, 4, 8, 8];
+    let whole = GaugeField::<Su3>::hot(Arc::new(Lattice::new(&dims).unwrap()), 5);
+    let single = |name: &str| scratch.join(format!("single-{name}"));
+    native::write(&whole, serde_json::json!({"n": 1}), &single("native")).unwrap();
+    nersc::write(&whole, &single("nersc"), nersc::Storage::TwoRow, nersc::Precision::F32).unwrap();
+    for grid in [[1, 1, 1, 2], [1, 1, 2, 2], [2, 1, 2, 1]] {
+        run_ranks(&grid, |comm| {
+            let u = block_of(&whole, comm.clone());
+            let name = |kind: &str| scratch.join(format!("{grid:?}-{kind}"));
+            native::write(&u, serde_json::json!({"n": 1}), &name("native")).unwrap();
+            nersc::write(&u, &name("nersc"), nersc::Storage::TwoRow, nersc::Precision::F32).unwrap();
+            comm.agree(Ok(())).unwrap(); // every file is complete
+            for kind in ["native", "nersc"] {
+                assert!(std::fs::read(name(kind)).unwrap() == std::fs::read(single(kind)).unwrap(), "{kind}");
+            }
+            let lattice = u.lattice().clone();
+            let (back, meta) = native::read_into::<GaugeField<Su3>>(&single("native"), &lattice).unwrap();
+            assert!(back == u && meta["n"] == 1, "{grid:?}: native read onto the blocks");
+            let back = nersc::read_into(&single("nersc"), &lattice).unwrap();
+            let whole_back = nersc::read(&single("nersc")).unwrap();
+            for site in 0..lattice.volume() {
+                for mu in 0..4 {
+                    let (a, b) = (back.link(site, mu), whole_back.link(lattice.global_site(site), mu));
+                    assert!(a == b, "{grid:?}: NERSC read onto the blocks");
+                }
+            }
+        });
+    }
+    std::fs::remove_dir_all(&scratch).unwrap();
+}

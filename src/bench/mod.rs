@@ -1,10 +1,12 @@
 //! Benchmarks shared by `flowhmc bench` and `cargo bench`: the figures that are compared with
 //! openQCD 2.4.2 run side by side (BENCHMARKS.md). Pure gauge here, fermions in [`fermions`],
-//! the host interface's overhead in [`host`], the flow models in [`flows`].
+//! the host interface's overhead in [`host`], the flow models in [`flows`], domain
+//! decomposition against threads in [`ranks`].
 
 pub mod fermions;
 pub mod flows;
 pub mod host;
+pub mod ranks;
 
 use crate::action::{GaugeAction, GaugeActionKind, Monomial};
 use crate::backend::cpu::PackedGroup;

@@ -22,7 +22,9 @@
 //!                            # (with flow updates "hot" is a sample of the model)
 //! checkpoint_every = 100
 //! output = "runs/u1"
-//! threads = 0                # 0: all cores
+//! threads = 0                # per rank; 0: all cores
+//! process_grid = [1, 1, 2, 2]  # ranks per direction under mpirun (optional: chosen for
+//!                            # the number of ranks when absent)
 //! [measure]                  # optional
 //! flow = { epsilon = 0.02, t_max = 3.0, every = 10 }   # Wilson flow, 4D only
 //! hadrons = { every = 10, noise = 4 }   # condensate and pion, needs [[fermions]]
@@ -643,9 +645,15 @@ pub struct RunCard {
     pub checkpoint_every: u64,
     /// Output directory.
     pub output: PathBuf,
-    /// Worker threads (0: one per core; at most [`MAX_THREADS`]). Results do not depend on it.
+    /// Worker threads of each rank (0: one per core; at most [`MAX_THREADS`]). Results do
+    /// not depend on it.
     #[serde(default)]
     pub threads: usize,
+    /// Ranks per direction (x first) when the program runs on many MPI ranks; their product
+    /// is the number of ranks. Chosen by [`crate::comm::choose_grid`] when absent. Results do
+    /// not depend on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_grid: Option<Vec<usize>>,
 }
 
 /// Most worker threads a card may ask for.
@@ -757,6 +765,9 @@ impl Card {
         }
         if r.threads > MAX_THREADS {
             return bad(format!("run.threads = {}: at most {MAX_THREADS} (0: one per core)", r.threads));
+        }
+        if let Some(grid) = &r.process_grid {
+            crate::comm::check_grid(&self.lattice.dims, grid, grid.iter().product())?;
         }
         if r.output.as_os_str().is_empty() {
             return bad("run.output = \"\": name the directory the run writes".into());

@@ -10,18 +10,21 @@ use crate::action::fermion::{Pseudofermion, PseudofermionParams};
 use crate::action::{GaugeAction, Monomial, Phi4Action};
 use crate::backend::cpu::PackedGroup;
 use crate::checkerboard::Checkerboard;
+use crate::comm::agreed;
 use crate::error::{Error, Result};
 use crate::field::GaugeField;
 use crate::flow::{FlowField, FlowModel, LatentField};
 use crate::geometry::Lattice;
+use crate::group::Su3;
 use crate::io::native::{self, NativeField};
-use crate::io::{nersc, read_file};
+use crate::io::nersc;
 use crate::observables::average_plaquette;
 use crate::rng::{Purpose, StreamKey};
 use crate::scalar::ScalarField;
 use crate::update::StepReport;
 use serde_json::{Map, Value};
-use std::any::Any;
+use std::any::{Any, TypeId};
+use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -39,35 +42,33 @@ pub trait ChainField: LatentField + NativeField + PartialEq + 'static {
     fn headline(&self) -> (&'static str, f64);
 }
 
-/// Loads a start configuration (NERSC for 4D SU(3), or native) and checks its extents.
-pub fn load_configuration<F: NativeField + 'static>(path: &Path, lattice: &Lattice) -> Result<F> {
-    let bytes = read_file(path)?;
-    // the same messages as nersc::read and native::read, without reading the file again
-    let field: F = if nersc::is_nersc(&bytes) {
-        let su3: Box<dyn Any> = Box::new(
-            nersc::parse(&bytes).map_err(|m| Error::Config(format!("{} (NERSC): {m}", path.display())))?,
-        );
-        *su3.downcast::<F>().map_err(|_| {
-            Error::Config(format!(
+/// Loads a start configuration (NERSC for 4D SU(3), or native) onto `lattice`, whose extents
+/// it must have; collective on a cut lattice, with the same error on every rank.
+pub fn load_configuration<F: NativeField + 'static>(path: &Path, lattice: &Arc<Lattice>) -> Result<F> {
+    let comm = lattice.comm();
+    // rank 0 tells the format from the first bytes
+    let format = (comm.rank() == 0).then(|| {
+        let mut start = Vec::new();
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        file.take(32).read_to_end(&mut start).map_err(|e| Error::io(path, e))?;
+        match (nersc::is_nersc(&start), native::is_native(&start)) {
+            (true, _) if TypeId::of::<F>() != TypeId::of::<GaugeField<Su3>>() => Err(Error::Config(format!(
                 "{}: a NERSC file holds SU(3) links, the card asks for {}",
                 path.display(),
                 F::kind()
-            ))
-        })?
-    } else if native::is_native(&bytes) {
-        native::parse::<F>(&bytes).map_err(|m| Error::Config(format!("{}: {m}", path.display())))?.0
+            ))),
+            (true, _) => Ok(vec![1]),
+            (_, true) => Ok(vec![0]),
+            _ => Err(Error::Config(format!("{}: neither a NERSC nor a flowhmc field file", path.display()))),
+        }
+    });
+    let is_nersc = comm.broadcast(agreed(comm.as_ref(), format.transpose())?.unwrap_or_default()) == [1];
+    if is_nersc {
+        let su3: Box<dyn Any> = Box::new(nersc::read_into(path, lattice)?);
+        Ok(*su3.downcast::<F>().expect("F is GaugeField<Su3>"))
     } else {
-        return Err(Error::Config(format!("{}: neither a NERSC nor a flowhmc field file", path.display())));
-    };
-    if field.lattice().dims() != lattice.dims() {
-        return Err(Error::Config(format!(
-            "{}: the configuration has dims {:?}, the card says {:?}",
-            path.display(),
-            field.lattice().dims(),
-            lattice.dims()
-        )));
+        Ok(native::read_into::<F>(path, lattice)?.0)
     }
-    Ok(field)
 }
 
 /// A sample of the card's flow model: the hot start of chains with flow updates. An

@@ -22,6 +22,7 @@ use super::card::{Card, GroupName, Theory};
 use crate::backend::cpu::PackedGroup;
 use crate::error::Result;
 use crate::geometry::Lattice;
+use crate::geometry::halo::DEPTH;
 use crate::group::{Su3, U1};
 use crate::memory::check_available;
 
@@ -68,10 +69,35 @@ impl Card {
         tables + fields
     }
 
+    /// Estimated bytes of memory each rank of process grid `grid` needs: [`Card::memory_need`]
+    /// scaled to the sites a rank holds, its block and its halo ([`DEPTH`] sites deeper in
+    /// every cut direction).
+    pub fn memory_need_on(&self, grid: &[usize]) -> u128 {
+        let dims = &self.lattice.dims;
+        let volume: u128 = dims.iter().map(|&l| l as u128).product();
+        let held: u128 = dims
+            .iter()
+            .zip(grid)
+            .map(|(&l, &p)| (l / p.max(1) + if p > 1 { 2 * DEPTH } else { 0 }) as u128)
+            .product();
+        (self.memory_need() * held).div_ceil(volume.max(1))
+    }
+
     /// Refuses the card when [`Card::memory_need`] exceeds the memory the machine has
     /// available ([`crate::memory::available_bytes`]), naming both.
     pub fn check_memory(&self) -> Result<()> {
+        self.check_memory_on(&vec![1; self.lattice.dims.len()])
+    }
+
+    /// [`Card::check_memory`] for one rank of process grid `grid` ([`Card::memory_need_on`]).
+    /// Ranks that share a machine each see its whole available memory.
+    pub fn check_memory_on(&self, grid: &[usize]) -> Result<()> {
         let dims = &self.lattice.dims;
-        check_available(&format!("lattice.dims = {dims:?} with this card's fields"), self.memory_need())
+        let what = if grid.iter().all(|&p| p == 1) {
+            format!("lattice.dims = {dims:?} with this card's fields")
+        } else {
+            format!("lattice.dims = {dims:?} on process grid {grid:?} with this card's fields, per rank")
+        };
+        check_available(&what, self.memory_need_on(grid))
     }
 }

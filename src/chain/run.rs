@@ -6,12 +6,21 @@
 //! synced to disk, and atomically, so a run killed at any moment resumes from its last
 //! checkpoint and reproduces the uninterrupted chain exactly: every random number derives
 //! from the seed and the update number alone.
+//!
+//! On many ranks ([`run_card_on`]) every rank runs the chain on its block; rank 0 alone
+//! prints, writes card.toml, the measurements, the summary and the plots, and checkpoints
+//! and start files go through rank 0 one time slice at a time ([`crate::io::slices`]), so
+//! no rank ever holds the whole field. What only rank 0 does (files) is agreed on before the
+//! next collective step ([`crate::comm::agreed`]): an error on rank 0 is the error of every
+//! rank, and no rank waits for one that stopped. A chain does not depend on the process grid
+//! or the thread counts, so a run resumes on another grid.
 
 use super::card::{Card, GaugeCard, GroupName, Theory, UpdateKind};
 use super::fields::{ChainField, card_model};
 use super::progress::{Progress, RecentAcceptance};
 use super::summary::{Summary, analyze};
 use super::train::batch_action;
+use crate::comm::{Comm, Single, agreed, check_grid, choose_grid};
 use crate::error::{Error, Result};
 use crate::field::GaugeField;
 use crate::geometry::Lattice;
@@ -37,39 +46,78 @@ pub struct RunOptions {
 const CHECKPOINT: &str = "checkpoint.cfg";
 const MEASUREMENTS: &str = "measurements.jsonl";
 
-/// Runs the chain a (validated) card describes and returns its summary.
+/// Runs the chain a (validated) card describes on this process and returns its summary.
 pub fn run_card(card: &Card, options: RunOptions) -> Result<Summary> {
+    let summary = run_card_on(card, options, &(Arc::new(Single::new(1)) as Arc<dyn Comm>))?;
+    Ok(summary.expect("rank 0 analyses the run"))
+}
+
+/// Runs the chain a card describes on the ranks of `world` (each rank calls this with the same
+/// card) and returns its summary on rank 0 (`None` on the others). The ranks are arranged as `run.process_grid`,
+/// or as [`choose_grid`] chooses when the card names none. Flow updates and phi^4 run on one
+/// rank only, for now.
+pub fn run_card_on(card: &Card, options: RunOptions, world: &Arc<dyn Comm>) -> Result<Option<Summary>> {
     card.validate()?;
-    card.check_memory()?;
+    let (dims, size) = (&card.lattice.dims, world.size());
+    if size > 1 {
+        let one_rank = match card.theory()? {
+            Theory::Scalar(_) => Some("phi^4 ([scalar])"),
+            Theory::Gauge(_) if card.update.kind.uses_flow() => Some("flow updates"),
+            Theory::Gauge(_) => None,
+        };
+        if let Some(what) = one_rank {
+            return Err(Error::Card(format!("{what} run on one rank for now; this run has {size}")));
+        }
+    }
+    let grid = match &card.run.process_grid {
+        Some(grid) => grid.clone(),
+        None => choose_grid(dims, size)?,
+    };
+    check_grid(dims, &grid, size)?;
+    let comm = world.arrange(&grid)?;
+    comm.agree(card.check_memory_on(&grid))?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(card.run.threads)
         .build()
-        .map_err(|e| Error::Card(format!("run.threads = {}: {e}", card.run.threads)))?;
+        .map_err(|e| Error::Card(format!("run.threads = {}: {e}", card.run.threads)));
+    let pool = agreed(comm.as_ref(), pool)?;
     pool.install(|| match card.theory()? {
-        Theory::Gauge(GaugeCard { group: GroupName::U1, .. }) => run::<GaugeField<U1>>(card, options),
-        Theory::Gauge(GaugeCard { group: GroupName::Su3, .. }) => run::<GaugeField<Su3>>(card, options),
-        Theory::Scalar(_) => run::<ScalarField>(card, options),
+        Theory::Gauge(GaugeCard { group: GroupName::U1, .. }) => run::<GaugeField<U1>>(card, options, comm),
+        Theory::Gauge(GaugeCard { group: GroupName::Su3, .. }) => run::<GaugeField<Su3>>(card, options, comm),
+        Theory::Scalar(_) => run::<ScalarField>(card, options, comm),
     })
+}
+
+/// `work()` on rank 0 alone, its result agreed on every rank (`T::default()` elsewhere).
+fn on_root<T: Default>(comm: &dyn Comm, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    let result = if comm.rank() == 0 { work() } else { Ok(T::default()) };
+    agreed(comm, result)
 }
 
 /// A fresh run: the output directory must be new or empty; everything that can fail on bad
 /// input fails before it is created.
 fn fresh_state<C: ChainField>(card: &Card, lattice: &Arc<Lattice>, dir: &Path) -> Result<C> {
-    if dir.read_dir().map(|mut d| d.next().is_some()).unwrap_or(false) {
-        return Err(Error::Card(format!(
-            "run.output = {:?} already holds files; resume it with --resume or choose another output",
-            dir.display()
-        )));
-    }
+    let comm = lattice.comm().as_ref();
+    on_root(comm, || {
+        if dir.read_dir().map(|mut d| d.next().is_some()).unwrap_or(false) {
+            return Err(Error::Card(format!(
+                "run.output = {:?} already holds files; resume it with --resume or choose another output",
+                dir.display()
+            )));
+        }
+        Ok(())
+    })?;
     let u = C::start(card, lattice)?;
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    write_atomically(&dir.join("card.toml"), card.to_toml().as_bytes())?;
-    write_atomically(&dir.join(MEASUREMENTS), b"")?;
+    on_root(comm, || {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        write_atomically(&dir.join("card.toml"), card.to_toml().as_bytes())?;
+        write_atomically(&dir.join(MEASUREMENTS), b"")
+    })?;
     Ok(u)
 }
 
 /// Keys of `[run]` a resumed run may change: the chain does not depend on them.
-const RESUMABLE_KEYS: [&str; 2] = ["trajectories", "threads"];
+const RESUMABLE_KEYS: [&str; 3] = ["trajectories", "threads", "process_grid"];
 
 /// The dotted key of the first value in which two cards differ, apart from the
 /// [`RESUMABLE_KEYS`] of `[run]`.
@@ -108,38 +156,37 @@ fn first_difference(stored: &Card, card: &Card) -> Option<String> {
 /// its first update, as it would have the first time. Returns the field, the next update and
 /// the number of measurements kept.
 fn resume_state<C: ChainField>(card: &Card, lattice: &Arc<Lattice>, dir: &Path) -> Result<(C, u64, u64)> {
+    let comm = lattice.comm().as_ref();
     let stored_path = dir.join("card.toml");
-    let stored = Card::load(&stored_path)?;
-    if let Some(key) = first_difference(&stored, card) {
-        return Err(Error::Card(format!(
-            "{key} differs from {} of the run being resumed (only run.trajectories and run.threads may change)",
-            stored_path.display()
-        )));
-    }
-    remove_stale_temporaries(dir)?;
     let path = dir.join(CHECKPOINT);
-    if !path.is_file() {
+    let checkpointed = on_root(comm, || {
+        let stored = Card::load(&stored_path)?;
+        if let Some(key) = first_difference(&stored, card) {
+            return Err(Error::Card(format!(
+                "{key} differs from {} of the run being resumed (only run.trajectories, run.threads and \
+                 run.process_grid may change)",
+                stored_path.display()
+            )));
+        }
+        remove_stale_temporaries(dir)?;
+        Ok(vec![u8::from(path.is_file())])
+    })?;
+    if comm.broadcast(checkpointed) == [0] {
         let u = C::start(card, lattice)?;
-        write_atomically(&stored_path, card.to_toml().as_bytes())?;
-        write_atomically(&dir.join(MEASUREMENTS), b"")?;
+        on_root(comm, || {
+            write_atomically(&stored_path, card.to_toml().as_bytes())?;
+            write_atomically(&dir.join(MEASUREMENTS), b"")
+        })?;
         return Ok((u, 0, 0));
     }
-    let (u, meta) = native::read::<C>(&path)?;
+    // every check before the first write: a refused resume leaves the run as it was
+    let (u, meta) = native::read_into::<C>(&path, lattice)?;
     let field = |k: &str| {
         meta.get(k)
             .and_then(|v| v.as_u64())
             .ok_or_else(|| Error::Config(format!("{}: metadata lacks {k}", path.display())))
     };
     let (next_update, measured) = (field("next_update")?, field("measured")?);
-    // every check before the first write: a refused resume leaves the run as it was
-    if card.lattice.dims != u.lattice().dims() {
-        return Err(Error::Config(format!(
-            "{}: the checkpoint has dims {:?}, the card says {:?}",
-            path.display(),
-            u.lattice().dims(),
-            card.lattice.dims
-        )));
-    }
     if measured != next_update.saturating_sub(card.run.thermalization) {
         return Err(Error::Config(format!(
             "{}: metadata next_update = {next_update} and measured = {measured} disagree with \
@@ -154,9 +201,11 @@ fn resume_state<C: ChainField>(card: &Card, lattice: &Arc<Lattice>, dir: &Path) 
             card.run.trajectories
         )));
     }
-    let records = read_measurements_prefix(dir, measured as usize)?;
-    write_atomically(&dir.join(MEASUREMENTS), records.as_bytes())?;
-    write_atomically(&stored_path, card.to_toml().as_bytes())?;
+    on_root(comm, || {
+        let records = read_measurements_prefix(dir, measured as usize)?;
+        write_atomically(&dir.join(MEASUREMENTS), records.as_bytes())?;
+        write_atomically(&stored_path, card.to_toml().as_bytes())
+    })?;
     Ok((u, next_update, measured))
 }
 
@@ -246,9 +295,10 @@ pub fn build_update<C: ChainField>(card: &Card, lattice: &Arc<Lattice>) -> Resul
 /// streams of update n in any block.
 pub const DEFAULT_PROPOSAL_BATCH: usize = 8;
 
-fn run<C: ChainField>(card: &Card, options: RunOptions) -> Result<Summary> {
+fn run<C: ChainField>(card: &Card, options: RunOptions, comm: Arc<dyn Comm>) -> Result<Option<Summary>> {
     let dir = card.run.output.as_path();
-    let lattice = Arc::new(Lattice::new(&card.lattice.dims)?);
+    let lattice = Arc::new(Lattice::distributed(&card.lattice.dims, comm.clone())?);
+    let root = comm.rank() == 0;
     let mut markov = build_update::<C>(card, &lattice)?;
     let (mut u, first, mut measured) = if options.resume {
         resume_state::<C>(card, &lattice, dir)?
@@ -258,7 +308,10 @@ fn run<C: ChainField>(card: &Card, options: RunOptions) -> Result<Summary> {
     let therm = card.run.thermalization;
     let total = therm + card.run.trajectories;
     let path = dir.join(MEASUREMENTS);
-    let mut file = std::fs::OpenOptions::new().append(true).open(&path).map_err(|e| Error::io(&path, e))?;
+    let mut file = on_root(comm.as_ref(), || {
+        let file = std::fs::OpenOptions::new().append(true).open(&path).map_err(|e| Error::io(&path, e))?;
+        Ok(Some(file))
+    })?;
     let mut progress = Progress::new(first, total);
     let (mut accepted, mut steps) = (0u64, 0u64);
     let mut recent = RecentAcceptance::default();
@@ -271,30 +324,42 @@ fn run<C: ChainField>(card: &Card, options: RunOptions) -> Result<Summary> {
         steps += 1;
         accepted += u64::from(report.accepted);
         recent.push(report.accepted);
+        let checkpoint = (update + 1).is_multiple_of(card.run.checkpoint_every) || update + 1 == total;
         if update >= therm {
             let record = u.measure(card, &report, update)?;
-            writeln!(file, "{}", serde_json::Value::Object(record)).map_err(|e| Error::io(&path, e))?;
             measured += 1;
+            on_root(comm.as_ref(), || {
+                let file = file.as_mut().expect("rank 0 holds the measurements");
+                writeln!(file, "{}", serde_json::Value::Object(record)).map_err(|e| Error::io(&path, e))
+            })?;
         }
-        if (update + 1).is_multiple_of(card.run.checkpoint_every) || update + 1 == total {
-            file.flush().and_then(|_| file.sync_data()).map_err(|e| Error::io(&path, e))?;
+        if checkpoint {
+            on_root(comm.as_ref(), || {
+                let file = file.as_mut().expect("rank 0 holds the measurements");
+                file.flush().and_then(|_| file.sync_data()).map_err(|e| Error::io(&path, e))
+            })?;
             let meta = json!({"next_update": update + 1, "measured": measured});
             native::write(&u, meta, &dir.join(CHECKPOINT))?;
         }
         if !options.quiet {
+            // collective (a global observable), printed by rank 0
             let (name, value) = u.headline();
-            progress.update(update + 1, accepted as f64 / steps as f64, &recent, name, value);
+            if root {
+                progress.update(update + 1, accepted as f64 / steps as f64, &recent, name, value);
+            }
         }
     }
     let seconds = (steps > 0).then(|| started.elapsed().as_secs_f64() / steps as f64);
-    let summary = analyze(dir, seconds)?;
-    // all measured lines must be there (a resume of a finished run re-analyses them)
-    if summary.trajectories as u64 != measured {
-        return Err(Error::Config(format!(
-            "{}: {} records, expected {measured}",
-            path.display(),
-            summary.trajectories
-        )));
-    }
-    Ok(summary)
+    on_root(comm.as_ref(), || {
+        let summary = analyze(dir, seconds)?;
+        // all measured lines must be there (a resume of a finished run re-analyses them)
+        if summary.trajectories as u64 != measured {
+            return Err(Error::Config(format!(
+                "{}: {} records, expected {measured}",
+                path.display(),
+                summary.trajectories
+            )));
+        }
+        Ok(Some(summary))
+    })
 }

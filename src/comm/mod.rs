@@ -25,6 +25,7 @@ pub mod threads;
 use crate::error::{Error, Result};
 use crate::exact_sum::ExactSum;
 use std::fmt::Debug;
+use std::sync::Arc;
 
 /// A face exchange started by [`Comm::start_exchange`]; [`PendingExchange::finish`] waits for
 /// it and returns the received bytes.
@@ -84,6 +85,32 @@ pub trait Comm: Send + Sync + Debug {
     /// Part r of rank 0's `parts` on rank r (`parts` is read on rank 0 only and must hold one
     /// part per rank there).
     fn scatter(&self, parts: Option<Vec<Vec<u8>>>) -> Vec<u8>;
+
+    /// The same ranks arranged as process grid `grid`: every rank keeps its number and gets
+    /// the coordinates `grid` gives it. A program starts on its ranks in a one-direction grid
+    /// and arranges them once the lattice is known. Not collective; an error naming the grid
+    /// unless [`check_ranks`] accepts it.
+    fn arrange(&self, grid: &[usize]) -> Result<Arc<dyn Comm>>;
+}
+
+/// `result` agreed on every rank ([`Comm::agree`]): its value when no rank failed, else the
+/// lowest failing rank's error on every rank. Collective.
+pub fn agreed<T>(comm: &dyn Comm, result: Result<T>) -> Result<T> {
+    match result {
+        Ok(value) => comm.agree(Ok(())).map(|()| value),
+        Err(e) => Err(comm.agree(Err(e)).expect_err("a failing rank fails the agreement")),
+    }
+}
+
+/// Checks that process grid `grid` has `size` ranks and no empty direction.
+pub fn check_ranks(grid: &[usize], size: usize) -> Result<()> {
+    let ranks: usize = grid.iter().product();
+    if ranks != size || grid.is_empty() {
+        return Err(Error::Card(format!(
+            "run.process_grid = {grid:?}: needs {ranks} ranks, the program runs on {size}"
+        )));
+    }
+    Ok(())
 }
 
 /// The rank at grid coordinates `coords` (first direction fastest).
@@ -177,6 +204,11 @@ impl Comm for Single {
     fn scatter(&self, parts: Option<Vec<Vec<u8>>>) -> Vec<u8> {
         parts.and_then(|p| p.into_iter().next()).unwrap_or_default()
     }
+
+    fn arrange(&self, grid: &[usize]) -> Result<Arc<dyn Comm>> {
+        check_ranks(grid, 1)?;
+        Ok(Arc::new(Single::new(grid.len())))
+    }
 }
 
 /// Checks a process grid for a lattice: one entry per direction, each at least 1 and dividing
@@ -191,11 +223,42 @@ pub fn check_grid(dims: &[usize], grid: &[usize], size: usize) -> Result<()> {
     {
         return bad(format!("{p} ranks in direction {mu} do not divide its extent {l}"));
     }
-    let ranks: usize = grid.iter().product();
-    if ranks != size {
-        return bad(format!("needs {ranks} ranks, the program runs on {size}"));
+    check_ranks(grid, size)
+}
+
+/// The process grid of `size` ranks for a lattice of extents `dims` when a card names none:
+/// the prime factors of `size`, largest first, each cut the direction with the largest local
+/// extent that stays even (preferring cuts that keep the last two local extents multiples of
+/// 4, as the even/odd layout needs, and the later direction on a tie, time first). This keeps
+/// the blocks near cubic, so their faces, and the halo traffic, small. An error when no
+/// direction can take a factor.
+pub fn choose_grid(dims: &[usize], size: usize) -> Result<Vec<usize>> {
+    let mut grid = vec![1; dims.len()];
+    let mut factors = Vec::new();
+    let (mut rest, mut p) = (size.max(1), 2);
+    while rest > 1 {
+        while rest.is_multiple_of(p) {
+            factors.push(p);
+            rest /= p;
+        }
+        p += 1;
     }
-    Ok(())
+    let d = dims.len();
+    for &p in factors.iter().rev() {
+        let local = |mu: usize| dims[mu] / grid[mu];
+        let keeps_layout = |mu: usize| mu + 2 < d || (local(mu) / p).is_multiple_of(4);
+        let best = (0..d)
+            .filter(|&mu| local(mu).is_multiple_of(2 * p))
+            .max_by_key(|&mu| (keeps_layout(mu), local(mu), mu))
+            .ok_or_else(|| {
+                Error::Card(format!(
+                    "lattice.dims = {dims:?} cannot be cut into blocks with even extents for {size} ranks; \
+                     give run.process_grid"
+                ))
+            })?;
+        grid[best] *= p;
+    }
+    Ok(grid)
 }
 
 #[cfg(test)]
@@ -231,6 +294,24 @@ mod tests {
         assert_eq!(single.start_exchange(1, false, vec![6, 7], 2).finish(), vec![6, 7]);
         let e = single.agree(Err(Error::Card("bad".into()))).unwrap_err().to_string();
         assert!(e.contains("bad"), "{e}");
+    }
+
+    #[test]
+    fn chosen_grids_cut_the_longest_directions_into_even_blocks() {
+        assert_eq!(choose_grid(&[8, 8, 8, 8], 1).unwrap(), [1, 1, 1, 1]);
+        assert_eq!(choose_grid(&[8, 8, 8, 8], 4).unwrap(), [1, 1, 2, 2]);
+        assert_eq!(choose_grid(&[8, 8, 8, 16], 2).unwrap(), [1, 1, 1, 2]);
+        assert_eq!(choose_grid(&[16, 16, 16, 32], 8).unwrap(), [1, 1, 2, 4]);
+        // a cut of z or a second of t would leave a 2 in the last two directions, which the
+        // even/odd layout cannot use: y takes it
+        assert_eq!(choose_grid(&[4, 4, 4, 8], 4).unwrap(), [1, 2, 1, 2]);
+        assert_eq!(choose_grid(&[12, 12], 6).unwrap(), [2, 3]);
+        assert!(choose_grid(&[32, 32], 3).unwrap_err().to_string().contains("give run.process_grid"));
+        for (dims, size) in [(vec![8, 8, 8, 8], 16), (vec![12, 12, 12, 24], 12), (vec![16, 16], 8)] {
+            let grid = choose_grid(&dims, size).unwrap();
+            assert!(check_grid(&dims, &grid, size).is_ok(), "{dims:?} {size}: {grid:?}");
+            assert!(dims.iter().zip(&grid).all(|(l, p)| (l / p) % 2 == 0), "{dims:?} {size}: {grid:?}");
+        }
     }
 
     #[test]

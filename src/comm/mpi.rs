@@ -48,10 +48,10 @@ impl std::fmt::Debug for MpiComm {
 }
 
 impl MpiComm {
-    /// Initializes MPI and arranges its world as `grid` (x first, time last); an error when MPI
-    /// was initialized before, cannot serialize calls from threads, or the world has another
-    /// number of ranks than the grid needs.
-    pub fn world(grid: &[usize]) -> Result<Self> {
+    /// Initializes MPI (a second call in one process is an error, as is a library that cannot
+    /// serialize calls from threads) and returns its world as a one-direction grid of all
+    /// ranks; [`Comm::arrange`] gives it the lattice's process grid.
+    pub fn world() -> Result<Self> {
         let (universe, threading) = mpi::initialize_with_threading(Threading::Serialized)
             .ok_or_else(|| Error::Config("MPI was initialized already".into()))?;
         if threading < Threading::Serialized {
@@ -61,18 +61,12 @@ impl MpiComm {
         }
         let world = universe.world();
         let (rank, size) = (world.rank() as usize, world.size() as usize);
-        let ranks: usize = grid.iter().product();
-        if ranks != size || grid.contains(&0) {
-            return Err(Error::Card(format!(
-                "run.process_grid = {grid:?}: needs {ranks} ranks, the program runs on {size}"
-            )));
-        }
         Ok(MpiComm {
             handles: Arc::new(Mutex::new(Handles { _universe: universe, world })),
             rank,
             size,
-            grid: grid.to_vec(),
-            coords: coords_of(grid, rank),
+            grid: vec![size],
+            coords: vec![rank],
         })
     }
 
@@ -215,6 +209,17 @@ impl Comm for MpiComm {
                 None
             }
         })
+    }
+
+    fn arrange(&self, grid: &[usize]) -> Result<Arc<dyn Comm>> {
+        super::check_ranks(grid, self.size)?;
+        Ok(Arc::new(MpiComm {
+            handles: self.handles.clone(),
+            rank: self.rank,
+            size: self.size,
+            grid: grid.to_vec(),
+            coords: coords_of(grid, self.rank),
+        }))
     }
 
     fn scatter(&self, parts: Option<Vec<Vec<u8>>>) -> Vec<u8> {

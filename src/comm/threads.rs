@@ -165,6 +165,17 @@ impl Comm for ThreadComm {
         (self.rank == 0).then_some(all)
     }
 
+    fn arrange(&self, grid: &[usize]) -> Result<Arc<dyn Comm>> {
+        super::check_ranks(grid, self.size)?;
+        Ok(Arc::new(ThreadComm {
+            rank: self.rank,
+            size: self.size,
+            grid: grid.to_vec(),
+            coords: coords_of(grid, self.rank),
+            shared: self.shared.clone(),
+        }))
+    }
+
     fn scatter(&self, parts: Option<Vec<Vec<u8>>>) -> Vec<u8> {
         let mine = if self.rank == 0 {
             let parts = parts.unwrap_or_default();

@@ -347,6 +347,12 @@ impl Lattice {
             .collect()
     }
 
+    /// Global coordinates of a local site.
+    pub fn global_coords(&self, site: usize) -> Vec<usize> {
+        let c: Vec<isize> = self.coords(site).iter().map(|&x| x as isize).collect();
+        self.global_coords_of(&c)
+    }
+
     /// Global lexicographic index of a local site (x fastest over the global extents): the
     /// index of its random stream, the same on every process grid.
     pub fn global_site(&self, site: usize) -> usize {

@@ -3,25 +3,90 @@
 
 pub mod native;
 pub mod nersc;
+pub mod slices;
 
 use crate::error::{Error, Result};
-use std::path::Path;
+use crate::geometry::Lattice;
+use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory is written,
 /// synced and renamed over `path`, so a reader (or a crash) never sees a partial file.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name =
-        path.file_name().ok_or_else(|| Error::Config(format!("{}: not a file path", path.display())))?;
-    let tmp = dir.join(temporary_name(&name.to_string_lossy(), std::process::id()));
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all(); // make the rename durable where the platform allows
+    let mut file = AtomicFile::create(path)?;
+    file.write_all(bytes)?;
+    file.commit()
+}
+
+/// A file written in pieces and published atomically (see [`write_atomically`]): it lives
+/// under a temporary name until [`AtomicFile::commit`], and a file dropped before that is
+/// removed, so `path` holds the old file or the whole new one.
+pub struct AtomicFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl AtomicFile {
+    /// Creates the temporary file of `path` in `path`'s directory.
+    pub fn create(path: &Path) -> Result<Self> {
+        let dir = directory_of(path);
+        let name =
+            path.file_name().ok_or_else(|| Error::Config(format!("{}: not a file path", path.display())))?;
+        let tmp = dir.join(temporary_name(&name.to_string_lossy(), std::process::id()));
+        let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        Ok(AtomicFile { path: path.to_path_buf(), tmp, file: Some(file) })
     }
-    Ok(())
+
+    fn file(&mut self) -> &mut std::fs::File {
+        self.file.as_mut().expect("an atomic file is open until it is committed")
+    }
+
+    /// Appends `bytes`.
+    pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+        use std::io::Write;
+        let tmp = self.tmp.clone();
+        self.file().write_all(bytes).map_err(|e| Error::io(&tmp, e))
+    }
+
+    /// Overwrites the bytes at `offset` (within what was written) and goes on appending after
+    /// the end.
+    pub fn write_at(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        use std::io::{Seek, SeekFrom, Write};
+        let tmp = self.tmp.clone();
+        let file = self.file();
+        file.seek(SeekFrom::Start(offset))
+            .and_then(|_| file.write_all(bytes))
+            .and_then(|_| file.seek(SeekFrom::End(0)).map(drop))
+            .map_err(|e| Error::io(&tmp, e))
+    }
+
+    /// Syncs the file and renames it to its path.
+    pub fn commit(mut self) -> Result<()> {
+        let file = self.file.take().expect("an atomic file is committed once");
+        file.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
+        drop(file);
+        if let Err(e) = std::fs::rename(&self.tmp, &self.path) {
+            let _ = std::fs::remove_file(&self.tmp);
+            return Err(Error::io(&self.path, e));
+        }
+        if let Ok(d) = std::fs::File::open(directory_of(&self.path)) {
+            let _ = d.sync_all(); // make the rename durable where the platform allows
+        }
+        Ok(())
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// The directory a file path lies in ("." for a bare name).
+fn directory_of(path: &Path) -> &Path {
+    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
 
 /// The name of the temporary file [`write_atomically`] writes before renaming it to `name`:
@@ -62,6 +127,62 @@ pub fn remove_stale_temporaries(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes a field file through rank 0 with bounded memory (collective on a cut lattice): the
+/// header, then the global data in lexicographic order, `bytes_per_site` a site, from every
+/// rank's block bytes `local` ([`slices::gather_slices`]), published atomically. `header`
+/// gives the header for a checksum state and must give the same length for every state; it
+/// is written first with the initial state and rewritten with the state after `update` has
+/// seen all data in file order. Errors are the same on every rank.
+pub fn write_field_file<S>(
+    lattice: &Lattice,
+    path: &Path,
+    local: &[u8],
+    bytes_per_site: usize,
+    header: impl Fn(&S) -> Vec<u8>,
+    mut state: S,
+    mut update: impl FnMut(&mut S, &[u8]),
+) -> Result<()> {
+    let root = lattice.comm().rank() == 0;
+    let mut file = root.then(|| -> Result<AtomicFile> {
+        let mut file = AtomicFile::create(path)?;
+        file.write_all(&header(&state))?;
+        Ok(file)
+    });
+    let streamed = slices::gather_slices(lattice, local, bytes_per_site, |slice| match &mut file {
+        Some(Ok(f)) => {
+            update(&mut state, slice);
+            f.write_all(slice)
+        }
+        _ => Ok(()),
+    });
+    let written = file.map_or(Ok(()), |opened| {
+        let mut f = opened?;
+        streamed?;
+        f.write_at(0, &header(&state))?;
+        f.commit()
+    });
+    lattice.comm().agree(written)
+}
+
+/// Reads the global data of a field file, positioned at its start in `reader` on rank 0
+/// (`None` elsewhere), into every rank's block bytes ([`slices::scatter_slices`]), `inspect`
+/// seeing the data in file order on rank 0. Returns the block bytes and, on rank 0, the first
+/// read error (the caller agrees on it).
+pub fn read_sites(
+    lattice: &Lattice,
+    path: &Path,
+    mut reader: Option<&mut impl std::io::Read>,
+    bytes_per_site: usize,
+    mut inspect: impl FnMut(&[u8]),
+) -> (Vec<u8>, Result<()>) {
+    slices::scatter_slices(lattice, bytes_per_site, |slice| {
+        let reader = reader.as_mut().expect("rank 0 reads the file");
+        reader.read_exact(slice).map_err(|e| Error::io(path, e))?;
+        inspect(slice);
+        Ok(())
+    })
 }
 
 /// Reads a whole file, naming it in the error.

@@ -7,14 +7,17 @@
 //! x fastest), each matrix row-major as (re, im) pairs; of a scalar field: phi(x) in
 //! lexicographic order.
 
-use super::{read_file, write_atomically};
+use super::{read_sites, write_field_file};
 use crate::backend::cpu::PackedGroup;
+use crate::comm::agreed;
 use crate::error::{Error, Result};
 use crate::field::GaugeField;
 use crate::geometry::Lattice;
 use crate::group::LinkMatrix;
 use crate::scalar::ScalarField;
 use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -67,7 +70,7 @@ impl<G: PackedGroup> NativeField for GaugeField<G> {
     }
     fn from_reals(lattice: Arc<Lattice>, reals: &[f64]) -> std::result::Result<Self, String> {
         let links: Vec<G::Elem> = reals.chunks_exact(2 * G::NC * G::NC).map(G::Elem::read_reals).collect();
-        check_links::<G>(&links)?;
+        check_links::<G>(&lattice, &links)?;
         GaugeField::from_links(lattice, links).map_err(|e| e.to_string())
     }
 }
@@ -87,7 +90,7 @@ impl NativeField for ScalarField {
     }
     fn from_reals(lattice: Arc<Lattice>, reals: &[f64]) -> std::result::Result<Self, String> {
         if let Some(x) = reals.iter().position(|v| !v.is_finite()) {
-            return Err(format!("phi at site {x} is {}", reals[x]));
+            return Err(format!("phi at {:?} is {}", lattice.global_coords(x), reals[x]));
         }
         let mut phi = ScalarField::zeros(lattice);
         phi.values_mut().copy_from_slice(reals);
@@ -95,9 +98,12 @@ impl NativeField for ScalarField {
     }
 }
 
-/// FNV-1a 64-bit hash.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
+/// The FNV-1a 64-bit hash of nothing.
+const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// The FNV-1a 64-bit hash `h` of some bytes continued over `bytes`.
+fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(h, |h, &b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// Whether `bytes` start like a native field file.
@@ -105,63 +111,123 @@ pub fn is_native(bytes: &[u8]) -> bool {
     bytes.starts_with(br#"{"format":"flowhmc-gauge""#)
 }
 
-/// Writes `field` with `metadata` to `path` atomically.
+/// Writes `field` with `metadata` to `path` atomically, through rank 0 with bounded memory
+/// ([`super::slices`]); collective on a cut lattice.
 pub fn write<F: NativeField>(field: &F, metadata: serde_json::Value, path: &Path) -> Result<()> {
-    let reals = field.to_reals();
-    let mut data = Vec::with_capacity(reals.len() * 8);
-    reals.iter().for_each(|x| data.extend_from_slice(&x.to_le_bytes()));
-    let header = Header {
-        format: FORMAT.into(),
-        version: 1,
-        group: F::kind().into(),
-        dims: field.lattice().dims().to_vec(),
-        checksum: format!("{:016x}", fnv1a(&data)),
-        metadata,
+    let lattice = field.lattice();
+    let local: Vec<u8> = field.to_reals().iter().flat_map(|x| x.to_le_bytes()).collect();
+    let header = |checksum: &u64| {
+        let header = Header {
+            format: FORMAT.into(),
+            version: 1,
+            group: F::kind().into(),
+            dims: lattice.global_dims().to_vec(),
+            checksum: format!("{checksum:016x}"),
+            metadata: metadata.clone(),
+        };
+        let mut bytes = serde_json::to_vec(&header).expect("header serialises");
+        bytes.push(b'\n');
+        bytes
     };
-    let mut bytes = serde_json::to_vec(&header).expect("header serialises");
-    bytes.push(b'\n');
-    bytes.extend_from_slice(&data);
-    write_atomically(path, &bytes)
+    let per_site = F::reals_per_site(lattice.ndim()) * 8;
+    write_field_file(lattice, path, &local, per_site, header, FNV_START, |h, bytes| *h = fnv1a(*h, bytes))
 }
 
-/// Reads a native file holding a field of kind `F`; returns the field and the metadata. The
-/// kind, the checksum and the data length are checked, and every value must be valid (links
-/// in the group to 1e-10, scalars finite).
+/// Reads a native file holding a field of kind `F` on the whole lattice its header names;
+/// returns the field and the metadata. The kind, the extents, the data length, the checksum
+/// and every value are checked (links in the group to 1e-10, scalars finite).
 pub fn read<F: NativeField>(path: &Path) -> Result<(F, serde_json::Value)> {
-    let bytes = read_file(path)?;
-    parse(&bytes).map_err(|m| Error::Config(format!("{}: {m}", path.display())))
+    let (_, header, data_len) = open::<F>(path)?;
+    let dims = &header.dims;
+    // the data length is checked before the lattice's tables are built
+    let volume = Lattice::check_extents(dims, || Lattice::table_bytes(dims))
+        .map_err(|e| in_file(path, in_header(e)))?;
+    check_data_len::<F>(path, dims, volume, data_len)?;
+    let lattice = Arc::new(Lattice::new(dims).map_err(|e| in_file(path, in_header(e)))?);
+    read_into(path, &lattice)
 }
 
-/// Parses the bytes of a native file (see [`read`]); errors are messages without the path.
-pub fn parse<F: NativeField>(bytes: &[u8]) -> std::result::Result<(F, serde_json::Value), String> {
-    let end = bytes.iter().position(|&b| b == b'\n').ok_or("no header line")?;
-    let header: Header =
-        serde_json::from_slice(&bytes[..end]).map_err(|e| format!("unreadable header: {e}"))?;
+/// Reads a native file of kind `F` onto `lattice` (each rank its block, through rank 0 with
+/// bounded memory; collective on a cut lattice): as [`read`], and the file's extents must be
+/// the lattice's. Errors are the same on every rank.
+pub fn read_into<F: NativeField>(path: &Path, lattice: &Arc<Lattice>) -> Result<(F, serde_json::Value)> {
+    let comm = lattice.comm();
+    let opened = (comm.rank() == 0).then(|| {
+        let (reader, header, data_len) = open::<F>(path)?;
+        if header.dims != lattice.global_dims() {
+            return Err(in_file(
+                path,
+                format!("the file holds dims {:?}, the lattice is {:?}", header.dims, lattice.global_dims()),
+            ));
+        }
+        check_data_len::<F>(path, &header.dims, lattice.global_volume(), data_len)?;
+        Ok((reader, header))
+    });
+    let opened = agreed(comm.as_ref(), opened.transpose())?;
+    let metadata = comm.broadcast(
+        opened
+            .as_ref()
+            .map_or_else(Vec::new, |(_, h)| serde_json::to_vec(&h.metadata).expect("metadata serialises")),
+    );
+    let metadata = serde_json::from_slice(&metadata).expect("rank 0 sends valid JSON");
+    let per_site = F::reals_per_site(lattice.ndim()) * 8;
+    let (mut reader, stated) = opened.map(|(r, h)| (Some(r), h.checksum)).unwrap_or_default();
+    let mut sum = FNV_START;
+    let (local, mut result) =
+        read_sites(lattice, path, reader.as_mut(), per_site, |bytes| sum = fnv1a(sum, bytes));
+    if result.is_ok() && comm.rank() == 0 && format!("{sum:016x}") != stated {
+        result = Err(in_file(path, format!("checksum mismatch: header {stated}, data {sum:016x}")));
+    }
+    comm.agree(result)?;
+    let reals: Vec<f64> = local.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect();
+    let field = F::from_reals(lattice.clone(), &reals).map_err(|m| in_file(path, m));
+    Ok((agreed(comm.as_ref(), field)?, metadata))
+}
+
+/// Longest header line a native file may have.
+const MAX_HEADER: u64 = 1 << 20;
+
+/// Opens a native file and checks its header's format and kind: the reader at the data, the
+/// header and the number of data bytes.
+fn open<F: NativeField>(path: &Path) -> Result<(BufReader<File>, Header, u64)> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    (&mut reader).take(MAX_HEADER).read_until(b'\n', &mut line).map_err(|e| Error::io(path, e))?;
+    if line.last() != Some(&b'\n') {
+        return Err(in_file(path, "no header line".into()));
+    }
+    let header: Header = serde_json::from_slice(&line[..line.len() - 1])
+        .map_err(|e| in_file(path, format!("unreadable header: {e}")))?;
     if header.format != FORMAT || header.version != 1 {
-        return Err(format!(
-            "not a flowhmc gauge file (format {}, version {})",
-            header.format, header.version
+        return Err(in_file(
+            path,
+            format!("not a flowhmc gauge file (format {}, version {})", header.format, header.version),
         ));
     }
     if header.group != F::kind() {
-        return Err(format!("the file holds a {} field, {} was expected", header.group, F::kind()));
+        return Err(in_file(
+            path,
+            format!("the file holds a {} field, {} was expected", header.group, F::kind()),
+        ));
     }
-    // the data length and checksum are checked before the lattice's tables are built
-    let dims = &header.dims;
-    let volume = Lattice::check_extents(dims, || Lattice::table_bytes(dims)).map_err(in_header)?;
-    let data = &bytes[end + 1..];
+    Ok((reader, header, len - line.len() as u64))
+}
+
+/// Checks that the data holds exactly the `volume` sites of `dims`.
+fn check_data_len<F: NativeField>(path: &Path, dims: &[usize], volume: usize, data_len: u64) -> Result<()> {
     let expected = volume.checked_mul(F::reals_per_site(dims.len()) * 8);
-    if Some(data.len()) != expected {
+    if expected.map(|n| n as u64) != Some(data_len) {
         let need = expected.map_or("more than 2^64".into(), |n| n.to_string());
-        return Err(format!("{} data bytes, dims {dims:?} need {need}", data.len()));
+        return Err(in_file(path, format!("{data_len} data bytes, dims {dims:?} need {need}")));
     }
-    let sum = format!("{:016x}", fnv1a(data));
-    if sum != header.checksum {
-        return Err(format!("checksum mismatch: header {}, data {sum}", header.checksum));
-    }
-    let lattice = Arc::new(Lattice::new(dims).map_err(in_header)?);
-    let reals: Vec<f64> = data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect();
-    Ok((F::from_reals(lattice, &reals)?, header.metadata))
+    Ok(())
+}
+
+/// A message about the file at `path`.
+fn in_file(path: &Path, m: String) -> Error {
+    Error::Config(format!("{}: {m}", path.display()))
 }
 
 /// A lattice error about the header's `dims`, worded for the file ("header dims = [..]: ...")
@@ -173,12 +239,22 @@ fn in_header(e: Error) -> String {
     }
 }
 
-/// Every link finite and in the group to 1e-10.
-pub(crate) fn check_links<G: PackedGroup>(links: &[G::Elem]) -> std::result::Result<(), String> {
+/// Every link of a block finite and in the group to 1e-10; an invalid one is named by its
+/// global coordinates and direction.
+pub(crate) fn check_links<G: PackedGroup>(
+    lattice: &Lattice,
+    links: &[G::Elem],
+) -> std::result::Result<(), String> {
+    let d = lattice.ndim();
     for (i, link) in links.iter().enumerate() {
         let v = G::unitarity_violation(link);
         if v.is_nan() || v >= 1e-10 {
-            return Err(format!("link {i} is not in {} (violation {v:e})", G::NAME));
+            return Err(format!(
+                "the link at {:?} in direction {} is not in {} (violation {v:e})",
+                lattice.global_coords(i / d),
+                i % d,
+                G::NAME
+            ));
         }
     }
     Ok(())
@@ -239,7 +315,7 @@ mod tests {
         let mut nan = phi.clone();
         nan.values_mut()[5] = f64::NAN;
         write(&nan, serde_json::json!({}), &path).unwrap();
-        assert!(read::<ScalarField>(&path).unwrap_err().to_string().contains("site 5 is NaN"));
+        assert!(read::<ScalarField>(&path).unwrap_err().to_string().contains("phi at [1, 1] is NaN"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
