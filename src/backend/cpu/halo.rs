@@ -160,15 +160,26 @@ pub fn finish_stage<T: LaneArray>(
 
 /// The lane copies `(to, from)` of a plan, within the rank.
 pub fn copy_lanes<T: LaneArray>(copies: &[(LaneSite, LaneSite)], field: &mut Extended<T>) {
-    let mut values = Vec::new();
+    let width = field.width;
+    let interior_elements = field.interior.len() / width;
+    let mut buffer: Vec<T> = Vec::with_capacity(width);
     for (to, from) in copies {
-        values.clear();
-        values.extend(
-            field.element(from.element as usize).iter().flat_map(lane_vectors).map(|v| v[from.lane as usize]),
-        );
-        let target = field.halo_element_mut(to.element as usize).iter_mut().flat_map(lane_vectors_mut);
-        for (v, &x) in target.zip(&values) {
-            v[to.lane as usize] = x;
+        let (to_lane, from_lane) = (to.lane as usize, from.lane as usize);
+        let (to, from) = (to.element as usize - interior_elements, from.element as usize);
+        // a lane of the interior is read in place, one of the halo through a copy of its element
+        let source = if from < interior_elements {
+            &field.interior[from * width..(from + 1) * width]
+        } else {
+            let from = from - interior_elements;
+            buffer.clear();
+            buffer.extend_from_slice(&field.halo[from * width..(from + 1) * width]);
+            &buffer
+        };
+        let target = &mut field.halo[to * width..(to + 1) * width];
+        for (t, v) in target.iter_mut().zip(source) {
+            for (t, v) in lane_vectors_mut(t).iter_mut().zip(lane_vectors(v)) {
+                t[to_lane] = v[from_lane];
+            }
         }
     }
 }
