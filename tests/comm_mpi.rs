@@ -258,3 +258,84 @@ fn the_command_on_ranks_repeats_one_process_and_fails_on_every_rank_together() {
     }
     std::fs::remove_dir_all(&scratch).unwrap();
 }
+
+/// The MPI host example's parameters: Nf = 2 even/odd, a short trajectory.
+const MPI_HOST_PARAMETERS: &str = "[gauge]\ngroup = \"su3\"\naction = \"wilson\"\nbeta = 5.7\n[update]\n\
+    kind = \"hmc\"\ntrajectory_length = 0.3\nintegrator = \"omelyan\"\nsteps = 6\n[run]\nseed = 11\nthreads = 1\n\
+    [[fermions]]\nkind = \"wilson\"\nflavors = 2\nkappa = 0.12\nboundary = \"antiperiodic\"\neven_odd = true\n\
+    solver = { kind = \"cg\", tolerance = 1e-11, max_iterations = 2000 }\n";
+
+#[test]
+fn the_mpi_host_example_repeats_the_rust_chain() {
+    use flowhmc::ffi::{Context, HostSlice, HostSliceMut};
+    if is_rank() {
+        return; // the launcher builds and runs the example
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+    let scratch = std::env::temp_dir().join(format!("flowhmc-mpi-host-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let exe = scratch.join("mpi_host");
+    let status = Command::new("mpicxx")
+        .args(["-std=c++17", "-O2", "-Wall", "-I"])
+        .arg(root.join("include"))
+        .arg("-I")
+        .arg(Path::new(env!("OUT_DIR")).join("cxxbridge/include"))
+        .arg(root.join("cpp/mpi_host.cpp"))
+        .arg("-o")
+        .arg(&exe)
+        .arg(deps.join("libflowhmc.a"))
+        .args(["-lstdc++", "-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl"])
+        .status()
+        .expect("mpicxx (Debian: libopenmpi-dev)");
+    assert!(status.success(), "mpicxx failed on cpp/mpi_host.cpp");
+    std::fs::write(scratch.join("parameters.toml"), MPI_HOST_PARAMETERS).unwrap();
+    // the same chain through the Rust API on one process, from the same cold field
+    let dims = [4, 4, 4, 8];
+    let mut ctx = Context::new(&dims, MPI_HOST_PARAMETERS).unwrap();
+    let mut field = vec![0.0; 4 * 4 * 4 * 8 * 4 * 18];
+    for link in field.chunks_exact_mut(18) {
+        (0..3).for_each(|k| link[8 * k] = 1.0);
+    }
+    let mut expected: Vec<String> = (0..3)
+        .map(|n| {
+            let r = ctx.update(HostSliceMut::F64(&mut field)).unwrap();
+            format!(
+                "update {n} {} {:?} {:?} {}",
+                u8::from(r.accepted),
+                r.dh,
+                r.plaquette,
+                r.solver_iterations
+            )
+        })
+        .collect();
+    expected.push(format!("plaquette {:?}", ctx.plaquette(HostSlice::F64(&field)).unwrap()));
+    for ranks in [1, 2] {
+        let (status, out, err) = mpirun(ranks, &exe, &["parameters.toml"], &scratch);
+        assert!(status.success(), "mpi_host on {ranks} ranks: {err}\n{out}");
+        let lines: Vec<&str> = out.lines().collect();
+        let reported: Vec<String> = lines
+            .iter()
+            .filter(|l| l.starts_with("update") || l.starts_with("plaquette"))
+            .map(|l| {
+                // the host prints %.17g: compare the values, not their spelling
+                let words: Vec<&str> = l.split(' ').collect();
+                let value = |w: &str| format!("{:?}", w.parse::<f64>().unwrap());
+                match words.as_slice() {
+                    ["update", n, a, dh, p, it] => format!("update {n} {a} {} {} {it}", value(dh), value(p)),
+                    ["plaquette", p] => format!("plaquette {}", value(p)),
+                    _ => panic!("unexpected line {l}"),
+                }
+            })
+            .collect();
+        assert_eq!(reported, expected, "{ranks} ranks");
+        if ranks > 1 {
+            assert!(
+                lines.iter().any(|l| l.starts_with("refused:") && l.contains("both pass the coordinates")),
+                "{out}"
+            );
+        }
+        assert_eq!(lines.last(), Some(&"ok"), "{out}");
+    }
+    std::fs::remove_dir_all(&scratch).unwrap();
+}

@@ -498,3 +498,84 @@ fn field_files_written_on_ranks_are_the_files_of_one_process() {
     }
     std::fs::remove_dir_all(&scratch).unwrap();
 }
+
+/// A host's cold SU(3) field in flowhmc's own layout on a lattice of `volume` sites in 4D.
+fn cold_host_field(volume: usize) -> Vec<f64> {
+    let mut b = vec![0.0; volume * 4 * 18];
+    for link in b.chunks_exact_mut(18) {
+        for k in 0..3 {
+            link[2 * (3 * k + k)] = 1.0;
+        }
+    }
+    b
+}
+
+/// A host context's parameters: Nf = 2 even/odd with a Hasenbusch mass.
+const HOST_PARAMETERS: &str = "[gauge]\ngroup = \"su3\"\naction = \"wilson\"\nbeta = 5.7\n[update]\n\
+    kind = \"hmc\"\ntrajectory_length = 0.3\nintegrator = \"omelyan\"\nsteps = 6\n[run]\nseed = 11\nthreads = 1\n\
+    [[fermions]]\nkind = \"wilson\"\nflavors = 2\nkappa = 0.12\nboundary = \"antiperiodic\"\neven_odd = true\n\
+    hasenbusch = [0.1]\nsolver = { kind = \"cg\", tolerance = 1e-11, max_iterations = 2000 }\n";
+
+#[test]
+fn host_contexts_on_ranks_repeat_the_whole_lattice_and_fail_together() {
+    use flowhmc::ffi::{Context, HostSlice, HostSliceMut};
+    let dims = [4, 4, 4, 8];
+    let mut whole = Context::new(&dims, HOST_PARAMETERS).unwrap();
+    let mut wb = cold_host_field(dims.iter().product());
+    let report = |r: &flowhmc::ffi::UpdateReport| {
+        (r.accepted, r.dh.to_bits(), r.plaquette.to_bits(), r.solver_iterations)
+    };
+    let want: Vec<_> =
+        whole.trajectories(HostSliceMut::F64(&mut wb), 3).unwrap().iter().map(report).collect();
+    assert!(want.iter().any(|r| r.0), "some trajectory is accepted: {want:?}");
+    let plaquette = whole.plaquette(HostSlice::F64(&wb)).unwrap();
+    for grid in [[1, 1, 1, 2], [1, 2, 1, 2]] {
+        run_ranks(&grid, |comm| {
+            let lattice = Lattice::distributed(&dims, comm.clone()).unwrap();
+            let mut ctx = Context::on_ranks(&dims, HOST_PARAMETERS, comm.clone()).unwrap();
+            assert_eq!(ctx.gauge_len(), lattice.volume() * 4 * 18, "the host holds its block");
+            let mut b = cold_host_field(lattice.volume());
+            let got: Vec<_> =
+                ctx.trajectories(HostSliceMut::F64(&mut b), 3).unwrap().iter().map(report).collect();
+            assert_eq!(got, want, "{grid:?}: reports");
+            for site in 0..lattice.volume() {
+                let (mine, theirs) = (site * 72, lattice.global_site(site) * 72);
+                assert!(b[mine..mine + 72] == wb[theirs..theirs + 72], "{grid:?}: the block's links");
+            }
+            assert_eq!(ctx.plaquette(HostSlice::F64(&b)).unwrap().to_bits(), plaquette.to_bits());
+            // openQCD's layout needs links of the neighbouring blocks: refused on a cut lattice
+            let table: Vec<usize> = (0..lattice.volume()).collect();
+            let e = ctx.set_gauge_layout(&flowhmc::host::GaugeLayout::openqcd(table)).unwrap_err().to_string();
+            assert!(e.contains("not available on a cut lattice yet"), "{e}");
+            // one rank's bad buffer (a NaN) fails every rank with its message, and changes nothing
+            let mut bad = b.clone();
+            if comm.rank() == 1 {
+                bad[7] = f64::NAN;
+            }
+            let before = bad.clone();
+            let e = ctx.update(HostSliceMut::F64(&mut bad)).unwrap_err().to_string();
+            assert!(e.contains("is not finite"), "{e}");
+            assert!(bad.iter().zip(&before).all(|(a, b)| a.to_bits() == b.to_bits()));
+            // a buffer of the wrong length on rank 0 alone
+            let short = if comm.rank() == 0 { &b[1..] } else { &b[..] };
+            let e = ctx.plaquette(HostSlice::F64(short)).unwrap_err().to_string();
+            assert!(e.contains("gauge field"), "{e}");
+            e
+        })
+        .windows(2)
+        .for_each(|m| assert_eq!(m[0], m[1], "{grid:?}: one message on every rank"));
+    }
+    // flow updates are refused on ranks, with one message
+    // (any existing file passes the card's check of the model path; the refusal comes first)
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let hmc = "kind = \"hmc\"\ntrajectory_length = 0.3\nintegrator = \"omelyan\"\nsteps = 6\n";
+    assert!(HOST_PARAMETERS.contains(hmc));
+    let flow = HOST_PARAMETERS.replace(hmc, &format!("kind = \"flow-mh\"\nmodel = {model:?}\n"));
+    let messages = run_ranks(&[1, 1, 1, 2], |comm| {
+        Context::on_ranks(&dims, &flow, comm).err().expect("refused").to_string()
+    });
+    assert!(
+        messages[0] == messages[1] && messages[0].contains("flow updates run on one rank"),
+        "{messages:?}"
+    );
+}

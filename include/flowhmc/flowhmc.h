@@ -186,6 +186,21 @@ const char *flowhmc_version(void);
 flowhmc_status flowhmc_context_create(const size_t *dims, size_t ndim, const char *parameters,
                                       flowhmc_context **out, char *error, size_t error_capacity);
 
+/** As flowhmc_context_create, on the ranks of a host's MPI communicator (collective over it;
+ *  the library must be built with the cargo feature mpi, else FLOWHMC_ERROR_HOST_INPUT says so, and
+ *  MPI initialized with MPI_Init_thread at MPI_THREAD_SERIALIZED or more). comm is the
+ *  communicator's Fortran handle, MPI_Comm_c2f(comm) (an int in Open MPI and MPICH); dims are
+ *  the global extents; grid[0..ndim) the ranks per direction (x first) and coords[0..ndim)
+ *  this rank's place in it, which need not follow comm's rank numbering. Every host buffer
+ *  of the context holds this rank's block (extents dims / grid) in the context's layout (a
+ *  site table is the block's, as openQCD's local ipt), and every call on it is collective: an
+ *  error on one rank is returned on all, with the same message. A grid that does not match
+ *  the communicator, differs between ranks or gets the same coordinates twice is refused on
+ *  every rank. Destroy the context before MPI_Finalize. */
+flowhmc_status flowhmc_context_create_mpi(const size_t *dims, size_t ndim, const char *parameters, int comm,
+                                          const size_t *grid, const size_t *coords, flowhmc_context **out,
+                                          char *error, size_t error_capacity);
+
 /** Fills *params with the defaults (SU(3) Wilson beta 6, Omelyan 10 steps, tau 1, seed 1,
  *  no fermions; kappa 0.125, antiperiodic, even/odd, tolerance 1e-10, 10000 iterations). */
 void flowhmc_params_default(flowhmc_params *params);

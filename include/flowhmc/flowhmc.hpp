@@ -128,6 +128,12 @@ class Parameters {
     std::map<std::string, std::string> entries_;
 };
 
+/// The Fortran handle of a host's MPI communicator (MPI_Comm_c2f(comm) in C); flowhmc/mpi.hpp
+/// makes contexts from the MPI_Comm itself.
+struct FortranComm {
+    int handle;
+};
+
 /// A host's handle on flowhmc: one lattice, one parameter set, one chain.
 class Context {
   public:
@@ -141,6 +147,20 @@ class Context {
     /// A context from a key-by-key parameter set.
     Context(const std::vector<std::size_t> &dims, const Parameters &parameters)
         : Context(dims, parameters.toml()) {}
+
+    /// A context on the ranks of a host's MPI communicator (collective; needs a library built
+    /// with the cargo feature mpi and MPI initialized with MPI_THREAD_SERIALIZED or more):
+    /// `dims` are the global extents, `grid` the ranks per direction and `coords` this rank's
+    /// place in it; every host buffer then holds this rank's block (extents dims / grid) in the
+    /// context's layout, and every call is collective. An error on one rank is thrown on all.
+    Context(const std::vector<std::size_t> &dims, const std::string &parameters, FortranComm comm,
+            const std::vector<std::size_t> &grid, const std::vector<std::size_t> &coords)
+        : handle_(call([&] {
+              return bridge::create_on_ranks(rust::Slice<const std::size_t>(dims.data(), dims.size()),
+                                             parameters, comm.handle,
+                                             rust::Slice<const std::size_t>(grid.data(), grid.size()),
+                                             rust::Slice<const std::size_t>(coords.data(), coords.size()));
+          })) {}
 
     /// The library version and source revision.
     static std::string version() { return std::string(bridge::version()); }

@@ -23,8 +23,9 @@ use std::sync::{Arc, Mutex};
 
 /// The MPI handles, used by one thread at a time (see the module docs).
 struct Handles {
-    /// Finalizes MPI when dropped.
-    _universe: Universe,
+    /// Finalizes MPI when dropped: MPI initialized here (None for a host's communicator).
+    _universe: Option<Universe>,
+    /// The communicator (the world, or a duplicate of a host's, freed when dropped).
     world: SimpleCommunicator,
 }
 
@@ -32,9 +33,12 @@ struct Handles {
 // no two overlap; every use of the handles goes through the mutex of `MpiComm`.
 unsafe impl Send for Handles {}
 
-/// The MPI world as a process grid (see the module docs).
+/// The MPI world, or a host's communicator, as a process grid (see the module docs).
 pub struct MpiComm {
     handles: Arc<Mutex<Handles>>,
+    /// The MPI rank of each rank of the grid (the identity but for a host's communicator,
+    /// whose own numbering may differ).
+    mpi_ranks: Arc<Vec<i32>>,
     rank: usize,
     size: usize,
     grid: Vec<usize>,
@@ -62,12 +66,95 @@ impl MpiComm {
         let world = universe.world();
         let (rank, size) = (world.rank() as usize, world.size() as usize);
         Ok(MpiComm {
-            handles: Arc::new(Mutex::new(Handles { _universe: universe, world })),
+            handles: Arc::new(Mutex::new(Handles { _universe: Some(universe), world })),
+            mpi_ranks: Arc::new((0..size as i32).collect()),
             rank,
             size,
             grid: vec![size],
             coords: vec![rank],
         })
+    }
+
+    /// A host code's communicator as the process grid `grid`, this rank at `coords` of it
+    /// (collective over the communicator). The communicator is given as its Fortran handle
+    /// (`MPI_Comm_c2f` in C) and duplicated, so flowhmc's messages never meet the host's; the
+    /// duplicate is freed when the last user of this comm is dropped, which must happen before
+    /// the host finalizes MPI. Ranks are numbered by their coordinates (first direction
+    /// fastest), whatever the host's own numbering. Errors, the same on every rank: MPI not
+    /// initialized, threading below MPI_THREAD_SERIALIZED (flowhmc calls MPI from its worker
+    /// threads, one at a time), a grid of another size than the communicator, grids that
+    /// differ between ranks, coordinates outside the grid or claimed twice.
+    ///
+    /// # Safety
+    /// `fortran_comm` is the Fortran handle of a live intra-communicator.
+    pub unsafe fn from_host(fortran_comm: i32, grid: &[usize], coords: &[usize]) -> Result<Self> {
+        if coords.len() != grid.len() {
+            return Err(Error::Host(format!("coordinates {coords:?} for the process grid {grid:?}")));
+        }
+        if !mpi::environment::is_initialized() || mpi::environment::is_finalized() {
+            return Err(Error::Host("MPI is not initialized: call MPI_Init_thread first".into()));
+        }
+        let threading = mpi::environment::threading_support();
+        // SAFETY: the caller's contract; MPI_Comm_dup makes a user communicator of our own
+        let world = unsafe {
+            let host = mpi::ffi::RSMPI_Comm_f2c(fortran_comm);
+            let mut own = std::mem::MaybeUninit::uninit();
+            mpi::ffi::MPI_Comm_dup(host, own.as_mut_ptr());
+            SimpleCommunicator::from_raw(own.assume_init())
+        };
+        let (mpi_rank, size) = (world.rank(), world.size() as usize);
+        // every rank's grid and coordinates, so that every rank finds the same fault
+        let d = grid.len();
+        let mine: Vec<i64> =
+            grid.iter().chain(coords).map(|&x| x as i64).chain([coords.len() as i64]).collect();
+        let mut all = vec![0i64; mine.len() * size];
+        world.all_gather_into(&mine[..], &mut all[..]);
+        // the faults are judged on the gathered entries alone, so every rank finds the same
+        let entries: Vec<&[i64]> = all.chunks_exact(2 * d + 1).collect();
+        let first_grid = &entries[0][..d];
+        let fault = |m: String| Err(Error::Host(format!("process grid {first_grid:?} of MPI rank 0: {m}")));
+        if threading < Threading::Serialized {
+            return fault(format!(
+                "MPI offers {threading:?} threading; flowhmc needs MPI_THREAD_SERIALIZED (MPI_Init_thread)"
+            ));
+        }
+        if let Some(r) = entries.iter().position(|e| &e[..d] != first_grid) {
+            return fault(format!("MPI rank {r} passes the grid {:?}", &entries[r][..d]));
+        }
+        let needed: i64 = first_grid.iter().product();
+        if needed != size as i64 || first_grid.contains(&0) {
+            return fault(format!("needs {needed} ranks, the communicator has {size}"));
+        }
+        let mut mpi_ranks = vec![-1i32; size];
+        for (r, entry) in entries.iter().enumerate() {
+            let (their_coords, n) = (&entry[d..2 * d], entry[2 * d]);
+            if n != d as i64 || their_coords.iter().zip(first_grid).any(|(&c, &p)| c < 0 || c >= p) {
+                return fault(format!(
+                    "MPI rank {r} passes the coordinates {their_coords:?}, not a point of it"
+                ));
+            }
+            let c: Vec<usize> = their_coords.iter().map(|&c| c as usize).collect();
+            let at = super::rank_of(grid, &c);
+            if mpi_ranks[at] >= 0 {
+                return fault(format!("MPI ranks {} and {r} both pass the coordinates {c:?}", mpi_ranks[at]));
+            }
+            mpi_ranks[at] = r as i32;
+        }
+        let rank = super::rank_of(grid, coords);
+        debug_assert_eq!(mpi_ranks[rank], mpi_rank);
+        Ok(MpiComm {
+            handles: Arc::new(Mutex::new(Handles { _universe: None, world })),
+            mpi_ranks: Arc::new(mpi_ranks),
+            rank,
+            size,
+            grid: grid.to_vec(),
+            coords: coords.to_vec(),
+        })
+    }
+
+    /// The MPI process of rank `rank` of the grid.
+    fn process<'a>(&self, world: &'a SimpleCommunicator, rank: usize) -> mpi::topology::Process<'a> {
+        world.process_at_rank(self.mpi_ranks[rank])
     }
 
     /// Runs `f` on the world communicator, alone.
@@ -79,7 +166,7 @@ impl MpiComm {
     /// Rank `root`'s bytes on every rank (its length first, then the bytes).
     fn broadcast_from(&self, root: usize, mut data: Vec<u8>) -> Vec<u8> {
         self.with(|world| {
-            let process = world.process_at_rank(root as i32);
+            let process = self.process(world, root);
             let mut len = data.len() as u64;
             process.broadcast_into(&mut len);
             data.resize(len as usize, 0);
@@ -189,8 +276,8 @@ impl Comm for MpiComm {
         let (send_ptr, receive_ptr) = (send as *mut [u8], receive as *mut [u8]);
         let (sent, received) = self.with(|world| {
             (
-                world.process_at_rank(to as i32).immediate_send_with_tag(StaticScope, &*send, tag),
-                world.process_at_rank(from as i32).immediate_receive_into_with_tag(StaticScope, receive, tag),
+                self.process(world, to).immediate_send_with_tag(StaticScope, &*send, tag),
+                self.process(world, from).immediate_receive_into_with_tag(StaticScope, receive, tag),
             )
         });
         Box::new(InFlight { handles: self.handles.clone(), sent, received, send_ptr, receive_ptr })
@@ -201,11 +288,11 @@ impl Comm for MpiComm {
             if self.rank == 0 {
                 let mut parts = vec![data];
                 for r in 1..self.size {
-                    parts.push(world.process_at_rank(r as i32).receive_vec::<u8>().0);
+                    parts.push(self.process(world, r).receive_vec::<u8>().0);
                 }
                 Some(parts)
             } else {
-                world.process_at_rank(0).send(&data[..]);
+                self.process(world, 0).send(&data[..]);
                 None
             }
         })
@@ -215,6 +302,7 @@ impl Comm for MpiComm {
         super::check_ranks(grid, self.size)?;
         Ok(Arc::new(MpiComm {
             handles: self.handles.clone(),
+            mpi_ranks: self.mpi_ranks.clone(),
             rank: self.rank,
             size: self.size,
             grid: grid.to_vec(),
@@ -228,11 +316,11 @@ impl Comm for MpiComm {
                 let mut parts = parts.expect("rank 0 holds the parts").into_iter();
                 let own = parts.next().unwrap_or_default();
                 for (r, part) in parts.enumerate() {
-                    world.process_at_rank(r as i32 + 1).send(&part[..]);
+                    self.process(world, r + 1).send(&part[..]);
                 }
                 own
             } else {
-                world.process_at_rank(0).receive_vec::<u8>().0
+                self.process(world, 0).receive_vec::<u8>().0
             }
         })
     }

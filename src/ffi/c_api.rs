@@ -458,6 +458,19 @@ fn create(
     error: *mut c_char,
     capacity: usize,
 ) -> c_int {
+    create_with(dims, ndim, parameters, Context::new, out, error, capacity)
+}
+
+/// [`create`] with the context made by `make(dims, parameters)`.
+fn create_with(
+    dims: *const usize,
+    ndim: usize,
+    parameters: impl FnOnce() -> Outcome<String>,
+    make: impl FnOnce(&[usize], &str) -> crate::Result<Context>,
+    out: *mut *mut flowhmc_context,
+    error: *mut c_char,
+    capacity: usize,
+) -> c_int {
     // SAFETY: a non-NULL out is writable (the header's contract).
     if let Some(out) = unsafe { out.as_mut() } {
         *out = std::ptr::null_mut();
@@ -467,7 +480,7 @@ fn create(
         non_null(dims, "dims")?;
         // SAFETY: dims holds ndim entries (the header's contract).
         let dims = unsafe { std::slice::from_raw_parts(dims, ndim) };
-        Ok(Context::new(dims, &parameters()?)?)
+        Ok(make(dims, &parameters()?)?)
     });
     match made {
         Ok(context) => {
@@ -517,6 +530,39 @@ pub unsafe extern "C" fn flowhmc_context_create(
     error_capacity: usize,
 ) -> c_int {
     create(dims, ndim, || c_str(parameters, "parameters").map(String::from), out, error, error_capacity)
+}
+
+/// `flowhmc_context_create_mpi`.
+///
+/// # Safety
+/// As [`flowhmc_context_create`]; `grid` and `coords` hold `ndim` entries; `comm` is the
+/// Fortran handle of a live MPI communicator (`MPI_Comm_c2f`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn flowhmc_context_create_mpi(
+    dims: *const usize,
+    ndim: usize,
+    parameters: *const c_char,
+    comm: i32,
+    grid: *const usize,
+    coords: *const usize,
+    out: *mut *mut flowhmc_context,
+    error: *mut c_char,
+    error_capacity: usize,
+) -> c_int {
+    let make = |dims: &[usize], parameters: &str| -> crate::Result<Context> {
+        let (grid, coords) = match (grid.is_null(), coords.is_null()) {
+            // SAFETY: non-NULL grid and coords hold ndim entries (the header's contract)
+            (false, false) => unsafe {
+                (std::slice::from_raw_parts(grid, ndim), std::slice::from_raw_parts(coords, ndim))
+            },
+            _ => return Err(crate::Error::Host("grid and coords: NULL".into())),
+        };
+        // SAFETY: comm is a live communicator's handle (the header's contract)
+        let comm = unsafe { super::host_comm(comm, grid, coords) }?;
+        Context::on_ranks(dims, parameters, comm)
+    };
+    let parameters = || c_str(parameters, "parameters").map(String::from);
+    create_with(dims, ndim, parameters, make, out, error, error_capacity)
 }
 
 /// `flowhmc_params_default`.

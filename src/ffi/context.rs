@@ -16,6 +16,7 @@ use crate::chain::fields::ChainField;
 use crate::chain::run::build_update;
 use crate::chain::train_card;
 use crate::checkerboard::Checkerboard;
+use crate::comm::{Comm, Single, agreed};
 use crate::dirac::{Boundary, FermionOperator, WilsonOperator, solve};
 use crate::error::{Error, Result};
 use crate::field::{GaugeField, MomentumField};
@@ -195,18 +196,39 @@ impl Context {
     /// fastest, site-major, time last, row-major; spinors `[site][spin][colour]` in the internal
     /// basis) until set otherwise.
     pub fn new(dims: &[usize], parameters: &str) -> Result<Context> {
-        let card = parse_parameters(dims, parameters)?;
-        card.check_memory()?;
-        let inner: Box<dyn Session> = match card.theory()? {
-            Theory::Gauge(g) if g.group == GroupName::U1 => Box::new(GroupSession::<U1>::new(card)?),
-            Theory::Gauge(_) => Box::new(GroupSession::<Su3>::new(card)?),
-            Theory::Scalar(_) => {
-                return Err(Error::Card(
-                    "parameters: host contexts sample gauge fields; [scalar] is not one".into(),
-                ));
-            }
+        Context::on_ranks(dims, parameters, Arc::new(Single::new(dims.len())))
+    }
+
+    /// A context on the ranks of `comm` (collective: every rank calls it with the same `dims`,
+    /// the global extents, and `parameters`): each rank's host buffers hold its own block of
+    /// the lattice (local extents dims / grid, at the origin its grid coordinates give), in the
+    /// host layout resolved on the block (an explicit site table is the block's, as openQCD's
+    /// local `ipt`). Every call on the context is collective, and an error on one rank is the
+    /// error of every rank. Flow updates are refused on more than one rank.
+    pub fn on_ranks(dims: &[usize], parameters: &str, comm: Arc<dyn Comm>) -> Result<Context> {
+        let made = || -> Result<Context> {
+            let card = parse_parameters(dims, parameters)?;
+            card.check_memory_on(comm.grid())?;
+            refuse_flows_on_ranks(&card, comm.as_ref())?;
+            let inner: Box<dyn Session> = match card.theory()? {
+                Theory::Gauge(g) if g.group == GroupName::U1 => {
+                    Box::new(GroupSession::<U1>::new(card, comm.clone())?)
+                }
+                Theory::Gauge(_) => Box::new(GroupSession::<Su3>::new(card, comm.clone())?),
+                Theory::Scalar(_) => {
+                    return Err(Error::Card(
+                        "parameters: host contexts sample gauge fields; [scalar] is not one".into(),
+                    ));
+                }
+            };
+            Ok(Context { inner })
         };
-        Ok(Context { inner })
+        agreed(comm.as_ref(), made())
+    }
+
+    /// `result` agreed on every rank of the context (see [`agreed`]).
+    fn together<T>(&self, result: Result<T>) -> Result<T> {
+        agreed(self.inner.comm().as_ref(), result)
     }
 
     /// The parameter set in use, as a complete run card.
@@ -216,12 +238,14 @@ impl Context {
 
     /// Sets the layout of host gauge buffers (and of force buffers).
     pub fn set_gauge_layout(&mut self, layout: &GaugeLayout) -> Result<()> {
-        self.inner.set_gauge_layout(layout)
+        let result = self.inner.set_gauge_layout(layout);
+        self.together(result)
     }
 
     /// Sets the layout of host spinor buffers.
     pub fn set_spinor_layout(&mut self, layout: &SpinorLayout) -> Result<()> {
-        self.inner.set_spinor_layout(layout)
+        let result = self.inner.set_spinor_layout(layout);
+        self.together(result)
     }
 
     /// Sets the largest distance from the group a host link may have (default
@@ -253,23 +277,24 @@ impl Context {
     /// Refused, changing nothing, if they would pass update number [`UPDATE_LIMIT`].
     pub fn trajectories(&mut self, gauge: HostSliceMut<'_>, n: usize) -> Result<Vec<UpdateReport>> {
         check_steps(self.rng_state().next_update, n)?;
-        self.inner.trajectories(gauge, n)
+        let result = self.inner.trajectories(gauge, n);
+        self.together(result)
     }
 
     /// The average plaquette Re tr P / N (1 on a cold field).
     pub fn plaquette(&self, gauge: HostSlice<'_>) -> Result<f64> {
-        self.inner.plaquette(gauge)
+        self.together(self.inner.plaquette(gauge))
     }
 
     /// The Polyakov loop averaged over space, (1/N) tr of the product of time links.
     pub fn polyakov_loop(&self, gauge: HostSlice<'_>) -> Result<Complex64> {
-        self.inner.polyakov_loop(gauge)
+        self.together(self.inner.polyakov_loop(gauge))
     }
 
     /// The topological charge: the geometric charge (1/2 pi) sum arg P in 2D U(1), the clover
     /// charge of the unflowed field in 4D; undefined (an error) in 2D SU(3).
     pub fn topological_charge(&self, gauge: HostSlice<'_>) -> Result<f64> {
-        self.inner.topological_charge(gauge)
+        self.together(self.inner.topological_charge(gauge))
     }
 
     /// out = M in with the first `[[fermions]]` table's Wilson operator M = 1 - kappa H.
@@ -279,43 +304,47 @@ impl Context {
         input: HostSlice<'_>,
         out: HostSliceMut<'_>,
     ) -> Result<()> {
-        self.inner.dirac(gauge, input, out, None)
+        self.together(self.inner.dirac(gauge, input, out, None))
     }
 
     /// Solves M x = b with the first `[[fermions]]` table's operator, solver and even/odd
     /// choice; the residual reported is the solver's (see [`crate::dirac::Method`]).
     pub fn solve(&self, gauge: HostSlice<'_>, b: HostSlice<'_>, x: HostSliceMut<'_>) -> Result<SolveReport> {
         let mut report = None;
-        self.inner.dirac(gauge, b, x, Some(&mut report))?;
+        self.together(self.inner.dirac(gauge, b, x, Some(&mut report)))?;
         Ok(report.expect("a solve reports"))
     }
 
     /// The force of the gauge action, F = sum_a F_a T_a with F_a = -dS/dw_a for
     /// U -> exp(w_a T_a) U, written in the gauge layout (see [`export_algebra`]).
     pub fn gauge_force(&mut self, gauge: HostSlice<'_>, force: HostSliceMut<'_>) -> Result<()> {
-        self.inner.force(gauge, force, true)
+        let result = self.inner.force(gauge, force, true);
+        self.together(result)
     }
 
     /// Draws the pseudofermions of every fermion term on the host field (heatbath), from the
     /// streams of the current update number.
     pub fn refresh_pseudofermions(&mut self, gauge: HostSlice<'_>) -> Result<()> {
-        self.inner.refresh(gauge)
+        let result = self.inner.refresh(gauge);
+        self.together(result)
     }
 
     /// The force of every fermion term at the current pseudofermions (as [`Self::gauge_force`]).
     pub fn fermion_force(&mut self, gauge: HostSlice<'_>, force: HostSliceMut<'_>) -> Result<()> {
-        self.inner.force(gauge, force, false)
+        let result = self.inner.force(gauge, force, false);
+        self.together(result)
     }
 
     /// The whole action S(U) (gauge plus fermion terms at the current pseudofermions).
     pub fn action(&self, gauge: HostSlice<'_>) -> Result<f64> {
-        self.inner.action(gauge)
+        self.together(self.inner.action(gauge))
     }
 
     /// Replaces `update.model` by the flow model at `path` (checked to belong to this theory
     /// and lattice) and rebuilds the Markov step.
     pub fn load_model(&mut self, path: &str) -> Result<()> {
-        self.inner.load_model(path)
+        let result = self.inner.load_model(path);
+        self.together(result)
     }
 
     /// Replaces the `[update]` table of the parameter set (TOML, the keys of a run card's
@@ -325,7 +354,8 @@ impl Context {
         let table: toml::Table = toml::from_str(update).map_err(|e| Error::Card(format!("update: {e}")))?;
         let mut card = self.card().clone();
         card.update = table.try_into().map_err(|e: toml::de::Error| Error::Card(format!("update: {e}")))?;
-        self.inner.rebuild(card)
+        let result = self.inner.rebuild(card);
+        self.together(result)
     }
 
     /// Trains the flow model of the parameter set's `[flow]` and `[train]` tables (reverse KL,
@@ -334,6 +364,12 @@ impl Context {
     /// [`Self::set_update`] names the model. Returns the last learning-curve point.
     pub fn train(&mut self) -> Result<TrainingPoint> {
         let card = self.card().clone();
+        if self.inner.comm().size() > 1 {
+            return Err(Error::Host(format!(
+                "train: flow models train on one rank; this context has {}",
+                self.inner.comm().size()
+            )));
+        }
         let training = TrainingCard::parse(&card.to_toml(), "parameters")?;
         let report = train_card(&training, true)?;
         let point =
@@ -360,13 +396,26 @@ impl Context {
                 state.next_update
             )));
         }
-        self.inner.set_rng_state(state)
+        let result = self.inner.set_rng_state(state);
+        self.together(result)
     }
+}
+
+/// Flow updates run on one rank for now: refused with one message on more.
+fn refuse_flows_on_ranks(card: &Card, comm: &dyn Comm) -> Result<()> {
+    if card.update.kind.uses_flow() && comm.size() > 1 {
+        return Err(Error::Card(format!(
+            "update.kind: flow updates run on one rank for now; this context has {} ranks",
+            comm.size()
+        )));
+    }
+    Ok(())
 }
 
 /// What a context does for one gauge group.
 trait Session: Send {
     fn card(&self) -> &Card;
+    fn comm(&self) -> &Arc<dyn Comm>;
     fn set_gauge_layout(&mut self, layout: &GaugeLayout) -> Result<()>;
     fn set_spinor_layout(&mut self, layout: &SpinorLayout) -> Result<()>;
     fn set_tolerance(&mut self, tolerance: Option<f64>);
@@ -432,8 +481,8 @@ fn spins(lattice: &Lattice) -> usize {
 }
 
 impl<G: PackedGroup> GroupSession<G> {
-    fn new(card: Card) -> Result<Self> {
-        let lattice = Arc::new(Lattice::new(&card.lattice.dims)?);
+    fn new(card: Card, comm: Arc<dyn Comm>) -> Result<Self> {
+        let lattice = Arc::new(Lattice::distributed(&card.lattice.dims, comm)?);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(card.run.threads)
             .build()
@@ -504,7 +553,8 @@ impl<G: PackedGroup> GroupSession<G> {
             HostSlice::F64(b) => import_spinor(layout, cb, b)?,
             HostSlice::F32(b) => import_spinor(layout, cb, b)?,
         };
-        crate::host::check_len("output spinor field", out.as_slice().len(), layout.len())?;
+        let out_len = crate::host::check_len("output spinor field", out.as_slice().len(), layout.len());
+        agreed(self.lattice.comm().as_ref(), out_len)?;
         let y = match report {
             None => {
                 let mut y = crate::spinor::SpinorField::full(cb);
@@ -552,6 +602,10 @@ fn write_gauge<G: PackedGroup>(
 impl<G: PackedGroup> Session for GroupSession<G> {
     fn card(&self) -> &Card {
         &self.card
+    }
+
+    fn comm(&self) -> &Arc<dyn Comm> {
+        self.lattice.comm()
     }
 
     fn set_gauge_layout(&mut self, layout: &GaugeLayout) -> Result<()> {
@@ -640,7 +694,9 @@ impl<G: PackedGroup> Session for GroupSession<G> {
 
     fn force(&mut self, gauge: HostSlice<'_>, force: HostSliceMut<'_>, gauge_term: bool) -> Result<()> {
         let u = self.import(gauge)?;
-        crate::host::check_len("force field", force.as_slice().len(), self.gauge_layout.len())?;
+        let force_len =
+            crate::host::check_len("force field", force.as_slice().len(), self.gauge_layout.len());
+        agreed(self.lattice.comm().as_ref(), force_len)?;
         let (monomials, lattice) = (&self.monomials, &self.lattice);
         let p = self.pool.install(|| -> Result<MomentumField<G>> {
             let mut p = MomentumField::zeros(lattice);
@@ -679,6 +735,7 @@ impl<G: PackedGroup> Session for GroupSession<G> {
     /// changes.
     fn rebuild(&mut self, card: Card) -> Result<()> {
         card.validate()?;
+        refuse_flows_on_ranks(&card, self.lattice.comm().as_ref())?;
         let (markov, monomials) = build_steps(&self.pool, &card, &self.lattice)?;
         (self.card, self.markov, self.monomials) = (card, markov, monomials);
         Ok(())

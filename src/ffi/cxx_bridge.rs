@@ -141,6 +141,13 @@ mod bridge {
         type Handle;
         fn version() -> String;
         fn create(dims: &[usize], parameters: &str) -> Result<Box<Handle>>;
+        fn create_on_ranks(
+            dims: &[usize],
+            parameters: &str,
+            comm: i32,
+            grid: &[usize],
+            coords: &[usize],
+        ) -> Result<Box<Handle>>;
         fn parameters(self: &Handle) -> String;
         fn set_gauge_layout(self: &mut Handle, layout: &GaugeLayout) -> Result<()>;
         fn set_spinor_layout(self: &mut Handle, layout: &SpinorLayout) -> Result<()>;
@@ -192,6 +199,20 @@ fn version() -> String {
 
 fn create(dims: &[usize], parameters: &str) -> Result<Box<Handle>, String> {
     guard(|| Context::new(dims, parameters).map(|c| Box::new(Handle(c))))
+}
+
+fn create_on_ranks(
+    dims: &[usize],
+    parameters: &str,
+    comm: i32,
+    grid: &[usize],
+    coords: &[usize],
+) -> Result<Box<Handle>, String> {
+    guard(|| {
+        // SAFETY: the C++ caller passes MPI_Comm_c2f of a live communicator (flowhmc/mpi.hpp)
+        let comm = unsafe { super::host_comm(comm, grid, coords) }?;
+        Context::on_ranks(dims, parameters, comm).map(|c| Box::new(Handle(c)))
+    })
 }
 
 fn sites(s: &bridge::Sites, ndim: usize) -> crate::Result<SiteOrder> {

@@ -9,7 +9,30 @@ pub mod cxx_bridge;
 
 pub use context::{Context, HostSlice, HostSliceMut, ParameterSet, RngState, UpdateReport};
 
-use crate::error::Error;
+use crate::comm::Comm;
+use crate::error::{Error, Result};
+use std::sync::Arc;
+
+/// A host's MPI communicator (its Fortran handle, `MPI_Comm_c2f`) as the process grid `grid`
+/// with this rank at `coords` ([`crate::comm::mpi::MpiComm::from_host`]); an error when the
+/// library was built without the cargo feature `mpi`.
+///
+/// # Safety
+/// `fortran_comm` is the Fortran handle of a live intra-communicator.
+#[cfg(feature = "mpi")]
+pub unsafe fn host_comm(fortran_comm: i32, grid: &[usize], coords: &[usize]) -> Result<Arc<dyn Comm>> {
+    // SAFETY: the caller's contract
+    Ok(Arc::new(unsafe { crate::comm::mpi::MpiComm::from_host(fortran_comm, grid, coords) }?))
+}
+
+/// A host's MPI communicator: refused, the library was built without the cargo feature `mpi`.
+///
+/// # Safety
+/// None needed; unsafe to match the MPI build.
+#[cfg(not(feature = "mpi"))]
+pub unsafe fn host_comm(_fortran_comm: i32, _grid: &[usize], _coords: &[usize]) -> Result<Arc<dyn Comm>> {
+    Err(Error::Host("this flowhmc library was built without MPI: build it with the cargo feature mpi".into()))
+}
 
 /// The message of an error without the kind its `Display` puts first ("invalid run card: ",
 /// "host input: ", ...): what a bridge hands on when its status code already says the kind.

@@ -4,52 +4,59 @@ use super::check_len;
 use super::layout::ResolvedGaugeLayout;
 use crate::backend::cpu::PackedGroup;
 use crate::backend::cpu::packed::Real;
+use crate::comm::agreed;
 use crate::error::{Error, Result};
 use crate::field::{GaugeField, MomentumField};
 use crate::geometry::Lattice;
 use crate::group::LinkMatrix;
+use rayon::prelude::*;
 use std::sync::Arc;
 
-/// Reads the links of a host buffer into a gauge field. Fails, naming the first offending
-/// link, when the buffer has the wrong length, holds a non-finite value, or a link is farther
-/// than `tolerance` from the group ([`crate::group::Group::unitarity_violation`]).
+/// Reads the links of a host buffer into a gauge field (this rank's block on a cut lattice).
+/// Fails, naming the first offending link by its global coordinates, when the buffer has the
+/// wrong length, holds a non-finite value, or a link is farther than `tolerance` from the
+/// group ([`crate::group::Group::unitarity_violation`]). Collective: a rank's failure is every
+/// rank's, agreed on before the field's halo is exchanged.
 pub fn import_gauge<G: PackedGroup, R: Real>(
     layout: &ResolvedGaugeLayout,
     lattice: &Arc<Lattice>,
     buffer: &[R],
     tolerance: f64,
 ) -> Result<GaugeField<G>> {
-    check_len("gauge field", buffer.len(), layout.len())?;
+    let comm = lattice.comm().as_ref();
     let d = lattice.ndim();
+    let where_ = |l: usize| format!("the link at {:?} in direction {}", lattice.global_coords(l / d), l % d);
     let finite = |l: usize| read_matrix::<G::Elem, R>(layout, l, buffer);
-    let u = GaugeField::try_from_fn(lattice.clone(), |site, mu| finite(site * d + mu).ok_or(())).ok();
-    let violation = u.as_ref().map(|u| u.max_unitarity_violation());
-    match (u, violation) {
-        (Some(u), Some(v)) if v <= tolerance => Ok(u),
-        _ => {
-            // the first offending link, named in a message that does not depend on the thread count
-            let where_ = |l: usize| format!("the link at {:?} in direction {}", lattice.coords(l / d), l % d);
-            let first = (0..lattice.volume() * d).find_map(|l| match finite(l) {
-                None => Some(format!("gauge field: {} is not finite", where_(l))),
-                Some(link) => {
-                    let v = G::unitarity_violation(&link);
-                    (v.is_nan() || v > tolerance).then(|| {
-                        format!(
-                            "gauge field: {} is not in {} (distance {v:.3e}, tolerance {tolerance:.1e}); \
-                             reunitarize the field or raise the tolerance",
-                            where_(l),
-                            G::NAME
-                        )
-                    })
-                }
-            });
-            // the packed and the scalar distance differ in rounding: a link right at the
-            // tolerance may pass one and fail the other; then the packed check's verdict stands
-            Err(Error::Host(first.unwrap_or_else(|| {
-                format!("gauge field: a link is farther than {tolerance:.1e} from {}", G::NAME)
-            })))
+    let links = check_len("gauge field", buffer.len(), layout.len()).and_then(|()| {
+        let links: Vec<Option<G::Elem>> = (0..lattice.volume() * d).into_par_iter().map(finite).collect();
+        match links.iter().position(Option::is_none) {
+            Some(l) => Err(Error::Host(format!("gauge field: {} is not finite", where_(l)))),
+            None => Ok(links),
         }
+    });
+    let links = agreed(comm, links)?;
+    let u = GaugeField::try_from_fn(lattice.clone(), |site, mu| links[site * d + mu].ok_or(()))
+        .expect("every link was read");
+    let violation = u.max_unitarity_violation();
+    if violation <= tolerance {
+        return Ok(u);
     }
+    // the first offending link, named in a message that does not depend on the thread count
+    let first = (0..lattice.volume() * d).find_map(|l| {
+        let v = G::unitarity_violation(&u.link(l / d, l % d));
+        (v.is_nan() || v > tolerance).then(|| {
+            format!(
+                "gauge field: {} is not in {} (distance {v:.3e}, tolerance {tolerance:.1e}); \
+                 reunitarize the field or raise the tolerance",
+                where_(l),
+                G::NAME
+            )
+        })
+    });
+    // the packed and the scalar distance differ in rounding: a link right at the tolerance may
+    // pass one and fail the other; then the packed check's verdict stands
+    comm.agree(first.map_or(Ok(()), |m| Err(Error::Host(m))))?;
+    Err(Error::Host(format!("gauge field: a link is farther than {tolerance:.1e} from {}", G::NAME)))
 }
 
 /// Writes the links of `u` into a host buffer (rounded to R). Fails, without writing, when the

@@ -192,6 +192,14 @@ impl ResolvedGaugeLayout {
     pub fn new(layout: &GaugeLayout, lattice: &Lattice, colors: usize) -> Result<Self> {
         let d = lattice.ndim();
         check_permutation(&layout.directions, d, "gauge layout: directions")?;
+        if layout.links == LinkOrder::OpenQcd && !lattice.is_whole() {
+            // an odd site at a block's lower face holds U(x - mu, mu), a link of the block below
+            return Err(Error::Host(format!(
+                "openQCD gauge layout: not available on a cut lattice yet (process grid {:?}): its odd \
+                 sites hold links of the neighbouring blocks",
+                lattice.comm().grid()
+            )));
+        }
         let host_site = layout.sites.resolve(lattice)?;
         let (volume, reals) = (lattice.volume(), 2 * colors * colors);
         let mut offsets = vec![0; volume * d];
