@@ -543,10 +543,6 @@ fn host_contexts_on_ranks_repeat_the_whole_lattice_and_fail_together() {
                 assert!(b[mine..mine + 72] == wb[theirs..theirs + 72], "{grid:?}: the block's links");
             }
             assert_eq!(ctx.plaquette(HostSlice::F64(&b)).unwrap().to_bits(), plaquette.to_bits());
-            // openQCD's layout needs links of the neighbouring blocks: refused on a cut lattice
-            let table: Vec<usize> = (0..lattice.volume()).collect();
-            let e = ctx.set_gauge_layout(&flowhmc::host::GaugeLayout::openqcd(table)).unwrap_err().to_string();
-            assert!(e.contains("not available on a cut lattice yet"), "{e}");
             // one rank's bad buffer (a NaN) fails every rank with its message, and changes nothing
             let mut bad = b.clone();
             if comm.rank() == 1 {
@@ -578,4 +574,58 @@ fn host_contexts_on_ranks_repeat_the_whole_lattice_and_fail_together() {
         messages[0] == messages[1] && messages[0].contains("flow updates run on one rank"),
         "{messages:?}"
     );
+}
+
+/// An openQCD-style site table of `lattice` (the block on a cut lattice): even sites first,
+/// each parity in lexicographic order.
+fn openqcd_table(lattice: &Lattice) -> Vec<usize> {
+    let mut next = [0, lattice.volume() / 2];
+    (0..lattice.volume())
+        .map(|s| {
+            let p = lattice.parity(s) as usize;
+            next[p] += 1;
+            next[p] - 1
+        })
+        .collect()
+}
+
+#[test]
+fn openqcd_layout_on_ranks_moves_the_links_across_the_faces() {
+    use flowhmc::ffi::{Context, HostSliceMut};
+    use flowhmc::host::GaugeLayout;
+    let dims = [4, 4, 4, 8];
+    let whole_lattice = Lattice::new(&dims).unwrap();
+    let whole_table = openqcd_table(&whole_lattice);
+    let mut whole = Context::new(&dims, HOST_PARAMETERS).unwrap();
+    whole.set_gauge_layout(&GaugeLayout::openqcd(whole_table.clone())).unwrap();
+    let mut wb = cold_host_field(dims.iter().product());
+    let report = |r: &flowhmc::ffi::UpdateReport| (r.accepted, r.dh.to_bits(), r.solver_iterations);
+    // one update per call: every call imports the field the last one exported
+    let want: Vec<_> = (0..3).map(|_| report(&whole.update(HostSliceMut::F64(&mut wb)).unwrap())).collect();
+    assert!(want.iter().any(|r| r.0), "some trajectory is accepted: {want:?}");
+    // grids cutting t (openQCD's direction 0), and x and t
+    for grid in [[1, 1, 1, 2], [2, 1, 1, 2]] {
+        run_ranks(&grid, |comm| {
+            let lattice = Lattice::distributed(&dims, comm.clone()).unwrap();
+            let table = openqcd_table(&lattice);
+            let mut ctx = Context::on_ranks(&dims, HOST_PARAMETERS, comm).unwrap();
+            ctx.set_gauge_layout(&GaugeLayout::openqcd(table.clone())).unwrap();
+            let mut b = cold_host_field(lattice.volume());
+            let got: Vec<_> =
+                (0..3).map(|_| report(&ctx.update(HostSliceMut::F64(&mut b)).unwrap())).collect();
+            assert_eq!(got, want, "{grid:?}: reports");
+            // every odd site's eight links, those of the block below included
+            let half = lattice.volume() / 2;
+            for x in (0..lattice.volume()).filter(|&x| lattice.parity(x) == 1) {
+                let (mine, theirs) = (
+                    table[x] - half,
+                    whole_table[lattice.global_site(x)] - dims.iter().product::<usize>() / 2,
+                );
+                assert!(
+                    b[mine * 144..(mine + 1) * 144] == wb[theirs * 144..(theirs + 1) * 144],
+                    "{grid:?}: odd site {x}"
+                );
+            }
+        });
+    }
 }

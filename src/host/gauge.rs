@@ -1,15 +1,17 @@
 //! Gauge fields and algebra-valued fields (forces, momenta) to and from host buffers.
 
 use super::check_len;
+use super::handover;
 use super::layout::ResolvedGaugeLayout;
 use crate::backend::cpu::PackedGroup;
 use crate::backend::cpu::packed::Real;
-use crate::comm::agreed;
+use crate::comm::{Comm, agreed};
 use crate::error::{Error, Result};
 use crate::field::{GaugeField, MomentumField};
 use crate::geometry::Lattice;
 use crate::group::LinkMatrix;
 use rayon::prelude::*;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Reads the links of a host buffer into a gauge field (this rank's block on a cut lattice).
@@ -26,14 +28,16 @@ pub fn import_gauge<G: PackedGroup, R: Real>(
     let comm = lattice.comm().as_ref();
     let d = lattice.ndim();
     let where_ = |l: usize| format!("the link at {:?} in direction {}", lattice.global_coords(l / d), l % d);
-    let finite = |l: usize| read_matrix::<G::Elem, R>(layout, l, buffer);
-    let links = check_len("gauge field", buffer.len(), layout.len()).and_then(|()| {
-        let links: Vec<Option<G::Elem>> = (0..lattice.volume() * d).into_par_iter().map(finite).collect();
-        match links.iter().position(Option::is_none) {
-            Some(l) => Err(Error::Host(format!("gauge field: {} is not finite", where_(l)))),
-            None => Ok(links),
-        }
-    });
+    agreed(comm, check_len("gauge field", buffer.len(), layout.len()))?;
+    let buffer = with_handovers(layout, comm, buffer);
+    let links: Vec<Option<G::Elem>> = (0..lattice.volume() * d)
+        .into_par_iter()
+        .map(|l| read_matrix::<G::Elem, R>(layout, l, &buffer))
+        .collect();
+    let links = match links.iter().position(Option::is_none) {
+        Some(l) => Err(Error::Host(format!("gauge field: {} is not finite", where_(l)))),
+        None => Ok(links),
+    };
     let links = agreed(comm, links)?;
     let u = GaugeField::try_from_fn(lattice.clone(), |site, mu| links[site * d + mu].ok_or(()))
         .expect("every link was read");
@@ -81,8 +85,23 @@ pub fn export_algebra<G: PackedGroup, R: Real>(
     write_links("force field", layout, lattice, buffer, |site, mu| G::alg_matrix(&p.at(lattice, site, mu)))
 }
 
+/// The host buffer with the links the block above holds for this block appended (openQCD's
+/// layout on a cut lattice, collective: see [`super::handover`]); the buffer itself otherwise.
+fn with_handovers<'a, R: Real>(
+    layout: &ResolvedGaugeLayout,
+    comm: &dyn Comm,
+    buffer: &'a [R],
+) -> Cow<'a, [R]> {
+    if layout.handovers().is_empty() {
+        return Cow::Borrowed(buffer);
+    }
+    let appended = handover::receive_own(comm, layout.handovers(), buffer, layout.reals_per_link());
+    Cow::Owned([buffer, &appended].concat())
+}
+
 /// Writes `matrix(site, mu)` of every link into a host buffer; fails, without writing, when the
-/// buffer has the wrong length.
+/// buffer has the wrong length (collective: the length is agreed on, and with openQCD's layout
+/// on a cut lattice the links across the faces move between the ranks).
 fn write_links<M: LinkMatrix, R: Real>(
     what: &str,
     layout: &ResolvedGaugeLayout,
@@ -90,11 +109,25 @@ fn write_links<M: LinkMatrix, R: Real>(
     buffer: &mut [R],
     matrix: impl Fn(usize, usize) -> M,
 ) -> Result<()> {
-    check_len(what, buffer.len(), layout.len())?;
+    let comm = lattice.comm().as_ref();
+    agreed(comm, check_len(what, buffer.len(), layout.len()))?;
     let d = lattice.ndim();
-    for l in 0..lattice.volume() * d {
-        write_matrix(layout, l, &matrix(l / d, l % d), buffer);
+    if layout.handovers().is_empty() {
+        for l in 0..lattice.volume() * d {
+            write_matrix(layout, l, &matrix(l / d, l % d), buffer);
+        }
+        return Ok(());
     }
+    // the links held by the block above are written after the buffer, then sent there
+    let reals = layout.reals_per_link();
+    let appended: usize = layout.handovers().iter().map(|h| h.held.len()).sum();
+    let mut extended = [&buffer[..], &vec![R::ZERO; appended * reals]].concat();
+    for l in 0..lattice.volume() * d {
+        write_matrix(layout, l, &matrix(l / d, l % d), &mut extended);
+    }
+    let (local, own) = extended.split_at(buffer.len());
+    buffer.copy_from_slice(local);
+    handover::send_own(comm, layout.handovers(), own, buffer, reals);
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 //! the description into one offset per link or site, so the copies in and out are plain
 //! gathers and scatters. Complex numbers are always stored as (re, im) pairs.
 
+use super::handover::{self, Handover};
 use crate::dirac::gamma::SpinBasis;
 use crate::error::{Error, Result};
 use crate::geometry::Lattice;
@@ -113,7 +114,9 @@ pub enum LinkOrder {
     DirectionMajor,
     /// openQCD: only odd sites carry links; odd site x (host index h >= V/2) holds
     /// `[U(x, mu), U(x - mu, mu)]` for each host direction mu at `8 (h - V/2) + 2 mu` and
-    /// `+ 1`. The host site order must put the odd sites last, as openQCD's `ipt` does.
+    /// `+ 1`. The host site order must put the odd sites last, as openQCD's `ipt` does. On a
+    /// cut lattice each rank's buffer is its block's, as in openQCD, and the links across
+    /// the faces move between the ranks ([`super::handover`]).
     OpenQcd,
 }
 
@@ -185,6 +188,9 @@ pub struct ResolvedGaugeLayout {
     colors: usize,
     /// Host position (in reals, from the matrix start) of the real part of row-major entry k.
     entries: Vec<usize>,
+    /// openQCD's layout on a cut lattice: the links across the block's faces; their offsets
+    /// in `offsets` lie after the buffer, in the links received from the block above.
+    handovers: Vec<Handover>,
 }
 
 impl ResolvedGaugeLayout {
@@ -192,16 +198,30 @@ impl ResolvedGaugeLayout {
     pub fn new(layout: &GaugeLayout, lattice: &Lattice, colors: usize) -> Result<Self> {
         let d = lattice.ndim();
         check_permutation(&layout.directions, d, "gauge layout: directions")?;
-        if layout.links == LinkOrder::OpenQcd && !lattice.is_whole() {
-            // an odd site at a block's lower face holds U(x - mu, mu), a link of the block below
-            return Err(Error::Host(format!(
-                "openQCD gauge layout: not available on a cut lattice yet (process grid {:?}): its odd \
-                 sites hold links of the neighbouring blocks",
-                lattice.comm().grid()
-            )));
-        }
         let host_site = layout.sites.resolve(lattice)?;
         let (volume, reals) = (lattice.volume(), 2 * colors * colors);
+        let odd_index = |h: usize| {
+            h.checked_sub(volume / 2).ok_or_else(|| {
+                Error::Host("openQCD gauge layout: the site order must put odd sites last".into())
+            })
+        };
+        // openQCD's layout on a cut lattice: the links across the faces (see [`handover`])
+        let mut handovers = Vec::new();
+        let mut appended_at = vec![None; volume * d];
+        if layout.links == LinkOrder::OpenQcd {
+            for mu in (0..d).filter(|&mu| lattice.is_cut(mu)) {
+                let hmu = layout.directions[mu];
+                let held = handover::face_sites(lattice, mu, 0, 1)
+                    .map(|x| Ok((2 * d * odd_index(host_site[x])? + 2 * hmu + 1) * reals))
+                    .collect::<Result<Vec<usize>>>()?;
+                let first = handovers.iter().map(|h: &Handover| h.held.len()).sum::<usize>();
+                for (k, y) in handover::face_sites(lattice, mu, lattice.dims()[mu] - 1, 0).enumerate() {
+                    appended_at[y * d + mu] = Some(first + k);
+                }
+                handovers.push(Handover { mu, held, first });
+            }
+        }
+        let local_len = volume * d * reals;
         let mut offsets = vec![0; volume * d];
         for s in 0..volume {
             for mu in 0..d {
@@ -209,20 +229,14 @@ impl ResolvedGaugeLayout {
                 let link = match layout.links {
                     LinkOrder::SiteMajor => host_site[s] * d + hmu,
                     LinkOrder::DirectionMajor => hmu * volume + host_site[s],
-                    LinkOrder::OpenQcd => {
-                        let odd_index = |h: usize| {
-                            h.checked_sub(volume / 2).ok_or_else(|| {
-                                Error::Host(
-                                    "openQCD gauge layout: the site order must put odd sites last".into(),
-                                )
-                            })
-                        };
-                        if lattice.parity(s) == 1 {
-                            2 * d * odd_index(host_site[s])? + 2 * hmu
-                        } else {
-                            2 * d * odd_index(host_site[lattice.fwd(s, mu)])? + 2 * hmu + 1
-                        }
+                    LinkOrder::OpenQcd if lattice.parity(s) == 1 => {
+                        2 * d * odd_index(host_site[s])? + 2 * hmu
                     }
+                    LinkOrder::OpenQcd => match appended_at[s * d + mu] {
+                        // held by the block above: after the buffer
+                        Some(k) => local_len / reals + k,
+                        None => 2 * d * odd_index(host_site[lattice.fwd(s, mu)])? + 2 * hmu + 1,
+                    },
                 };
                 offsets[s * d + mu] = link * reals;
             }
@@ -236,7 +250,7 @@ impl ResolvedGaugeLayout {
                 }
             })
             .collect();
-        Ok(ResolvedGaugeLayout { offsets, colors, entries })
+        Ok(ResolvedGaugeLayout { offsets, colors, entries, handovers })
     }
 
     /// Reals the host buffer holds: volume x D x 2 N^2.
@@ -249,9 +263,20 @@ impl ResolvedGaugeLayout {
         self.offsets.is_empty()
     }
 
-    /// Host offset of the first real of link (s, mu), `s * D + mu` in flowhmc's order.
+    /// Host offset of the first real of link (s, mu), `s * D + mu` in flowhmc's order (past the
+    /// buffer's end for a link the block above holds, see [`Self::handovers`]).
     pub fn offset(&self, link: usize) -> usize {
         self.offsets[link]
+    }
+
+    /// The links across the block's faces (openQCD's layout on a cut lattice; empty otherwise).
+    pub fn handovers(&self) -> &[Handover] {
+        &self.handovers
+    }
+
+    /// Reals of one matrix: 2 N^2.
+    pub fn reals_per_link(&self) -> usize {
+        2 * self.colors * self.colors
     }
 
     /// Host positions (in reals, from the matrix start) of the real parts of the N^2 entries

@@ -10,6 +10,7 @@
 //! copy can succeed.
 
 pub mod gauge;
+pub mod handover;
 pub mod layout;
 pub mod spinor;
 
