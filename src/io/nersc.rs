@@ -400,7 +400,8 @@ mod header_tests {
     /// A NERSC file of a hot 4^4 field with header line `key = ...` replaced by `line`, and
     /// the message of reading it.
     fn read_with(key: &str, line: &str) -> String {
-        let dir = std::env::temp_dir().join(format!("flowhmc-nersc-header-{}", std::process::id()));
+        // a directory per key: the tests run in parallel, with keys of their own
+        let dir = std::env::temp_dir().join(format!("flowhmc-nersc-header-{}-{key}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("{key}.nersc"));
         let lat = Arc::new(Lattice::new(&[4, 4, 4, 4]).unwrap());
@@ -413,7 +414,7 @@ mod header_tests {
         edited.extend_from_slice(&bytes[end..]);
         std::fs::write(&path, edited).unwrap();
         let message = read(&path).map(|_| "read".to_string()).unwrap_or_else(|e| e.to_string());
-        std::fs::remove_file(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
         assert!(message.contains(&path.display().to_string()), "{message} does not name the file");
         assert!(!message.contains('\n') && !message.contains("lattice.dims"), "{message}");
         message
