@@ -88,9 +88,6 @@ impl MpiComm {
     /// # Safety
     /// `fortran_comm` is the Fortran handle of a live intra-communicator.
     pub unsafe fn from_host(fortran_comm: i32, grid: &[usize], coords: &[usize]) -> Result<Self> {
-        if coords.len() != grid.len() {
-            return Err(Error::Host(format!("coordinates {coords:?} for the process grid {grid:?}")));
-        }
         if !mpi::environment::is_initialized() || mpi::environment::is_finalized() {
             return Err(Error::Host("MPI is not initialized: call MPI_Init_thread first".into()));
         }
@@ -105,8 +102,10 @@ impl MpiComm {
         let (mpi_rank, size) = (world.rank(), world.size() as usize);
         // every rank's grid and coordinates, so that every rank finds the same fault
         let d = grid.len();
+        // coordinates of another length than the grid are judged below, with the others
+        let padded = (0..d).map(|mu| coords.get(mu).map_or(-1, |&c| c as i64));
         let mine: Vec<i64> =
-            grid.iter().chain(coords).map(|&x| x as i64).chain([coords.len() as i64]).collect();
+            grid.iter().map(|&p| p as i64).chain(padded).chain([coords.len() as i64]).collect();
         let mut all = vec![0i64; mine.len() * size];
         world.all_gather_into(&mine[..], &mut all[..]);
         // the faults are judged on the gathered entries alone, so every rank finds the same
