@@ -8,7 +8,7 @@ use flowhmc::chain::run::remove_run_directory;
 use flowhmc::chain::run::run_card_on;
 use flowhmc::chain::summary::{AnalysisOptions, analyze_with};
 use flowhmc::chain::{Card, DEFAULT_CARD, RunOptions, TrainingCard, analyze, train_card};
-use flowhmc::comm::{Comm, agreed};
+use flowhmc::comm::{Comm, agreed, on_root};
 use flowhmc::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -118,8 +118,8 @@ fn dispatch(args: &[String], world: &Arc<dyn Comm>) -> std::result::Result<(), F
 
 /// Runs a card file on every rank: rank 0 reads it, every rank parses the same text.
 fn run(card_path: &Path, resume: bool, world: &Arc<dyn Comm>) -> Result<()> {
-    let text = (world.rank() == 0).then(|| std::fs::read(card_path).map_err(|e| Error::io(card_path, e)));
-    let text = world.broadcast(agreed(world.as_ref(), text.transpose())?.unwrap_or_default());
+    let text = on_root(world.as_ref(), || std::fs::read(card_path).map_err(|e| Error::io(card_path, e)))?;
+    let text = world.broadcast(text.unwrap_or_default());
     let text =
         String::from_utf8(text).map_err(|_| Error::Card(format!("{}: not UTF-8 text", card_path.display())));
     let card = agreed(world.as_ref(), text.and_then(|t| Card::parse(&t, &card_path.display().to_string())))?;
@@ -154,7 +154,7 @@ fn run_default(world: &Arc<dyn Comm>) -> Result<()> {
     let card = Card::parse(DEFAULT_CARD, "built-in default card")?;
     let out = PathBuf::from(&card.run.output);
     let root = world.rank() == 0;
-    let replaced = root.then(|| {
+    on_root(world.as_ref(), || {
         if out.exists() {
             let previous = Card::load(&out.join("card.toml")).ok();
             if previous.map(|p| p.run.output) != Some(card.run.output.clone()) {
@@ -166,8 +166,7 @@ fn run_default(world: &Arc<dyn Comm>) -> Result<()> {
             remove_run_directory(&out)?;
         }
         Ok(())
-    });
-    agreed(world.as_ref(), replaced.transpose())?;
+    })?;
     if root {
         println!("flowhmc: built-in default card (2D U(1), L = 16, beta = 3, HMC); see README for run cards");
     }

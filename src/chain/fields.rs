@@ -10,7 +10,7 @@ use crate::action::fermion::{Pseudofermion, PseudofermionParams};
 use crate::action::{GaugeAction, Monomial, Phi4Action};
 use crate::backend::cpu::PackedGroup;
 use crate::checkerboard::Checkerboard;
-use crate::comm::agreed;
+use crate::comm::on_root;
 use crate::error::{Error, Result};
 use crate::field::GaugeField;
 use crate::flow::{FlowField, FlowModel, LatentField};
@@ -47,7 +47,7 @@ pub trait ChainField: LatentField + NativeField + PartialEq + 'static {
 pub fn load_configuration<F: NativeField + 'static>(path: &Path, lattice: &Arc<Lattice>) -> Result<F> {
     let comm = lattice.comm();
     // rank 0 tells the format from the first bytes
-    let format = (comm.rank() == 0).then(|| {
+    let format = on_root(comm.as_ref(), || {
         let mut start = Vec::new();
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         file.take(32).read_to_end(&mut start).map_err(|e| Error::io(path, e))?;
@@ -61,8 +61,8 @@ pub fn load_configuration<F: NativeField + 'static>(path: &Path, lattice: &Arc<L
             (_, true) => Ok(vec![0]),
             _ => Err(Error::Config(format!("{}: neither a NERSC nor a flowhmc field file", path.display()))),
         }
-    });
-    let is_nersc = comm.broadcast(agreed(comm.as_ref(), format.transpose())?.unwrap_or_default()) == [1];
+    })?;
+    let is_nersc = comm.broadcast(format.unwrap_or_default()) == [1];
     if is_nersc {
         let su3: Box<dyn Any> = Box::new(nersc::read_into(path, lattice)?);
         Ok(*su3.downcast::<F>().expect("F is GaugeField<Su3>"))

@@ -20,7 +20,7 @@ use super::fields::{ChainField, card_model};
 use super::progress::{Progress, RecentAcceptance};
 use super::summary::{Summary, analyze};
 use super::train::batch_action;
-use crate::comm::{Comm, Single, agreed, check_grid, choose_grid};
+use crate::comm::{Comm, Single, agreed, check_grid, choose_grid, on_root};
 use crate::error::{Error, Result};
 use crate::field::GaugeField;
 use crate::geometry::Lattice;
@@ -86,12 +86,6 @@ pub fn run_card_on(card: &Card, options: RunOptions, world: &Arc<dyn Comm>) -> R
         Theory::Gauge(GaugeCard { group: GroupName::Su3, .. }) => run::<GaugeField<Su3>>(card, options, comm),
         Theory::Scalar(_) => run::<ScalarField>(card, options, comm),
     })
-}
-
-/// `work()` on rank 0 alone, its result agreed on every rank (`T::default()` elsewhere).
-fn on_root<T: Default>(comm: &dyn Comm, work: impl FnOnce() -> Result<T>) -> Result<T> {
-    let result = if comm.rank() == 0 { work() } else { Ok(T::default()) };
-    agreed(comm, result)
 }
 
 /// A fresh run: the output directory must be new or empty; everything that can fail on bad
@@ -171,7 +165,7 @@ fn resume_state<C: ChainField>(card: &Card, lattice: &Arc<Lattice>, dir: &Path) 
         remove_stale_temporaries(dir)?;
         Ok(vec![u8::from(path.is_file())])
     })?;
-    if comm.broadcast(checkpointed) == [0] {
+    if comm.broadcast(checkpointed.unwrap_or_default()) == [0] {
         let u = C::start(card, lattice)?;
         on_root(comm, || {
             write_atomically(&stored_path, card.to_toml().as_bytes())?;
@@ -309,8 +303,7 @@ fn run<C: ChainField>(card: &Card, options: RunOptions, comm: Arc<dyn Comm>) -> 
     let total = therm + card.run.trajectories;
     let path = dir.join(MEASUREMENTS);
     let mut file = on_root(comm.as_ref(), || {
-        let file = std::fs::OpenOptions::new().append(true).open(&path).map_err(|e| Error::io(&path, e))?;
-        Ok(Some(file))
+        std::fs::OpenOptions::new().append(true).open(&path).map_err(|e| Error::io(&path, e))
     })?;
     let mut progress = Progress::new(first, total);
     let (mut accepted, mut steps) = (0u64, 0u64);
@@ -360,6 +353,6 @@ fn run<C: ChainField>(card: &Card, options: RunOptions, comm: Arc<dyn Comm>) -> 
                 summary.trajectories
             )));
         }
-        Ok(Some(summary))
+        Ok(summary)
     })
 }

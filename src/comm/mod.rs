@@ -102,6 +102,13 @@ pub fn agreed<T>(comm: &dyn Comm, result: Result<T>) -> Result<T> {
     }
 }
 
+/// `work()` on rank 0 alone, its outcome agreed on every rank ([`agreed`]): its value on rank 0
+/// (`None` on the others) when it succeeded, else its error on every rank. Collective; for
+/// what only rank 0 does (files), so that no rank goes on when rank 0 has failed.
+pub fn on_root<T>(comm: &dyn Comm, work: impl FnOnce() -> Result<T>) -> Result<Option<T>> {
+    agreed(comm, (comm.rank() == 0).then(work).transpose())
+}
+
 /// Checks that process grid `grid` has `size` ranks and no empty direction.
 pub fn check_ranks(grid: &[usize], size: usize) -> Result<()> {
     let ranks: usize = grid.iter().product();

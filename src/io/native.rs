@@ -9,7 +9,7 @@
 
 use super::{read_sites, write_field_file};
 use crate::backend::cpu::PackedGroup;
-use crate::comm::agreed;
+use crate::comm::{agreed, on_root};
 use crate::error::{Error, Result};
 use crate::field::GaugeField;
 use crate::geometry::Lattice;
@@ -152,7 +152,7 @@ pub fn read<F: NativeField>(path: &Path) -> Result<(F, serde_json::Value)> {
 /// the lattice's. Errors are the same on every rank.
 pub fn read_into<F: NativeField>(path: &Path, lattice: &Arc<Lattice>) -> Result<(F, serde_json::Value)> {
     let comm = lattice.comm();
-    let opened = (comm.rank() == 0).then(|| {
+    let opened = on_root(comm.as_ref(), || {
         let (reader, header, data_len) = open::<F>(path)?;
         if header.dims != lattice.global_dims() {
             return Err(in_file(
@@ -162,8 +162,7 @@ pub fn read_into<F: NativeField>(path: &Path, lattice: &Arc<Lattice>) -> Result<
         }
         check_data_len::<F>(path, &header.dims, lattice.global_volume(), data_len)?;
         Ok((reader, header))
-    });
-    let opened = agreed(comm.as_ref(), opened.transpose())?;
+    })?;
     let metadata = comm.broadcast(
         opened
             .as_ref()

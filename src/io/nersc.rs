@@ -10,7 +10,7 @@
 
 use super::native::check_links;
 use super::{read_sites, write_field_file};
-use crate::comm::agreed;
+use crate::comm::{agreed, on_root};
 use crate::error::{Error, Result};
 use crate::ffi::without_kind;
 use crate::field::GaugeField;
@@ -254,7 +254,7 @@ pub fn read(path: &Path) -> Result<GaugeField<Su3>> {
 pub fn read_into(path: &Path, lattice: &Arc<Lattice>) -> Result<GaugeField<Su3>> {
     let comm = lattice.comm();
     let in_file = |m: String| Error::Config(format!("{} (NERSC): {m}", path.display()));
-    let opened = (comm.rank() == 0).then(|| {
+    let opened = on_root(comm.as_ref(), || {
         let (reader, text, data_len) = open(path)?;
         let header = Header::parse(&text).map_err(in_file)?;
         if header.dims != lattice.global_dims() {
@@ -267,8 +267,8 @@ pub fn read_into(path: &Path, lattice: &Arc<Lattice>) -> Result<GaugeField<Su3>>
         check_data_size(&header.dims, header.site_bytes(), usize::try_from(data_len).unwrap_or(usize::MAX))
             .map_err(in_file)?;
         Ok((reader, text))
-    });
-    let (mut reader, text) = agreed(comm.as_ref(), opened.transpose())?.unzip();
+    })?;
+    let (mut reader, text) = opened.unzip();
     let text = String::from_utf8(comm.broadcast(text.unwrap_or_default().into_bytes())).expect("text");
     let header = Header::parse(&text).expect("rank 0 parsed this header");
     let mut sum = 0u32;
