@@ -20,24 +20,32 @@ fn slice_volume(dims: &[usize]) -> usize {
     dims[..dims.len() - 1].iter().product()
 }
 
-/// Byte ranges of rank `rank`'s part of a global slice: for every run of the rank's sites
-/// along x, the global slice offset of its first site, in the order of the part's bytes.
-fn runs_of(lattice: &Lattice, rank: usize) -> impl Iterator<Item = usize> {
-    let (global, local) = (lattice.global_dims().to_vec(), lattice.dims().to_vec());
+/// Where each rank's part of a global slice goes, built once per transfer on rank 0: for
+/// every rank in rank order, its first global time coordinate and, for every run of its sites
+/// along x, the global slice offset of the run's first site, in the order of the part's bytes.
+fn placements(lattice: &Lattice) -> Vec<(usize, Vec<usize>)> {
+    let (global, local) = (lattice.global_dims(), lattice.dims());
     let d = global.len();
-    let origin: Vec<usize> =
-        coords_of(lattice.comm().grid(), rank).iter().zip(&local).map(|(&c, &l)| c * l).collect();
-    let rows = slice_volume(&local) / local[0];
-    (0..rows).map(move |row| {
-        // the local coordinates 1..d-1 of the row, then its global offset in the slice
-        let (mut rest, mut offset, mut stride) = (row, origin[0], global[0]);
-        for mu in 1..d - 1 {
-            offset += (origin[mu] + rest % local[mu]) * stride;
-            rest /= local[mu];
-            stride *= global[mu];
-        }
-        offset
-    })
+    let rows = slice_volume(local) / local[0];
+    (0..lattice.comm().size())
+        .map(|rank| {
+            let origin: Vec<usize> =
+                coords_of(lattice.comm().grid(), rank).iter().zip(local).map(|(&c, &l)| c * l).collect();
+            let runs = (0..rows)
+                .map(|row| {
+                    // the local coordinates 1..d-1 of the row, then its global offset
+                    let (mut rest, mut offset, mut stride) = (row, origin[0], global[0]);
+                    for mu in 1..d - 1 {
+                        offset += (origin[mu] + rest % local[mu]) * stride;
+                        rest /= local[mu];
+                        stride *= global[mu];
+                    }
+                    offset
+                })
+                .collect();
+            (origin[d - 1], runs)
+        })
+        .collect()
 }
 
 /// This rank's time-slice range of the global lattice: (first global t, local extent).
@@ -60,16 +68,18 @@ pub fn gather_slices(
     let (part_len, row_len) = (slice_volume(local_dims) * bytes_per_site, local_dims[0] * bytes_per_site);
     assert_eq!(local.len(), part_len * local_dims[local_dims.len() - 1], "a block's bytes");
     let (first, extent) = time_range(lattice);
-    let mut slice = vec![0u8; if comm.rank() == 0 { slice_volume(global) * bytes_per_site } else { 0 }];
+    let root = comm.rank() == 0;
+    let placement = root.then(|| placements(lattice));
+    let mut slice = vec![0u8; if root { slice_volume(global) * bytes_per_site } else { 0 }];
     let mut failure = Ok(());
     for t in 0..global[global.len() - 1] {
         let mine = match t.checked_sub(first).filter(|&k| k < extent) {
             Some(k) => local[k * part_len..(k + 1) * part_len].to_vec(),
             None => Vec::new(),
         };
-        let Some(parts) = comm.gather(mine) else { continue };
-        for (rank, part) in parts.iter().enumerate().filter(|(_, p)| !p.is_empty()) {
-            for (run, offset) in runs_of(lattice, rank).enumerate() {
+        let (Some(parts), Some(placement)) = (comm.gather(mine), &placement) else { continue };
+        for ((_, runs), part) in placement.iter().zip(&parts).filter(|(_, p)| !p.is_empty()) {
+            for (run, offset) in runs.iter().enumerate() {
                 let at = offset * bytes_per_site;
                 slice[at..at + row_len].copy_from_slice(&part[run * row_len..(run + 1) * row_len]);
             }
@@ -94,22 +104,22 @@ pub fn scatter_slices(
     let (first, extent) = time_range(lattice);
     let mut local = vec![0u8; part_len * extent];
     let root = comm.rank() == 0;
+    let placement = root.then(|| placements(lattice));
     let mut slice = vec![0u8; if root { slice_volume(global) * bytes_per_site } else { 0 }];
     let mut failure = Ok(());
-    let t_dir = global.len() - 1;
-    for t in 0..global[t_dir] {
-        let parts = root.then(|| {
+    for t in 0..global[global.len() - 1] {
+        let parts = placement.as_ref().map(|placement| {
             if failure.is_ok() {
                 failure = source(&mut slice);
             }
-            (0..comm.size())
-                .map(|rank| {
-                    let at = coords_of(comm.grid(), rank)[t_dir] * extent;
-                    if t < at || t >= at + extent {
+            placement
+                .iter()
+                .map(|(at, runs)| {
+                    if t < *at || t >= at + extent {
                         return Vec::new();
                     }
                     let mut part = Vec::with_capacity(part_len);
-                    for offset in runs_of(lattice, rank) {
+                    for &offset in runs {
                         let at = offset * bytes_per_site;
                         part.extend_from_slice(&slice[at..at + row_len]);
                     }
