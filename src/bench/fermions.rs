@@ -128,18 +128,14 @@ pub fn cg_solves(u: &GaugeField<Su3>, kappa: f64, threads: usize, repeats: u64) 
     figures
 }
 
-/// Seconds per HMC trajectory (median), acceptance and CG iterations per trajectory of a
-/// gauge + pseudofermion chain started from `u`.
-fn fermion_chain<G: PackedGroup, const S: usize>(
-    label: &str,
-    mut u: GaugeField<G>,
+/// The monomials of the fermion benchmarks: the Wilson gauge action at `beta`, then one
+/// even/odd pseudofermion "pf{i}" (antiperiodic, f64 CG to 1e-10) per (kappa, kappa_heavy) of
+/// `terms` on `cb`, with random stream i.
+pub(crate) fn gauge_and_pseudofermions<G: PackedGroup, const S: usize>(
+    cb: &Checkerboard,
     beta: f64,
     terms: &[(f64, f64)],
-    levels: Vec<Level>,
-    threads: usize,
-    trajectories: u64,
-) -> Vec<Figure> {
-    let cb = Checkerboard::new(u.lattice().clone()).expect("checkerboard");
+) -> Vec<Box<dyn Monomial<GaugeField<G>>>> {
     let mut monomials: Vec<Box<dyn Monomial<GaugeField<G>>>> =
         vec![Box::new(GaugeAction::new(GaugeActionKind::Wilson, beta))];
     for (i, &(kappa, kappa_heavy)) in terms.iter().enumerate() {
@@ -153,6 +149,22 @@ fn fermion_chain<G: PackedGroup, const S: usize>(
         };
         monomials.push(Box::new(Pseudofermion::<G, S>::new(&format!("pf{i}"), params, cb.clone(), i as u64)));
     }
+    monomials
+}
+
+/// Seconds per HMC trajectory (median), acceptance and CG iterations per trajectory of a
+/// gauge + pseudofermion chain started from `u`.
+fn fermion_chain<G: PackedGroup, const S: usize>(
+    label: &str,
+    mut u: GaugeField<G>,
+    beta: f64,
+    terms: &[(f64, f64)],
+    levels: Vec<Level>,
+    threads: usize,
+    trajectories: u64,
+) -> Vec<Figure> {
+    let cb = Checkerboard::new(u.lattice().clone()).expect("checkerboard");
+    let monomials = gauge_and_pseudofermions::<G, S>(&cb, beta, terms);
     let n = monomials.len();
     let mut hmc = Hmc::new(monomials, Integrator::new(levels, n).expect("levels"), 1.0, 1).expect("hmc");
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");

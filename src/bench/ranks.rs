@@ -9,8 +9,6 @@
 //! meet again; rank 0's time between the barriers is the pair's (the slower rank's) time.
 
 use super::{Figure, spread};
-use crate::action::fermion::{Pseudofermion, PseudofermionParams};
-use crate::action::{GaugeAction, GaugeActionKind, Monomial};
 use crate::checkerboard::Checkerboard;
 use crate::comm::Comm;
 use crate::comm::threads::run_ranks;
@@ -78,18 +76,7 @@ fn even_odd_cg(lattice: &Arc<Lattice>, measure: Measure) {
 
 fn nf2_trajectory(lattice: &Arc<Lattice>, measure: Measure) {
     let cb = Checkerboard::new(lattice.clone()).expect("checkerboard");
-    let params = PseudofermionParams {
-        kappa: 0.156,
-        kappa_heavy: 0.0,
-        boundary: Boundary::ANTIPERIODIC,
-        even_odd: true,
-        solver: SolverParams { tolerance: 1e-10, max_iterations: 20_000 },
-        mixed_precision: false,
-    };
-    let monomials: Vec<Box<dyn Monomial<GaugeField<Su3>>>> = vec![
-        Box::new(GaugeAction::new(GaugeActionKind::Wilson, 5.6)),
-        Box::new(Pseudofermion::<Su3, 4>::new("pf", params, cb, 0)),
-    ];
+    let monomials = super::fermions::gauge_and_pseudofermions::<Su3, 4>(&cb, 5.6, &[(0.156, 0.0)]);
     let levels = vec![Level { monomials: vec![0, 1], steps: 6, scheme: Scheme::Omelyan }];
     let mut hmc = Hmc::new(monomials, Integrator::new(levels, 2).expect("levels"), 1.0, 1).expect("hmc");
     let mut u = field(lattice);
