@@ -3,6 +3,9 @@
 //! run does not end within a minute (a hang).
 #![cfg(feature = "mpi")]
 
+mod common;
+
+use common::{NF2_HOST_PARAMETERS, cold_su3_host_field};
 use flowhmc::action::gauge::{GaugeAction, GaugeActionKind};
 use flowhmc::checkerboard::Checkerboard;
 use flowhmc::comm::mpi::MpiComm;
@@ -259,12 +262,6 @@ fn the_command_on_ranks_repeats_one_process_and_fails_on_every_rank_together() {
     std::fs::remove_dir_all(&scratch).unwrap();
 }
 
-/// The MPI host example's parameters: Nf = 2 even/odd, a short trajectory.
-const MPI_HOST_PARAMETERS: &str = "[gauge]\ngroup = \"su3\"\naction = \"wilson\"\nbeta = 5.7\n[update]\n\
-    kind = \"hmc\"\ntrajectory_length = 0.3\nintegrator = \"omelyan\"\nsteps = 6\n[run]\nseed = 11\nthreads = 1\n\
-    [[fermions]]\nkind = \"wilson\"\nflavors = 2\nkappa = 0.12\nboundary = \"antiperiodic\"\neven_odd = true\n\
-    solver = { kind = \"cg\", tolerance = 1e-11, max_iterations = 2000 }\n";
-
 #[test]
 fn the_mpi_host_example_repeats_the_rust_chain() {
     use flowhmc::ffi::{Context, HostSlice, HostSliceMut};
@@ -289,14 +286,11 @@ fn the_mpi_host_example_repeats_the_rust_chain() {
         .status()
         .expect("mpicxx (Debian: libopenmpi-dev)");
     assert!(status.success(), "mpicxx failed on cpp/mpi_host.cpp");
-    std::fs::write(scratch.join("parameters.toml"), MPI_HOST_PARAMETERS).unwrap();
+    std::fs::write(scratch.join("parameters.toml"), NF2_HOST_PARAMETERS).unwrap();
     // the same chain through the Rust API on one process, from the same cold field
     let dims = [4, 4, 4, 8];
-    let mut ctx = Context::new(&dims, MPI_HOST_PARAMETERS).unwrap();
-    let mut field = vec![0.0; 4 * 4 * 4 * 8 * 4 * 18];
-    for link in field.chunks_exact_mut(18) {
-        (0..3).for_each(|k| link[8 * k] = 1.0);
-    }
+    let mut ctx = Context::new(&dims, NF2_HOST_PARAMETERS).unwrap();
+    let mut field = cold_su3_host_field(dims.iter().product());
     let mut expected: Vec<String> = (0..3)
         .map(|n| {
             let r = ctx.update(HostSliceMut::F64(&mut field)).unwrap();

@@ -2,6 +2,9 @@
 //! of this test, [`ThreadComm`]) equals the whole lattice's result bit for bit, on process grids
 //! that cut one or two directions, time included, in 2D and 4D.
 
+mod common;
+
+use common::{NF2_HOST_PARAMETERS, cold_su3_host_field};
 use flowhmc::action::gauge::{GaugeAction, GaugeActionKind};
 use flowhmc::backend::cpu::PackedGroup;
 use flowhmc::checkerboard::Checkerboard;
@@ -499,29 +502,12 @@ fn field_files_written_on_ranks_are_the_files_of_one_process() {
     std::fs::remove_dir_all(&scratch).unwrap();
 }
 
-/// A host's cold SU(3) field in flowhmc's own layout on a lattice of `volume` sites in 4D.
-fn cold_host_field(volume: usize) -> Vec<f64> {
-    let mut b = vec![0.0; volume * 4 * 18];
-    for link in b.chunks_exact_mut(18) {
-        for k in 0..3 {
-            link[2 * (3 * k + k)] = 1.0;
-        }
-    }
-    b
-}
-
-/// A host context's parameters: Nf = 2 even/odd with a Hasenbusch mass.
-const HOST_PARAMETERS: &str = "[gauge]\ngroup = \"su3\"\naction = \"wilson\"\nbeta = 5.7\n[update]\n\
-    kind = \"hmc\"\ntrajectory_length = 0.3\nintegrator = \"omelyan\"\nsteps = 6\n[run]\nseed = 11\nthreads = 1\n\
-    [[fermions]]\nkind = \"wilson\"\nflavors = 2\nkappa = 0.12\nboundary = \"antiperiodic\"\neven_odd = true\n\
-    hasenbusch = [0.1]\nsolver = { kind = \"cg\", tolerance = 1e-11, max_iterations = 2000 }\n";
-
 #[test]
 fn host_contexts_on_ranks_repeat_the_whole_lattice_and_fail_together() {
     use flowhmc::ffi::{Context, HostSlice, HostSliceMut};
     let dims = [4, 4, 4, 8];
-    let mut whole = Context::new(&dims, HOST_PARAMETERS).unwrap();
-    let mut wb = cold_host_field(dims.iter().product());
+    let mut whole = Context::new(&dims, NF2_HOST_PARAMETERS).unwrap();
+    let mut wb = cold_su3_host_field(dims.iter().product());
     let report = |r: &flowhmc::ffi::UpdateReport| {
         (r.accepted, r.dh.to_bits(), r.plaquette.to_bits(), r.solver_iterations)
     };
@@ -532,9 +518,9 @@ fn host_contexts_on_ranks_repeat_the_whole_lattice_and_fail_together() {
     for grid in [[1, 1, 1, 2], [1, 2, 1, 2]] {
         run_ranks(&grid, |comm| {
             let lattice = Lattice::distributed(&dims, comm.clone()).unwrap();
-            let mut ctx = Context::on_ranks(&dims, HOST_PARAMETERS, comm.clone()).unwrap();
+            let mut ctx = Context::on_ranks(&dims, NF2_HOST_PARAMETERS, comm.clone()).unwrap();
             assert_eq!(ctx.gauge_len(), lattice.volume() * 4 * 18, "the host holds its block");
-            let mut b = cold_host_field(lattice.volume());
+            let mut b = cold_su3_host_field(lattice.volume());
             let got: Vec<_> =
                 ctx.trajectories(HostSliceMut::F64(&mut b), 3).unwrap().iter().map(report).collect();
             assert_eq!(got, want, "{grid:?}: reports");
@@ -565,8 +551,8 @@ fn host_contexts_on_ranks_repeat_the_whole_lattice_and_fail_together() {
     // (any existing file passes the card's check of the model path; the refusal comes first)
     let model = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
     let hmc = "kind = \"hmc\"\ntrajectory_length = 0.3\nintegrator = \"omelyan\"\nsteps = 6\n";
-    assert!(HOST_PARAMETERS.contains(hmc));
-    let flow = HOST_PARAMETERS.replace(hmc, &format!("kind = \"flow-mh\"\nmodel = {model:?}\n"));
+    assert!(NF2_HOST_PARAMETERS.contains(hmc));
+    let flow = NF2_HOST_PARAMETERS.replace(hmc, &format!("kind = \"flow-mh\"\nmodel = {model:?}\n"));
     let messages = run_ranks(&[1, 1, 1, 2], |comm| {
         Context::on_ranks(&dims, &flow, comm).err().expect("refused").to_string()
     });
@@ -596,9 +582,9 @@ fn openqcd_layout_on_ranks_moves_the_links_across_the_faces() {
     let dims = [4, 4, 4, 8];
     let whole_lattice = Lattice::new(&dims).unwrap();
     let whole_table = openqcd_table(&whole_lattice);
-    let mut whole = Context::new(&dims, HOST_PARAMETERS).unwrap();
+    let mut whole = Context::new(&dims, NF2_HOST_PARAMETERS).unwrap();
     whole.set_gauge_layout(&GaugeLayout::openqcd(whole_table.clone())).unwrap();
-    let mut wb = cold_host_field(dims.iter().product());
+    let mut wb = cold_su3_host_field(dims.iter().product());
     let report = |r: &flowhmc::ffi::UpdateReport| (r.accepted, r.dh.to_bits(), r.solver_iterations);
     // one update per call: every call imports the field the last one exported
     let want: Vec<_> = (0..3).map(|_| report(&whole.update(HostSliceMut::F64(&mut wb)).unwrap())).collect();
@@ -608,9 +594,9 @@ fn openqcd_layout_on_ranks_moves_the_links_across_the_faces() {
         run_ranks(&grid, |comm| {
             let lattice = Lattice::distributed(&dims, comm.clone()).unwrap();
             let table = openqcd_table(&lattice);
-            let mut ctx = Context::on_ranks(&dims, HOST_PARAMETERS, comm).unwrap();
+            let mut ctx = Context::on_ranks(&dims, NF2_HOST_PARAMETERS, comm).unwrap();
             ctx.set_gauge_layout(&GaugeLayout::openqcd(table.clone())).unwrap();
-            let mut b = cold_host_field(lattice.volume());
+            let mut b = cold_su3_host_field(lattice.volume());
             let got: Vec<_> =
                 (0..3).map(|_| report(&ctx.update(HostSliceMut::F64(&mut b)).unwrap())).collect();
             assert_eq!(got, want, "{grid:?}: reports");

@@ -191,3 +191,22 @@ pub fn assert_path_gradient_plus_score_is_total(model: &FlowModel, action: &dyn 
     }
     assert!(largest > 1e-3, "the gradients are all zero: nothing was tested");
 }
+
+/// Host-context parameters of the rank tests and the MPI host example: SU(3) Wilson beta 5.7,
+/// Nf = 2 even/odd Wilson quarks at kappa 0.12 with a Hasenbusch mass, short trajectories.
+pub const NF2_HOST_PARAMETERS: &str = "[gauge]\ngroup = \"su3\"\naction = \"wilson\"\nbeta = 5.7\n[update]\n\
+    kind = \"hmc\"\ntrajectory_length = 0.3\nintegrator = \"omelyan\"\nsteps = 6\n[run]\nseed = 11\nthreads = 1\n\
+    [[fermions]]\nkind = \"wilson\"\nflavors = 2\nkappa = 0.12\nboundary = \"antiperiodic\"\neven_odd = true\n\
+    hasenbusch = [0.1]\nsolver = { kind = \"cg\", tolerance = 1e-11, max_iterations = 2000 }\n";
+
+/// A host's cold 4D SU(3) field (every link the unit matrix) in flowhmc's own layout, on a
+/// lattice of `volume` sites.
+pub fn cold_su3_host_field(volume: usize) -> Vec<f64> {
+    let mut b = vec![0.0; volume * 4 * 18];
+    for link in b.chunks_exact_mut(18) {
+        for k in 0..3 {
+            link[2 * (3 * k + k)] = 1.0;
+        }
+    }
+    b
+}
