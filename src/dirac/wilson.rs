@@ -21,7 +21,7 @@ use crate::backend::cpu::halo::{
     Extended, LaneCodec, Whole, copy_lanes, exchange, finish_stage, lane_vectors, lane_vectors_mut,
     start_stage,
 };
-use crate::backend::cpu::packed::{ColorVector, Lanes, PackedMatrix, Real, prefetch};
+use crate::backend::cpu::packed::{ColorVector, Lanes, PackedMatrix, Real};
 use crate::checkerboard::{Checkerboard, Hop, hop_may_permute};
 use crate::error::{Error, Result};
 use crate::field::{GaugeField, MomentumField};
@@ -93,9 +93,6 @@ pub struct WilsonOperator<'a, G: PackedGroup, const S: usize, R: Real = f64> {
     /// would otherwise allocate and zero three fields).
     scratch: Mutex<Vec<SpinorField<G, S, R>>>,
 }
-
-/// How many sites ahead the hopping term prefetches its operands.
-const PREFETCH_AHEAD: usize = 6;
 
 /// The spinors a hop can land on: a block's own and, on a block of a cut lattice, its halo
 /// (indices after the block's).
@@ -386,15 +383,6 @@ impl<'a, G: PackedGroup, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
         acc[k] = if minus { acc[k].sub(&down) } else { acc[k].add(&down) };
     }
 
-    /// Prefetches the neighbour spinors that site i of block p reads (its links are one
-    /// contiguous stream, which the hardware prefetches).
-    #[inline(always)]
-    fn prefetch_site<N: Neighbours<Spinor<G, S, R>> + ?Sized>(&self, p: usize, i: usize, src: &N) {
-        for hop in self.cb.hops_of(p, i) {
-            prefetch(src.at(hop.neighbour()));
-        }
-    }
-
     /// dst = base + c H src (H^dagger src with DAGGER) on block p, src the block its hops land
     /// in (parity 1 - p, or the same block in the natural layout); base = 0 when None.
     ///
@@ -442,11 +430,7 @@ impl<'a, G: PackedGroup, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
         dst: &mut [Spinor<G, S, R>],
         wanted: impl Fn(usize) -> bool + Sync,
     ) {
-        let n = dst.len();
         dst.par_iter_mut().with_min_len(MIN_CHUNK).enumerate().for_each(|(i, out)| {
-            if i + PREFETCH_AHEAD < n && wanted(i + PREFETCH_AHEAD) {
-                self.prefetch_site(p, i + PREFETCH_AHEAD, src);
-            }
             if !wanted(i) {
                 return;
             }

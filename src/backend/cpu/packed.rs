@@ -213,23 +213,6 @@ impl<R: Real> LaneReader<R> for Permuted<R> {
     }
 }
 
-/// Asks the CPU to bring the memory of `value` into the cache (a hint; no effect on results).
-#[inline(always)]
-pub fn prefetch<T>(value: &T) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let base = (value as *const T).cast::<i8>();
-        for offset in (0..std::mem::size_of::<T>()).step_by(64) {
-            // SAFETY: a prefetch never faults and reads nothing architecturally; the address
-            // lies inside `value`.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(offset)) };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
-}
-
 /// The lane vector with lane l taken from lane l ^ mask of `v`.
 #[inline(always)]
 pub fn permute_lanes<R: Real>(v: &Lanes<R>, mask: usize) -> Lanes<R> {
