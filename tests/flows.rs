@@ -222,9 +222,7 @@ fn flow_chains_resume_exactly() {
 #[test]
 fn training_and_flow_cards_end_to_end() {
     use flowhmc::chain::{Card, RunOptions, TrainingCard, run_card, train_card};
-    let dir = std::env::temp_dir().join(format!("flowhmc-flow-cards-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::empty_dir("flowhmc-flow-cards");
     let model = dir.join("phi4.safetensors");
     let text = format!(
         "[lattice]\ndims = [4, 4]\n[scalar]\nm2 = 1.0\nlambda = 0.5\n[flow]\nmodel = \"real-nvp\"\nlayers = 2\n\

@@ -171,9 +171,7 @@ fn u1_flow_metropolis_with_an_untrained_model_is_exact() {
 #[test]
 fn u1_flow_cards_in_4d_agree_with_hmc() {
     use flowhmc::chain::{Card, RunOptions, TrainingCard, run_card, train_card};
-    let dir = std::env::temp_dir().join(format!("flowhmc-u1-4d-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::empty_dir("flowhmc-u1-4d");
     let model = dir.join("u1-4d.safetensors");
     let text = format!(
         "[lattice]\ndims = [4, 4, 4, 4]\n[gauge]\ngroup = \"u1\"\naction = \"wilson\"\nbeta = 0.1\n[flow]\n\
@@ -231,9 +229,7 @@ fn u1_flow_hmc_is_reversible_and_exact() {
 #[test]
 fn u1_flow_cards_end_to_end() {
     use flowhmc::chain::{Card, RunOptions, TrainingCard, run_card, train_card};
-    let dir = std::env::temp_dir().join(format!("flowhmc-u1-cards-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::empty_dir("flowhmc-u1-cards");
     let model = dir.join("u1.safetensors");
     let text = format!(
         "[lattice]\ndims = [4, 4]\n[gauge]\ngroup = \"u1\"\naction = \"wilson\"\nbeta = 1.0\n[flow]\n\
@@ -286,9 +282,7 @@ fn u1_flow_cards_end_to_end() {
 #[test]
 fn schwinger_model_flow_chains_agree_with_hmc() {
     use flowhmc::chain::{Card, RunOptions, TrainingCard, run_card, train_card};
-    let dir = std::env::temp_dir().join(format!("flowhmc-u1-fermions-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::empty_dir("flowhmc-u1-fermions");
     let model = dir.join("u1.safetensors");
     let theory = "[lattice]\ndims = [4, 4]\n[gauge]\ngroup = \"u1\"\naction = \"wilson\"\nbeta = 1.0\n";
     let training = format!(

@@ -388,8 +388,7 @@ fn run_on_ranks(card: &flowhmc::chain::Card, ranks: usize, resume: bool) -> Vec<
 #[test]
 fn a_run_on_ranks_writes_the_files_of_one_process_and_resumes_on_another_grid() {
     use flowhmc::chain::{RunOptions, run_card};
-    let scratch = std::env::temp_dir().join(format!("flowhmc-ranks-run-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&scratch);
+    let scratch = common::empty_dir("flowhmc-ranks-run");
     let one = scratch.join("one");
     run_card(&nf2_card(&one, 4, ""), RunOptions { resume: false, quiet: true }).unwrap();
     let want = chain_files(&one);
@@ -417,9 +416,7 @@ fn a_run_on_ranks_writes_the_files_of_one_process_and_resumes_on_another_grid() 
 
 #[test]
 fn bad_input_on_ranks_fails_every_rank_with_one_message() {
-    let scratch = std::env::temp_dir().join(format!("flowhmc-ranks-bad-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&scratch);
-    std::fs::create_dir_all(&scratch).unwrap();
+    let scratch = common::empty_dir("flowhmc-ranks-bad");
     // a start file that is not a field, one with a flipped data byte, a grid of other ranks,
     // a solver that cannot converge, an output directory that holds files
     let junk = scratch.join("junk.cfg");
@@ -468,9 +465,7 @@ fn bad_input_on_ranks_fails_every_rank_with_one_message() {
 #[test]
 fn field_files_written_on_ranks_are_the_files_of_one_process() {
     use flowhmc::io::{native, nersc};
-    let scratch = std::env::temp_dir().join(format!("flowhmc-ranks-files-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&scratch);
-    std::fs::create_dir_all(&scratch).unwrap();
+    let scratch = common::empty_dir("flowhmc-ranks-files");
     let dims = [4, 4, 8, 8];
     let whole = GaugeField::<Su3>::hot(Arc::new(Lattice::new(&dims).unwrap()), 5);
     let single = |name: &str| scratch.join(format!("single-{name}"));

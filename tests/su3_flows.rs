@@ -232,9 +232,7 @@ fn su3_flow_hmc_is_reversible_and_exact() {
 #[test]
 fn su3_flow_cards_end_to_end() {
     use flowhmc::chain::{Card, RunOptions, TrainingCard, run_card, train_card};
-    let dir = std::env::temp_dir().join(format!("flowhmc-su3-cards-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::empty_dir("flowhmc-su3-cards");
     let model = dir.join("su3.safetensors");
     let text = format!(
         "[lattice]\ndims = [4, 4]\n[gauge]\ngroup = \"su3\"\naction = \"wilson\"\nbeta = 2.0\n[flow]\n\

@@ -210,3 +210,12 @@ pub fn cold_su3_host_field(volume: usize) -> Vec<f64> {
     }
     b
 }
+
+/// A new empty directory `<temp dir>/<name>-<process id>` for a test's files (whatever an
+/// earlier run left there is removed); the test removes it when it passes.
+pub fn empty_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
