@@ -204,12 +204,6 @@ impl<'a, G: PackedGroup, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
         Ok(Self::build(u, cb, kappa, (boundary.theta.cos(), boundary.theta.sin())))
     }
 
-    /// The same operator (field, checkerboard, kappa, boundary) in precision T: the f32 copy
-    /// that mixed-precision solves iterate with.
-    pub fn in_precision<T: Real>(&self) -> WilsonOperator<'a, G, S, T> {
-        WilsonOperator::build(self.u, self.cb, self.kappa, self.boundary_phase)
-    }
-
     fn build(u: &'a GaugeField<G>, cb: &'a Checkerboard, kappa: f64, boundary_phase: (f64, f64)) -> Self {
         u.assert_halo_fresh();
         let mut w = WilsonOperator {
@@ -558,8 +552,17 @@ impl<'a, G: PackedGroup, const S: usize> FermionMatrix<G, S> for WilsonOperator<
     where
         Self: 's;
 
+    /// The f32 copy rounds this operator's hop-ordered links (the same values as building
+    /// them from the gauge field in f32, without gathering them again).
     fn single(&self) -> WilsonOperator<'a, G, S, f32> {
-        self.in_precision::<f32>()
+        WilsonOperator {
+            u: self.u,
+            cb: self.cb,
+            kappa: self.kappa,
+            boundary_phase: self.boundary_phase,
+            hop_links: self.hop_links.each_ref().map(|table| table.par_iter().map(G::packed_in).collect()),
+            scratch: Mutex::new(Vec::new()),
+        }
     }
 
     fn add_derivative(
@@ -732,7 +735,7 @@ mod tests {
     fn check_single_precision<G: PackedGroup, const S: usize>(dims: &[usize]) {
         let (u, cb) = fields::<G, S>(dims);
         let m = WilsonOperator::<G, S>::new(&u, &cb, 0.13, Boundary { theta: 0.7 }).unwrap();
-        let single = m.in_precision::<f32>();
+        let single = m.single();
         let x = SpinorField::<G, S>::gaussian_full(&cb, 1, Purpose::Test, 0);
         let xe = SpinorField::<G, S>::gaussian(
             &cb,
