@@ -2,7 +2,7 @@
 //! (the vector units see `[f64; LANES]` operands). Hot kernels gather the links of LANES sites
 //! into a packed matrix, compute, and scatter the results.
 
-pub use super::color::{ColorLanes, ColorVector};
+pub use super::color::{ColorLanes, ColorPair, ColorVector, PAIR_LANES, VectorPair};
 use num_complex::Complex64;
 
 /// Sites processed together by the packed kernels (one AVX register of f64).
@@ -50,10 +50,23 @@ pub trait Real:
     fn lane_permutation(mask: usize) -> Self::LanePermutation;
     /// Applies a prepared lane exchange.
     fn permute(v: &Lanes<Self>, p: Self::LanePermutation) -> Lanes<Self>;
+    /// Applies a prepared lane exchange to both halves of two lane vectors side by side.
+    #[inline(always)]
+    fn permute_pair(v: &[Self; PAIR_LANES], p: Self::LanePermutation) -> [Self; PAIR_LANES] {
+        let (a, b) = v.split_at(LANES);
+        let (a, b) =
+            (Self::permute(a.try_into().expect("LANES"), p), Self::permute(b.try_into().expect("LANES"), p));
+        std::array::from_fn(|l| if l < LANES { a[l] } else { b[l - LANES] })
+    }
+    /// Whether two lane vectors side by side fill one 256-bit register (f32), so that the Dirac
+    /// kernels transport both rows of a spin projection as one [`ColorPair`] (for f64 one lane
+    /// vector fills the register already).
+    const PAIR_ROWS: bool;
 }
 
 impl Real for f64 {
     const ZERO: f64 = 0.0;
+    const PAIR_ROWS: bool = false;
     const BYTES: usize = 8;
     #[inline(always)]
     fn write_le(self, out: &mut Vec<u8>) {
@@ -161,15 +174,56 @@ impl Real for f32 {
             self * a + b
         }
     }
+    const PAIR_ROWS: bool = true;
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    type LanePermutation = std::arch::x86_64::__m256i;
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
     type LanePermutation = usize;
     #[inline(always)]
-    fn lane_permutation(mask: usize) -> usize {
+    fn lane_permutation(mask: usize) -> Self::LanePermutation {
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+        {
+            // `vpermilps` controls: lane l of each 128-bit half reads lane l ^ mask of that half
+            let w = |l: i32| l ^ mask as i32;
+            // SAFETY: AVX2 is enabled at compile time (cfg above).
+            unsafe { std::arch::x86_64::_mm256_setr_epi32(w(0), w(1), w(2), w(3), w(0), w(1), w(2), w(3)) }
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
         mask
     }
     #[inline(always)]
-    fn permute(v: &Lanes<f32>, mask: usize) -> Lanes<f32> {
-        // four f32 lanes are one 128-bit register: the compiler emits one shuffle
-        std::array::from_fn(|l| v[l ^ mask])
+    fn permute(v: &Lanes<f32>, p: Self::LanePermutation) -> Lanes<f32> {
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+        {
+            use std::arch::x86_64::{_mm_loadu_ps, _mm_permutevar_ps, _mm_storeu_ps, _mm256_castsi256_si128};
+            let mut out = [0.0f32; LANES];
+            // SAFETY: AVX2 is enabled at compile time; the load and store cover exactly the 16
+            // bytes of a [f32; 4] (one `vpermilps`).
+            unsafe {
+                let x = _mm_loadu_ps(v.as_ptr());
+                _mm_storeu_ps(out.as_mut_ptr(), _mm_permutevar_ps(x, _mm256_castsi256_si128(p)));
+            }
+            out
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
+        std::array::from_fn(|l| v[l ^ p])
+    }
+    #[inline(always)]
+    fn permute_pair(v: &[f32; PAIR_LANES], p: Self::LanePermutation) -> [f32; PAIR_LANES] {
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+        {
+            use std::arch::x86_64::{_mm256_loadu_ps, _mm256_permutevar_ps, _mm256_storeu_ps};
+            let mut out = [0.0f32; PAIR_LANES];
+            // SAFETY: AVX2 is enabled at compile time; the load and store cover exactly the 32
+            // bytes of a [f32; 8] (one `vpermilps`, within each 128-bit half).
+            unsafe {
+                let x = _mm256_loadu_ps(v.as_ptr());
+                _mm256_storeu_ps(out.as_mut_ptr(), _mm256_permutevar_ps(x, p));
+            }
+            out
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
+        std::array::from_fn(|l| v[(l & !(LANES - 1)) | ((l & (LANES - 1)) ^ p)])
     }
 }
 
@@ -232,6 +286,9 @@ pub trait PackedMatrix: Copy + Send + Sync + std::fmt::Debug + PartialEq + 'stat
     fn zero() -> Self;
     /// op(a) v per lane, op the adjoint where ADJ is set, a read through its lane mask.
     fn mat_vec<const ADJ: bool>(a: Operand<Self>, v: &Self::Vector) -> Self::Vector;
+    /// a v for two vectors side by side, lane l of both halves reading lane l of a: per lane
+    /// the operations of `mat_vec::<false>` with mask 0, in the same order (the same bits).
+    fn mat_vec_pair(&self, v: &<Self::Vector as ColorVector>::Pair) -> <Self::Vector as ColorVector>::Pair;
     /// acc + a b^dagger per lane (outer product of colour vectors).
     fn outer_add(acc: &Self, a: &Self::Vector, b: &Self::Vector) -> Self;
     /// Every lane l multiplied by the complex number `(re[l], im[l])`.
@@ -376,6 +433,17 @@ impl<R: Real> PackedMatrix for ComplexLanes<R> {
             re: [std::array::from_fn(|l| fma(ar[l], vr[l], -(s * ai[l]) * vi[l]))],
             im: [std::array::from_fn(|l| fma(ar[l], vi[l], s * ai[l] * vr[l]))],
         }
+    }
+    #[inline(always)]
+    fn mat_vec_pair(&self, v: &ColorPair<1, R>) -> ColorPair<1, R> {
+        let (vr, vi) = (&v.re[0], &v.im[0]);
+        let (ar, ai) = (|l: usize| self.re[l % LANES], |l: usize| self.im[l % LANES]);
+        let mut out = ColorPair::<1, R>::zero();
+        for l in 0..PAIR_LANES {
+            out.re[0][l] = fma(ar(l), vr[l], -ai(l) * vi[l]);
+            out.im[0][l] = fma(ar(l), vi[l], ai(l) * vr[l]);
+        }
+        out
     }
     #[inline(always)]
     fn product_add<const AA: bool, const BA: bool>(acc: &Self, a: Operand<Self>, b: Operand<Self>) -> Self {
@@ -551,6 +619,24 @@ impl<R: Real> PackedMatrix for Su3Lanes<R> {
         } else {
             su3_mat_vec::<ADJ, _, _>(a, Permuted::new(mask), v)
         }
+    }
+    #[inline(always)]
+    fn mat_vec_pair(&self, v: &ColorPair<3, R>) -> ColorPair<3, R> {
+        let mut out = ColorPair::<3, R>::zero();
+        for r in 0..3 {
+            let (mut sr, mut si) = ([R::ZERO; PAIR_LANES], [R::ZERO; PAIR_LANES]);
+            for k in 0..3 {
+                let (ur, ui) = (&self.re[3 * r + k], &self.im[3 * r + k]);
+                for l in 0..PAIR_LANES {
+                    let (ur, ui) = (ur[l % LANES], ui[l % LANES]);
+                    sr[l] = fma(ur, v.re[k][l], fma(-ui, v.im[k][l], sr[l]));
+                    si[l] = fma(ur, v.im[k][l], fma(ui, v.re[k][l], si[l]));
+                }
+            }
+            out.re[r] = sr;
+            out.im[r] = si;
+        }
+        out
     }
     #[inline(always)]
     fn product_add<const AA: bool, const BA: bool>(acc: &Self, a: Operand<Self>, b: Operand<Self>) -> Self {
