@@ -185,10 +185,9 @@ fn run_default(world: &Arc<dyn Comm>) -> Result<()> {
 /// MPI ranks alone on two.
 fn bench_ranks(world: &Arc<dyn Comm>) -> Result<()> {
     use flowhmc::bench::{print, ranks};
-    const ROUNDS: u64 = 3;
     match world.size() {
-        1 => print(&ranks::ranks_against_threads(ROUNDS)),
-        _ => print(&ranks::on_world_ranks(world, ROUNDS)?),
+        1 => print(&ranks::ranks_against_threads(9)),
+        _ => print(&ranks::on_world_ranks(world, 3)?),
     }
     Ok(())
 }

@@ -121,12 +121,18 @@ pub(crate) fn timed(repeats: u64, mut work: impl FnMut(u64)) -> Vec<f64> {
 /// The median and the minimum of `times`, scaled by `scale`: on a shared machine the median is
 /// the typical figure and the minimum the one least disturbed by other work.
 pub(crate) fn spread(name: &str, times: &[f64], scale: f64, unit: &'static str) -> [Figure; 2] {
+    let best = times.iter().copied().fold(f64::INFINITY, f64::min);
+    [
+        Figure { name: format!("{name}, median"), value: median(times) * scale, unit },
+        Figure { name: format!("{name}, best of {}", times.len()), value: best * scale, unit },
+    ]
+}
+
+/// The median of `times` (the upper one of an even count).
+pub(crate) fn median(times: &[f64]) -> f64 {
     let mut sorted = times.to_vec();
     sorted.sort_by(f64::total_cmp);
-    [
-        Figure { name: format!("{name}, median"), value: sorted[sorted.len() / 2] * scale, unit },
-        Figure { name: format!("{name}, best of {}", sorted.len()), value: sorted[0] * scale, unit },
-    ]
+    sorted[sorted.len() / 2]
 }
 
 /// The thread counts the benchmarks compare: 1, and 2 where the machine has two cores or more.

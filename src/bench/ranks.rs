@@ -8,7 +8,7 @@
 //! Timing of a rank pair: both ranks meet at a barrier ([`Comm::agree`]), run the kernel and
 //! meet again; rank 0's time between the barriers is the pair's (the slower rank's) time.
 
-use super::{Figure, spread};
+use super::{Figure, median, spread};
 use crate::checkerboard::Checkerboard;
 use crate::comm::Comm;
 use crate::comm::threads::run_ranks;
@@ -146,29 +146,45 @@ fn on_threads(kernel: &Kernel, threads: usize, round: u64) -> Vec<f64> {
 }
 
 /// 1 rank x 2 threads against 2 ranks x 1 thread (ranks as threads of this process), `rounds`
-/// alternations of both per kernel: the medians and best times of each and the ratio of the
-/// medians (ranks / threads).
+/// alternations of both per kernel (the trajectory, which takes seconds, at most 3): each
+/// side's median and best time, and the ratio ranks / threads of each round's medians, whose
+/// median and range are the figures compared (a ratio of two sides measured a moment apart is
+/// spared most of the drift of a shared machine, which moves both).
 pub fn ranks_against_threads(rounds: u64) -> Vec<Figure> {
     let mut figures = Vec::new();
     for kernel in kernels() {
-        let (mut threads, mut ranks) = (Vec::new(), Vec::new());
+        let rounds = if kernel.repeats == 1 { rounds.min(3) } else { rounds };
+        let (mut threads, mut ranks, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
-            threads.extend(on_threads(&kernel, 2, round));
-            ranks.extend(run_ranks(&GRID, |comm| on_ranks(&kernel, comm, round)).swap_remove(0));
+            let t = on_threads(&kernel, 2, round);
+            let r = run_ranks(&GRID, |comm| on_ranks(&kernel, comm, round)).swap_remove(0);
+            ratios.push(median(&r) / median(&t));
+            threads.extend(t);
+            ranks.extend(r);
         }
-        figures.extend(compared(&kernel, &threads, &ranks));
+        figures.extend(compared(&kernel, &threads, &ranks, &ratios));
     }
     figures
 }
 
-/// The figures of one kernel: each side's spread and the ratio of the medians.
-fn compared(kernel: &Kernel, threads: &[f64], ranks: &[f64]) -> Vec<Figure> {
+/// The figures of one kernel: each side's spread, and the median, smallest and largest of the
+/// rounds' ratios.
+fn compared(kernel: &Kernel, threads: &[f64], ranks: &[f64], ratios: &[f64]) -> Vec<Figure> {
     let name = format!("{} {DIMS:?}", kernel.name);
     let a = spread(&format!("{name}, 1 rank x 2 threads"), threads, 1.0, kernel.unit);
     let b = spread(&format!("{name}, 2 ranks x 1 thread {GRID:?}"), ranks, 1.0, kernel.unit);
+    let (low, high) = ratios.iter().fold((f64::MAX, f64::MIN), |(l, h), &x| (l.min(x), h.max(x)));
     let ratio =
-        Figure { name: "  2 ranks / 2 threads (medians)".into(), value: b[0].value / a[0].value, unit: "" };
-    a.into_iter().chain(b).chain([ratio]).collect()
+        |what: &str, value: f64| Figure { name: format!("  2 ranks / 2 threads, {what}"), value, unit: "" };
+    let n = ratios.len();
+    a.into_iter()
+        .chain(b)
+        .chain([
+            ratio(&format!("median of {n} rounds"), median(ratios)),
+            ratio("smallest round", low),
+            ratio("largest round", high),
+        ])
+        .collect()
 }
 
 /// The two-rank side alone on `world`'s two ranks (MPI): every kernel, `rounds` rounds; the

@@ -147,13 +147,16 @@ where
         width / 2 * V::VECTORS * <V::Scalar as Real>::BYTES
     }
 
-    fn encode(&self, message: &Message, element: &[V], lane: usize, out: &mut Vec<u8>) {
+    fn encode(&self, message: &Message, element: &[V], lane: usize, out: &mut [u8]) {
         let (b, minus) = Self::of(message);
         let v: &[V; S] = element.try_into().expect("a spinor");
-        for r in 0..S / 2 {
+        let size = <V::Scalar as Real>::BYTES;
+        for (r, row) in out.chunks_exact_mut(V::VECTORS * size).enumerate() {
             let lower = times_phase(b.phase[r], &v[S / 2 + b.column[r]]);
             let half = if minus { v[r].sub(&lower) } else { v[r].add(&lower) };
-            lane_vectors(&half).iter().for_each(|x| x[lane].write_le(out));
+            for (x, bytes) in lane_vectors(&half).iter().zip(row.chunks_exact_mut(size)) {
+                x[lane].store_le(bytes);
+            }
         }
     }
 

@@ -93,8 +93,8 @@ impl<T> Extended<'_, T> {
 pub trait LaneCodec<T: LaneArray>: Sync {
     /// Bytes of one lane of an element of `width` values in `message`.
     fn lane_bytes(&self, message: &Message, width: usize) -> usize;
-    /// Appends lane `lane` of `element` for `message`.
-    fn encode(&self, message: &Message, element: &[T], lane: usize, out: &mut Vec<u8>);
+    /// Writes lane `lane` of `element` for `message` to `out` (exactly `lane_bytes` long).
+    fn encode(&self, message: &Message, element: &[T], lane: usize, out: &mut [u8]);
     /// Sets lane `lane` of `element` from its encoding in `message`.
     fn decode(&self, message: &Message, bytes: &[u8], lane: usize, element: &mut [T]);
 }
@@ -107,9 +107,10 @@ impl<T: LaneArray> LaneCodec<T> for Whole {
         width * T::VECTORS * <T::Scalar as Real>::BYTES
     }
 
-    fn encode(&self, _message: &Message, element: &[T], lane: usize, out: &mut Vec<u8>) {
-        for v in element.iter().flat_map(lane_vectors) {
-            v[lane].write_le(out);
+    fn encode(&self, _message: &Message, element: &[T], lane: usize, out: &mut [u8]) {
+        let size = <T::Scalar as Real>::BYTES;
+        for (v, bytes) in element.iter().flat_map(lane_vectors).zip(out.chunks_exact_mut(size)) {
+            v[lane].store_le(bytes);
         }
     }
 
@@ -132,11 +133,10 @@ pub fn start_stage<T: LaneArray>(
         .iter()
         .map(|m| {
             let size = codec.lane_bytes(m, field.width);
-            let mut bytes = Vec::with_capacity(m.send.len() * size);
-            for s in &m.send {
-                codec.encode(m, field.element(s.element as usize), s.lane as usize, &mut bytes);
+            let mut bytes = vec![0; m.send.len() * size];
+            for (s, out) in m.send.iter().zip(bytes.chunks_exact_mut(size)) {
+                codec.encode(m, field.element(s.element as usize), s.lane as usize, out);
             }
-            debug_assert_eq!(bytes.len(), m.send.len() * size);
             comm.start_exchange(m.mu, m.forward, bytes, m.receive.len() * size)
         })
         .collect()

@@ -40,6 +40,8 @@ pub trait Real:
     const BYTES: usize;
     /// Appends the little-endian bytes of the value.
     fn write_le(self, out: &mut Vec<u8>);
+    /// Writes the little-endian bytes of the value to the first `Self::BYTES` bytes of `out`.
+    fn store_le(self, out: &mut [u8]);
     /// The value of `Self::BYTES` little-endian bytes.
     fn read_le(bytes: &[u8]) -> Self;
     /// self * a + b, fused where the CPU has FMA.
@@ -71,6 +73,10 @@ impl Real for f64 {
     #[inline(always)]
     fn write_le(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_le_bytes());
+    }
+    #[inline(always)]
+    fn store_le(self, out: &mut [u8]) {
+        out[..8].copy_from_slice(&self.to_le_bytes());
     }
     #[inline(always)]
     fn read_le(bytes: &[u8]) -> f64 {
@@ -149,6 +155,10 @@ impl Real for f32 {
     #[inline(always)]
     fn write_le(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_le_bytes());
+    }
+    #[inline(always)]
+    fn store_le(self, out: &mut [u8]) {
+        out[..4].copy_from_slice(&self.to_le_bytes());
     }
     #[inline(always)]
     fn read_le(bytes: &[u8]) -> f32 {
