@@ -307,8 +307,8 @@ impl<'a, G: PackedGroup, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
         acc
     }
 
-    /// `hop_direction` in 4D with the two rows of each projection as one pair: acc[0] holds
-    /// the upper spin rows (0, 1), acc[1] the lower ones (2, 3).
+    /// `hop_direction` in 4D with the two rows of each projection as one pair: `acc[0]` holds
+    /// the upper spin rows (0, 1), `acc[1]` the lower ones (2, 3).
     #[inline(never)]
     fn hop_direction_pair<const MU: usize, const DAGGER: bool, N: Neighbours<Spinor<G, S, R>> + ?Sized>(
         &self,
