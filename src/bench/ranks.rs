@@ -38,13 +38,14 @@ type Work<'a> = &'a mut dyn FnMut(u64) -> usize;
 type Measure<'a> = &'a mut dyn FnMut(Work);
 
 /// A kernel of the comparison: its name, the unit of its figure, seconds per unit from (seconds,
-/// work count), repetitions per round, and how a rank builds it on its block and hands it to
-/// the timing loop.
+/// work count), repetitions per round, the most rounds it is worth (a trajectory takes
+/// seconds), and how a rank builds it on its block and hands it to the timing loop.
 struct Kernel {
     name: &'static str,
     unit: &'static str,
     per: fn(f64, usize) -> f64,
     repeats: u64,
+    max_rounds: u64,
     build: fn(&Arc<Lattice>, Measure),
 }
 
@@ -87,13 +88,28 @@ fn nf2_trajectory(lattice: &Arc<Lattice>, measure: Measure) {
 fn kernels() -> [Kernel; 4] {
     let each = |s: f64, _: usize| s * 1e3;
     [
-        Kernel { name: "Wilson operator M (f64)", unit: "ms", per: each, repeats: 20, build: wilson::<f64> },
-        Kernel { name: "Wilson operator M (f32)", unit: "ms", per: each, repeats: 20, build: wilson::<f32> },
+        Kernel {
+            name: "Wilson operator M (f64)",
+            unit: "ms",
+            per: each,
+            repeats: 20,
+            max_rounds: 9,
+            build: wilson::<f64>,
+        },
+        Kernel {
+            name: "Wilson operator M (f32)",
+            unit: "ms",
+            per: each,
+            repeats: 20,
+            max_rounds: 9,
+            build: wilson::<f32>,
+        },
         Kernel {
             name: "even/odd CG to 1e-10, kappa 0.155",
             unit: "ms/iteration",
             per: |s, n| s * 1e3 / n as f64,
             repeats: 2,
+            max_rounds: 9,
             build: even_odd_cg,
         },
         Kernel {
@@ -101,6 +117,7 @@ fn kernels() -> [Kernel; 4] {
             unit: "s",
             per: |s, _| s,
             repeats: 1,
+            max_rounds: 3,
             build: nf2_trajectory,
         },
     ]
@@ -146,14 +163,14 @@ fn on_threads(kernel: &Kernel, threads: usize, round: u64) -> Vec<f64> {
 }
 
 /// 1 rank x 2 threads against 2 ranks x 1 thread (ranks as threads of this process), `rounds`
-/// alternations of both per kernel (the trajectory, which takes seconds, at most 3): each
+/// alternations of both per kernel (at most its `max_rounds`): each
 /// side's median and best time, and the ratio ranks / threads of each round's medians, whose
 /// median and range are the figures compared (a ratio of two sides measured a moment apart is
 /// spared most of the drift of a shared machine, which moves both).
 pub fn ranks_against_threads(rounds: u64) -> Vec<Figure> {
     let mut figures = Vec::new();
     for kernel in kernels() {
-        let rounds = if kernel.repeats == 1 { rounds.min(3) } else { rounds };
+        let rounds = rounds.min(kernel.max_rounds);
         let (mut threads, mut ranks, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
             let t = on_threads(&kernel, 2, round);
