@@ -18,7 +18,7 @@ use super::operator::{Discretization, FermionMatrix, FermionOperator};
 use crate::backend::cpu::PackedGroup;
 use crate::backend::cpu::alg_lanes_axpy;
 use crate::backend::cpu::halo::{
-    Extended, LaneCodec, Whole, copy_lanes, exchange, finish_stage, lane_vectors, lane_vectors_mut,
+    Extended, LaneCodec, LaneRun, Whole, copy_lanes, exchange, finish_stage, lane_vectors, lane_vectors_mut,
     start_stage,
 };
 use crate::backend::cpu::packed::{ColorVector, Lanes, PackedMatrix, Real, VectorPair};
@@ -147,29 +147,36 @@ where
         width / 2 * V::VECTORS * <V::Scalar as Real>::BYTES
     }
 
-    fn encode(&self, message: &Message, element: &[V], lane: usize, out: &mut [u8]) {
+    fn encode(&self, message: &Message, element: &[V], run: LaneRun, out: &mut [u8]) {
         let (b, minus) = Self::of(message);
         let v: &[V; S] = element.try_into().expect("a spinor");
         let size = <V::Scalar as Real>::BYTES;
-        for (r, row) in out.chunks_exact_mut(V::VECTORS * size).enumerate() {
+        let (row_bytes, lane_bytes) = (V::VECTORS * size, S / 2 * V::VECTORS * size);
+        for r in 0..S / 2 {
             let lower = times_phase(b.phase[r], &v[S / 2 + b.column[r]]);
             let half = if minus { v[r].sub(&lower) } else { v[r].add(&lower) };
-            for (x, bytes) in lane_vectors(&half).iter().zip(row.chunks_exact_mut(size)) {
-                x[lane].store_le(bytes);
+            for (lane, out) in run.lanes().zip(out.chunks_exact_mut(lane_bytes)) {
+                let row = &mut out[r * row_bytes..(r + 1) * row_bytes];
+                for (x, bytes) in lane_vectors(&half).iter().zip(row.chunks_exact_mut(size)) {
+                    x[lane].store_le(bytes);
+                }
             }
         }
     }
 
-    fn decode(&self, message: &Message, bytes: &[u8], lane: usize, element: &mut [V]) {
+    fn decode(&self, message: &Message, bytes: &[u8], run: LaneRun, element: &mut [V]) {
         let (b, _) = Self::of(message);
         let size = <V::Scalar as Real>::BYTES;
-        for r in 0..S / 2 {
-            let row = &bytes[r * V::VECTORS * size..];
-            for (k, x) in lane_vectors_mut(&mut element[r]).iter_mut().enumerate() {
-                x[lane] = V::Scalar::read_le(&row[k * size..]);
-            }
-            for x in lane_vectors_mut(&mut element[S / 2 + b.column[r]]) {
-                x[lane] = V::Scalar::ZERO;
+        let (row_bytes, lane_bytes) = (V::VECTORS * size, S / 2 * V::VECTORS * size);
+        for (lane, encoded) in run.lanes().zip(bytes.chunks_exact(lane_bytes)) {
+            for r in 0..S / 2 {
+                let row = &encoded[r * row_bytes..(r + 1) * row_bytes];
+                for (x, bytes) in lane_vectors_mut(&mut element[r]).iter_mut().zip(row.chunks_exact(size)) {
+                    x[lane] = V::Scalar::read_le(bytes);
+                }
+                for x in lane_vectors_mut(&mut element[S / 2 + b.column[r]]) {
+                    x[lane] = V::Scalar::ZERO;
+                }
             }
         }
     }

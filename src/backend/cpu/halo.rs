@@ -89,14 +89,47 @@ impl<T> Extended<'_, T> {
     }
 }
 
-/// What one lane of one element is in a message.
+/// The lanes of one element that a message carries next, in message order: a run of the
+/// message's lane list on one element.
+#[derive(Clone, Copy, Debug)]
+pub struct LaneRun<'a> {
+    lanes: &'a [LaneSite],
+}
+
+impl LaneRun<'_> {
+    /// The runs of a lane list: its longest stretches on one element.
+    fn split(list: &[LaneSite]) -> impl Iterator<Item = LaneRun<'_>> {
+        list.chunk_by(|a, b| a.element == b.element).map(|lanes| LaneRun { lanes })
+    }
+
+    /// The element.
+    fn element(&self) -> usize {
+        self.lanes[0].element as usize
+    }
+
+    /// Number of lanes.
+    fn len(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// The lanes, in message order.
+    pub fn lanes(&self) -> impl Iterator<Item = usize> + '_ {
+        self.lanes.iter().map(|s| s.lane as usize)
+    }
+}
+
+/// What one lane of one element is in a message. A codec works on a run of lanes of one element
+/// at a time, so that what it computes from the whole element (a spin projection) is computed
+/// once for all of them; the encoding of each lane has the same bytes as if it were alone.
 pub trait LaneCodec<T: LaneArray>: Sync {
     /// Bytes of one lane of an element of `width` values in `message`.
     fn lane_bytes(&self, message: &Message, width: usize) -> usize;
-    /// Writes lane `lane` of `element` for `message` to `out` (exactly `lane_bytes` long).
-    fn encode(&self, message: &Message, element: &[T], lane: usize, out: &mut [u8]);
-    /// Sets lane `lane` of `element` from its encoding in `message`.
-    fn decode(&self, message: &Message, bytes: &[u8], lane: usize, element: &mut [T]);
+    /// Writes the lanes of `run` of `element` for `message` to `out`, one after the other (each
+    /// exactly `lane_bytes` long).
+    fn encode(&self, message: &Message, element: &[T], run: LaneRun, out: &mut [u8]);
+    /// Sets the lanes of `run` of `element` from their encodings in `message`, one after the
+    /// other in `bytes`.
+    fn decode(&self, message: &Message, bytes: &[u8], run: LaneRun, element: &mut [T]);
 }
 
 /// Every lane vector of the element, unchanged.
@@ -107,17 +140,23 @@ impl<T: LaneArray> LaneCodec<T> for Whole {
         width * T::VECTORS * <T::Scalar as Real>::BYTES
     }
 
-    fn encode(&self, _message: &Message, element: &[T], lane: usize, out: &mut [u8]) {
+    fn encode(&self, message: &Message, element: &[T], run: LaneRun, out: &mut [u8]) {
         let size = <T::Scalar as Real>::BYTES;
-        for (v, bytes) in element.iter().flat_map(lane_vectors).zip(out.chunks_exact_mut(size)) {
-            v[lane].store_le(bytes);
+        let lane_bytes = LaneCodec::<T>::lane_bytes(self, message, element.len());
+        for (lane, out) in run.lanes().zip(out.chunks_exact_mut(lane_bytes)) {
+            for (v, bytes) in element.iter().flat_map(lane_vectors).zip(out.chunks_exact_mut(size)) {
+                v[lane].store_le(bytes);
+            }
         }
     }
 
-    fn decode(&self, _message: &Message, bytes: &[u8], lane: usize, element: &mut [T]) {
+    fn decode(&self, message: &Message, bytes: &[u8], run: LaneRun, element: &mut [T]) {
         let size = <T::Scalar as Real>::BYTES;
-        for (k, v) in element.iter_mut().flat_map(lane_vectors_mut).enumerate() {
-            v[lane] = T::Scalar::read_le(&bytes[k * size..]);
+        let lane_bytes = LaneCodec::<T>::lane_bytes(self, message, element.len());
+        for (lane, bytes) in run.lanes().zip(bytes.chunks_exact(lane_bytes)) {
+            for (v, bytes) in element.iter_mut().flat_map(lane_vectors_mut).zip(bytes.chunks_exact(size)) {
+                v[lane] = T::Scalar::read_le(bytes);
+            }
         }
     }
 }
@@ -134,8 +173,11 @@ pub fn start_stage<T: LaneArray>(
         .map(|m| {
             let size = codec.lane_bytes(m, field.width);
             let mut bytes = vec![0; m.send.len() * size];
-            for (s, out) in m.send.iter().zip(bytes.chunks_exact_mut(size)) {
-                codec.encode(m, field.element(s.element as usize), s.lane as usize, out);
+            let mut rest = &mut bytes[..];
+            for run in LaneRun::split(&m.send) {
+                let (out, tail) = rest.split_at_mut(run.len() * size);
+                codec.encode(m, field.element(run.element()), run, out);
+                rest = tail;
             }
             comm.start_exchange(m.mu, m.forward, bytes, m.receive.len() * size)
         })
@@ -152,8 +194,11 @@ pub fn finish_stage<T: LaneArray>(
     for (m, p) in stage.iter().zip(pending) {
         let bytes = p.finish();
         let size = codec.lane_bytes(m, field.width);
-        for (s, lane_bytes) in m.receive.iter().zip(bytes.chunks_exact(size)) {
-            codec.decode(m, lane_bytes, s.lane as usize, field.halo_element_mut(s.element as usize));
+        let mut rest = &bytes[..];
+        for run in LaneRun::split(&m.receive) {
+            let (encoded, tail) = rest.split_at(run.len() * size);
+            codec.decode(m, encoded, run, field.halo_element_mut(run.element()));
+            rest = tail;
         }
     }
 }
