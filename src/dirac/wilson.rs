@@ -216,16 +216,20 @@ impl<'a, G: PackedGroup, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
 
     fn build(u: &'a GaugeField<G>, cb: &'a Checkerboard, kappa: f64, boundary_phase: (f64, f64)) -> Self {
         u.assert_halo_fresh();
-        let mut w = WilsonOperator {
-            u,
-            cb,
-            kappa,
-            boundary_phase,
-            hop_links: [Vec::new(), Vec::new()],
-            scratch: Mutex::new(Vec::new()),
-        };
+        let mut w = Self::with_links(u, cb, kappa, boundary_phase, [Vec::new(), Vec::new()]);
         w.hop_links = std::array::from_fn(|p| w.links_in_hop_order(p));
         w
+    }
+
+    /// The operator with the given hop-ordered links and an empty scratch pool.
+    fn with_links(
+        u: &'a GaugeField<G>,
+        cb: &'a Checkerboard,
+        kappa: f64,
+        boundary_phase: (f64, f64),
+        hop_links: [Vec<G::Packed<R>>; 2],
+    ) -> Self {
+        WilsonOperator { u, cb, kappa, boundary_phase, hop_links, scratch: Mutex::new(Vec::new()) }
     }
 
     /// A field of `len` packed spinors with unspecified contents, for a result that will be
@@ -634,14 +638,8 @@ impl<'a, G: PackedGroup, const S: usize> FermionMatrix<G, S> for WilsonOperator<
     /// The f32 copy rounds this operator's hop-ordered links (the same values as building
     /// them from the gauge field in f32, without gathering them again).
     fn single(&self) -> WilsonOperator<'a, G, S, f32> {
-        WilsonOperator {
-            u: self.u,
-            cb: self.cb,
-            kappa: self.kappa,
-            boundary_phase: self.boundary_phase,
-            hop_links: self.hop_links.each_ref().map(|table| table.par_iter().map(G::packed_in).collect()),
-            scratch: Mutex::new(Vec::new()),
-        }
+        let links = self.hop_links.each_ref().map(|table| table.par_iter().map(G::packed_in).collect());
+        WilsonOperator::with_links(self.u, self.cb, self.kappa, self.boundary_phase, links)
     }
 
     fn add_derivative(
