@@ -25,6 +25,9 @@ pub enum Error {
     /// A host code's input through the library interface: a buffer of the wrong size, a
     /// non-finite value, a link outside the group, an unknown layout or parameter.
     Host(String),
+    /// A compute device is missing or failed: no CUDA driver or GPU, a kernel that does not
+    /// compile, a failed device call.
+    Device(String),
 }
 
 impl Error {
@@ -45,6 +48,7 @@ impl Error {
             Error::Numerical(m) => (3, m.clone(), String::new()),
             Error::Model(m) => (4, m.clone(), String::new()),
             Error::Host(m) => (5, m.clone(), String::new()),
+            Error::Device(m) => (6, m.clone(), String::new()),
         };
         serde_json::to_vec(&(kind, a, b)).unwrap_or_default()
     }
@@ -59,6 +63,7 @@ impl Error {
             Ok((3, m, _)) => Error::Numerical(m),
             Ok((4, m, _)) => Error::Model(m),
             Ok((5, m, _)) => Error::Host(m),
+            Ok((6, m, _)) => Error::Device(m),
             _ => Error::Numerical(format!("an undecodable error from another rank ({} bytes)", bytes.len())),
         }
     }
@@ -73,6 +78,7 @@ impl fmt::Display for Error {
             Error::Numerical(m) => write!(f, "numerical failure: {m}"),
             Error::Model(m) => write!(f, "flow model: {m}"),
             Error::Host(m) => write!(f, "host input: {m}"),
+            Error::Device(m) => write!(f, "device: {m}"),
         }
     }
 }
@@ -118,6 +124,7 @@ mod tests {
             Error::Numerical("NaN".into()),
             Error::Model("m".into()),
             Error::Host("h".into()),
+            Error::Device("d".into()),
         ];
         for e in &errors {
             assert_eq!(Error::decode(&e.encode()).to_string(), e.to_string());

@@ -66,7 +66,8 @@ typedef enum {
     FLOWHMC_ERROR_NUMERICAL = 4,  /**< a solver did not converge, a non-finite energy, ... */
     FLOWHMC_ERROR_MODEL = 5,      /**< a flow model is malformed or belongs to another theory or lattice */
     FLOWHMC_ERROR_NULL = 6,       /**< a required pointer argument is NULL */
-    FLOWHMC_ERROR_INTERNAL = 7    /**< a bug in flowhmc, caught at the boundary: destroy the context */
+    FLOWHMC_ERROR_INTERNAL = 7,   /**< a bug in flowhmc, caught at the boundary: destroy the context */
+    FLOWHMC_ERROR_DEVICE = 8      /**< a compute device is missing or failed (CUDA driver, GPU, kernel compilation) */
 } flowhmc_status;
 
 /** Precision of a host buffer of reals. */

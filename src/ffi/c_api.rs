@@ -34,6 +34,8 @@ pub mod status {
     pub const NULL: i32 = 6;
     /// A caught panic.
     pub const INTERNAL: i32 = 7;
+    /// A missing or failed compute device (CUDA driver, GPU, kernel compilation).
+    pub const DEVICE: i32 = 8;
 }
 
 /// Why a call of the C ABI failed: a required pointer argument is NULL, or the library
@@ -66,6 +68,7 @@ fn status_of(f: &Failure) -> c_int {
         Failure::Library(Error::Config(_) | Error::Io { .. }) => status::FILE,
         Failure::Library(Error::Numerical(_)) => status::NUMERICAL,
         Failure::Library(Error::Model(_)) => status::MODEL,
+        Failure::Library(Error::Device(_)) => status::DEVICE,
     }
 }
 

@@ -38,9 +38,12 @@ pub unsafe fn host_comm(_fortran_comm: i32, _grid: &[usize], _coords: &[usize]) 
 /// "host input: ", ...): what a bridge hands on when its status code already says the kind.
 pub fn without_kind(e: &Error) -> String {
     match e {
-        Error::Card(m) | Error::Config(m) | Error::Numerical(m) | Error::Model(m) | Error::Host(m) => {
-            m.clone()
-        }
+        Error::Card(m)
+        | Error::Config(m)
+        | Error::Numerical(m)
+        | Error::Model(m)
+        | Error::Host(m)
+        | Error::Device(m) => m.clone(),
         Error::Io { .. } => e.to_string(),
     }
 }

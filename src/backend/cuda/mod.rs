@@ -1,0 +1,129 @@
+//! The CUDA backend (cargo feature `cuda`), on cudarc: kernels are CUDA C sources in this
+//! module's `kernels/` folder, compiled at run time by NVRTC for the device found, so that
+//! building flowhmc needs no CUDA toolkit.
+//!
+//! What exists so far: finding the driver and a GPU ([`Gpu::open`]), compiling the kernel
+//! sources for an architecture ([`compile`], cached per process) and loading them on the GPU
+//! ([`Gpu::load`]), and the BLAS-1 kernels of `kernels/blas.cu`. Device-resident fields, the
+//! Dirac operators, solvers and forces come next (issue 19; README, "On a GPU").
+//!
+//! Libraries: cudarc opens libcuda (the driver) and libnvrtc (the compiler) when first used and
+//! panics when one is missing. Every entry point here first checks with a plain `dlopen`
+//! (cudarc's `is_culib_present`) and returns [`Error::Device`] instead: "no CUDA driver found",
+//! "NVRTC not found". libnvrtc is searched for as `libnvrtc.so.12` and the like on the
+//! loader's path (`LD_LIBRARY_PATH`), next to its `libnvrtc-builtins`; the PyPI wheel
+//! nvidia-cuda-nvrtc-cu12 has both in `nvidia/cuda_nvrtc/lib`.
+
+use crate::error::{Error, Result};
+use cudarc::driver::{CudaContext, CudaModule, CudaStream};
+use cudarc::nvrtc::{CompileOptions, Ptx, compile_ptx_with_opts};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// A kernel source of `kernels/`: its name and CUDA C text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KernelSource {
+    /// Name (the file name without `.cu`).
+    pub name: &'static str,
+    /// CUDA C source.
+    pub text: &'static str,
+}
+
+/// BLAS-1 kernels: `axpy_{f64,f32}` (y = a x + y) and `dot_partial_{f64,f32}` (per-block
+/// partial sums of x . y in a fixed order, for deterministic reductions); launch contract in
+/// the file's header.
+pub const BLAS: KernelSource = KernelSource { name: "blas", text: include_str!("kernels/blas.cu") };
+
+/// Every kernel source, for the compile tests.
+pub const KERNELS: &[KernelSource] = &[BLAS];
+
+/// Threads per block that the kernels are written for (`FLOWHMC_BLOCK`).
+pub const BLOCK: u32 = 256;
+
+/// Whether the driver library (libcuda) can be loaded.
+pub fn driver_present() -> bool {
+    // SAFETY: opens and closes the library by dlopen, calling nothing in it.
+    unsafe { cudarc::driver::sys::is_culib_present() }
+}
+
+/// Whether the run-time compiler (libnvrtc) can be loaded.
+pub fn nvrtc_present() -> bool {
+    // SAFETY: as in `driver_present`.
+    unsafe { cudarc::nvrtc::sys::is_culib_present() }
+}
+
+/// `source` compiled to PTX for architecture `arch` ("sm_80", "sm_90", ...), once per process
+/// and (source, arch); an error naming the source with NVRTC's log when it does not compile,
+/// or when NVRTC cannot be loaded.
+pub fn compile(source: KernelSource, arch: &'static str) -> Result<Ptx> {
+    static CACHE: OnceLock<Mutex<HashMap<(KernelSource, &'static str), Ptx>>> = OnceLock::new();
+    if !nvrtc_present() {
+        return Err(Error::Device(
+            "NVRTC not found: the CUDA backend compiles its kernels at run time with libnvrtc (put the \
+             folder with libnvrtc.so.12 on LD_LIBRARY_PATH, e.g. the PyPI wheel nvidia-cuda-nvrtc-cu12's \
+             nvidia/cuda_nvrtc/lib)"
+                .into(),
+        ));
+    }
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(ptx) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&(source, arch)) {
+        return Ok(ptx.clone());
+    }
+    let options =
+        CompileOptions { arch: Some(arch), name: Some(format!("{}.cu", source.name)), ..Default::default() };
+    let ptx = compile_ptx_with_opts(source.text, options)
+        .map_err(|e| Error::Device(format!("kernels/{}.cu does not compile for {arch}: {e}", source.name)))?;
+    cache.lock().unwrap_or_else(|e| e.into_inner()).insert((source, arch), ptx.clone());
+    Ok(ptx)
+}
+
+/// One GPU: its context, the stream the backend's work is queued on, and the architecture its
+/// kernels are compiled for.
+#[derive(Debug)]
+pub struct Gpu {
+    context: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    arch: &'static str,
+}
+
+impl Gpu {
+    /// GPU `ordinal` (0 for the first): "no CUDA driver found" when libcuda cannot be loaded
+    /// (a machine without NVIDIA's driver), "no CUDA device ..." when the driver finds no such
+    /// GPU.
+    pub fn open(ordinal: usize) -> Result<Gpu> {
+        if !driver_present() {
+            return Err(Error::Device(
+                "no CUDA driver found (libcuda.so could not be loaded): the CUDA backend needs an NVIDIA \
+                 GPU and its driver; use device = \"cpu\""
+                    .into(),
+            ));
+        }
+        let context = CudaContext::new(ordinal)
+            .map_err(|e| Error::Device(format!("no CUDA device {ordinal} could be opened: {e}")))?;
+        let (major, minor) = context
+            .compute_capability()
+            .map_err(|e| Error::Device(format!("CUDA device {ordinal}: compute capability: {e}")))?;
+        // the compile options want a static name; a process opens a handful of GPUs at most
+        let arch: &'static str = Box::leak(format!("sm_{major}{minor}").into_boxed_str());
+        let stream = context.default_stream();
+        Ok(Gpu { context, stream, arch })
+    }
+
+    /// The architecture the kernels are compiled for ("sm_90" on an H100 or H200).
+    pub fn arch(&self) -> &'static str {
+        self.arch
+    }
+
+    /// The stream the backend's work is queued on.
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// `source` compiled for this GPU ([`compile`]) and loaded.
+    pub fn load(&self, source: KernelSource) -> Result<Arc<CudaModule>> {
+        let ptx = compile(source, self.arch)?;
+        self.context.load_module(ptx).map_err(|e| {
+            Error::Device(format!("kernels/{}.cu: loading it on {}: {e}", source.name, self.arch))
+        })
+    }
+}

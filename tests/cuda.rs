@@ -1,0 +1,152 @@
+//! The CUDA backend (feature `cuda`) on machines with and without a GPU: every kernel source
+//! compiles with NVRTC for sm_80 and sm_90 (which needs no GPU: only libnvrtc); opening a GPU
+//! without a driver is a clear error; and where a GPU is present, its kernels agree with the
+//! CPU. A test that needs what the machine lacks says so in one line and returns; with
+//! `FLOWHMC_REQUIRE_NVRTC=1` (set by CI, which installs NVRTC) a missing NVRTC fails instead.
+#![cfg(feature = "cuda")]
+
+use cudarc::driver::{LaunchConfig, PushKernelArg};
+use flowhmc::backend::cuda::{
+    BLAS, BLOCK, Gpu, KERNELS, KernelSource, compile, driver_present, nvrtc_present,
+};
+
+/// Whether NVRTC is here; a skip line when not (a failure when CI requires it).
+fn nvrtc_or_skip(test: &str) -> bool {
+    if nvrtc_present() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("FLOWHMC_REQUIRE_NVRTC").is_none(),
+        "{test}: FLOWHMC_REQUIRE_NVRTC is set but libnvrtc cannot be loaded"
+    );
+    eprintln!("{test}: skipped, libnvrtc cannot be loaded (no NVRTC on this machine)");
+    false
+}
+
+#[test]
+fn every_kernel_compiles_for_sm80_and_sm90() {
+    if !nvrtc_or_skip("every_kernel_compiles_for_sm80_and_sm90") {
+        return;
+    }
+    for source in KERNELS {
+        let entries: Vec<&str> = source
+            .text
+            .lines()
+            .filter_map(|l| l.strip_prefix("extern \"C\" __global__ void "))
+            .map(|l| l.split('(').next().unwrap_or(""))
+            .collect();
+        assert!(!entries.is_empty(), "{}: no entry points", source.name);
+        for arch in ["sm_80", "sm_90"] {
+            let ptx = compile(*source, arch).unwrap_or_else(|e| panic!("{e}")).to_src();
+            assert!(ptx.contains(&format!(".target {arch}")), "{} for {arch}: {ptx:.200}", source.name);
+            for entry in &entries {
+                assert!(
+                    ptx.contains(&format!(".entry {entry}(")),
+                    "{} for {arch}: no entry {entry}",
+                    source.name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_kernel_that_does_not_compile_is_named_with_the_compiler_log() {
+    if !nvrtc_or_skip("a_kernel_that_does_not_compile_is_named_with_the_compiler_log") {
+        return;
+    }
+    let broken =
+        KernelSource { name: "broken", text: "extern \"C\" __global__ void k() { undefined_call(); }" };
+    let message = compile(broken, "sm_80").unwrap_err().to_string();
+    assert!(message.contains("kernels/broken.cu does not compile for sm_80"), "{message}");
+    assert!(message.contains("undefined_call"), "{message}");
+}
+
+#[test]
+fn without_a_driver_opening_a_gpu_is_a_clear_error() {
+    if driver_present() {
+        eprintln!("without_a_driver_opening_a_gpu_is_a_clear_error: skipped, this machine has a CUDA driver");
+        return;
+    }
+    let message = Gpu::open(0).unwrap_err().to_string();
+    assert!(message.starts_with("device: no CUDA driver found"), "{message}");
+}
+
+/// Deterministic values in [-1, 1) (a fixed linear congruential sequence).
+fn values(n: usize, seed: u64) -> Vec<f64> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (s >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+        })
+        .collect()
+}
+
+#[test]
+fn blas_kernels_on_the_gpu_match_the_cpu() {
+    if !driver_present() {
+        eprintln!("blas_kernels_on_the_gpu_match_the_cpu: skipped, no CUDA driver on this machine");
+        return;
+    }
+    if !nvrtc_or_skip("blas_kernels_on_the_gpu_match_the_cpu") {
+        return;
+    }
+    let gpu = Gpu::open(0).unwrap_or_else(|e| panic!("{e}"));
+    let module = gpu.load(BLAS).unwrap_or_else(|e| panic!("{e}"));
+    let stream = gpu.stream();
+    let n = 1_000_003usize;
+    let length = n as i64;
+    let (x, y, a) = (values(n, 1), values(n, 2), 0.37f64);
+    // axpy, f64: one rounding, as the CPU's mul_add
+    let axpy = module.load_function("axpy_f64").unwrap();
+    let (dx, mut dy) = (stream.clone_htod(&x).unwrap(), stream.clone_htod(&y).unwrap());
+    let config = LaunchConfig {
+        grid_dim: (n.div_ceil(BLOCK as usize) as u32, 1, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let mut launch = stream.launch_builder(&axpy);
+    launch.arg(&length).arg(&a).arg(&dx).arg(&mut dy);
+    unsafe { launch.launch(config) }.unwrap();
+    let result = stream.clone_dtoh(&dy).unwrap();
+    for i in 0..n {
+        assert_eq!(result[i].to_bits(), a.mul_add(x[i], y[i]).to_bits(), "axpy_f64 at {i}");
+    }
+    // dot partials, f64 and f32: the same bits on every launch, and the sum close to the CPU's
+    for precision in ["f64", "f32"] {
+        let dot = module.load_function(&format!("dot_partial_{precision}")).unwrap();
+        let blocks = 120u32;
+        let run = || -> Vec<f64> {
+            let mut partial = stream.alloc_zeros::<f64>(blocks as usize).unwrap();
+            let mut launch = stream.launch_builder(&dot);
+            let config =
+                LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 };
+            let (dx32, dy32);
+            launch.arg(&length);
+            if precision == "f64" {
+                launch.arg(&dx).arg(&dy);
+            } else {
+                dx32 = stream.clone_htod(&x.iter().map(|&v| v as f32).collect::<Vec<f32>>()).unwrap();
+                dy32 = stream.clone_htod(&result.iter().map(|&v| v as f32).collect::<Vec<f32>>()).unwrap();
+                launch.arg(&dx32).arg(&dy32);
+            }
+            launch.arg(&mut partial);
+            unsafe { launch.launch(config) }.unwrap();
+            stream.clone_dtoh(&partial).unwrap()
+        };
+        let (first, second) = (run(), run());
+        assert_eq!(first, second, "dot_partial_{precision} is not deterministic");
+        let gpu_sum: f64 = first.iter().sum();
+        let cpu_sum: f64 = if precision == "f64" {
+            x.iter().zip(&result).map(|(a, b)| a * b).sum()
+        } else {
+            x.iter().zip(&result).map(|(&a, &b)| (a as f32) as f64 * (b as f32) as f64).sum()
+        };
+        let scale: f64 = x.iter().zip(&result).map(|(a, b)| (a * b).abs()).sum();
+        assert!(
+            (gpu_sum - cpu_sum).abs() <= 1e-13 * scale,
+            "dot_partial_{precision}: {gpu_sum} against {cpu_sum}"
+        );
+    }
+}
