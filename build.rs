@@ -1,7 +1,9 @@
 //! Build script: records the source revision in the binary (`flowhmc --version` and every
 //! summary.json), so an ensemble can be traced to the code that made it, and builds the C++
 //! side of the cxx bridge (`src/ffi/cxx_bridge.rs`; its generated header is what
-//! `include/flowhmc/flowhmc.hpp` includes, see README.md for the include path).
+//! `include/flowhmc/flowhmc.hpp` includes, see README.md for the include path). With the
+//! feature `cuda` it also builds the CUDA kernel sources as host C++
+//! (`src/backend/cuda/host/emulation.cpp`), which the CPU tests of the kernels launch.
 
 use std::process::Command;
 
@@ -19,4 +21,15 @@ fn main() {
 
     cxx_build::bridge("src/ffi/cxx_bridge.rs").std("c++17").compile("flowhmc-cxxbridge");
     println!("cargo:rerun-if-changed=src/ffi/cxx_bridge.rs");
+
+    if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
+        cc::Build::new()
+            .cpp(true)
+            .std("c++20")
+            .file("src/backend/cuda/host/emulation.cpp")
+            .compile("flowhmc-cuda-emulation");
+        println!("cargo:rustc-link-lib=pthread");
+        println!("cargo:rerun-if-changed=src/backend/cuda/host");
+        println!("cargo:rerun-if-changed=src/backend/cuda/kernels");
+    }
 }

@@ -150,3 +150,83 @@ fn blas_kernels_on_the_gpu_match_the_cpu() {
         );
     }
 }
+
+/// A pointer to a kernel argument's value, as a launch takes it.
+fn ptr<T>(value: &mut T) -> *mut std::ffi::c_void {
+    (value as *mut T).cast()
+}
+
+/// Kernel `name` launched on the CPU emulation with the given argument pointers.
+fn emulate(name: &str, grid: u32, args: &mut [*mut std::ffi::c_void]) {
+    // SAFETY: every caller passes one pointer per parameter of `name`, to values of its types,
+    // with arrays as long as the launch reads and writes.
+    unsafe { flowhmc::backend::cuda::emulation::launch(name, grid, BLOCK, args) }
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The emulated kernels (the sources of `kernels/` as host C++) compute what their headers
+/// say, bit for bit: axpy as one fused multiply-add per element, the dot partials in their
+/// documented order (thread-strided sums, then the fixed tree), recomputed here in Rust. Three
+/// blocks over 2 * 3 * 256 + 77 elements, so every thread strides and the last stride is ragged.
+#[test]
+fn emulated_blas_kernels_compute_their_documented_sums() {
+    let (grid, block) = (3u32, BLOCK as usize);
+    let n = 2 * grid as usize * block + 77;
+    let mut length = n as i64;
+    let x = values(n, 3);
+    let y = values(n, 4);
+    let mut a = -1.25f64;
+    // axpy, f64 and f32
+    let mut out = y.clone();
+    let (mut px, mut py) = (x.as_ptr(), out.as_mut_ptr());
+    emulate("axpy_f64", grid, &mut [ptr(&mut length), ptr(&mut a), ptr(&mut px), ptr(&mut py)]);
+    for i in 0..n {
+        assert_eq!(out[i].to_bits(), a.mul_add(x[i], y[i]).to_bits(), "axpy_f64 at {i}");
+    }
+    let (x32, y32): (Vec<f32>, Vec<f32>) =
+        (x.iter().map(|&v| v as f32).collect(), y.iter().map(|&v| v as f32).collect());
+    let mut out32 = y32.clone();
+    let mut a32 = a as f32;
+    let (mut px32, mut py32) = (x32.as_ptr(), out32.as_mut_ptr());
+    emulate("axpy_f32", grid, &mut [ptr(&mut length), ptr(&mut a32), ptr(&mut px32), ptr(&mut py32)]);
+    for i in 0..n {
+        assert_eq!(out32[i].to_bits(), a32.mul_add(x32[i], y32[i]).to_bits(), "axpy_f32 at {i}");
+    }
+    // dot partials, f64 and f32, against the documented order
+    let expected = |product: &dyn Fn(usize) -> f64| -> Vec<f64> {
+        (0..grid as usize)
+            .map(|b| {
+                let mut sums: Vec<f64> = (0..block)
+                    .map(|t| {
+                        (b * block + t..n).step_by(grid as usize * block).fold(0.0, |acc, i| acc + product(i))
+                    })
+                    .collect();
+                let mut w = block / 2;
+                while w > 0 {
+                    for t in 0..w {
+                        sums[t] += sums[t + w];
+                    }
+                    w /= 2;
+                }
+                sums[0]
+            })
+            .collect()
+    };
+    let mut partial = vec![f64::NAN; grid as usize];
+    let mut pp = partial.as_mut_ptr();
+    let (mut px, mut py) = (x.as_ptr(), y.as_ptr());
+    emulate("dot_partial_f64", grid, &mut [ptr(&mut length), ptr(&mut px), ptr(&mut py), ptr(&mut pp)]);
+    assert_eq!(partial, expected(&|i| x[i] * y[i]), "dot_partial_f64");
+    let (mut px32, mut py32) = (x32.as_ptr(), y32.as_ptr());
+    emulate("dot_partial_f32", grid, &mut [ptr(&mut length), ptr(&mut px32), ptr(&mut py32), ptr(&mut pp)]);
+    assert_eq!(partial, expected(&|i| x32[i] as f64 * y32[i] as f64), "dot_partial_f32");
+}
+
+#[test]
+fn the_emulation_refuses_a_kernel_it_does_not_know() {
+    // SAFETY: an unknown kernel reads no arguments.
+    let message = unsafe { flowhmc::backend::cuda::emulation::launch("no_such_kernel", 1, BLOCK, &mut []) }
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("no kernel no_such_kernel"), "{message}");
+}

@@ -4,7 +4,8 @@
 //!
 //! What exists so far: finding the driver and a GPU ([`Gpu::open`]), compiling the kernel
 //! sources for an architecture ([`compile`], cached per process) and loading them on the GPU
-//! ([`Gpu::load`]), and the BLAS-1 kernels of `kernels/blas.cu`. Device-resident fields, the
+//! ([`Gpu::load`]), the BLAS-1 kernels of `kernels/blas.cu`, and the same kernels run on the CPU
+//! ([`emulation`]) for tests without a GPU. Device-resident fields, the
 //! Dirac operators, solvers and forces come next (issue 19; README, "On a GPU").
 //!
 //! Libraries: cudarc opens libcuda (the driver) and libnvrtc (the compiler) when first used and
@@ -13,6 +14,8 @@
 //! "NVRTC not found". libnvrtc is searched for as `libnvrtc.so.12` and the like on the
 //! loader's path (`LD_LIBRARY_PATH`), next to its `libnvrtc-builtins`; the PyPI wheel
 //! nvidia-cuda-nvrtc-cu12 has both in `nvidia/cuda_nvrtc/lib`.
+
+pub mod emulation;
 
 use crate::error::{Error, Result};
 use cudarc::driver::{CudaContext, CudaModule, CudaStream};

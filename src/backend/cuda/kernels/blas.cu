@@ -32,7 +32,7 @@ __device__ void dot_partial(long long n, const T* x, const T* y, double* partial
     }
     sums[threadIdx.x] = acc;
     __syncthreads();
-    for (int w = FLOWHMC_BLOCK / 2; w > 0; w /= 2) {
+    for (unsigned w = FLOWHMC_BLOCK / 2; w > 0; w /= 2) {
         if (threadIdx.x < w) {
             sums[threadIdx.x] += sums[threadIdx.x + w];
         }
