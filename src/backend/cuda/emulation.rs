@@ -14,7 +14,8 @@ unsafe extern "C" {
 
 /// Runs kernel `name` on `grid` blocks of `block` threads (x only), its arguments given as
 /// the driver's `cuLaunchKernel` takes them: `args[k]` points to the value of parameter k. An
-/// error for a kernel the emulation does not know.
+/// error for a kernel the emulation does not know. Launches from several threads run one after
+/// the other.
 ///
 /// # Safety
 /// `args` must hold one pointer per kernel parameter, each to a value of that parameter's type,

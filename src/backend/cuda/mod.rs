@@ -4,7 +4,8 @@
 //!
 //! What exists so far: finding the driver and a GPU ([`Gpu::open`]), compiling the kernel
 //! sources for an architecture ([`compile`], cached per process) and loading them on the GPU
-//! ([`Gpu::load`]), the BLAS-1 kernels of `kernels/blas.cu`, and the same kernels run on the CPU
+//! ([`Gpu::load`]), the BLAS-1 kernels of `kernels/blas.cu`, a first Wilson operator on
+//! site-major fields (`kernels/wilson.cu`, not yet tuned), and the same kernels run on the CPU
 //! ([`emulation`]) for tests without a GPU. Device-resident fields, the
 //! Dirac operators, solvers and forces come next (issue 19; README, "On a GPU").
 //!
@@ -37,8 +38,13 @@ pub struct KernelSource {
 /// the file's header.
 pub const BLAS: KernelSource = KernelSource { name: "blas", text: include_str!("kernels/blas.cu") };
 
+/// The Wilson-Dirac operator M (and M^dagger) on a whole 4D SU(3) lattice in site-major
+/// storage, one thread per site: `wilson_{f64,f32}`; storage, conventions and launch contract
+/// in the file's header.
+pub const WILSON: KernelSource = KernelSource { name: "wilson", text: include_str!("kernels/wilson.cu") };
+
 /// Every kernel source, for the compile tests.
-pub const KERNELS: &[KernelSource] = &[BLAS];
+pub const KERNELS: &[KernelSource] = &[BLAS, WILSON];
 
 /// Threads per block that the kernels are written for (`FLOWHMC_BLOCK`).
 pub const BLOCK: u32 = 256;

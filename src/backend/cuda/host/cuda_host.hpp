@@ -4,7 +4,8 @@
 // Execution model: a launch runs the blocks of its grid one after the other; the threads of a
 // block run as host threads, started together, and __syncthreads() is a barrier among them.
 // __shared__ variables are static: one block runs at a time, and all its threads see them.
-// threadIdx and blockIdx are per host thread, blockDim and gridDim per launch.
+// threadIdx and blockIdx are per host thread, blockDim and gridDim per launch (one launch runs
+// at a time).
 
 #pragma once
 

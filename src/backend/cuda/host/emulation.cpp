@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <exception>
+#include <mutex>
 #include <thread>
 #include <tuple>
 #include <type_traits>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "../kernels/blas.cu"
+#include "../kernels/wilson.cu"
 
 namespace {
 
@@ -58,12 +60,17 @@ const Entry kernels[] = {
     FLOWHMC_KERNEL(axpy_f32),
     FLOWHMC_KERNEL(dot_partial_f64),
     FLOWHMC_KERNEL(dot_partial_f32),
+    FLOWHMC_KERNEL(wilson_f64),
+    FLOWHMC_KERNEL(wilson_f32),
 };
 
 }  // namespace
 
 // Launches the kernel `name` (0), or returns 1 for an unknown name and 2 when the launch threw.
+// One launch at a time: the launch geometry and the block's barrier are process-wide.
 extern "C" int flowhmc_emulate_launch(const char* name, unsigned grid, unsigned block, void** args) {
+    static std::mutex one_launch;
+    std::lock_guard<std::mutex> lock(one_launch);
     for (const Entry& e : kernels) {
         if (std::strcmp(e.name, name) == 0) {
             try {

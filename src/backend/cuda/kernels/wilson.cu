@@ -1,0 +1,146 @@
+// The Wilson-Dirac operator on a whole 4D SU(3) lattice, one thread per site:
+//   out = M psi = psi - kappa H psi, or M^dagger psi = gamma5 M gamma5 psi with dagger != 0,
+//   H psi(x) = sum_mu [(1 - gamma_mu) U_mu(x) psi(x+mu) + (1 + gamma_mu) U_mu(x-mu)^dagger psi(x-mu)]
+// (README, Conventions), with the phase exp(i theta) on a forward hop that wraps around time
+// and exp(-i theta) on a backward one (theta = pi: antiperiodic).
+//
+// Storage, complex numbers as (re, im) pairs of reals, sites x lexicographic with x0 fastest
+// (extents l0, l1, l2, l3; time is mu = 3):
+//   links   u[((x * 4 + mu) * 3 + row) * 3 + col]   U_mu(x), row-major
+//   spinors psi[(x * 4 + spin) * 3 + color]
+// Gammas: the DeGrand-Rossi basis, gamma_mu = [[0, A_mu], [A_mu^dagger, 0]], row r of A_mu has
+// the phase i^PHASE[mu][r] in column COLUMN[mu][r] (the table of the CPU operator's
+// dirac::gamma::BLOCKS_4D; the tests compare the two operators). A hop projects onto the two
+// rows h_r = psi_up[r] -+ A psi_down, multiplies them by the link and adds back
+// up[r] += chi_r, down[COLUMN[r]] -+= conj(i^PHASE[r]) chi_r (minus for 1 - gamma_mu).
+//
+// Launch: any block size, gridDim.x * blockDim.x >= l0 l1 l2 l3.
+
+template <typename T>
+struct Complex {
+    T re, im;
+};
+
+template <typename T>
+__device__ inline Complex<T> operator+(Complex<T> a, Complex<T> b) { return {a.re + b.re, a.im + b.im}; }
+
+template <typename T>
+__device__ inline Complex<T> operator-(Complex<T> a, Complex<T> b) { return {a.re - b.re, a.im - b.im}; }
+
+// a b
+template <typename T>
+__device__ inline Complex<T> times(Complex<T> a, Complex<T> b) {
+    return {a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re};
+}
+
+// conj(a) b
+template <typename T>
+__device__ inline Complex<T> conj_times(Complex<T> a, Complex<T> b) {
+    return {a.re * b.re + a.im * b.im, a.re * b.im - a.im * b.re};
+}
+
+// i^k z
+template <typename T>
+__device__ inline Complex<T> times_i_power(int k, Complex<T> z) {
+    switch (k & 3) {
+        case 0: return z;
+        case 1: return {-z.im, z.re};
+        case 2: return {-z.re, -z.im};
+        default: return {z.im, -z.re};
+    }
+}
+
+__device__ inline int gamma_column(int mu, int r) {
+    const int column[4][2] = {{1, 0}, {1, 0}, {0, 1}, {0, 1}};
+    return column[mu][r];
+}
+
+__device__ inline int gamma_phase(int mu, int r) {
+    const int phase[4][2] = {{1, 1}, {2, 0}, {1, 3}, {0, 0}};
+    return phase[mu][r];
+}
+
+template <typename T>
+__device__ inline Complex<T> load(const T* p, long long k) { return {p[2 * k], p[2 * k + 1]}; }
+
+// chi = U h (adjoint: U^dagger h) for the 3x3 link at u
+template <typename T>
+__device__ inline void link_times(const T* u, bool adjoint, const Complex<T> h[3], Complex<T> chi[3]) {
+    for (int a = 0; a < 3; ++a) {
+        Complex<T> sum = {0, 0};
+        for (int b = 0; b < 3; ++b) {
+            sum = sum + (adjoint ? conj_times(load(u, b * 3 + a), h[b]) : times(load(u, a * 3 + b), h[b]));
+        }
+        chi[a] = sum;
+    }
+}
+
+template <typename T>
+__device__ void wilson(const T* u, const T* psi, T* out, int l0, int l1, int l2, int l3, T kappa, T cos_theta,
+                       T sin_theta, int dagger) {
+    long long volume = (long long)l0 * l1 * l2 * l3;
+    long long x = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (x >= volume) {
+        return;
+    }
+    const int dims[4] = {l0, l1, l2, l3};
+    int c[4];
+    long long rest = x;
+    for (int mu = 0; mu < 4; ++mu) {
+        c[mu] = (int)(rest % dims[mu]);
+        rest /= dims[mu];
+    }
+    Complex<T> acc[4][3] = {};
+    for (int mu = 0; mu < 4; ++mu) {
+        for (int forward = 1; forward >= 0; --forward) {
+            // the neighbour's site, and the phase of a hop around time
+            long long stride = 1;
+            for (int nu = 0; nu < mu; ++nu) {
+                stride *= dims[nu];
+            }
+            bool wraps = forward ? c[mu] == dims[mu] - 1 : c[mu] == 0;
+            long long y = x + (forward ? stride : -stride) + (wraps ? (forward ? -1 : 1) * stride * dims[mu] : 0);
+            Complex<T> phase = {1, 0};
+            if (mu == 3 && wraps) {
+                phase = {cos_theta, forward ? sin_theta : -sin_theta};
+            }
+            // 1 - gamma_mu forward, 1 + gamma_mu backward; swapped for M^dagger
+            bool minus = (forward != 0) != (dagger != 0);
+            Complex<T> h[2][3];
+            for (int r = 0; r < 2; ++r) {
+                for (int a = 0; a < 3; ++a) {
+                    Complex<T> up = load(psi, (y * 4 + r) * 3 + a);
+                    Complex<T> down = times_i_power(gamma_phase(mu, r), load(psi, (y * 4 + 2 + gamma_column(mu, r)) * 3 + a));
+                    h[r][a] = minus ? up - down : up + down;
+                }
+            }
+            const T* link = u + 2 * 9 * (forward ? x * 4 + mu : y * 4 + mu);
+            for (int r = 0; r < 2; ++r) {
+                Complex<T> chi[3];
+                link_times(link, forward == 0, h[r], chi);
+                int k = gamma_column(mu, r);
+                int conj_phase = 4 - gamma_phase(mu, r);
+                for (int a = 0; a < 3; ++a) {
+                    Complex<T> v = times(phase, chi[a]);
+                    Complex<T> down = times_i_power(conj_phase, v);
+                    acc[r][a] = acc[r][a] + v;
+                    acc[2 + k][a] = minus ? acc[2 + k][a] - down : acc[2 + k][a] + down;
+                }
+            }
+        }
+    }
+    for (int s = 0; s < 4; ++s) {
+        for (int a = 0; a < 3; ++a) {
+            long long k = (x * 4 + s) * 3 + a;
+            out[2 * k] = psi[2 * k] - kappa * acc[s][a].re;
+            out[2 * k + 1] = psi[2 * k + 1] - kappa * acc[s][a].im;
+        }
+    }
+}
+
+extern "C" __global__ void wilson_f64(const double* u, const double* psi, double* out, int l0, int l1, int l2, int l3, double kappa, double cos_theta, double sin_theta, int dagger) {
+    wilson(u, psi, out, l0, l1, l2, l3, kappa, cos_theta, sin_theta, dagger);
+}
+extern "C" __global__ void wilson_f32(const float* u, const float* psi, float* out, int l0, int l1, int l2, int l3, float kappa, float cos_theta, float sin_theta, int dagger) {
+    wilson(u, psi, out, l0, l1, l2, l3, kappa, cos_theta, sin_theta, dagger);
+}
