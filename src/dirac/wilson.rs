@@ -151,7 +151,7 @@ where
         let (b, minus) = Self::of(message);
         let v: &[V; S] = element.try_into().expect("a spinor");
         let size = <V::Scalar as Real>::BYTES;
-        let (row_bytes, lane_bytes) = (V::VECTORS * size, S / 2 * V::VECTORS * size);
+        let (row_bytes, lane_bytes) = (V::VECTORS * size, LaneCodec::<V>::lane_bytes(self, message, S));
         for r in 0..S / 2 {
             let lower = times_phase(b.phase[r], &v[S / 2 + b.column[r]]);
             let half = if minus { v[r].sub(&lower) } else { v[r].add(&lower) };
@@ -167,7 +167,7 @@ where
     fn decode(&self, message: &Message, bytes: &[u8], run: LaneRun, element: &mut [V]) {
         let (b, _) = Self::of(message);
         let size = <V::Scalar as Real>::BYTES;
-        let (row_bytes, lane_bytes) = (V::VECTORS * size, S / 2 * V::VECTORS * size);
+        let (row_bytes, lane_bytes) = (V::VECTORS * size, LaneCodec::<V>::lane_bytes(self, message, S));
         for (lane, encoded) in run.lanes().zip(bytes.chunks_exact(lane_bytes)) {
             for r in 0..S / 2 {
                 let row = &encoded[r * row_bytes..(r + 1) * row_bytes];

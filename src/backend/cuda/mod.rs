@@ -66,6 +66,10 @@ pub fn nvrtc_present() -> bool {
 /// or when NVRTC cannot be loaded.
 pub fn compile(source: KernelSource, arch: &'static str) -> Result<Ptx> {
     static CACHE: OnceLock<Mutex<HashMap<(KernelSource, &'static str), Ptx>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(ptx) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&(source, arch)) {
+        return Ok(ptx.clone());
+    }
     if !nvrtc_present() {
         return Err(Error::Device(
             "NVRTC not found: the CUDA backend compiles its kernels at run time with libnvrtc (put the \
@@ -73,10 +77,6 @@ pub fn compile(source: KernelSource, arch: &'static str) -> Result<Ptx> {
              nvidia/cuda_nvrtc/lib)"
                 .into(),
         ));
-    }
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(ptx) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&(source, arch)) {
-        return Ok(ptx.clone());
     }
     let options =
         CompileOptions { arch: Some(arch), name: Some(format!("{}.cu", source.name)), ..Default::default() };

@@ -85,21 +85,20 @@ __device__ void wilson(const T* u, const T* psi, T* out, int l0, int l1, int l2,
     }
     const int dims[4] = {l0, l1, l2, l3};
     int c[4];
+    long long stride[4];
     long long rest = x;
     for (int mu = 0; mu < 4; ++mu) {
         c[mu] = (int)(rest % dims[mu]);
         rest /= dims[mu];
+        stride[mu] = mu == 0 ? 1 : stride[mu - 1] * dims[mu - 1];
     }
     Complex<T> acc[4][3] = {};
     for (int mu = 0; mu < 4; ++mu) {
         for (int forward = 1; forward >= 0; --forward) {
             // the neighbour's site, and the phase of a hop around time
-            long long stride = 1;
-            for (int nu = 0; nu < mu; ++nu) {
-                stride *= dims[nu];
-            }
             bool wraps = forward ? c[mu] == dims[mu] - 1 : c[mu] == 0;
-            long long y = x + (forward ? stride : -stride) + (wraps ? (forward ? -1 : 1) * stride * dims[mu] : 0);
+            long long step = forward ? stride[mu] : -stride[mu];
+            long long y = x + step - (wraps ? step * dims[mu] : 0);
             Complex<T> phase = {1, 0};
             if (mu == 3 && wraps) {
                 phase = {cos_theta, forward ? sin_theta : -sin_theta};
