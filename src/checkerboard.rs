@@ -5,8 +5,8 @@
 //!
 //! A full field is a sequence of blocks, each a packed array over some of the outer sites (in
 //! increasing outer order); a hop from block p lands in block [`Checkerboard::neighbour_block`].
-//! - Even/odd layout: when L_{D-2}/2 and L_{D-1}/2 are even, the LANES sites of an outer site
-//!   have the same parity, so block p holds the outer sites of parity p (index i = 0..V/(2
+//! - Even/odd layout: when L/2 is even in both lane directions
+//!   ([`Lattice::lane_directions`]), the LANES sites of an outer site have the same parity, so block p holds the outer sites of parity p (index i = 0..V/(2
 //!   LANES)): a half field is one block, a full field the even block then the odd one, and a
 //!   hop from parity p lands on the other parity.
 //! - Natural layout (any even extents): one block of all outer sites in outer order; a hop
@@ -66,12 +66,6 @@ impl Hop {
     }
 }
 
-/// Whether hops in direction mu of a D-dimensional lattice can exchange lanes: only the last
-/// two directions are cut into the lane halves of the packed layout.
-pub const fn hop_may_permute(ndim: usize, mu: usize) -> bool {
-    mu + 2 >= ndim
-}
-
 /// Block maps and hop tables of the packed layout for fermion fields: the even/odd layout
 /// (two blocks, one per parity) or the natural one (one block of all outer sites).
 #[derive(Clone, Debug)]
@@ -97,22 +91,40 @@ pub struct Checkerboard {
 }
 
 impl Checkerboard {
-    /// Checks that extents `dims` admit the even/odd layout: L_{D-2} and L_{D-1} divisible by
-    /// 4, so that all lanes of an outer site share its parity. The natural layout needs no
-    /// more than the lattice itself (even extents).
+    /// Checks that a whole lattice of extents `dims` on one process admits the even/odd layout:
+    /// L_{D-2} and L_{D-1} (its lane directions) divisible by 4, so that all lanes of an outer
+    /// site share its parity. The natural layout needs no more than the lattice itself (even
+    /// extents).
     pub fn check_dims(dims: &[usize]) -> Result<()> {
         let d = dims.len();
-        if !dims[d - 2].is_multiple_of(4) || !dims[d - 1].is_multiple_of(4) {
-            return Err(Error::Config(format!(
-                "lattice {dims:?}: even/odd preconditioning (even_odd = true) needs the last two extents \
-                 divisible by 4 (all sites of a packed vector share a parity); even_odd = false runs on any \
-                 even extents"
-            )));
-        }
-        Ok(())
+        Self::check_lanes(dims, [d - 2, d - 1])
     }
 
-    /// The even/odd layout (see [`Checkerboard::check_dims`] for the extents it needs).
+    /// Checks that the block `lattice` admits the even/odd layout: its local extents in its lane
+    /// directions ([`Lattice::lane_directions`]) divisible by 4. On one process this is
+    /// [`Checkerboard::check_dims`]; a process grid chooses its lane directions so that this holds
+    /// wherever the whole lattice's check does.
+    pub fn check_block(lattice: &Lattice) -> Result<()> {
+        Self::check_lanes(lattice.dims(), lattice.lane_directions())
+    }
+
+    fn check_lanes(dims: &[usize], lanes: [usize; 2]) -> Result<()> {
+        if lanes.iter().all(|&nu| dims[nu].is_multiple_of(4)) {
+            return Ok(());
+        }
+        let d = dims.len();
+        let which = if lanes == [d - 2, d - 1] {
+            "the last two extents".to_string()
+        } else {
+            format!("the extents of directions {} and {} (the lane directions)", lanes[0], lanes[1])
+        };
+        Err(Error::Config(format!(
+            "lattice {dims:?}: even/odd preconditioning (even_odd = true) needs {which} divisible by 4 (all \
+             sites of a packed vector share a parity); even_odd = false runs on any even extents"
+        )))
+    }
+
+    /// The even/odd layout (see [`Checkerboard::check_block`] for the extents it needs).
     pub fn new(lattice: Arc<Lattice>) -> Result<Self> {
         Self::build(lattice, true)
     }
@@ -128,7 +140,7 @@ impl Checkerboard {
     /// keeping the even/odd layout where it exists keeps the summation order of runs without
     /// preconditioning what it was before the natural layout existed.
     pub fn for_fields(lattice: Arc<Lattice>, even_odd: bool) -> Result<Self> {
-        if even_odd || Self::check_dims(lattice.dims()).is_ok() {
+        if even_odd || Self::check_block(&lattice).is_ok() {
             Self::new(lattice)
         } else {
             Self::natural(lattice)
@@ -141,7 +153,7 @@ impl Checkerboard {
         let dims = lattice.dims().to_vec();
         let d = dims.len();
         if even_odd {
-            Self::check_dims(&dims)?;
+            Self::check_block(&lattice)?;
         }
         let outer_volume = lattice.outer_volume();
         let elements = lattice.face_len();
@@ -368,7 +380,7 @@ mod tests {
                     let tc = lat.coord(site, d - 1);
                     let wraps = mu == d - 1 && if forward { tc == dims[d - 1] - 1 } else { tc == 0 };
                     assert_eq!(hop.wraps_time() >> lane & 1 == 1, wraps);
-                    assert!(hop_may_permute(d, mu) || hop.mask() == 0, "mu {mu} exchanges lanes");
+                    assert!(lat.hop_may_permute(mu) || hop.mask() == 0, "mu {mu} exchanges lanes");
                 }
             }
         }

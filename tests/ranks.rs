@@ -26,12 +26,16 @@ use flowhmc::solver::SolverParams;
 use flowhmc::spinor::SpinorField;
 use std::sync::Arc;
 
-/// (global extents, process grid) pairs: 2D and 4D, cutting time, the other halved direction,
-/// a plain direction, and two at once.
-const GRIDS: [(&[usize], &[usize]); 6] = [
+/// (global extents, process grid) pairs: 2D and 4D, cutting time, z, x, and two at once; the
+/// packed layout's lane directions ([`Lattice::lane_directions`]) move off the cut ones where
+/// they can ([4, 4, 4, 8] on [1, 1, 1, 2]: y and z; [4, 4, 8, 4] on [1, 2, 2, 1]: x and t) and
+/// stay split by the cut where they cannot (2D on [1, 2]; [4, 2, 4, 8] on [1, 1, 1, 2], whose
+/// y extent 2 leaves z and t).
+const GRIDS: [(&[usize], &[usize]); 7] = [
     (&[8, 8], &[1, 2]),
     (&[8, 8], &[2, 2]),
     (&[4, 4, 4, 8], &[1, 1, 1, 2]),
+    (&[4, 2, 4, 8], &[1, 1, 1, 2]),
     (&[4, 4, 8, 8], &[1, 1, 2, 2]),
     (&[8, 4, 4, 4], &[2, 1, 1, 1]),
     (&[4, 4, 8, 4], &[1, 2, 2, 1]),

@@ -22,7 +22,7 @@ use crate::backend::cpu::halo::{
     start_stage,
 };
 use crate::backend::cpu::packed::{ColorVector, Lanes, PackedMatrix, Real, VectorPair};
-use crate::checkerboard::{Checkerboard, Hop, hop_may_permute};
+use crate::checkerboard::{Checkerboard, Hop};
 use crate::error::{Error, Result};
 use crate::field::{GaugeField, MomentumField};
 use crate::geometry::PackedSite;
@@ -283,8 +283,8 @@ impl<'a, G: PackedGroup, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
     /// input and of the output, which swaps the signs of the projection and reconstruction.
     ///
     /// The directions are unrolled at compile time (S = D), so the gamma structure is constant
-    /// and lane exchanges of spinors (only in the last two directions) cost nothing where they
-    /// cannot occur; the links come from the hop-ordered copy with their boundary phases. In 4D
+    /// and lane exchanges of spinors (only in the lane directions) cost a predicted branch where
+    /// they cannot occur; the links come from the hop-ordered copy with their boundary phases. In 4D
     /// and f32 ([`Real::PAIR_ROWS`]) the two rows of each spin projection go through the hop as
     /// one [`ColorPair`](crate::backend::cpu::packed::ColorPair): four f32 lanes fill half a
     /// 256-bit register, a pair fills it (1.6x faster where the fields are in cache, the same
@@ -330,14 +330,17 @@ impl<'a, G: PackedGroup, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
         src: &N,
         acc: &mut [<Color<G, R> as ColorVector>::Pair; 2],
     ) {
+        let permute = self.cb.lattice().hop_may_permute(MU);
         Self::hop_pair::<MU, true, DAGGER>(
             &hops[2 * MU],
+            permute,
             &links[2 * MU],
             src.at(hops[2 * MU].neighbour()),
             acc,
         );
         Self::hop_pair::<MU, false, DAGGER>(
             &hops[2 * MU + 1],
+            permute,
             &links[2 * MU + 1],
             src.at(hops[2 * MU + 1].neighbour()),
             acc,
@@ -349,6 +352,7 @@ impl<'a, G: PackedGroup, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
     #[inline(always)]
     fn hop_pair<const MU: usize, const FORWARD: bool, const DAGGER: bool>(
         hop: &Hop,
+        permute: bool,
         link: &G::Packed<R>,
         v: &Spinor<G, S, R>,
         acc: &mut [<Color<G, R> as ColorVector>::Pair; 2],
@@ -360,7 +364,7 @@ impl<'a, G: PackedGroup, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
         let down = Pair::<G, R>::join(&v[S / 2 + b.column[0]], &v[S / 2 + b.column[1]]);
         let lower = down.times_phases(b.phase[0].0, b.phase[1].0);
         let mut half = if minus { up.sub(&lower) } else { up.add(&lower) };
-        if hop_may_permute(S, MU) {
+        if permute {
             half = half.permute(hop.mask());
         }
         let chi = link.mat_vec_pair(&half);
@@ -402,10 +406,11 @@ impl<'a, G: PackedGroup, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
         acc: &mut Spinor<G, S, R>,
     ) {
         let v = src.at(hop.neighbour());
+        let permute = self.cb.lattice().hop_may_permute(MU);
         // the rows written out, so that each gamma phase is a constant
-        Self::hop_row::<MU, FORWARD, DAGGER>(0, hop, link, v, acc);
+        Self::hop_row::<MU, FORWARD, DAGGER>(0, hop, permute, link, v, acc);
         if S == 4 {
-            Self::hop_row::<MU, FORWARD, DAGGER>(1, hop, link, v, acc);
+            Self::hop_row::<MU, FORWARD, DAGGER>(1, hop, permute, link, v, acc);
         }
     }
 
@@ -414,6 +419,7 @@ impl<'a, G: PackedGroup, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
     fn hop_row<const MU: usize, const FORWARD: bool, const DAGGER: bool>(
         r: usize,
         hop: &Hop,
+        permute: bool,
         link: &G::Packed<R>,
         v: &Spinor<G, S, R>,
         acc: &mut Spinor<G, S, R>,
@@ -421,7 +427,7 @@ impl<'a, G: PackedGroup, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
         let b = &blocks(S)[MU];
         let minus = FORWARD != DAGGER;
         let mut half = Self::project(b, r, minus, v);
-        if hop_may_permute(S, MU) {
+        if permute {
             half = half.permute(hop.mask());
         }
         let chi = G::Packed::<R>::mat_vec::<false>((link, 0), &half);

@@ -526,7 +526,7 @@ impl<G: PackedGroup> GroupSession<G> {
     fn checkerboard(&self) -> Result<&Checkerboard> {
         match &self.checkerboard {
             Some(cb) => Ok(cb),
-            None => Err(Checkerboard::check_dims(self.lattice.dims())
+            None => Err(Checkerboard::check_block(&self.lattice)
                 .expect_err("the checkerboard fails only on its extents")),
         }
     }

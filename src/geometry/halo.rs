@@ -1,15 +1,15 @@
 //! The halo of a rank's block in the packed layout: the extended box of packed elements around
 //! the block and the plans that fill its halo elements from the neighbouring ranks.
 //!
-//! Conventions. The block's outer lattice (extents L_mu, halved in the last two directions,
-//! see [`crate::geometry`]) is extended by [`DEPTH`] outer sites on both sides of every
+//! Conventions. The block's outer lattice (extents L_mu, halved in the two lane directions nu_0
+//! < nu_1, see [`crate::geometry`]) is extended by [`DEPTH`] outer sites on both sides of every
 //! direction that the process grid cuts; the other directions stay periodic within the block.
 //! A packed element at box coordinates c' (negative or beyond the outer extent in cut
-//! directions) holds in lane l = a + 2b the local site c with c_mu = c'_mu, plus a L_{D-2}/2 in
-//! direction D-2 and b L_{D-1}/2 in direction D-1 (as for interior elements). Sites outside
-//! the block (`exterior`) belong to neighbouring ranks; in a cut direction that is halved, an
-//! element beyond the block holds exterior sites in one lane half and interior ones in the
-//! other.
+//! directions) holds in lane l = a + 2b the local site c with c_mu = c'_mu, plus a L_{nu_0}/2
+//! in direction nu_0 and b L_{nu_1}/2 in direction nu_1 (as for interior elements). Sites
+//! outside the block (`exterior`) belong to neighbouring ranks; in a cut direction that is
+//! halved (only where fewer than two directions are uncut), an element beyond the block holds
+//! exterior sites in one lane half and interior ones in the other.
 //!
 //! Elements are numbered: the interior (the outer sites in their usual order), then the
 //! faces (one box coordinate one step outside the block in exactly one direction: what a hop
@@ -85,7 +85,9 @@ impl HaloPlan {
 pub(crate) struct ExtendedBox {
     /// Local extents L_mu.
     dims: Vec<usize>,
-    /// Outer extents (L_mu, halved in the last two directions).
+    /// The lane directions nu_0 < nu_1.
+    lanes: [usize; 2],
+    /// Outer extents (L_mu, halved in the lane directions).
     outer_dims: Vec<usize>,
     /// Lowest box coordinate per direction (-DEPTH where cut, else 0).
     low: Vec<isize>,
@@ -102,12 +104,12 @@ pub(crate) struct ExtendedBox {
 }
 
 impl ExtendedBox {
-    /// The box of a block with local extents `dims` (even, the last two halved for the lanes)
-    /// and directions `cut` extended by [`DEPTH`].
-    pub(crate) fn new(dims: &[usize], cut: &[bool]) -> Self {
+    /// The box of a block with local extents `dims` (even, halved in the lane directions
+    /// `lanes`) and directions `cut` extended by [`DEPTH`].
+    pub(crate) fn new(dims: &[usize], cut: &[bool], lanes: [usize; 2]) -> Self {
         let d = dims.len();
         let outer_dims: Vec<usize> =
-            dims.iter().enumerate().map(|(mu, &l)| if mu + 2 >= d { l / 2 } else { l }).collect();
+            dims.iter().enumerate().map(|(mu, &l)| if lanes.contains(&mu) { l / 2 } else { l }).collect();
         let low: Vec<isize> = cut.iter().map(|&c| if c { -(DEPTH as isize) } else { 0 }).collect();
         let extent: Vec<usize> =
             outer_dims.iter().zip(cut).map(|(&l, &c)| if c { l + 2 * DEPTH } else { l }).collect();
@@ -142,7 +144,17 @@ impl ExtendedBox {
                 }
             }
         }
-        ExtendedBox { dims: dims.to_vec(), outer_dims, low, extent, element_at, position_of, interior, faces }
+        ExtendedBox {
+            dims: dims.to_vec(),
+            lanes,
+            outer_dims,
+            low,
+            extent,
+            element_at,
+            position_of,
+            interior,
+            faces,
+        }
     }
 
     /// Whether box coordinates `c` are one step outside the outer extents in exactly one
@@ -198,19 +210,18 @@ impl ExtendedBox {
     /// Local coordinates of the site in lane `lane` of element `e` (negative or beyond the
     /// extents for exterior sites).
     pub(crate) fn lane_coords(&self, e: usize, lane: usize) -> Vec<isize> {
-        let d = self.dims.len();
         let mut c = self.element_coords(e);
-        c[d - 2] += (lane & 1) as isize * self.outer_dims[d - 2] as isize;
-        c[d - 1] += (lane >> 1) as isize * self.outer_dims[d - 1] as isize;
+        for (bit, &nu) in self.lanes.iter().enumerate() {
+            c[nu] += (lane >> bit & 1) as isize * self.outer_dims[nu] as isize;
+        }
         c
     }
 
     /// The canonical element lane of the site at local coordinates `c` (inside the box's reach).
     pub(crate) fn canonical(&self, c: &[isize]) -> LaneSite {
-        let d = self.dims.len();
         let mut outer = c.to_vec();
         let mut lane = 0;
-        for (mu, bit) in [(d - 2, 1), (d - 1, 2)] {
+        for (mu, bit) in [(self.lanes[0], 1), (self.lanes[1], 2)] {
             let (l, lo) = (self.dims[mu] as isize, self.outer_dims[mu] as isize);
             let x = c[mu];
             let upper = if x < 0 {
@@ -233,7 +244,6 @@ impl ExtendedBox {
     /// (mask 0) in cut directions, [`NO_SITE`] beyond it; periodic in the others, with the
     /// lane exchange of the halved directions where the step wraps.
     pub(crate) fn hop(&self, e: usize, mu: usize, forward: bool) -> (usize, usize) {
-        let d = self.dims.len();
         let mut c = self.element_coords(e);
         let l = self.outer_dims[mu] as isize;
         let step = if forward { 1 } else { -1 };
@@ -245,8 +255,8 @@ impl ExtendedBox {
             }
         } else if c[mu] < 0 || c[mu] >= l {
             c[mu] = c[mu].rem_euclid(l);
-            if mu + 2 >= d {
-                mask = if mu == d - 2 { 1 } else { 2 };
+            if let Some(bit) = self.lanes.iter().position(|&nu| nu == mu) {
+                mask = 1 << bit;
             }
         }
         (self.element_at[Self::position_in(&self.low, &self.extent, &c)] as usize, mask)

@@ -6,13 +6,18 @@
 //! first, each parity in increasing lexicographic order. The torus is periodic; boundary phases
 //! of fermions are applied by the operators, not here.
 //!
-//! Packed (vector) layout: fields store LANES = 4 sites per element, one per SIMD lane. The
-//! last two dimensions (z and t in 4D, x and y in 2D) are cut in halves; lane l = a + 2b holds
-//! the site whose coordinate in dimension D-2 is shifted by a L_{D-2}/2 and in dimension D-1 by
-//! b L_{D-1}/2 relative to the outer site. The outer lattice has those two extents halved. A
-//! hop from an outer site lands on one outer site for all lanes; where it crosses a half
-//! boundary the lanes are exchanged, lane l reading lane l ^ mask with mask 1 (dimension D-2)
-//! or 2 (dimension D-1). Masks compose by XOR.
+//! Packed (vector) layout: fields store LANES = 4 sites per element, one per SIMD lane. Two
+//! lane directions nu_0 < nu_1 ([`Lattice::lane_directions`]) are cut in halves; lane l = a +
+//! 2b holds the site whose coordinate in direction nu_0 is shifted by a L_{nu_0}/2 and in
+//! direction nu_1 by b L_{nu_1}/2 relative to the outer site. The outer lattice has those two
+//! extents halved. A hop from an outer site lands on one outer site for all lanes; where it
+//! crosses a half boundary the lanes are exchanged, lane l reading lane l ^ mask with mask 1
+//! (direction nu_0) or 2 (direction nu_1). Masks compose by XOR. The lane directions are the
+//! last two (z and t in 4D, x and y in 2D) on one process; on a process grid they are the last
+//! two directions it does not cut, where there are two whose local extents are multiples of 4
+//! (see [`lane_directions`]), so that a cut never splits the lanes of an element between
+//! ranks. Values per site do not depend on the lane directions: each lane computes its own
+//! site, and global sums are exact.
 //!
 //! Ranks: a lattice is this rank's block of a global lattice cut by a process grid ([`Comm`]);
 //! one process is one rank holding the whole lattice. Extents, lexicographic indices, parity
@@ -63,6 +68,8 @@ pub struct Lattice {
     comm: Arc<dyn Comm>,
     /// Whether the process grid cuts direction mu.
     cut: Vec<bool>,
+    /// The lane directions of the packed layout.
+    lanes: [usize; 2],
     /// The packed elements with their halo.
     extended: ExtendedBox,
     /// Fills the face elements (what one hop from the interior reaches).
@@ -171,7 +178,8 @@ impl Lattice {
         let d = dims.len();
         let cut: Vec<bool> = grid.iter().map(|&p| p > 1).collect();
         let origin: Vec<usize> = comm.coords().iter().zip(&dims).map(|(&c, &l)| c * l).collect();
-        let extended = ExtendedBox::new(&dims, &cut);
+        let lanes = lane_directions(&dims, &cut);
+        let extended = ExtendedBox::new(&dims, &cut, lanes);
         let mut coords = vec![0usize; d];
         let packed_of_interior = (0..volume).map(|site| {
             Self::coords_into(&dims, site, &mut coords);
@@ -280,6 +288,7 @@ impl Lattice {
             origin,
             comm,
             cut,
+            lanes,
             extended,
             volume,
             forward,
@@ -331,6 +340,18 @@ impl Lattice {
     /// Whether the process grid cuts direction mu (more than one rank along it).
     pub fn is_cut(&self, mu: usize) -> bool {
         self.cut[mu]
+    }
+
+    /// The two directions nu_0 < nu_1 that the packed layout cuts into lane halves (see the
+    /// module docs).
+    pub fn lane_directions(&self) -> [usize; 2] {
+        self.lanes
+    }
+
+    /// Whether a hop in direction mu can exchange lanes (mu is a lane direction).
+    #[inline]
+    pub fn hop_may_permute(&self, mu: usize) -> bool {
+        self.lanes.contains(&mu)
     }
 
     /// Whether the block is the whole lattice (no direction cut).
@@ -500,6 +521,20 @@ impl Lattice {
     }
 }
 
+/// The lane directions of a block with local extents `dims` and cut directions `cut`: the last
+/// two uncut directions where there are two and both local extents are multiples of 4 (what the
+/// even/odd layout needs, [`crate::checkerboard::Checkerboard::check_dims`]), else the last two
+/// directions. One process thus keeps the last two; a grid that cuts time puts the lanes in y
+/// and z, so that its faces are whole elements and its edge whole time slices.
+pub fn lane_directions(dims: &[usize], cut: &[bool]) -> [usize; 2] {
+    let d = dims.len();
+    let mut uncut = (0..d).rev().filter(|&mu| !cut[mu]);
+    match (uncut.next(), uncut.next()) {
+        (Some(b), Some(a)) if dims[a].is_multiple_of(4) && dims[b].is_multiple_of(4) => [a, b],
+        _ => [d - 2, d - 1],
+    }
+}
+
 /// Blocks are equal when they are the same block of the same global lattice on the same process
 /// grid (the tables follow from these).
 impl PartialEq for Lattice {
@@ -617,8 +652,10 @@ mod tests {
         lat.global_coords_of(&lat.lane_coords(e, lane))
     }
 
-    const GRIDS: [(&[usize], &[usize]); 7] = [
+    const GRIDS: [(&[usize], &[usize]); 9] = [
         (&[4, 8], &[1, 2]),
+        (&[4, 2, 4, 8], &[1, 1, 1, 2]),
+        (&[4, 4, 8, 4], &[1, 2, 2, 1]),
         (&[8, 8], &[2, 2]),
         (&[4, 4], &[1, 2]),
         (&[4, 4, 4, 8], &[1, 1, 1, 2]),
@@ -695,6 +732,31 @@ mod tests {
                     }
                 }
                 assert_eq!(lat.sites_with_exterior() > lat.volume(), !lat.is_whole());
+            }
+        }
+    }
+
+    /// The lane directions avoid the cut ones where two uncut directions with local extents
+    /// divisible by 4 remain; then the faces are whole elements (no lane copies).
+    #[test]
+    fn lane_directions_avoid_the_cut_where_they_can() {
+        let cases: [(&[usize], &[usize], [usize; 2]); 7] = [
+            (&[4, 4, 4, 8], &[1, 1, 1, 1], [2, 3]),
+            (&[4, 4, 4, 8], &[1, 1, 1, 2], [1, 2]),
+            (&[4, 4, 8, 8], &[1, 1, 2, 2], [0, 1]),
+            (&[4, 4, 8, 4], &[1, 2, 2, 1], [0, 3]),
+            (&[4, 2, 4, 8], &[1, 1, 1, 2], [2, 3]),
+            (&[4, 2, 4, 8], &[2, 1, 2, 2], [2, 3]),
+            (&[4, 8], &[1, 2], [0, 1]),
+        ];
+        for (dims, grid, lanes) in cases {
+            for lat in blocks(dims, grid) {
+                assert_eq!(lat.lane_directions(), lanes, "{dims:?} on {grid:?}");
+                let splits_cut = lanes.iter().any(|&nu| lat.is_cut(nu));
+                assert_eq!(lat.face_plan().copies.is_empty(), !splits_cut, "{dims:?} on {grid:?}");
+                for mu in 0..dims.len() {
+                    assert_eq!(lat.hop_may_permute(mu), lanes.contains(&mu));
+                }
             }
         }
     }
