@@ -4,10 +4,14 @@
 //!
 //! What exists so far: finding the driver and a GPU ([`Gpu::open`]), compiling the kernel
 //! sources for an architecture ([`compile`], cached per process) and loading them on the GPU
-//! ([`Gpu::load`]), the BLAS-1 kernels of `kernels/blas.cu`, a first Wilson operator on
-//! site-major fields (`kernels/wilson.cu`, not yet tuned), and the same kernels run on the CPU
-//! ([`emulation`]) for tests without a GPU. Device-resident fields, the
-//! Dirac operators, solvers and forces come next (issue 19; README, "On a GPU").
+//! ([`Gpu::load`]); the same kernels run on the CPU ([`emulation`]) for tests without a GPU;
+//! a [`device::Device`] that is either, with its buffers and launches, so that everything
+//! above it runs unchanged on both; the site-major storage of the kernels ([`layout`]);
+//! device-resident complex vectors with the BLAS-1 kernels of `kernels/blas.cu`
+//! ([`spinor::DeviceSpinor`], the vectors of the Krylov solvers); and the Wilson operator M on
+//! a whole lattice with its normal operator ([`wilson`], `kernels/wilson.cu`, not yet tuned),
+//! so that CG runs on the device. The even/odd operators, mixed precision, forces and the
+//! trajectory come next (issue 19; README, "On a GPU").
 //!
 //! Libraries: cudarc opens libcuda (the driver) and libnvrtc (the compiler) when first used and
 //! panics when one is missing. Every entry point here first checks with a plain `dlopen`
@@ -16,7 +20,11 @@
 //! loader's path (`LD_LIBRARY_PATH`), next to its `libnvrtc-builtins`; the PyPI wheel
 //! nvidia-cuda-nvrtc-cu12 has both in `nvidia/cuda_nvrtc/lib`.
 
+pub mod device;
 pub mod emulation;
+pub mod layout;
+pub mod spinor;
+pub mod wilson;
 
 use crate::error::{Error, Result};
 use cudarc::driver::{CudaContext, CudaModule, CudaStream};

@@ -58,10 +58,22 @@ struct Entry {
 const Entry kernels[] = {
     FLOWHMC_KERNEL(axpy_f64),
     FLOWHMC_KERNEL(axpy_f32),
+    FLOWHMC_KERNEL(caxpy_f64),
+    FLOWHMC_KERNEL(caxpy_f32),
+    FLOWHMC_KERNEL(cxpay_f64),
+    FLOWHMC_KERNEL(cxpay_f32),
     FLOWHMC_KERNEL(dot_partial_f64),
     FLOWHMC_KERNEL(dot_partial_f32),
+    FLOWHMC_KERNEL(cdot_partial_f64),
+    FLOWHMC_KERNEL(cdot_partial_f32),
+    FLOWHMC_KERNEL(caxpy_norm_partial_f64),
+    FLOWHMC_KERNEL(caxpy_norm_partial_f32),
+    FLOWHMC_KERNEL(lower_scaled_f64),
+    FLOWHMC_KERNEL(add_lower_f64),
     FLOWHMC_KERNEL(wilson_f64),
     FLOWHMC_KERNEL(wilson_f32),
+    FLOWHMC_KERNEL(wilson_hop_f64),
+    FLOWHMC_KERNEL(wilson_hop_f32),
 };
 
 }  // namespace

@@ -1,20 +1,30 @@
-// The Wilson-Dirac operator on a whole 4D SU(3) lattice, one thread per site:
+// The Wilson-Dirac operator on a whole 4D SU(3) lattice, one thread per output site:
 //   out = M psi = psi - kappa H psi, or M^dagger psi = gamma5 M gamma5 psi with dagger != 0,
 //   H psi(x) = sum_mu [(1 - gamma_mu) U_mu(x) psi(x+mu) + (1 + gamma_mu) U_mu(x-mu)^dagger psi(x-mu)]
 // (README, Conventions), with the phase exp(i theta) on a forward hop that wraps around time
-// and exp(-i theta) on a backward one (theta = pi: antiperiodic).
+// and exp(-i theta) on a backward one (theta = pi: antiperiodic). H^dagger = gamma5 H gamma5
+// swaps the signs of the projections.
 //
 // Storage, complex numbers as (re, im) pairs of reals, sites x lexicographic with x0 fastest
 // (extents l0, l1, l2, l3; time is mu = 3):
 //   links   u[((x * 4 + mu) * 3 + row) * 3 + col]   U_mu(x), row-major
-//   spinors psi[(x * 4 + spin) * 3 + color]
+//   spinors psi[(x * 4 + spin) * 3 + color]           full fields, index x
+//   half fields of parity p (sites with x0 + x1 + x2 + x3 = p mod 2): index x / 2, which
+//   numbers them in lexicographic order (l0 even), the even/odd order of the CPU fields.
 // Gammas: the DeGrand-Rossi basis, gamma_mu = [[0, A_mu], [A_mu^dagger, 0]], row r of A_mu has
 // the phase i^PHASE[mu][r] in column COLUMN[mu][r] (the table of the CPU operator's
 // dirac::gamma::BLOCKS_4D; the tests compare the two operators). A hop projects onto the two
 // rows h_r = psi_up[r] -+ A psi_down, multiplies them by the link and adds back
 // up[r] += chi_r, down[COLUMN[r]] -+= conj(i^PHASE[r]) chi_r (minus for 1 - gamma_mu).
 //
-// Launch: any block size, gridDim.x * blockDim.x >= l0 l1 l2 l3.
+// Entry points (_f64, _f32):
+//   wilson(u, psi, out, l0..l3, kappa, cos theta, sin theta, dagger): out = M psi (M^dagger).
+//   wilson_hop(u, in, base, out, l0..l3, factor, cos theta, sin theta, dagger, parity):
+//     out = base - factor H in (H^dagger with dagger; base may be null: 0). parity -1: full
+//     fields; parity p = 0 or 1: out is the half field of parity p and in that of 1 - p (the
+//     block H_{p, 1-p} of H). M = wilson_hop(in = base = psi, factor kappa, parity -1); the
+//     Schur operator 1 - kappa^2 H_eo H_oe is two half hops.
+// Launch: any grid and block size (a grid-stride loop over the output sites).
 
 template <typename T>
 struct Complex {
@@ -75,18 +85,13 @@ __device__ inline void link_times(const T* u, bool adjoint, const Complex<T> h[3
     }
 }
 
+// out at output site x of lexicographic index xl (see the header)
 template <typename T>
-__device__ void wilson(const T* u, const T* psi, T* out, int l0, int l1, int l2, int l3, T kappa, T cos_theta,
-                       T sin_theta, int dagger) {
-    long long volume = (long long)l0 * l1 * l2 * l3;
-    long long x = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (x >= volume) {
-        return;
-    }
-    const int dims[4] = {l0, l1, l2, l3};
+__device__ void hop_site(long long x, long long xl, const T* u, const T* in, const T* base, T* out, const int dims[4],
+                         T factor, T cos_theta, T sin_theta, int dagger, int parity) {
     int c[4];
     long long stride[4];
-    long long rest = x;
+    long long rest = xl;
     for (int mu = 0; mu < 4; ++mu) {
         c[mu] = (int)(rest % dims[mu]);
         rest /= dims[mu];
@@ -98,22 +103,23 @@ __device__ void wilson(const T* u, const T* psi, T* out, int l0, int l1, int l2,
             // the neighbour's site, and the phase of a hop around time
             bool wraps = forward ? c[mu] == dims[mu] - 1 : c[mu] == 0;
             long long step = forward ? stride[mu] : -stride[mu];
-            long long y = x + step - (wraps ? step * dims[mu] : 0);
+            long long yl = xl + step - (wraps ? step * dims[mu] : 0);
+            long long y = parity < 0 ? yl : yl / 2;
             Complex<T> phase = {1, 0};
             if (mu == 3 && wraps) {
                 phase = {cos_theta, forward ? sin_theta : -sin_theta};
             }
-            // 1 - gamma_mu forward, 1 + gamma_mu backward; swapped for M^dagger
+            // 1 - gamma_mu forward, 1 + gamma_mu backward; swapped for H^dagger
             bool minus = (forward != 0) != (dagger != 0);
             Complex<T> h[2][3];
             for (int r = 0; r < 2; ++r) {
                 for (int a = 0; a < 3; ++a) {
-                    Complex<T> up = load(psi, (y * 4 + r) * 3 + a);
-                    Complex<T> down = times_i_power(gamma_phase(mu, r), load(psi, (y * 4 + 2 + gamma_column(mu, r)) * 3 + a));
+                    Complex<T> up = load(in, (y * 4 + r) * 3 + a);
+                    Complex<T> down = times_i_power(gamma_phase(mu, r), load(in, (y * 4 + 2 + gamma_column(mu, r)) * 3 + a));
                     h[r][a] = minus ? up - down : up + down;
                 }
             }
-            const T* link = u + 2 * 9 * (forward ? x * 4 + mu : y * 4 + mu);
+            const T* link = u + 2 * 9 * (forward ? xl * 4 + mu : yl * 4 + mu);
             for (int r = 0; r < 2; ++r) {
                 Complex<T> chi[3];
                 link_times(link, forward == 0, h[r], chi);
@@ -131,15 +137,44 @@ __device__ void wilson(const T* u, const T* psi, T* out, int l0, int l1, int l2,
     for (int s = 0; s < 4; ++s) {
         for (int a = 0; a < 3; ++a) {
             long long k = (x * 4 + s) * 3 + a;
-            out[2 * k] = psi[2 * k] - kappa * acc[s][a].re;
-            out[2 * k + 1] = psi[2 * k + 1] - kappa * acc[s][a].im;
+            T re = base ? base[2 * k] : (T)0;
+            T im = base ? base[2 * k + 1] : (T)0;
+            out[2 * k] = re - factor * acc[s][a].re;
+            out[2 * k + 1] = im - factor * acc[s][a].im;
         }
     }
 }
 
+template <typename T>
+__device__ void wilson_hop(const T* u, const T* in, const T* base, T* out, int l0, int l1, int l2, int l3, T factor,
+                           T cos_theta, T sin_theta, int dagger, int parity) {
+    const int dims[4] = {l0, l1, l2, l3};
+    long long volume = (long long)l0 * l1 * l2 * l3;
+    long long sites = parity < 0 ? volume : volume / 2;
+    int half_row = l0 / 2;
+    for (long long x = (long long)blockIdx.x * blockDim.x + threadIdx.x; x < sites;
+         x += (long long)gridDim.x * blockDim.x) {
+        long long xl = x;
+        if (parity >= 0) {
+            // the x-th site of parity `parity`: x0 = 2 (x mod l0/2) + (x1 + x2 + x3 + parity) mod 2
+            long long row = x / half_row;  // (x1, x2, x3) lexicographic
+            int sum = (int)(row % l1) + (int)(row / l1 % l2) + (int)(row / ((long long)l1 * l2));
+            int x0 = 2 * (int)(x % half_row) + ((sum + parity) & 1);
+            xl = x0 + (long long)l0 * row;
+        }
+        hop_site(x, xl, u, in, base, out, dims, factor, cos_theta, sin_theta, dagger, parity);
+    }
+}
+
 extern "C" __global__ void wilson_f64(const double* u, const double* psi, double* out, int l0, int l1, int l2, int l3, double kappa, double cos_theta, double sin_theta, int dagger) {
-    wilson(u, psi, out, l0, l1, l2, l3, kappa, cos_theta, sin_theta, dagger);
+    wilson_hop(u, psi, psi, out, l0, l1, l2, l3, kappa, cos_theta, sin_theta, dagger, -1);
 }
 extern "C" __global__ void wilson_f32(const float* u, const float* psi, float* out, int l0, int l1, int l2, int l3, float kappa, float cos_theta, float sin_theta, int dagger) {
-    wilson(u, psi, out, l0, l1, l2, l3, kappa, cos_theta, sin_theta, dagger);
+    wilson_hop(u, psi, psi, out, l0, l1, l2, l3, kappa, cos_theta, sin_theta, dagger, -1);
+}
+extern "C" __global__ void wilson_hop_f64(const double* u, const double* in, const double* base, double* out, int l0, int l1, int l2, int l3, double factor, double cos_theta, double sin_theta, int dagger, int parity) {
+    wilson_hop(u, in, base, out, l0, l1, l2, l3, factor, cos_theta, sin_theta, dagger, parity);
+}
+extern "C" __global__ void wilson_hop_f32(const float* u, const float* in, const float* base, float* out, int l0, int l1, int l2, int l3, float factor, float cos_theta, float sin_theta, int dagger, int parity) {
+    wilson_hop(u, in, base, out, l0, l1, l2, l3, factor, cos_theta, sin_theta, dagger, parity);
 }

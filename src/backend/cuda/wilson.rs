@@ -1,0 +1,165 @@
+//! The Wilson-Dirac operator on a device (`kernels/wilson.cu`): M = 1 - kappa H on a whole 4D
+//! SU(3) lattice of one rank in site-major storage ([`super::layout`]), with the boundary
+//! phase exp(i theta) in time, and its normal operator M^dagger M as a [`LinearOperator`], so
+//! that the Krylov solvers run on the device with [`DeviceSpinor`] vectors.
+
+use super::WILSON;
+use super::device::{Arg, Device, DeviceBuffer, DeviceReal};
+use super::layout::SPINOR;
+use super::spinor::DeviceSpinor;
+use crate::error::{Error, Result};
+use crate::solver::LinearOperator;
+use num_complex::Complex64;
+use std::sync::Mutex;
+
+/// M = 1 - kappa H on a device, in precision T: the gauge field uploaded once.
+#[derive(Debug)]
+pub struct DeviceWilson<T: DeviceReal> {
+    links: DeviceBuffer<T>,
+    dims: [usize; 4],
+    kappa: f64,
+    theta: f64,
+}
+
+impl<T: DeviceReal> DeviceWilson<T> {
+    /// M on the lattice `dims` with site-major `links` ([`super::layout::links_of`]), hopping
+    /// parameter `kappa` and time phase `theta`, uploaded to `device`. An error for links of
+    /// another volume or extents the kernel's 32-bit coordinates cannot hold.
+    pub fn new(
+        device: &Device,
+        links: &[Complex64],
+        dims: [usize; 4],
+        kappa: f64,
+        theta: f64,
+    ) -> Result<Self> {
+        let volume: usize = dims.iter().product();
+        if links.len() != volume * 4 * 9 {
+            return Err(Error::Device(format!(
+                "{} link components for the lattice {dims:?}, which needs {}",
+                links.len(),
+                volume * 36
+            )));
+        }
+        if dims.iter().any(|&l| i32::try_from(l).is_err()) {
+            return Err(Error::Device(format!(
+                "lattice {dims:?}: extents beyond the kernel's 32-bit coordinates"
+            )));
+        }
+        let reals: Vec<T> = links.iter().flat_map(|z| [T::from_f64(z.re), T::from_f64(z.im)]).collect();
+        Ok(DeviceWilson { links: device.upload(&reals)?, dims, kappa, theta })
+    }
+
+    /// The device it lives on.
+    pub fn device(&self) -> &Device {
+        self.links.device()
+    }
+
+    /// Complex components of a full spinor field of its lattice.
+    pub fn entries(&self) -> usize {
+        self.dims.iter().product::<usize>() * SPINOR
+    }
+
+    /// Complex components of a half field (one parity) of its lattice.
+    pub fn half_entries(&self) -> usize {
+        self.entries() / 2
+    }
+
+    /// y = M x, or M^dagger x with `dagger` (full fields of [`DeviceWilson::entries`]).
+    pub fn apply(&self, dagger: bool, x: &DeviceSpinor<T>, y: &mut DeviceSpinor<T>) -> Result<()> {
+        self.hop(None, dagger, x, Some(x), self.kappa, y)
+    }
+
+    /// y = M_hat x = x - kappa^2 H_eo H_oe x, or M_hat^dagger x with `dagger`, on even half
+    /// fields; `odd` is scratch (an odd half field).
+    pub fn apply_schur(
+        &self,
+        dagger: bool,
+        x: &DeviceSpinor<T>,
+        y: &mut DeviceSpinor<T>,
+        odd: &mut DeviceSpinor<T>,
+    ) -> Result<()> {
+        self.hop(Some(1), dagger, x, None, -1.0, odd)?;
+        self.hop(Some(0), dagger, odd, Some(x), self.kappa * self.kappa, y)
+    }
+
+    /// out = base - factor H in (H^dagger with `dagger`; base 0 when `None`): on full fields
+    /// (`parity` None) or from the half field of parity 1 - p to that of p (`Some(p)`).
+    fn hop(
+        &self,
+        parity: Option<usize>,
+        dagger: bool,
+        input: &DeviceSpinor<T>,
+        base: Option<&DeviceSpinor<T>>,
+        factor: f64,
+        out: &mut DeviceSpinor<T>,
+    ) -> Result<()> {
+        let entries = if parity.is_some() { self.half_entries() } else { self.entries() };
+        let lengths = [Some(input.len()), base.map(DeviceSpinor::len), Some(out.len())];
+        if lengths.iter().flatten().any(|&n| n != entries) {
+            return Err(Error::Device(format!(
+                "Wilson operator on {:?}: fields of {lengths:?} components where it needs {entries}",
+                self.dims
+            )));
+        }
+        let [l0, l1, l2, l3] = self.dims.map(|l| Arg::Int(l as i32));
+        let mut args = vec![
+            T::arg(&self.links),
+            T::arg(input.reals()),
+            base.map_or(Arg::Null, |b| T::arg(b.reals())),
+            T::arg_mut(out.reals_mut()),
+            l0,
+            l1,
+            l2,
+            l3,
+            T::scalar(factor),
+            T::scalar(self.theta.cos()),
+            T::scalar(self.theta.sin()),
+            Arg::Int(i32::from(dagger)),
+            Arg::Int(parity.map_or(-1, |p| p as i32)),
+        ];
+        let device = self.device();
+        let kernel = format!("wilson_hop_{}", T::SUFFIX);
+        // SAFETY: the parameters of wilson_hop_T in order; the links hold 36 complex numbers per
+        // site, the fields 12 per site of their parity (checked above), as the kernel reads and
+        // writes them.
+        unsafe { device.launch(WILSON, &kernel, device.shape(entries / SPINOR), &mut args) }
+    }
+}
+
+/// M^dagger M of a [`DeviceWilson`] on full fields, or M_hat^dagger M_hat on even half
+/// fields: the operators of CG on the normal equations. It keeps its intermediate fields on
+/// the device.
+#[derive(Debug)]
+pub struct DeviceNormal<'a, T: DeviceReal> {
+    op: &'a DeviceWilson<T>,
+    even_odd: bool,
+    /// M x (full or even), and the odd scratch of the Schur operator.
+    scratch: Mutex<(DeviceSpinor<T>, DeviceSpinor<T>)>,
+}
+
+impl<'a, T: DeviceReal> DeviceNormal<'a, T> {
+    /// M^dagger M of `op`, or with `even_odd` M_hat^dagger M_hat.
+    pub fn new(op: &'a DeviceWilson<T>, even_odd: bool) -> Result<Self> {
+        let device = op.device();
+        let first = if even_odd { op.half_entries() } else { op.entries() };
+        let scratch = (DeviceSpinor::zeros(device, first)?, DeviceSpinor::zeros(device, op.half_entries())?);
+        Ok(DeviceNormal { op, even_odd, scratch: Mutex::new(scratch) })
+    }
+}
+
+impl<T: DeviceReal> LinearOperator for DeviceNormal<'_, T> {
+    type Vector = DeviceSpinor<T>;
+
+    /// y = M^dagger M x (M_hat^dagger M_hat x). A failing device call (a lost GPU, fields of
+    /// another shape) panics with its message: the solvers' operators cannot return errors.
+    fn apply(&self, x: &DeviceSpinor<T>, y: &mut DeviceSpinor<T>) {
+        let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        let (t, odd) = &mut *scratch;
+        let applied = if self.even_odd {
+            self.op.apply_schur(false, x, t, odd).and_then(|()| self.op.apply_schur(true, t, y, odd))
+        } else {
+            self.op.apply(false, x, t).and_then(|()| self.op.apply(true, t, y))
+        };
+        applied.unwrap_or_else(|e| panic!("{e}"));
+    }
+}
