@@ -3,13 +3,17 @@
 //!
 //! Storage (complex numbers as (re, im) pairs, sites x lexicographic with x0 fastest, see
 //! [`crate::geometry`]): links `[(x * 4 + mu) * 9 + row * 3 + col]` (U_mu(x) row-major),
-//! spinors `[(x * 4 + spin) * 3 + color]`, on the whole lattice of one rank.
+//! momenta `[(x * 4 + mu) * 8 + a]` (reals p_a in the basis T_a of [`crate::group`]), spinors
+//! `[(x * 4 + spin) * 3 + color]`, on the whole lattice of one rank.
 
 use crate::checkerboard::Checkerboard;
-use crate::field::GaugeField;
-use crate::group::Su3;
+use crate::error::Result;
+use crate::field::{GaugeField, MomentumField};
+use crate::geometry::Lattice;
+use crate::group::{Su3, Su3Matrix};
 use crate::spinor::SpinorField;
 use num_complex::Complex64;
+use std::sync::Arc;
 
 /// Complex components of a site's spinor (4 spins x 3 colours).
 pub const SPINOR: usize = 12;
@@ -18,6 +22,28 @@ pub const SPINOR: usize = 12;
 pub fn links_of(u: &GaugeField<Su3>) -> Vec<Complex64> {
     let volume = u.lattice().volume();
     (0..volume).flat_map(|x| (0..4).flat_map(move |mu| u.link(x, mu).0)).collect()
+}
+
+/// The gauge field on `lattice` with site-major links `values`.
+pub fn links_from(values: &[Complex64], lattice: &Arc<Lattice>) -> Result<GaugeField<Su3>> {
+    GaugeField::try_from_fn(lattice.clone(), |x, mu| {
+        let k = (x * 4 + mu) * 9;
+        Ok(Su3Matrix(std::array::from_fn(|c| values[k + c])))
+    })
+}
+
+/// The momenta of `p` in site-major order.
+pub fn momenta_of(p: &MomentumField<Su3>, lattice: &Lattice) -> Vec<f64> {
+    (0..lattice.volume()).flat_map(|x| (0..4).flat_map(move |mu| p.at(lattice, x, mu))).collect()
+}
+
+/// The momentum field on `lattice` with site-major components `values`.
+pub fn momenta_from(values: &[f64], lattice: &Arc<Lattice>) -> MomentumField<Su3> {
+    let mut p = MomentumField::zeros(lattice);
+    for (k, chunk) in values.chunks_exact(8).enumerate() {
+        p.add_at(lattice, k / 4, k % 4, &std::array::from_fn(|a| chunk[a]));
+    }
+    p
 }
 
 /// The components of the full field `f` (of checkerboard `cb`) in site-major order.

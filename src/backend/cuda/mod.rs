@@ -22,6 +22,7 @@
 
 pub mod device;
 pub mod emulation;
+pub mod gauge;
 pub mod layout;
 pub mod spinor;
 pub mod wilson;
@@ -32,7 +33,8 @@ use cudarc::nvrtc::{CompileOptions, Ptx, compile_ptx_with_opts};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// A kernel source of `kernels/`: its name and CUDA C text.
+/// A kernel source of `kernels/`: its name and CUDA C text (with `complex.cuh` in front where
+/// it uses complex numbers: NVRTC compiles every source alone).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct KernelSource {
     /// Name (the file name without `.cu`).
@@ -46,13 +48,25 @@ pub struct KernelSource {
 /// the file's header.
 pub const BLAS: KernelSource = KernelSource { name: "blas", text: include_str!("kernels/blas.cu") };
 
-/// The Wilson-Dirac operator M (and M^dagger) on a whole 4D SU(3) lattice in site-major
-/// storage, one thread per site: `wilson_{f64,f32}`; storage, conventions and launch contract
+/// The Wilson-Dirac operator on a whole 4D SU(3) lattice in site-major storage, one thread
+/// per output site: M and M^dagger (`wilson_{f64,f32}`) and the hops of full or half fields
+/// (`wilson_hop_{f64,f32}`); storage, conventions and launch contract in the file's header.
+pub const WILSON: KernelSource = KernelSource {
+    name: "wilson",
+    text: concat!(include_str!("kernels/complex.cuh"), include_str!("kernels/wilson.cu")),
+};
+
+/// SU(3) molecular dynamics on site-major links and momenta, in f64: the gauge force of the
+/// Wilson, Symanzik and Iwasaki actions (`gauge_force_f64`), the link update exp(eps P) U
+/// (`link_update_f64`) and the plaquette and rectangle sums (`loop_partial_f64`); conventions
 /// in the file's header.
-pub const WILSON: KernelSource = KernelSource { name: "wilson", text: include_str!("kernels/wilson.cu") };
+pub const GAUGE: KernelSource = KernelSource {
+    name: "gauge",
+    text: concat!(include_str!("kernels/complex.cuh"), include_str!("kernels/gauge.cu")),
+};
 
 /// Every kernel source, for the compile tests.
-pub const KERNELS: &[KernelSource] = &[BLAS, WILSON];
+pub const KERNELS: &[KernelSource] = &[BLAS, WILSON, GAUGE];
 
 /// Threads per block that the kernels are written for (`FLOWHMC_BLOCK`).
 pub const BLOCK: u32 = 256;

@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "../kernels/blas.cu"
+#include "../kernels/complex.cuh"
+#include "../kernels/gauge.cu"
 #include "../kernels/wilson.cu"
 
 namespace {
@@ -74,6 +76,9 @@ const Entry kernels[] = {
     FLOWHMC_KERNEL(wilson_f32),
     FLOWHMC_KERNEL(wilson_hop_f64),
     FLOWHMC_KERNEL(wilson_hop_f32),
+    FLOWHMC_KERNEL(gauge_force_f64),
+    FLOWHMC_KERNEL(link_update_f64),
+    FLOWHMC_KERNEL(loop_partial_f64),
 };
 
 }  // namespace

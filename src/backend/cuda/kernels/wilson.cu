@@ -26,40 +26,6 @@
 //     Schur operator 1 - kappa^2 H_eo H_oe is two half hops.
 // Launch: any grid and block size (a grid-stride loop over the output sites).
 
-template <typename T>
-struct Complex {
-    T re, im;
-};
-
-template <typename T>
-__device__ inline Complex<T> operator+(Complex<T> a, Complex<T> b) { return {a.re + b.re, a.im + b.im}; }
-
-template <typename T>
-__device__ inline Complex<T> operator-(Complex<T> a, Complex<T> b) { return {a.re - b.re, a.im - b.im}; }
-
-// a b
-template <typename T>
-__device__ inline Complex<T> times(Complex<T> a, Complex<T> b) {
-    return {a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re};
-}
-
-// conj(a) b
-template <typename T>
-__device__ inline Complex<T> conj_times(Complex<T> a, Complex<T> b) {
-    return {a.re * b.re + a.im * b.im, a.re * b.im - a.im * b.re};
-}
-
-// i^k z
-template <typename T>
-__device__ inline Complex<T> times_i_power(int k, Complex<T> z) {
-    switch (k & 3) {
-        case 0: return z;
-        case 1: return {-z.im, z.re};
-        case 2: return {-z.re, -z.im};
-        default: return {z.im, -z.re};
-    }
-}
-
 __device__ inline int gamma_column(int mu, int r) {
     const int column[4][2] = {{1, 0}, {1, 0}, {0, 1}, {0, 1}};
     return column[mu][r];
@@ -69,9 +35,6 @@ __device__ inline int gamma_phase(int mu, int r) {
     const int phase[4][2] = {{1, 1}, {2, 0}, {1, 3}, {0, 0}};
     return phase[mu][r];
 }
-
-template <typename T>
-__device__ inline Complex<T> load(const T* p, long long k) { return {p[2 * k], p[2 * k + 1]}; }
 
 // chi = U h (adjoint: U^dagger h) for the 3x3 link at u
 template <typename T>

@@ -1,0 +1,189 @@
+//! The gauge field and its momenta resident on a device, with the molecular-dynamics kernels
+//! of `kernels/gauge.cu`: the force of the Wilson, Symanzik and Iwasaki actions, the link
+//! update U <- exp(eps P) U, the gauge action and the kinetic energy. Fields move to and from
+//! the host only at the boundary ([`super::layout`]).
+//!
+//! Conventions are the CPU's (README, Conventions; [`crate::group`], [`crate::action::gauge`]):
+//! S = beta sum_x [c0 sum_{mu<nu} (1 - Re tr P / 3) + c1 sum_{mu!=nu} (1 - Re tr R / 3)] with
+//! c0 = 1 - 8 c1, momenta P = sum_a p_a T_a with kinetic energy (1/2) sum p_a^2, dU/dt = P U,
+//! and the force F_a = -d/dw S(exp(w T_a) U). Sums come back from per-block partials added in
+//! block order: deterministic, equal to the CPU's exact sums to round-off.
+
+use super::GAUGE;
+use super::device::{Arg, Device, DeviceBuffer};
+use crate::error::{Error, Result};
+use num_complex::Complex64;
+
+/// SU(3) links U_mu(x) of a whole 4D lattice on a device, in f64 (site-major).
+#[derive(Debug)]
+pub struct DeviceGauge {
+    links: DeviceBuffer<f64>,
+    dims: [usize; 4],
+}
+
+/// Momenta P_mu(x) on a device, 8 reals per link (site-major).
+#[derive(Debug)]
+pub struct DeviceMomenta {
+    data: DeviceBuffer<f64>,
+}
+
+/// The extents as kernel arguments.
+fn extents(dims: [usize; 4]) -> [Arg<'static>; 4] {
+    dims.map(|l| Arg::Int(l as i32))
+}
+
+/// Adds the per-block partial sums in block order.
+fn total(partials: &[f64]) -> f64 {
+    partials.iter().fold(0.0, |acc, v| acc + v)
+}
+
+impl DeviceGauge {
+    /// The links `links` (site-major, [`super::layout::links_of`]) of the lattice `dims`,
+    /// uploaded to `device`.
+    pub fn upload(device: &Device, links: &[Complex64], dims: [usize; 4]) -> Result<Self> {
+        let volume: usize = dims.iter().product();
+        if links.len() != volume * 36 || dims.iter().any(|&l| i32::try_from(l).is_err()) {
+            return Err(Error::Device(format!(
+                "{} link components for the lattice {dims:?}, which needs {} (extents within 32 bits)",
+                links.len(),
+                volume * 36
+            )));
+        }
+        let reals: Vec<f64> = links.iter().flat_map(|z| [z.re, z.im]).collect();
+        Ok(DeviceGauge { links: device.upload(&reals)?, dims })
+    }
+
+    /// The links on the host, site-major.
+    pub fn download(&self) -> Result<Vec<Complex64>> {
+        Ok(self.links.download()?.chunks_exact(2).map(|p| Complex64::new(p[0], p[1])).collect())
+    }
+
+    /// The device it lives on.
+    pub fn device(&self) -> &Device {
+        self.links.device()
+    }
+
+    /// Number of links (4 per site).
+    pub fn links(&self) -> usize {
+        self.dims.iter().product::<usize>() * 4
+    }
+
+    /// Zero momenta for these links.
+    pub fn zero_momenta(&self) -> Result<DeviceMomenta> {
+        Ok(DeviceMomenta { data: self.device().zeros(self.links() * 8)? })
+    }
+
+    /// Momenta `values` (site-major, [`super::layout::momenta_of`]) for these links.
+    pub fn upload_momenta(&self, values: &[f64]) -> Result<DeviceMomenta> {
+        if values.len() != self.links() * 8 {
+            return Err(Error::Device(format!(
+                "{} momentum components for {} links, which need {}",
+                values.len(),
+                self.links(),
+                self.links() * 8
+            )));
+        }
+        Ok(DeviceMomenta { data: self.device().upload(values)? })
+    }
+
+    fn check(&self, p: &DeviceMomenta) -> Result<()> {
+        if p.data.len() != self.links() * 8 {
+            return Err(Error::Device(format!(
+                "momenta of {} reals for {} links",
+                p.data.len(),
+                self.links()
+            )));
+        }
+        Ok(())
+    }
+
+    /// p += h F(U) for the gauge action with coupling `beta` and rectangle coefficient `c1`
+    /// (c0 = 1 - 8 c1): the CPU's [`crate::action::gauge::GaugeAction::force`] on the device.
+    pub fn add_force(&self, beta: f64, c1: f64, h: f64, p: &mut DeviceMomenta) -> Result<()> {
+        self.check(p)?;
+        let coeff = h * beta / 3.0;
+        let [l0, l1, l2, l3] = extents(self.dims);
+        let mut args = vec![
+            Arg::F64(&self.links),
+            Arg::F64Mut(&mut p.data),
+            l0,
+            l1,
+            l2,
+            l3,
+            Arg::Double(coeff * (1.0 - 8.0 * c1)),
+            Arg::Double(coeff * c1),
+        ];
+        let device = self.device();
+        // SAFETY: the parameters of gauge_force_f64 in order; links and momenta hold 18 and 8
+        // reals per link of the lattice (checked).
+        unsafe { device.launch(GAUGE, "gauge_force_f64", device.shape(self.links() / 4), &mut args) }
+    }
+
+    /// U <- exp(eps P) U on every link.
+    pub fn evolve(&mut self, p: &DeviceMomenta, eps: f64) -> Result<()> {
+        self.check(p)?;
+        let [l0, l1, l2, l3] = extents(self.dims);
+        let links = self.links();
+        let device = self.device().clone();
+        let mut args =
+            vec![Arg::F64Mut(&mut self.links), Arg::F64(&p.data), l0, l1, l2, l3, Arg::Double(eps)];
+        // SAFETY: the parameters of link_update_f64 in order; links and momenta hold 18 and 8
+        // reals per link (checked).
+        unsafe { device.launch(GAUGE, "link_update_f64", device.shape(links), &mut args) }
+    }
+
+    /// The sum over the lattice of Re tr P_{mu nu}(x) over mu < nu (plaquettes) or of Re tr
+    /// R_{mu nu}(x) over mu != nu (`rectangles`, every 1x2 rectangle once).
+    pub fn loop_sum(&self, rectangles: bool) -> Result<f64> {
+        let device = self.device();
+        let shape = device.shape(self.links() / 4);
+        let mut partial = device.zeros::<f64>(shape.0 as usize)?;
+        let [l0, l1, l2, l3] = extents(self.dims);
+        let mut args = vec![
+            Arg::F64(&self.links),
+            l0,
+            l1,
+            l2,
+            l3,
+            Arg::Int(i32::from(rectangles)),
+            Arg::F64Mut(&mut partial),
+        ];
+        // SAFETY: the parameters of loop_partial_f64 in order; the links hold 18 reals per link,
+        // the partials one sum per block.
+        unsafe { device.launch(GAUGE, "loop_partial_f64", shape, &mut args)? };
+        drop(args);
+        Ok(total(&partial.download()?))
+    }
+
+    /// The gauge action with coupling `beta` and rectangle coefficient `c1` (see the module
+    /// docs), as the CPU's [`crate::action::gauge::GaugeAction::value`].
+    pub fn action(&self, beta: f64, c1: f64) -> Result<f64> {
+        let plaquettes = (self.links() / 4 * 6) as f64;
+        let mut s = (1.0 - 8.0 * c1) * (plaquettes - self.loop_sum(false)? / 3.0);
+        if c1 != 0.0 {
+            s += c1 * (2.0 * plaquettes - self.loop_sum(true)? / 3.0);
+        }
+        Ok(beta * s)
+    }
+}
+
+impl DeviceMomenta {
+    /// The kinetic energy (1/2) sum over links and components of p_a^2.
+    pub fn kinetic_energy(&self) -> Result<f64> {
+        let device = self.data.device();
+        let n = self.data.len();
+        let shape = device.shape(n);
+        let mut partial = device.zeros::<f64>(shape.0 as usize)?;
+        let mut args =
+            vec![Arg::Long(n as i64), Arg::F64(&self.data), Arg::F64(&self.data), Arg::F64Mut(&mut partial)];
+        // SAFETY: the parameters of dot_partial_f64 in order; n reals, one partial per block.
+        unsafe { device.launch(super::BLAS, "dot_partial_f64", shape, &mut args)? };
+        drop(args);
+        Ok(0.5 * total(&partial.download()?))
+    }
+
+    /// The momenta on the host, site-major.
+    pub fn download(&self) -> Result<Vec<f64>> {
+        self.data.download()
+    }
+}
