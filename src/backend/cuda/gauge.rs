@@ -186,4 +186,9 @@ impl DeviceMomenta {
     pub fn download(&self) -> Result<Vec<f64>> {
         self.data.download()
     }
+
+    /// Its reals, for the force kernels of other modules (8 per link, site-major).
+    pub(super) fn reals_mut(&mut self) -> &mut DeviceBuffer<f64> {
+        &mut self.data
+    }
 }

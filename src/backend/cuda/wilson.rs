@@ -1,10 +1,12 @@
 //! The Wilson-Dirac operator on a device (`kernels/wilson.cu`): M = 1 - kappa H on a whole 4D
 //! SU(3) lattice of one rank in site-major storage ([`super::layout`]), with the boundary
-//! phase exp(i theta) in time, and its normal operator M^dagger M as a [`LinearOperator`], so
-//! that the Krylov solvers run on the device with [`DeviceSpinor`] vectors.
+//! phase exp(i theta) in time, its even/odd Schur operator, the force of the Schur operator
+//! (in f64), and its normal operators as [`LinearOperator`]s, so that the Krylov solvers run
+//! on the device with [`DeviceSpinor`] vectors.
 
 use super::WILSON;
 use super::device::{Arg, Device, DeviceBuffer, DeviceReal};
+use super::gauge::DeviceMomenta;
 use super::layout::SPINOR;
 use super::spinor::DeviceSpinor;
 use crate::error::{Error, Result};
@@ -123,6 +125,57 @@ impl<T: DeviceReal> DeviceWilson<T> {
         // site, the fields 12 per site of their parity (checked above), as the kernel reads and
         // writes them.
         unsafe { device.launch(WILSON, &kernel, device.shape(entries / SPINOR), &mut args) }
+    }
+}
+
+/// The force of the operator, in f64 (the precision of the gauge field).
+impl DeviceWilson<f64> {
+    /// p_a(x, mu) += c d/dw Re(a^dagger M_hat b) for every link, U_mu(x) -> exp(w T_a) U_mu(x),
+    /// a and b even half fields: the CPU's [`crate::dirac::FermionMatrix::add_derivative`] with
+    /// even/odd preconditioning. M_hat = 1 - kappa^2 H_eo H_oe makes it -c kappa^2 times the
+    /// derivative of Re(A^dagger H B) with A = (a, H^dagger_oe a), B = (b, H_oe b).
+    pub fn add_schur_derivative(
+        &self,
+        a: &DeviceSpinor<f64>,
+        b: &DeviceSpinor<f64>,
+        c: f64,
+        p: &mut DeviceMomenta,
+    ) -> Result<()> {
+        let device = self.device();
+        let (mut a_odd, mut b_odd) = (
+            DeviceSpinor::zeros(device, self.half_entries())?,
+            DeviceSpinor::zeros(device, self.half_entries())?,
+        );
+        self.hop(Some(1), true, a, None, -1.0, &mut a_odd)?;
+        self.hop(Some(1), false, b, None, -1.0, &mut b_odd)?;
+        let volume = self.entries() / SPINOR;
+        if p.reals_mut().len() != volume * 32 {
+            return Err(Error::Device(format!(
+                "momenta of {} reals for the {volume} sites of {:?}",
+                p.reals_mut().len(),
+                self.dims
+            )));
+        }
+        let [l0, l1, l2, l3] = self.dims.map(|l| Arg::Int(l as i32));
+        let mut args = vec![
+            Arg::F64(&self.links),
+            Arg::F64(a.reals()),
+            Arg::F64(a_odd.reals()),
+            Arg::F64(b.reals()),
+            Arg::F64(b_odd.reals()),
+            Arg::F64Mut(p.reals_mut()),
+            l0,
+            l1,
+            l2,
+            l3,
+            Arg::Double(-c * self.kappa * self.kappa),
+            Arg::Double(self.theta.cos()),
+            Arg::Double(self.theta.sin()),
+        ];
+        // SAFETY: the parameters of hopping_derivative_f64 in order; the halves hold 12 complex
+        // numbers per site of their parity (a and b checked by the hops), the links 36 and the
+        // momenta 32 reals per site (checked).
+        unsafe { device.launch(WILSON, "hopping_derivative_f64", device.shape(volume), &mut args) }
     }
 }
 

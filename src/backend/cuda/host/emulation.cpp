@@ -76,6 +76,7 @@ const Entry kernels[] = {
     FLOWHMC_KERNEL(wilson_f32),
     FLOWHMC_KERNEL(wilson_hop_f64),
     FLOWHMC_KERNEL(wilson_hop_f32),
+    FLOWHMC_KERNEL(hopping_derivative_f64),
     FLOWHMC_KERNEL(gauge_force_f64),
     FLOWHMC_KERNEL(link_update_f64),
     FLOWHMC_KERNEL(loop_partial_f64),

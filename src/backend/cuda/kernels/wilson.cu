@@ -24,6 +24,7 @@
 //     fields; parity p = 0 or 1: out is the half field of parity p and in that of 1 - p (the
 //     block H_{p, 1-p} of H). M = wilson_hop(in = base = psi, factor kappa, parity -1); the
 //     Schur operator 1 - kappa^2 H_eo H_oe is two half hops.
+//   hopping_derivative (_f64 only): the force of a b^dagger H, see its comment.
 // Launch: any grid and block size (a grid-stride loop over the output sites).
 
 __device__ inline int gamma_column(int mu, int r) {
@@ -127,6 +128,89 @@ __device__ void wilson_hop(const T* u, const T* in, const T* base, T* out, int l
         }
         hop_site(x, xl, u, in, base, out, dims, factor, cos_theta, sin_theta, dagger, parity);
     }
+}
+
+// The half spinor row r of the projection (1 -+ gamma_mu) psi at half-field index y
+// (minus for 1 - gamma_mu): psi_up[r] -+ A_mu psi_down, colour a.
+__device__ inline Complex<double> projected(const double* psi, long long y, int mu, int r, int a, bool minus) {
+    Complex<double> up = load(psi, (y * 4 + r) * 3 + a);
+    Complex<double> down = times_i_power(gamma_phase(mu, r), load(psi, (y * 4 + 2 + gamma_column(mu, r)) * 3 + a));
+    return minus ? up - down : up + down;
+}
+
+// p_a(x, mu) += c d/dw Re(a^dagger H b) for U_mu(x) -> exp(w T_a) U_mu(x), with a and b full
+// fields given by their even and odd halves (half-field storage): Re tr(T_a Z),
+// Z = phase U C1 - conj(phase) C2 U^dagger, C1 = sum_r h_b(x+mu) h_a(x)^dagger,
+// C2 = sum_r k_b(x) k_a(x+mu)^dagger, h and k the rows of the projections 1 - gamma_mu and
+// 1 + gamma_mu (the CPU's WilsonOperator::add_hopping_derivative). Momenta p[(x * 4 + mu) * 8 + a].
+__device__ void hopping_derivative(const double* u, const double* a_even, const double* a_odd, const double* b_even,
+                                   const double* b_odd, double* p, int l0, int l1, int l2, int l3, double c,
+                                   double cos_theta, double sin_theta) {
+    const int dims[4] = {l0, l1, l2, l3};
+    long long volume = (long long)l0 * l1 * l2 * l3;
+    for (long long x = (long long)blockIdx.x * blockDim.x + threadIdx.x; x < volume;
+         x += (long long)gridDim.x * blockDim.x) {
+        int cx[4];
+        long long stride[4];
+        long long rest = x;
+        for (int mu = 0; mu < 4; ++mu) {
+            cx[mu] = (int)(rest % dims[mu]);
+            rest /= dims[mu];
+            stride[mu] = mu == 0 ? 1 : stride[mu - 1] * dims[mu - 1];
+        }
+        bool odd = ((cx[0] + cx[1] + cx[2] + cx[3]) & 1) != 0;
+        const double* a_here = odd ? a_odd : a_even;
+        const double* b_here = odd ? b_odd : b_even;
+        const double* a_next = odd ? a_even : a_odd;
+        const double* b_next = odd ? b_even : b_odd;
+        for (int mu = 0; mu < 4; ++mu) {
+            bool wraps = cx[mu] == dims[mu] - 1;
+            long long y = x + stride[mu] - (wraps ? stride[mu] * dims[mu] : 0);
+            Complex<double> c1[9] = {}, c2[9] = {};
+            for (int r = 0; r < 2; ++r) {
+                for (int i = 0; i < 3; ++i) {
+                    for (int j = 0; j < 3; ++j) {
+                        Complex<double> hb = projected(b_next, y / 2, mu, r, i, true);
+                        Complex<double> ha = projected(a_here, x / 2, mu, r, j, true);
+                        Complex<double> kb = projected(b_here, x / 2, mu, r, i, false);
+                        Complex<double> ka = projected(a_next, y / 2, mu, r, j, false);
+                        c1[i * 3 + j] = c1[i * 3 + j] + conj_times(ha, hb);
+                        c2[i * 3 + j] = c2[i * 3 + j] + conj_times(ka, kb);
+                    }
+                }
+            }
+            Complex<double> phase = {1, 0};
+            if (mu == 3 && wraps) {
+                phase = {cos_theta, sin_theta};
+            }
+            const double* link = u + 2 * 9 * (x * 4 + mu);
+            // Z = phase U C1 - conj(phase) C2 U^dagger
+            Complex<double> z[9];
+            for (int i = 0; i < 3; ++i) {
+                for (int j = 0; j < 3; ++j) {
+                    Complex<double> f = {0, 0}, b = {0, 0};
+                    for (int k = 0; k < 3; ++k) {
+                        f = f + times(load(link, i * 3 + k), c1[k * 3 + j]);
+                        b = b + conj_times(load(link, j * 3 + k), c2[i * 3 + k]);
+                    }
+                    z[i * 3 + j] = times(phase, f) - conj_times(phase, b);
+                }
+            }
+            const double inv_sqrt3 = 0.57735026918962576451;
+            double r[8] = {
+                -0.5 * (z[1].im + z[3].im), -0.5 * (z[1].re - z[3].re), -0.5 * (z[0].im - z[4].im),
+                -0.5 * (z[2].im + z[6].im), -0.5 * (z[2].re - z[6].re), -0.5 * (z[5].im + z[7].im),
+                -0.5 * (z[5].re - z[7].re), -0.5 * inv_sqrt3 * (z[0].im + z[4].im - 2.0 * z[8].im),
+            };
+            for (int k = 0; k < 8; ++k) {
+                p[(x * 4 + mu) * 8 + k] += c * r[k];
+            }
+        }
+    }
+}
+
+extern "C" __global__ void hopping_derivative_f64(const double* u, const double* a_even, const double* a_odd, const double* b_even, const double* b_odd, double* p, int l0, int l1, int l2, int l3, double c, double cos_theta, double sin_theta) {
+    hopping_derivative(u, a_even, a_odd, b_even, b_odd, p, l0, l1, l2, l3, c, cos_theta, sin_theta);
 }
 
 extern "C" __global__ void wilson_f64(const double* u, const double* psi, double* out, int l0, int l1, int l2, int l3, double kappa, double cos_theta, double sin_theta, int dagger) {
