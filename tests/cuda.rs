@@ -7,6 +7,9 @@
 #![cfg(feature = "cuda")]
 
 use cudarc::driver::{LaunchConfig, PushKernelArg};
+use flowhmc::action::Monomial;
+use flowhmc::action::device::{DeviceGaugeAction, DevicePseudofermion};
+use flowhmc::action::fermion::{Pseudofermion, PseudofermionParams};
 use flowhmc::action::gauge::{GaugeAction, GaugeActionKind};
 use flowhmc::backend::cuda::device::Device;
 use flowhmc::backend::cuda::gauge::{DeviceGauge, DeviceMomenta};
@@ -21,9 +24,11 @@ use flowhmc::dirac::{Boundary, DiracOperator, FermionMatrix, FermionOperator, Op
 use flowhmc::field::{GaugeField, MomentumField};
 use flowhmc::geometry::Lattice;
 use flowhmc::group::Su3;
+use flowhmc::integrator::{Integrator, Scheme};
 use flowhmc::rng::Purpose;
 use flowhmc::solver::{SolverParams, SolverVector, cg, mixed_cg, multishift_cg};
 use flowhmc::spinor::SpinorField;
+use flowhmc::update::{Hmc, MarkovStep};
 use std::sync::Arc;
 
 /// Whether NVRTC is here; a skip line when not (a failure when CI requires it).
@@ -504,8 +509,8 @@ fn gauge_molecular_dynamics_on_the_emulated_device_repeats_the_cpu() {
         let action = GaugeAction::new(kind, beta);
         let mut u = GaugeField::<Su3>::hot(lattice.clone(), 17);
         let mut p = MomentumField::<Su3>::gaussian(&lattice, 4, 0);
-        let mut gauge = DeviceGauge::upload(&device, &layout::links_of(&u), dims).unwrap();
-        let mut momenta = gauge.upload_momenta(&layout::momenta_of(&p, &lattice)).unwrap();
+        let mut gauge = DeviceGauge::upload(&device, &u).unwrap();
+        let mut momenta = gauge.upload_momenta(&p).unwrap();
         // the force alone
         let mut force = MomentumField::<Su3>::zeros(&lattice);
         action.force(&u, 1.0, &mut force);
@@ -534,7 +539,7 @@ fn gauge_molecular_dynamics_on_the_emulated_device_repeats_the_cpu() {
         }
         action.force(&u, 0.5 * eps, &mut p);
         gauge.add_force(beta, kind.c1(), 0.5 * eps, &mut momenta).unwrap();
-        let links = layout::links_from(&gauge.download().unwrap(), &lattice).unwrap();
+        let links = gauge.to_host().unwrap();
         let off = links.max_distance(&u);
         assert!(off <= 1e-12, "{kind:?}: links after five steps off by {off}");
         let (dh, device_dh) = (h(&u, &p) - h0, device_h(&gauge, &momenta) - device_h0);
@@ -563,11 +568,63 @@ fn schur_operator_force_on_the_emulated_device_equals_the_cpu() {
         let full = SpinorField::from_halves(f, &SpinorField::half(&cb));
         DeviceSpinor::<f64>::upload(&device, &layout::half(&layout::spinor_of(&full, &cb), &dims, 0)).unwrap()
     };
-    let gauge = DeviceGauge::upload(&device, &layout::links_of(&u), dims).unwrap();
+    let gauge = DeviceGauge::upload(&device, &u).unwrap();
     let mut p = gauge.zero_momenta().unwrap();
     op.add_schur_derivative(&even(&a), &even(&b), c, &mut p).unwrap();
     let want = layout::momenta_of(&want, &lattice);
     let largest = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     let off = p.download().unwrap().iter().zip(&want).fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
     assert!(largest > 0.0 && off <= 1e-12 * largest, "force off by {off} (largest {largest})");
+}
+
+/// Whole HMC trajectories with every field on the emulated device (`Hmc<DeviceGauge>`) against
+/// the CPU's (`Hmc<GaugeField<Su3>>`) from the same hot 4^4 field, seed and monomials: Wilson
+/// gauge action (beta 5.6), an even/odd two-flavour term at kappa 0.10 and a Hasenbusch ratio
+/// up to kappa 0.12, one Omelyan level of 4 steps, tau 0.5, solves to 1e-12 (f64, then mixed
+/// precision). Two trajectories each: the same acceptance, dH within 1e-8 (the forces differ by
+/// the solver tolerance and the summation order), solver iterations within 5%, and final links
+/// within 1e-10.
+#[test]
+fn hmc_trajectories_on_the_emulated_device_repeat_the_cpu() {
+    let lattice = Arc::new(Lattice::new(&[4, 4, 4, 4]).unwrap());
+    let cb = Checkerboard::new(lattice.clone()).unwrap();
+    let start = GaugeField::<Su3>::hot(lattice.clone(), 23);
+    let device = Device::emulated();
+    let (beta, seed, tau) = (5.6, 31, 0.5);
+    for mixed_precision in [false, true] {
+        let params = |kappa: f64, kappa_heavy: f64| PseudofermionParams {
+            kappa,
+            kappa_heavy,
+            boundary: Boundary::ANTIPERIODIC,
+            even_odd: true,
+            solver: SolverParams { tolerance: 1e-12, max_iterations: 1000 },
+            mixed_precision,
+        };
+        let integrator = || Integrator::single(Scheme::Omelyan, 4, 3).unwrap();
+        let cpu_monomials: Vec<Box<dyn Monomial<GaugeField<Su3>>>> = vec![
+            Box::new(GaugeAction::new(GaugeActionKind::Wilson, beta)),
+            Box::new(Pseudofermion::<Su3, 4>::new("light", params(0.10, 0.0), cb.clone(), 0)),
+            Box::new(Pseudofermion::<Su3, 4>::new("ratio", params(0.12, 0.10), cb.clone(), 1)),
+        ];
+        let mut gauge = DeviceGauge::upload(&device, &start).unwrap();
+        let device_monomials: Vec<Box<dyn Monomial<DeviceGauge>>> = vec![
+            Box::new(DeviceGaugeAction::new("gauge", GaugeActionKind::Wilson, beta)),
+            Box::new(DevicePseudofermion::new("light", params(0.10, 0.0), &gauge, 0).unwrap()),
+            Box::new(DevicePseudofermion::new("ratio", params(0.12, 0.10), &gauge, 1).unwrap()),
+        ];
+        let mut cpu = Hmc::new(cpu_monomials, integrator(), tau, seed).unwrap();
+        let mut gpu = Hmc::new(device_monomials, integrator(), tau, seed).unwrap();
+        let mut u = start.clone();
+        for update in 0..2 {
+            let at = format!("mixed {mixed_precision}, update {update}");
+            let want = cpu.step(&mut u, update).unwrap();
+            let got = gpu.step(&mut gauge, update).unwrap_or_else(|e| panic!("{at}: {e}"));
+            assert_eq!(got.accepted, want.accepted, "{at}: acceptance (dH {} against {})", got.dh, want.dh);
+            assert!((got.dh - want.dh).abs() <= 1e-8, "{at}: dH {} against {}", got.dh, want.dh);
+            let (n, m) = (got.solver_iterations, want.solver_iterations);
+            assert!(n.abs_diff(m) * 20 <= m, "{at}: {n} solver iterations on the device, {m} on the CPU");
+            let off = gauge.to_host().unwrap().max_distance(&u);
+            assert!(off <= 1e-10, "{at}: links off by {off}");
+        }
+    }
 }

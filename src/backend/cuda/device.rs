@@ -353,6 +353,8 @@ pub trait DeviceReal: DeviceScalar + PartialEq + std::fmt::Debug {
     fn arg_mut(buffer: &mut DeviceBuffer<Self>) -> Arg<'_>;
     /// A scalar argument of this type.
     fn scalar(v: f64) -> Arg<'static>;
+    /// A copy of an f64 buffer in this type (rounded to nearest for f32), on its device.
+    fn from_f64_buffer(buffer: &DeviceBuffer<f64>) -> Result<DeviceBuffer<Self>>;
 }
 
 impl DeviceReal for f64 {
@@ -372,6 +374,9 @@ impl DeviceReal for f64 {
     fn scalar(v: f64) -> Arg<'static> {
         Arg::Double(v)
     }
+    fn from_f64_buffer(buffer: &DeviceBuffer<f64>) -> Result<DeviceBuffer<f64>> {
+        buffer.try_clone()
+    }
 }
 
 impl DeviceReal for f32 {
@@ -390,5 +395,15 @@ impl DeviceReal for f32 {
     }
     fn scalar(v: f64) -> Arg<'static> {
         Arg::Float(v as f32)
+    }
+    fn from_f64_buffer(buffer: &DeviceBuffer<f64>) -> Result<DeviceBuffer<f32>> {
+        let device = buffer.device();
+        let n = buffer.len();
+        let mut low = device.zeros::<f32>(n)?;
+        let mut args = vec![Arg::Long(n as i64), Arg::Double(1.0), Arg::F64(buffer), Arg::F32Mut(&mut low)];
+        // SAFETY: the parameters of lower_scaled_f64; both buffers hold n reals.
+        unsafe { device.launch(super::BLAS, "lower_scaled_f64", device.shape(n), &mut args)? };
+        drop(args);
+        Ok(low)
     }
 }

@@ -9,15 +9,22 @@
 //! and the force F_a = -d/dw S(exp(w T_a) U). Sums come back from per-block partials added in
 //! block order: deterministic, equal to the CPU's exact sums to round-off.
 
-use super::GAUGE;
-use super::device::{Arg, Device, DeviceBuffer};
+use super::device::{Arg, Device, DeviceBuffer, DeviceReal};
+use super::{GAUGE, layout};
 use crate::error::{Error, Result};
+use crate::field::{GaugeField, MomentumField};
+use crate::geometry::Lattice;
+use crate::group::Su3;
+use crate::phase_space::PhaseSpace;
 use num_complex::Complex64;
+use std::sync::Arc;
 
-/// SU(3) links U_mu(x) of a whole 4D lattice on a device, in f64 (site-major).
+/// SU(3) links U_mu(x) of a whole 4D lattice on a device, in f64 (site-major), with the CPU
+/// lattice they came from (for the random streams of momentum refreshes, keyed by site).
 #[derive(Debug)]
 pub struct DeviceGauge {
     links: DeviceBuffer<f64>,
+    lattice: Arc<Lattice>,
     dims: [usize; 4],
 }
 
@@ -38,24 +45,55 @@ fn total(partials: &[f64]) -> f64 {
 }
 
 impl DeviceGauge {
-    /// The links `links` (site-major, [`super::layout::links_of`]) of the lattice `dims`,
-    /// uploaded to `device`.
-    pub fn upload(device: &Device, links: &[Complex64], dims: [usize; 4]) -> Result<Self> {
-        let volume: usize = dims.iter().product();
-        if links.len() != volume * 36 || dims.iter().any(|&l| i32::try_from(l).is_err()) {
+    /// The gauge field `u` uploaded to `device`: a 4D SU(3) field on the whole lattice of one
+    /// rank (the backend does not yet run on a process grid).
+    pub fn upload(device: &Device, u: &GaugeField<Su3>) -> Result<Self> {
+        let lattice = u.lattice().clone();
+        let dims: [usize; 4] = lattice.dims().try_into().map_err(|_| {
+            Error::Device(format!("lattice {:?}: the CUDA backend runs 4D lattices", lattice.dims()))
+        })?;
+        if !lattice.is_whole() {
+            return Err(Error::Device(
+                "the CUDA backend runs on one rank for now (one GPU per MPI rank comes later)".into(),
+            ));
+        }
+        if dims.iter().any(|&l| i32::try_from(l).is_err()) {
             return Err(Error::Device(format!(
-                "{} link components for the lattice {dims:?}, which needs {} (extents within 32 bits)",
-                links.len(),
-                volume * 36
+                "lattice {dims:?}: extents beyond the kernels' 32-bit coordinates"
             )));
         }
-        let reals: Vec<f64> = links.iter().flat_map(|z| [z.re, z.im]).collect();
-        Ok(DeviceGauge { links: device.upload(&reals)?, dims })
+        let reals: Vec<f64> = layout::links_of(u).iter().flat_map(|z| [z.re, z.im]).collect();
+        Ok(DeviceGauge { links: device.upload(&reals)?, lattice, dims })
     }
 
     /// The links on the host, site-major.
     pub fn download(&self) -> Result<Vec<Complex64>> {
         Ok(self.links.download()?.chunks_exact(2).map(|p| Complex64::new(p[0], p[1])).collect())
+    }
+
+    /// The field back on the host, in the CPU's layout.
+    pub fn to_host(&self) -> Result<GaugeField<Su3>> {
+        layout::links_from(&self.download()?, &self.lattice)
+    }
+
+    /// A second copy on the same device.
+    pub fn try_clone(&self) -> Result<Self> {
+        Ok(DeviceGauge { links: self.links.try_clone()?, lattice: self.lattice.clone(), dims: self.dims })
+    }
+
+    /// The lattice.
+    pub fn lattice(&self) -> &Arc<Lattice> {
+        &self.lattice
+    }
+
+    /// The extents.
+    pub fn dims(&self) -> [usize; 4] {
+        self.dims
+    }
+
+    /// A copy of the links in precision T (rounded for f32), for the Dirac operators.
+    pub fn links_in<T: DeviceReal>(&self) -> Result<DeviceBuffer<T>> {
+        T::from_f64_buffer(&self.links)
     }
 
     /// The device it lives on.
@@ -73,17 +111,18 @@ impl DeviceGauge {
         Ok(DeviceMomenta { data: self.device().zeros(self.links() * 8)? })
     }
 
-    /// Momenta `values` (site-major, [`super::layout::momenta_of`]) for these links.
-    pub fn upload_momenta(&self, values: &[f64]) -> Result<DeviceMomenta> {
-        if values.len() != self.links() * 8 {
-            return Err(Error::Device(format!(
-                "{} momentum components for {} links, which need {}",
-                values.len(),
-                self.links(),
-                self.links() * 8
-            )));
-        }
-        Ok(DeviceMomenta { data: self.device().upload(values)? })
+    /// The momenta `p` (of this lattice) uploaded.
+    pub fn upload_momenta(&self, p: &MomentumField<Su3>) -> Result<DeviceMomenta> {
+        Ok(DeviceMomenta { data: self.device().upload(&layout::momenta_of(p, &self.lattice))? })
+    }
+
+    /// Every link projected back to SU(3), as the CPU's [`GaugeField::project`].
+    pub fn project(&mut self) -> Result<()> {
+        let links = self.links();
+        let device = self.device().clone();
+        let mut args = vec![Arg::F64Mut(&mut self.links), Arg::Long(links as i64)];
+        // SAFETY: the parameters of project_f64; 18 reals per link.
+        unsafe { device.launch(GAUGE, "project_f64", device.shape(links), &mut args) }
     }
 
     fn check(&self, p: &DeviceMomenta) -> Result<()> {
@@ -187,8 +226,78 @@ impl DeviceMomenta {
         self.data.download()
     }
 
+    /// A second copy on the same device.
+    pub fn try_clone(&self) -> Result<Self> {
+        Ok(DeviceMomenta { data: self.data.try_clone()? })
+    }
+
+    /// p <- -p.
+    pub fn negate(&mut self) -> Result<()> {
+        let n = self.data.len();
+        let device = self.data.device().clone();
+        let mut args = vec![Arg::Long(n as i64), Arg::Double(-1.0), Arg::F64Mut(&mut self.data)];
+        // SAFETY: the parameters of scale_f64; n reals.
+        unsafe { device.launch(super::BLAS, "scale_f64", device.shape(n), &mut args) }
+    }
+
     /// Its reals, for the force kernels of other modules (8 per link, site-major).
     pub(super) fn reals_mut(&mut self) -> &mut DeviceBuffer<f64> {
         &mut self.data
+    }
+}
+
+/// Panics with a device error's message: the phase-space operations cannot return errors, and
+/// a device call fails only when the GPU is lost.
+fn checked<R>(result: Result<R>) -> R {
+    result.unwrap_or_else(|e| panic!("{e}"))
+}
+
+impl Clone for DeviceGauge {
+    fn clone(&self) -> Self {
+        checked(self.try_clone())
+    }
+}
+
+impl Clone for DeviceMomenta {
+    fn clone(&self) -> Self {
+        checked(self.try_clone())
+    }
+}
+
+/// The gauge field on the device as the phase space of HMC and its integrators: the same
+/// kinetic energy, drift and projection as the CPU's [`GaugeField`], so `Hmc<DeviceGauge>`
+/// runs a trajectory with the links and momenta resident on the device. Momenta are drawn on
+/// the host from the CPU's site streams and uploaded once per trajectory, so a device chain
+/// follows the CPU's to round-off. A failing device call (a lost GPU) panics with its message:
+/// the phase-space operations cannot return errors.
+impl PhaseSpace for DeviceGauge {
+    type Momentum = DeviceMomenta;
+
+    fn gaussian_momenta(&self, seed: u64, update: u64) -> DeviceMomenta {
+        checked(self.upload_momenta(&MomentumField::gaussian(&self.lattice, seed, update)))
+    }
+
+    fn zero_momenta(&self) -> DeviceMomenta {
+        checked(DeviceGauge::zero_momenta(self))
+    }
+
+    fn kinetic_energy(p: &DeviceMomenta) -> f64 {
+        checked(p.kinetic_energy())
+    }
+
+    fn negate(p: &mut DeviceMomenta) {
+        checked(p.negate())
+    }
+
+    fn drift(&mut self, p: &DeviceMomenta, h: f64) {
+        checked(self.evolve(p, h))
+    }
+
+    fn max_distance(&self, other: &Self) -> f64 {
+        checked(self.to_host().and_then(|a| other.to_host().map(|b| a.max_distance(&b))))
+    }
+
+    fn tidy(&mut self) {
+        checked(self.project())
     }
 }

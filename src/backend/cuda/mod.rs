@@ -10,8 +10,11 @@
 //! device-resident complex vectors with the BLAS-1 kernels of `kernels/blas.cu`
 //! ([`spinor::DeviceSpinor`], the vectors of the Krylov solvers); and the Wilson operator M on
 //! a whole lattice with its normal operator ([`wilson`], `kernels/wilson.cu`, not yet tuned),
-//! so that CG runs on the device. The even/odd operators, mixed precision, forces and the
-//! trajectory come next (issue 19; README, "On a GPU").
+//! with its even/odd Schur operator and force, so that CG, mixed-precision CG and multi-shift CG
+//! run on the device; the gauge field and momenta with the molecular-dynamics kernels
+//! ([`gauge`]), a phase space of the library's HMC, so that with the device monomials of
+//! `action::device` a whole trajectory stays on the device. Choosing the device in cards and
+//! hosts and tuned kernels come next (issue 19; README, "On a GPU").
 //!
 //! Libraries: cudarc opens libcuda (the driver) and libnvrtc (the compiler) when first used and
 //! panics when one is missing. Every entry point here first checks with a plain `dlopen`

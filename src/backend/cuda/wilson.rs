@@ -6,7 +6,7 @@
 
 use super::WILSON;
 use super::device::{Arg, Device, DeviceBuffer, DeviceReal};
-use super::gauge::DeviceMomenta;
+use super::gauge::{DeviceGauge, DeviceMomenta};
 use super::layout::SPINOR;
 use super::spinor::DeviceSpinor;
 use crate::error::{Error, Result};
@@ -49,6 +49,12 @@ impl<T: DeviceReal> DeviceWilson<T> {
         }
         let reals: Vec<T> = links.iter().flat_map(|z| [T::from_f64(z.re), T::from_f64(z.im)]).collect();
         Ok(DeviceWilson { links: device.upload(&reals)?, dims, kappa, theta })
+    }
+
+    /// M on the device-resident gauge field `gauge` (its links copied in precision T), with
+    /// hopping parameter `kappa` and time phase `theta`.
+    pub fn on(gauge: &DeviceGauge, kappa: f64, theta: f64) -> Result<Self> {
+        Ok(DeviceWilson { links: gauge.links_in()?, dims: gauge.dims(), kappa, theta })
     }
 
     /// The device it lives on.
@@ -125,6 +131,16 @@ impl<T: DeviceReal> DeviceWilson<T> {
         // site, the fields 12 per site of their parity (checked above), as the kernel reads and
         // writes them.
         unsafe { device.launch(WILSON, &kernel, device.shape(entries / SPINOR), &mut args) }
+    }
+
+    /// psi <- gamma5 psi (a full or half field).
+    pub fn gamma5(&self, psi: &mut DeviceSpinor<T>) -> Result<()> {
+        let sites = psi.len() / SPINOR;
+        let device = self.device().clone();
+        let kernel = format!("gamma5_{}", T::SUFFIX);
+        let mut args = vec![Arg::Long(sites as i64), T::arg_mut(psi.reals_mut())];
+        // SAFETY: the parameters of gamma5_T; 12 complex numbers per site.
+        unsafe { device.launch(WILSON, &kernel, device.shape(sites * SPINOR), &mut args) }
     }
 }
 

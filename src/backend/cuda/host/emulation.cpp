@@ -80,6 +80,10 @@ const Entry kernels[] = {
     FLOWHMC_KERNEL(gauge_force_f64),
     FLOWHMC_KERNEL(link_update_f64),
     FLOWHMC_KERNEL(loop_partial_f64),
+    FLOWHMC_KERNEL(project_f64),
+    FLOWHMC_KERNEL(scale_f64),
+    FLOWHMC_KERNEL(gamma5_f64),
+    FLOWHMC_KERNEL(gamma5_f32),
 };
 
 }  // namespace

@@ -139,6 +139,16 @@ extern "C" __global__ void add_lower_f64(long long n, double a, const float* low
     add_lower(n, a, low, high);
 }
 
+// y = a y on n reals
+template <typename T>
+__device__ void scale(long long n, T a, T* y) {
+    for (long long i = first_index(); i < n; i += grid_stride()) {
+        y[i] = a * y[i];
+    }
+}
+
+extern "C" __global__ void scale_f64(long long n, double a, double* y) { scale(n, a, y); }
+
 extern "C" __global__ void axpy_f64(long long n, double a, const double* x, double* y) { axpy(n, a, x, y); }
 extern "C" __global__ void axpy_f32(long long n, float a, const float* x, float* y) { axpy(n, a, x, y); }
 

@@ -20,6 +20,7 @@
 //   link_update(u, p, l0..l3, eps): U_mu(x) <- exp(eps P_mu(x)) U_mu(x), the exponential by
 //     the Cayley-Hamilton theorem with the coefficients of Morningstar and Peardon
 //     (hep-lat/0311018), as the CPU's Su3::exp.
+//   project(u, links): every link projected back to SU(3) (the CPU's Su3::project).
 //   loop_partial(u, l0..l3, rectangles, partial): partial[b] = block b's sum over its sites x
 //     of sum_{mu<nu} Re tr P_{mu nu}(x) (rectangles = 0) or sum_{mu!=nu} Re tr R_{mu nu}(x)
 //     (rectangles = 1); the sums in the fixed order of blas.cu.
@@ -306,6 +307,48 @@ __device__ void loop_partial(const double* u, int l0, int l1, int l2, int l3, in
         partial[blockIdx.x] = sums[0];
     }
 }
+
+// Every link projected back to SU(3) (the CPU's Su3::project): the first row normalised,
+// the second orthogonalised to it and normalised, the third their conjugate cross product.
+__device__ void project_links(double* u, long long links) {
+    for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < links;
+         k += (long long)gridDim.x * blockDim.x) {
+        Complex<double> a[3], b[3];
+        for (int c = 0; c < 3; ++c) {
+            a[c] = load(u, k * 9 + c);
+            b[c] = load(u, k * 9 + 3 + c);
+        }
+        double n = sqrt(a[0].re * a[0].re + a[0].im * a[0].im + a[1].re * a[1].re + a[1].im * a[1].im +
+                        a[2].re * a[2].re + a[2].im * a[2].im);
+        for (int c = 0; c < 3; ++c) {
+            a[c] = cdiv(a[c], n);
+        }
+        Complex<double> overlap = conj_times(a[0], b[0]) + conj_times(a[1], b[1]) + conj_times(a[2], b[2]);
+        for (int c = 0; c < 3; ++c) {
+            b[c] = b[c] - times(overlap, a[c]);
+        }
+        n = sqrt(b[0].re * b[0].re + b[0].im * b[0].im + b[1].re * b[1].re + b[1].im * b[1].im + b[2].re * b[2].re +
+                 b[2].im * b[2].im);
+        for (int c = 0; c < 3; ++c) {
+            b[c] = cdiv(b[c], n);
+        }
+        Complex<double> third[3] = {
+            times(a[1], b[2]) - times(a[2], b[1]),
+            times(a[2], b[0]) - times(a[0], b[2]),
+            times(a[0], b[1]) - times(a[1], b[0]),
+        };
+        for (int c = 0; c < 3; ++c) {
+            u[2 * (k * 9 + c)] = a[c].re;
+            u[2 * (k * 9 + c) + 1] = a[c].im;
+            u[2 * (k * 9 + 3 + c)] = b[c].re;
+            u[2 * (k * 9 + 3 + c) + 1] = b[c].im;
+            u[2 * (k * 9 + 6 + c)] = third[c].re;
+            u[2 * (k * 9 + 6 + c) + 1] = -third[c].im;
+        }
+    }
+}
+
+extern "C" __global__ void project_f64(double* u, long long links) { project_links(u, links); }
 
 extern "C" __global__ void gauge_force_f64(const double* u, double* p, int l0, int l1, int l2, int l3, double c_plaq, double c_rect) {
     gauge_force(u, p, l0, l1, l2, l3, c_plaq, c_rect);

@@ -25,6 +25,7 @@
 //     block H_{p, 1-p} of H). M = wilson_hop(in = base = psi, factor kappa, parity -1); the
 //     Schur operator 1 - kappa^2 H_eo H_oe is two half hops.
 //   hopping_derivative (_f64 only): the force of a b^dagger H, see its comment.
+//   gamma5(sites, psi): psi <- gamma5 psi on any number of sites.
 // Launch: any grid and block size (a grid-stride loop over the output sites).
 
 __device__ inline int gamma_column(int mu, int r) {
@@ -208,6 +209,22 @@ __device__ void hopping_derivative(const double* u, const double* a_even, const 
         }
     }
 }
+
+// psi <- gamma5 psi on `sites` sites (gamma5 = diag(1, 1, -1, -1) in the DeGrand-Rossi basis:
+// the lower spin half changes sign)
+template <typename T>
+__device__ void gamma5(long long sites, T* psi) {
+    long long n = sites * 12;
+    for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < n; k += (long long)gridDim.x * blockDim.x) {
+        if ((k / 3) % 4 >= 2) {
+            psi[2 * k] = -psi[2 * k];
+            psi[2 * k + 1] = -psi[2 * k + 1];
+        }
+    }
+}
+
+extern "C" __global__ void gamma5_f64(long long sites, double* psi) { gamma5(sites, psi); }
+extern "C" __global__ void gamma5_f32(long long sites, float* psi) { gamma5(sites, psi); }
 
 extern "C" __global__ void hopping_derivative_f64(const double* u, const double* a_even, const double* a_odd, const double* b_even, const double* b_odd, double* p, int l0, int l1, int l2, int l3, double c, double cos_theta, double sin_theta) {
     hopping_derivative(u, a_even, a_odd, b_even, b_odd, p, l0, l1, l2, l3, c, cos_theta, sin_theta);
