@@ -19,6 +19,9 @@ use flowhmc::backend::cuda::wilson::{DeviceNormal, DeviceWilson};
 use flowhmc::backend::cuda::{
     BLAS, BLOCK, Gpu, KERNELS, KernelSource, compile, driver_present, nvrtc_present,
 };
+use flowhmc::chain::card::Card;
+use flowhmc::chain::run::{RunOptions, run_card};
+use flowhmc::chain::summary::read_measurements;
 use flowhmc::checkerboard::Checkerboard;
 use flowhmc::dirac::{Boundary, DiracOperator, FermionMatrix, FermionOperator, Operator, WilsonOperator};
 use flowhmc::field::{GaugeField, MomentumField};
@@ -609,8 +612,8 @@ fn hmc_trajectories_on_the_emulated_device_repeat_the_cpu() {
         let mut gauge = DeviceGauge::upload(&device, &start).unwrap();
         let device_monomials: Vec<Box<dyn Monomial<DeviceGauge>>> = vec![
             Box::new(DeviceGaugeAction::new("gauge", GaugeActionKind::Wilson, beta)),
-            Box::new(DevicePseudofermion::new("light", params(0.10, 0.0), &gauge, 0).unwrap()),
-            Box::new(DevicePseudofermion::new("ratio", params(0.12, 0.10), &gauge, 1).unwrap()),
+            Box::new(DevicePseudofermion::new("light", params(0.10, 0.0), &lattice, 0).unwrap()),
+            Box::new(DevicePseudofermion::new("ratio", params(0.12, 0.10), &lattice, 1).unwrap()),
         ];
         let mut cpu = Hmc::new(cpu_monomials, integrator(), tau, seed).unwrap();
         let mut gpu = Hmc::new(device_monomials, integrator(), tau, seed).unwrap();
@@ -627,4 +630,89 @@ fn hmc_trajectories_on_the_emulated_device_repeat_the_cpu() {
             assert!(off <= 1e-10, "{at}: links off by {off}");
         }
     }
+}
+
+/// A card with Nf = 2 (Hasenbusch, mixed precision) and nested levels, with `run.device =
+/// "cuda-emulated"`: the whole run path on the device backend (the CPU emulation of its
+/// kernels), against the same card on the CPU: every trajectory's acceptance and measured
+/// plaquette (1e-10) and dH (1e-7) agree; and `run.device = "cuda"` without a driver is the
+/// driver error.
+#[test]
+fn a_card_runs_on_the_emulated_device_as_on_the_cpu() {
+    let card = |device: &str, dir: &std::path::Path| {
+        format!(
+            r#"
+[lattice]
+dims = [4, 4, 4, 4]
+[gauge]
+group = "su3"
+action = "iwasaki"
+beta = 2.3
+[[update.levels]]
+integrator = "omelyan"
+steps = 3
+monomials = ["fermions.1"]
+[[update.levels]]
+integrator = "leapfrog"
+steps = 2
+monomials = ["gauge", "fermions.0"]
+[update]
+kind = "hmc"
+trajectory_length = 0.5
+[run]
+trajectories = 3
+thermalization = 0
+seed = 9
+start = "hot"
+checkpoint_every = 2
+output = "{}"
+device = "{device}"
+[[fermions]]
+kind = "wilson"
+flavors = 2
+kappa = 0.12
+hasenbusch = [0.1]
+solver = {{ kind = "mixed-cg", tolerance = 1e-12, max_iterations = 1000 }}
+"#,
+            dir.display()
+        )
+    };
+    let run = |device: &str| {
+        let dir = std::env::temp_dir().join(format!("flowhmc-cuda-card-{}-{device}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let card = Card::parse(&card(device, &dir), device).unwrap_or_else(|e| panic!("{device}: {e}"));
+        run_card(&card, RunOptions { resume: false, quiet: true })
+            .unwrap_or_else(|e| panic!("{device}: {e}"));
+        let records = read_measurements(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        records
+    };
+    let (cpu, device) = (run("cpu"), run("cuda-emulated"));
+    assert_eq!(cpu.len(), 3);
+    for (k, (a, b)) in cpu.iter().zip(&device).enumerate() {
+        assert_eq!(a["accepted"], b["accepted"], "trajectory {k}");
+        let value = |r: &serde_json::Map<String, serde_json::Value>, key: &str| r[key].as_f64().unwrap();
+        let (p, q) = (value(a, "plaquette"), value(b, "plaquette"));
+        assert!((p - q).abs() <= 1e-10, "trajectory {k}: plaquette {q} against {p}");
+        let (p, q) = (value(a, "dh"), value(b, "dh"));
+        assert!((p - q).abs() <= 1e-7, "trajectory {k}: dH {q} against {p}");
+    }
+    if !driver_present() {
+        let dir = std::env::temp_dir().join(format!("flowhmc-cuda-card-{}-nodriver", std::process::id()));
+        let card = Card::parse(&card("cuda", &dir), "cuda").unwrap();
+        let e = run_card(&card, RunOptions { resume: false, quiet: true }).unwrap_err().to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(e.contains("no CUDA driver found"), "{e}");
+    }
+}
+
+/// What the device cannot run is refused when the card is read, naming the key.
+#[test]
+fn cards_the_device_cannot_run_are_refused() {
+    let two_d = flowhmc::chain::DEFAULT_CARD.replace("[run]", "[run]\ndevice = \"cuda-emulated\"");
+    let e = Card::parse(&two_d, "card.toml").unwrap_err().to_string();
+    assert!(
+        e.contains("run.device = \"cuda-emulated\": the CUDA backend runs SU(3) gauge fields in 4D"),
+        "{e}"
+    );
 }

@@ -15,9 +15,11 @@ use crate::backend::cuda::spinor::DeviceSpinor;
 use crate::backend::cuda::wilson::{DeviceNormal, DeviceWilson};
 use crate::checkerboard::Checkerboard;
 use crate::error::{Error, Result};
+use crate::geometry::Lattice;
 use crate::rng::{Purpose, StreamKey};
 use crate::solver::{SolverVector, cg, mixed_cg};
 use crate::spinor::{Sites, SpinorField};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The gauge action (Wilson, Symanzik or Iwasaki by its rectangle coefficient) on the device.
@@ -64,16 +66,16 @@ pub struct DevicePseudofermion {
 }
 
 impl DevicePseudofermion {
-    /// The term named `name` with `params` on the lattice of `u`; `stream` distinguishes the
+    /// The term named `name` with `params` on `lattice`; `stream` distinguishes the
     /// heatbath noise of the run's terms (as the CPU's). An error without even/odd
     /// preconditioning, which is what the device runs.
-    pub fn new(name: &str, params: PseudofermionParams, u: &DeviceGauge, stream: u64) -> Result<Self> {
+    pub fn new(name: &str, params: PseudofermionParams, lattice: &Arc<Lattice>, stream: u64) -> Result<Self> {
         if !params.even_odd {
             return Err(Error::Config(format!(
                 "pseudofermion term {name:?}: the CUDA backend runs even/odd preconditioned fermions (even_odd = true)"
             )));
         }
-        let cb = Checkerboard::new(u.lattice().clone())?;
+        let cb = Checkerboard::new(lattice.clone())?;
         Ok(DevicePseudofermion {
             name: name.into(),
             params,

@@ -654,6 +654,31 @@ pub struct RunCard {
     /// not depend on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process_grid: Option<Vec<usize>>,
+    /// Where the trajectories are computed (default "cpu").
+    #[serde(default, skip_serializing_if = "DeviceKind::is_cpu")]
+    pub device: DeviceKind,
+}
+
+/// `[run] device`: the backend that computes the trajectories. Measurements, checkpoints and
+/// files stay on the host: after each trajectory the field is copied back once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceKind {
+    /// The CPU backend.
+    #[default]
+    Cpu,
+    /// The CUDA backend on the first GPU (a build with the cargo feature `cuda`): SU(3) in 4D,
+    /// HMC with the gauge action and even/odd Wilson pseudofermions, on one rank.
+    Cuda,
+    /// The CUDA backend with its kernels run by the CPU emulation: the whole device path on a
+    /// machine without a GPU, for tests (much slower than the CPU backend).
+    CudaEmulated,
+}
+
+impl DeviceKind {
+    fn is_cpu(&self) -> bool {
+        *self == DeviceKind::Cpu
+    }
 }
 
 /// Most worker threads a card may ask for.
@@ -772,6 +797,7 @@ impl Card {
         if r.output.as_os_str().is_empty() {
             return bad("run.output = \"\": name the directory the run writes".into());
         }
+        self.validate_device()?;
         if let Start::File(path) = self.start() {
             if path.is_dir() {
                 return bad(format!(
@@ -888,6 +914,36 @@ impl Card {
                 spelling(&self.update.kind)
             ))),
         }
+    }
+
+    /// What a run on the CUDA backend needs (`run.device`): the feature, SU(3) in 4D, HMC,
+    /// and even/odd Wilson pseudofermions.
+    fn validate_device(&self) -> Result<()> {
+        let device = self.run.device;
+        if device == DeviceKind::Cpu {
+            return Ok(());
+        }
+        let at = format!("run.device = {:?}", spelling(&device));
+        let bad = |m: &str| Err(Error::Card(format!("{at}: {m}")));
+        if !cfg!(feature = "cuda") {
+            return bad(
+                "this flowhmc is built without the CUDA backend (cargo build --release --features cuda)",
+            );
+        }
+        let su3_4d = matches!(self.theory()?, Theory::Gauge(g) if g.group == GroupName::Su3)
+            && self.lattice.dims.len() == 4;
+        if !su3_4d {
+            return bad("the CUDA backend runs SU(3) gauge fields in 4D");
+        }
+        if self.update.kind != UpdateKind::Hmc {
+            return bad("the CUDA backend runs HMC (update.kind = \"hmc\")");
+        }
+        if let Some(i) = self.fermions.iter().position(|f| !f.even_odd || f.exact_determinant) {
+            return bad(&format!(
+                "fermions[{i}]: the CUDA backend runs even/odd pseudofermions (even_odd = true, no exact_determinant)"
+            ));
+        }
+        Ok(())
     }
 
     /// Every key of `[update]` present where its kind uses it, and only there.
@@ -1124,6 +1180,15 @@ mod tests {
             assert!(e.contains("t_max / epsilon <= 10000 steps"), "{e}");
         }
         assert!(err("[lattice]", "[lattice]\n[lattice]").contains("card.toml"));
+        #[cfg(not(feature = "cuda"))]
+        {
+            let e = err("[run]", "[run]\ndevice = \"cuda\"");
+            assert!(
+                e.contains("run.device = \"cuda\": this flowhmc is built without the CUDA backend"),
+                "{e}"
+            );
+        }
+        assert!(err("[run]", "[run]\ndevice = \"tpu\"").contains("tpu"));
         let hadrons = err("[run]", "[measure]\nhadrons = { every = 1, noise = 1 }\n[run]");
         assert!(hadrons.contains("needs a [[fermions]] table"), "{hadrons}");
         let symmetrized = err("steps = 10", "steps = 10\nsymmetrize = true");

@@ -1,6 +1,8 @@
 //! Running a chain from a card: the loop, measurements, checkpoints, restart and the summary.
 
 pub mod card;
+#[cfg(feature = "cuda")]
+pub mod device;
 pub mod fields;
 pub mod footprint;
 pub mod measure;

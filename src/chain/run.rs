@@ -15,7 +15,7 @@
 //! rank, and no rank waits for one that stopped. A chain does not depend on the process grid
 //! or the thread counts, so a run resumes on another grid.
 
-use super::card::{Card, GaugeCard, GroupName, Theory, UpdateKind};
+use super::card::{Card, DeviceKind, GaugeCard, GroupName, Theory, UpdateKind};
 use super::fields::{ChainField, card_model};
 use super::progress::{Progress, RecentAcceptance};
 use super::summary::{Summary, analyze};
@@ -256,6 +256,9 @@ fn read_measurements_prefix(dir: &Path, n: usize) -> Result<String> {
 
 /// The Markov step of the card: HMC, flow Metropolis or a schedule of both.
 pub fn build_update<C: ChainField>(card: &Card, lattice: &Arc<Lattice>) -> Result<Box<dyn MarkovStep<C>>> {
+    if card.run.device != DeviceKind::Cpu {
+        return device_update(card, lattice);
+    }
     let seed = card.run.seed;
     let hmc = || -> Result<Box<dyn MarkovStep<C>>> {
         let monomials = C::monomials(card, lattice)?;
@@ -280,6 +283,21 @@ pub fn build_update<C: ChainField>(card: &Card, lattice: &Arc<Lattice>) -> Resul
             Ok(Box::new(Schedule::new(vec![(hmc()?, h), (flow()?, f)])?))
         }
     }
+}
+
+/// The card's HMC on its device ([`super::device`]), for a chain of SU(3) fields.
+#[cfg(feature = "cuda")]
+fn device_update<C: ChainField>(card: &Card, lattice: &Arc<Lattice>) -> Result<Box<dyn MarkovStep<C>>> {
+    let step: Box<dyn std::any::Any> = Box::new(super::device::device_hmc(card, lattice)?);
+    step.downcast::<Box<dyn MarkovStep<C>>>()
+        .map(|step| *step)
+        .map_err(|_| Error::Card("run.device: the CUDA backend runs SU(3) gauge fields".into()))
+}
+
+/// Without the CUDA backend a card cannot name a device (its validation says so first).
+#[cfg(not(feature = "cuda"))]
+fn device_update<C: ChainField>(_card: &Card, _lattice: &Arc<Lattice>) -> Result<Box<dyn MarkovStep<C>>> {
+    Err(Error::Card("run.device: this flowhmc is built without the CUDA backend".into()))
 }
 
 /// Flow proposals drawn per model evaluation when the card does not say. Larger blocks do not

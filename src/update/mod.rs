@@ -1,6 +1,8 @@
 //! Markov steps: one trait, implemented by HMC, flow independence Metropolis, HMC in a flow's
 //! latent variables and schedules that mix them.
 
+#[cfg(feature = "cuda")]
+pub mod device;
 pub mod flow_hmc;
 pub mod flow_mh;
 pub mod hmc;

@@ -1,0 +1,53 @@
+//! A card's HMC on the CUDA backend (`run.device = "cuda"` or `"cuda-emulated"`, feature
+//! `cuda`): the card's gauge action and pseudofermion terms as device monomials, in the order
+//! and with the names and noise streams of the CPU's ([`super::fields`]), so that the device
+//! chain follows the CPU chain of the same card to round-off.
+
+use super::card::{Card, DeviceKind, GAUGE_MONOMIAL, SolverKind, Theory};
+use crate::action::Monomial;
+use crate::action::device::{DeviceGaugeAction, DevicePseudofermion};
+use crate::action::fermion::PseudofermionParams;
+use crate::backend::cuda::device::Device;
+use crate::backend::cuda::gauge::DeviceGauge;
+use crate::error::{Error, Result};
+use crate::field::GaugeField;
+use crate::geometry::Lattice;
+use crate::group::Su3;
+use crate::update::device::DeviceHmc;
+use crate::update::{Hmc, MarkovStep};
+use std::sync::Arc;
+
+/// The card's HMC on its device (the card has been validated for it).
+pub fn device_hmc(card: &Card, lattice: &Arc<Lattice>) -> Result<Box<dyn MarkovStep<GaugeField<Su3>>>> {
+    if !lattice.is_whole() {
+        return Err(Error::Card(
+            "run.device: the CUDA backend runs on one rank for now (one GPU per MPI rank comes later)".into(),
+        ));
+    }
+    let Theory::Gauge(gauge) = card.theory()? else {
+        return Err(Error::Card("run.device: the CUDA backend runs gauge theories".into()));
+    };
+    let mut monomials: Vec<Box<dyn Monomial<DeviceGauge>>> =
+        vec![Box::new(DeviceGaugeAction::new(GAUGE_MONOMIAL, gauge.action, gauge.beta))];
+    let mut stream = 0;
+    for (i, f) in card.fermions.iter().enumerate() {
+        for (name, (kappa, kappa_heavy)) in f.term_names(i).iter().zip(f.term_kappas()) {
+            let params = PseudofermionParams {
+                kappa,
+                kappa_heavy,
+                boundary: f.boundary_phase(),
+                even_odd: f.even_odd,
+                solver: f.solver_params(),
+                mixed_precision: f.solver.kind == SolverKind::MixedCg,
+            };
+            monomials.push(Box::new(DevicePseudofermion::new(name, params, lattice, stream)?));
+            stream += 1;
+        }
+    }
+    let device = match card.run.device {
+        DeviceKind::CudaEmulated => Device::emulated(),
+        _ => Device::gpu(0)?,
+    };
+    let hmc = Hmc::new(monomials, card.integrator()?, card.trajectory_length()?, card.run.seed)?;
+    Ok(Box::new(DeviceHmc::new(device, hmc)))
+}
