@@ -25,7 +25,10 @@ const USAGE: &str = "usage:
                                 Wilson operator, CG, HMC with fermions, host-interface
                                 overhead, flow models (BENCHMARKS.md)
   flowhmc bench --ranks         16^4 kernels on 2 ranks x 1 thread against 1 rank x 2 threads
-                                (ranks as threads; under mpirun -np 2, the MPI ranks alone)";
+                                (ranks as threads; under mpirun -np 2, the MPI ranks alone)
+  flowhmc bench --device cuda   the CUDA backend against the CPU: Wilson operator on 32^4 (and
+                                its bandwidth), CG, Nf = 2 trajectories on 8^4 and 16^4
+                                (feature cuda; cuda-emulated: the same on 4^4, kernels on the CPU)";
 
 /// Why the command failed: a command line it does not understand, or the library's error.
 enum Failure {
@@ -95,6 +98,7 @@ fn dispatch(args: &[String], world: &Arc<dyn Comm>) -> std::result::Result<(), F
         ["bench"] => Ok(bench(150, 20)?),
         ["bench", "--quick"] => Ok(bench(10, 3)?),
         ["bench", "--ranks"] => Ok(bench_ranks(world)?),
+        ["bench", "--device", kind] => bench_device(kind),
         ["--version" | "-V"] => {
             println!("flowhmc {}", flowhmc::VERSION);
             Ok(())
@@ -190,6 +194,32 @@ fn bench_ranks(world: &Arc<dyn Comm>) -> Result<()> {
         _ => print(&ranks::on_world_ranks(world, 3)?),
     }
     Ok(())
+}
+
+/// The CUDA backend against the CPU (`kind`: "cuda", or "cuda-emulated" on small lattices).
+#[cfg(feature = "cuda")]
+fn bench_device(kind: &str) -> std::result::Result<(), Failure> {
+    use flowhmc::backend::cuda::device::Device;
+    use flowhmc::bench::{device::device_against_cpu, print};
+    let figures = match kind {
+        "cuda" => device_against_cpu(&Device::gpu(0)?, [32; 4], &[[8; 4], [16; 4]], 20)?,
+        "cuda-emulated" => device_against_cpu(&Device::emulated(), [4; 4], &[[4; 4]], 2)?,
+        _ => {
+            return Err(Failure::Usage(format!(
+                "bench --device {kind}: the devices are cuda and cuda-emulated"
+            )));
+        }
+    };
+    print(&figures);
+    Ok(())
+}
+
+/// Without the CUDA backend there is no device to bench.
+#[cfg(not(feature = "cuda"))]
+fn bench_device(kind: &str) -> std::result::Result<(), Failure> {
+    Err(Failure::Usage(format!(
+        "bench --device {kind}: this flowhmc is built without the CUDA backend (cargo build --release --features cuda)"
+    )))
 }
 
 fn bench(thermalization: u64, trajectories: u64) -> Result<()> {

@@ -24,6 +24,7 @@ use flowhmc::chain::run::{RunOptions, run_card};
 use flowhmc::chain::summary::read_measurements;
 use flowhmc::checkerboard::Checkerboard;
 use flowhmc::dirac::{Boundary, DiracOperator, FermionMatrix, FermionOperator, Operator, WilsonOperator};
+use flowhmc::ffi::{Context, HostSliceMut};
 use flowhmc::field::{GaugeField, MomentumField};
 use flowhmc::geometry::Lattice;
 use flowhmc::group::Su3;
@@ -715,4 +716,80 @@ fn cards_the_device_cannot_run_are_refused() {
         e.contains("run.device = \"cuda-emulated\": the CUDA backend runs SU(3) gauge fields in 4D"),
         "{e}"
     );
+}
+
+/// A host context whose parameters name `run.device = "cuda-emulated"` (as a C, C++ or Rust
+/// host sets it) steps a host buffer as the CPU context does: the same acceptance, dH within
+/// 1e-7, plaquette and buffer within 1e-10, over three updates from a cold field.
+#[test]
+fn a_host_context_runs_on_the_emulated_device() {
+    let parameters = |device: &str| {
+        format!(
+            r#"
+[gauge]
+group = "su3"
+action = "wilson"
+beta = 5.6
+[update]
+kind = "hmc"
+trajectory_length = 0.5
+integrator = "omelyan"
+steps = 3
+[run]
+seed = 3
+device = "{device}"
+[[fermions]]
+kind = "wilson"
+flavors = 2
+kappa = 0.12
+solver = {{ kind = "cg", tolerance = 1e-12, max_iterations = 1000 }}
+"#
+        )
+    };
+    let dims = [4, 4, 4, 4];
+    let mut cpu = Context::new(&dims, &parameters("cpu")).unwrap();
+    let mut device = Context::new(&dims, &parameters("cuda-emulated")).unwrap();
+    // a cold field in the default layout: unit 3x3 matrices, row-major (re, im)
+    let cold: Vec<f64> = (0..cpu.gauge_len()).map(|k| if k % 18 % 8 == 0 { 1.0 } else { 0.0 }).collect();
+    let (mut a, mut b) = (cold.clone(), cold);
+    for update in 0..3 {
+        let want = cpu.update(HostSliceMut::F64(&mut a)).unwrap();
+        let got = device.update(HostSliceMut::F64(&mut b)).unwrap_or_else(|e| panic!("update {update}: {e}"));
+        assert_eq!(got.accepted, want.accepted, "update {update}");
+        assert!((got.dh - want.dh).abs() <= 1e-7, "update {update}: dH {} against {}", got.dh, want.dh);
+        assert!((got.plaquette - want.plaquette).abs() <= 1e-10, "update {update}: plaquette");
+        let off = a.iter().zip(&b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+        assert!(off <= 1e-10, "update {update}: buffers differ by {off}");
+    }
+}
+
+/// `flowhmc bench --device cuda-emulated` runs every GPU benchmark on 4^4 (the CG takes the
+/// CPU's iteration count, the trajectory the CPU's dH to the printed digits); `--device cuda`
+/// without a driver exits 2 with the driver error.
+#[test]
+fn the_device_benchmarks_run_on_the_emulation() {
+    let bench = |device: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_flowhmc"))
+            .args(["bench", "--device", device])
+            .output()
+            .unwrap()
+    };
+    let out = bench("cuda-emulated");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let value = |key: &str| -> String {
+        let line = text.lines().find(|l| l.contains(key)).unwrap_or_else(|| panic!("no {key:?} in {text}"));
+        line.rsplit(char::is_whitespace).find(|w| !w.is_empty()).unwrap().to_string()
+    };
+    for key in ["device Wilson M (f64)", "device Wilson M (f32)"] {
+        assert!(text.lines().any(|l| l.starts_with(key) && l.ends_with("GB/s")), "{key}: {text}");
+    }
+    assert_eq!(value("iterations, device"), value("iterations, CPU"), "{text}");
+    assert_eq!(value("dH device"), value("dH CPU"), "{text}");
+    if !driver_present() {
+        let out = bench("cuda");
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(e.contains("no CUDA driver found"), "{e}");
+    }
 }

@@ -1,8 +1,11 @@
 //! Benchmarks shared by `flowhmc bench` and `cargo bench`: the figures that are compared with
 //! openQCD 2.4.2 run side by side (BENCHMARKS.md). Pure gauge here, fermions in [`fermions`],
 //! the host interface's overhead in [`host`], the flow models in [`flows`], domain
-//! decomposition against threads in [`ranks`].
+//! decomposition against threads in [`ranks`], the CUDA backend against the CPU in `device`
+//! (feature `cuda`).
 
+#[cfg(feature = "cuda")]
+pub mod device;
 pub mod fermions;
 pub mod flows;
 pub mod host;

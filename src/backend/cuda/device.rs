@@ -207,6 +207,15 @@ impl Device {
         }
     }
 
+    /// The GPU's data-sheet memory bandwidth in bytes per second ([`Gpu::peak_bandwidth`]);
+    /// None on the emulation.
+    pub fn peak_bandwidth(&self) -> Result<Option<f64>> {
+        match &*self.0 {
+            Engine::Gpu { gpu, .. } => gpu.peak_bandwidth().map(Some),
+            Engine::Emulated => Ok(None),
+        }
+    }
+
     /// Waits for the work queued on the device.
     pub fn synchronize(&self) -> Result<()> {
         match &*self.0 {

@@ -148,6 +148,21 @@ impl Gpu {
         self.arch
     }
 
+    /// The memory bandwidth the GPU's data sheet implies, in bytes per second: twice the
+    /// memory clock (double data rate) times the bus width, from the driver's attributes.
+    pub fn peak_bandwidth(&self) -> Result<f64> {
+        use cudarc::driver::sys::CUdevice_attribute::{
+            CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH, CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE,
+        };
+        let attribute =
+            |a| self.context.attribute(a).map_err(|e| Error::Device(format!("CUDA device attribute: {e}")));
+        let (clock_khz, bus_bits) = (
+            attribute(CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE)?,
+            attribute(CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH)?,
+        );
+        Ok(2.0 * f64::from(clock_khz) * 1e3 * f64::from(bus_bits) / 8.0)
+    }
+
     /// The stream the backend's work is queued on.
     pub fn stream(&self) -> &Arc<CudaStream> {
         &self.stream
