@@ -6,9 +6,10 @@
 //! A full field is a sequence of blocks, each a packed array over some of the outer sites (in
 //! increasing outer order); a hop from block p lands in block [`Checkerboard::neighbour_block`].
 //! - Even/odd layout: when L/2 is even in both lane directions
-//!   ([`Lattice::lane_directions`]), the LANES sites of an outer site have the same parity, so block p holds the outer sites of parity p (index i = 0..V/(2
-//!   LANES)): a half field is one block, a full field the even block then the odd one, and a
-//!   hop from parity p lands on the other parity.
+//!   ([`Lattice::lane_directions`]), the LANES sites of an outer site have the same parity, so
+//!   block p holds the outer sites of parity p (index i = 0..V/(2 LANES)): a half field is one
+//!   block, a full field the even block then the odd one, and a hop from parity p lands on the
+//!   other parity.
 //! - Natural layout (any even extents): one block of all outer sites in outer order; a hop
 //!   lands in the same block. It serves the full operator M (no Schur operator, no half fields).
 //!
@@ -102,8 +103,10 @@ impl Checkerboard {
 
     /// Checks that the block `lattice` admits the even/odd layout: its local extents in its lane
     /// directions ([`Lattice::lane_directions`]) divisible by 4. On one process this is
-    /// [`Checkerboard::check_dims`]; a process grid chooses its lane directions so that this holds
-    /// wherever the whole lattice's check does.
+    /// [`Checkerboard::check_dims`]; on a process grid the lane directions move off the cut
+    /// ones only where this holds for them, so a grid passes wherever it passed with the lanes
+    /// in the last two directions (and may still fail where the global extents pass, e.g.
+    /// [2, 2, 4, 4] cut to local [2, 2, 4, 2]).
     pub fn check_block(lattice: &Lattice) -> Result<()> {
         Self::check_lanes(lattice.dims(), lattice.lane_directions())
     }

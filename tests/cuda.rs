@@ -176,6 +176,25 @@ fn blas_kernels_on_the_gpu_match_the_cpu() {
     }
 }
 
+/// The devices to compare with the CPU: the emulation, and the first GPU where this machine
+/// has a driver and NVRTC.
+fn devices() -> Vec<Device> {
+    let mut devices = vec![Device::emulated()];
+    if driver_present() && nvrtc_present() {
+        devices.push(Device::gpu(0).unwrap_or_else(|e| panic!("{e}")));
+    }
+    devices
+}
+
+/// The `run.device` values of [`devices`].
+fn device_kinds() -> Vec<&'static str> {
+    let mut kinds = vec!["cuda-emulated"];
+    if driver_present() && nvrtc_present() {
+        kinds.push("cuda");
+    }
+    kinds
+}
+
 /// A pointer to a kernel argument's value, as a launch takes it.
 fn ptr<T>(value: &mut T) -> *mut std::ffi::c_void {
     (value as *mut T).cast()
@@ -256,9 +275,10 @@ fn the_emulation_refuses_a_kernel_it_does_not_know() {
     assert!(message.contains("no kernel no_such_kernel"), "{message}");
 }
 
-/// The emulated kernel `wilson_f64` or `wilson_f32` (by the real type T) on site-major links
-/// and spinor `psi` of a lattice `dims`, with (kappa, cos theta, sin theta): its result in f64
-/// (NaN where the kernel wrote nothing).
+/// M psi by the emulated kernel `wilson_hop_f64` or `wilson_hop_f32` (by the real type T) on
+/// full fields (parity -1, base = psi, factor kappa): site-major links and spinor `psi` of a
+/// lattice `dims`, with (kappa, cos theta, sin theta); its result in f64 (NaN where the kernel
+/// wrote nothing).
 fn emulated_wilson<T: Copy + Into<f64> + From<f32>>(
     links: &[T],
     psi: &[T],
@@ -266,19 +286,20 @@ fn emulated_wilson<T: Copy + Into<f64> + From<f32>>(
     reals: [T; 3],
     dagger: i32,
 ) -> Vec<f64> {
-    let name = if size_of::<T>() == 8 { "wilson_f64" } else { "wilson_f32" };
+    let name = if size_of::<T>() == 8 { "wilson_hop_f64" } else { "wilson_hop_f32" };
     let grid = dims.iter().product::<usize>().div_ceil(BLOCK as usize) as u32;
     let mut out = vec![T::from(f32::NAN); psi.len()];
-    let (mut pu, mut pp, mut po) = (links.as_ptr(), psi.as_ptr(), out.as_mut_ptr());
+    let (mut pu, mut pp, mut pb, mut po) = (links.as_ptr(), psi.as_ptr(), psi.as_ptr(), out.as_mut_ptr());
     let [mut l0, mut l1, mut l2, mut l3] = dims.map(|l| l as i32);
     let [mut k, mut c, mut s] = reals;
-    let mut d = dagger;
+    let (mut d, mut parity) = (dagger, -1i32);
     emulate(
         name,
         grid,
         &mut [
             ptr(&mut pu),
             ptr(&mut pp),
+            ptr(&mut pb),
             ptr(&mut po),
             ptr(&mut l0),
             ptr(&mut l1),
@@ -288,6 +309,7 @@ fn emulated_wilson<T: Copy + Into<f64> + From<f32>>(
             ptr(&mut c),
             ptr(&mut s),
             ptr(&mut d),
+            ptr(&mut parity),
         ],
     );
     out.into_iter().map(Into::into).collect()
@@ -324,9 +346,9 @@ fn emulated_wilson_kernel_equals_the_cpu_operator() {
         let expected = spinor(&y);
         let largest = expected.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         for (name, tolerance, out) in [
-            ("wilson_f64", 1e-13, emulated_wilson(&links, &psi, dims, [kappa, c, s], dagger)),
+            ("wilson_hop_f64", 1e-13, emulated_wilson(&links, &psi, dims, [kappa, c, s], dagger)),
             (
-                "wilson_f32",
+                "wilson_hop_f32",
                 1e-5,
                 emulated_wilson(
                     &to_f32(&links),
@@ -498,64 +520,69 @@ fn device_vector_algebra_matches_the_host() {
     assert_eq!(dz.entries(), n);
 }
 
-/// Molecular dynamics of the gauge field on the emulated device against the CPU, for the
+/// Molecular dynamics of the gauge field on the devices ([`devices`]) against the CPU, for the
 /// Wilson, Symanzik and Iwasaki actions on a hot 4^4 field (beta = 5.6): the force (every
 /// component within 1e-12 of the largest), the action and the kinetic energy (1e-12
 /// relative), and five leapfrog steps (eps = 0.05) from the same momenta: links within 1e-12
 /// and the change of H within 1e-9 (H itself is about 10^4).
 #[test]
-fn gauge_molecular_dynamics_on_the_emulated_device_repeats_the_cpu() {
+fn gauge_molecular_dynamics_on_the_device_repeats_the_cpu() {
     let dims = [4, 4, 4, 4];
     let lattice = Arc::new(Lattice::new(&dims).unwrap());
-    let device = Device::emulated();
-    let beta = 5.6;
-    for kind in [GaugeActionKind::Wilson, GaugeActionKind::Symanzik, GaugeActionKind::Iwasaki] {
-        let action = GaugeAction::new(kind, beta);
-        let mut u = GaugeField::<Su3>::hot(lattice.clone(), 17);
-        let mut p = MomentumField::<Su3>::gaussian(&lattice, 4, 0);
-        let mut gauge = DeviceGauge::upload(&device, &u).unwrap();
-        let mut momenta = gauge.upload_momenta(&p).unwrap();
-        // the force alone
-        let mut force = MomentumField::<Su3>::zeros(&lattice);
-        action.force(&u, 1.0, &mut force);
-        let mut device_force = gauge.zero_momenta().unwrap();
-        gauge.add_force(beta, kind.c1(), 1.0, &mut device_force).unwrap();
-        let want = layout::momenta_of(&force, &lattice);
-        let largest = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let off =
-            device_force.download().unwrap().iter().zip(&want).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
-        assert!(off <= 1e-12 * largest, "{kind:?}: force off by {off} (largest {largest})");
-        // H at the start
-        let h = |u: &GaugeField<Su3>, p: &MomentumField<Su3>| action.value(u) + p.kinetic_energy();
-        let device_h = |g: &DeviceGauge, q: &DeviceMomenta| {
-            g.action(beta, kind.c1()).unwrap() + q.kinetic_energy().unwrap()
-        };
-        let (h0, device_h0) = (h(&u, &p), device_h(&gauge, &momenta));
-        assert!((h0 - device_h0).abs() <= 1e-12 * h0.abs(), "{kind:?}: H {device_h0} against {h0}");
-        // leapfrog
-        let eps = 0.05;
-        for step in 0..5 {
-            let first = if step == 0 { 0.5 } else { 1.0 };
-            action.force(&u, first * eps, &mut p);
-            gauge.add_force(beta, kind.c1(), first * eps, &mut momenta).unwrap();
-            u.evolve(&p, eps);
-            gauge.evolve(&momenta, eps).unwrap();
+    for device in devices() {
+        let beta = 5.6;
+        for kind in [GaugeActionKind::Wilson, GaugeActionKind::Symanzik, GaugeActionKind::Iwasaki] {
+            let action = GaugeAction::new(kind, beta);
+            let mut u = GaugeField::<Su3>::hot(lattice.clone(), 17);
+            let mut p = MomentumField::<Su3>::gaussian(&lattice, 4, 0);
+            let mut gauge = DeviceGauge::upload(&device, &u).unwrap();
+            let mut momenta = gauge.upload_momenta(&p).unwrap();
+            // the force alone
+            let mut force = MomentumField::<Su3>::zeros(&lattice);
+            action.force(&u, 1.0, &mut force);
+            let mut device_force = gauge.zero_momenta().unwrap();
+            gauge.add_force(beta, kind.c1(), 1.0, &mut device_force).unwrap();
+            let want = layout::momenta_of(&force, &lattice);
+            let largest = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let off = device_force
+                .download()
+                .unwrap()
+                .iter()
+                .zip(&want)
+                .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+            assert!(off <= 1e-12 * largest, "{kind:?}: force off by {off} (largest {largest})");
+            // H at the start
+            let h = |u: &GaugeField<Su3>, p: &MomentumField<Su3>| action.value(u) + p.kinetic_energy();
+            let device_h = |g: &DeviceGauge, q: &DeviceMomenta| {
+                g.action(beta, kind.c1()).unwrap() + q.kinetic_energy().unwrap()
+            };
+            let (h0, device_h0) = (h(&u, &p), device_h(&gauge, &momenta));
+            assert!((h0 - device_h0).abs() <= 1e-12 * h0.abs(), "{kind:?}: H {device_h0} against {h0}");
+            // leapfrog
+            let eps = 0.05;
+            for step in 0..5 {
+                let first = if step == 0 { 0.5 } else { 1.0 };
+                action.force(&u, first * eps, &mut p);
+                gauge.add_force(beta, kind.c1(), first * eps, &mut momenta).unwrap();
+                u.evolve(&p, eps);
+                gauge.evolve(&momenta, eps).unwrap();
+            }
+            action.force(&u, 0.5 * eps, &mut p);
+            gauge.add_force(beta, kind.c1(), 0.5 * eps, &mut momenta).unwrap();
+            let links = gauge.to_host().unwrap();
+            let off = links.max_distance(&u);
+            assert!(off <= 1e-12, "{kind:?}: links after five steps off by {off}");
+            let (dh, device_dh) = (h(&u, &p) - h0, device_h(&gauge, &momenta) - device_h0);
+            assert!((dh - device_dh).abs() <= 1e-9, "{kind:?}: dH {device_dh} against {dh}");
         }
-        action.force(&u, 0.5 * eps, &mut p);
-        gauge.add_force(beta, kind.c1(), 0.5 * eps, &mut momenta).unwrap();
-        let links = gauge.to_host().unwrap();
-        let off = links.max_distance(&u);
-        assert!(off <= 1e-12, "{kind:?}: links after five steps off by {off}");
-        let (dh, device_dh) = (h(&u, &p) - h0, device_h(&gauge, &momenta) - device_h0);
-        assert!((dh - device_dh).abs() <= 1e-9, "{kind:?}: dH {device_dh} against {dh}");
     }
 }
 
-/// The force of the even/odd Wilson operator on the emulated device, d/dw Re(a^dagger M_hat b)
+/// The force of the even/odd Wilson operator on the devices, d/dw Re(a^dagger M_hat b)
 /// for random even halves a and b (hot 4^4 field, kappa 0.13, theta = 0.7), equals the CPU's
 /// `add_derivative` to 1e-12 of its largest component.
 #[test]
-fn schur_operator_force_on_the_emulated_device_equals_the_cpu() {
+fn schur_operator_force_on_the_device_equals_the_cpu() {
     let dims = [4, 4, 4, 4];
     let lattice = Arc::new(Lattice::new(&dims).unwrap());
     let cb = Checkerboard::new(lattice.clone()).unwrap();
@@ -566,22 +593,24 @@ fn schur_operator_force_on_the_emulated_device_equals_the_cpu() {
     let b = SpinorField::<Su3, 4>::gaussian_full(&cb, 8, Purpose::Test, 0).half_of(0);
     let mut want = MomentumField::<Su3>::zeros(&lattice);
     w.add_derivative(true, &a, &b, c, &mut want);
-    let device = Device::emulated();
-    let op = DeviceWilson::<f64>::new(&device, &layout::links_of(&u), dims, kappa, theta).unwrap();
-    let even = |f: &SpinorField<Su3, 4>| {
-        let full = SpinorField::from_halves(f, &SpinorField::half(&cb));
-        DeviceSpinor::<f64>::upload(&device, &layout::half(&layout::spinor_of(&full, &cb), &dims, 0)).unwrap()
-    };
-    let gauge = DeviceGauge::upload(&device, &u).unwrap();
-    let mut p = gauge.zero_momenta().unwrap();
-    op.add_schur_derivative(&even(&a), &even(&b), c, &mut p).unwrap();
-    let want = layout::momenta_of(&want, &lattice);
-    let largest = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    let off = p.download().unwrap().iter().zip(&want).fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
-    assert!(largest > 0.0 && off <= 1e-12 * largest, "force off by {off} (largest {largest})");
+    for device in devices() {
+        let op = DeviceWilson::<f64>::new(&device, &layout::links_of(&u), dims, kappa, theta).unwrap();
+        let even = |f: &SpinorField<Su3, 4>| {
+            let full = SpinorField::from_halves(f, &SpinorField::half(&cb));
+            DeviceSpinor::<f64>::upload(&device, &layout::half(&layout::spinor_of(&full, &cb), &dims, 0))
+                .unwrap()
+        };
+        let gauge = DeviceGauge::upload(&device, &u).unwrap();
+        let mut p = gauge.zero_momenta().unwrap();
+        op.add_schur_derivative(&even(&a), &even(&b), c, &mut p).unwrap();
+        let want = layout::momenta_of(&want, &lattice);
+        let largest = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let off = p.download().unwrap().iter().zip(&want).fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+        assert!(largest > 0.0 && off <= 1e-12 * largest, "force off by {off} (largest {largest})");
+    }
 }
 
-/// Whole HMC trajectories with every field on the emulated device (`Hmc<DeviceGauge>`) against
+/// Whole HMC trajectories with every field on the devices (`Hmc<DeviceGauge>`) against
 /// the CPU's (`Hmc<GaugeField<Su3>>`) from the same hot 4^4 field, seed and monomials: Wilson
 /// gauge action (beta 5.6), an even/odd two-flavour term at kappa 0.10 and a Hasenbusch ratio
 /// up to kappa 0.12, one Omelyan level of 4 steps, tau 0.5, solves to 1e-12 (f64, then mixed
@@ -589,57 +618,62 @@ fn schur_operator_force_on_the_emulated_device_equals_the_cpu() {
 /// the solver tolerance and the summation order), solver iterations within 5%, and final links
 /// within 1e-10.
 #[test]
-fn hmc_trajectories_on_the_emulated_device_repeat_the_cpu() {
+fn hmc_trajectories_on_the_device_repeat_the_cpu() {
     let lattice = Arc::new(Lattice::new(&[4, 4, 4, 4]).unwrap());
     let cb = Checkerboard::new(lattice.clone()).unwrap();
     let start = GaugeField::<Su3>::hot(lattice.clone(), 23);
-    let device = Device::emulated();
-    let (beta, seed, tau) = (5.6, 31, 0.5);
-    for mixed_precision in [false, true] {
-        let params = |kappa: f64, kappa_heavy: f64| PseudofermionParams {
-            kappa,
-            kappa_heavy,
-            boundary: Boundary::ANTIPERIODIC,
-            even_odd: true,
-            solver: SolverParams { tolerance: 1e-12, max_iterations: 1000 },
-            mixed_precision,
-        };
-        let integrator = || Integrator::single(Scheme::Omelyan, 4, 3).unwrap();
-        let cpu_monomials: Vec<Box<dyn Monomial<GaugeField<Su3>>>> = vec![
-            Box::new(GaugeAction::new(GaugeActionKind::Wilson, beta)),
-            Box::new(Pseudofermion::<Su3, 4>::new("light", params(0.10, 0.0), cb.clone(), 0)),
-            Box::new(Pseudofermion::<Su3, 4>::new("ratio", params(0.12, 0.10), cb.clone(), 1)),
-        ];
-        let mut gauge = DeviceGauge::upload(&device, &start).unwrap();
-        let device_monomials: Vec<Box<dyn Monomial<DeviceGauge>>> = vec![
-            Box::new(DeviceGaugeAction::new("gauge", GaugeActionKind::Wilson, beta)),
-            Box::new(DevicePseudofermion::new("light", params(0.10, 0.0), &lattice, 0).unwrap()),
-            Box::new(DevicePseudofermion::new("ratio", params(0.12, 0.10), &lattice, 1).unwrap()),
-        ];
-        let mut cpu = Hmc::new(cpu_monomials, integrator(), tau, seed).unwrap();
-        let mut gpu = Hmc::new(device_monomials, integrator(), tau, seed).unwrap();
-        let mut u = start.clone();
-        for update in 0..2 {
-            let at = format!("mixed {mixed_precision}, update {update}");
-            let want = cpu.step(&mut u, update).unwrap();
-            let got = gpu.step(&mut gauge, update).unwrap_or_else(|e| panic!("{at}: {e}"));
-            assert_eq!(got.accepted, want.accepted, "{at}: acceptance (dH {} against {})", got.dh, want.dh);
-            assert!((got.dh - want.dh).abs() <= 1e-8, "{at}: dH {} against {}", got.dh, want.dh);
-            let (n, m) = (got.solver_iterations, want.solver_iterations);
-            assert!(n.abs_diff(m) * 20 <= m, "{at}: {n} solver iterations on the device, {m} on the CPU");
-            let off = gauge.to_host().unwrap().max_distance(&u);
-            assert!(off <= 1e-10, "{at}: links off by {off}");
+    for device in devices() {
+        let (beta, seed, tau) = (5.6, 31, 0.5);
+        for mixed_precision in [false, true] {
+            let params = |kappa: f64, kappa_heavy: f64| PseudofermionParams {
+                kappa,
+                kappa_heavy,
+                boundary: Boundary::ANTIPERIODIC,
+                even_odd: true,
+                solver: SolverParams { tolerance: 1e-12, max_iterations: 1000 },
+                mixed_precision,
+            };
+            let integrator = || Integrator::single(Scheme::Omelyan, 4, 3).unwrap();
+            let cpu_monomials: Vec<Box<dyn Monomial<GaugeField<Su3>>>> = vec![
+                Box::new(GaugeAction::new(GaugeActionKind::Wilson, beta)),
+                Box::new(Pseudofermion::<Su3, 4>::new("light", params(0.10, 0.0), cb.clone(), 0)),
+                Box::new(Pseudofermion::<Su3, 4>::new("ratio", params(0.12, 0.10), cb.clone(), 1)),
+            ];
+            let mut gauge = DeviceGauge::upload(&device, &start).unwrap();
+            let device_monomials: Vec<Box<dyn Monomial<DeviceGauge>>> = vec![
+                Box::new(DeviceGaugeAction::new("gauge", GaugeActionKind::Wilson, beta)),
+                Box::new(DevicePseudofermion::new("light", params(0.10, 0.0), &lattice, 0).unwrap()),
+                Box::new(DevicePseudofermion::new("ratio", params(0.12, 0.10), &lattice, 1).unwrap()),
+            ];
+            let mut cpu = Hmc::new(cpu_monomials, integrator(), tau, seed).unwrap();
+            let mut gpu = Hmc::new(device_monomials, integrator(), tau, seed).unwrap();
+            let mut u = start.clone();
+            for update in 0..2 {
+                let at = format!("mixed {mixed_precision}, update {update}");
+                let want = cpu.step(&mut u, update).unwrap();
+                let got = gpu.step(&mut gauge, update).unwrap_or_else(|e| panic!("{at}: {e}"));
+                assert_eq!(
+                    got.accepted, want.accepted,
+                    "{at}: acceptance (dH {} against {})",
+                    got.dh, want.dh
+                );
+                assert!((got.dh - want.dh).abs() <= 1e-8, "{at}: dH {} against {}", got.dh, want.dh);
+                let (n, m) = (got.solver_iterations, want.solver_iterations);
+                assert!(n.abs_diff(m) * 20 <= m, "{at}: {n} solver iterations on the device, {m} on the CPU");
+                let off = gauge.to_host().unwrap().max_distance(&u);
+                assert!(off <= 1e-10, "{at}: links off by {off}");
+            }
         }
     }
 }
 
 /// A card with Nf = 2 (Hasenbusch, mixed precision) and nested levels, with `run.device =
-/// "cuda-emulated"`: the whole run path on the device backend (the CPU emulation of its
-/// kernels), against the same card on the CPU: every trajectory's acceptance and measured
+/// "cuda-emulated"` (and `"cuda"` where a GPU is): the whole run path on the device backend,
+/// against the same card on the CPU: every trajectory's acceptance and measured
 /// plaquette (1e-10) and dH (1e-7) agree; and `run.device = "cuda"` without a driver is the
 /// driver error.
 #[test]
-fn a_card_runs_on_the_emulated_device_as_on_the_cpu() {
+fn a_card_runs_on_the_devices_as_on_the_cpu() {
     let card = |device: &str, dir: &std::path::Path| {
         format!(
             r#"
@@ -688,15 +722,19 @@ solver = {{ kind = "mixed-cg", tolerance = 1e-12, max_iterations = 1000 }}
         std::fs::remove_dir_all(&dir).unwrap();
         records
     };
-    let (cpu, device) = (run("cpu"), run("cuda-emulated"));
+    let cpu = run("cpu");
     assert_eq!(cpu.len(), 3);
-    for (k, (a, b)) in cpu.iter().zip(&device).enumerate() {
-        assert_eq!(a["accepted"], b["accepted"], "trajectory {k}");
-        let value = |r: &serde_json::Map<String, serde_json::Value>, key: &str| r[key].as_f64().unwrap();
-        let (p, q) = (value(a, "plaquette"), value(b, "plaquette"));
-        assert!((p - q).abs() <= 1e-10, "trajectory {k}: plaquette {q} against {p}");
-        let (p, q) = (value(a, "dh"), value(b, "dh"));
-        assert!((p - q).abs() <= 1e-7, "trajectory {k}: dH {q} against {p}");
+    for kind in device_kinds() {
+        let device = run(kind);
+        assert_eq!(device.len(), 3, "{kind}");
+        for (k, (a, b)) in cpu.iter().zip(&device).enumerate() {
+            assert_eq!(a["accepted"], b["accepted"], "{kind}, trajectory {k}");
+            let value = |r: &serde_json::Map<String, serde_json::Value>, key: &str| r[key].as_f64().unwrap();
+            let (p, q) = (value(a, "plaquette"), value(b, "plaquette"));
+            assert!((p - q).abs() <= 1e-10, "{kind}, trajectory {k}: plaquette {q} against {p}");
+            let (p, q) = (value(a, "dh"), value(b, "dh"));
+            assert!((p - q).abs() <= 1e-7, "{kind}, trajectory {k}: dH {q} against {p}");
+        }
     }
     if !driver_present() {
         let dir = std::env::temp_dir().join(format!("flowhmc-cuda-card-{}-nodriver", std::process::id()));
@@ -718,11 +756,11 @@ fn cards_the_device_cannot_run_are_refused() {
     );
 }
 
-/// A host context whose parameters name `run.device = "cuda-emulated"` (as a C, C++ or Rust
-/// host sets it) steps a host buffer as the CPU context does: the same acceptance, dH within
+/// A host context whose parameters name `run.device = "cuda-emulated"` (and `"cuda"` where a
+/// GPU is; as a C, C++ or Rust host sets it) steps a host buffer as the CPU context does: the same acceptance, dH within
 /// 1e-7, plaquette and buffer within 1e-10, over three updates from a cold field.
 #[test]
-fn a_host_context_runs_on_the_emulated_device() {
+fn a_host_context_runs_on_the_devices() {
     let parameters = |device: &str| {
         format!(
             r#"
@@ -747,24 +785,33 @@ solver = {{ kind = "cg", tolerance = 1e-12, max_iterations = 1000 }}
         )
     };
     let dims = [4, 4, 4, 4];
-    let mut cpu = Context::new(&dims, &parameters("cpu")).unwrap();
-    let mut device = Context::new(&dims, &parameters("cuda-emulated")).unwrap();
-    // a cold field in the default layout: unit 3x3 matrices, row-major (re, im)
-    let cold: Vec<f64> = (0..cpu.gauge_len()).map(|k| if k % 18 % 8 == 0 { 1.0 } else { 0.0 }).collect();
-    let (mut a, mut b) = (cold.clone(), cold);
-    for update in 0..3 {
-        let want = cpu.update(HostSliceMut::F64(&mut a)).unwrap();
-        let got = device.update(HostSliceMut::F64(&mut b)).unwrap_or_else(|e| panic!("update {update}: {e}"));
-        assert_eq!(got.accepted, want.accepted, "update {update}");
-        assert!((got.dh - want.dh).abs() <= 1e-7, "update {update}: dH {} against {}", got.dh, want.dh);
-        assert!((got.plaquette - want.plaquette).abs() <= 1e-10, "update {update}: plaquette");
-        let off = a.iter().zip(&b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
-        assert!(off <= 1e-10, "update {update}: buffers differ by {off}");
+    for kind in device_kinds() {
+        let mut cpu = Context::new(&dims, &parameters("cpu")).unwrap();
+        let mut device = Context::new(&dims, &parameters(kind)).unwrap();
+        // a cold field in the default layout: unit 3x3 matrices, row-major (re, im)
+        let cold: Vec<f64> = (0..cpu.gauge_len()).map(|k| if k % 18 % 8 == 0 { 1.0 } else { 0.0 }).collect();
+        let (mut a, mut b) = (cold.clone(), cold);
+        for update in 0..3 {
+            let want = cpu.update(HostSliceMut::F64(&mut a)).unwrap();
+            let got = device
+                .update(HostSliceMut::F64(&mut b))
+                .unwrap_or_else(|e| panic!("{kind}, update {update}: {e}"));
+            assert_eq!(got.accepted, want.accepted, "{kind}, update {update}");
+            assert!(
+                (got.dh - want.dh).abs() <= 1e-7,
+                "{kind}, update {update}: dH {} against {}",
+                got.dh,
+                want.dh
+            );
+            assert!((got.plaquette - want.plaquette).abs() <= 1e-10, "{kind}, update {update}: plaquette");
+            let off = a.iter().zip(&b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+            assert!(off <= 1e-10, "{kind}, update {update}: buffers differ by {off}");
+        }
     }
 }
 
-/// `flowhmc bench --device cuda-emulated` runs every GPU benchmark on 4^4 (the CG takes the
-/// CPU's iteration count, the trajectory the CPU's dH to the printed digits); `--device cuda`
+/// `flowhmc bench --device cuda-emulated` runs every GPU benchmark on 4^4 (the CG within one
+/// iteration of the CPU's, the trajectory's dH within 1e-5 of the CPU's); `--device cuda`
 /// without a driver exits 2 with the driver error.
 #[test]
 fn the_device_benchmarks_run_on_the_emulation() {
@@ -784,8 +831,9 @@ fn the_device_benchmarks_run_on_the_emulation() {
     for key in ["device Wilson M (f64)", "device Wilson M (f32)"] {
         assert!(text.lines().any(|l| l.starts_with(key) && l.ends_with("GB/s")), "{key}: {text}");
     }
-    assert_eq!(value("iterations, device"), value("iterations, CPU"), "{text}");
-    assert_eq!(value("dH device"), value("dH CPU"), "{text}");
+    let number = |key: &str| value(key).parse::<f64>().unwrap();
+    assert!((number("iterations, device") - number("iterations, CPU")).abs() <= 1.0, "{text}");
+    assert!((number("dH device") - number("dH CPU")).abs() <= 1e-5, "{text}");
     if !driver_present() {
         let out = bench("cuda");
         let e = String::from_utf8_lossy(&out.stderr);

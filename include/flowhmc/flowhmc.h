@@ -157,9 +157,6 @@ typedef struct {
     int even_odd;             /**< 1: even/odd-preconditioned pseudofermion action (default) */
     double solver_tolerance;  /**< CG relative residual (default 1e-10) */
     int solver_max_iterations;
-    int device;               /**< 0: the CPU (default); 1: the CUDA backend on the first GPU (a build with the
-                                   cargo feature cuda; SU(3) 4D, even/odd fermions); 2: the CUDA backend's CPU
-                                   emulation (tests) */
 } flowhmc_params;
 
 /** What one Markov step reports. */
@@ -206,8 +203,7 @@ flowhmc_status flowhmc_context_create_mpi(const size_t *dims, size_t ndim, const
                                           char *error, size_t error_capacity);
 
 /** Fills *params with the defaults (SU(3) Wilson beta 6, Omelyan 10 steps, tau 1, seed 1,
- *  no fermions; kappa 0.125, antiperiodic, even/odd, tolerance 1e-10, 10000 iterations; the
- *  CPU). */
+ *  no fermions; kappa 0.125, antiperiodic, even/odd, tolerance 1e-10, 10000 iterations). */
 void flowhmc_params_default(flowhmc_params *params);
 
 /** As flowhmc_context_create, from a field-by-field parameter set. */
@@ -215,6 +211,7 @@ flowhmc_status flowhmc_context_create_from_params(const size_t *dims, size_t ndi
                                                   flowhmc_context **out, char *error, size_t error_capacity);
 
 /** A parameter set built key by key: flowhmc_parameters_set(p, "gauge.beta", "6.0"),
+ *  (p, "run.device", "\"cuda\"") for the CUDA backend (a build with the cargo feature cuda),
  *  (p, "update.kind", "\"flow-mh\""), (p, "update.levels", "[{ integrator = \"omelyan\",
  *  steps = 4, monomials = [\"gauge\"] }]"), (p, "fermions", "[{ kind = \"wilson\", ... }]").
  *  Keys are dotted paths of the run-card schema, values TOML values; a key set twice keeps the

@@ -97,18 +97,23 @@ impl DevicePseudofermion {
         Ok(y)
     }
 
-    /// X = (M_hat^dagger M_hat)^{-1} psi for M_hat of kappa on u, in f64 or mixed precision,
-    /// counting the iterations.
+    /// The divided-out operator M_h on u; None for a plain two-flavour term.
+    fn heavy(&self, u: &DeviceGauge) -> Result<Option<DeviceWilson<f64>>> {
+        let kappa = self.params.kappa_heavy;
+        if kappa == 0.0 { Ok(None) } else { self.operator(u, kappa).map(Some) }
+    }
+
+    /// X = (M_hat^dagger M_hat)^{-1} psi for the Schur operator of `w` (on u), in f64 or mixed
+    /// precision, counting the iterations.
     fn normal_solve(
         &self,
         u: &DeviceGauge,
-        kappa: f64,
+        w: &DeviceWilson<f64>,
         psi: &DeviceSpinor<f64>,
     ) -> Result<DeviceSpinor<f64>> {
-        let w = self.operator(u, kappa)?;
-        let normal = DeviceNormal::new(&w, true)?;
+        let normal = DeviceNormal::new(w, true)?;
         let (x, report) = if self.params.mixed_precision {
-            let single = DeviceWilson::<f32>::on(u, kappa, self.params.boundary.theta)?;
+            let single = DeviceWilson::<f32>::on(u, w.kappa(), self.params.boundary.theta)?;
             mixed_cg(&normal, &DeviceNormal::new(&single, true)?, psi, None, &self.params.solver)?
         } else {
             cg(&normal, psi, None, &self.params.solver)?
@@ -117,13 +122,13 @@ impl DevicePseudofermion {
         Ok(x)
     }
 
-    /// psi = M_h^dagger phi (phi for a plain two-flavour term).
-    fn psi(&self, u: &DeviceGauge) -> Result<DeviceSpinor<f64>> {
+    /// psi = M_h^dagger phi (phi for a plain two-flavour term, `heavy` None).
+    fn psi(&self, heavy: Option<&DeviceWilson<f64>>) -> Result<DeviceSpinor<f64>> {
         let phi = self.phi()?;
-        if self.params.kappa_heavy == 0.0 {
-            return phi.try_clone();
+        match heavy {
+            None => phi.try_clone(),
+            Some(h) => self.apply(h, phi, true),
         }
-        self.apply(&self.operator(u, self.params.kappa_heavy)?, phi, true)
     }
 
     fn phi(&self) -> Result<&DeviceSpinor<f64>> {
@@ -139,19 +144,21 @@ impl Monomial<DeviceGauge> for DevicePseudofermion {
     }
 
     fn action(&self, u: &DeviceGauge) -> Result<f64> {
-        let psi = self.psi(u)?;
-        let x = self.normal_solve(u, self.params.kappa, &psi)?;
+        let w = self.operator(u, self.params.kappa)?;
+        let psi = self.psi(self.heavy(u)?.as_ref())?;
+        let x = self.normal_solve(u, &w, &psi)?;
         Ok(psi.dot(&x).re)
     }
 
     fn add_force(&self, u: &DeviceGauge, h: f64, p: &mut DeviceMomenta) -> Result<()> {
         let w = self.operator(u, self.params.kappa)?;
-        let x = self.normal_solve(u, self.params.kappa, &self.psi(u)?)?;
+        let heavy = self.heavy(u)?;
+        let x = self.normal_solve(u, &w, &self.psi(heavy.as_ref())?)?;
         let y = self.apply(&w, &x, false)?;
         // F = -dS = 2 Re(Y^dagger dM X) - 2 Re(phi^dagger dM_h X)
         w.add_schur_derivative(&y, &x, 2.0 * h, p)?;
-        if self.params.kappa_heavy != 0.0 {
-            self.operator(u, self.params.kappa_heavy)?.add_schur_derivative(self.phi()?, &x, -2.0 * h, p)?;
+        if let Some(heavy) = heavy {
+            heavy.add_schur_derivative(self.phi()?, &x, -2.0 * h, p)?;
         }
         Ok(())
     }
@@ -165,16 +172,17 @@ impl Monomial<DeviceGauge> for DevicePseudofermion {
         let device_eta = DeviceSpinor::<f64>::upload(u.device(), &values)?;
         let w = self.operator(u, self.params.kappa)?;
         let mdag_eta = self.apply(&w, &device_eta, true)?;
-        let phi = if self.params.kappa_heavy == 0.0 {
-            mdag_eta
-        } else {
+        let phi = match self.heavy(u)? {
+            None => mdag_eta,
             // M_h^dagger phi = M^dagger eta  <=>  M_h (gamma5 phi) = gamma5 M^dagger eta
-            let heavy = self.operator(u, self.params.kappa_heavy)?;
-            let mut rhs = mdag_eta;
-            heavy.gamma5(&mut rhs)?;
-            let mut phi = self.normal_solve(u, self.params.kappa_heavy, &self.apply(&heavy, &rhs, true)?)?;
-            heavy.gamma5(&mut phi)?;
-            phi
+            Some(heavy) => {
+                let mut rhs = mdag_eta;
+                heavy.gamma5(&mut rhs)?;
+                // (M_h^dagger M_h)^-1 M_h^dagger rhs = M_h^-1 rhs
+                let mut phi = self.normal_solve(u, &heavy, &self.apply(&heavy, &rhs, true)?)?;
+                heavy.gamma5(&mut phi)?;
+                phi
+            }
         };
         self.phi = Some(phi);
         // S = eta^dagger eta, exactly as the CPU sums it

@@ -192,9 +192,6 @@ pub struct flowhmc_params {
     pub solver_tolerance: f64,
     /// CG iteration limit.
     pub solver_max_iterations: c_int,
-    /// Where the trajectories run: 0 the CPU, 1 the CUDA backend on the first GPU, 2 the CUDA
-    /// backend's CPU emulation (`run.device`). Hosts compiled before it existed get 0.
-    pub device: c_int,
 }
 
 /// `flowhmc_update_report`.
@@ -243,7 +240,6 @@ const DEFAULT_PARAMS: flowhmc_params = flowhmc_params {
     even_odd: 1,
     solver_tolerance: 1e-10,
     solver_max_iterations: 10000,
-    device: 0,
 };
 
 const DEFAULT_SITES: flowhmc_sites = flowhmc_sites { order: 0, even_odd: 0, site_table: std::ptr::null() };
@@ -435,12 +431,11 @@ pub fn params_toml(p: &flowhmc_params) -> Result<String> {
     let action = pick(p.action, &["wilson", "symanzik", "iwasaki"], "action", Error::Card)?;
     let schemes = ["leapfrog", "omelyan", "omelyan4", "force-gradient"];
     let integrator = pick(p.integrator, &schemes, "integrator", Error::Card)?;
-    let device = pick(p.device, &["cpu", "cuda", "cuda-emulated"], "device", Error::Card)?;
     let (steps, threads) = (count(p.steps, 1, "steps")?, count(p.threads, 0, "threads")?);
     let mut text = format!(
         "[gauge]\ngroup = \"{group}\"\naction = \"{action}\"\nbeta = {:?}\n\
          [update]\nkind = \"hmc\"\ntrajectory_length = {:?}\nintegrator = \"{integrator}\"\nsteps = {steps}\n\
-         [run]\nseed = {}\nthreads = {threads}\ndevice = \"{device}\"\n",
+         [run]\nseed = {}\nthreads = {threads}\n",
         p.beta, p.trajectory_length, p.seed
     );
     if p.fermions != 0 {
@@ -1072,26 +1067,6 @@ mod tests {
         p.struct_size = 0;
         let e = unsafe { read_sized(&p, DEFAULT_PARAMS, "params", "flowhmc_params") }.unwrap_err();
         assert!(message_of(&e).contains("struct_size = 0"), "{e:?}");
-    }
-
-    /// The device field becomes `run.device`; a value the header does not list is refused,
-    /// and without the CUDA backend so is the GPU.
-    #[test]
-    fn the_device_field_names_the_run_device() {
-        let mut p = DEFAULT_PARAMS;
-        assert!(params_toml(&p).unwrap().contains("device = \"cpu\""));
-        p.device = 2;
-        assert!(params_toml(&p).unwrap().contains("device = \"cuda-emulated\""));
-        p.device = 5;
-        let e = params_toml(&p).unwrap_err().to_string();
-        assert!(e.contains("device = 5: not one of the header's values"), "{e}");
-        #[cfg(not(feature = "cuda"))]
-        {
-            p.device = 1;
-            let e =
-                Context::new(&[4, 4, 4, 4], &params_toml(&p).unwrap()).err().expect("refused").to_string();
-            assert!(e.contains("built without the CUDA backend"), "{e}");
-        }
     }
 
     #[test]

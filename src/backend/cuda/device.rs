@@ -225,6 +225,13 @@ impl Device {
     }
 }
 
+/// The value of a device call, or a panic with its error's message: for the trait methods
+/// (solver vectors and operators, phase spaces) that cannot return errors, where a failing
+/// device call means a lost GPU.
+pub(crate) fn checked<R>(result: Result<R>) -> R {
+    result.unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// The error of a failed driver call `what`.
 fn driver(what: &str) -> impl Fn(cudarc::driver::DriverError) -> Error + '_ {
     move |e| Error::Device(format!("CUDA {what}: {e}"))

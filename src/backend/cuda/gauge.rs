@@ -9,7 +9,7 @@
 //! and the force F_a = -d/dw S(exp(w T_a) U). Sums come back from per-block partials added in
 //! block order: deterministic, equal to the CPU's exact sums to round-off.
 
-use super::device::{Arg, Device, DeviceBuffer, DeviceReal};
+use super::device::{Arg, Device, DeviceBuffer, DeviceReal, checked};
 use super::{GAUGE, layout};
 use crate::error::{Error, Result};
 use crate::field::{GaugeField, MomentumField};
@@ -244,12 +244,6 @@ impl DeviceMomenta {
     pub(super) fn reals_mut(&mut self) -> &mut DeviceBuffer<f64> {
         &mut self.data
     }
-}
-
-/// Panics with a device error's message: the phase-space operations cannot return errors, and
-/// a device call fails only when the GPU is lost.
-fn checked<R>(result: Result<R>) -> R {
-    result.unwrap_or_else(|e| panic!("{e}"))
 }
 
 impl Clone for DeviceGauge {

@@ -37,28 +37,10 @@ pub fn momenta_of(p: &MomentumField<Su3>, lattice: &Lattice) -> Vec<f64> {
     (0..lattice.volume()).flat_map(|x| (0..4).flat_map(move |mu| p.at(lattice, x, mu))).collect()
 }
 
-/// The momentum field on `lattice` with site-major components `values`.
-pub fn momenta_from(values: &[f64], lattice: &Arc<Lattice>) -> MomentumField<Su3> {
-    let mut p = MomentumField::zeros(lattice);
-    for (k, chunk) in values.chunks_exact(8).enumerate() {
-        p.add_at(lattice, k / 4, k % 4, &std::array::from_fn(|a| chunk[a]));
-    }
-    p
-}
-
 /// The components of the full field `f` (of checkerboard `cb`) in site-major order.
 pub fn spinor_of(f: &SpinorField<Su3, 4>, cb: &Checkerboard) -> Vec<Complex64> {
     let volume = cb.lattice().volume();
     (0..volume * SPINOR).map(|k| f.get(cb, k / SPINOR, k / 3 % 4, k % 3)).collect()
-}
-
-/// The full field of checkerboard `cb` with site-major components `values`.
-pub fn spinor_from(values: &[Complex64], cb: &Checkerboard) -> SpinorField<Su3, 4> {
-    let mut f = SpinorField::full(cb);
-    for (k, &z) in values.iter().enumerate() {
-        f.set(cb, k / SPINOR, k / 3 % 4, k % 3, z);
-    }
-    f
 }
 
 /// The components of the sites of parity `p` of site-major full-field `values` (on a lattice

@@ -13,8 +13,9 @@
 //! with its even/odd Schur operator and force, so that CG, mixed-precision CG and multi-shift CG
 //! run on the device; the gauge field and momenta with the molecular-dynamics kernels
 //! ([`gauge`]), a phase space of the library's HMC, so that with the device monomials of
-//! `action::device` a whole trajectory stays on the device. Choosing the device in cards and
-//! hosts and tuned kernels come next (issue 19; README, "On a GPU").
+//! `action::device` a whole trajectory stays on the device (chosen by `run.device` in cards
+//! and host parameters). Half precision, 12-real links, one GPU per MPI rank and kernels tuned
+//! on a GPU come next (issue 19; README, "On a GPU").
 //!
 //! Libraries: cudarc opens libcuda (the driver) and libnvrtc (the compiler) when first used and
 //! panics when one is missing. Every entry point here first checks with a plain `dlopen`
@@ -46,14 +47,16 @@ pub struct KernelSource {
     pub text: &'static str,
 }
 
-/// BLAS-1 kernels: `axpy_{f64,f32}` (y = a x + y) and `dot_partial_{f64,f32}` (per-block
-/// partial sums of x . y in a fixed order, for deterministic reductions); launch contract in
-/// the file's header.
+/// BLAS-1 kernels on real and complex arrays: axpy, complex axpy and xpay, scaling, the
+/// f64/f32 conversions of mixed precision, and dot products and norms as per-block partial sums
+/// in a fixed order (deterministic reductions); entry points and launch contract in the file's
+/// header.
 pub const BLAS: KernelSource = KernelSource { name: "blas", text: include_str!("kernels/blas.cu") };
 
 /// The Wilson-Dirac operator on a whole 4D SU(3) lattice in site-major storage, one thread
-/// per output site: M and M^dagger (`wilson_{f64,f32}`) and the hops of full or half fields
-/// (`wilson_hop_{f64,f32}`); storage, conventions and launch contract in the file's header.
+/// per output site: the hops of full or half fields (`wilson_hop_{f64,f32}`, M and the Schur
+/// operator), gamma5 (`gamma5_{f64,f32}`) and the force of the hopping term
+/// (`hopping_derivative_f64`); storage, conventions and launch contract in the file's header.
 pub const WILSON: KernelSource = KernelSource {
     name: "wilson",
     text: concat!(include_str!("kernels/complex.cuh"), include_str!("kernels/wilson.cu")),
@@ -61,8 +64,8 @@ pub const WILSON: KernelSource = KernelSource {
 
 /// SU(3) molecular dynamics on site-major links and momenta, in f64: the gauge force of the
 /// Wilson, Symanzik and Iwasaki actions (`gauge_force_f64`), the link update exp(eps P) U
-/// (`link_update_f64`) and the plaquette and rectangle sums (`loop_partial_f64`); conventions
-/// in the file's header.
+/// (`link_update_f64`), the projection back to SU(3) (`project_f64`) and the plaquette and
+/// rectangle sums (`loop_partial_f64`); conventions in the file's header.
 pub const GAUGE: KernelSource = KernelSource {
     name: "gauge",
     text: concat!(include_str!("kernels/complex.cuh"), include_str!("kernels/gauge.cu")),

@@ -9,11 +9,12 @@
 //! a device and the CPU agree to round-off, not bit for bit.
 //!
 //! The [`SolverVector`] methods cannot return errors: a failing device call inside them (a
-//! lost GPU) panics with the driver's message; everything that can fail on bad input (shapes,
-//! devices) is checked where the vectors are made.
+//! lost GPU) panics with the driver's message, and so do vectors of different lengths (a
+//! caller's bug, checked before any kernel indexes them); buffers of different devices are
+//! refused by the launch.
 
 use super::BLAS;
-use super::device::{Arg, Device, DeviceBuffer, DeviceReal};
+use super::device::{Arg, Device, DeviceBuffer, DeviceReal, checked};
 use crate::error::Result;
 use crate::solver::{Lower, SolverVector};
 use num_complex::Complex64;
@@ -83,8 +84,7 @@ impl<T: DeviceReal> DeviceSpinor<T> {
     fn blas(device: &Device, name: &str, items: usize, args: Vec<Arg<'_>>, per_block: usize) -> Vec<f64> {
         let shape = device.shape(items);
         let kernel = format!("{name}_{}", T::SUFFIX);
-        let mut partial =
-            (per_block > 0).then(|| Self::checked(device.zeros::<f64>(shape.0 as usize * per_block)));
+        let mut partial = (per_block > 0).then(|| checked(device.zeros::<f64>(shape.0 as usize * per_block)));
         // the arguments, borrowed no longer than the partials
         let mut args: Vec<Arg<'_>> = args;
         if let Some(partial) = partial.as_mut() {
@@ -93,9 +93,21 @@ impl<T: DeviceReal> DeviceSpinor<T> {
         // SAFETY: every caller passes the kernel's parameters in order, with buffers of 2 n reals
         // for n = `items` complex entries (n reals for the real kernels), and the partials hold
         // `per_block` sums per block.
-        Self::checked(unsafe { device.launch(BLAS, &kernel, shape, &mut args) });
+        checked(unsafe { device.launch(BLAS, &kernel, shape, &mut args) });
         drop(args);
-        partial.map_or_else(Vec::new, |p| Self::checked(p.download()))
+        partial.map_or_else(Vec::new, |p| checked(p.download()))
+    }
+
+    /// Panics unless `x` has this vector's length (the kernels index both by it).
+    fn check_shape(&self, x: &Self) {
+        assert_eq!(self.data.len(), x.data.len(), "device vectors of {} and {} entries", self.len(), x.len());
+    }
+
+    /// The arguments (n, a, x, self) of the complex axpy kernels (lengths checked).
+    fn axpy_args<'a>(&'a mut self, a: Complex64, x: &'a Self) -> Vec<Arg<'a>> {
+        self.check_shape(x);
+        let n = self.len() as i64;
+        vec![Arg::Long(n), T::scalar(a.re), T::scalar(a.im), T::arg(&x.data), T::arg_mut(&mut self.data)]
     }
 
     /// Adds the per-block partials in block order (component c of every block for complex
@@ -103,20 +115,17 @@ impl<T: DeviceReal> DeviceSpinor<T> {
     fn add_partials(partials: &[f64], per_block: usize, component: usize) -> f64 {
         partials.iter().skip(component).step_by(per_block).fold(0.0, |acc, v| acc + v)
     }
-
-    fn checked<R>(result: Result<R>) -> R {
-        result.unwrap_or_else(|e| panic!("{e}"))
-    }
 }
 
 impl<T: DeviceReal> Clone for DeviceSpinor<T> {
     fn clone(&self) -> Self {
-        Self::checked(self.try_clone())
+        checked(self.try_clone())
     }
 }
 
 impl<T: DeviceReal> SolverVector for DeviceSpinor<T> {
     fn dot(&self, x: &Self) -> Complex64 {
+        self.check_shape(x);
         let args = vec![Arg::Long(self.len() as i64), T::arg(&self.data), T::arg(&x.data)];
         let partials = Self::blas(self.device(), "cdot_partial", self.len(), args, 2);
         Complex64::new(Self::add_partials(&partials, 2, 0), Self::add_partials(&partials, 2, 1))
@@ -127,36 +136,25 @@ impl<T: DeviceReal> SolverVector for DeviceSpinor<T> {
     }
 
     fn re_dot(&self, x: &Self) -> f64 {
+        self.check_shape(x);
         let reals = self.data.len();
         let args = vec![Arg::Long(reals as i64), T::arg(&self.data), T::arg(&x.data)];
         Self::add_partials(&Self::blas(self.device(), "dot_partial", reals, args, 1), 1, 0)
     }
 
     fn axpy_norm_sqr(&mut self, a: Complex64, x: &Self) -> f64 {
-        let (device, n) = (self.device().clone(), self.len());
-        let args = vec![
-            Arg::Long(n as i64),
-            T::scalar(a.re),
-            T::scalar(a.im),
-            T::arg(&x.data),
-            T::arg_mut(&mut self.data),
-        ];
-        Self::add_partials(&Self::blas(&device, "caxpy_norm_partial", n, args, 1), 1, 0)
+        let device = self.device().clone();
+        let partials = Self::blas(&device, "caxpy_norm_partial", self.len(), self.axpy_args(a, x), 1);
+        Self::add_partials(&partials, 1, 0)
     }
 
     fn axpy(&mut self, a: Complex64, x: &Self) {
-        let (device, n) = (self.device().clone(), self.len());
-        let args = vec![
-            Arg::Long(n as i64),
-            T::scalar(a.re),
-            T::scalar(a.im),
-            T::arg(&x.data),
-            T::arg_mut(&mut self.data),
-        ];
-        Self::blas(&device, "caxpy", n, args, 0);
+        let device = self.device().clone();
+        Self::blas(&device, "caxpy", self.len(), self.axpy_args(a, x), 0);
     }
 
     fn xpay(&mut self, x: &Self, a: Complex64) {
+        self.check_shape(x);
         let (device, n) = (self.device().clone(), self.len());
         let args = vec![
             Arg::Long(n as i64),
@@ -169,7 +167,7 @@ impl<T: DeviceReal> SolverVector for DeviceSpinor<T> {
     }
 
     fn zeroed(&self) -> Self {
-        Self::checked(Self::zeros(self.device(), self.len()))
+        checked(Self::zeros(self.device(), self.len()))
     }
 
     fn entries(&self) -> usize {
@@ -180,7 +178,7 @@ impl<T: DeviceReal> SolverVector for DeviceSpinor<T> {
 /// f64 device vectors with their f32 counterparts, for mixed-precision CG on the device.
 impl Lower<DeviceSpinor<f32>> for DeviceSpinor<f64> {
     fn lower_scaled(&self, s: f64) -> DeviceSpinor<f32> {
-        let mut low = Self::checked(DeviceSpinor::<f32>::zeros(self.device(), self.len()));
+        let mut low = checked(DeviceSpinor::<f32>::zeros(self.device(), self.len()));
         let reals = self.data.len();
         let args =
             vec![Arg::Long(reals as i64), Arg::Double(s), Arg::F64(&self.data), Arg::F32Mut(&mut low.data)];
@@ -189,6 +187,7 @@ impl Lower<DeviceSpinor<f32>> for DeviceSpinor<f64> {
     }
 
     fn add_lower(&mut self, a: f64, l: &DeviceSpinor<f32>) {
+        assert_eq!(self.len(), l.len(), "device vectors of {} and {} entries", self.len(), l.len());
         let (device, reals) = (self.device().clone(), self.data.len());
         let args =
             vec![Arg::Long(reals as i64), Arg::Double(a), Arg::F32(&l.data), Arg::F64Mut(&mut self.data)];

@@ -5,7 +5,7 @@
 //! on the device with [`DeviceSpinor`] vectors.
 
 use super::WILSON;
-use super::device::{Arg, Device, DeviceBuffer, DeviceReal};
+use super::device::{Arg, Device, DeviceBuffer, DeviceReal, checked};
 use super::gauge::{DeviceGauge, DeviceMomenta};
 use super::layout::SPINOR;
 use super::spinor::DeviceSpinor;
@@ -60,6 +60,11 @@ impl<T: DeviceReal> DeviceWilson<T> {
     /// The device it lives on.
     pub fn device(&self) -> &Device {
         self.links.device()
+    }
+
+    /// The hopping parameter.
+    pub fn kappa(&self) -> f64 {
+        self.kappa
     }
 
     /// Complex components of a full spinor field of its lattice.
@@ -229,6 +234,6 @@ impl<T: DeviceReal> LinearOperator for DeviceNormal<'_, T> {
         } else {
             self.op.apply(false, x, t).and_then(|()| self.op.apply(true, t, y))
         };
-        applied.unwrap_or_else(|e| panic!("{e}"));
+        checked(applied);
     }
 }

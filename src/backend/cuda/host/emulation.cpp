@@ -72,8 +72,6 @@ const Entry kernels[] = {
     FLOWHMC_KERNEL(caxpy_norm_partial_f32),
     FLOWHMC_KERNEL(lower_scaled_f64),
     FLOWHMC_KERNEL(add_lower_f64),
-    FLOWHMC_KERNEL(wilson_f64),
-    FLOWHMC_KERNEL(wilson_f32),
     FLOWHMC_KERNEL(wilson_hop_f64),
     FLOWHMC_KERNEL(wilson_hop_f32),
     FLOWHMC_KERNEL(hopping_derivative_f64),

@@ -13,7 +13,8 @@
 // F_a = (beta / 3) Re tr(T_a U_mu(x) A), A = c0 (plaquette staples) + c1 (rectangle staples),
 // the staples being the paths from x + mu back to x that close a loop with U_mu(x).
 //
-// Entry points (one thread per site, grid-stride; blocks a power of two up to 256):
+// Entry points (grid-stride loops, one thread per site or, for link_update and project, per
+// link; blocks a power of two up to 256):
 //   gauge_force(u, p, l0..l3, c_plaq, c_rect): p_a(x, mu) += Re tr(T_a U_mu(x) (c_plaq
 //     plaquette staples + c_rect rectangle staples)); the caller folds beta / 3 and the step
 //     size into the coefficients.

@@ -18,7 +18,6 @@
 // up[r] += chi_r, down[COLUMN[r]] -+= conj(i^PHASE[r]) chi_r (minus for 1 - gamma_mu).
 //
 // Entry points (_f64, _f32):
-//   wilson(u, psi, out, l0..l3, kappa, cos theta, sin theta, dagger): out = M psi (M^dagger).
 //   wilson_hop(u, in, base, out, l0..l3, factor, cos theta, sin theta, dagger, parity):
 //     out = base - factor H in (H^dagger with dagger; base may be null: 0). parity -1: full
 //     fields; parity p = 0 or 1: out is the half field of parity p and in that of 1 - p (the
@@ -50,18 +49,23 @@ __device__ inline void link_times(const T* u, bool adjoint, const Complex<T> h[3
     }
 }
 
-// out at output site x of lexicographic index xl (see the header)
-template <typename T>
-__device__ void hop_site(long long x, long long xl, const T* u, const T* in, const T* base, T* out, const int dims[4],
-                         T factor, T cos_theta, T sin_theta, int dagger, int parity) {
-    int c[4];
-    long long stride[4];
+// The coordinates c and lexicographic strides of site xl.
+__device__ inline void site_coordinates(long long xl, const int dims[4], int c[4], long long stride[4]) {
     long long rest = xl;
     for (int mu = 0; mu < 4; ++mu) {
         c[mu] = (int)(rest % dims[mu]);
         rest /= dims[mu];
         stride[mu] = mu == 0 ? 1 : stride[mu - 1] * dims[mu - 1];
     }
+}
+
+// out at output site x of lexicographic index xl (see the header)
+template <typename T>
+__device__ void hop_site(long long x, long long xl, const T* u, const T* in, const T* base, T* out, const int dims[4],
+                         T factor, T cos_theta, T sin_theta, int dagger, int parity) {
+    int c[4];
+    long long stride[4];
+    site_coordinates(xl, dims, c, stride);
     Complex<T> acc[4][3] = {};
     for (int mu = 0; mu < 4; ++mu) {
         for (int forward = 1; forward >= 0; --forward) {
@@ -153,12 +157,7 @@ __device__ void hopping_derivative(const double* u, const double* a_even, const 
          x += (long long)gridDim.x * blockDim.x) {
         int cx[4];
         long long stride[4];
-        long long rest = x;
-        for (int mu = 0; mu < 4; ++mu) {
-            cx[mu] = (int)(rest % dims[mu]);
-            rest /= dims[mu];
-            stride[mu] = mu == 0 ? 1 : stride[mu - 1] * dims[mu - 1];
-        }
+        site_coordinates(x, dims, cx, stride);
         bool odd = ((cx[0] + cx[1] + cx[2] + cx[3]) & 1) != 0;
         const double* a_here = odd ? a_odd : a_even;
         const double* b_here = odd ? b_odd : b_even;
@@ -230,12 +229,6 @@ extern "C" __global__ void hopping_derivative_f64(const double* u, const double*
     hopping_derivative(u, a_even, a_odd, b_even, b_odd, p, l0, l1, l2, l3, c, cos_theta, sin_theta);
 }
 
-extern "C" __global__ void wilson_f64(const double* u, const double* psi, double* out, int l0, int l1, int l2, int l3, double kappa, double cos_theta, double sin_theta, int dagger) {
-    wilson_hop(u, psi, psi, out, l0, l1, l2, l3, kappa, cos_theta, sin_theta, dagger, -1);
-}
-extern "C" __global__ void wilson_f32(const float* u, const float* psi, float* out, int l0, int l1, int l2, int l3, float kappa, float cos_theta, float sin_theta, int dagger) {
-    wilson_hop(u, psi, psi, out, l0, l1, l2, l3, kappa, cos_theta, sin_theta, dagger, -1);
-}
 extern "C" __global__ void wilson_hop_f64(const double* u, const double* in, const double* base, double* out, int l0, int l1, int l2, int l3, double factor, double cos_theta, double sin_theta, int dagger, int parity) {
     wilson_hop(u, in, base, out, l0, l1, l2, l3, factor, cos_theta, sin_theta, dagger, parity);
 }
