@@ -207,6 +207,35 @@ impl Device {
         }
     }
 
+    /// Launches a reduction kernel `name` of `source` over `items` work items with `args`
+    /// followed by a buffer of `components` partial sums per block, which it writes, and
+    /// returns each component's total: the partials added in block order, so the result is
+    /// the same bits on every run (for this device and launch shape).
+    ///
+    /// # Safety
+    /// As [`Device::launch`], with the partials as the kernel's last parameter.
+    pub unsafe fn reduce(
+        &self,
+        source: KernelSource,
+        name: &str,
+        items: usize,
+        args: Vec<Arg<'_>>,
+        components: usize,
+    ) -> Result<Vec<f64>> {
+        let shape = self.shape(items);
+        let mut partials = self.zeros::<f64>(shape.0 as usize * components)?;
+        // the arguments, borrowed no longer than the partials
+        let mut args: Vec<Arg<'_>> = args;
+        args.push(Arg::F64Mut(&mut partials));
+        // SAFETY: the caller's contract; the partials hold `components` sums per block.
+        unsafe { self.launch(source, name, shape, &mut args)? };
+        drop(args);
+        let partials = partials.download()?;
+        Ok((0..components)
+            .map(|c| partials.iter().skip(c).step_by(components).fold(0.0, |acc, v| acc + v))
+            .collect())
+    }
+
     /// The GPU's data-sheet memory bandwidth in bytes per second ([`Gpu::peak_bandwidth`]);
     /// None on the emulation.
     pub fn peak_bandwidth(&self) -> Result<Option<f64>> {

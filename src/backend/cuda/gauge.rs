@@ -39,11 +39,6 @@ fn extents(dims: [usize; 4]) -> [Arg<'static>; 4] {
     dims.map(|l| Arg::Int(l as i32))
 }
 
-/// Adds the per-block partial sums in block order.
-fn total(partials: &[f64]) -> f64 {
-    partials.iter().fold(0.0, |acc, v| acc + v)
-}
-
 impl DeviceGauge {
     /// The gauge field `u` uploaded to `device`: a 4D SU(3) field on the whole lattice of one
     /// rank (the backend does not yet run on a process grid).
@@ -174,24 +169,11 @@ impl DeviceGauge {
     /// The sum over the lattice of Re tr P_{mu nu}(x) over mu < nu (plaquettes) or of Re tr
     /// R_{mu nu}(x) over mu != nu (`rectangles`, every 1x2 rectangle once).
     pub fn loop_sum(&self, rectangles: bool) -> Result<f64> {
-        let device = self.device();
-        let shape = device.shape(self.links() / 4);
-        let mut partial = device.zeros::<f64>(shape.0 as usize)?;
         let [l0, l1, l2, l3] = extents(self.dims);
-        let mut args = vec![
-            Arg::F64(&self.links),
-            l0,
-            l1,
-            l2,
-            l3,
-            Arg::Int(i32::from(rectangles)),
-            Arg::F64Mut(&mut partial),
-        ];
-        // SAFETY: the parameters of loop_partial_f64 in order; the links hold 18 reals per link,
-        // the partials one sum per block.
-        unsafe { device.launch(GAUGE, "loop_partial_f64", shape, &mut args)? };
-        drop(args);
-        Ok(total(&partial.download()?))
+        let args = vec![Arg::F64(&self.links), l0, l1, l2, l3, Arg::Int(i32::from(rectangles))];
+        // SAFETY: the parameters of loop_partial_f64 in order (the partials last); the links hold
+        // 18 reals per link.
+        Ok(unsafe { self.device().reduce(GAUGE, "loop_partial_f64", self.links() / 4, args, 1) }?[0])
     }
 
     /// The gauge action with coupling `beta` and rectangle coefficient `c1` (see the module
@@ -209,16 +191,10 @@ impl DeviceGauge {
 impl DeviceMomenta {
     /// The kinetic energy (1/2) sum over links and components of p_a^2.
     pub fn kinetic_energy(&self) -> Result<f64> {
-        let device = self.data.device();
         let n = self.data.len();
-        let shape = device.shape(n);
-        let mut partial = device.zeros::<f64>(shape.0 as usize)?;
-        let mut args =
-            vec![Arg::Long(n as i64), Arg::F64(&self.data), Arg::F64(&self.data), Arg::F64Mut(&mut partial)];
-        // SAFETY: the parameters of dot_partial_f64 in order; n reals, one partial per block.
-        unsafe { device.launch(super::BLAS, "dot_partial_f64", shape, &mut args)? };
-        drop(args);
-        Ok(0.5 * total(&partial.download()?))
+        let args = vec![Arg::Long(n as i64), Arg::F64(&self.data), Arg::F64(&self.data)];
+        // SAFETY: the parameters of dot_partial_f64 in order (the partials last); n reals.
+        Ok(0.5 * unsafe { self.data.device().reduce(super::BLAS, "dot_partial_f64", n, args, 1) }?[0])
     }
 
     /// The momenta on the host, site-major.

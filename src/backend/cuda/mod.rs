@@ -37,8 +37,8 @@ use cudarc::nvrtc::{CompileOptions, Ptx, compile_ptx_with_opts};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// A kernel source of `kernels/`: its name and CUDA C text (with `complex.cuh` in front where
-/// it uses complex numbers: NVRTC compiles every source alone).
+/// A kernel source of `kernels/`: its name and CUDA C text (with the shared `common.cuh` in
+/// front: NVRTC compiles every source alone).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct KernelSource {
     /// Name (the file name without `.cu`).
@@ -51,7 +51,10 @@ pub struct KernelSource {
 /// f64/f32 conversions of mixed precision, and dot products and norms as per-block partial sums
 /// in a fixed order (deterministic reductions); entry points and launch contract in the file's
 /// header.
-pub const BLAS: KernelSource = KernelSource { name: "blas", text: include_str!("kernels/blas.cu") };
+pub const BLAS: KernelSource = KernelSource {
+    name: "blas",
+    text: concat!(include_str!("kernels/common.cuh"), include_str!("kernels/blas.cu")),
+};
 
 /// The Wilson-Dirac operator on a whole 4D SU(3) lattice in site-major storage, one thread
 /// per output site: the hops of full or half fields (`wilson_hop_{f64,f32}`, M and the Schur
@@ -59,7 +62,7 @@ pub const BLAS: KernelSource = KernelSource { name: "blas", text: include_str!("
 /// (`hopping_derivative_f64`); storage, conventions and launch contract in the file's header.
 pub const WILSON: KernelSource = KernelSource {
     name: "wilson",
-    text: concat!(include_str!("kernels/complex.cuh"), include_str!("kernels/wilson.cu")),
+    text: concat!(include_str!("kernels/common.cuh"), include_str!("kernels/wilson.cu")),
 };
 
 /// SU(3) molecular dynamics on site-major links and momenta, in f64: the gauge force of the
@@ -68,7 +71,7 @@ pub const WILSON: KernelSource = KernelSource {
 /// rectangle sums (`loop_partial_f64`); conventions in the file's header.
 pub const GAUGE: KernelSource = KernelSource {
     name: "gauge",
-    text: concat!(include_str!("kernels/complex.cuh"), include_str!("kernels/gauge.cu")),
+    text: concat!(include_str!("kernels/common.cuh"), include_str!("kernels/gauge.cu")),
 };
 
 /// Every kernel source, for the compile tests.

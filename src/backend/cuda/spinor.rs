@@ -78,24 +78,20 @@ impl<T: DeviceReal> DeviceSpinor<T> {
         self.data.copy_from(&other.data)
     }
 
-    /// Launches the BLAS kernel `name`_T on `device` with `args` over `items` work items and
-    /// returns the `per_block` partial sums of each block in block order (none for 0), which the
-    /// kernel writes to its last parameter (left out of `args`).
-    fn blas(device: &Device, name: &str, items: usize, args: Vec<Arg<'_>>, per_block: usize) -> Vec<f64> {
-        let shape = device.shape(items);
+    /// Launches the BLAS kernel `name`_T on `device` with `args` over `items` work items.
+    fn blas(device: &Device, name: &str, items: usize, mut args: Vec<Arg<'_>>) {
         let kernel = format!("{name}_{}", T::SUFFIX);
-        let mut partial = (per_block > 0).then(|| checked(device.zeros::<f64>(shape.0 as usize * per_block)));
-        // the arguments, borrowed no longer than the partials
-        let mut args: Vec<Arg<'_>> = args;
-        if let Some(partial) = partial.as_mut() {
-            args.push(Arg::F64Mut(partial));
-        }
         // SAFETY: every caller passes the kernel's parameters in order, with buffers of 2 n reals
-        // for n = `items` complex entries (n reals for the real kernels), and the partials hold
-        // `per_block` sums per block.
-        checked(unsafe { device.launch(BLAS, &kernel, shape, &mut args) });
-        drop(args);
-        partial.map_or_else(Vec::new, |p| checked(p.download()))
+        // for n = `items` complex entries (n reals for the real kernels), lengths checked.
+        checked(unsafe { device.launch(BLAS, &kernel, device.shape(items), &mut args) });
+    }
+
+    /// The totals of the reduction kernel `name`_T (see [`Device::reduce`]), with `components`
+    /// sums per block.
+    fn reduce(device: &Device, name: &str, items: usize, args: Vec<Arg<'_>>, components: usize) -> Vec<f64> {
+        let kernel = format!("{name}_{}", T::SUFFIX);
+        // SAFETY: as in `blas`; the reduction kernels write `components` sums per block.
+        checked(unsafe { device.reduce(BLAS, &kernel, items, args, components) })
     }
 
     /// Panics unless `x` has this vector's length (the kernels index both by it).
@@ -109,12 +105,6 @@ impl<T: DeviceReal> DeviceSpinor<T> {
         let n = self.len() as i64;
         vec![Arg::Long(n), T::scalar(a.re), T::scalar(a.im), T::arg(&x.data), T::arg_mut(&mut self.data)]
     }
-
-    /// Adds the per-block partials in block order (component c of every block for complex
-    /// partials).
-    fn add_partials(partials: &[f64], per_block: usize, component: usize) -> f64 {
-        partials.iter().skip(component).step_by(per_block).fold(0.0, |acc, v| acc + v)
-    }
 }
 
 impl<T: DeviceReal> Clone for DeviceSpinor<T> {
@@ -127,8 +117,8 @@ impl<T: DeviceReal> SolverVector for DeviceSpinor<T> {
     fn dot(&self, x: &Self) -> Complex64 {
         self.check_shape(x);
         let args = vec![Arg::Long(self.len() as i64), T::arg(&self.data), T::arg(&x.data)];
-        let partials = Self::blas(self.device(), "cdot_partial", self.len(), args, 2);
-        Complex64::new(Self::add_partials(&partials, 2, 0), Self::add_partials(&partials, 2, 1))
+        let sums = Self::reduce(self.device(), "cdot_partial", self.len(), args, 2);
+        Complex64::new(sums[0], sums[1])
     }
 
     fn norm_sqr(&self) -> f64 {
@@ -139,18 +129,17 @@ impl<T: DeviceReal> SolverVector for DeviceSpinor<T> {
         self.check_shape(x);
         let reals = self.data.len();
         let args = vec![Arg::Long(reals as i64), T::arg(&self.data), T::arg(&x.data)];
-        Self::add_partials(&Self::blas(self.device(), "dot_partial", reals, args, 1), 1, 0)
+        Self::reduce(self.device(), "dot_partial", reals, args, 1)[0]
     }
 
     fn axpy_norm_sqr(&mut self, a: Complex64, x: &Self) -> f64 {
         let device = self.device().clone();
-        let partials = Self::blas(&device, "caxpy_norm_partial", self.len(), self.axpy_args(a, x), 1);
-        Self::add_partials(&partials, 1, 0)
+        Self::reduce(&device, "caxpy_norm_partial", self.len(), self.axpy_args(a, x), 1)[0]
     }
 
     fn axpy(&mut self, a: Complex64, x: &Self) {
         let device = self.device().clone();
-        Self::blas(&device, "caxpy", self.len(), self.axpy_args(a, x), 0);
+        Self::blas(&device, "caxpy", self.len(), self.axpy_args(a, x));
     }
 
     fn xpay(&mut self, x: &Self, a: Complex64) {
@@ -163,7 +152,7 @@ impl<T: DeviceReal> SolverVector for DeviceSpinor<T> {
             T::scalar(a.im),
             T::arg_mut(&mut self.data),
         ];
-        Self::blas(&device, "cxpay", n, args, 0);
+        Self::blas(&device, "cxpay", n, args);
     }
 
     fn zeroed(&self) -> Self {
@@ -182,7 +171,7 @@ impl Lower<DeviceSpinor<f32>> for DeviceSpinor<f64> {
         let reals = self.data.len();
         let args =
             vec![Arg::Long(reals as i64), Arg::Double(s), Arg::F64(&self.data), Arg::F32Mut(&mut low.data)];
-        Self::blas(self.device(), "lower_scaled", reals, args, 0);
+        Self::blas(self.device(), "lower_scaled", reals, args);
         low
     }
 
@@ -191,6 +180,6 @@ impl Lower<DeviceSpinor<f32>> for DeviceSpinor<f64> {
         let (device, reals) = (self.device().clone(), self.data.len());
         let args =
             vec![Arg::Long(reals as i64), Arg::Double(a), Arg::F32(&l.data), Arg::F64Mut(&mut self.data)];
-        Self::blas(&device, "add_lower", reals, args, 0);
+        Self::blas(&device, "add_lower", reals, args);
     }
 }

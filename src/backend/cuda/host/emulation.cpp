@@ -13,8 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "../kernels/common.cuh"
 #include "../kernels/blas.cu"
-#include "../kernels/complex.cuh"
 #include "../kernels/gauge.cu"
 #include "../kernels/wilson.cu"
 

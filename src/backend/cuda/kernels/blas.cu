@@ -3,27 +3,14 @@
 // in pairs, _f64 and _f32, instantiating one template, except the f64-only scale_f64 and the
 // mixed-precision conversions lower_scaled_f64 and add_lower_f64.
 //
-// Launch contract: blockDim.x a power of two up to FLOWHMC_BLOCK (256), any gridDim.x; indices
+// Launch contract: blockDim.x a power of two up to FLOWHMC_BLOCK (256, common.cuh), any gridDim.x; indices
 // run over the grid with stride gridDim.x * blockDim.x.
 //
 // Reductions are deterministic: thread t of block b sums the elements i = b * blockDim.x + t +
 // k * gridDim.x * blockDim.x in increasing k, in double precision; the block then adds its
-// threads pairwise in a fixed tree (sums[t] += sums[t + w] for w = blockDim.x / 2, ..., 1) and writes
+// threads pairwise in a fixed tree (tree_sum in common.cuh) and writes
 // partial[b] (a complex sum: partial[2 b] and partial[2 b + 1]). The caller sums the gridDim.x
 // partials in block order. For one launch geometry the result is the same bits on every run.
-
-#define FLOWHMC_BLOCK 256
-
-// The block's fixed-order tree over sums[0 .. blockDim.x), left in sums[0].
-__device__ inline void tree_sum(double* sums) {
-    __syncthreads();
-    for (unsigned w = blockDim.x / 2; w > 0; w /= 2) {
-        if (threadIdx.x < w) {
-            sums[threadIdx.x] += sums[threadIdx.x + w];
-        }
-        __syncthreads();
-    }
-}
 
 __device__ inline long long first_index() { return (long long)blockIdx.x * blockDim.x + threadIdx.x; }
 

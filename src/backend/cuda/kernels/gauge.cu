@@ -26,12 +26,6 @@
 //     of sum_{mu<nu} Re tr P_{mu nu}(x) (rectangles = 0) or sum_{mu!=nu} Re tr R_{mu nu}(x)
 //     (rectangles = 1); the sums in the fixed order of blas.cu.
 
-#define FLOWHMC_GAUGE_BLOCK 256
-
-struct Su3 {
-    Complex<double> e[9];
-};
-
 __device__ inline Su3 su3_load(const double* u, long long x, int mu) {
     Su3 m;
     for (int k = 0; k < 9; ++k) {
@@ -69,19 +63,6 @@ __device__ inline void su3_add(Su3& a, const Su3& b) {
     for (int k = 0; k < 9; ++k) {
         a.e[k] = a.e[k] + b.e[k];
     }
-}
-
-// r_a = Re tr(T_a X) = -Im tr(lambda_a X) / 2, from the entries (k = 3 row + col)
-__device__ inline void re_tr_generators(const Su3& x, double r[8]) {
-    const double inv_sqrt3 = 0.57735026918962576451;
-    r[0] = -0.5 * (x.e[1].im + x.e[3].im);
-    r[1] = -0.5 * (x.e[1].re - x.e[3].re);
-    r[2] = -0.5 * (x.e[0].im - x.e[4].im);
-    r[3] = -0.5 * (x.e[2].im + x.e[6].im);
-    r[4] = -0.5 * (x.e[2].re - x.e[6].re);
-    r[5] = -0.5 * (x.e[5].im + x.e[7].im);
-    r[6] = -0.5 * (x.e[5].re - x.e[7].re);
-    r[7] = -0.5 * inv_sqrt3 * (x.e[0].im + x.e[4].im - 2.0 * x.e[8].im);
 }
 
 // The site one step from x in direction mu (forward or backward), periodic.
@@ -235,12 +216,11 @@ __device__ Su3 exp_i_hermitian(const Su3& q) {
 
 // The Hermitian Q = scale sum_a p_a lambda_a (the CPU's hermitian_from_components)
 __device__ inline Su3 hermitian_from_components(const double* p, double scale) {
-    const double inv_sqrt3 = 0.57735026918962576451;
     double q[8];
     for (int a = 0; a < 8; ++a) {
         q[a] = p[a] * scale;
     }
-    double d8 = q[7] * inv_sqrt3;
+    double d8 = q[7] * FLOWHMC_INV_SQRT3;
     Su3 h;
     h.e[0] = {q[2] + d8, 0.0};
     h.e[1] = {q[0], -q[1]};
@@ -270,7 +250,7 @@ __device__ void link_update(double* u, const double* p, int l0, int l1, int l2, 
 }
 
 __device__ void loop_partial(const double* u, int l0, int l1, int l2, int l3, int rectangles, double* partial) {
-    __shared__ double sums[FLOWHMC_GAUGE_BLOCK];
+    __shared__ double sums[FLOWHMC_BLOCK];
     const int dims[4] = {l0, l1, l2, l3};
     long long volume = (long long)l0 * l1 * l2 * l3;
     double acc = 0.0;
@@ -297,13 +277,7 @@ __device__ void loop_partial(const double* u, int l0, int l1, int l2, int l3, in
         }
     }
     sums[threadIdx.x] = acc;
-    __syncthreads();
-    for (unsigned w = blockDim.x / 2; w > 0; w /= 2) {
-        if (threadIdx.x < w) {
-            sums[threadIdx.x] += sums[threadIdx.x + w];
-        }
-        __syncthreads();
-    }
+    tree_sum(sums);
     if (threadIdx.x == 0) {
         partial[blockIdx.x] = sums[0];
     }

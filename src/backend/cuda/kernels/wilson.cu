@@ -49,6 +49,15 @@ __device__ inline void link_times(const T* u, bool adjoint, const Complex<T> h[3
     }
 }
 
+// The half spinor row r of the projection (1 -+ gamma_mu) psi at site index y of psi
+// (minus for 1 - gamma_mu): psi_up[r] -+ A_mu psi_down, colour a.
+template <typename T>
+__device__ inline Complex<T> projected(const T* psi, long long y, int mu, int r, int a, bool minus) {
+    Complex<T> up = load(psi, (y * 4 + r) * 3 + a);
+    Complex<T> down = times_i_power(gamma_phase(mu, r), load(psi, (y * 4 + 2 + gamma_column(mu, r)) * 3 + a));
+    return minus ? up - down : up + down;
+}
+
 // The coordinates c and lexicographic strides of site xl.
 __device__ inline void site_coordinates(long long xl, const int dims[4], int c[4], long long stride[4]) {
     long long rest = xl;
@@ -83,9 +92,7 @@ __device__ void hop_site(long long x, long long xl, const T* u, const T* in, con
             Complex<T> h[2][3];
             for (int r = 0; r < 2; ++r) {
                 for (int a = 0; a < 3; ++a) {
-                    Complex<T> up = load(in, (y * 4 + r) * 3 + a);
-                    Complex<T> down = times_i_power(gamma_phase(mu, r), load(in, (y * 4 + 2 + gamma_column(mu, r)) * 3 + a));
-                    h[r][a] = minus ? up - down : up + down;
+                    h[r][a] = projected(in, y, mu, r, a, minus);
                 }
             }
             const T* link = u + 2 * 9 * (forward ? xl * 4 + mu : yl * 4 + mu);
@@ -135,13 +142,6 @@ __device__ void wilson_hop(const T* u, const T* in, const T* base, T* out, int l
     }
 }
 
-// The half spinor row r of the projection (1 -+ gamma_mu) psi at half-field index y
-// (minus for 1 - gamma_mu): psi_up[r] -+ A_mu psi_down, colour a.
-__device__ inline Complex<double> projected(const double* psi, long long y, int mu, int r, int a, bool minus) {
-    Complex<double> up = load(psi, (y * 4 + r) * 3 + a);
-    Complex<double> down = times_i_power(gamma_phase(mu, r), load(psi, (y * 4 + 2 + gamma_column(mu, r)) * 3 + a));
-    return minus ? up - down : up + down;
-}
 
 // p_a(x, mu) += c d/dw Re(a^dagger H b) for U_mu(x) -> exp(w T_a) U_mu(x), with a and b full
 // fields given by their even and odd halves (half-field storage): Re tr(T_a Z),
@@ -185,7 +185,7 @@ __device__ void hopping_derivative(const double* u, const double* a_even, const 
             }
             const double* link = u + 2 * 9 * (x * 4 + mu);
             // Z = phase U C1 - conj(phase) C2 U^dagger
-            Complex<double> z[9];
+            Su3 z;
             for (int i = 0; i < 3; ++i) {
                 for (int j = 0; j < 3; ++j) {
                     Complex<double> f = {0, 0}, b = {0, 0};
@@ -193,15 +193,11 @@ __device__ void hopping_derivative(const double* u, const double* a_even, const 
                         f = f + times(load(link, i * 3 + k), c1[k * 3 + j]);
                         b = b + conj_times(load(link, j * 3 + k), c2[i * 3 + k]);
                     }
-                    z[i * 3 + j] = times(phase, f) - conj_times(phase, b);
+                    z.e[i * 3 + j] = times(phase, f) - conj_times(phase, b);
                 }
             }
-            const double inv_sqrt3 = 0.57735026918962576451;
-            double r[8] = {
-                -0.5 * (z[1].im + z[3].im), -0.5 * (z[1].re - z[3].re), -0.5 * (z[0].im - z[4].im),
-                -0.5 * (z[2].im + z[6].im), -0.5 * (z[2].re - z[6].re), -0.5 * (z[5].im + z[7].im),
-                -0.5 * (z[5].re - z[7].re), -0.5 * inv_sqrt3 * (z[0].im + z[4].im - 2.0 * z[8].im),
-            };
+            double r[8];
+            re_tr_generators(z, r);
             for (int k = 0; k < 8; ++k) {
                 p[(x * 4 + mu) * 8 + k] += c * r[k];
             }
