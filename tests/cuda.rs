@@ -391,13 +391,13 @@ fn check_device_cg(device: &Device, test: &str) {
     let w = WilsonOperator::<Su3, 4>::new(&u, &cb, kappa, Boundary { theta }).unwrap();
     let full = SpinorField::<Su3, 4>::gaussian_full(&cb, 5, Purpose::Test, 0);
     let params = SolverParams { tolerance: 1e-10, max_iterations: 500 };
-    let links = layout::links_of(&u);
     let distance = |x: &[num_complex::Complex64], y: &[num_complex::Complex64]| -> f64 {
         let d: f64 = x.iter().zip(y).map(|(a, b)| (a - b).norm_sqr()).sum();
         (d / y.iter().map(|a| a.norm_sqr()).sum::<f64>()).sqrt()
     };
-    let double = DeviceWilson::<f64>::new(device, &links, dims, kappa, theta).unwrap();
-    let single = DeviceWilson::<f32>::new(device, &links, dims, kappa, theta).unwrap();
+    let gauge = DeviceGauge::upload(device, &u).unwrap();
+    let double = DeviceWilson::<f64>::on(&gauge, kappa, theta).unwrap();
+    let single = DeviceWilson::<f32>::on(&gauge, kappa, theta).unwrap();
     for even_odd in [false, true] {
         let at = format!("{test}, even/odd {even_odd}");
         let form = if even_odd { Operator::SchurNormal } else { Operator::FullNormal };
@@ -594,13 +594,13 @@ fn schur_operator_force_on_the_device_equals_the_cpu() {
     let mut want = MomentumField::<Su3>::zeros(&lattice);
     w.add_derivative(true, &a, &b, c, &mut want);
     for device in devices() {
-        let op = DeviceWilson::<f64>::new(&device, &layout::links_of(&u), dims, kappa, theta).unwrap();
+        let gauge = DeviceGauge::upload(&device, &u).unwrap();
+        let op = DeviceWilson::<f64>::on(&gauge, kappa, theta).unwrap();
         let even = |f: &SpinorField<Su3, 4>| {
             let full = SpinorField::from_halves(f, &SpinorField::half(&cb));
             DeviceSpinor::<f64>::upload(&device, &layout::half(&layout::spinor_of(&full, &cb), &dims, 0))
                 .unwrap()
         };
-        let gauge = DeviceGauge::upload(&device, &u).unwrap();
         let mut p = gauge.zero_momenta().unwrap();
         op.add_schur_derivative(&even(&a), &even(&b), c, &mut p).unwrap();
         let want = layout::momenta_of(&want, &lattice);

@@ -442,13 +442,19 @@ impl DeviceReal for f32 {
         Arg::Float(v as f32)
     }
     fn from_f64_buffer(buffer: &DeviceBuffer<f64>) -> Result<DeviceBuffer<f32>> {
-        let device = buffer.device();
-        let n = buffer.len();
-        let mut low = device.zeros::<f32>(n)?;
-        let mut args = vec![Arg::Long(n as i64), Arg::Double(1.0), Arg::F64(buffer), Arg::F32Mut(&mut low)];
-        // SAFETY: the parameters of lower_scaled_f64; both buffers hold n reals.
-        unsafe { device.launch(super::BLAS, "lower_scaled_f64", device.shape(n), &mut args)? };
-        drop(args);
-        Ok(low)
+        lowered(buffer, 1.0)
     }
+}
+
+/// s times `buffer`, rounded to f32 on its device (kernel `lower_scaled_f64`): the f32 copies of
+/// links and the low-precision vectors of mixed-precision CG.
+pub(super) fn lowered(buffer: &DeviceBuffer<f64>, s: f64) -> Result<DeviceBuffer<f32>> {
+    let device = buffer.device();
+    let n = buffer.len();
+    let mut low = device.zeros::<f32>(n)?;
+    let mut args = vec![Arg::Long(n as i64), Arg::Double(s), Arg::F64(buffer), Arg::F32Mut(&mut low)];
+    // SAFETY: the parameters of lower_scaled_f64; both buffers hold n reals.
+    unsafe { device.launch(super::BLAS, "lower_scaled_f64", device.shape(n), &mut args)? };
+    drop(args);
+    Ok(low)
 }

@@ -14,7 +14,7 @@
 //! refused by the launch.
 
 use super::BLAS;
-use super::device::{Arg, Device, DeviceBuffer, DeviceReal, checked};
+use super::device::{Arg, Device, DeviceBuffer, DeviceReal, checked, lowered};
 use crate::error::Result;
 use crate::solver::{Lower, SolverVector};
 use num_complex::Complex64;
@@ -167,12 +167,7 @@ impl<T: DeviceReal> SolverVector for DeviceSpinor<T> {
 /// f64 device vectors with their f32 counterparts, for mixed-precision CG on the device.
 impl Lower<DeviceSpinor<f32>> for DeviceSpinor<f64> {
     fn lower_scaled(&self, s: f64) -> DeviceSpinor<f32> {
-        let mut low = checked(DeviceSpinor::<f32>::zeros(self.device(), self.len()));
-        let reals = self.data.len();
-        let args =
-            vec![Arg::Long(reals as i64), Arg::Double(s), Arg::F64(&self.data), Arg::F32Mut(&mut low.data)];
-        Self::blas(self.device(), "lower_scaled", reals, args);
-        low
+        DeviceSpinor { data: checked(lowered(&self.data, s)) }
     }
 
     fn add_lower(&mut self, a: f64, l: &DeviceSpinor<f32>) {

@@ -11,7 +11,6 @@ use super::layout::SPINOR;
 use super::spinor::DeviceSpinor;
 use crate::error::{Error, Result};
 use crate::solver::LinearOperator;
-use num_complex::Complex64;
 use std::sync::Mutex;
 
 /// M = 1 - kappa H on a device, in precision T: the gauge field uploaded once.
@@ -24,33 +23,6 @@ pub struct DeviceWilson<T: DeviceReal> {
 }
 
 impl<T: DeviceReal> DeviceWilson<T> {
-    /// M on the lattice `dims` with site-major `links` ([`super::layout::links_of`]), hopping
-    /// parameter `kappa` and time phase `theta`, uploaded to `device`. An error for links of
-    /// another volume or extents the kernel's 32-bit coordinates cannot hold.
-    pub fn new(
-        device: &Device,
-        links: &[Complex64],
-        dims: [usize; 4],
-        kappa: f64,
-        theta: f64,
-    ) -> Result<Self> {
-        let volume: usize = dims.iter().product();
-        if links.len() != volume * 4 * 9 {
-            return Err(Error::Device(format!(
-                "{} link components for the lattice {dims:?}, which needs {}",
-                links.len(),
-                volume * 36
-            )));
-        }
-        if dims.iter().any(|&l| i32::try_from(l).is_err()) {
-            return Err(Error::Device(format!(
-                "lattice {dims:?}: extents beyond the kernel's 32-bit coordinates"
-            )));
-        }
-        let reals: Vec<T> = links.iter().flat_map(|z| [T::from_f64(z.re), T::from_f64(z.im)]).collect();
-        Ok(DeviceWilson { links: device.upload(&reals)?, dims, kappa, theta })
-    }
-
     /// M on the device-resident gauge field `gauge` (its links copied in precision T), with
     /// hopping parameter `kappa` and time phase `theta`.
     pub fn on(gauge: &DeviceGauge, kappa: f64, theta: f64) -> Result<Self> {
