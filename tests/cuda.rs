@@ -15,7 +15,7 @@ use flowhmc::backend::cuda::device::Device;
 use flowhmc::backend::cuda::gauge::{DeviceGauge, DeviceMomenta};
 use flowhmc::backend::cuda::layout;
 use flowhmc::backend::cuda::spinor::DeviceSpinor;
-use flowhmc::backend::cuda::wilson::{DeviceNormal, DeviceWilson};
+use flowhmc::backend::cuda::wilson::{DeviceNormal, DeviceWilson, LinkStorage};
 use flowhmc::backend::cuda::{
     BLAS, BLOCK, Gpu, KERNELS, KernelSource, compile, driver_present, nvrtc_present,
 };
@@ -281,6 +281,7 @@ fn the_emulation_refuses_a_kernel_it_does_not_know() {
 /// wrote nothing).
 fn emulated_wilson<T: Copy + Into<f64> + From<f32>>(
     links: &[T],
+    rows: i32,
     psi: &[T],
     dims: [usize; 4],
     reals: [T; 3],
@@ -292,12 +293,13 @@ fn emulated_wilson<T: Copy + Into<f64> + From<f32>>(
     let (mut pu, mut pp, mut pb, mut po) = (links.as_ptr(), psi.as_ptr(), psi.as_ptr(), out.as_mut_ptr());
     let [mut l0, mut l1, mut l2, mut l3] = dims.map(|l| l as i32);
     let [mut k, mut c, mut s] = reals;
-    let (mut d, mut parity) = (dagger, -1i32);
+    let (mut rows, mut d, mut parity) = (rows, dagger, -1i32);
     emulate(
         name,
         grid,
         &mut [
             ptr(&mut pu),
+            ptr(&mut rows),
             ptr(&mut pp),
             ptr(&mut pb),
             ptr(&mut po),
@@ -318,7 +320,8 @@ fn emulated_wilson<T: Copy + Into<f64> + From<f32>>(
 /// The emulated Wilson kernel (site-major fields, one thread per site computing its neighbours
 /// from its coordinates) equals the CPU operator M and M^dagger on a hot 4^3 x 8 field with a
 /// generic time phase (theta = 0.7, so a wrong sign or a missing phase shows): to 1e-13 of the
-/// largest component in f64 (the two sum the hops in different orders) and 1e-5 in f32.
+/// largest component in f64 (the two sum the hops in different orders) and 1e-5 in f32, with
+/// whole links and with two rows a link (the third rebuilt in the kernel).
 #[test]
 fn emulated_wilson_kernel_equals_the_cpu_operator() {
     let dims = [4, 4, 4, 8];
@@ -329,29 +332,38 @@ fn emulated_wilson_kernel_equals_the_cpu_operator() {
     let w = WilsonOperator::<Su3, 4>::new(&u, &cb, kappa, Boundary { theta }).unwrap();
     let x = SpinorField::<Su3, 4>::gaussian_full(&cb, 3, Purpose::Test, 0);
     let volume = lattice.volume();
-    let links: Vec<f64> = (0..volume)
-        .flat_map(|s| (0..4).map(move |mu| (s, mu)))
-        .flat_map(|(s, mu)| u.link(s, mu).0)
-        .flat_map(|z| [z.re, z.im])
-        .collect();
+    // the links with `rows` rows each
+    let links = |rows: usize| -> Vec<f64> {
+        (0..volume)
+            .flat_map(|s| (0..4).map(move |mu| (s, mu)))
+            .flat_map(|(s, mu)| u.link(s, mu).0.into_iter().take(3 * rows))
+            .flat_map(|z| [z.re, z.im])
+            .collect()
+    };
     let spinor = |f: &SpinorField<Su3, 4>| -> Vec<f64> {
         (0..volume * 12).map(|k| f.get(&cb, k / 12, k / 3 % 4, k % 3)).flat_map(|z| [z.re, z.im]).collect()
     };
     let psi = spinor(&x);
     let to_f32 = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<f32>>();
     let (c, s) = (theta.cos(), theta.sin());
-    for dagger in [0i32, 1] {
+    for (dagger, rows) in [(0i32, 3), (1, 3), (0, 2), (1, 2)] {
+        let links = links(rows);
         let mut y = SpinorField::<Su3, 4>::full(&cb);
         w.apply(dagger == 1, &x, &mut y);
         let expected = spinor(&y);
         let largest = expected.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         for (name, tolerance, out) in [
-            ("wilson_hop_f64", 1e-13, emulated_wilson(&links, &psi, dims, [kappa, c, s], dagger)),
+            (
+                "wilson_hop_f64",
+                1e-13,
+                emulated_wilson(&links, rows as i32, &psi, dims, [kappa, c, s], dagger),
+            ),
             (
                 "wilson_hop_f32",
                 1e-5,
                 emulated_wilson(
                     &to_f32(&links),
+                    rows as i32,
                     &to_f32(&psi),
                     dims,
                     [kappa as f32, c as f32, s as f32],
@@ -361,12 +373,12 @@ fn emulated_wilson_kernel_equals_the_cpu_operator() {
         ] {
             assert!(
                 out.iter().all(|v| v.is_finite()),
-                "{name}, dagger {dagger}: a component was not written"
+                "{name}, dagger {dagger}, {rows} rows: a component was not written"
             );
             let worst = out.iter().zip(&expected).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
             assert!(
                 worst <= tolerance * largest,
-                "{name}, dagger {dagger}: off by {worst} (largest {largest})"
+                "{name}, dagger {dagger}, {rows} rows: off by {worst} (largest {largest})"
             );
         }
     }
@@ -381,7 +393,7 @@ fn emulated_wilson_kernel_equals_the_cpu_operator() {
 /// solution (1e-5 at tolerance 1e-6); mixed precision with reliable updates reaches f64
 /// accuracy in iterations within 10% of the CPU's mixed solve (the f32 recursions round
 /// differently); multi-shift CG repeats the CPU's shifted solves (iterations within one,
-/// solutions within 1e-8).
+/// solutions within 1e-8). All of it with whole links and with 12-real links.
 fn check_device_cg(device: &Device, test: &str) {
     let dims = [4, 4, 4, 4];
     let lattice = Arc::new(Lattice::new(&dims).unwrap());
@@ -396,10 +408,15 @@ fn check_device_cg(device: &Device, test: &str) {
         (d / y.iter().map(|a| a.norm_sqr()).sum::<f64>()).sqrt()
     };
     let gauge = DeviceGauge::upload(device, &u).unwrap();
-    let double = DeviceWilson::<f64>::on(&gauge, kappa, theta).unwrap();
-    let single = DeviceWilson::<f32>::on(&gauge, kappa, theta).unwrap();
-    for even_odd in [false, true] {
-        let at = format!("{test}, even/odd {even_odd}");
+    for (links, even_odd) in [
+        (LinkStorage::Full, false),
+        (LinkStorage::Full, true),
+        (LinkStorage::TwoRows, false),
+        (LinkStorage::TwoRows, true),
+    ] {
+        let at = format!("{test}, even/odd {even_odd}, {}-real links", links.reals());
+        let double = DeviceWilson::<f64>::on(&gauge, kappa, theta, links).unwrap();
+        let single = DeviceWilson::<f32>::on(&gauge, kappa, theta, links).unwrap();
         let form = if even_odd { Operator::SchurNormal } else { Operator::FullNormal };
         // the source: the full field, or its even half
         let b = if even_odd { full.half_of(0) } else { full.clone() };
@@ -593,9 +610,11 @@ fn schur_operator_force_on_the_device_equals_the_cpu() {
     let b = SpinorField::<Su3, 4>::gaussian_full(&cb, 8, Purpose::Test, 0).half_of(0);
     let mut want = MomentumField::<Su3>::zeros(&lattice);
     w.add_derivative(true, &a, &b, c, &mut want);
-    for device in devices() {
+    for (device, links) in
+        devices().into_iter().flat_map(|d| [(d.clone(), LinkStorage::Full), (d, LinkStorage::TwoRows)])
+    {
         let gauge = DeviceGauge::upload(&device, &u).unwrap();
-        let op = DeviceWilson::<f64>::on(&gauge, kappa, theta).unwrap();
+        let op = DeviceWilson::<f64>::on(&gauge, kappa, theta, links).unwrap();
         let even = |f: &SpinorField<Su3, 4>| {
             let full = SpinorField::from_halves(f, &SpinorField::half(&cb));
             DeviceSpinor::<f64>::upload(&device, &layout::half(&layout::spinor_of(&full, &cb), &dims, 0))
@@ -606,15 +625,19 @@ fn schur_operator_force_on_the_device_equals_the_cpu() {
         let want = layout::momenta_of(&want, &lattice);
         let largest = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let off = p.download().unwrap().iter().zip(&want).fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
-        assert!(largest > 0.0 && off <= 1e-12 * largest, "force off by {off} (largest {largest})");
+        assert!(
+            largest > 0.0 && off <= 1e-12 * largest,
+            "{}-real links: force off by {off} (largest {largest})",
+            links.reals()
+        );
     }
 }
 
 /// Whole HMC trajectories with every field on the devices (`Hmc<DeviceGauge>`) against
 /// the CPU's (`Hmc<GaugeField<Su3>>`) from the same hot 4^4 field, seed and monomials: Wilson
 /// gauge action (beta 5.6), an even/odd two-flavour term at kappa 0.10 and a Hasenbusch ratio
-/// up to kappa 0.12, one Omelyan level of 4 steps, tau 0.5, solves to 1e-12 (f64, then mixed
-/// precision). Two trajectories each: the same acceptance, dH within 1e-8 (the forces differ by
+/// up to kappa 0.12, one Omelyan level of 4 steps, tau 0.5, solves to 1e-12 (f64 with whole
+/// links, then mixed precision with 12-real links). Two trajectories each: the same acceptance, dH within 1e-8 (the forces differ by
 /// the solver tolerance and the summation order), solver iterations within 5%, and final links
 /// within 1e-10.
 #[test]
@@ -624,7 +647,7 @@ fn hmc_trajectories_on_the_device_repeat_the_cpu() {
     let start = GaugeField::<Su3>::hot(lattice.clone(), 23);
     for device in devices() {
         let (beta, seed, tau) = (5.6, 31, 0.5);
-        for mixed_precision in [false, true] {
+        for (mixed_precision, links) in [(false, LinkStorage::Full), (true, LinkStorage::TwoRows)] {
             let params = |kappa: f64, kappa_heavy: f64| PseudofermionParams {
                 kappa,
                 kappa_heavy,
@@ -642,8 +665,8 @@ fn hmc_trajectories_on_the_device_repeat_the_cpu() {
             let mut gauge = DeviceGauge::upload(&device, &start).unwrap();
             let device_monomials: Vec<Box<dyn Monomial<DeviceGauge>>> = vec![
                 Box::new(DeviceGaugeAction::new("gauge", GaugeActionKind::Wilson, beta)),
-                Box::new(DevicePseudofermion::new("light", params(0.10, 0.0), &lattice, 0).unwrap()),
-                Box::new(DevicePseudofermion::new("ratio", params(0.12, 0.10), &lattice, 1).unwrap()),
+                Box::new(DevicePseudofermion::new("light", params(0.10, 0.0), links, &lattice, 0).unwrap()),
+                Box::new(DevicePseudofermion::new("ratio", params(0.12, 0.10), links, &lattice, 1).unwrap()),
             ];
             let mut cpu = Hmc::new(cpu_monomials, integrator(), tau, seed).unwrap();
             let mut gpu = Hmc::new(device_monomials, integrator(), tau, seed).unwrap();
@@ -668,13 +691,13 @@ fn hmc_trajectories_on_the_device_repeat_the_cpu() {
 }
 
 /// A card with Nf = 2 (Hasenbusch, mixed precision) and nested levels, with `run.device =
-/// "cuda-emulated"` (and `"cuda"` where a GPU is): the whole run path on the device backend,
-/// against the same card on the CPU: every trajectory's acceptance and measured
+/// "cuda-emulated"` (and `"cuda"` where a GPU is), with 18-real and 12-real links: the whole
+/// run path on the device backend, against the same card on the CPU: every trajectory's acceptance and measured
 /// plaquette (1e-10) and dH (1e-7) agree; and `run.device = "cuda"` without a driver is the
 /// driver error.
 #[test]
 fn a_card_runs_on_the_devices_as_on_the_cpu() {
-    let card = |device: &str, dir: &std::path::Path| {
+    let card = |device: &str, link_reals: usize, dir: &std::path::Path| {
         format!(
             r#"
 [lattice]
@@ -702,6 +725,7 @@ start = "hot"
 checkpoint_every = 2
 output = "{}"
 device = "{device}"
+link_reals = {link_reals}
 [[fermions]]
 kind = "wilson"
 flavors = 2
@@ -712,20 +736,22 @@ solver = {{ kind = "mixed-cg", tolerance = 1e-12, max_iterations = 1000 }}
             dir.display()
         )
     };
-    let run = |device: &str| {
+    let run = |device: &str, link_reals: usize| {
         let dir = std::env::temp_dir().join(format!("flowhmc-cuda-card-{}-{device}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let card = Card::parse(&card(device, &dir), device).unwrap_or_else(|e| panic!("{device}: {e}"));
+        let card =
+            Card::parse(&card(device, link_reals, &dir), device).unwrap_or_else(|e| panic!("{device}: {e}"));
         run_card(&card, RunOptions { resume: false, quiet: true })
             .unwrap_or_else(|e| panic!("{device}: {e}"));
         let records = read_measurements(&dir).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         records
     };
-    let cpu = run("cpu");
+    let cpu = run("cpu", 18);
     assert_eq!(cpu.len(), 3);
-    for kind in device_kinds() {
-        let device = run(kind);
+    for (kind, link_reals) in device_kinds().into_iter().flat_map(|k| [(k, 18), (k, 12)]) {
+        let device = run(kind, link_reals);
+        let kind = format!("{kind}, {link_reals}-real links");
         assert_eq!(device.len(), 3, "{kind}");
         for (k, (a, b)) in cpu.iter().zip(&device).enumerate() {
             assert_eq!(a["accepted"], b["accepted"], "{kind}, trajectory {k}");
@@ -738,7 +764,7 @@ solver = {{ kind = "mixed-cg", tolerance = 1e-12, max_iterations = 1000 }}
     }
     if !driver_present() {
         let dir = std::env::temp_dir().join(format!("flowhmc-cuda-card-{}-nodriver", std::process::id()));
-        let card = Card::parse(&card("cuda", &dir), "cuda").unwrap();
+        let card = Card::parse(&card("cuda", 18, &dir), "cuda").unwrap();
         let e = run_card(&card, RunOptions { resume: false, quiet: true }).unwrap_err().to_string();
         let _ = std::fs::remove_dir_all(&dir);
         assert!(e.contains("no CUDA driver found"), "{e}");
@@ -754,6 +780,9 @@ fn cards_the_device_cannot_run_are_refused() {
         e.contains("run.device = \"cuda-emulated\": the CUDA backend runs SU(3) gauge fields in 4D"),
         "{e}"
     );
+    let odd_links = two_d.replace("[run]", "[run]\nlink_reals = 14");
+    let e = Card::parse(&odd_links, "card.toml").unwrap_err().to_string();
+    assert!(e.contains("run.link_reals = 14: 18 (whole links) or 12"), "{e}");
 }
 
 /// A host context whose parameters name `run.device = "cuda-emulated"` (and `"cuda"` where a
@@ -828,8 +857,11 @@ fn the_device_benchmarks_run_on_the_emulation() {
         let line = text.lines().find(|l| l.contains(key)).unwrap_or_else(|| panic!("no {key:?} in {text}"));
         line.rsplit(char::is_whitespace).find(|w| !w.is_empty()).unwrap().to_string()
     };
-    for key in ["device Wilson M (f64)", "device Wilson M (f32)"] {
-        assert!(text.lines().any(|l| l.starts_with(key) && l.ends_with("GB/s")), "{key}: {text}");
+    for precision in ["f64", "f32"] {
+        for links in [18, 12] {
+            let key = format!("device Wilson M ({precision}, {links}-real links)");
+            assert!(text.lines().any(|l| l.starts_with(&key) && l.ends_with("GB/s")), "{key}: {text}");
+        }
     }
     let number = |key: &str| value(key).parse::<f64>().unwrap();
     assert!((number("iterations, device") - number("iterations, CPU")).abs() <= 1.0, "{text}");

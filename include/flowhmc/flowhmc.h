@@ -212,6 +212,7 @@ flowhmc_status flowhmc_context_create_from_params(const size_t *dims, size_t ndi
 
 /** A parameter set built key by key: flowhmc_parameters_set(p, "gauge.beta", "6.0"),
  *  (p, "run.device", "\"cuda\"") for the CUDA backend (a build with the cargo feature cuda),
+ *  with (p, "run.link_reals", "12") for its 12-real links,
  *  (p, "update.kind", "\"flow-mh\""), (p, "update.levels", "[{ integrator = \"omelyan\",
  *  steps = 4, monomials = [\"gauge\"] }]"), (p, "fermions", "[{ kind = \"wilson\", ... }]").
  *  Keys are dotted paths of the run-card schema, values TOML values; a key set twice keeps the

@@ -12,7 +12,7 @@ use super::fermion::PseudofermionParams;
 use crate::backend::cuda::gauge::{DeviceGauge, DeviceMomenta};
 use crate::backend::cuda::layout;
 use crate::backend::cuda::spinor::DeviceSpinor;
-use crate::backend::cuda::wilson::{DeviceNormal, DeviceWilson};
+use crate::backend::cuda::wilson::{DeviceNormal, DeviceWilson, LinkStorage};
 use crate::checkerboard::Checkerboard;
 use crate::error::{Error, Result};
 use crate::geometry::Lattice;
@@ -58,6 +58,8 @@ impl Monomial<DeviceGauge> for DeviceGaugeAction {
 pub struct DevicePseudofermion {
     name: String,
     params: PseudofermionParams,
+    /// The operators' link storage.
+    links: LinkStorage,
     /// The even/odd layout of the CPU fields the heatbath noise is drawn in.
     cb: Checkerboard,
     stream: u64,
@@ -66,10 +68,16 @@ pub struct DevicePseudofermion {
 }
 
 impl DevicePseudofermion {
-    /// The term named `name` with `params` on `lattice`; `stream` distinguishes the
-    /// heatbath noise of the run's terms (as the CPU's). An error without even/odd
-    /// preconditioning, which is what the device runs.
-    pub fn new(name: &str, params: PseudofermionParams, lattice: &Arc<Lattice>, stream: u64) -> Result<Self> {
+    /// The term named `name` with `params` on `lattice`, its operators' links held as `links`
+    /// says; `stream` distinguishes the heatbath noise of the run's terms (as the CPU's). An
+    /// error without even/odd preconditioning, which is what the device runs.
+    pub fn new(
+        name: &str,
+        params: PseudofermionParams,
+        links: LinkStorage,
+        lattice: &Arc<Lattice>,
+        stream: u64,
+    ) -> Result<Self> {
         if !params.even_odd {
             return Err(Error::Config(format!(
                 "pseudofermion term {name:?}: the CUDA backend runs even/odd preconditioned fermions (even_odd = true)"
@@ -79,6 +87,7 @@ impl DevicePseudofermion {
         Ok(DevicePseudofermion {
             name: name.into(),
             params,
+            links,
             cb,
             stream,
             phi: None,
@@ -87,7 +96,7 @@ impl DevicePseudofermion {
     }
 
     fn operator(&self, u: &DeviceGauge, kappa: f64) -> Result<DeviceWilson<f64>> {
-        DeviceWilson::on(u, kappa, self.params.boundary.theta)
+        DeviceWilson::on(u, kappa, self.params.boundary.theta, self.links)
     }
 
     /// M_hat x or M_hat^dagger x.
@@ -113,7 +122,7 @@ impl DevicePseudofermion {
     ) -> Result<DeviceSpinor<f64>> {
         let normal = DeviceNormal::new(w, true)?;
         let (x, report) = if self.params.mixed_precision {
-            let single = DeviceWilson::<f32>::on(u, w.kappa(), self.params.boundary.theta)?;
+            let single = DeviceWilson::<f32>::on(u, w.kappa(), self.params.boundary.theta, self.links)?;
             mixed_cg(&normal, &DeviceNormal::new(&single, true)?, psi, None, &self.params.solver)?
         } else {
             cg(&normal, psi, None, &self.params.solver)?

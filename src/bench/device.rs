@@ -1,10 +1,11 @@
 //! The CUDA backend against the CPU (issue 19; `flowhmc bench --device cuda`, feature `cuda`),
 //! on one hot SU(3) field per lattice:
-//! - the Wilson operator M in f64 and f32: time per application and the memory bandwidth it
-//!   reaches, counting per site what a kernel without caching moves (the convention of QUDA's
-//!   dslash figures): 8 neighbour spinors (24 reals) and 8 links (18 reals) read, the site's own
-//!   spinor read for the 1 in M, the result written: (8 (24 + 18) + 24 + 24) reals, 3072 bytes
-//!   in f64 and 1536 in f32; against the GPU's data-sheet bandwidth
+//! - the Wilson operator M in f64 and f32, with 18-real and 12-real links ([`LinkStorage`]):
+//!   time per application and the memory bandwidth it reaches, counting per site what a kernel
+//!   without caching moves (the convention of QUDA's dslash figures): 8 neighbour spinors (24
+//!   reals) and 8 links (18 or 12 reals) read, the site's own spinor read for the 1 in M, the
+//!   result written: (8 (24 + 18) + 24 + 24) reals, 3072 bytes in f64 and 1536 in f32 (2688 and
+//!   1344 with 12-real links); against the GPU's data-sheet bandwidth
 //!   ([`Device::peak_bandwidth`]);
 //! - CG on the even/odd normal equations to 1e-10 (kappa 0.155), device and CPU from the same
 //!   source: iterations and seconds;
@@ -22,7 +23,7 @@ use crate::backend::cuda::device::{Device, DeviceReal};
 use crate::backend::cuda::gauge::DeviceGauge;
 use crate::backend::cuda::layout;
 use crate::backend::cuda::spinor::DeviceSpinor;
-use crate::backend::cuda::wilson::{DeviceNormal, DeviceWilson};
+use crate::backend::cuda::wilson::{DeviceNormal, DeviceWilson, LinkStorage};
 use crate::checkerboard::Checkerboard;
 use crate::dirac::{Boundary, DiracOperator, Operator, WilsonOperator};
 use crate::error::Result;
@@ -37,9 +38,10 @@ use crate::update::{Hmc, MarkovStep};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Bytes per site that one application of M moves in precision T (see the module docs).
-pub fn wilson_bytes_per_site<T: DeviceReal>() -> usize {
-    (8 * (24 + 18) + 24 + 24) * size_of::<T>()
+/// Bytes per site that one application of M moves in precision T with links stored as
+/// `links` says (see the module docs).
+pub fn wilson_bytes_per_site<T: DeviceReal>(links: LinkStorage) -> usize {
+    (8 * (24 + links.reals()) + 24 + 24) * size_of::<T>()
 }
 
 /// Every figure of the module docs: the operator and the CG on `operator_dims`, trajectories
@@ -53,8 +55,11 @@ pub fn device_against_cpu(
     let lattice = Arc::new(Lattice::new(&operator_dims)?);
     let u = GaugeField::<Su3>::hot(lattice.clone(), 1);
     let gauge = DeviceGauge::upload(device, &u)?;
-    let mut figures = operator::<f64>(device, &gauge, repeats)?;
-    figures.extend(operator::<f32>(device, &gauge, repeats)?);
+    let mut figures = Vec::new();
+    for links in [LinkStorage::Full, LinkStorage::TwoRows] {
+        figures.extend(operator::<f64>(device, &gauge, links, repeats)?);
+        figures.extend(operator::<f32>(device, &gauge, links, repeats)?);
+    }
     figures.extend(solve(device, &u, &gauge)?);
     for &dims in trajectory_dims {
         figures.extend(trajectory(device, dims)?);
@@ -62,10 +67,16 @@ pub fn device_against_cpu(
     Ok(figures)
 }
 
-/// M in precision T on the device: ms per application, GB/s, fraction of the peak.
-fn operator<T: DeviceReal>(device: &Device, gauge: &DeviceGauge, repeats: u64) -> Result<Vec<Figure>> {
+/// M in precision T with links stored as `links` says, on the device: ms per application,
+/// GB/s, fraction of the peak.
+fn operator<T: DeviceReal>(
+    device: &Device,
+    gauge: &DeviceGauge,
+    links: LinkStorage,
+    repeats: u64,
+) -> Result<Vec<Figure>> {
     let dims = gauge.dims();
-    let w = DeviceWilson::<T>::on(gauge, 0.155, std::f64::consts::PI)?;
+    let w = DeviceWilson::<T>::on(gauge, 0.155, std::f64::consts::PI, links)?;
     let lattice = gauge.lattice();
     let cb = Checkerboard::new(lattice.clone())?;
     let x = SpinorField::<Su3, 4>::gaussian_full(&cb, 2, Purpose::Test, 0);
@@ -82,15 +93,14 @@ fn operator<T: DeviceReal>(device: &Device, gauge: &DeviceGauge, repeats: u64) -
         })
         .collect::<Result<_>>()?;
     let seconds = median(&times);
-    let bytes = (wilson_bytes_per_site::<T>() * lattice.volume()) as f64;
-    let name = |what: &str| format!("device Wilson M ({}) {dims:?}, {what}", T::SUFFIX);
+    let per_site = wilson_bytes_per_site::<T>(links);
+    let bytes = (per_site * lattice.volume()) as f64;
+    let name = |what: &str| {
+        format!("device Wilson M ({}, {}-real links) {dims:?}, {what}", T::SUFFIX, links.reals())
+    };
     let mut figures = vec![
         Figure { name: name("median"), value: seconds * 1e3, unit: "ms" },
-        Figure {
-            name: name(&format!("{} bytes/site", wilson_bytes_per_site::<T>())),
-            value: bytes / seconds / 1e9,
-            unit: "GB/s",
-        },
+        Figure { name: name(&format!("{per_site} bytes/site")), value: bytes / seconds / 1e9, unit: "GB/s" },
     ];
     if let Some(peak) = device.peak_bandwidth()? {
         figures.push(Figure {
@@ -112,7 +122,7 @@ fn solve(device: &Device, u: &GaugeField<Su3>, gauge: &DeviceGauge) -> Result<Ve
     let start = Instant::now();
     let (_, cpu) = cg(&DiracOperator { op: &w, form: Operator::SchurNormal }, &b.half_of(0), None, &params)?;
     let cpu_seconds = start.elapsed().as_secs_f64();
-    let op = DeviceWilson::<f64>::on(gauge, kappa, theta)?;
+    let op = DeviceWilson::<f64>::on(gauge, kappa, theta, LinkStorage::Full)?;
     let rhs = layout::half(&layout::spinor_of(&b, &cb), &gauge.dims(), 0);
     let rhs = DeviceSpinor::<f64>::upload(device, &rhs)?;
     let normal = DeviceNormal::new(&op, true)?;
@@ -155,7 +165,7 @@ fn trajectory(device: &Device, dims: [usize; 4]) -> Result<Vec<Figure>> {
     ];
     let device_terms: Vec<Box<dyn Monomial<DeviceGauge>>> = vec![
         Box::new(DeviceGaugeAction::new("gauge", GaugeActionKind::Wilson, beta)),
-        Box::new(DevicePseudofermion::new("fermions", params, &lattice, 0)?),
+        Box::new(DevicePseudofermion::new("fermions", params, LinkStorage::Full, &lattice, 0)?),
     ];
     let mut cpu = Hmc::new(cpu_terms, integrator()?, 1.0, 1)?;
     let mut gpu = Hmc::new(device_terms, integrator()?, 1.0, 1)?;

@@ -657,6 +657,19 @@ pub struct RunCard {
     /// Where the trajectories are computed (default "cpu").
     #[serde(default, skip_serializing_if = "DeviceKind::is_cpu")]
     pub device: DeviceKind,
+    /// Reals a link in the Dirac operators' copies of the gauge field on the device: 18
+    /// (default), or 12 (two rows, the third rebuilt in the kernels as QUDA's reconstruct-12
+    /// does: a third fewer link bytes). A device choice: only with a CUDA `device`.
+    #[serde(default = "full_link", skip_serializing_if = "is_full_link")]
+    pub link_reals: usize,
+}
+
+fn full_link() -> usize {
+    18
+}
+
+fn is_full_link(reals: &usize) -> bool {
+    *reals == 18
 }
 
 /// `[run] device`: the backend that computes the trajectories. Measurements, checkpoints and
@@ -920,11 +933,23 @@ impl Card {
     /// and even/odd Wilson pseudofermions.
     fn validate_device(&self) -> Result<()> {
         let device = self.run.device;
+        let link_reals = self.run.link_reals;
         if device == DeviceKind::Cpu {
-            return Ok(());
+            return match link_reals {
+                18 => Ok(()),
+                _ => Err(Error::Card(format!(
+                    "run.link_reals = {link_reals}: a choice of the CUDA backend's link storage; the CPU \
+                     backend (run.device = \"cpu\") stores whole links"
+                ))),
+            };
         }
         let at = format!("run.device = {:?}", spelling(&device));
         let bad = |m: &str| Err(Error::Card(format!("{at}: {m}")));
+        if link_reals != 18 && link_reals != 12 {
+            return Err(Error::Card(format!(
+                "run.link_reals = {link_reals}: 18 (whole links) or 12 (two rows, the third rebuilt)"
+            )));
+        }
         if !cfg!(feature = "cuda") {
             return bad(
                 "this flowhmc is built without the CUDA backend (cargo build --release --features cuda)",
@@ -1189,6 +1214,8 @@ mod tests {
             );
         }
         assert!(err("[run]", "[run]\ndevice = \"tpu\"").contains("tpu"));
+        let cpu_links = err("[run]", "[run]\nlink_reals = 12");
+        assert!(cpu_links.contains("run.link_reals = 12: a choice of the CUDA backend"), "{cpu_links}");
         let hadrons = err("[run]", "[measure]\nhadrons = { every = 1, noise = 1 }\n[run]");
         assert!(hadrons.contains("needs a [[fermions]] table"), "{hadrons}");
         let symmetrized = err("steps = 10", "steps = 10\nsymmetrize = true");

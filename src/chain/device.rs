@@ -9,6 +9,7 @@ use crate::action::device::{DeviceGaugeAction, DevicePseudofermion};
 use crate::action::fermion::PseudofermionParams;
 use crate::backend::cuda::device::Device;
 use crate::backend::cuda::gauge::DeviceGauge;
+use crate::backend::cuda::wilson::LinkStorage;
 use crate::error::{Error, Result};
 use crate::field::GaugeField;
 use crate::geometry::Lattice;
@@ -29,6 +30,8 @@ pub fn device_hmc(card: &Card, lattice: &Arc<Lattice>) -> Result<Box<dyn MarkovS
     };
     let mut monomials: Vec<Box<dyn Monomial<DeviceGauge>>> =
         vec![Box::new(DeviceGaugeAction::new(GAUGE_MONOMIAL, gauge.action, gauge.beta))];
+    let links = LinkStorage::of_reals(card.run.link_reals)
+        .ok_or_else(|| Error::Card(format!("run.link_reals = {}: 18 or 12", card.run.link_reals)))?;
     let mut stream = 0;
     for (i, f) in card.fermions.iter().enumerate() {
         for (name, (kappa, kappa_heavy)) in f.term_names(i).iter().zip(f.term_kappas()) {
@@ -40,7 +43,7 @@ pub fn device_hmc(card: &Card, lattice: &Arc<Lattice>) -> Result<Box<dyn MarkovS
                 solver: f.solver_params(),
                 mixed_precision: f.solver.kind == SolverKind::MixedCg,
             };
-            monomials.push(Box::new(DevicePseudofermion::new(name, params, lattice, stream)?));
+            monomials.push(Box::new(DevicePseudofermion::new(name, params, links, lattice, stream)?));
             stream += 1;
         }
     }

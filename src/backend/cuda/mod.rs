@@ -14,8 +14,9 @@
 //! run on the device; the gauge field and momenta with the molecular-dynamics kernels
 //! ([`gauge`]), a phase space of the library's HMC, so that with the device monomials of
 //! `action::device` a whole trajectory stays on the device (chosen by `run.device` in cards
-//! and host parameters). Half precision, 12-real links, one GPU per MPI rank and kernels tuned
-//! on a GPU come next (issue 19; README, "On a GPU").
+//! and host parameters); the Dirac operators hold their links in 18 or 12 reals
+//! ([`wilson::LinkStorage`]). Half precision, one GPU per MPI rank and kernels tuned on a GPU
+//! come next (issue 19; README, "On a GPU").
 //!
 //! Libraries: cudarc opens libcuda (the driver) and libnvrtc (the compiler) when first used and
 //! panics when one is missing. Every entry point here first checks with a plain `dlopen`
@@ -58,8 +59,9 @@ pub const BLAS: KernelSource = KernelSource {
 
 /// The Wilson-Dirac operator on a whole 4D SU(3) lattice in site-major storage, one thread
 /// per output site: the hops of full or half fields (`wilson_hop_{f64,f32}`, M and the Schur
-/// operator), gamma5 (`gamma5_{f64,f32}`) and the force of the hopping term
-/// (`hopping_derivative_f64`); storage, conventions and launch contract in the file's header.
+/// operator), gamma5 (`gamma5_{f64,f32}`), the force of the hopping term
+/// (`hopping_derivative_f64`) and the 12-real link copy (`two_rows_{f64,f32}`); storage,
+/// conventions and launch contract in the file's header.
 pub const WILSON: KernelSource = KernelSource {
     name: "wilson",
     text: concat!(include_str!("kernels/common.cuh"), include_str!("kernels/wilson.cu")),

@@ -2,7 +2,8 @@
 //! SU(3) lattice of one rank in site-major storage ([`super::layout`]), with the boundary
 //! phase exp(i theta) in time, its even/odd Schur operator, the force of the Schur operator
 //! (in f64), and its normal operators as [`LinearOperator`]s, so that the Krylov solvers run
-//! on the device with [`DeviceSpinor`] vectors.
+//! on the device with [`DeviceSpinor`] vectors. The operator's copy of the links holds 18 or
+//! 12 reals a link ([`LinkStorage`]); the force and the solvers work with either.
 
 use super::WILSON;
 use super::device::{Arg, Device, DeviceBuffer, DeviceReal, checked};
@@ -13,20 +14,78 @@ use crate::error::{Error, Result};
 use crate::solver::LinearOperator;
 use std::sync::Mutex;
 
+/// How a Dirac operator stores its copy of the links: all 18 reals of each 3x3 matrix, or
+/// the first two rows (12 reals) with the third rebuilt in the kernel as conj(row0 x row1),
+/// QUDA's "reconstruct 12". That rebuild holds for SU(3) matrices (the boundary phase is applied
+/// separately), and it trades a third of the link bytes for 18 complex multiplications a link.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LinkStorage {
+    /// 18 reals a link.
+    #[default]
+    Full,
+    /// 12 reals a link: rows 0 and 1.
+    TwoRows,
+}
+
+impl LinkStorage {
+    /// The storage of `reals` reals a link: 18 or 12, else None.
+    pub fn of_reals(reals: usize) -> Option<Self> {
+        match reals {
+            18 => Some(LinkStorage::Full),
+            12 => Some(LinkStorage::TwoRows),
+            _ => None,
+        }
+    }
+
+    /// Rows of each matrix held (3 or 2).
+    pub fn rows(self) -> usize {
+        match self {
+            LinkStorage::Full => 3,
+            LinkStorage::TwoRows => 2,
+        }
+    }
+
+    /// Reals a link (18 or 12).
+    pub fn reals(self) -> usize {
+        6 * self.rows()
+    }
+}
+
 /// M = 1 - kappa H on a device, in precision T: the gauge field uploaded once.
 #[derive(Debug)]
 pub struct DeviceWilson<T: DeviceReal> {
     links: DeviceBuffer<T>,
+    storage: LinkStorage,
     dims: [usize; 4],
     kappa: f64,
     theta: f64,
 }
 
 impl<T: DeviceReal> DeviceWilson<T> {
-    /// M on the device-resident gauge field `gauge` (its links copied in precision T), with
-    /// hopping parameter `kappa` and time phase `theta`.
-    pub fn on(gauge: &DeviceGauge, kappa: f64, theta: f64) -> Result<Self> {
-        Ok(DeviceWilson { links: gauge.links_in()?, dims: gauge.dims(), kappa, theta })
+    /// M on the device-resident gauge field `gauge` (its links copied in precision T, held as
+    /// `storage` says), with hopping parameter `kappa` and time phase `theta`.
+    pub fn on(gauge: &DeviceGauge, kappa: f64, theta: f64, storage: LinkStorage) -> Result<Self> {
+        let full = gauge.links_in::<T>()?;
+        let links = match storage {
+            LinkStorage::Full => full,
+            LinkStorage::TwoRows => {
+                let device = full.device().clone();
+                let count = gauge.links();
+                let mut rows = device.zeros::<T>(count * 12)?;
+                let mut args = vec![Arg::Long(count as i64), T::arg(&full), T::arg_mut(&mut rows)];
+                let kernel = format!("two_rows_{}", T::SUFFIX);
+                // SAFETY: the parameters of two_rows_T; 18 reals a link in, 12 out.
+                unsafe { device.launch(WILSON, &kernel, device.shape(count * 12), &mut args)? };
+                drop(args);
+                rows
+            }
+        };
+        Ok(DeviceWilson { links, storage, dims: gauge.dims(), kappa, theta })
+    }
+
+    /// How the links are stored.
+    pub fn storage(&self) -> LinkStorage {
+        self.storage
     }
 
     /// The device it lives on.
@@ -89,6 +148,7 @@ impl<T: DeviceReal> DeviceWilson<T> {
         let [l0, l1, l2, l3] = self.dims.map(|l| Arg::Int(l as i32));
         let mut args = vec![
             T::arg(&self.links),
+            self.rows(),
             T::arg(input.reals()),
             base.map_or(Arg::Null, |b| T::arg(b.reals())),
             T::arg_mut(out.reals_mut()),
@@ -104,10 +164,15 @@ impl<T: DeviceReal> DeviceWilson<T> {
         ];
         let device = self.device();
         let kernel = format!("wilson_hop_{}", T::SUFFIX);
-        // SAFETY: the parameters of wilson_hop_T in order; the links hold 36 complex numbers per
-        // site, the fields 12 per site of their parity (checked above), as the kernel reads and
-        // writes them.
+        // SAFETY: the parameters of wilson_hop_T in order; the links hold 4 rows 3 complex
+        // numbers per site, the fields 12 per site of their parity (checked above), as the kernel
+        // reads and writes them.
         unsafe { device.launch(WILSON, &kernel, device.shape(entries / SPINOR), &mut args) }
+    }
+
+    /// The kernels' `rows` argument.
+    fn rows(&self) -> Arg<'static> {
+        Arg::Int(self.storage.rows() as i32)
     }
 
     /// psi <- gamma5 psi (a full or half field).
@@ -152,6 +217,7 @@ impl DeviceWilson<f64> {
         let [l0, l1, l2, l3] = self.dims.map(|l| Arg::Int(l as i32));
         let mut args = vec![
             Arg::F64(&self.links),
+            self.rows(),
             Arg::F64(a.reals()),
             Arg::F64(a_odd.reals()),
             Arg::F64(b.reals()),
@@ -166,8 +232,8 @@ impl DeviceWilson<f64> {
             Arg::Double(self.theta.sin()),
         ];
         // SAFETY: the parameters of hopping_derivative_f64 in order; the halves hold 12 complex
-        // numbers per site of their parity (a and b checked by the hops), the links 36 and the
-        // momenta 32 reals per site (checked).
+        // numbers per site of their parity (a and b checked by the hops), the links 4 times
+        // `rows` rows of 3 and the momenta 32 reals per site (checked).
         unsafe { device.launch(WILSON, "hopping_derivative_f64", device.shape(volume), &mut args) }
     }
 }

@@ -82,6 +82,8 @@ const Entry kernels[] = {
     FLOWHMC_KERNEL(scale_f64),
     FLOWHMC_KERNEL(gamma5_f64),
     FLOWHMC_KERNEL(gamma5_f32),
+    FLOWHMC_KERNEL(two_rows_f64),
+    FLOWHMC_KERNEL(two_rows_f32),
 };
 
 }  // namespace

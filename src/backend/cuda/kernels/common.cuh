@@ -35,6 +35,10 @@ __device__ inline Complex<T> conj_times(Complex<T> a, Complex<T> b) {
     return {a.re * b.re + a.im * b.im, a.re * b.im - a.im * b.re};
 }
 
+// conj(a)
+template <typename T>
+__device__ inline Complex<T> conj(Complex<T> a) { return {a.re, -a.im}; }
+
 // i^k z
 template <typename T>
 __device__ inline Complex<T> times_i_power(int k, Complex<T> z) {

@@ -7,7 +7,9 @@
 //
 // Storage, complex numbers as (re, im) pairs of reals, sites x lexicographic with x0 fastest
 // (extents l0, l1, l2, l3; time is mu = 3):
-//   links   u[((x * 4 + mu) * 3 + row) * 3 + col]   U_mu(x), row-major
+//   links   u[((x * 4 + mu) * rows + row) * 3 + col]   U_mu(x), row-major, with rows = 3 (18
+//           reals a link) or rows = 2 (12 reals, QUDA's reconstruct-12: the third row is
+//           rebuilt as conj(row0 x row1), which holds for SU(3) links)
 //   spinors psi[(x * 4 + spin) * 3 + color]           full fields, index x
 //   half fields of parity p (sites with x0 + x1 + x2 + x3 = p mod 2): index x / 2, which
 //   numbers them in lexicographic order (l0 even), the even/odd order of the CPU fields.
@@ -18,13 +20,14 @@
 // up[r] += chi_r, down[COLUMN[r]] -+= conj(i^PHASE[r]) chi_r (minus for 1 - gamma_mu).
 //
 // Entry points (_f64, _f32):
-//   wilson_hop(u, in, base, out, l0..l3, factor, cos theta, sin theta, dagger, parity):
+//   wilson_hop(u, rows, in, base, out, l0..l3, factor, cos theta, sin theta, dagger, parity):
 //     out = base - factor H in (H^dagger with dagger; base may be null: 0). parity -1: full
 //     fields; parity p = 0 or 1: out is the half field of parity p and in that of 1 - p (the
 //     block H_{p, 1-p} of H). M = wilson_hop(in = base = psi, factor kappa, parity -1); the
 //     Schur operator 1 - kappa^2 H_eo H_oe is two half hops.
 //   hopping_derivative (_f64 only): the force of a b^dagger H, see its comment.
 //   gamma5(sites, psi): psi <- gamma5 psi on any number of sites.
+//   two_rows(links, u, out): the first two rows of `links` 3x3 links (the 12-real storage).
 // Launch: any grid and block size (a grid-stride loop over the output sites).
 
 __device__ inline int gamma_column(int mu, int r) {
@@ -37,13 +40,27 @@ __device__ inline int gamma_phase(int mu, int r) {
     return phase[mu][r];
 }
 
-// chi = U h (adjoint: U^dagger h) for the 3x3 link at u
+// The link of index `link` (x * 4 + mu) of links stored with `rows` rows (see the header).
 template <typename T>
-__device__ inline void link_times(const T* u, bool adjoint, const Complex<T> h[3], Complex<T> chi[3]) {
+__device__ inline void load_link(const T* u, int rows, long long link, Complex<T> m[9]) {
+    const T* p = u + 2 * 3 * rows * link;
+    for (int k = 0; k < 3 * rows; ++k) {
+        m[k] = load(p, k);
+    }
+    if (rows == 2) {
+        m[6] = conj(times(m[1], m[5]) - times(m[2], m[4]));
+        m[7] = conj(times(m[2], m[3]) - times(m[0], m[5]));
+        m[8] = conj(times(m[0], m[4]) - times(m[1], m[3]));
+    }
+}
+
+// chi = U h (adjoint: U^dagger h)
+template <typename T>
+__device__ inline void link_times(const Complex<T> u[9], bool adjoint, const Complex<T> h[3], Complex<T> chi[3]) {
     for (int a = 0; a < 3; ++a) {
         Complex<T> sum = {0, 0};
         for (int b = 0; b < 3; ++b) {
-            sum = sum + (adjoint ? conj_times(load(u, b * 3 + a), h[b]) : times(load(u, a * 3 + b), h[b]));
+            sum = sum + (adjoint ? conj_times(u[b * 3 + a], h[b]) : times(u[a * 3 + b], h[b]));
         }
         chi[a] = sum;
     }
@@ -70,7 +87,7 @@ __device__ inline void site_coordinates(long long xl, const int dims[4], int c[4
 
 // out at output site x of lexicographic index xl (see the header)
 template <typename T>
-__device__ void hop_site(long long x, long long xl, const T* u, const T* in, const T* base, T* out, const int dims[4],
+__device__ void hop_site(long long x, long long xl, const T* u, int rows, const T* in, const T* base, T* out, const int dims[4],
                          T factor, T cos_theta, T sin_theta, int dagger, int parity) {
     int c[4];
     long long stride[4];
@@ -95,7 +112,8 @@ __device__ void hop_site(long long x, long long xl, const T* u, const T* in, con
                     h[r][a] = projected(in, y, mu, r, a, minus);
                 }
             }
-            const T* link = u + 2 * 9 * (forward ? xl * 4 + mu : yl * 4 + mu);
+            Complex<T> link[9];
+            load_link(u, rows, forward ? xl * 4 + mu : yl * 4 + mu, link);
             for (int r = 0; r < 2; ++r) {
                 Complex<T> chi[3];
                 link_times(link, forward == 0, h[r], chi);
@@ -122,7 +140,7 @@ __device__ void hop_site(long long x, long long xl, const T* u, const T* in, con
 }
 
 template <typename T>
-__device__ void wilson_hop(const T* u, const T* in, const T* base, T* out, int l0, int l1, int l2, int l3, T factor,
+__device__ void wilson_hop(const T* u, int rows, const T* in, const T* base, T* out, int l0, int l1, int l2, int l3, T factor,
                            T cos_theta, T sin_theta, int dagger, int parity) {
     const int dims[4] = {l0, l1, l2, l3};
     long long volume = (long long)l0 * l1 * l2 * l3;
@@ -138,7 +156,7 @@ __device__ void wilson_hop(const T* u, const T* in, const T* base, T* out, int l
             int x0 = 2 * (int)(x % half_row) + ((sum + parity) & 1);
             xl = x0 + (long long)l0 * row;
         }
-        hop_site(x, xl, u, in, base, out, dims, factor, cos_theta, sin_theta, dagger, parity);
+        hop_site(x, xl, u, rows, in, base, out, dims, factor, cos_theta, sin_theta, dagger, parity);
     }
 }
 
@@ -148,7 +166,7 @@ __device__ void wilson_hop(const T* u, const T* in, const T* base, T* out, int l
 // Z = phase U C1 - conj(phase) C2 U^dagger, C1 = sum_r h_b(x+mu) h_a(x)^dagger,
 // C2 = sum_r k_b(x) k_a(x+mu)^dagger, h and k the rows of the projections 1 - gamma_mu and
 // 1 + gamma_mu (the CPU's WilsonOperator::add_hopping_derivative). Momenta p[(x * 4 + mu) * 8 + a].
-__device__ void hopping_derivative(const double* u, const double* a_even, const double* a_odd, const double* b_even,
+__device__ void hopping_derivative(const double* u, int rows, const double* a_even, const double* a_odd, const double* b_even,
                                    const double* b_odd, double* p, int l0, int l1, int l2, int l3, double c,
                                    double cos_theta, double sin_theta) {
     const int dims[4] = {l0, l1, l2, l3};
@@ -183,15 +201,16 @@ __device__ void hopping_derivative(const double* u, const double* a_even, const 
             if (mu == 3 && wraps) {
                 phase = {cos_theta, sin_theta};
             }
-            const double* link = u + 2 * 9 * (x * 4 + mu);
+            Complex<double> link[9];
+            load_link(u, rows, x * 4 + mu, link);
             // Z = phase U C1 - conj(phase) C2 U^dagger
             Su3 z;
             for (int i = 0; i < 3; ++i) {
                 for (int j = 0; j < 3; ++j) {
                     Complex<double> f = {0, 0}, b = {0, 0};
                     for (int k = 0; k < 3; ++k) {
-                        f = f + times(load(link, i * 3 + k), c1[k * 3 + j]);
-                        b = b + conj_times(load(link, j * 3 + k), c2[i * 3 + k]);
+                        f = f + times(link[i * 3 + k], c1[k * 3 + j]);
+                        b = b + conj_times(link[j * 3 + k], c2[i * 3 + k]);
                     }
                     z.e[i * 3 + j] = times(phase, f) - conj_times(phase, b);
                 }
@@ -218,16 +237,28 @@ __device__ void gamma5(long long sites, T* psi) {
     }
 }
 
+// out[(l * 2 + row) * 3 + col] = u[(l * 3 + row) * 3 + col] for rows 0 and 1
+template <typename T>
+__device__ void two_rows(long long links, const T* u, T* out) {
+    long long n = links * 12;
+    for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < n; k += (long long)gridDim.x * blockDim.x) {
+        out[k] = u[k / 12 * 18 + k % 12];
+    }
+}
+
+extern "C" __global__ void two_rows_f64(long long links, const double* u, double* out) { two_rows(links, u, out); }
+extern "C" __global__ void two_rows_f32(long long links, const float* u, float* out) { two_rows(links, u, out); }
+
 extern "C" __global__ void gamma5_f64(long long sites, double* psi) { gamma5(sites, psi); }
 extern "C" __global__ void gamma5_f32(long long sites, float* psi) { gamma5(sites, psi); }
 
-extern "C" __global__ void hopping_derivative_f64(const double* u, const double* a_even, const double* a_odd, const double* b_even, const double* b_odd, double* p, int l0, int l1, int l2, int l3, double c, double cos_theta, double sin_theta) {
-    hopping_derivative(u, a_even, a_odd, b_even, b_odd, p, l0, l1, l2, l3, c, cos_theta, sin_theta);
+extern "C" __global__ void hopping_derivative_f64(const double* u, int rows, const double* a_even, const double* a_odd, const double* b_even, const double* b_odd, double* p, int l0, int l1, int l2, int l3, double c, double cos_theta, double sin_theta) {
+    hopping_derivative(u, rows, a_even, a_odd, b_even, b_odd, p, l0, l1, l2, l3, c, cos_theta, sin_theta);
 }
 
-extern "C" __global__ void wilson_hop_f64(const double* u, const double* in, const double* base, double* out, int l0, int l1, int l2, int l3, double factor, double cos_theta, double sin_theta, int dagger, int parity) {
-    wilson_hop(u, in, base, out, l0, l1, l2, l3, factor, cos_theta, sin_theta, dagger, parity);
+extern "C" __global__ void wilson_hop_f64(const double* u, int rows, const double* in, const double* base, double* out, int l0, int l1, int l2, int l3, double factor, double cos_theta, double sin_theta, int dagger, int parity) {
+    wilson_hop(u, rows, in, base, out, l0, l1, l2, l3, factor, cos_theta, sin_theta, dagger, parity);
 }
-extern "C" __global__ void wilson_hop_f32(const float* u, const float* in, const float* base, float* out, int l0, int l1, int l2, int l3, float factor, float cos_theta, float sin_theta, int dagger, int parity) {
-    wilson_hop(u, in, base, out, l0, l1, l2, l3, factor, cos_theta, sin_theta, dagger, parity);
+extern "C" __global__ void wilson_hop_f32(const float* u, int rows, const float* in, const float* base, float* out, int l0, int l1, int l2, int l3, float factor, float cos_theta, float sin_theta, int dagger, int parity) {
+    wilson_hop(u, rows, in, base, out, l0, l1, l2, l3, factor, cos_theta, sin_theta, dagger, parity);
 }
