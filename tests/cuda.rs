@@ -294,6 +294,8 @@ fn emulated_wilson<T: Copy + Into<f64> + From<f32>>(
     let [mut l0, mut l1, mut l2, mut l3] = dims.map(|l| l as i32);
     let [mut k, mut c, mut s] = reals;
     let (mut rows, mut d, mut parity) = (rows, dagger, -1i32);
+    // no cut direction, both time faces on the boundary; no ghosts
+    let (mut cut, mut edges, mut ghost) = (0i32, 3i32, std::ptr::null::<T>());
     emulate(
         name,
         grid,
@@ -301,12 +303,15 @@ fn emulated_wilson<T: Copy + Into<f64> + From<f32>>(
             ptr(&mut pu),
             ptr(&mut rows),
             ptr(&mut pp),
+            ptr(&mut ghost),
             ptr(&mut pb),
             ptr(&mut po),
             ptr(&mut l0),
             ptr(&mut l1),
             ptr(&mut l2),
             ptr(&mut l3),
+            ptr(&mut cut),
+            ptr(&mut edges),
             ptr(&mut k),
             ptr(&mut c),
             ptr(&mut s),

@@ -681,7 +681,8 @@ pub enum DeviceKind {
     #[default]
     Cpu,
     /// The CUDA backend on the first GPU (a build with the cargo feature `cuda`): SU(3) in 4D,
-    /// HMC with the gauge action and even/odd Wilson pseudofermions, on one rank.
+    /// HMC with the gauge action and even/odd Wilson pseudofermions; on a process grid every
+    /// rank takes a GPU of its node ([`crate::backend::cuda::gpu_of_rank`]).
     Cuda,
     /// The CUDA backend with its kernels run by the CPU emulation: the whole device path on a
     /// machine without a GPU, for tests (much slower than the CPU backend).

@@ -9,7 +9,9 @@ use crate::action::device::{DeviceGaugeAction, DevicePseudofermion};
 use crate::action::fermion::PseudofermionParams;
 use crate::backend::cuda::device::Device;
 use crate::backend::cuda::gauge::DeviceGauge;
+use crate::backend::cuda::gpu_of_rank;
 use crate::backend::cuda::wilson::LinkStorage;
+use crate::comm::agreed;
 use crate::error::{Error, Result};
 use crate::field::GaugeField;
 use crate::geometry::Lattice;
@@ -20,11 +22,6 @@ use std::sync::Arc;
 
 /// The card's HMC on its device (the card has been validated for it).
 pub fn device_hmc(card: &Card, lattice: &Arc<Lattice>) -> Result<Box<dyn MarkovStep<GaugeField<Su3>>>> {
-    if !lattice.is_whole() {
-        return Err(Error::Card(
-            "run.device: the CUDA backend runs on one rank for now (one GPU per MPI rank comes later)".into(),
-        ));
-    }
     let Theory::Gauge(gauge) = card.theory()? else {
         return Err(Error::Card("run.device: the CUDA backend runs gauge theories".into()));
     };
@@ -47,10 +44,13 @@ pub fn device_hmc(card: &Card, lattice: &Arc<Lattice>) -> Result<Box<dyn MarkovS
             stream += 1;
         }
     }
+    // one device per rank; a rank that cannot open its GPU fails every rank
+    let comm = lattice.comm().clone();
     let device = match card.run.device {
-        DeviceKind::CudaEmulated => Device::emulated(),
-        _ => Device::gpu(0)?,
+        DeviceKind::CudaEmulated => Ok(Device::emulated()),
+        _ => gpu_of_rank(comm.rank()).and_then(Device::gpu),
     };
+    let device = agreed(comm.as_ref(), device)?.on_ranks(comm);
     let hmc = Hmc::new(monomials, card.integrator()?, card.trajectory_length()?, card.run.seed)?;
     Ok(Box::new(DeviceHmc::new(device, hmc)))
 }

@@ -11,7 +11,8 @@ use crate::group::Su3;
 
 /// [`Hmc`] on a [`DeviceGauge`], stepping a host [`GaugeField`]: it uploads the field only when
 /// the host copy is not the one it last handed back (the first step, a resumed or changed
-/// field), and downloads it after every step.
+/// field; on a process grid when any rank's block changed, so that every rank uploads, which
+/// is collective), and downloads it after every step.
 pub struct DeviceHmc {
     device: Device,
     hmc: Hmc<DeviceGauge>,
@@ -28,8 +29,10 @@ impl DeviceHmc {
 
 impl MarkovStep<GaugeField<Su3>> for DeviceHmc {
     fn step(&mut self, u: &mut GaugeField<Su3>, update: u64) -> Result<StepReport> {
-        let mut gauge = match self.resident.take() {
-            Some((gauge, host)) if host == *u => gauge,
+        let resident = self.resident.take().filter(|(_, host)| host == u);
+        let changed_anywhere = self.device.comm().max(if resident.is_some() { 0.0 } else { 1.0 }) > 0.0;
+        let mut gauge = match resident {
+            Some((gauge, _)) if !changed_anywhere => gauge,
             _ => DeviceGauge::upload(&self.device, u)?,
         };
         let report = self.hmc.step(&mut gauge, update)?;

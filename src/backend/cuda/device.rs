@@ -12,7 +12,9 @@
 //! downloads wait for the work queued before them.
 
 use super::{BLOCK, Gpu, KernelSource, emulation};
+use crate::comm::{Comm, Single};
 use crate::error::{Error, Result};
+use crate::exact_sum::ExactSum;
 use cudarc::driver::{CudaModule, CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits};
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -24,10 +26,14 @@ pub trait DeviceScalar: DeviceRepr + ValidAsZeroBits + Copy + Default + Send + S
 impl DeviceScalar for f64 {}
 impl DeviceScalar for f32 {}
 
-/// Where fields live and kernels run: a GPU or the CPU emulation (see the module docs). Clones
-/// share the device.
+/// Where fields live and kernels run: a GPU or the CPU emulation (see the module docs), with
+/// the ranks it computes for: on a process grid every rank has its own device, and the sums
+/// of [`Device::reduce`] run over all of them. Clones share the device.
 #[derive(Clone, Debug)]
-pub struct Device(Arc<Engine>);
+pub struct Device {
+    engine: Arc<Engine>,
+    comm: Arc<dyn Comm>,
+}
 
 #[derive(Debug)]
 enum Engine {
@@ -75,27 +81,43 @@ impl Device {
     /// GPU `ordinal`; the errors of [`Gpu::open`].
     pub fn gpu(ordinal: usize) -> Result<Device> {
         let gpu = Gpu::open(ordinal)?;
-        Ok(Device(Arc::new(Engine::Gpu { gpu, modules: Mutex::new(HashMap::new()) })))
+        Ok(Device::of(Engine::Gpu { gpu, modules: Mutex::new(HashMap::new()) }))
     }
 
     /// The CPU emulation of the kernels (tests of the backend on any machine; slow).
     pub fn emulated() -> Device {
-        Device(Arc::new(Engine::Emulated))
+        Device::of(Engine::Emulated)
+    }
+
+    /// The device of one process holding the whole lattice.
+    fn of(engine: Engine) -> Device {
+        Device { engine: Arc::new(engine), comm: Arc::new(Single::new(4)) }
+    }
+
+    /// The same device computing for this rank of `comm`: its reductions become sums over the
+    /// ranks (collective).
+    pub fn on_ranks(self, comm: Arc<dyn Comm>) -> Device {
+        Device { engine: self.engine, comm }
+    }
+
+    /// The ranks it computes for.
+    pub fn comm(&self) -> &Arc<dyn Comm> {
+        &self.comm
     }
 
     /// Whether this is the CPU emulation.
     pub fn is_emulated(&self) -> bool {
-        matches!(*self.0, Engine::Emulated)
+        matches!(*self.engine, Engine::Emulated)
     }
 
     /// Whether `other` is the same device (buffers of one launch must be).
     pub fn same(&self, other: &Device) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        Arc::ptr_eq(&self.engine, &other.engine)
     }
 
     /// A buffer holding a copy of `host`.
     pub fn upload<T: DeviceScalar>(&self, host: &[T]) -> Result<DeviceBuffer<T>> {
-        let storage = match &*self.0 {
+        let storage = match &*self.engine {
             Engine::Gpu { gpu, .. } => Storage::Gpu(gpu.stream().clone_htod(host).map_err(driver("upload"))?),
             Engine::Emulated => Storage::Host(host.to_vec()),
         };
@@ -104,7 +126,7 @@ impl Device {
 
     /// A buffer of `len` zeros.
     pub fn zeros<T: DeviceScalar>(&self, len: usize) -> Result<DeviceBuffer<T>> {
-        let storage = match &*self.0 {
+        let storage = match &*self.engine {
             Engine::Gpu { gpu, .. } => {
                 Storage::Gpu(gpu.stream().alloc_zeros(len).map_err(driver("allocation"))?)
             }
@@ -145,7 +167,7 @@ impl Device {
         if let Some(k) = args.iter().position(|a| a.buffer_device().is_some_and(|d| !d.same(self))) {
             return Err(Error::Device(format!("kernel {name}: argument {k} is a buffer of another device")));
         }
-        match &*self.0 {
+        match &*self.engine {
             Engine::Gpu { gpu, modules } => {
                 let module = {
                     let mut modules = modules.lock().unwrap_or_else(|e| e.into_inner());
@@ -210,7 +232,8 @@ impl Device {
     /// Launches a reduction kernel `name` of `source` over `items` work items with `args`
     /// followed by a buffer of `components` partial sums per block, which it writes, and
     /// returns each component's total: the partials added in block order, so the result is
-    /// the same bits on every run (for this device and launch shape).
+    /// the same bits on every run (for this device and launch shape); on many ranks, the exact
+    /// sum of the ranks' totals (collective), the same bits on every rank.
     ///
     /// # Safety
     /// As [`Device::launch`], with the partials as the kernel's last parameter.
@@ -231,15 +254,28 @@ impl Device {
         unsafe { self.launch(source, name, shape, &mut args)? };
         drop(args);
         let partials = partials.download()?;
-        Ok((0..components)
+        let totals: Vec<f64> = (0..components)
             .map(|c| partials.iter().skip(c).step_by(components).fold(0.0, |acc, v| acc + v))
-            .collect())
+            .collect();
+        if self.comm.size() == 1 {
+            return Ok(totals);
+        }
+        let mut sums: Vec<ExactSum> = totals
+            .iter()
+            .map(|&t| {
+                let mut sum = ExactSum::default();
+                sum.add(t);
+                sum
+            })
+            .collect();
+        self.comm.sum_exact(&mut sums);
+        Ok(sums.iter().map(ExactSum::value).collect())
     }
 
     /// The GPU's data-sheet memory bandwidth in bytes per second ([`Gpu::peak_bandwidth`]);
     /// None on the emulation.
     pub fn peak_bandwidth(&self) -> Result<Option<f64>> {
-        match &*self.0 {
+        match &*self.engine {
             Engine::Gpu { gpu, .. } => gpu.peak_bandwidth().map(Some),
             Engine::Emulated => Ok(None),
         }
@@ -247,7 +283,7 @@ impl Device {
 
     /// Waits for the work queued on the device.
     pub fn synchronize(&self) -> Result<()> {
-        match &*self.0 {
+        match &*self.engine {
             Engine::Gpu { gpu, .. } => gpu.stream().synchronize().map_err(driver("synchronize")),
             Engine::Emulated => Ok(()),
         }
@@ -312,7 +348,7 @@ impl<T: DeviceScalar> DeviceBuffer<T> {
 
     /// A copy on the host (after the work queued before).
     pub fn download(&self) -> Result<Vec<T>> {
-        match (&self.storage, &*self.device.0) {
+        match (&self.storage, &*self.device.engine) {
             (Storage::Gpu(s), Engine::Gpu { gpu, .. }) => {
                 gpu.stream().clone_dtoh(s).map_err(driver("download"))
             }
@@ -323,7 +359,7 @@ impl<T: DeviceScalar> DeviceBuffer<T> {
 
     /// A second buffer with the same contents, on the same device.
     pub fn try_clone(&self) -> Result<Self> {
-        let storage = match (&self.storage, &*self.device.0) {
+        let storage = match (&self.storage, &*self.device.engine) {
             (Storage::Gpu(s), Engine::Gpu { gpu, .. }) => {
                 Storage::Gpu(gpu.stream().clone_dtod(s).map_err(driver("copy"))?)
             }
@@ -343,7 +379,7 @@ impl<T: DeviceScalar> DeviceBuffer<T> {
                 if self.device.same(&other.device) { "the same" } else { "another" }
             )));
         }
-        match (&mut self.storage, &other.storage, &*self.device.0) {
+        match (&mut self.storage, &other.storage, &*self.device.engine) {
             (Storage::Gpu(to), Storage::Gpu(from), Engine::Gpu { gpu, .. }) => {
                 gpu.stream().memcpy_dtod(from, to).map_err(driver("copy"))
             }
@@ -400,6 +436,10 @@ pub trait DeviceReal: DeviceScalar + PartialEq + std::fmt::Debug {
     fn scalar(v: f64) -> Arg<'static>;
     /// A copy of an f64 buffer in this type (rounded to nearest for f32), on its device.
     fn from_f64_buffer(buffer: &DeviceBuffer<f64>) -> Result<DeviceBuffer<Self>>;
+    /// Appends its little-endian bytes to `out` (messages between ranks).
+    fn push_le_bytes(self, out: &mut Vec<u8>);
+    /// The value of its little-endian bytes (`size_of::<Self>()` of them).
+    fn from_le_slice(bytes: &[u8]) -> Self;
 }
 
 impl DeviceReal for f64 {
@@ -422,6 +462,12 @@ impl DeviceReal for f64 {
     fn from_f64_buffer(buffer: &DeviceBuffer<f64>) -> Result<DeviceBuffer<f64>> {
         buffer.try_clone()
     }
+    fn push_le_bytes(self, out: &mut Vec<u8>) {
+        out.extend(self.to_le_bytes());
+    }
+    fn from_le_slice(bytes: &[u8]) -> Self {
+        f64::from_le_bytes(bytes.try_into().expect("8 bytes"))
+    }
 }
 
 impl DeviceReal for f32 {
@@ -443,6 +489,12 @@ impl DeviceReal for f32 {
     }
     fn from_f64_buffer(buffer: &DeviceBuffer<f64>) -> Result<DeviceBuffer<f32>> {
         lowered(buffer, 1.0)
+    }
+    fn push_le_bytes(self, out: &mut Vec<u8>) {
+        out.extend(self.to_le_bytes());
+    }
+    fn from_le_slice(bytes: &[u8]) -> Self {
+        f32::from_le_bytes(bytes.try_into().expect("4 bytes"))
     }
 }
 

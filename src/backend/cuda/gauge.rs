@@ -8,7 +8,12 @@
 //! c0 = 1 - 8 c1, momenta P = sum_a p_a T_a with kinetic energy (1/2) sum p_a^2, dU/dt = P U,
 //! and the force F_a = -d/dw S(exp(w T_a) U). Sums come back from per-block partials added in
 //! block order: deterministic, equal to the CPU's exact sums to round-off.
+//!
+//! On a process grid each rank's device holds its block ([`super::block`]): the links on the
+//! extended box, whose halo layers are refreshed from the neighbours after every change of the
+//! links (upload, update, projection), and the momenta on the block.
 
+use super::block::{BlockShape, exchange_slabs};
 use super::device::{Arg, Device, DeviceBuffer, DeviceReal, checked};
 use super::{GAUGE, layout};
 use crate::error::{Error, Result};
@@ -19,13 +24,14 @@ use crate::phase_space::PhaseSpace;
 use num_complex::Complex64;
 use std::sync::Arc;
 
-/// SU(3) links U_mu(x) of a whole 4D lattice on a device, in f64 (site-major), with the CPU
-/// lattice they came from (for the random streams of momentum refreshes, keyed by site).
+/// SU(3) links U_mu(x) of this rank's block of a 4D lattice on a device, in f64 (site-major
+/// on the extended box, halos current), with the CPU lattice they came from (for the random
+/// streams of momentum refreshes, keyed by site).
 #[derive(Debug)]
 pub struct DeviceGauge {
     links: DeviceBuffer<f64>,
     lattice: Arc<Lattice>,
-    dims: [usize; 4],
+    block: BlockShape,
 }
 
 /// Momenta P_mu(x) on a device, 8 reals per link (site-major).
@@ -34,36 +40,49 @@ pub struct DeviceMomenta {
     data: DeviceBuffer<f64>,
 }
 
-/// The extents as kernel arguments.
-fn extents(dims: [usize; 4]) -> [Arg<'static>; 4] {
-    dims.map(|l| Arg::Int(l as i32))
-}
-
 impl DeviceGauge {
-    /// The gauge field `u` uploaded to `device`: a 4D SU(3) field on the whole lattice of one
-    /// rank (the backend does not yet run on a process grid).
+    /// The gauge field `u` (this rank's block of a 4D SU(3) field) uploaded to `device`, whose
+    /// ranks must be those of u's lattice. Collective.
     pub fn upload(device: &Device, u: &GaugeField<Su3>) -> Result<Self> {
         let lattice = u.lattice().clone();
-        let dims: [usize; 4] = lattice.dims().try_into().map_err(|_| {
-            Error::Device(format!("lattice {:?}: the CUDA backend runs 4D lattices", lattice.dims()))
-        })?;
-        if !lattice.is_whole() {
-            return Err(Error::Device(
-                "the CUDA backend runs on one rank for now (one GPU per MPI rank comes later)".into(),
-            ));
-        }
-        if dims.iter().any(|&l| i32::try_from(l).is_err()) {
+        let block = BlockShape::of(&lattice)?;
+        if device.comm().size() != lattice.comm().size() {
             return Err(Error::Device(format!(
-                "lattice {dims:?}: extents beyond the kernels' 32-bit coordinates"
+                "a device computing for {} ranks cannot hold a field of a lattice on {}",
+                device.comm().size(),
+                lattice.comm().size()
             )));
         }
-        let reals: Vec<f64> = layout::links_of(u).iter().flat_map(|z| [z.re, z.im]).collect();
-        Ok(DeviceGauge { links: device.upload(&reals)?, lattice, dims })
+        let site_links = layout::links_of(u);
+        let mut reals = vec![0.0; block.extended_volume() * 72];
+        for (x, links) in site_links.chunks_exact(36).enumerate() {
+            let at = block.extended_site(x) * 72;
+            for (k, z) in links.iter().enumerate() {
+                reals[at + 2 * k] = z.re;
+                reals[at + 2 * k + 1] = z.im;
+            }
+        }
+        let mut gauge = DeviceGauge { links: device.upload(&reals)?, lattice, block };
+        gauge.refresh_halos()?;
+        Ok(gauge)
     }
 
-    /// The links on the host, site-major.
+    /// The halo layers of the links from the neighbours' blocks (collective; nothing on one
+    /// rank).
+    fn refresh_halos(&mut self) -> Result<()> {
+        let device = self.device().clone();
+        exchange_slabs(&device, &self.block, &mut self.links, GAUGE)
+    }
+
+    /// The block's links on the host, site-major.
     pub fn download(&self) -> Result<Vec<Complex64>> {
-        Ok(self.links.download()?.chunks_exact(2).map(|p| Complex64::new(p[0], p[1])).collect())
+        let reals = self.links.download()?;
+        Ok((0..self.block.volume())
+            .flat_map(|x| {
+                let at = self.block.extended_site(x) * 72;
+                reals[at..at + 72].chunks_exact(2).map(|p| Complex64::new(p[0], p[1])).collect::<Vec<_>>()
+            })
+            .collect())
     }
 
     /// The field back on the host, in the CPU's layout.
@@ -73,7 +92,7 @@ impl DeviceGauge {
 
     /// A second copy on the same device.
     pub fn try_clone(&self) -> Result<Self> {
-        Ok(DeviceGauge { links: self.links.try_clone()?, lattice: self.lattice.clone(), dims: self.dims })
+        Ok(DeviceGauge { links: self.links.try_clone()?, lattice: self.lattice.clone(), block: self.block })
     }
 
     /// The lattice.
@@ -81,12 +100,18 @@ impl DeviceGauge {
         &self.lattice
     }
 
-    /// The extents.
+    /// The block's extents.
     pub fn dims(&self) -> [usize; 4] {
-        self.dims
+        self.block.dims()
     }
 
-    /// A copy of the links in precision T (rounded for f32), for the Dirac operators.
+    /// The block.
+    pub fn block(&self) -> &BlockShape {
+        &self.block
+    }
+
+    /// A copy of the links on the extended box in precision T (rounded for f32), for the Dirac
+    /// operators.
     pub fn links_in<T: DeviceReal>(&self) -> Result<DeviceBuffer<T>> {
         T::from_f64_buffer(&self.links)
     }
@@ -96,9 +121,9 @@ impl DeviceGauge {
         self.links.device()
     }
 
-    /// Number of links (4 per site).
+    /// Number of links of the block (4 per site).
     pub fn links(&self) -> usize {
-        self.dims.iter().product::<usize>() * 4
+        self.block.volume() * 4
     }
 
     /// Zero momenta for these links.
@@ -115,9 +140,11 @@ impl DeviceGauge {
     pub fn project(&mut self) -> Result<()> {
         let links = self.links();
         let device = self.device().clone();
-        let mut args = vec![Arg::F64Mut(&mut self.links), Arg::Long(links as i64)];
-        // SAFETY: the parameters of project_f64; 18 reals per link.
-        unsafe { device.launch(GAUGE, "project_f64", device.shape(links), &mut args) }
+        let mut args = vec![Arg::F64Mut(&mut self.links)];
+        args.extend(self.block.args());
+        // SAFETY: the parameters of project_f64; 18 reals per link of the extended box.
+        unsafe { device.launch(GAUGE, "project_f64", device.shape(links), &mut args)? };
+        self.refresh_halos()
     }
 
     fn check(&self, p: &DeviceMomenta) -> Result<()> {
@@ -136,50 +163,44 @@ impl DeviceGauge {
     pub fn add_force(&self, beta: f64, c1: f64, h: f64, p: &mut DeviceMomenta) -> Result<()> {
         self.check(p)?;
         let coeff = h * beta / 3.0;
-        let [l0, l1, l2, l3] = extents(self.dims);
-        let mut args = vec![
-            Arg::F64(&self.links),
-            Arg::F64Mut(&mut p.data),
-            l0,
-            l1,
-            l2,
-            l3,
-            Arg::Double(coeff * (1.0 - 8.0 * c1)),
-            Arg::Double(coeff * c1),
-        ];
+        let mut args = vec![Arg::F64(&self.links), Arg::F64Mut(&mut p.data)];
+        args.extend(self.block.args());
+        args.extend([Arg::Double(coeff * (1.0 - 8.0 * c1)), Arg::Double(coeff * c1)]);
         let device = self.device();
         // SAFETY: the parameters of gauge_force_f64 in order; links and momenta hold 18 and 8
-        // reals per link of the lattice (checked).
+        // reals per link of the extended box and of the block (checked).
         unsafe { device.launch(GAUGE, "gauge_force_f64", device.shape(self.links() / 4), &mut args) }
     }
 
-    /// U <- exp(eps P) U on every link.
+    /// U <- exp(eps P) U on every link (collective: the halos follow).
     pub fn evolve(&mut self, p: &DeviceMomenta, eps: f64) -> Result<()> {
         self.check(p)?;
-        let [l0, l1, l2, l3] = extents(self.dims);
         let links = self.links();
         let device = self.device().clone();
-        let mut args =
-            vec![Arg::F64Mut(&mut self.links), Arg::F64(&p.data), l0, l1, l2, l3, Arg::Double(eps)];
+        let mut args = vec![Arg::F64Mut(&mut self.links), Arg::F64(&p.data)];
+        args.extend(self.block.args());
+        args.push(Arg::Double(eps));
         // SAFETY: the parameters of link_update_f64 in order; links and momenta hold 18 and 8
-        // reals per link (checked).
-        unsafe { device.launch(GAUGE, "link_update_f64", device.shape(links), &mut args) }
+        // reals per link of the extended box and of the block (checked).
+        unsafe { device.launch(GAUGE, "link_update_f64", device.shape(links), &mut args)? };
+        self.refresh_halos()
     }
 
     /// The sum over the lattice of Re tr P_{mu nu}(x) over mu < nu (plaquettes) or of Re tr
-    /// R_{mu nu}(x) over mu != nu (`rectangles`, every 1x2 rectangle once).
+    /// R_{mu nu}(x) over mu != nu (`rectangles`, every 1x2 rectangle once). Collective.
     pub fn loop_sum(&self, rectangles: bool) -> Result<f64> {
-        let [l0, l1, l2, l3] = extents(self.dims);
-        let args = vec![Arg::F64(&self.links), l0, l1, l2, l3, Arg::Int(i32::from(rectangles))];
+        let mut args = vec![Arg::F64(&self.links)];
+        args.extend(self.block.args());
+        args.push(Arg::Int(i32::from(rectangles)));
         // SAFETY: the parameters of loop_partial_f64 in order (the partials last); the links hold
-        // 18 reals per link.
-        Ok(unsafe { self.device().reduce(GAUGE, "loop_partial_f64", self.links() / 4, args, 1) }?[0])
+        // 18 reals per link of the extended box.
+        Ok(unsafe { self.device().reduce(GAUGE, "loop_partial_f64", self.block.volume(), args, 1) }?[0])
     }
 
     /// The gauge action with coupling `beta` and rectangle coefficient `c1` (see the module
-    /// docs), as the CPU's [`crate::action::gauge::GaugeAction::value`].
+    /// docs), as the CPU's [`crate::action::gauge::GaugeAction::value`]. Collective.
     pub fn action(&self, beta: f64, c1: f64) -> Result<f64> {
-        let plaquettes = (self.links() / 4 * 6) as f64;
+        let plaquettes = (self.lattice.global_volume() * 6) as f64;
         let mut s = (1.0 - 8.0 * c1) * (plaquettes - self.loop_sum(false)? / 3.0);
         if c1 != 0.0 {
             s += c1 * (2.0 * plaquettes - self.loop_sum(true)? / 3.0);

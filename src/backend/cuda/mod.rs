@@ -15,8 +15,9 @@
 //! ([`gauge`]), a phase space of the library's HMC, so that with the device monomials of
 //! `action::device` a whole trajectory stays on the device (chosen by `run.device` in cards
 //! and host parameters); the Dirac operators hold their links in 18 or 12 reals
-//! ([`wilson::LinkStorage`]). Half precision, one GPU per MPI rank and kernels tuned on a GPU
-//! come next (issue 19; README, "On a GPU").
+//! ([`wilson::LinkStorage`]). On a process grid every rank runs its block on its own device
+//! ([`block`], [`gpu_of_rank`]), exchanging faces through the host. Half precision and kernels
+//! tuned on a GPU come next (issue 19; README, "On a GPU").
 //!
 //! Libraries: cudarc opens libcuda (the driver) and libnvrtc (the compiler) when first used and
 //! panics when one is missing. Every entry point here first checks with a plain `dlopen`
@@ -25,6 +26,7 @@
 //! loader's path (`LD_LIBRARY_PATH`), next to its `libnvrtc-builtins`; the PyPI wheel
 //! nvidia-cuda-nvrtc-cu12 has both in `nvidia/cuda_nvrtc/lib`.
 
+pub mod block;
 pub mod device;
 pub mod emulation;
 pub mod gauge;
@@ -117,6 +119,29 @@ pub fn compile(source: KernelSource, arch: &'static str) -> Result<Ptx> {
         .map_err(|e| Error::Device(format!("kernels/{}.cu does not compile for {arch}: {e}", source.name)))?;
     cache.lock().unwrap_or_else(|e| e.into_inner()).insert((source, arch), ptx.clone());
     Ok(ptx)
+}
+
+/// The GPU a rank uses when every rank of a node takes one: the rank's number on its node
+/// (from the launcher: Open MPI's OMPI_COMM_WORLD_LOCAL_RANK, MVAPICH's
+/// MV2_COMM_WORLD_LOCAL_RANK, MPICH's MPI_LOCALRANKID or Slurm's SLURM_LOCALID; `rank` where
+/// none is set) modulo the node's GPU count. "no CUDA driver found" without a driver.
+pub fn gpu_of_rank(rank: usize) -> Result<usize> {
+    if !driver_present() {
+        // the error of Gpu::open
+        return Gpu::open(0).map(|_| 0);
+    }
+    let count = CudaContext::device_count()
+        .map_err(|e| Error::Device(format!("counting the CUDA devices: {e}")))?
+        .max(0) as usize;
+    if count == 0 {
+        return Err(Error::Device("no CUDA device found (the driver sees none)".into()));
+    }
+    let local =
+        ["OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"]
+            .iter()
+            .find_map(|name| std::env::var(name).ok()?.parse::<usize>().ok())
+            .unwrap_or(rank);
+    Ok(local % count)
 }
 
 /// One GPU: its context, the stream the backend's work is queued on, and the architecture its

@@ -1,11 +1,13 @@
-//! The Wilson-Dirac operator on a device (`kernels/wilson.cu`): M = 1 - kappa H on a whole 4D
-//! SU(3) lattice of one rank in site-major storage ([`super::layout`]), with the boundary
+//! The Wilson-Dirac operator on a device (`kernels/wilson.cu`): M = 1 - kappa H on one rank's
+//! block of a 4D SU(3) lattice in site-major storage ([`super::layout`], [`super::block`]:
+//! on a process grid every hop first exchanges the faces of its input), with the boundary
 //! phase exp(i theta) in time, its even/odd Schur operator, the force of the Schur operator
 //! (in f64), and its normal operators as [`LinearOperator`]s, so that the Krylov solvers run
 //! on the device with [`DeviceSpinor`] vectors. The operator's copy of the links holds 18 or
 //! 12 reals a link ([`LinkStorage`]); the force and the solvers work with either.
 
 use super::WILSON;
+use super::block::{BlockShape, exchange_faces};
 use super::device::{Arg, Device, DeviceBuffer, DeviceReal, checked};
 use super::gauge::{DeviceGauge, DeviceMomenta};
 use super::layout::SPINOR;
@@ -56,7 +58,7 @@ impl LinkStorage {
 pub struct DeviceWilson<T: DeviceReal> {
     links: DeviceBuffer<T>,
     storage: LinkStorage,
-    dims: [usize; 4],
+    block: BlockShape,
     kappa: f64,
     theta: f64,
 }
@@ -70,7 +72,7 @@ impl<T: DeviceReal> DeviceWilson<T> {
             LinkStorage::Full => full,
             LinkStorage::TwoRows => {
                 let device = full.device().clone();
-                let count = gauge.links();
+                let count = gauge.block().extended_volume() * 4;
                 let mut rows = device.zeros::<T>(count * 12)?;
                 let mut args = vec![Arg::Long(count as i64), T::arg(&full), T::arg_mut(&mut rows)];
                 let kernel = format!("two_rows_{}", T::SUFFIX);
@@ -80,7 +82,7 @@ impl<T: DeviceReal> DeviceWilson<T> {
                 rows
             }
         };
-        Ok(DeviceWilson { links, storage, dims: gauge.dims(), kappa, theta })
+        Ok(DeviceWilson { links, storage, block: *gauge.block(), kappa, theta })
     }
 
     /// How the links are stored.
@@ -98,9 +100,9 @@ impl<T: DeviceReal> DeviceWilson<T> {
         self.kappa
     }
 
-    /// Complex components of a full spinor field of its lattice.
+    /// Complex components of a full spinor field of its block.
     pub fn entries(&self) -> usize {
-        self.dims.iter().product::<usize>() * SPINOR
+        self.block.volume() * SPINOR
     }
 
     /// Complex components of a half field (one parity) of its lattice.
@@ -128,6 +130,7 @@ impl<T: DeviceReal> DeviceWilson<T> {
 
     /// out = base - factor H in (H^dagger with `dagger`; base 0 when `None`): on full fields
     /// (`parity` None) or from the half field of parity 1 - p to that of p (`Some(p)`).
+    /// Collective on a process grid (the faces of `input`).
     fn hop(
         &self,
         parity: Option<usize>,
@@ -142,32 +145,56 @@ impl<T: DeviceReal> DeviceWilson<T> {
         if lengths.iter().flatten().any(|&n| n != entries) {
             return Err(Error::Device(format!(
                 "Wilson operator on {:?}: fields of {lengths:?} components where it needs {entries}",
-                self.dims
+                self.block.dims()
             )));
         }
-        let [l0, l1, l2, l3] = self.dims.map(|l| Arg::Int(l as i32));
+        let input_parity = parity.map(|p| 1 - p as i32);
+        let ghosts = self.ghosts(&[(input, input_parity)])?;
         let mut args = vec![
             T::arg(&self.links),
             self.rows(),
             T::arg(input.reals()),
+            ghosts.as_ref().map_or(Arg::Null, T::arg),
             base.map_or(Arg::Null, |b| T::arg(b.reals())),
             T::arg_mut(out.reals_mut()),
-            l0,
-            l1,
-            l2,
-            l3,
+        ];
+        args.extend(self.block.args());
+        args.extend([
             T::scalar(factor),
             T::scalar(self.theta.cos()),
             T::scalar(self.theta.sin()),
             Arg::Int(i32::from(dagger)),
             Arg::Int(parity.map_or(-1, |p| p as i32)),
-        ];
+        ]);
         let device = self.device();
         let kernel = format!("wilson_hop_{}", T::SUFFIX);
-        // SAFETY: the parameters of wilson_hop_T in order; the links hold 4 rows 3 complex
-        // numbers per site, the fields 12 per site of their parity (checked above), as the kernel
-        // reads and writes them.
+        // SAFETY: the parameters of wilson_hop_T in order; the links hold 4 times `rows` rows of 3
+        // complex numbers per site of the extended box, the fields 12 per site of their parity
+        // (checked above) and the ghosts 12 per ghost site, as the kernel reads and writes them.
         unsafe { device.launch(WILSON, &kernel, device.shape(entries / SPINOR), &mut args) }
+    }
+
+    /// The ghost faces of the full field whose parts `parts` are (a field and its parity:
+    /// None for a full field, Some(p) for the half field of parity p): None when no direction
+    /// is cut. Collective.
+    fn ghosts(&self, parts: &[(&DeviceSpinor<T>, Option<i32>)]) -> Result<Option<DeviceBuffer<T>>> {
+        if self.block.is_whole() {
+            return Ok(None);
+        }
+        let device = self.device();
+        let reals = self.block.ghost_sites() * 24;
+        let mut outgoing = device.zeros::<T>(reals)?;
+        let kernel = format!("pack_faces_{}", T::SUFFIX);
+        for (field, parity) in parts {
+            let mut args = vec![T::arg(field.reals()), Arg::Int(parity.unwrap_or(-1))];
+            args.extend(self.block.args());
+            args.push(T::arg_mut(&mut outgoing));
+            // SAFETY: the parameters of pack_faces_T in order; the field holds 12 complex
+            // numbers per site of its parity (checked by the callers), the faces 24 reals per
+            // ghost site.
+            unsafe { device.launch(WILSON, &kernel, device.shape(reals), &mut args)? };
+        }
+        exchange_faces(device, &self.block, &outgoing).map(Some)
     }
 
     /// The kernels' `rows` argument.
@@ -211,26 +238,28 @@ impl DeviceWilson<f64> {
             return Err(Error::Device(format!(
                 "momenta of {} reals for the {volume} sites of {:?}",
                 p.reals_mut().len(),
-                self.dims
+                self.block.dims()
             )));
         }
-        let [l0, l1, l2, l3] = self.dims.map(|l| Arg::Int(l as i32));
+        let a_ghosts = self.ghosts(&[(a, Some(0)), (&a_odd, Some(1))])?;
+        let b_ghosts = self.ghosts(&[(b, Some(0)), (&b_odd, Some(1))])?;
         let mut args = vec![
             Arg::F64(&self.links),
             self.rows(),
             Arg::F64(a.reals()),
             Arg::F64(a_odd.reals()),
+            a_ghosts.as_ref().map_or(Arg::Null, Arg::F64),
             Arg::F64(b.reals()),
             Arg::F64(b_odd.reals()),
+            b_ghosts.as_ref().map_or(Arg::Null, Arg::F64),
             Arg::F64Mut(p.reals_mut()),
-            l0,
-            l1,
-            l2,
-            l3,
+        ];
+        args.extend(self.block.args());
+        args.extend([
             Arg::Double(-c * self.kappa * self.kappa),
             Arg::Double(self.theta.cos()),
             Arg::Double(self.theta.sin()),
-        ];
+        ]);
         // SAFETY: the parameters of hopping_derivative_f64 in order; the halves hold 12 complex
         // numbers per site of their parity (a and b checked by the hops), the links 4 times
         // `rows` rows of 3 and the momenta 32 reals per site (checked).

@@ -84,6 +84,9 @@ const Entry kernels[] = {
     FLOWHMC_KERNEL(gamma5_f32),
     FLOWHMC_KERNEL(two_rows_f64),
     FLOWHMC_KERNEL(two_rows_f32),
+    FLOWHMC_KERNEL(pack_faces_f64),
+    FLOWHMC_KERNEL(pack_faces_f32),
+    FLOWHMC_KERNEL(link_slab_f64),
 };
 
 }  // namespace

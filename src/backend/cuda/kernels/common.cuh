@@ -65,6 +65,100 @@ __device__ inline void tree_sum(double* sums) {
     }
 }
 
+// One rank's block of a 4D lattice in the kernels' storage. Sites of the block are numbered
+// lexicographically (x0 fastest) over its extents l; directions the process grid cuts (bit mu
+// of `cut`) have neighbours on other ranks. The links live on the extended box of extents
+// e = l + 2 h, the block padded by FLOWHMC_LINK_HALO layers in every cut direction (h = 0 in
+// the others, which stay periodic in the box), so that the staples of rectangles and the
+// backward hops read their links there; the site with block coordinates c has extended
+// coordinates c + h. Bit 0 of `edges` says that the block's lower time face is the lattice's
+// time boundary, bit 1 the upper face (both for a block that holds all of time).
+#define FLOWHMC_LINK_HALO 2
+
+struct Block {
+    int l[4], h[4], e[4];
+    int cut, edges;
+};
+
+__device__ inline Block make_block(int l0, int l1, int l2, int l3, int cut, int edges) {
+    Block b;
+    const int l[4] = {l0, l1, l2, l3};
+    for (int mu = 0; mu < 4; ++mu) {
+        b.l[mu] = l[mu];
+        b.h[mu] = (cut >> mu) & 1 ? FLOWHMC_LINK_HALO : 0;
+        b.e[mu] = l[mu] + 2 * b.h[mu];
+    }
+    b.cut = cut;
+    b.edges = edges;
+    return b;
+}
+
+__device__ inline long long block_volume(const Block& b) { return (long long)b.l[0] * b.l[1] * b.l[2] * b.l[3]; }
+
+__device__ inline bool is_cut(const Block& b, int mu) { return ((b.cut >> mu) & 1) != 0; }
+
+// The block coordinates of site x.
+__device__ inline void block_coords(const Block& b, long long x, int c[4]) {
+    for (int mu = 0; mu < 4; ++mu) {
+        c[mu] = (int)(x % b.l[mu]);
+        x /= b.l[mu];
+    }
+}
+
+// The site of block coordinates c.
+__device__ inline long long block_site(const Block& b, const int c[4]) {
+    return c[0] + (long long)b.l[0] * (c[1] + (long long)b.l[1] * (c[2] + (long long)b.l[2] * c[3]));
+}
+
+// The extended-box index of block coordinates c.
+__device__ inline long long extended_site(const Block& b, const int c[4]) {
+    int d[4];
+    for (int mu = 0; mu < 4; ++mu) {
+        d[mu] = c[mu] + b.h[mu];
+    }
+    return d[0] + (long long)b.e[0] * (d[1] + (long long)b.e[1] * (d[2] + (long long)b.e[2] * d[3]));
+}
+
+// The extended-box site one step from X in direction mu, periodic in the box.
+__device__ inline long long extended_step(const Block& b, long long X, int mu, bool forward) {
+    long long stride = 1;
+    for (int nu = 0; nu < mu; ++nu) {
+        stride *= b.e[nu];
+    }
+    int c = (int)(X / stride % b.e[mu]);
+    if (forward) {
+        return c == b.e[mu] - 1 ? X - (b.e[mu] - 1) * stride : X + stride;
+    }
+    return c == 0 ? X + (b.e[mu] - 1) * stride : X - stride;
+}
+
+// The sites of the block's face normal to mu.
+__device__ inline long long face_sites(const Block& b, int mu) { return block_volume(b) / b.l[mu]; }
+
+// The index on the face normal to mu of block coordinates c: the other three lexicographic.
+__device__ inline long long face_index(const Block& b, const int c[4], int mu) {
+    long long index = 0, stride = 1;
+    for (int nu = 0; nu < 4; ++nu) {
+        if (nu != mu) {
+            index += c[nu] * stride;
+            stride *= b.l[nu];
+        }
+    }
+    return index;
+}
+
+// The first site of ghost face (mu, forward) in a buffer of ghost faces: the faces of the cut
+// directions in order, backward then forward, each face_sites(mu) sites of one spinor.
+__device__ inline long long ghost_offset(const Block& b, int mu, bool forward) {
+    long long offset = 0;
+    for (int nu = 0; nu < mu; ++nu) {
+        if (is_cut(b, nu)) {
+            offset += 2 * face_sites(b, nu);
+        }
+    }
+    return offset + (forward ? face_sites(b, mu) : 0);
+}
+
 // An SU(3) matrix (or any 3x3 complex one), row-major.
 struct Su3 {
     Complex<double> e[9];

@@ -1,9 +1,10 @@
 // SU(3) gauge-field kernels in double precision, for molecular dynamics on the device.
 //
-// Storage (complex numbers as (re, im) pairs, sites x lexicographic with x0 fastest, extents
-// l0..l3, the whole lattice of one rank, periodic):
-//   links    u[((x * 4 + mu) * 3 + row) * 3 + col]   U_mu(x), row-major (as wilson.cu)
-//   momenta  p[(x * 4 + mu) * 8 + a]                 P_mu(x) = sum_a p_a T_a, T_a = i lambda_a / 2
+// Storage (complex numbers as (re, im) pairs; one rank's block, see Block in common.cuh,
+// given to every kernel as l0..l3, cut, edges):
+//   links    u[((X * 4 + mu) * 3 + row) * 3 + col]   U_mu at extended-box site X, row-major
+//   momenta  p[(x * 4 + mu) * 8 + a]                 P_mu(x) = sum_a p_a T_a, T_a = i lambda_a / 2,
+//                                                    x the block site
 // (README, Conventions: tr(T_a T_b) = -delta_ab / 2, dU/dt = P U, a force is
 // F_a = -d/dw S(exp(w T_a) U) at w = 0).
 //
@@ -13,18 +14,25 @@
 // F_a = (beta / 3) Re tr(T_a U_mu(x) A), A = c0 (plaquette staples) + c1 (rectangle staples),
 // the staples being the paths from x + mu back to x that close a loop with U_mu(x).
 //
-// Entry points (grid-stride loops, one thread per site or, for link_update and project, per
-// link; blocks a power of two up to 256):
-//   gauge_force(u, p, l0..l3, c_plaq, c_rect): p_a(x, mu) += Re tr(T_a U_mu(x) (c_plaq
+// Entry points (grid-stride loops, one thread per block site or, for link_update and
+// project, per link of the block; blocks a power of two up to 256). Staples and loops read the
+// halo layers of the extended box, which the caller keeps current (link_slab); the updates
+// write the block's own links only:
+//   gauge_force(u, p, block, c_plaq, c_rect): p_a(x, mu) += Re tr(T_a U_mu(x) (c_plaq
 //     plaquette staples + c_rect rectangle staples)); the caller folds beta / 3 and the step
 //     size into the coefficients.
-//   link_update(u, p, l0..l3, eps): U_mu(x) <- exp(eps P_mu(x)) U_mu(x), the exponential by
+//   link_update(u, p, block, eps): U_mu(x) <- exp(eps P_mu(x)) U_mu(x), the exponential by
 //     the Cayley-Hamilton theorem with the coefficients of Morningstar and Peardon
 //     (hep-lat/0311018), as the CPU's Su3::exp.
-//   project(u, links): every link projected back to SU(3) (the CPU's Su3::project).
-//   loop_partial(u, l0..l3, rectangles, partial): partial[b] = block b's sum over its sites x
+//   project(u, block): every link projected back to SU(3) (the CPU's Su3::project).
+//   loop_partial(u, block, rectangles, partial): partial[b] = block b's sum over its sites x
 //     of sum_{mu<nu} Re tr P_{mu nu}(x) (rectangles = 0) or sum_{mu!=nu} Re tr R_{mu nu}(x)
 //     (rectangles = 1); the sums in the fixed order of blas.cu.
+//   link_slab(u, block, mu, start, buffer, unpack): the slab of the extended box with
+//     extended coordinate X_mu in [start, start + FLOWHMC_LINK_HALO) (all coordinates of the
+//     box in the other directions, x0 fastest, 72 reals a site) copied into buffer (unpack = 0)
+//     or from it (unpack = 1): the halo exchange, direction by direction, so that corners
+//     arrive through the faces.
 
 __device__ inline Su3 su3_load(const double* u, long long x, int mu) {
     Su3 m;
@@ -65,31 +73,18 @@ __device__ inline void su3_add(Su3& a, const Su3& b) {
     }
 }
 
-// The site one step from x in direction mu (forward or backward), periodic.
-__device__ inline long long step_site(long long x, const int dims[4], int mu, bool forward) {
-    long long stride = 1;
-    for (int nu = 0; nu < mu; ++nu) {
-        stride *= dims[nu];
-    }
-    int c = (int)(x / stride % dims[mu]);
-    if (forward) {
-        return c == dims[mu] - 1 ? x - (dims[mu] - 1) * stride : x + stride;
-    }
-    return c == 0 ? x + (dims[mu] - 1) * stride : x - stride;
-}
-
 // A path of steps from site y: each step (mu, forward) multiplies by U_mu(y) forward or by
 // U_mu(y - mu)^dagger backward; the product, and y moved to the path's end.
-__device__ inline Su3 path_product(const double* u, long long& y, const int dims[4], const int* mus,
+__device__ inline Su3 path_product(const double* u, long long& y, const Block& b, const int* mus,
                                    const bool* forward, int steps) {
     Su3 m;
     for (int s = 0; s < steps; ++s) {
         Su3 link;
         if (forward[s]) {
             link = su3_load(u, y, mus[s]);
-            y = step_site(y, dims, mus[s], true);
+            y = extended_step(b, y, mus[s], true);
         } else {
-            y = step_site(y, dims, mus[s], false);
+            y = extended_step(b, y, mus[s], false);
             Su3 l = su3_load(u, y, mus[s]);
             for (int i = 0; i < 3; ++i) {
                 for (int j = 0; j < 3; ++j) {
@@ -102,11 +97,12 @@ __device__ inline Su3 path_product(const double* u, long long& y, const int dims
     return m;
 }
 
-// The staples of U_mu(x): plaquette (rect = false) or 1x2 rectangle (rect = true) paths from
-// x + mu back to x, summed (the paths of the CPU's loops::rectangle_staple, in its order).
-__device__ Su3 staples(const double* u, long long x, const int dims[4], int mu, bool rect) {
+// The staples of U_mu at extended site X: plaquette (rect = false) or 1x2 rectangle (rect =
+// true) paths from X + mu back to X, summed (the paths of the CPU's loops::rectangle_staple,
+// in its order).
+__device__ Su3 staples(const double* u, long long X, const Block& b, int mu, bool rect) {
     Su3 a = su3_zero();
-    long long start = step_site(x, dims, mu, true);
+    long long start = extended_step(b, X, mu, true);
     for (int nu = 0; nu < 4; ++nu) {
         if (nu == mu) {
             continue;
@@ -117,41 +113,42 @@ __device__ Su3 staples(const double* u, long long x, const int dims[4], int mu, 
                 int mus[3] = {nu, mu, nu};
                 bool fw[3] = {n, false, !n};
                 long long y = start;
-                su3_add(a, path_product(u, y, dims, mus, fw, 3));
+                su3_add(a, path_product(u, y, b, mus, fw, 3));
                 continue;
             }
             int paths[3][5] = {{mu, nu, mu, mu, nu}, {nu, mu, mu, nu, mu}, {nu, nu, mu, nu, nu}};
             bool dirs[3][5] = {{true, n, false, false, !n}, {n, false, false, !n, true}, {n, n, false, !n, !n}};
             for (int k = 0; k < 3; ++k) {
                 long long y = start;
-                su3_add(a, path_product(u, y, dims, paths[k], dirs[k], 5));
+                su3_add(a, path_product(u, y, b, paths[k], dirs[k], 5));
             }
         }
     }
     return a;
 }
 
-__device__ void gauge_force(const double* u, double* p, int l0, int l1, int l2, int l3, double c_plaq,
-                            double c_rect) {
-    const int dims[4] = {l0, l1, l2, l3};
-    long long volume = (long long)l0 * l1 * l2 * l3;
+__device__ void gauge_force(const double* u, double* p, const Block& b, double c_plaq, double c_rect) {
+    long long volume = block_volume(b);
     for (long long x = (long long)blockIdx.x * blockDim.x + threadIdx.x; x < volume;
          x += (long long)gridDim.x * blockDim.x) {
+        int c[4];
+        block_coords(b, x, c);
+        long long X = extended_site(b, c);
         for (int mu = 0; mu < 4; ++mu) {
-            Su3 a = staples(u, x, dims, mu, false);
+            Su3 a = staples(u, X, b, mu, false);
             for (int k = 0; k < 9; ++k) {
                 a.e[k] = {c_plaq * a.e[k].re, c_plaq * a.e[k].im};
             }
             if (c_rect != 0.0) {
-                Su3 r = staples(u, x, dims, mu, true);
+                Su3 r = staples(u, X, b, mu, true);
                 for (int k = 0; k < 9; ++k) {
                     a.e[k] = a.e[k] + Complex<double>{c_rect * r.e[k].re, c_rect * r.e[k].im};
                 }
             }
             double f[8];
-            re_tr_generators(su3_mul(su3_load(u, x, mu), false, a, false), f);
-            for (int c = 0; c < 8; ++c) {
-                p[(x * 4 + mu) * 8 + c] += f[c];
+            re_tr_generators(su3_mul(su3_load(u, X, mu), false, a, false), f);
+            for (int k = 0; k < 8; ++k) {
+                p[(x * 4 + mu) * 8 + k] += f[k];
             }
         }
     }
@@ -234,43 +231,53 @@ __device__ inline Su3 hermitian_from_components(const double* p, double scale) {
     return h;
 }
 
-__device__ void link_update(double* u, const double* p, int l0, int l1, int l2, int l3, double eps) {
-    long long links = (long long)l0 * l1 * l2 * l3 * 4;
+// The extended-box link index (X * 4 + mu) of the block's link k = x * 4 + mu.
+__device__ inline long long extended_link(const Block& b, long long k) {
+    int c[4];
+    block_coords(b, k / 4, c);
+    return extended_site(b, c) * 4 + k % 4;
+}
+
+__device__ void link_update(double* u, const double* p, const Block& b, double eps) {
+    long long links = block_volume(b) * 4;
     for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < links;
          k += (long long)gridDim.x * blockDim.x) {
         // eps sum p_a (i lambda_a / 2) = i Q with Q = (eps / 2) sum p_a lambda_a
         Su3 e = exp_i_hermitian(hermitian_from_components(p + k * 8, 0.5 * eps));
-        Su3 link = su3_load(u, k / 4, (int)(k % 4));
+        long long K = extended_link(b, k);
+        Su3 link = su3_load(u, K / 4, (int)(K % 4));
         Su3 updated = su3_mul(e, false, link, false);
         for (int c = 0; c < 9; ++c) {
-            u[2 * (k * 9 + c)] = updated.e[c].re;
-            u[2 * (k * 9 + c) + 1] = updated.e[c].im;
+            u[2 * (K * 9 + c)] = updated.e[c].re;
+            u[2 * (K * 9 + c) + 1] = updated.e[c].im;
         }
     }
 }
 
-__device__ void loop_partial(const double* u, int l0, int l1, int l2, int l3, int rectangles, double* partial) {
+__device__ void loop_partial(const double* u, const Block& b, int rectangles, double* partial) {
     __shared__ double sums[FLOWHMC_BLOCK];
-    const int dims[4] = {l0, l1, l2, l3};
-    long long volume = (long long)l0 * l1 * l2 * l3;
+    long long volume = block_volume(b);
     double acc = 0.0;
     for (long long x = (long long)blockIdx.x * blockDim.x + threadIdx.x; x < volume;
          x += (long long)gridDim.x * blockDim.x) {
+        int c[4];
+        block_coords(b, x, c);
+        long long X = extended_site(b, c);
         for (int mu = 0; mu < 4; ++mu) {
             for (int nu = 0; nu < 4; ++nu) {
                 if (nu == mu || (!rectangles && nu < mu)) {
                     continue;
                 }
-                long long y = x;
+                long long y = X;
                 Su3 loop;
                 if (rectangles) {
                     int mus[6] = {mu, mu, nu, mu, mu, nu};
                     bool fw[6] = {true, true, true, false, false, false};
-                    loop = path_product(u, y, dims, mus, fw, 6);
+                    loop = path_product(u, y, b, mus, fw, 6);
                 } else {
                     int mus[4] = {mu, nu, mu, nu};
                     bool fw[4] = {true, true, false, false};
-                    loop = path_product(u, y, dims, mus, fw, 4);
+                    loop = path_product(u, y, b, mus, fw, 4);
                 }
                 acc += loop.e[0].re + loop.e[4].re + loop.e[8].re;
             }
@@ -285,9 +292,11 @@ __device__ void loop_partial(const double* u, int l0, int l1, int l2, int l3, in
 
 // Every link projected back to SU(3) (the CPU's Su3::project): the first row normalised,
 // the second orthogonalised to it and normalised, the third their conjugate cross product.
-__device__ void project_links(double* u, long long links) {
-    for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < links;
-         k += (long long)gridDim.x * blockDim.x) {
+__device__ void project_links(double* u, const Block& blk) {
+    long long links = block_volume(blk) * 4;
+    for (long long l = (long long)blockIdx.x * blockDim.x + threadIdx.x; l < links;
+         l += (long long)gridDim.x * blockDim.x) {
+        long long k = extended_link(blk, l);
         Complex<double> a[3], b[3];
         for (int c = 0; c < 3; ++c) {
             a[c] = load(u, k * 9 + c);
@@ -323,14 +332,46 @@ __device__ void project_links(double* u, long long links) {
     }
 }
 
-extern "C" __global__ void project_f64(double* u, long long links) { project_links(u, links); }
+__device__ void link_slab(double* u, const Block& b, int mu, int start, double* buffer, int unpack) {
+    long long sites = FLOWHMC_LINK_HALO;
+    for (int nu = 0; nu < 4; ++nu) {
+        if (nu != mu) {
+            sites *= b.e[nu];
+        }
+    }
+    long long n = sites * 72;
+    for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < n; k += (long long)gridDim.x * blockDim.x) {
+        // slab site s: the coordinates of the box with X_mu = start + (depth coordinate)
+        long long s = k / 72, rest = s, X = 0, stride = 1;
+        for (int nu = 0; nu < 4; ++nu) {
+            int extent = nu == mu ? FLOWHMC_LINK_HALO : b.e[nu];
+            int c = (int)(rest % extent);
+            rest /= extent;
+            X += (nu == mu ? start + c : c) * stride;
+            stride *= b.e[nu];
+        }
+        long long at = X * 72 + k % 72;
+        if (unpack) {
+            u[at] = buffer[k];
+        } else {
+            buffer[k] = u[at];
+        }
+    }
+}
 
-extern "C" __global__ void gauge_force_f64(const double* u, double* p, int l0, int l1, int l2, int l3, double c_plaq, double c_rect) {
-    gauge_force(u, p, l0, l1, l2, l3, c_plaq, c_rect);
+extern "C" __global__ void project_f64(double* u, int l0, int l1, int l2, int l3, int cut, int edges) {
+    project_links(u, make_block(l0, l1, l2, l3, cut, edges));
 }
-extern "C" __global__ void link_update_f64(double* u, const double* p, int l0, int l1, int l2, int l3, double eps) {
-    link_update(u, p, l0, l1, l2, l3, eps);
+
+extern "C" __global__ void gauge_force_f64(const double* u, double* p, int l0, int l1, int l2, int l3, int cut, int edges, double c_plaq, double c_rect) {
+    gauge_force(u, p, make_block(l0, l1, l2, l3, cut, edges), c_plaq, c_rect);
 }
-extern "C" __global__ void loop_partial_f64(const double* u, int l0, int l1, int l2, int l3, int rectangles, double* partial) {
-    loop_partial(u, l0, l1, l2, l3, rectangles, partial);
+extern "C" __global__ void link_update_f64(double* u, const double* p, int l0, int l1, int l2, int l3, int cut, int edges, double eps) {
+    link_update(u, p, make_block(l0, l1, l2, l3, cut, edges), eps);
+}
+extern "C" __global__ void loop_partial_f64(const double* u, int l0, int l1, int l2, int l3, int cut, int edges, int rectangles, double* partial) {
+    loop_partial(u, make_block(l0, l1, l2, l3, cut, edges), rectangles, partial);
+}
+extern "C" __global__ void link_slab_f64(double* u, int l0, int l1, int l2, int l3, int cut, int edges, int mu, int start, double* buffer, int unpack) {
+    link_slab(u, make_block(l0, l1, l2, l3, cut, edges), mu, start, buffer, unpack);
 }
