@@ -61,6 +61,15 @@ pub fn plaquette<G: PackedGroup>(u: &GaugeField<G>, site: usize, mu: usize, nu: 
     lower.mul_adj(&upper)
 }
 
+/// The clover: the sum Q_{mu nu}(x) of the four plaquettes around x in the (mu, nu) plane,
+/// each a loop from x oriented mu then nu (so Q_{nu mu} = Q_{mu nu}^dagger).
+pub fn clover_leaves<G: PackedGroup>(u: &GaugeField<G>, site: usize, mu: usize, nu: usize) -> G::Elem {
+    let (m, n) = (Step::up(mu), Step::up(nu));
+    let (mb, nb) = (Step::down(mu), Step::down(nu));
+    let leaves = [[m, n, mb, nb], [n, mb, nb, m], [mb, nb, m, n], [nb, m, n, mb]];
+    leaves.iter().fold(G::Elem::zero(), |acc, path| acc.add(&path_product(u, site, path).0))
+}
+
 /// Path of the rectangle R_{mu nu}(x) (long in mu).
 pub fn rectangle_path(mu: usize, nu: usize) -> [Step; 6] {
     [Step::up(mu), Step::up(mu), Step::up(nu), Step::down(mu), Step::down(mu), Step::down(nu)]

@@ -268,6 +268,11 @@ impl<'a, G: PackedGroup, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
         links
     }
 
+    /// The gauge field it was built on.
+    pub fn gauge_field(&self) -> &'a GaugeField<G> {
+        self.u
+    }
+
     /// The hopping parameter.
     pub fn kappa(&self) -> f64 {
         self.kappa

@@ -17,15 +17,12 @@ use crate::action::{GaugeAction, GaugeActionKind};
 use crate::backend::cpu::PackedGroup;
 use crate::field::{GaugeField, MomentumField};
 use crate::group::LinkMatrix;
-use crate::loops::{Step, path_product};
+use crate::loops::clover_leaves;
 use crate::parallel::global_sum;
 
 /// The clover field strength G_{mu nu}(x) (anti-Hermitian, traceless for SU(N)).
 pub fn clover<G: PackedGroup>(u: &GaugeField<G>, site: usize, mu: usize, nu: usize) -> G::Elem {
-    let (m, n) = (Step::up(mu), Step::up(nu));
-    let (mb, nb) = (Step::down(mu), Step::down(nu));
-    let leaves = [[m, n, mb, nb], [n, mb, nb, m], [mb, nb, m, n], [nb, m, n, mb]];
-    let c = leaves.iter().fold(G::Elem::zero(), |acc, path| acc.add(&path_product(u, site, path).0));
+    let c = clover_leaves(u, site, mu, nu);
     let g = c.sub(&c.adj()).scale(0.125);
     if G::NC > 1 { g.add_scalar(-g.trace() / G::NC as f64) } else { g }
 }
