@@ -3,6 +3,7 @@
 //! A force is F_a(x, mu) = -d/dw S(exp(w T_a) U_mu(x)) at w = 0 in the generator basis of
 //! [`crate::group`], so the MD equations are dP/dt = F, dU/dt = P U.
 
+pub mod clover;
 #[cfg(feature = "cuda")]
 pub mod device;
 pub mod exact_determinant;

@@ -20,7 +20,7 @@
 //! M_hat = A_ee - kappa^2 H_eo A_oo^{-1} H_oe (the conventions of [`super::operator`]).
 
 use super::gamma::gamma;
-use super::operator::{FermionMatrix, FermionOperator};
+use super::operator::{Discretization, FermionMatrix, FermionOperator};
 use super::wilson::{Boundary, WilsonOperator};
 use crate::backend::cpu::PackedGroup;
 use crate::backend::cpu::packed::{ColorVector, LANES, Real};
@@ -33,6 +33,39 @@ use crate::spinor::{MIN_CHUNK, Spinor, SpinorField};
 use num_complex::Complex64;
 use rayon::prelude::*;
 use std::sync::Arc;
+
+/// Clover-improved Wilson fermions with coefficient c_sw on the fields of a checkerboard, with
+/// a boundary phase in time: the [`Discretization`] whose operators are [`CloverOperator`]s.
+#[derive(Clone, Debug)]
+pub struct Clover {
+    cb: Checkerboard,
+    boundary: Boundary,
+    csw: f64,
+}
+
+impl Clover {
+    /// Clover fermions with coefficient `csw` on the layout `cb`, `boundary` in time.
+    pub fn new(cb: Checkerboard, boundary: Boundary, csw: f64) -> Self {
+        Clover { cb, boundary, csw }
+    }
+
+    /// The clover coefficient.
+    pub fn csw(&self) -> f64 {
+        self.csw
+    }
+}
+
+impl<G: PackedGroup, const S: usize> Discretization<G, S> for Clover {
+    type Operator<'a> = CloverOperator<'a, G, S>;
+
+    fn checkerboard(&self) -> &Checkerboard {
+        &self.cb
+    }
+
+    fn operator<'a>(&'a self, u: &'a GaugeField<G>, kappa: f64) -> Result<CloverOperator<'a, G, S>> {
+        CloverOperator::new(u, &self.cb, kappa, self.csw, self.boundary)
+    }
+}
 
 /// The site-local part of the clover operator on one gauge field: per site and chirality the
 /// Hermitian block of C and the inverse of the block of A = 1 + C, dense and row-major in the
@@ -352,13 +385,8 @@ impl<G: PackedGroup, const S: usize> CloverOperator<'_, G, S> {
     }
 
     /// p_a(y, lambda) += c d/dw Re(a^dagger C b) for every link, U_lambda(y) -> exp(w T_a)
-    /// U_lambda(y), a and b full fields. With Y_{mu nu}(x) = sum_{s s'} (gamma_mu gamma_nu)_{s s'}
-    /// b_{s'}(x) a_s(x)^dagger (a colour matrix) and Z = Y - Y^dagger,
-    /// Re(a^dagger C b) = -(kappa c_sw / 8) sum_x sum_{mu<nu} Re tr(Q_{mu nu}(x) Z_{mu nu}(x)).
-    /// A link lies on two plaquettes per plane it spans, each a leaf of its four corners z;
-    /// a leaf that runs the link forward contributes Re tr(T_a U W), W the rest of the loop
-    /// from the link's end back to y with Z(z) inserted at z, and one that runs it backward the
-    /// same with -Z (Z is anti-Hermitian).
+    /// U_lambda(y), a and b full fields: [`CloverOperator::add_trace_derivative`] with
+    /// O(x) = b(x) a(x)^dagger.
     fn add_clover_derivative(
         &self,
         a: &SpinorField<G, S>,
@@ -367,9 +395,68 @@ impl<G: PackedGroup, const S: usize> CloverOperator<'_, G, S> {
         p: &mut MomentumField<G>,
     ) {
         let cb = self.checkerboard();
+        let n = G::NC;
+        self.add_trace_derivative(
+            |x| {
+                let av: Vec<Complex64> = (0..S * n).map(|k| a.get(cb, x, k / n, k % n)).collect();
+                let bv: Vec<Complex64> = (0..S * n).map(|k| b.get(cb, x, k / n, k % n)).collect();
+                Some(bv.iter().flat_map(|bi| av.iter().map(move |aj| bi * aj.conj())).collect())
+            },
+            c,
+            p,
+        );
+    }
+
+    /// p_a(y, lambda) += c d/dw ln det A_pp for every link: the force of the log-determinant
+    /// of the diagonal blocks of parity p (d ln det A = tr(A^{-1} dC)), with
+    /// [`CloverOperator::add_trace_derivative`] at O(x) = A(x)^{-1} on the sites of parity p.
+    pub fn add_log_det_derivative(&self, parity: usize, c: f64, p: &mut MomentumField<G>) {
+        let cb = self.checkerboard();
+        let lattice = cb.lattice();
+        let (side, h) = (self.term.side, S / 2);
+        let sn = S * G::NC;
+        self.add_trace_derivative(
+            |x| {
+                if lattice.parity(x) as usize != parity {
+                    return None;
+                }
+                let (q, i, lane) = cb.locate(x);
+                let slot = cb.field_index(q, i) * LANES + lane;
+                let mut o = vec![Complex64::new(0.0, 0.0); sn * sn];
+                for chi in 0..2 {
+                    let block = &self.term.inverse[(slot * 2 + chi) * side * side..][..side * side];
+                    let offset = chi * h * G::NC;
+                    for (r, k) in (0..side).flat_map(|r| (0..side).map(move |k| (r, k))) {
+                        o[(offset + r) * sn + offset + k] = block[r * side + k];
+                    }
+                }
+                Some(o)
+            },
+            c,
+            p,
+        );
+    }
+
+    /// p_a(y, lambda) += c d/dw Re sum_x tr(O(x) C(x)) for every link, U_lambda(y) -> exp(w T_a)
+    /// U_lambda(y), with O(x) fixed (S N) x (S N) matrices, row-major in the index spin N +
+    /// colour, `outer(x)` (None: zero at x). With Y_{mu nu}(x)_{beta alpha} = sum_{s s'}
+    /// (gamma_mu gamma_nu)_{s s'} O(x)_{(s' beta), (s alpha)} and Z = Y - Y^dagger,
+    /// Re tr(O C) = -(kappa c_sw / 8) sum_{mu<nu} Re tr(Q_{mu nu}(x) Z_{mu nu}(x)). A link lies
+    /// on two plaquettes per plane it spans, each a leaf of its four corners z; a leaf that runs
+    /// the link forward contributes Re tr(T_a U W), W the rest of the loop from the link's end
+    /// back to y with Z(z) inserted at z, and one that runs it backward the same with -Z (Z is
+    /// anti-Hermitian).
+    fn add_trace_derivative(
+        &self,
+        outer: impl Fn(usize) -> Option<Vec<Complex64>> + Sync,
+        c: f64,
+        p: &mut MomentumField<G>,
+    ) {
+        let cb = self.checkerboard();
         let u = self.wilson.gauge_field();
         let lattice = cb.lattice();
         let (d, n) = (lattice.ndim(), G::NC);
+        let sn = S * n;
         let pairs: Vec<(usize, usize)> = (0..d).flat_map(|mu| (mu + 1..d).map(move |nu| (mu, nu))).collect();
         let plane = |mu: usize, nu: usize| pairs.iter().position(|&q| q == (mu.min(nu), mu.max(nu))).unwrap();
         let products: Vec<Vec<Vec<Complex64>>> = pairs
@@ -383,14 +470,14 @@ impl<G: PackedGroup, const S: usize> CloverOperator<'_, G, S> {
         let z: Vec<G::Elem> = (0..lattice.volume())
             .into_par_iter()
             .flat_map_iter(|x| {
-                let av: Vec<Complex64> = (0..S * n).map(|k| a.get(cb, x, k / n, k % n)).collect();
-                let bv: Vec<Complex64> = (0..S * n).map(|k| b.get(cb, x, k / n, k % n)).collect();
+                let o = outer(x);
                 products.iter().map(move |g| {
+                    let Some(o) = &o else { return G::Elem::zero() };
                     let mut reals = vec![0.0; 2 * n * n];
                     for (row, col) in (0..n).flat_map(|r| (0..n).map(move |c| (r, c))) {
                         let mut y = Complex64::new(0.0, 0.0);
                         for (s, t) in (0..S).flat_map(|s| (0..S).map(move |t| (s, t))) {
-                            y += g[s][t] * bv[t * n + row] * av[s * n + col].conj();
+                            y += g[s][t] * o[(t * n + row) * sn + s * n + col];
                         }
                         reals[2 * (row * n + col)] = y.re;
                         reals[2 * (row * n + col) + 1] = y.im;

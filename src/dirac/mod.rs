@@ -9,7 +9,7 @@ pub mod operator;
 pub mod solve;
 pub mod wilson;
 
-pub use clover::{CloverOperator, CloverTerm};
+pub use clover::{Clover, CloverOperator, CloverTerm};
 pub use operator::{Discretization, FermionMatrix, FermionOperator};
 pub use solve::{DiracOperator, Method, Operator, solve};
 pub use wilson::{Boundary, Wilson, WilsonOperator};
