@@ -105,6 +105,9 @@ pub struct Card {
 pub enum FermionKind {
     /// Wilson fermions (r = 1).
     Wilson,
+    /// Clover-improved Wilson fermions ([`crate::dirac::clover`]) with coefficient `csw`;
+    /// with even/odd preconditioning the table adds the odd-site determinant term NAME.det.
+    Clover,
 }
 
 /// Fermion boundary conditions in time.
@@ -150,6 +153,9 @@ pub struct FermionCard {
     pub name: Option<String>,
     /// The discretisation.
     pub kind: FermionKind,
+    /// The clover coefficient c_sw (kind "clover" only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csw: Option<f64>,
     /// Number of flavours (2).
     pub flavors: u32,
     /// Hopping parameter.
@@ -220,6 +226,17 @@ impl FermionCard {
         } else {
             (0..=self.hasenbusch.len()).map(|i| format!("{base}.{i}")).collect()
         }
+    }
+
+    /// The name of the odd-site determinant term of even/odd clover fermions
+    /// ([`crate::action::clover::CloverDeterminant`]): NAME.det, after the pseudofermion terms.
+    pub fn determinant_name(&self, index: usize) -> Option<String> {
+        (self.kind == FermionKind::Clover && self.even_odd && !self.exact_determinant).then(|| {
+            let base = self.name.clone().unwrap_or_else(|| {
+                if index == 0 { "fermions".to_string() } else { format!("fermions{}", index + 1) }
+            });
+            format!("{base}.det")
+        })
     }
 
     /// (kappa, kappa_heavy) of each term, in the order of [`FermionCard::term_names`]: the
@@ -682,7 +699,7 @@ pub enum DeviceKind {
     Cpu,
     /// The CUDA backend on the first GPU (a build with the cargo feature `cuda`): SU(3) in 4D,
     /// HMC with the gauge action and even/odd Wilson pseudofermions; on a process grid every
-    /// rank takes a GPU of its node ([`crate::backend::cuda::gpu_of_rank`]).
+    /// rank takes a GPU of its node (`backend::cuda::gpu_of_rank`).
     Cuda,
     /// The CUDA backend with its kernels run by the CPU emulation: the whole device path on a
     /// machine without a GPU, for tests (much slower than the CPU backend).
@@ -829,6 +846,21 @@ impl Card {
             if d != 2 && d != 4 {
                 return bad(format!("{at}: Wilson fermions need a 2D or 4D lattice"));
             }
+            match (f.kind, f.csw) {
+                (FermionKind::Clover, None) => {
+                    return bad(format!("{at}: kind = \"clover\" needs csw (e.g. csw = 1.769)"));
+                }
+                (FermionKind::Clover, Some(csw)) if !csw.is_finite() => {
+                    return bad(format!("{at}.csw = {csw}: must be finite"));
+                }
+                (FermionKind::Wilson, Some(csw)) => {
+                    return bad(format!("{at}.csw = {csw}: only for kind = \"clover\""));
+                }
+                _ => {}
+            }
+            if f.kind == FermionKind::Clover && f.exact_determinant {
+                return bad(format!("{at}.exact_determinant: the dense determinant is of Wilson quarks"));
+            }
             if f.even_odd {
                 Checkerboard::check_dims(&self.lattice.dims)
                     .or_else(|e| bad(format!("{at}.even_odd: {}", strip(e))))?;
@@ -964,6 +996,9 @@ impl Card {
         if self.update.kind != UpdateKind::Hmc {
             return bad("the CUDA backend runs HMC (update.kind = \"hmc\")");
         }
+        if let Some(i) = self.fermions.iter().position(|f| f.kind == FermionKind::Clover) {
+            return bad(&format!("fermions[{i}]: the CUDA backend runs Wilson quarks (kind = \"wilson\")"));
+        }
         if let Some(i) = self.fermions.iter().position(|f| !f.even_odd || f.exact_determinant) {
             return bad(&format!(
                 "fermions[{i}]: the CUDA backend runs even/odd pseudofermions (even_odd = true, no exact_determinant)"
@@ -1058,6 +1093,7 @@ impl Card {
         let mut names = vec![GAUGE_MONOMIAL.to_string()];
         for (i, f) in self.fermions.iter().enumerate() {
             names.extend(f.term_names(i));
+            names.extend(f.determinant_name(i));
         }
         names
     }
@@ -1353,5 +1389,26 @@ mod tests {
             "card.toml",
         );
         assert!(dims.unwrap_err().to_string().contains("divisible by 4"));
+    }
+
+    #[test]
+    fn clover_tables() {
+        let clover = fermions(("kind = \"wilson\"\n", "kind = \"clover\"\ncsw = 1.769\n")).unwrap();
+        assert_eq!(clover.fermions[0].csw, Some(1.769));
+        // the odd-site determinant after the pseudofermion terms
+        assert_eq!(
+            clover.monomial_names(),
+            ["gauge", "fermions.0", "fermions.1", "fermions.2", "fermions.det"]
+        );
+        assert_eq!(Card::parse(&clover.to_toml(), "again").unwrap(), clover);
+        let full =
+            fermions(("kind = \"wilson\"\n", "kind = \"clover\"\ncsw = 1.0\neven_odd = false\n")).unwrap();
+        assert_eq!(full.monomial_names(), ["gauge", "fermions.0", "fermions.1", "fermions.2"]);
+        let e = |edit| fermions(edit).unwrap_err().to_string();
+        assert!(e(("kind = \"wilson\"", "kind = \"clover\"")).contains("kind = \"clover\" needs csw"));
+        assert!(
+            e(("kind = \"wilson\"\n", "kind = \"wilson\"\ncsw = 1.0\n")).contains("csw = 1: only for kind")
+        );
+        assert!(e(("kind = \"wilson\"\n", "kind = \"clover\"\ncsw = inf\n")).contains("must be finite"));
     }
 }

@@ -3,14 +3,16 @@
 //! line shows. Gauge fields of every group (with or without fermions) and real scalar fields
 //! (phi^4) implement it.
 
-use super::card::{Card, GAUGE_MONOMIAL, Start, Theory};
+use super::card::{Card, FermionCard, FermionKind, GAUGE_MONOMIAL, Start, Theory};
 use super::measure::{measure, measure_hadrons, measure_scalar};
+use crate::action::clover::CloverDeterminant;
 use crate::action::exact_determinant::ExactDeterminant;
 use crate::action::fermion::{Pseudofermion, PseudofermionParams};
 use crate::action::{GaugeAction, Monomial, Phi4Action};
 use crate::backend::cpu::PackedGroup;
 use crate::checkerboard::Checkerboard;
 use crate::comm::on_root;
+use crate::dirac::Clover;
 use crate::error::{Error, Result};
 use crate::field::GaugeField;
 use crate::flow::{FlowField, FlowModel, LatentField};
@@ -75,6 +77,31 @@ pub fn load_configuration<F: NativeField + 'static>(path: &Path, lattice: &Arc<L
 /// independence sampler started far from where its model puts weight (a Gaussian field in a
 /// near-critical phi^4 theory) keeps rejecting for a very long time; a model sample is a
 /// typical start.
+/// The pseudofermion term `name` of the table `f` (Wilson or clover quarks) with `params` on
+/// the layout `cb` of an `ndim`-dimensional lattice.
+fn pseudofermion<G: PackedGroup>(
+    f: &FermionCard,
+    name: &str,
+    params: PseudofermionParams,
+    cb: &Checkerboard,
+    stream: u64,
+    ndim: usize,
+) -> Box<dyn Monomial<GaugeField<G>>> {
+    let cb = cb.clone();
+    match (f.kind, f.csw, ndim) {
+        (FermionKind::Clover, Some(csw), 2) => {
+            let clover = Clover::new(cb, params.boundary, csw);
+            Box::new(Pseudofermion::<G, 2, Clover>::with_discretization(name, params, clover, stream))
+        }
+        (FermionKind::Clover, Some(csw), _) => {
+            let clover = Clover::new(cb, params.boundary, csw);
+            Box::new(Pseudofermion::<G, 4, Clover>::with_discretization(name, params, clover, stream))
+        }
+        (_, _, 2) => Box::new(Pseudofermion::<G, 2>::new(name, params, cb, stream)),
+        _ => Box::new(Pseudofermion::<G, 4>::new(name, params, cb, stream)),
+    }
+}
+
 fn model_sample<F: FlowField>(card: &Card) -> Result<F> {
     let key = StreamKey::new(card.run.seed, Purpose::HotStart, 0);
     Ok(card_model(card)?.propose::<F>(&[key])?.pop().expect("one proposal per key"))
@@ -138,11 +165,18 @@ impl<G: PackedGroup> ChainField for GaugeField<G> {
                     solver,
                     mixed_precision: f.solver.kind == super::card::SolverKind::MixedCg,
                 };
-                monomials.push(match lattice.ndim() {
-                    2 => Box::new(Pseudofermion::<G, 2>::new(name, params, cb.clone(), stream)),
-                    _ => Box::new(Pseudofermion::<G, 4>::new(name, params, cb.clone(), stream)),
-                });
+                monomials.push(pseudofermion::<G>(f, name, params, &cb, stream, lattice.ndim()));
                 stream += 1;
+            }
+            if let (Some(name), Some(csw)) = (f.determinant_name(i), f.csw) {
+                monomials.push(Box::new(CloverDeterminant::new(
+                    &name,
+                    cb.clone(),
+                    f.kappa,
+                    csw,
+                    boundary,
+                    f.flavors,
+                )));
             }
         }
         Ok(monomials)

@@ -14,10 +14,10 @@
 //! then `magnetization` (m = sum_x phi(x) / V), `abs_magnetization` (|m|) and `phi_squared`
 //! (sum_x phi(x)^2 / V); the summary adds the two-point susceptibility estimator V m^2.
 
-use super::card::{FermionCard, FlowCard, HadronCard};
+use super::card::{FermionCard, FermionKind, FlowCard, HadronCard};
 use crate::backend::cpu::PackedGroup;
 use crate::checkerboard::Checkerboard;
-use crate::dirac::WilsonOperator;
+use crate::dirac::{CloverOperator, WilsonOperator};
 use crate::error::Result;
 use crate::field::GaugeField;
 use crate::group::U1;
@@ -124,11 +124,25 @@ fn hadrons_with_spins<G: PackedGroup, const S: usize>(
     update: u64,
 ) -> Result<Map<String, Value>> {
     let cb = Checkerboard::for_fields(u.lattice().clone(), fermions.even_odd)?;
-    let w = WilsonOperator::<G, S>::new(u, &cb, fermions.kappa, fermions.boundary_phase())?;
+    let (kappa, boundary) = (fermions.kappa, fermions.boundary_phase());
     let (method, solver) = (fermions.solver_method(), fermions.solver_params());
-    let condensate =
-        chiral_condensate(&w, hadrons.noise, &StreamKey::new(seed, Purpose::Noise, update), method, &solver)?;
-    let pion = pion_correlator(&w, method, &solver)?;
+    let key = StreamKey::new(seed, Purpose::Noise, update);
+    let (condensate, pion) = match (fermions.kind, fermions.csw) {
+        (FermionKind::Clover, Some(csw)) => {
+            let w = CloverOperator::<G, S>::new(u, &cb, kappa, csw, boundary)?;
+            (
+                chiral_condensate(&w, hadrons.noise, &key, method, &solver)?,
+                pion_correlator(&w, method, &solver)?,
+            )
+        }
+        _ => {
+            let w = WilsonOperator::<G, S>::new(u, &cb, kappa, boundary)?;
+            (
+                chiral_condensate(&w, hadrons.noise, &key, method, &solver)?,
+                pion_correlator(&w, method, &solver)?,
+            )
+        }
+    };
     let mut m = Map::new();
     m.insert("chiral_condensate".into(), json!(condensate.value));
     m.insert("pion_effective_mass".into(), json!(effective_mass(&pion.value)));

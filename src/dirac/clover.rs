@@ -385,8 +385,7 @@ impl<G: PackedGroup, const S: usize> CloverOperator<'_, G, S> {
     }
 
     /// p_a(y, lambda) += c d/dw Re(a^dagger C b) for every link, U_lambda(y) -> exp(w T_a)
-    /// U_lambda(y), a and b full fields: [`CloverOperator::add_trace_derivative`] with
-    /// O(x) = b(x) a(x)^dagger.
+    /// U_lambda(y), a and b full fields: `add_trace_derivative` with O(x) = b(x) a(x)^dagger.
     fn add_clover_derivative(
         &self,
         a: &SpinorField<G, S>,
@@ -408,8 +407,8 @@ impl<G: PackedGroup, const S: usize> CloverOperator<'_, G, S> {
     }
 
     /// p_a(y, lambda) += c d/dw ln det A_pp for every link: the force of the log-determinant
-    /// of the diagonal blocks of parity p (d ln det A = tr(A^{-1} dC)), with
-    /// [`CloverOperator::add_trace_derivative`] at O(x) = A(x)^{-1} on the sites of parity p.
+    /// of the diagonal blocks of parity p (d ln det A = tr(A^{-1} dC)): the clover leaves'
+    /// derivative of Re sum_x tr(O(x) C(x)) at O(x) = A(x)^{-1} on the sites of parity p.
     pub fn add_log_det_derivative(&self, parity: usize, c: f64, p: &mut MomentumField<G>) {
         let cb = self.checkerboard();
         let lattice = cb.lattice();

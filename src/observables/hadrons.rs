@@ -1,4 +1,5 @@
-//! Fermionic observables of one Wilson flavour (M = 1 - kappa H, README, Conventions).
+//! Fermionic observables of one flavour of Wilson or clover quarks (any
+//! [`FermionMatrix`]: M = 1 - kappa H (+ C), README, Conventions).
 //!
 //! - Chiral condensate per flavour: (1/V) Re tr M^{-1} (trace over sites, spin and colour),
 //!   estimated with Gaussian noise, tr M^{-1} = <eta^dagger M^{-1} eta> for <eta eta^dagger> = 1.
@@ -9,7 +10,7 @@
 use crate::backend::cpu::PackedGroup;
 use crate::backend::cpu::packed::ColorVector;
 use crate::checkerboard::Checkerboard;
-use crate::dirac::{Method, WilsonOperator, solve};
+use crate::dirac::{FermionMatrix, Method, solve};
 use crate::error::Result;
 use crate::exact_sum::ExactSum;
 use crate::rng::StreamKey;
@@ -30,7 +31,7 @@ pub struct Measured<T> {
 /// solved by `method` (even/odd preconditioned when the operator's fields have the even/odd
 /// layout).
 pub fn chiral_condensate<G: PackedGroup, const S: usize>(
-    w: &WilsonOperator<'_, G, S>,
+    w: &impl FermionMatrix<G, S>,
     noise: usize,
     key: &StreamKey,
     method: Method,
@@ -52,7 +53,7 @@ pub fn chiral_condensate<G: PackedGroup, const S: usize>(
 /// solved by `method` (even/odd preconditioned when the operator's fields have the even/odd
 /// layout); each C(t) summed exactly over the sites of its time slice on every rank.
 pub fn pion_correlator<G: PackedGroup, const S: usize>(
-    w: &WilsonOperator<'_, G, S>,
+    w: &impl FermionMatrix<G, S>,
     method: Method,
     solver: &SolverParams,
 ) -> Result<Measured<Vec<f64>>> {
@@ -95,7 +96,7 @@ pub fn effective_mass(c: &[f64]) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dirac::Boundary;
+    use crate::dirac::{Boundary, WilsonOperator};
     use crate::field::GaugeField;
     use crate::geometry::Lattice;
     use crate::group::U1;
