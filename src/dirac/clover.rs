@@ -26,6 +26,7 @@ use crate::backend::cpu::PackedGroup;
 use crate::backend::cpu::packed::{ColorVector, LANES, Real};
 use crate::checkerboard::Checkerboard;
 use crate::error::{Error, Result};
+use crate::exact_sum::ExactSum;
 use crate::field::{GaugeField, MomentumField};
 use crate::group::LinkMatrix;
 use crate::loops::{Step, clover_leaves, path_product};
@@ -119,14 +120,9 @@ impl CloverTerm {
             })
             .collect();
         let block_len = side * side;
-        let slots = cb.full_len() * LANES;
-        let mut term = vec![Complex64::new(0.0, 0.0); slots * 2 * block_len];
-        let mut inverse = term.clone();
-        let mut log_det = [0.0; 2];
-        let mut reals = vec![0.0; 2 * n * n];
-        for site in 0..lattice.volume() {
-            let (p, i, lane) = cb.locate(site);
-            let slot = cb.field_index(p, i) * LANES + lane;
+        // per site (in parallel): the two blocks of C, their inverses of 1 + C, ln det 1 + C
+        let per_site = |site: usize| -> Result<(Vec<Complex64>, Vec<Complex64>, f64)> {
+            let mut reals = vec![0.0; 2 * n * n];
             // F_{mu nu}(x) of each pair, dense row-major
             let strengths: Vec<Vec<Complex64>> = pairs
                 .iter()
@@ -136,9 +132,10 @@ impl CloverTerm {
                     reals.chunks_exact(2).map(|z| Complex64::new(z[0], z[1])).collect()
                 })
                 .collect();
-            for chi in 0..2 {
-                let at = (slot * 2 + chi) * block_len;
-                let block = &mut term[at..at + block_len];
+            let mut blocks = vec![Complex64::new(0.0, 0.0); 2 * block_len];
+            let mut inverses = Vec::with_capacity(2 * block_len);
+            let mut ln_det = 0.0;
+            for (chi, block) in blocks.chunks_exact_mut(block_len).enumerate() {
                 for (f, g) in strengths.iter().zip(products.iter().map(|pair| &pair[chi])) {
                     for (r, c) in (0..h).flat_map(|r| (0..h).map(move |c| (r, c))) {
                         for (a, b) in (0..n).flat_map(|a| (0..n).map(move |b| (a, b))) {
@@ -148,11 +145,26 @@ impl CloverTerm {
                 }
                 let mut a: Vec<Complex64> = block.to_vec();
                 (0..side).for_each(|k| a[k * side + k] += 1.0);
-                let (inv, ln_det) = invert(&a, side).ok_or_else(|| singular(lattice.global_site(site)))?;
-                inverse[at..at + block_len].copy_from_slice(&inv);
-                log_det[lattice.parity(site) as usize] += ln_det;
+                let (inv, block_ln_det) =
+                    invert(&a, side).ok_or_else(|| singular(lattice.global_site(site)))?;
+                inverses.extend(inv);
+                ln_det += block_ln_det;
             }
+            Ok((blocks, inverses, ln_det))
+        };
+        let sites: Vec<_> = (0..lattice.volume()).into_par_iter().map(per_site).collect::<Result<_>>()?;
+        let slots = cb.full_len() * LANES;
+        let mut term = vec![Complex64::new(0.0, 0.0); slots * 2 * block_len];
+        let mut inverse = term.clone();
+        let mut sums = [ExactSum::default(), ExactSum::default()];
+        for (site, (blocks, inverses, ln_det)) in sites.into_iter().enumerate() {
+            let (p, i, lane) = cb.locate(site);
+            let at = (cb.field_index(p, i) * LANES + lane) * 2 * block_len;
+            term[at..at + 2 * block_len].copy_from_slice(&blocks);
+            inverse[at..at + 2 * block_len].copy_from_slice(&inverses);
+            sums[lattice.parity(site) as usize].add(ln_det);
         }
+        let log_det = sums.map(|s| s.value());
         Ok(CloverTerm { side, term, inverse, log_det })
     }
 
