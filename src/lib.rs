@@ -30,6 +30,7 @@ pub mod memory;
 pub mod observables;
 pub mod parallel;
 pub mod phase_space;
+pub mod rational;
 pub mod reference;
 pub mod rng;
 pub mod scalar;

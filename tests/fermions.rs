@@ -259,6 +259,7 @@ fn hmc_agrees_with_exact_determinant_reweighting() {
     rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| {
         hmc_vs_reweighting(
             0.24,
+            2.0,
             |cb, params| vec![Box::new(Pseudofermion::<U1, 2>::new("fermions", params, cb.clone(), 0)) as _],
             |q, cb, kappa| {
                 let w = WilsonOperator::<U1, 2>::new(q, cb, kappa, Boundary::ANTIPERIODIC).unwrap();
@@ -282,6 +283,7 @@ fn clover_hmc_agrees_with_exact_determinant_reweighting() {
     rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| {
         hmc_vs_reweighting(
             0.23,
+            2.0,
             |cb, params| {
                 let kappa = params.kappa;
                 let clover = Clover::new(cb.clone(), Boundary::ANTIPERIODIC, csw);
@@ -310,9 +312,11 @@ fn clover_hmc_agrees_with_exact_determinant_reweighting() {
 type Fermions = Vec<Box<dyn flowhmc::action::Monomial<flowhmc::field::GaugeField<U1>>>>;
 
 /// HMC with the gauge action and the fermion monomials `fermions(cb, params)` at `kappa`
-/// against quenched configurations reweighted with exp(2 ln_det(U, cb, kappa)) (see the tests).
+/// against quenched configurations reweighted with |det M|^flavors = exp(flavors ln_det(U, cb,
+/// kappa)) (see the tests).
 fn hmc_vs_reweighting(
     kappa: f64,
+    flavors: f64,
     fermions: impl Fn(
         &flowhmc::checkerboard::Checkerboard,
         flowhmc::action::fermion::PseudofermionParams,
@@ -370,7 +374,7 @@ fn hmc_vs_reweighting(
     for k in 0..therm + 40000 {
         quenched.step(&mut q, k).unwrap();
         if k >= therm {
-            ln_w.push(2.0 * ln_det(&q, &cb, kappa));
+            ln_w.push(flavors * ln_det(&q, &cb, kappa));
             pq.push(average_plaquette(&q));
         }
     }

@@ -10,6 +10,7 @@ pub mod exact_determinant;
 pub mod fermion;
 pub mod gauge;
 pub mod phi4;
+pub mod rational;
 
 use crate::error::Result;
 use crate::phase_space::PhaseSpace;
