@@ -123,8 +123,8 @@ kind = "hmc"
 trajectory_length = 1.0
 {update}
 [run]
-trajectories = 160
-thermalization = 30
+trajectories = 120
+thermalization = 20
 seed = 5
 start = "cold"
 checkpoint_every = 1000
