@@ -218,9 +218,7 @@ impl FermionCard {
 
     /// The monomial names of this table's terms, `index` its position among the tables.
     pub fn term_names(&self, index: usize) -> Vec<String> {
-        let base = self.name.clone().unwrap_or_else(|| {
-            if index == 0 { "fermions".to_string() } else { format!("fermions{}", index + 1) }
-        });
+        let base = self.base_name(index);
         if self.hasenbusch.is_empty() {
             vec![base]
         } else {
@@ -231,11 +229,14 @@ impl FermionCard {
     /// The name of the odd-site determinant term of even/odd clover fermions
     /// ([`crate::action::clover::CloverDeterminant`]): NAME.det, after the pseudofermion terms.
     pub fn determinant_name(&self, index: usize) -> Option<String> {
-        (self.kind == FermionKind::Clover && self.even_odd && !self.exact_determinant).then(|| {
-            let base = self.name.clone().unwrap_or_else(|| {
-                if index == 0 { "fermions".to_string() } else { format!("fermions{}", index + 1) }
-            });
-            format!("{base}.det")
+        (self.kind == FermionKind::Clover && self.even_odd && !self.exact_determinant)
+            .then(|| format!("{}.det", self.base_name(index)))
+    }
+
+    /// NAME of the table at position `index`: its `name`, else "fermions", "fermions2", ...
+    fn base_name(&self, index: usize) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            if index == 0 { "fermions".to_string() } else { format!("fermions{}", index + 1) }
         })
     }
 

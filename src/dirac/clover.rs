@@ -19,7 +19,7 @@
 //! M = [[A_ee, -kappa H_eo], [-kappa H_oe, A_oo]] with det M = det A_oo det M_hat,
 //! M_hat = A_ee - kappa^2 H_eo A_oo^{-1} H_oe (the conventions of [`super::operator`]).
 
-use super::gamma::gamma;
+use super::gamma::{SpinMatrix, gamma};
 use super::operator::{Discretization, FermionMatrix, FermionOperator};
 use super::wilson::{Boundary, WilsonOperator};
 use crate::backend::cpu::PackedGroup;
@@ -105,15 +105,11 @@ impl CloverTerm {
         let (h, n) = (S / 2, G::NC);
         let side = h * n;
         let d = lattice.ndim();
-        // the chiral blocks of gamma_mu gamma_nu, mu < nu: [chirality][pair][row][column]
-        let pairs: Vec<(usize, usize)> = (0..d).flat_map(|mu| (mu + 1..d).map(move |nu| (mu, nu))).collect();
-        let products: Vec<[Vec<Vec<Complex64>>; 2]> = pairs
+        // the chiral blocks of gamma_mu gamma_nu, mu < nu: [pair][chirality][row][column]
+        let (pairs, full) = planes(S, d);
+        let products: Vec<[Vec<Vec<Complex64>>; 2]> = full
             .iter()
-            .map(|&(mu, nu)| {
-                let (a, b) = (gamma(S, mu), gamma(S, nu));
-                let g: Vec<Vec<Complex64>> = (0..S)
-                    .map(|r| (0..S).map(|c| (0..S).map(|k| a[r][k] * b[k][c]).sum()).collect())
-                    .collect();
+            .map(|g| {
                 std::array::from_fn(|chi| {
                     (0..h).map(|r| (0..h).map(|c| g[chi * h + r][chi * h + c]).collect()).collect()
                 })
@@ -211,6 +207,22 @@ impl CloverTerm {
             }
         });
     }
+}
+
+/// The planes (mu, nu), mu < nu, of a `d`-dimensional lattice in the order of the clover
+/// term's sums, and gamma_mu gamma_nu for each (dense, `spins` x `spins`).
+fn planes(spins: usize, d: usize) -> (Vec<(usize, usize)>, Vec<SpinMatrix>) {
+    let pairs: Vec<(usize, usize)> = (0..d).flat_map(|mu| (mu + 1..d).map(move |nu| (mu, nu))).collect();
+    let products = pairs
+        .iter()
+        .map(|&(mu, nu)| {
+            let (a, b) = (gamma(spins, mu), gamma(spins, nu));
+            (0..spins)
+                .map(|r| (0..spins).map(|c| (0..spins).map(|k| a[r][k] * b[k][c]).sum()).collect())
+                .collect()
+        })
+        .collect();
+    (pairs, products)
 }
 
 /// The inverse of the `n` x `n` row-major matrix `a` and ln |det a| (Gauss-Jordan elimination
@@ -468,15 +480,8 @@ impl<G: PackedGroup, const S: usize> CloverOperator<'_, G, S> {
         let lattice = cb.lattice();
         let (d, n) = (lattice.ndim(), G::NC);
         let sn = S * n;
-        let pairs: Vec<(usize, usize)> = (0..d).flat_map(|mu| (mu + 1..d).map(move |nu| (mu, nu))).collect();
+        let (pairs, products) = planes(S, d);
         let plane = |mu: usize, nu: usize| pairs.iter().position(|&q| q == (mu.min(nu), mu.max(nu))).unwrap();
-        let products: Vec<Vec<Vec<Complex64>>> = pairs
-            .iter()
-            .map(|&(mu, nu)| {
-                let (g, h) = (gamma(S, mu), gamma(S, nu));
-                (0..S).map(|r| (0..S).map(|k| (0..S).map(|j| g[r][j] * h[j][k]).sum()).collect()).collect()
-            })
-            .collect();
         // Z_{mu nu}(x) per site and plane
         let z: Vec<G::Elem> = (0..lattice.volume())
             .into_par_iter()
