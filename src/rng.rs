@@ -32,6 +32,10 @@ pub enum Purpose {
     ModelInit = 9,
     /// Whether a symmetrized flow proposal is reflected (one draw per update).
     FlowReflection = 10,
+    /// Noise fields of the reweighting factor of a rational approximation.
+    Reweighting = 11,
+    /// Start vectors of the spectral-range check of rational HMC.
+    SpectralCheck = 12,
 }
 
 /// SplitMix64 finaliser: a bijective 64-bit mixer (Steele, Lea, Flood 2014).

@@ -788,6 +788,14 @@ fn cards_the_device_cannot_run_are_refused() {
     let odd_links = two_d.replace("[run]", "[run]\nlink_reals = 14");
     let e = Card::parse(&odd_links, "card.toml").unwrap_err().to_string();
     assert!(e.contains("run.link_reals = 14: 18 (whole links) or 12"), "{e}");
+    let four_d = two_d.replace("[16, 16]", "[4, 4, 4, 4]").replace("\"u1\"", "\"su3\"");
+    let rational = format!(
+        "{four_d}[[fermions]]\nkind = \"wilson\"\nflavors = 1\nkappa = 0.1\n\
+         rational = {{ range = [0.36, 1.64], tolerance = 1e-7 }}\n\
+         solver = {{ kind = \"cg\", tolerance = 1e-10, max_iterations = 100 }}\n"
+    );
+    let e = Card::parse(&rational, "card.toml").unwrap_err().to_string();
+    assert!(e.contains("fermions[0]: the CUDA backend runs two-flavour pseudofermions (no rational)"), "{e}");
 }
 
 /// A host context whose parameters name `run.device = "cuda-emulated"` (and `"cuda"` where a

@@ -355,9 +355,11 @@ fn flows_are_refused_on_more_than_one_rank_with_one_message() {
     );
 }
 
-/// A small Nf = 2 card (even/odd, a Hasenbusch mass, mixed-precision CG) that measures the
-/// Wilson flow and hadrons, writing into `out`.
-fn nf2_card(out: &std::path::Path, trajectories: u64, extra_run_keys: &str) -> flowhmc::chain::Card {
+/// A small Nf = 2 + 1 card (the doublet even/odd with a Hasenbusch mass and mixed-precision
+/// CG, the third quark by rational HMC with its reweighting factor) that measures the Wilson
+/// flow and hadrons, writing into `out`. The rational range holds the Schur operator's
+/// spectrum at kappa = 0.1: |Q_hat| in [1 - 64 kappa^2, 1 + 64 kappa^2].
+fn nf2p1_card(out: &std::path::Path, trajectories: u64, extra_run_keys: &str) -> flowhmc::chain::Card {
     let text = format!(
         "[lattice]\ndims = [4, 4, 4, 8]\n[gauge]\ngroup = \"su3\"\naction = \"iwasaki\"\nbeta = 2.5\n\
          [update]\nkind = \"hmc\"\ntrajectory_length = 0.5\nintegrator = \"omelyan\"\nsteps = 4\n\
@@ -366,7 +368,10 @@ fn nf2_card(out: &std::path::Path, trajectories: u64, extra_run_keys: &str) -> f
          [measure]\nflow = {{ epsilon = 0.05, t_max = 0.2, every = 2 }}\nhadrons = {{ every = 2, noise = 1 }}\n\
          [[fermions]]\nkind = \"wilson\"\nflavors = 2\nkappa = 0.12\nboundary = \"antiperiodic\"\n\
          even_odd = true\nhasenbusch = [0.1]\n\
-         solver = {{ kind = \"mixed-cg\", tolerance = 1e-10, max_iterations = 1000 }}\n",
+         solver = {{ kind = \"mixed-cg\", tolerance = 1e-10, max_iterations = 1000 }}\n\
+         [[fermions]]\nname = \"strange\"\nkind = \"wilson\"\nflavors = 1\nkappa = 0.1\n\
+         rational = {{ range = [0.36, 1.64], tolerance = 1e-6, reweight_sources = 1 }}\n\
+         solver = {{ kind = \"cg\", tolerance = 1e-10, max_iterations = 1000 }}\n",
         out.display().to_string()
     );
     flowhmc::chain::Card::parse(&text, "nf2.toml").unwrap()
@@ -394,24 +399,28 @@ fn a_run_on_ranks_writes_the_files_of_one_process_and_resumes_on_another_grid() 
     use flowhmc::chain::{RunOptions, run_card};
     let scratch = common::empty_dir("flowhmc-ranks-run");
     let one = scratch.join("one");
-    run_card(&nf2_card(&one, 4, ""), RunOptions { resume: false, quiet: true }).unwrap();
+    run_card(&nf2p1_card(&one, 4, ""), RunOptions { resume: false, quiet: true }).unwrap();
     let want = chain_files(&one);
+    assert!(
+        String::from_utf8_lossy(&want.1).contains("\"strange.rw\":"),
+        "the reweighting factor is measured"
+    );
     // the grid chosen for 2 ranks (time cut) and one given for 4
     let two = scratch.join("two");
-    let done = run_on_ranks(&nf2_card(&two, 4, ""), 2, false);
+    let done = run_on_ranks(&nf2p1_card(&two, 4, ""), 2, false);
     assert_eq!(done.into_iter().map(Result::unwrap).collect::<Vec<_>>(), [true, false], "rank 0 summarises");
     assert!(chain_files(&two) == want, "2 ranks: checkpoint and measurements");
     let four = scratch.join("four");
-    run_on_ranks(&nf2_card(&four, 4, "process_grid = [1, 2, 1, 2]"), 4, false).into_iter().for_each(|r| {
+    run_on_ranks(&nf2p1_card(&four, 4, "process_grid = [1, 2, 1, 2]"), 4, false).into_iter().for_each(|r| {
         r.unwrap();
     });
     assert!(chain_files(&four) == want, "4 ranks: checkpoint and measurements");
     // stopped after 2 measured trajectories on 2 ranks, resumed on 4 ranks cutting y and t
     let split = scratch.join("split");
-    run_on_ranks(&nf2_card(&split, 2, ""), 2, false).into_iter().for_each(|r| {
+    run_on_ranks(&nf2p1_card(&split, 2, ""), 2, false).into_iter().for_each(|r| {
         r.unwrap();
     });
-    run_on_ranks(&nf2_card(&split, 4, "process_grid = [1, 2, 1, 2]"), 4, true).into_iter().for_each(|r| {
+    run_on_ranks(&nf2p1_card(&split, 4, "process_grid = [1, 2, 1, 2]"), 4, true).into_iter().for_each(|r| {
         r.unwrap();
     });
     assert!(chain_files(&split) == want, "a resume on another grid repeats the chain");
@@ -427,7 +436,7 @@ fn bad_input_on_ranks_fails_every_rank_with_one_message() {
     std::fs::write(&junk, b"not a configuration").unwrap();
     let good = scratch.join("good");
     flowhmc::chain::run_card(
-        &nf2_card(&good, 2, ""),
+        &nf2p1_card(&good, 2, ""),
         flowhmc::chain::RunOptions { resume: false, quiet: true },
     )
     .unwrap();
@@ -437,7 +446,7 @@ fn bad_input_on_ranks_fails_every_rank_with_one_message() {
     bytes[n - 100] ^= 1;
     std::fs::write(&flipped, bytes).unwrap();
     let out = scratch.join("out");
-    let base = nf2_card(&out, 2, "").to_toml();
+    let base = nf2p1_card(&out, 2, "").to_toml();
     let card = |from: &str, to: &str| {
         assert!(base.contains(from), "{from}");
         flowhmc::chain::Card::parse(&base.replacen(from, to, 1), "bad.toml").unwrap()

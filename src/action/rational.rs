@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::field::{GaugeField, MomentumField};
 use crate::rational::Zolotarev;
 use crate::rng::{Purpose, StreamKey};
-use crate::solver::{SolverParams, multishift_cg};
+use crate::solver::{SolverParams, SpectralBounds, extreme_eigenvalues, multishift_cg};
 use crate::spinor::{Sites, SpinorField};
 use num_complex::Complex64;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -98,6 +98,36 @@ impl<G: PackedGroup, const S: usize, D: Discretization<G, S>> RationalPseudoferm
         })
     }
 
+    /// R(Q^2) x = A (x + sum_k r_k (Q^2 + mu_k^2)^{-1} x), one multi-shift solve.
+    fn apply_rational(
+        &self,
+        w: &impl FermionOperator<G, S>,
+        x: &SpinorField<G, S>,
+    ) -> Result<SpinorField<G, S>> {
+        let fractions = self.params.approximation.partial_fractions();
+        let shifts: Vec<f64> = fractions.iter().map(|&(_, mu)| mu).collect();
+        let xs = self.shifted_solves(w, x, &shifts)?;
+        let mut y = x.clone();
+        for (xk, &(r, _)) in xs.iter().zip(&fractions) {
+            y.axpy(Complex64::new(r, 0.0), xk);
+        }
+        y.scale(Complex64::new(self.params.approximation.scale, 0.0));
+        Ok(y)
+    }
+
+    /// Z x = (Q^2 R(Q^2)^2 - 1) x: two multi-shift solves and one Q^2.
+    fn apply_error(
+        &self,
+        w: &impl FermionOperator<G, S>,
+        x: &SpinorField<G, S>,
+    ) -> Result<SpinorField<G, S>> {
+        let r2x = self.apply_rational(w, &self.apply_rational(w, x)?)?;
+        let mut z = x.zeros_like();
+        w.apply_normal(self.params.even_odd, &r2x, &mut z);
+        z.axpy(Complex64::new(-1.0, 0.0), x);
+        Ok(z)
+    }
+
     /// X_k = (Q^2 + mu_k^2)^{-1} phi and the residues r_k.
     fn solutions(&self, w: &impl FermionOperator<G, S>) -> Result<(Vec<SpinorField<G, S>>, Vec<f64>)> {
         let fractions = self.params.approximation.partial_fractions();
@@ -164,6 +194,80 @@ impl<G: PackedGroup, const S: usize, D: Discretization<G, S>> Monomial<GaugeFiel
 
     fn take_solver_iterations(&self) -> usize {
         self.iterations.swap(0, Ordering::Relaxed)
+    }
+}
+
+/// What a run asks of a rational term besides its monomial: the check of the approximation's
+/// range against the spectrum, and the reweighting factor of its error. Object safe, so that a
+/// run holds the terms of any discretisation and dimension.
+pub trait RationalTerm<G: PackedGroup>: Monomial<GaugeField<G>> {
+    /// The approximation of (Q^2)^{-1/2}.
+    fn approximation(&self) -> &Zolotarev;
+
+    /// The smallest and largest eigenvalue of Q^2 = M^dagger M (M_hat^dagger M_hat with
+    /// even/odd) on the gauge field `u`, by Lanczos from the Gaussian noise of `key`, converged
+    /// to `tolerance` ([`crate::solver::lanczos`]): what the approximation's range must hold.
+    fn spectral_bounds(
+        &self,
+        u: &GaugeField<G>,
+        key: &StreamKey,
+        tolerance: f64,
+        max_iterations: usize,
+    ) -> Result<SpectralBounds>;
+
+    /// One stochastic estimate of the reweighting factor of the approximation's error on the
+    /// gauge field `u`, from the Gaussian noise of `key` (openQCD's construction, its rwrat
+    /// module): the exact weight det(Q^2)^{1/2} over the simulated det R(Q^2)^{-1} is
+    /// W = det(1 + Z)^{1/2}, Z = Q^2 R(Q^2)^2 - 1, and for eta with density exp(-eta^dagger eta)
+    /// the mean of exp(-eta^dagger [(1 + Z)^{-1/2} - 1] eta) is W. The bracket is the series
+    /// sum_k binom(-1/2, k) Z^k, summed until a term falls below 1e-14 of the first; an error
+    /// when it does not converge within 30 terms (then |Z| is not small: the spectrum of Q^2
+    /// reaches outside the range of the approximation). Z x is known to the solver tolerance
+    /// relative to x, so that tolerance must lie well below delta.
+    fn reweighting_factor(&self, u: &GaugeField<G>, key: &StreamKey) -> Result<f64>;
+}
+
+impl<G: PackedGroup, const S: usize, D: Discretization<G, S>> RationalTerm<G>
+    for RationalPseudofermion<G, S, D>
+{
+    fn approximation(&self) -> &Zolotarev {
+        &self.params.approximation
+    }
+
+    fn reweighting_factor(&self, u: &GaugeField<G>, key: &StreamKey) -> Result<f64> {
+        let sites = if self.params.even_odd { Sites::Parity(0) } else { Sites::All };
+        let eta = SpinorField::<G, S>::gaussian(self.fermions.checkerboard(), sites, key);
+        let w = self.fermions.operator(u, self.params.kappa)?;
+        let (mut coefficient, mut z, mut sum, mut first) = (1.0, eta.clone(), 0.0, None);
+        for k in 1..=30 {
+            coefficient *= -(2 * k - 1) as f64 / (2 * k) as f64;
+            z = self.apply_error(&w, &z)?;
+            let term = coefficient * eta.dot(&z).re;
+            sum += term;
+            let first = *first.get_or_insert(term.abs());
+            if term.abs() <= 1e-14 * first {
+                return Ok((-sum).exp());
+            }
+        }
+        Err(Error::Numerical(format!(
+            "pseudofermion term {:?}: the reweighting series of the rational approximation does not \
+             converge; the spectrum of M^dagger M reaches outside its range [{}, {}]",
+            self.name, self.params.approximation.range.0, self.params.approximation.range.1
+        )))
+    }
+
+    fn spectral_bounds(
+        &self,
+        u: &GaugeField<G>,
+        key: &StreamKey,
+        tolerance: f64,
+        max_iterations: usize,
+    ) -> Result<SpectralBounds> {
+        let sites = if self.params.even_odd { Sites::Parity(0) } else { Sites::All };
+        let start = SpinorField::<G, S>::gaussian(self.fermions.checkerboard(), sites, key);
+        let w = self.fermions.operator(u, self.params.kappa)?;
+        let form = if self.params.even_odd { Operator::SchurNormal } else { Operator::FullNormal };
+        extreme_eigenvalues(&DiracOperator { op: &w, form }, &start, tolerance, max_iterations)
     }
 }
 
@@ -243,6 +347,52 @@ mod tests {
         check_heatbath_and_force::<Su3, 4>(&[4, 4, 4, 4]);
     }
 
+    /// The eigenvalues of M^dagger M (U(1) 4 x 4, full operator) from the dense matrix.
+    fn dense_normal_spectrum(u: &GaugeField<U1>, cb: &Checkerboard) -> (Vec<f64>, Mat<Complex64>) {
+        let w = WilsonOperator::<U1, 2>::new(u, cb, 0.12, Boundary::ANTIPERIODIC).unwrap();
+        let m = crate::dirac::dense::dense_matrix(&w);
+        let normal: Mat<Complex64> = m.adjoint() * &m;
+        let eigen = normal.self_adjoint_eigen(faer::Side::Lower).unwrap();
+        ((0..m.nrows()).map(|j| eigen.S()[j].re).collect(), eigen.U().to_owned())
+    }
+
+    /// The mean of the reweighting estimates over many noise fields equals the exact factor
+    /// prod_j lambda_j^{1/2} R(lambda_j) over the eigenvalues of M^dagger M, for an
+    /// approximation of low degree (delta of a few per cent, so that W differs from 1), and
+    /// Lanczos finds the smallest and largest of those eigenvalues.
+    #[test]
+    fn reweighting_factor_and_spectral_bounds_match_the_dense_spectrum() {
+        let lat = Arc::new(Lattice::new(&[4, 4]).unwrap());
+        let u = GaugeField::<U1>::hot(lat.clone(), 4);
+        let cb = Checkerboard::new(lat.clone()).unwrap();
+        let mut params = params(false);
+        params.approximation = Zolotarev::new(3, 1e-3, 10.0).unwrap();
+        params.solver.tolerance = 1e-11;
+        let term = RationalPseudofermion::<U1, 2>::new(
+            "rhmc",
+            params.clone(),
+            Wilson::new(cb.clone(), Boundary::ANTIPERIODIC),
+            0,
+        );
+        let (lambda, _) = dense_normal_spectrum(&u, &cb);
+        let exact: f64 = lambda.iter().map(|&l| l.sqrt() * params.approximation.eval(l)).product();
+        let n = 400;
+        let samples: Vec<f64> = (0..n)
+            .map(|k| term.reweighting_factor(&u, &StreamKey::new(5, Purpose::Noise, k)).unwrap())
+            .collect();
+        let mean = samples.iter().sum::<f64>() / n as f64;
+        let err = (samples.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / ((n - 1) * n) as f64).sqrt();
+        println!("delta {}: W = {mean} +- {err}, exact {exact}", params.approximation.delta);
+        assert!(((mean - exact) / err).abs() < 3.5, "W = {mean} +- {err}, exact {exact}");
+        assert!((exact - 1.0).abs() > 10.0 * err, "the factor must differ from 1 to test anything");
+        let bounds = term.spectral_bounds(&u, &StreamKey::new(5, Purpose::Noise, 0), 1e-10, 500).unwrap();
+        let (lo, hi) = (lambda[0], lambda[lambda.len() - 1]);
+        assert!(
+            (bounds.min - lo).abs() < 1e-8 * hi && (bounds.max - hi).abs() < 1e-8 * hi,
+            "{bounds:?}: [{lo}, {hi}]"
+        );
+    }
+
     /// The action equals phi^dagger (M^dagger M)^{-1/2} phi from the dense matrix's
     /// eigen-decomposition (U(1) 4 x 4, full operator) within the approximation's error.
     #[test]
@@ -258,17 +408,13 @@ mod tests {
         );
         term.refresh(&u, 2, 0).unwrap();
         let action = term.action(&u).unwrap();
-        let w = WilsonOperator::<U1, 2>::new(&u, &cb, 0.12, Boundary::ANTIPERIODIC).unwrap();
-        let m = crate::dirac::dense::dense_matrix(&w);
-        let normal: Mat<Complex64> = m.adjoint() * &m;
-        let eigen = normal.self_adjoint_eigen(faer::Side::Lower).unwrap();
+        let (values, vectors) = dense_normal_spectrum(&u, &cb);
         let phi = term.phi().unwrap();
         let n = lat.volume() * 2;
         let v: Vec<Complex64> = (0..n).map(|k| phi.get(&cb, k / 2, k % 2, 0)).collect();
-        let (values, vectors) = (eigen.S(), eigen.U());
         let mut exact = 0.0;
         for j in 0..n {
-            let lambda = values[j].re;
+            let lambda = values[j];
             assert!((1e-3..10.0).contains(&lambda), "eigenvalue {lambda} outside the range");
             let overlap: Complex64 = (0..n).map(|k| vectors[(k, j)].conj() * v[k]).sum();
             exact += overlap.norm_sqr() / lambda.sqrt();

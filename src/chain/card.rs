@@ -69,6 +69,7 @@ use crate::flow::u1::U1EquivariantArchitecture;
 use crate::flow::{Architecture, Precision, TheoryTag};
 use crate::geometry::Lattice;
 use crate::integrator::{Integrator, Level, Scheme};
+use crate::rational::Zolotarev;
 use crate::solver::SolverParams;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -156,8 +157,12 @@ pub struct FermionCard {
     /// The clover coefficient c_sw (kind "clover" only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub csw: Option<f64>,
-    /// Number of flavours (2).
+    /// Number of flavours: 2 (a doublet, two-flavour pseudofermions) or, with `rational`, any
+    /// n >= 1 (n rational pseudofermions, each of weight det(M^dagger M)^{1/2}).
     pub flavors: u32,
+    /// Rational HMC ([`RationalCard`]); needed for one flavour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rational: Option<RationalCard>,
     /// Hopping parameter.
     pub kappa: f64,
     /// Boundary condition in time.
@@ -175,6 +180,42 @@ pub struct FermionCard {
     /// pseudofermions (small lattices, flow-mh only; default false).
     #[serde(default)]
     pub exact_determinant: bool,
+}
+
+/// `rational = { range = [ra, rb], tolerance = 1e-7 }` (or `degree = n` for `tolerance`) in a
+/// fermion table: its flavours by rational HMC ([`crate::action::rational`]) with the
+/// Zolotarev approximation of (M^dagger M)^{-1/2} on the range of eigenvalues of
+/// |Q| = (M^dagger M)^{1/2} (of M_hat with even/odd) given by `range`, so [ra^2, rb^2] for
+/// M^dagger M. openQCD's rational functions (its `[Rational ...]` sections) also take the range of
+/// |Q|, for its operator 2 kappa times smaller: openQCD's [ra, rb] is this [ra, rb] / (2 kappa).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RationalCard {
+    /// [ra, rb]: bounds of the eigenvalues of |Q|, 0 < ra < rb.
+    pub range: [f64; 2],
+    /// The largest relative error of the approximation (the least degree reaching it is used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<f64>,
+    /// The degree, in place of `tolerance`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degree: Option<usize>,
+    /// Noise fields per measurement of the reweighting factor of the approximation's error,
+    /// the column NAME.rw (default 0: not measured).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reweight_sources: u64,
+}
+
+impl RationalCard {
+    /// The approximation the table asks for (validated card).
+    pub fn approximation(&self) -> Result<Zolotarev> {
+        let [ra, rb] = self.range;
+        match (self.tolerance, self.degree) {
+            (Some(tolerance), None) => Zolotarev::with_tolerance(ra * ra, rb * rb, tolerance),
+            (None, Some(n)) => Zolotarev::new(n, ra * ra, rb * rb),
+            _ => Err(Error::Card("rational: give tolerance or degree, one of them".into())),
+        }
+        .map_err(|e| Error::Card(format!("rational: {}", strip(e))))
+    }
 }
 
 fn yes() -> bool {
@@ -216,14 +257,13 @@ impl FermionCard {
         SolverParams { tolerance: self.solver.tolerance, max_iterations: self.solver.max_iterations }
     }
 
-    /// The monomial names of this table's terms, `index` its position among the tables.
+    /// The monomial names of this table's pseudofermion terms, `index` its position among the
+    /// tables: NAME; with Hasenbusch masses NAME.0 .. NAME.n; with `rational` and n > 1 flavours
+    /// NAME.0 .. NAME.(n-1), one per flavour.
     pub fn term_names(&self, index: usize) -> Vec<String> {
         let base = self.base_name(index);
-        if self.hasenbusch.is_empty() {
-            vec![base]
-        } else {
-            (0..=self.hasenbusch.len()).map(|i| format!("{base}.{i}")).collect()
-        }
+        let count = if self.rational.is_some() { self.flavors as usize } else { self.hasenbusch.len() + 1 };
+        if count == 1 { vec![base] } else { (0..count).map(|i| format!("{base}.{i}")).collect() }
     }
 
     /// The name of the odd-site determinant term of even/odd clover fermions
@@ -234,7 +274,7 @@ impl FermionCard {
     }
 
     /// NAME of the table at position `index`: its `name`, else "fermions", "fermions2", ...
-    fn base_name(&self, index: usize) -> String {
+    pub fn base_name(&self, index: usize) -> String {
         self.name.clone().unwrap_or_else(|| {
             if index == 0 { "fermions".to_string() } else { format!("fermions{}", index + 1) }
         })
@@ -866,11 +906,42 @@ impl Card {
                 Checkerboard::check_dims(&self.lattice.dims)
                     .or_else(|e| bad(format!("{at}.even_odd: {}", strip(e))))?;
             }
-            if f.flavors != 2 {
-                return bad(format!(
-                    "{at}.flavors = {}: only 2 (a degenerate doublet) is supported",
-                    f.flavors
-                ));
+            match (&f.rational, f.flavors) {
+                (None, 2) => {}
+                (None, n) => {
+                    return bad(format!(
+                        "{at}.flavors = {n}: without rational only 2 (a degenerate doublet); one flavour \
+                         needs rational = {{ range = [ra, rb], tolerance = 1e-7 }}"
+                    ));
+                }
+                (Some(_), 0) => return bad(format!("{at}.flavors = 0: need at least one")),
+                (Some(r), _) => {
+                    let [ra, rb] = r.range;
+                    if !(ra > 0.0 && rb > ra && rb.is_finite()) {
+                        return bad(format!("{at}.rational.range = [{ra}, {rb}]: need 0 < ra < rb"));
+                    }
+                    match (r.tolerance, r.degree) {
+                        (Some(t), None) if !(t > 0.0 && t < 1.0) => {
+                            return bad(format!("{at}.rational.tolerance = {t}: need 0 < tolerance < 1"));
+                        }
+                        (None, Some(n)) if !(1..=64).contains(&n) => {
+                            return bad(format!("{at}.rational.degree = {n}: need 1 <= degree <= 64"));
+                        }
+                        (Some(_), None) | (None, Some(_)) => {}
+                        _ => return bad(format!("{at}.rational: give tolerance or degree, one of them")),
+                    }
+                    if let Err(e) = r.approximation() {
+                        return bad(format!("{at}.{}", strip(e)));
+                    }
+                    if !f.hasenbusch.is_empty() {
+                        return bad(format!(
+                            "{at}.hasenbusch: not with rational (the terms split by flavour)"
+                        ));
+                    }
+                    if f.exact_determinant {
+                        return bad(format!("{at}.exact_determinant: not with rational"));
+                    }
+                }
             }
             if !(f.kappa > 0.0 && f.kappa < max_kappa(d)) {
                 return bad(format!(
@@ -996,6 +1067,11 @@ impl Card {
         }
         if self.update.kind != UpdateKind::Hmc {
             return bad("the CUDA backend runs HMC (update.kind = \"hmc\")");
+        }
+        if let Some(i) = self.fermions.iter().position(|f| f.rational.is_some()) {
+            return bad(&format!(
+                "fermions[{i}]: the CUDA backend runs two-flavour pseudofermions (no rational)"
+            ));
         }
         if let Some(i) = self.fermions.iter().position(|f| f.kind == FermionKind::Clover) {
             return bad(&format!("fermions[{i}]: the CUDA backend runs Wilson quarks (kind = \"wilson\")"));
@@ -1411,5 +1487,59 @@ mod tests {
             e(("kind = \"wilson\"\n", "kind = \"wilson\"\ncsw = 1.0\n")).contains("csw = 1: only for kind")
         );
         assert!(e(("kind = \"wilson\"\n", "kind = \"clover\"\ncsw = inf\n")).contains("must be finite"));
+    }
+
+    #[test]
+    fn rational_tables() {
+        let one = "flavors = 1\nrational = { range = [0.1, 2.0], tolerance = 1e-7 }\n";
+        let strange = fermions((
+            "flavors = 2\nkappa = 0.24\nhasenbusch = [0.1, 0.2]\n",
+            &format!("{one}kappa = 0.2\n"),
+        ))
+        .unwrap();
+        assert_eq!(strange.monomial_names(), ["gauge", "fermions"]);
+        let z = strange.fermions[0].rational.as_ref().unwrap().approximation().unwrap();
+        // the range of |Q| is squared for M^dagger M, the degree the least reaching 1e-7
+        assert_eq!(z.range, (0.1 * 0.1, 4.0));
+        assert!(z.delta <= 1e-7 && Zolotarev::new(z.degree() - 1, 0.01, 4.0).unwrap().delta > 1e-7);
+        assert_eq!(Card::parse(&strange.to_toml(), "again").unwrap(), strange);
+        // clover: one pseudofermion per flavour, then the odd-site determinant
+        let two = fermions((
+            "kind = \"wilson\"\nflavors = 2\nkappa = 0.24\nhasenbusch = [0.1, 0.2]\n",
+            "kind = \"clover\"\ncsw = 1.0\nflavors = 2\nkappa = 0.2\nrational = { range = [0.1, 2.0], degree = 6 }\n",
+        ))
+        .unwrap();
+        assert_eq!(two.monomial_names(), ["gauge", "fermions.0", "fermions.1", "fermions.det"]);
+        assert_eq!(two.fermions[0].rational.as_ref().unwrap().approximation().unwrap().degree(), 6);
+        let e = |edit: (&str, String)| fermions((edit.0, &edit.1)).unwrap_err().to_string();
+        let with = |r: &str| {
+            (
+                "flavors = 2\nkappa = 0.24\nhasenbusch = [0.1, 0.2]\n",
+                format!("flavors = 1\nkappa = 0.2\nrational = {r}\n"),
+            )
+        };
+        let bad_range = e(with("{ range = [2.0, 0.1], tolerance = 1e-7 }"));
+        assert!(bad_range.contains("fermions[0].rational.range = [2, 0.1]: need 0 < ra < rb"), "{bad_range}");
+        assert!(e(with("{ range = [0.1, 2.0] }")).contains("give tolerance or degree"));
+        assert!(
+            e(with("{ range = [0.1, 2.0], degree = 3, tolerance = 1e-3 }"))
+                .contains("give tolerance or degree")
+        );
+        assert!(
+            e(with("{ range = [0.1, 2.0], tolerance = 0.0 }"))
+                .contains("tolerance = 0: need 0 < tolerance < 1")
+        );
+        assert!(e(with("{ range = [0.1, 2.0], degree = 65 }")).contains("degree = 65"));
+        let unreachable = e(with("{ range = [1e-9, 2.0], tolerance = 1e-15 }"));
+        assert!(unreachable.contains("no degree up to 64 reaches"), "{unreachable}");
+        assert!(
+            e(with("{ range = [0.1, 2.0], tolerance = 1e-7, sources = 1 }"))
+                .contains("unknown field `sources`")
+        );
+        let hasenbusch = e(("flavors = 2\n", one.to_string()));
+        assert!(hasenbusch.contains("hasenbusch: not with rational"), "{hasenbusch}");
+        let without =
+            e(("flavors = 2\nkappa = 0.24\nhasenbusch = [0.1, 0.2]\n", "flavors = 1\nkappa = 0.2\n".into()));
+        assert!(without.contains("flavors = 1: without rational only 2"), "{without}");
     }
 }

@@ -5,6 +5,7 @@
 
 use super::card::{Card, FermionCard, FermionKind, GAUGE_MONOMIAL, Start, Theory};
 use super::measure::{measure, measure_hadrons, measure_scalar};
+use super::rational::{measure_reweighting, rational_terms, spectral_check};
 use crate::action::clover::CloverDeterminant;
 use crate::action::exact_determinant::ExactDeterminant;
 use crate::action::fermion::{Pseudofermion, PseudofermionParams};
@@ -42,6 +43,12 @@ pub trait ChainField: LatentField + NativeField + PartialEq + 'static {
     fn measure(&self, card: &Card, report: &StepReport, update: u64) -> Result<Map<String, Value>>;
     /// The observable the progress line shows: its short name and its value.
     fn headline(&self) -> (&'static str, f64);
+    /// Checks of the card's approximations on this field before update `update` (collective):
+    /// the lines to print (the spectral-range check of rational tables,
+    /// [`super::rational::spectral_check`]); none by default.
+    fn check_approximations(&self, _card: &Card, _update: u64) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
 }
 
 /// Loads a start configuration (NERSC for 4D SU(3), or native) onto `lattice`, whose extents
@@ -156,17 +163,23 @@ impl<G: PackedGroup> ChainField for GaugeField<G> {
                 });
                 continue;
             }
-            for (name, (kappa, kappa_heavy)) in f.term_names(i).iter().zip(f.term_kappas()) {
-                let params = PseudofermionParams {
-                    kappa,
-                    kappa_heavy,
-                    boundary,
-                    even_odd: f.even_odd,
-                    solver,
-                    mixed_precision: f.solver.kind == super::card::SolverKind::MixedCg,
-                };
-                monomials.push(pseudofermion::<G>(f, name, params, &cb, stream, lattice.ndim()));
-                stream += 1;
+            if f.rational.is_some() {
+                let terms = rational_terms::<G>(f, i, &cb, lattice.ndim(), stream)?;
+                stream += terms.len() as u64;
+                monomials.extend(terms.into_iter().map(|t| t as Box<dyn Monomial<Self>>));
+            } else {
+                for (name, (kappa, kappa_heavy)) in f.term_names(i).iter().zip(f.term_kappas()) {
+                    let params = PseudofermionParams {
+                        kappa,
+                        kappa_heavy,
+                        boundary,
+                        even_odd: f.even_odd,
+                        solver,
+                        mixed_precision: f.solver.kind == super::card::SolverKind::MixedCg,
+                    };
+                    monomials.push(pseudofermion::<G>(f, name, params, &cb, stream, lattice.ndim()));
+                    stream += 1;
+                }
             }
             if let (Some(name), Some(csw)) = (f.determinant_name(i), f.csw) {
                 monomials.push(Box::new(CloverDeterminant::new(
@@ -189,11 +202,16 @@ impl<G: PackedGroup> ChainField for GaugeField<G> {
         if let Some(h) = card.measure.hadrons.as_ref().filter(|h| measured.is_multiple_of(h.every)) {
             record.extend(measure_hadrons(self, &card.fermions[0], h, card.run.seed, update)?);
         }
+        record.extend(measure_reweighting(card, self, update)?);
         Ok(record)
     }
 
     fn headline(&self) -> (&'static str, f64) {
         ("plaq", average_plaquette(self))
+    }
+
+    fn check_approximations(&self, card: &Card, update: u64) -> Result<Vec<String>> {
+        spectral_check(card, self, update)
     }
 }
 

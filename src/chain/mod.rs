@@ -7,6 +7,7 @@ pub mod fields;
 pub mod footprint;
 pub mod measure;
 pub mod progress;
+pub mod rational;
 pub mod run;
 pub mod summary;
 pub mod train;

@@ -319,6 +319,15 @@ fn run<C: ChainField>(card: &Card, options: RunOptions, comm: Arc<dyn Comm>) -> 
     };
     let therm = card.run.thermalization;
     let total = therm + card.run.trajectories;
+    let report_checks = |u: &C, update: u64| -> Result<()> {
+        for line in u.check_approximations(card, update)? {
+            if root && (!options.quiet || line.contains("WARNING")) {
+                eprintln!("{line}");
+            }
+        }
+        Ok(())
+    };
+    report_checks(&u, first)?;
     let path = dir.join(MEASUREMENTS);
     let mut file = on_root(comm.as_ref(), || {
         std::fs::OpenOptions::new().append(true).open(&path).map_err(|e| Error::io(&path, e))
@@ -361,6 +370,9 @@ fn run<C: ChainField>(card: &Card, options: RunOptions, comm: Arc<dyn Comm>) -> 
         }
     }
     let seconds = (steps > 0).then(|| started.elapsed().as_secs_f64() / steps as f64);
+    if steps > 0 {
+        report_checks(&u, total)?;
+    }
     on_root(comm.as_ref(), || {
         let summary = analyze(dir, seconds)?;
         // all measured lines must be there (a resume of a finished run re-analyses them)

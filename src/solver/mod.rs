@@ -1,6 +1,7 @@
 //! Krylov solvers behind one [`LinearOperator`] trait: conjugate gradient (Hermitian positive
 //! definite operators, e.g. the normal equations M^dagger M), BiCGStab (general operators) and
-//! multi-shift CG ((A + sigma_i) x_i = b for several sigma_i at the cost of one solve).
+//! multi-shift CG ((A + sigma_i) x_i = b for several sigma_i at the cost of one solve); and
+//! the Lanczos recursion for the extreme eigenvalues of a Hermitian operator.
 //!
 //! Residuals are relative, |b - A x| / |b|, for the system the solver is given. Every solve
 //! recomputes the true residual from x at the end and reports it with the iteration count;
@@ -9,6 +10,7 @@
 
 pub mod bicgstab;
 pub mod cg;
+pub mod lanczos;
 pub mod mixed;
 pub mod multishift;
 
@@ -17,6 +19,7 @@ use num_complex::Complex64;
 
 pub use bicgstab::bicgstab;
 pub use cg::cg;
+pub use lanczos::{SpectralBounds, extreme_eigenvalues};
 pub use mixed::{Lower, mixed_cg};
 pub use multishift::multishift_cg;
 
