@@ -9,6 +9,7 @@ use flowhmc::chain::run::run_card_on;
 use flowhmc::chain::summary::{AnalysisOptions, analyze_with};
 use flowhmc::chain::{Card, DEFAULT_CARD, RunOptions, TrainingCard, analyze, train_card};
 use flowhmc::comm::{Comm, agreed, on_root};
+use flowhmc::io::FileFormat;
 use flowhmc::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -21,6 +22,8 @@ const USAGE: &str = "usage:
   flowhmc train CARD            train the card's [flow] model by reverse KL ([train] table)
   flowhmc analyze DIR           recompute DIR/summary.json and DIR/plots from the measurements
           [--no-tail]           (without the tail correction of slow modes)
+  flowhmc convert IN OUT FORMAT a 4D SU(3) configuration (flowhmc checkpoint, NERSC, ILDG or
+                                openQCD, detected) into FORMAT: nersc, ildg, openqcd or flowhmc
   flowhmc bench [--quick]       benchmarks: pure gauge (SU(3) Wilson 8^4), memory bandwidth,
                                 Wilson operator, CG, HMC with fermions, host-interface
                                 overhead, flow models (BENCHMARKS.md)
@@ -95,6 +98,12 @@ fn dispatch(args: &[String], world: &Arc<dyn Comm>) -> std::result::Result<(), F
             println!("{}", analyze_with(Path::new(dir), None, AnalysisOptions { tail: false })?.table());
             Ok(())
         }
+        ["convert", input, output, format] => Ok(convert(Path::new(input), Path::new(output), format)?),
+        ["convert", ..] => Err(Failure::Usage(
+            "convert: give the input, the output and its format, e.g. flowhmc convert run/checkpoint.cfg \
+             cnfg.lime ildg"
+                .into(),
+        )),
         ["bench"] => Ok(bench(150, 20)?),
         ["bench", "--quick"] => Ok(bench(10, 3)?),
         ["bench", "--ranks"] => Ok(bench_ranks(world)?),
@@ -131,6 +140,27 @@ fn run(card_path: &Path, resume: bool, world: &Arc<dyn Comm>) -> Result<()> {
         println!("{}", summary.table());
         println!("results in {}", card.run.output.display());
     }
+    Ok(())
+}
+
+/// Converts a 4D SU(3) configuration file into another format, printing what it read.
+fn convert(input: &Path, output: &Path, format: &str) -> Result<()> {
+    let formats = [FileFormat::Nersc, FileFormat::Ildg, FileFormat::OpenQcd, FileFormat::Native];
+    let Some(&to) = formats.iter().find(|f| f.name() == format) else {
+        return Err(Error::Config(format!("convert: format {format:?}: nersc, ildg, openqcd or flowhmc")));
+    };
+    let from = FileFormat::detect(input)?;
+    let u = flowhmc::io::read_su3_whole(input)?;
+    flowhmc::io::write_su3(&u, output, to)?;
+    println!(
+        "{} ({}, dims {:?}, plaquette {:.15}) -> {} ({})",
+        input.display(),
+        from.name(),
+        u.lattice().global_dims(),
+        flowhmc::observables::average_plaquette(&u),
+        output.display(),
+        to.name()
+    );
     Ok(())
 }
 

@@ -290,6 +290,47 @@ fn runs_start_from_nersc_and_native_files() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `flowhmc convert` takes a run's checkpoint through ILDG, openQCD and NERSC and back to a
+/// native file with the same links, each file starting a run that repeats the first one's
+/// chain; a bad format or input exits 2 naming it.
+#[test]
+fn convert_moves_a_field_through_every_format_and_each_starts_the_same_chain() {
+    let dir = scratch("convert");
+    let first = dir.join("first");
+    run_ok(&write_card(&dir, "first.toml", &card(&first, 2, 1, "hot")), &[]);
+    let checkpoint = first.join("checkpoint.cfg");
+    let mut previous = checkpoint.clone();
+    let mut chains = Vec::new();
+    for (name, format) in
+        [("cnfg.lime", "ildg"), ("cnfg.oqcd", "openqcd"), ("cnfg.nersc", "nersc"), ("back.cfg", "flowhmc")]
+    {
+        let path = dir.join(name);
+        let out = flowhmc(&["convert", previous.to_str().unwrap(), path.to_str().unwrap(), format]);
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{format}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(said.contains("dims [4, 4, 4, 4]") && said.contains(&format!("({format})")), "{said}");
+        let run = dir.join(format!("from-{format}"));
+        run_ok(&write_card(&dir, &format!("{format}.toml"), &card(&run, 2, 1, path.to_str().unwrap())), &[]);
+        chains.push(measurements(&run));
+        previous = path;
+    }
+    assert!(chains.iter().all(|c| c == &chains[0]), "every format starts the same chain");
+    let want = flowhmc::io::read_su3_whole(&checkpoint).unwrap();
+    let back = flowhmc::io::read_su3_whole(&previous).unwrap();
+    assert!(want.max_distance(&back) == 0.0, "the links survive every format");
+    let bad = flowhmc(&["convert", checkpoint.to_str().unwrap(), dir.join("x").to_str().unwrap(), "milc"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("format \"milc\": nersc, ildg, openqcd or flowhmc")
+    );
+    let card_file = dir.join("first.toml");
+    let bad = flowhmc(&["convert", card_file.to_str().unwrap(), dir.join("x").to_str().unwrap(), "ildg"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a configuration file"), "{:?}", bad);
+    assert!(!dir.join("x").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn flow_measurements_reach_records_and_summary() {
     let dir = scratch("flow");
@@ -461,5 +502,54 @@ fn stuck_chains_warn_and_thermalization_without_test_moves_them() {
         serde_json::from_slice(&std::fs::read(dir.join("moving/summary.json")).unwrap()).unwrap();
     let plaquette = summary["observables"]["plaquette"]["mean"].as_f64().unwrap();
     assert!(summary["acceptance"].as_f64().unwrap() > 0.5 && plaquette < 0.7, "{summary}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// ILDG files read by an independent reader, the PyPI package lyncs-io (its LIME reader and
+/// ILDG XML parser; it needs numpy < 2): the array it returns, indexed (t, z, y, x, mu, a, b),
+/// holds this crate's links U_mu(x)[a][b], exactly in f64 and to f32 round-off in f32. CI
+/// installs lyncs-io into target/lyncs and sets FLOWHMC_REQUIRE_LYNCS=1; elsewhere the test
+/// says it was skipped when python3 cannot import lyncs_io.
+#[test]
+fn ildg_files_are_read_by_lyncs_io() {
+    use flowhmc::io::ildg;
+    let dir = scratch("lyncs");
+    let script = "import sys, lyncs_io\n\
+                  a = lyncs_io.load(sys.argv[1], format='lime')\n\
+                  print(a.shape, a.dtype)\n\
+                  a.astype('<c16').tofile(sys.argv[2])\n";
+    let dims = [4, 4, 6, 8];
+    let u = GaugeField::<Su3>::hot(Arc::new(Lattice::new(&dims).unwrap()), 12);
+    for (precision, tolerance) in [(nersc::Precision::F64, 0.0), (nersc::Precision::F32, 1e-7)] {
+        let (file, raw) = (dir.join(format!("{precision:?}.lime")), dir.join(format!("{precision:?}.raw")));
+        ildg::write(&u, &file, precision).unwrap();
+        let out = Command::new("python3").args(["-c", script]).arg(&file).arg(&raw).output().unwrap();
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(std::env::var_os("FLOWHMC_REQUIRE_LYNCS").is_none(), "lyncs-io failed: {err}");
+            println!("skipped: python3 cannot read ILDG files with lyncs_io here ({err})");
+            return;
+        }
+        let said = String::from_utf8_lossy(&out.stdout);
+        let dtype = if precision == nersc::Precision::F64 { ">c16" } else { ">c8" };
+        assert_eq!(said.trim(), format!("(8, 6, 4, 4, 4, 3, 3) {dtype}"));
+        let bytes = std::fs::read(&raw).unwrap();
+        let values: Vec<f64> =
+            bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect();
+        assert_eq!(values.len(), u.lattice().volume() * 4 * 9 * 2);
+        for (site, chunk) in values.chunks_exact(4 * 18).enumerate() {
+            for mu in 0..4 {
+                let link = u.link(site, mu);
+                for k in 0..9 {
+                    let (re, im) = (chunk[mu * 18 + 2 * k], chunk[mu * 18 + 2 * k + 1]);
+                    let z = link.0[k];
+                    assert!(
+                        (re - z.re).abs() <= tolerance && (im - z.im).abs() <= tolerance,
+                        "{precision:?}: site {site} mu {mu} entry {k}: ({re}, {im}) against {z}"
+                    );
+                }
+            }
+        }
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

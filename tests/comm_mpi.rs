@@ -250,7 +250,12 @@ fn the_command_on_ranks_repeats_one_process_and_fails_on_every_rank_together() {
     std::fs::write(scratch.join("junk.cfg"), b"junk").unwrap();
     for (name, from, to, expected) in [
         ("solver", "max_iterations = 1000", "max_iterations = 3", "CG did not converge"),
-        ("start", "start = \"hot\"", "start = \"../junk.cfg\"", "neither a NERSC nor a flowhmc field file"),
+        (
+            "start",
+            "start = \"hot\"",
+            "start = \"../junk.cfg\"",
+            "not a configuration file (flowhmc, NERSC, ILDG or openQCD)",
+        ),
         ("grid", "[run]\n", "[run]\nprocess_grid = [1, 1, 1, 4]\n", "needs 4 ranks, the program runs on 2"),
     ] {
         let dir = in_dir(name, &NF2_CARD.replace(from, to));

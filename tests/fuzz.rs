@@ -34,7 +34,7 @@ use flowhmc::chain::card::Card;
 use flowhmc::field::GaugeField;
 use flowhmc::geometry::Lattice;
 use flowhmc::group::{Su3, U1};
-use flowhmc::io::{native, nersc};
+use flowhmc::io::{ildg, native, nersc, openqcd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -660,8 +660,8 @@ fn checkpoint_of(card: &str, dir: &Path) -> Vec<u8> {
     std::fs::read(out.join("checkpoint.cfg")).unwrap()
 }
 
-/// The valid files mutations start from: NERSC files in both storages and precisions, and
-/// checkpoints of U(1), SU(3) and phi^4 runs.
+/// The valid files mutations start from: NERSC files in both storages and precisions, ILDG
+/// files in both precisions, an openQCD file, and checkpoints of U(1), SU(3) and phi^4 runs.
 fn base_files(scratch: &Path) -> Vec<BaseFile> {
     let su3 = small_card("su3", "[4, 4, 4, 4]");
     let u = GaugeField::<Su3>::hot(Arc::new(Lattice::new(&[4, 4, 4, 4]).unwrap()), 17);
@@ -672,6 +672,15 @@ fn base_files(scratch: &Path) -> Vec<BaseFile> {
     ] {
         let path = scratch.join("base.nersc");
         nersc::write(&u, &path, storage, precision).unwrap();
+        files.push(BaseFile { name, bytes: std::fs::read(&path).unwrap(), card: su3.clone(), run: None });
+    }
+    for name in ["ildg f64", "ildg f32", "openqcd"] {
+        let path = scratch.join("base.bin");
+        match name {
+            "ildg f64" => ildg::write(&u, &path, nersc::Precision::F64).unwrap(),
+            "ildg f32" => ildg::write(&u, &path, nersc::Precision::F32).unwrap(),
+            _ => openqcd::write(&u, &path).unwrap(),
+        }
         files.push(BaseFile { name, bytes: std::fs::read(&path).unwrap(), card: su3.clone(), run: None });
     }
     for (name, card) in [
@@ -801,6 +810,17 @@ struct MutatedFile {
     must_refuse: bool,
 }
 
+/// One to three damages of a binary file (ILDG, openQCD): truncation, flipped or inserted
+/// bytes. Not every one must be refused (a flipped byte of the ILDG logical file name is
+/// harmless), but none may crash the command.
+fn mutate_bytes(rng: &mut Rng, base: &[u8]) -> MutatedFile {
+    let (mut bytes, mut notes) = (base.to_vec(), Vec::new());
+    for _ in 0..1 + rng.below(3) {
+        damage(rng, &mut bytes, &mut notes);
+    }
+    MutatedFile { bytes, notes, must_refuse: false }
+}
+
 /// One to three mutations of a NERSC file (header lines, data with or without the checksum
 /// fixed, length).
 fn mutate_nersc(rng: &mut Rng, base: &[u8]) -> MutatedFile {
@@ -902,8 +922,10 @@ fn mutate_nersc(rng: &mut Rng, base: &[u8]) -> MutatedFile {
     let mut bytes = (lines.join("\n") + "\n").into_bytes();
     bytes.extend_from_slice(&data);
     bytes.extend_from_slice(&append);
-    if let Some(t) = tail {
-        bytes.truncate(t.min(bytes.len()));
+    // a cut past the end (of a header that became shorter) leaves the file whole
+    if let Some(t) = tail.filter(|&t| t < bytes.len()) {
+        bytes.truncate(t);
+        must_refuse = true;
     }
     MutatedFile { bytes, notes, must_refuse }
 }
@@ -959,8 +981,9 @@ fn mutate_native(rng: &mut Rng, base: &[u8]) -> MutatedFile {
         serde_json::from_slice(&base[..end]).unwrap();
     let mut data = base[end + 1..].to_vec();
     let (mut notes, mut must_refuse) = (Vec::new(), false);
-    // a flipped data byte breaks the checksum, unless a later mutation fixes it
-    let mut unfixed_flip = false;
+    // a flipped data byte or an edited or removed checksum breaks the checksum, unless a later
+    // mutation fixes it
+    let (mut unfixed_flip, mut checksum_broken) = (false, false);
     let mut raw: Vec<(usize, u8)> = Vec::new(); // header bytes flipped after writing it
     let (mut tail, mut append, mut no_newline, mut duplicate) = (None, Vec::new(), false, None);
     for _ in 0..1 + rng.below(3) {
@@ -968,13 +991,22 @@ fn mutate_native(rng: &mut Rng, base: &[u8]) -> MutatedFile {
             0 | 1 => {
                 let key = *rng.pick(&[NATIVE_KEYS.as_slice(), &["metadata", "extra"]].concat());
                 let value = json_value(rng);
-                must_refuse |= header.get(key) != Some(&value) && key != "metadata";
+                let changed = header.get(key) != Some(&value);
+                if key == "checksum" {
+                    checksum_broken |= changed;
+                } else {
+                    must_refuse |= changed && key != "metadata";
+                }
                 notes.push(format!("{key}: {value}"));
                 header.insert(key.into(), value);
             }
             2 => {
                 let key = *rng.pick(&[NATIVE_KEYS.as_slice(), &["metadata"]].concat());
-                must_refuse |= key != "metadata";
+                if key == "checksum" {
+                    checksum_broken = true;
+                } else {
+                    must_refuse |= key != "metadata";
+                }
                 header.remove(key);
                 notes.push(format!("no {key}"));
             }
@@ -1001,7 +1033,7 @@ fn mutate_native(rng: &mut Rng, base: &[u8]) -> MutatedFile {
                 let scalar = header.get("group").and_then(|g| g.as_str()) == Some("scalar");
                 must_refuse |= if scalar { !x.is_finite() } else { breaks_link(old, x) };
                 header.insert("checksum".into(), format!("{:016x}", fnv1a(&data)).into());
-                unfixed_flip = false;
+                (unfixed_flip, checksum_broken) = (false, false);
                 notes.push(format!("data value at byte {at} = {x:e}, checksum fixed"));
             }
             6 => {
@@ -1011,7 +1043,6 @@ fn mutate_native(rng: &mut Rng, base: &[u8]) -> MutatedFile {
             }
             7 => {
                 tail = Some(rng.below(base.len()));
-                must_refuse = true;
                 notes.push(format!("truncated at byte {}", tail.unwrap()));
             }
             8 => {
@@ -1044,7 +1075,7 @@ fn mutate_native(rng: &mut Rng, base: &[u8]) -> MutatedFile {
     if let Some(key) = duplicate {
         text.insert_str(1, &format!("{:?}:{},", key, json_value(rng)));
     }
-    must_refuse |= unfixed_flip;
+    must_refuse |= unfixed_flip || checksum_broken;
     let mut bytes = text.into_bytes();
     for (at, mask) in raw {
         if at < bytes.len() {
@@ -1056,8 +1087,10 @@ fn mutate_native(rng: &mut Rng, base: &[u8]) -> MutatedFile {
     }
     bytes.extend_from_slice(&data);
     bytes.extend_from_slice(&append);
-    if let Some(t) = tail {
-        bytes.truncate(t.min(bytes.len()));
+    // a cut past the end (of a header that became shorter) leaves the file whole
+    if let Some(t) = tail.filter(|&t| t < bytes.len()) {
+        bytes.truncate(t);
+        must_refuse = true;
     }
     MutatedFile { bytes, notes, must_refuse }
 }
@@ -1236,8 +1269,10 @@ fn run_one(fx: &Fixture, case: usize, tally: &mut Tally) {
         let base = &fx.files[rng.below(fx.files.len())];
         let mutated = if base.bytes.starts_with(b"BEGIN_HEADER") {
             mutate_nersc(&mut rng, &base.bytes)
-        } else {
+        } else if base.run.is_some() {
             mutate_native(&mut rng, &base.bytes)
+        } else {
+            mutate_bytes(&mut rng, &base.bytes)
         };
         let mut notes = vec![base.name.to_string()];
         notes.extend(mutated.notes.iter().cloned());

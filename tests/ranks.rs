@@ -453,7 +453,10 @@ fn bad_input_on_ranks_fails_every_rank_with_one_message() {
     };
     let start = |path: &std::path::Path| format!("start = {:?}", path.display().to_string());
     for (card, expected) in [
-        (card("start = \"hot\"", &start(&junk)), "neither a NERSC nor a flowhmc field file"),
+        (
+            card("start = \"hot\"", &start(&junk)),
+            "not a configuration file (flowhmc, NERSC, ILDG or openQCD)",
+        ),
         (card("start = \"hot\"", &start(&flipped)), "checksum mismatch"),
         (card("[run]\n", "[run]\nprocess_grid = [1, 1, 1, 4]\n"), "needs 4 ranks, the program runs on 2"),
         (card("max_iterations = 1000", "max_iterations = 3"), "CG did not converge"),
@@ -477,26 +480,43 @@ fn bad_input_on_ranks_fails_every_rank_with_one_message() {
 
 #[test]
 fn field_files_written_on_ranks_are_the_files_of_one_process() {
-    use flowhmc::io::{native, nersc};
+    use flowhmc::io::{ildg, native, nersc, openqcd};
     let scratch = common::empty_dir("flowhmc-ranks-files");
     let dims = [4, 4, 8, 8];
     let whole = GaugeField::<Su3>::hot(Arc::new(Lattice::new(&dims).unwrap()), 5);
-    let single = |name: &str| scratch.join(format!("single-{name}"));
-    native::write(&whole, serde_json::json!({"n": 1}), &single("native")).unwrap();
-    nersc::write(&whole, &single("nersc"), nersc::Storage::TwoRow, nersc::Precision::F32).unwrap();
+    // each writer's files in a directory of its own, under the same names (ILDG files hold
+    // their name as the logical file name)
+    let in_dir = |dir: String| {
+        let dir = scratch.join(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        move |kind: &str| dir.join(kind)
+    };
+    let single = in_dir("single".into());
+    // every format written by one process, and written again on ranks
+    let write = |u: &GaugeField<Su3>, path: &dyn Fn(&str) -> std::path::PathBuf| {
+        native::write(u, serde_json::json!({"n": 1}), &path("native")).unwrap();
+        nersc::write(u, &path("nersc"), nersc::Storage::TwoRow, nersc::Precision::F32).unwrap();
+        ildg::write(u, &path("ildg"), nersc::Precision::F64).unwrap();
+        openqcd::write(u, &path("openqcd")).unwrap();
+    };
+    write(&whole, &single);
+    let kinds = ["native", "nersc", "ildg", "openqcd"];
     for grid in [[1, 1, 1, 2], [1, 1, 2, 2], [2, 1, 2, 1]] {
         run_ranks(&grid, |comm| {
             let u = block_of(&whole, comm.clone());
-            let name = |kind: &str| scratch.join(format!("{grid:?}-{kind}"));
-            native::write(&u, serde_json::json!({"n": 1}), &name("native")).unwrap();
-            nersc::write(&u, &name("nersc"), nersc::Storage::TwoRow, nersc::Precision::F32).unwrap();
+            let name = in_dir(format!("{grid:?}"));
+            write(&u, &name);
             comm.agree(Ok(())).unwrap(); // every file is complete
-            for kind in ["native", "nersc"] {
+            for kind in kinds {
                 assert!(std::fs::read(name(kind)).unwrap() == std::fs::read(single(kind)).unwrap(), "{kind}");
             }
             let lattice = u.lattice().clone();
             let (back, meta) = native::read_into::<GaugeField<Su3>>(&single("native"), &lattice).unwrap();
             assert!(back == u && meta["n"] == 1, "{grid:?}: native read onto the blocks");
+            for kind in ["ildg", "openqcd"] {
+                let back = flowhmc::io::read_su3(&single(kind), &lattice).unwrap();
+                assert!(back == u, "{grid:?}: {kind} read onto the blocks");
+            }
             let back = nersc::read_into(&single("nersc"), &lattice).unwrap();
             let whole_back = nersc::read(&single("nersc")).unwrap();
             for site in 0..lattice.volume() {

@@ -20,14 +20,13 @@ use crate::flow::{FlowField, FlowModel, LatentField};
 use crate::geometry::Lattice;
 use crate::group::Su3;
 use crate::io::native::{self, NativeField};
-use crate::io::nersc;
+use crate::io::{FileFormat, read_su3};
 use crate::observables::average_plaquette;
 use crate::rng::{Purpose, StreamKey};
 use crate::scalar::ScalarField;
 use crate::update::StepReport;
 use serde_json::{Map, Value};
 use std::any::{Any, TypeId};
-use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -51,32 +50,29 @@ pub trait ChainField: LatentField + NativeField + PartialEq + 'static {
     }
 }
 
-/// Loads a start configuration (NERSC for 4D SU(3), or native) onto `lattice`, whose extents
-/// it must have; collective on a cut lattice, with the same error on every rank.
+/// Loads a start configuration onto `lattice`, whose extents it must have: native files of
+/// any field, NERSC, ILDG and openQCD files of 4D SU(3) fields (the format detected from the
+/// file, [`FileFormat::detect`]); collective on a cut lattice, with the same error on every
+/// rank.
 pub fn load_configuration<F: NativeField + 'static>(path: &Path, lattice: &Arc<Lattice>) -> Result<F> {
     let comm = lattice.comm();
-    // rank 0 tells the format from the first bytes
     let format = on_root(comm.as_ref(), || {
-        let mut start = Vec::new();
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        file.take(32).read_to_end(&mut start).map_err(|e| Error::io(path, e))?;
-        match (nersc::is_nersc(&start), native::is_native(&start)) {
-            (true, _) if TypeId::of::<F>() != TypeId::of::<GaugeField<Su3>>() => Err(Error::Config(format!(
-                "{}: a NERSC file holds SU(3) links, the card asks for {}",
+        let format = FileFormat::detect(path)?;
+        if format != FileFormat::Native && TypeId::of::<F>() != TypeId::of::<GaugeField<Su3>>() {
+            return Err(Error::Config(format!(
+                "{}: a {} file holds SU(3) links, the card asks for {}",
                 path.display(),
+                format.name(),
                 F::kind()
-            ))),
-            (true, _) => Ok(vec![1]),
-            (_, true) => Ok(vec![0]),
-            _ => Err(Error::Config(format!("{}: neither a NERSC nor a flowhmc field file", path.display()))),
+            )));
         }
+        Ok(vec![u8::from(format == FileFormat::Native)])
     })?;
-    let is_nersc = comm.broadcast(format.unwrap_or_default()) == [1];
-    if is_nersc {
-        let su3: Box<dyn Any> = Box::new(nersc::read_into(path, lattice)?);
-        Ok(*su3.downcast::<F>().expect("F is GaugeField<Su3>"))
-    } else {
+    if comm.broadcast(format.unwrap_or_default()) == [1] {
         Ok(native::read_into::<F>(path, lattice)?.0)
+    } else {
+        let su3: Box<dyn Any> = Box::new(read_su3(path, lattice)?);
+        Ok(*su3.downcast::<F>().expect("F is GaugeField<Su3>"))
     }
 }
 

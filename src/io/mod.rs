@@ -1,13 +1,107 @@
-//! Gauge configuration files: NERSC (4D SU(3)) and flowhmc's native format (any group and
-//! dimension, also used for checkpoints).
+//! Gauge configuration files: NERSC, ILDG and openQCD's export format (4D SU(3)), and
+//! flowhmc's native format (any group and dimension, also used for checkpoints).
 
+pub mod ildg;
+pub mod lime;
+pub mod links;
 pub mod native;
 pub mod nersc;
+pub mod openqcd;
 pub mod slices;
 
+use crate::comm;
 use crate::error::{Error, Result};
+use crate::field::GaugeField;
 use crate::geometry::Lattice;
+use crate::group::Su3;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The configuration file formats, told apart by their first bytes (and openQCD's by its size).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileFormat {
+    /// flowhmc's native format ([`native`]): any group and dimension.
+    Native,
+    /// NERSC ([`nersc`]), 4D SU(3).
+    Nersc,
+    /// ILDG ([`ildg`]), 4D SU(3).
+    Ildg,
+    /// openQCD's export format ([`openqcd`]), 4D SU(3).
+    OpenQcd,
+}
+
+impl FileFormat {
+    /// The format of the file `path`, or an error naming the file when it is none of them.
+    pub fn detect(path: &Path) -> Result<FileFormat> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let mut start = Vec::new();
+        file.take(32).read_to_end(&mut start).map_err(|e| Error::io(path, e))?;
+        if native::is_native(&start) {
+            Ok(FileFormat::Native)
+        } else if nersc::is_nersc(&start) {
+            Ok(FileFormat::Nersc)
+        } else if ildg::is_ildg(&start) {
+            Ok(FileFormat::Ildg)
+        } else if openqcd::is_openqcd(&start, len) {
+            Ok(FileFormat::OpenQcd)
+        } else {
+            Err(Error::Config(format!(
+                "{}: not a configuration file (flowhmc, NERSC, ILDG or openQCD)",
+                path.display()
+            )))
+        }
+    }
+
+    /// The format's name in messages and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            FileFormat::Native => "flowhmc",
+            FileFormat::Nersc => "nersc",
+            FileFormat::Ildg => "ildg",
+            FileFormat::OpenQcd => "openqcd",
+        }
+    }
+}
+
+/// Reads a 4D SU(3) field from a file of any format onto `lattice` (collective on a cut
+/// lattice): the format is detected on rank 0 and agreed on.
+pub fn read_su3(path: &Path, lattice: &Arc<Lattice>) -> Result<GaugeField<Su3>> {
+    let comm = lattice.comm();
+    let formats = [FileFormat::Native, FileFormat::Nersc, FileFormat::Ildg, FileFormat::OpenQcd];
+    let found = comm::on_root(comm.as_ref(), || {
+        let f = FileFormat::detect(path)?;
+        Ok(vec![formats.iter().position(|&g| g == f).expect("a listed format") as u8])
+    })?;
+    match formats[comm.broadcast(found.unwrap_or_default())[0] as usize] {
+        FileFormat::Native => Ok(native::read_into(path, lattice)?.0),
+        FileFormat::Nersc => nersc::read_into(path, lattice),
+        FileFormat::Ildg => ildg::read_into(path, lattice),
+        FileFormat::OpenQcd => openqcd::read_into(path, lattice),
+    }
+}
+
+/// Reads a 4D SU(3) field from a file of any format onto the whole lattice it states.
+pub fn read_su3_whole(path: &Path) -> Result<GaugeField<Su3>> {
+    match FileFormat::detect(path)? {
+        FileFormat::Native => Ok(native::read(path)?.0),
+        FileFormat::Nersc => nersc::read(path),
+        FileFormat::Ildg => ildg::read(path),
+        FileFormat::OpenQcd => openqcd::read(path),
+    }
+}
+
+/// Writes a 4D SU(3) field in `format` (collective on a cut lattice): NERSC with whole
+/// matrices, ILDG and NERSC in f64 (the precision of the field), native with empty metadata.
+pub fn write_su3(u: &GaugeField<Su3>, path: &Path, format: FileFormat) -> Result<()> {
+    match format {
+        FileFormat::Native => native::write(u, serde_json::json!({}), path),
+        FileFormat::Nersc => nersc::write(u, path, nersc::Storage::Full, links::Precision::F64),
+        FileFormat::Ildg => ildg::write(u, path, links::Precision::F64),
+        FileFormat::OpenQcd => openqcd::write(u, path),
+    }
+}
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory is written,
 /// synced and renamed over `path`, so a reader (or a crash) never sees a partial file.
@@ -131,23 +225,24 @@ pub fn remove_stale_temporaries(dir: &Path) -> Result<()> {
 
 /// Writes a field file through rank 0 with bounded memory (collective on a cut lattice): the
 /// header, then the global data in lexicographic order, `bytes_per_site` a site, from every
-/// rank's block bytes `local` ([`slices::gather_slices`]), published atomically. `header`
-/// gives the header for a checksum state and must give the same length for every state; it
-/// is written first with the initial state and rewritten with the state after `update` has
-/// seen all data in file order. Errors are the same on every rank.
+/// rank's block bytes `local` ([`slices::gather_slices`]), then the trailer, published
+/// atomically. `frame` gives the header and the trailer for a checksum state, the header of
+/// the same length for every state: it is written first with the initial state and rewritten
+/// with the state after `update` has seen all data in file order, which also gives the
+/// trailer. Errors are the same on every rank.
 pub fn write_field_file<S>(
     lattice: &Lattice,
     path: &Path,
     local: &[u8],
     bytes_per_site: usize,
-    header: impl Fn(&S) -> Vec<u8>,
+    frame: impl Fn(&S) -> (Vec<u8>, Vec<u8>),
     mut state: S,
     mut update: impl FnMut(&mut S, &[u8]),
 ) -> Result<()> {
     let root = lattice.comm().rank() == 0;
     let mut file = root.then(|| -> Result<AtomicFile> {
         let mut file = AtomicFile::create(path)?;
-        file.write_all(&header(&state))?;
+        file.write_all(&frame(&state).0)?;
         Ok(file)
     });
     let streamed = slices::gather_slices(lattice, local, bytes_per_site, |slice| match &mut file {
@@ -160,7 +255,9 @@ pub fn write_field_file<S>(
     let written = file.map_or(Ok(()), |opened| {
         let mut f = opened?;
         streamed?;
-        f.write_at(0, &header(&state))?;
+        let (header, trailer) = frame(&state);
+        f.write_all(&trailer)?;
+        f.write_at(0, &header)?;
         f.commit()
     });
     lattice.comm().agree(written)

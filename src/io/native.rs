@@ -130,7 +130,8 @@ pub fn write<F: NativeField>(field: &F, metadata: serde_json::Value, path: &Path
         bytes
     };
     let per_site = F::reals_per_site(lattice.ndim()) * 8;
-    write_field_file(lattice, path, &local, per_site, header, FNV_START, |h, bytes| *h = fnv1a(*h, bytes))
+    let frame = |hash: &u64| (header(hash), Vec::new());
+    write_field_file(lattice, path, &local, per_site, frame, FNV_START, |h, bytes| *h = fnv1a(*h, bytes))
 }
 
 /// Reads a native file holding a field of kind `F` on the whole lattice its header names;

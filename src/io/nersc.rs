@@ -8,17 +8,16 @@
 //! On read, `CHECKSUM` (the wrapping sum of the stored data as 32-bit words in host order),
 //! `PLAQUETTE` (`<Re tr P>`/3) and `LINK_TRACE` (`<Re tr U>`/3) are checked.
 
-use super::native::check_links;
+use super::links::{self, RealFormat};
 use super::{read_sites, write_field_file};
 use crate::comm::{agreed, on_root};
 use crate::error::{Error, Result};
 use crate::ffi::without_kind;
 use crate::field::GaugeField;
 use crate::geometry::Lattice;
-use crate::group::{LinkMatrix, Su3, Su3Matrix};
+use crate::group::{LinkMatrix, Su3};
 use crate::observables::average_plaquette;
 use crate::parallel::global_sum;
-use num_complex::Complex64;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -34,23 +33,7 @@ pub enum Storage {
     TwoRow,
 }
 
-/// Floating-point width of the data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Precision {
-    /// IEEE 754 double.
-    F64,
-    /// IEEE 754 single.
-    F32,
-}
-
-impl Precision {
-    fn bytes(self) -> usize {
-        match self {
-            Precision::F64 => 8,
-            Precision::F32 => 4,
-        }
-    }
-}
+pub use super::links::Precision;
 
 /// Average of Re tr U / 3 over all links (collective on a cut lattice).
 fn link_trace(u: &GaugeField<Su3>) -> f64 {
@@ -77,18 +60,10 @@ pub fn write(u: &GaugeField<Su3>, path: &Path, storage: Storage, precision: Prec
         return Err(Error::Config(format!("NERSC files hold 4D fields, this one has dims {dims:?}")));
     }
     let rows = if storage == Storage::Full { 3 } else { 2 };
+    let format = RealFormat { precision, big_endian: true };
     let links = u.to_links();
-    let mut local = Vec::with_capacity(links.len() * rows * 6 * precision.bytes());
-    for link in &links {
-        for z in &link.0[..3 * rows] {
-            for x in [z.re, z.im] {
-                match precision {
-                    Precision::F64 => local.extend_from_slice(&x.to_be_bytes()),
-                    Precision::F32 => local.extend_from_slice(&(x as f32).to_be_bytes()),
-                }
-            }
-        }
-    }
+    let mut local = Vec::with_capacity(links.len() * format.matrix_bytes(rows));
+    links.iter().for_each(|link| links::encode(&mut local, link, rows, format));
     let datatype = if storage == Storage::Full { "4D_SU3_GAUGE_3x3" } else { "4D_SU3_GAUGE" };
     let fp = if precision == Precision::F64 { "IEEE64BIG" } else { "IEEE32BIG" };
     let (trace, plaquette) = (link_trace(u), average_plaquette(u));
@@ -107,8 +82,9 @@ pub fn write(u: &GaugeField<Su3>, path: &Path, storage: Storage, precision: Prec
         header += &format!("FLOATING_POINT = {fp}\nCREATOR = flowhmc\nEND_HEADER\n");
         header.into_bytes()
     };
-    let per_site = 4 * rows * 6 * precision.bytes();
-    write_field_file(lattice, path, &local, per_site, header, 0u32, |s, data| *s = word_sum(*s, data, true))
+    let per_site = 4 * format.matrix_bytes(rows);
+    let frame = |checksum: &u32| (header(checksum), Vec::new());
+    write_field_file(lattice, path, &local, per_site, frame, 0u32, |s, data| *s = word_sum(*s, data, true))
 }
 
 /// What a NERSC header says about the data.
@@ -116,10 +92,8 @@ struct Header {
     dims: Vec<usize>,
     /// Rows stored per matrix (3 or 2).
     rows: usize,
-    /// Bytes per real (8 or 4).
-    width: usize,
-    /// Big-endian data.
-    big: bool,
+    /// How the reals are stored.
+    format: RealFormat,
     /// `CHECKSUM`.
     checksum: u32,
     /// `PLAQUETTE` and `LINK_TRACE`, where given.
@@ -129,7 +103,7 @@ struct Header {
 impl Header {
     /// Bytes of one site's four links.
     fn site_bytes(&self) -> usize {
-        4 * self.rows * 6 * self.width
+        4 * self.format.matrix_bytes(self.rows)
     }
 
     /// Parses the header text (the lines before `END_HEADER`).
@@ -152,59 +126,21 @@ impl Header {
             "4D_SU3_GAUGE" => 2,
             other => return Err(format!("unsupported DATATYPE {other}")),
         };
-        let (width, big) = match get("FLOATING_POINT")?.as_str() {
-            "IEEE64BIG" => (8, true),
-            "IEEE64LITTLE" => (8, false),
-            "IEEE32BIG" | "IEEE32" => (4, true),
-            "IEEE32LITTLE" => (4, false),
+        let (precision, big_endian) = match get("FLOATING_POINT")?.as_str() {
+            "IEEE64BIG" => (Precision::F64, true),
+            "IEEE64LITTLE" => (Precision::F64, false),
+            "IEEE32BIG" | "IEEE32" => (Precision::F32, true),
+            "IEEE32LITTLE" => (Precision::F32, false),
             other => return Err(format!("unsupported FLOATING_POINT {other}")),
         };
         let checksum = u32::from_str_radix(get("CHECKSUM")?.trim_start_matches("0x"), 16)
             .map_err(|_| "unreadable CHECKSUM".to_string())?;
-        Ok(Header { dims, rows, width, big, checksum, checks })
+        Ok(Header { dims, rows, format: RealFormat { precision, big_endian }, checksum, checks })
     }
 
-    /// The links of a block's data bytes; stored entries must lie on SU(3) to the precision of
-    /// the file before the third row is reconstructed (two-row) or single-precision round-off
-    /// is removed by projection.
-    fn links(&self, lattice: &Lattice, data: &[u8]) -> std::result::Result<Vec<Su3Matrix>, String> {
-        let (rows, width, big) = (self.rows, self.width, self.big);
-        let tolerance = self.tolerance();
-        let value = |c: &[u8]| match (width, big) {
-            (8, true) => f64::from_be_bytes(c.try_into().unwrap()),
-            (8, false) => f64::from_le_bytes(c.try_into().unwrap()),
-            (_, true) => f32::from_be_bytes(c.try_into().unwrap()) as f64,
-            (_, false) => f32::from_le_bytes(c.try_into().unwrap()) as f64,
-        };
-        let links = data
-            .chunks_exact(rows * 6 * width)
-            .enumerate()
-            .map(|(i, bytes)| {
-                let v: Vec<f64> = bytes.chunks_exact(width).map(value).collect();
-                let mut m = [Complex64::new(0.0, 0.0); 9];
-                for (k, z) in m.iter_mut().take(3 * rows).enumerate() {
-                    *z = Complex64::new(v[2 * k], v[2 * k + 1]);
-                }
-                let stored = Su3Matrix(m);
-                let projected = <Su3 as crate::group::Group>::project(&stored);
-                let off = (0..3 * rows).map(|k| (stored.0[k] - projected.0[k]).norm()).fold(0.0, f64::max);
-                if off.is_nan() || off > tolerance {
-                    return Err(format!(
-                        "the link at {:?} in direction {} is not in SU(3) (stored rows off by {off:e})",
-                        lattice.global_coords(i / 4),
-                        i % 4
-                    ));
-                }
-                Ok(if rows == 3 && width == 8 { stored } else { projected })
-            })
-            .collect::<std::result::Result<Vec<Su3Matrix>, String>>()?;
-        check_links::<Su3>(lattice, &links)?;
-        Ok(links)
-    }
-
-    /// How far stored values may be from SU(3) and the header's averages from the data's.
+    /// How far the header's averages may be from the data's.
     fn tolerance(&self) -> f64 {
-        if self.width == 8 { 1e-10 } else { 1e-6 }
+        self.format.tolerance()
     }
 }
 
@@ -273,13 +209,16 @@ pub fn read_into(path: &Path, lattice: &Arc<Lattice>) -> Result<GaugeField<Su3>>
     let header = Header::parse(&text).expect("rank 0 parsed this header");
     let mut sum = 0u32;
     let (local, mut result) = read_sites(lattice, path, reader.as_mut(), header.site_bytes(), |d| {
-        sum = word_sum(sum, d, header.big)
+        sum = word_sum(sum, d, header.format.big_endian)
     });
     if result.is_ok() && comm.rank() == 0 && sum != header.checksum {
         result = Err(in_file(format!("checksum mismatch: header {:08x}, data {sum:08x}", header.checksum)));
     }
     comm.agree(result)?;
-    let links = agreed(comm.as_ref(), header.links(lattice, &local).map_err(in_file))?;
+    let links = agreed(
+        comm.as_ref(),
+        links::decode_block(lattice, &local, header.rows, header.format).map_err(in_file),
+    )?;
     let field = GaugeField::from_links(lattice.clone(), links)?;
     for ((key, stated), value) in header.checks.iter().zip([average_plaquette(&field), link_trace(&field)]) {
         if let Some(stated) = stated.filter(|s| (s - value).abs() > header.tolerance()) {
