@@ -22,8 +22,9 @@ impl<A: LinearOperator> LinearOperator for Shifted<'_, A> {
 
 /// Solves (A + sigma_i) x_i = b for shifts sigma_i >= 0 (A Hermitian positive definite),
 /// starting from x_i = 0. The residual of shift i is zeta_i times the residual of the smallest
-/// shift; iteration stops when every shift has reached the tolerance, and each true residual
-/// is then recomputed and reported (an error if any exceeds the tolerance).
+/// shift; a shifted system stops being updated once it reaches the tolerance, iteration stops
+/// when every shift has, and each true residual is then recomputed and reported (an error if
+/// any exceeds the tolerance).
 pub fn multishift_cg<A: LinearOperator>(
     a: &A,
     shifts: &[f64],
@@ -55,8 +56,11 @@ pub fn multishift_cg<A: LinearOperator>(
         op.apply(&ps[base], &mut w);
         iterations += 1;
         let alpha = rr / ps[base].dot(&w).re;
-        let mut zeta_next = vec![1.0f64; n];
-        for s in 0..n {
+        // a shifted system that reached the tolerance is left as it is: its zeta keeps falling
+        // and would underflow to 0 / 0 in the updates below
+        let active: Vec<bool> = (0..n).map(|s| s == base || zeta[s] * zeta[s] * rr > target).collect();
+        let mut zeta_next = zeta.clone();
+        for s in (0..n).filter(|&s| active[s]) {
             let step = if s == base {
                 alpha
             } else {
@@ -71,7 +75,7 @@ pub fn multishift_cg<A: LinearOperator>(
         r.axpy(Complex64::new(-alpha, 0.0), &w);
         let rr_new = r.norm_sqr();
         let beta = rr_new / rr;
-        for s in 0..n {
+        for s in (0..n).filter(|&s| active[s]) {
             if s == base {
                 ps[s].xpay(&r, Complex64::new(beta, 0.0));
             } else {
@@ -81,7 +85,7 @@ pub fn multishift_cg<A: LinearOperator>(
                 ps[s].axpy(Complex64::new(zeta_next[s] - 1.0, 0.0), &r);
             }
         }
-        for s in (0..n).filter(|&s| s != base) {
+        for s in (0..n).filter(|&s| s != base && active[s]) {
             zeta_prev[s] = zeta[s];
             zeta[s] = zeta_next[s];
         }
@@ -129,6 +133,17 @@ mod tests {
             assert!((true_residual(&shifted, &b, &xs[s]) - reports[s].residual).abs() < 1e-15);
         }
         assert!(multishift_cg(&normal, &[-1.0], &b, &params).is_err());
+        // shifts 1e18 apart: the large one converges at once and its zeta would underflow
+        // while the smallest still iterates (as in rational HMC on a wide range)
+        let wide = [1e-3, 1e15];
+        let tight = SolverParams { tolerance: 1e-13, max_iterations: 300 };
+        let (xs, reports) = multishift_cg(&normal, &wide, &b, &tight).unwrap();
+        for (s, &sigma) in wide.iter().enumerate() {
+            assert!(
+                reports[s].residual <= 1e-13 && xs[s].norm_sqr().is_finite(),
+                "shift {sigma}: {reports:?}"
+            );
+        }
         assert!(
             multishift_cg(&normal, &[0.0, 1.0], &b, &SolverParams { tolerance: 1e-11, max_iterations: 2 })
                 .is_err()
