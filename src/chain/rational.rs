@@ -1,6 +1,6 @@
 //! Fermion tables with `rational` in a run: their terms (one rational pseudofermion per
 //! flavour, [`crate::action::rational`]), the check of the approximation's range against the
-//! spectrum of M^dagger M at the start of a run, and the reweighting factor of the
+//! spectrum of M^dagger M at the start and end of a run, and the reweighting factor of the
 //! approximation's error measured with the records (columns NAME.rw).
 
 use super::card::{Card, FermionCard, FermionKind};
