@@ -71,6 +71,19 @@ impl<G: PackedGroup, const S: usize, D: Discretization<G, S>> RationalPseudoferm
         }
     }
 
+    /// Gaussian noise from `key` on the sites the term's fields live on (the even sites with
+    /// even/odd): the heatbath's eta, the reweighting sources and the Lanczos start.
+    fn noise(&self, key: &StreamKey) -> SpinorField<G, S> {
+        let sites = if self.params.even_odd { Sites::Parity(0) } else { Sites::All };
+        SpinorField::gaussian(self.fermions.checkerboard(), sites, key)
+    }
+
+    /// Q^2 as a linear operator: M_hat^dagger M_hat with even/odd, else M^dagger M.
+    fn normal<'w>(&self, w: &'w impl FermionOperator<G, S>) -> DiracOperator<'w, G, S> {
+        let form = if self.params.even_odd { Operator::SchurNormal } else { Operator::FullNormal };
+        DiracOperator { op: w, form }
+    }
+
     /// (Q^2 + s)^{-1} b for each shift s, one multi-shift solve, counting its iterations.
     fn shifted_solves(
         &self,
@@ -78,8 +91,7 @@ impl<G: PackedGroup, const S: usize, D: Discretization<G, S>> RationalPseudoferm
         b: &SpinorField<G, S>,
         shifts: &[f64],
     ) -> Result<Vec<SpinorField<G, S>>> {
-        let form = if self.params.even_odd { Operator::SchurNormal } else { Operator::FullNormal };
-        let (xs, reports) = multishift_cg(&DiracOperator { op: w, form }, shifts, b, &self.params.solver)?;
+        let (xs, reports) = multishift_cg(&self.normal(w), shifts, b, &self.params.solver)?;
         let iterations = reports.iter().map(|r| r.iterations).max().unwrap_or(0);
         self.iterations.fetch_add(iterations, Ordering::Relaxed);
         Ok(xs)
@@ -165,8 +177,7 @@ impl<G: PackedGroup, const S: usize, D: Discretization<G, S>> Monomial<GaugeFiel
 
     fn refresh(&mut self, u: &GaugeField<G>, seed: u64, update: u64) -> Result<f64> {
         let key = StreamKey::new(seed, Purpose::Pseudofermion, update).derive(self.stream);
-        let sites = if self.params.even_odd { Sites::Parity(0) } else { Sites::All };
-        let eta = SpinorField::<G, S>::gaussian(self.fermions.checkerboard(), sites, &key);
+        let eta = self.noise(&key);
         let w = self.fermions.operator(u, self.params.kappa)?;
         let z = &self.params.approximation;
         let (nu, mu): (Vec<f64>, Vec<f64>) = (
@@ -235,8 +246,7 @@ impl<G: PackedGroup, const S: usize, D: Discretization<G, S>> RationalTerm<G>
     }
 
     fn reweighting_factor(&self, u: &GaugeField<G>, key: &StreamKey) -> Result<f64> {
-        let sites = if self.params.even_odd { Sites::Parity(0) } else { Sites::All };
-        let eta = SpinorField::<G, S>::gaussian(self.fermions.checkerboard(), sites, key);
+        let eta = self.noise(key);
         let w = self.fermions.operator(u, self.params.kappa)?;
         let (mut coefficient, mut z, mut sum, mut first) = (1.0, eta.clone(), 0.0, None);
         for k in 1..=30 {
@@ -263,11 +273,8 @@ impl<G: PackedGroup, const S: usize, D: Discretization<G, S>> RationalTerm<G>
         tolerance: f64,
         max_iterations: usize,
     ) -> Result<SpectralBounds> {
-        let sites = if self.params.even_odd { Sites::Parity(0) } else { Sites::All };
-        let start = SpinorField::<G, S>::gaussian(self.fermions.checkerboard(), sites, key);
         let w = self.fermions.operator(u, self.params.kappa)?;
-        let form = if self.params.even_odd { Operator::SchurNormal } else { Operator::FullNormal };
-        extreme_eigenvalues(&DiracOperator { op: &w, form }, &start, tolerance, max_iterations)
+        extreme_eigenvalues(&self.normal(&w), &self.noise(key), tolerance, max_iterations)
     }
 }
 

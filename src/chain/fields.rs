@@ -12,7 +12,6 @@ use crate::action::fermion::{Pseudofermion, PseudofermionParams};
 use crate::action::{GaugeAction, Monomial, Phi4Action};
 use crate::backend::cpu::PackedGroup;
 use crate::checkerboard::Checkerboard;
-use crate::comm::on_root;
 use crate::dirac::Clover;
 use crate::error::{Error, Result};
 use crate::field::GaugeField;
@@ -20,7 +19,7 @@ use crate::flow::{FlowField, FlowModel, LatentField};
 use crate::geometry::Lattice;
 use crate::group::Su3;
 use crate::io::native::{self, NativeField};
-use crate::io::{FileFormat, read_su3};
+use crate::io::{FileFormat, read_su3_as};
 use crate::observables::average_plaquette;
 use crate::rng::{Purpose, StreamKey};
 use crate::scalar::ScalarField;
@@ -55,9 +54,7 @@ pub trait ChainField: LatentField + NativeField + PartialEq + 'static {
 /// file, [`FileFormat::detect`]); collective on a cut lattice, with the same error on every
 /// rank.
 pub fn load_configuration<F: NativeField + 'static>(path: &Path, lattice: &Arc<Lattice>) -> Result<F> {
-    let comm = lattice.comm();
-    let format = on_root(comm.as_ref(), || {
-        let format = FileFormat::detect(path)?;
+    let format = FileFormat::detect_on_root(path, lattice.comm().as_ref(), |format| {
         if format != FileFormat::Native && TypeId::of::<F>() != TypeId::of::<GaugeField<Su3>>() {
             return Err(Error::Config(format!(
                 "{}: a {} file holds SU(3) links, the card asks for {}",
@@ -66,12 +63,12 @@ pub fn load_configuration<F: NativeField + 'static>(path: &Path, lattice: &Arc<L
                 F::kind()
             )));
         }
-        Ok(vec![u8::from(format == FileFormat::Native)])
+        Ok(())
     })?;
-    if comm.broadcast(format.unwrap_or_default()) == [1] {
+    if format == FileFormat::Native {
         Ok(native::read_into::<F>(path, lattice)?.0)
     } else {
-        let su3: Box<dyn Any> = Box::new(read_su3(path, lattice)?);
+        let su3: Box<dyn Any> = Box::new(read_su3_as(format, path, lattice)?);
         Ok(*su3.downcast::<F>().expect("F is GaugeField<Su3>"))
     }
 }

@@ -65,16 +65,36 @@ impl FileFormat {
     }
 }
 
+impl FileFormat {
+    const ALL: [FileFormat; 4] =
+        [FileFormat::Native, FileFormat::Nersc, FileFormat::Ildg, FileFormat::OpenQcd];
+
+    /// [`FileFormat::detect`] on rank 0, after `check` of what it found there, agreed on by
+    /// every rank (collective; an error is every rank's).
+    pub fn detect_on_root(
+        path: &Path,
+        comm: &dyn comm::Comm,
+        check: impl FnOnce(FileFormat) -> Result<()>,
+    ) -> Result<FileFormat> {
+        let found = comm::on_root(comm, || {
+            let format = FileFormat::detect(path)?;
+            check(format)?;
+            Ok(vec![FileFormat::ALL.iter().position(|&f| f == format).expect("a listed format") as u8])
+        })?;
+        Ok(FileFormat::ALL[comm.broadcast(found.unwrap_or_default())[0] as usize])
+    }
+}
+
 /// Reads a 4D SU(3) field from a file of any format onto `lattice` (collective on a cut
 /// lattice): the format is detected on rank 0 and agreed on.
 pub fn read_su3(path: &Path, lattice: &Arc<Lattice>) -> Result<GaugeField<Su3>> {
-    let comm = lattice.comm();
-    let formats = [FileFormat::Native, FileFormat::Nersc, FileFormat::Ildg, FileFormat::OpenQcd];
-    let found = comm::on_root(comm.as_ref(), || {
-        let f = FileFormat::detect(path)?;
-        Ok(vec![formats.iter().position(|&g| g == f).expect("a listed format") as u8])
-    })?;
-    match formats[comm.broadcast(found.unwrap_or_default())[0] as usize] {
+    let format = FileFormat::detect_on_root(path, lattice.comm().as_ref(), |_| Ok(()))?;
+    read_su3_as(format, path, lattice)
+}
+
+/// Reads a 4D SU(3) field from a file in `format` onto `lattice` (collective on a cut lattice).
+pub fn read_su3_as(format: FileFormat, path: &Path, lattice: &Arc<Lattice>) -> Result<GaugeField<Su3>> {
+    match format {
         FileFormat::Native => Ok(native::read_into(path, lattice)?.0),
         FileFormat::Nersc => nersc::read_into(path, lattice),
         FileFormat::Ildg => ildg::read_into(path, lattice),
