@@ -34,7 +34,41 @@ impl<G: PackedGroup> GaugeField<G> {
     pub fn cold(lattice: Arc<Lattice>) -> Self {
         let one = G::Elem::identity();
         let packed = vec![G::pack([&one; LANES]); lattice.box_len() * lattice.ndim()];
-        GaugeField { lattice, packed, halo_stale: false }
+        let mut u = GaugeField { lattice, packed, halo_stale: false };
+        u.zero_removed_links();
+        u
+    }
+
+    /// The field from links in lexicographic order as a file stores them, and the field on
+    /// `lattice`: the same links on the periodic view of the lattice (what a file's own checks,
+    /// its plaquette and link trace, are computed on), then on `lattice` itself, where a lattice
+    /// open in time sets its removed links to zero. One field twice on a periodic lattice.
+    pub fn from_stored_links(lattice: Arc<Lattice>, links: Vec<G::Elem>) -> crate::Result<(Self, Self)> {
+        if !lattice.is_open_in_time() {
+            let u = Self::from_links(lattice, links)?;
+            return Ok((u.clone(), u));
+        }
+        let stored = Self::from_links(Arc::new(lattice.periodic_in_time()), links)?;
+        let mut u = GaugeField { lattice, packed: stored.packed.clone(), halo_stale: stored.halo_stale };
+        u.zero_removed_links();
+        Ok((stored, u))
+    }
+
+    /// Sets the links a lattice open in time removes ([`Lattice::is_removed_link`]) to zero, in
+    /// the interior and the halo (openQCD's open boundary: they never move, and every loop
+    /// through them vanishes). Nothing on a periodic lattice.
+    fn zero_removed_links(&mut self) {
+        if !self.lattice.is_open_in_time() {
+            return;
+        }
+        let (lat, d) = (self.lattice.clone(), self.lattice.ndim());
+        let zero = G::Elem::zero();
+        self.packed.par_chunks_mut(d).enumerate().for_each(|(e, links)| {
+            let removed = lat.removed_lanes(e, d - 1);
+            (0..LANES)
+                .filter(|l| removed >> l & 1 == 1)
+                .for_each(|l| G::set_lane(&mut links[d - 1], l, &zero));
+        });
     }
 
     /// A hot field: every link Haar-random, drawn from the site streams of `seed`.
@@ -53,6 +87,7 @@ impl<G: PackedGroup> GaugeField<G> {
                 links.iter_mut().for_each(|l| G::set_lane(l, lane, &G::haar(&mut rng)));
             }
         });
+        u.zero_removed_links();
         u.refresh_halo();
         u
     }
@@ -72,6 +107,7 @@ impl<G: PackedGroup> GaugeField<G> {
         for (i, link) in links.iter().enumerate() {
             u.set_link(i / d, i % d, link);
         }
+        u.zero_removed_links();
         u.refresh_halo();
         Ok(u)
     }
@@ -93,6 +129,7 @@ impl<G: PackedGroup> GaugeField<G> {
             }
             Ok(())
         })?;
+        u.zero_removed_links();
         u.refresh_halo();
         Ok(u)
     }
@@ -167,6 +204,7 @@ impl<G: PackedGroup> GaugeField<G> {
                 G::set_lane(u, lane, &G::project(&G::lane(u, lane)));
             }
         });
+        self.zero_removed_links();
         self.refresh_halo();
     }
 
@@ -175,15 +213,26 @@ impl<G: PackedGroup> GaugeField<G> {
         &self.packed[..self.lattice.outer_volume() * self.lattice.ndim()]
     }
 
-    /// The largest distance of a link from the group ([`crate::group::Group::unitarity_violation`]).
+    /// The largest distance of a link from the group ([`crate::group::Group::unitarity_violation`]);
+    /// for a removed link of a lattice open in time, its distance from zero.
     pub fn max_unitarity_violation(&self) -> f64 {
         // NaN counts as the largest violation (f64::max would drop it)
         let worst = |a: f64, b: f64| if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) };
-        let local = self
-            .interior()
-            .par_iter()
-            .map(|u| G::packed_unitarity_violation(u).into_iter().fold(0.0, worst))
-            .reduce(|| 0.0, worst);
+        let (lat, d) = (&self.lattice, self.lattice.ndim());
+        let local =
+            self.interior()
+                .par_iter()
+                .enumerate()
+                .map(|(k, u)| {
+                    let removed = lat.removed_lanes(k / d, k % d);
+                    let violation = G::packed_unitarity_violation(u);
+                    (0..LANES)
+                        .map(|l| {
+                            if removed >> l & 1 == 1 { G::lane(u, l).norm_sqr().sqrt() } else { violation[l] }
+                        })
+                        .fold(0.0, worst)
+                })
+                .reduce(|| 0.0, worst);
         self.lattice.comm().max(local)
     }
 
@@ -217,7 +266,9 @@ impl<G: PackedGroup> MomentumField<G> {
     }
 
     /// Gaussian momenta with kinetic energy (1/2) sum p_a^2: each component N(0, 1), drawn
-    /// from the site streams of (seed, momentum, update), indexed by global site.
+    /// from the site streams of (seed, momentum, update), indexed by global site; zero on the
+    /// removed links of a lattice open in time (drawn and discarded, so that the other links
+    /// get the values they get on a periodic lattice).
     pub fn gaussian(lattice: &Arc<Lattice>, seed: u64, update: u64) -> Self {
         let key = StreamKey::new(seed, Purpose::Momentum, update);
         let d = lattice.ndim();
@@ -229,6 +280,10 @@ impl<G: PackedGroup> MomentumField<G> {
                     set_alg_lane::<G>(pm, lane, &G::gaussian_alg(&mut rng));
                 }
             }
+            let removed = lattice.removed_lanes(outer, d - 1);
+            (0..LANES)
+                .filter(|l| removed >> l & 1 == 1)
+                .for_each(|l| set_alg_lane::<G>(&mut ps[d - 1], l, &G::Alg::default()));
         });
         p
     }

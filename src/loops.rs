@@ -144,6 +144,64 @@ pub fn rectangle_re_tr_sum<G: PackedGroup>(u: &GaugeField<G>) -> f64 {
     })
 }
 
+/// The paths, from x and back, of the space-like loops whose first step is the link U_mu(x):
+/// for each space direction nu != mu (time is the last direction) and side, the plaquette and,
+/// with `rectangles`, the three 1x2 rectangles through that link (long in mu with the link
+/// first or second, long in nu). Every such loop in the time slice of x appears once.
+pub fn spatial_loops_through(d: usize, mu: usize, rectangles: bool) -> Vec<Vec<Step>> {
+    let mut paths = Vec::new();
+    let (m, mb) = (Step::up(mu), Step::down(mu));
+    for nu in (0..d - 1).filter(|&nu| nu != mu) {
+        for side in [true, false] {
+            let (n, nb) = (Step::signed(nu, side), Step::signed(nu, !side));
+            paths.push(vec![m, n, mb, nb]);
+            if rectangles {
+                paths.push(vec![m, m, n, mb, mb, nb]);
+                paths.push(vec![m, n, mb, mb, nb, m]);
+                paths.push(vec![m, n, n, mb, nb, nb]);
+            }
+        }
+    }
+    paths
+}
+
+/// Sums of Re tr L over the space-like plaquettes (first) and 1x2 rectangles (second) based at
+/// the sites of the boundary slices x0 = 0 and N0-1 of a lattice open in time, the loops
+/// openQCD weights with c_G / 2 (zero on a periodic lattice); exact over ranks. There are
+/// [`boundary_loop_counts`] of them.
+pub fn boundary_loop_re_tr_sums<G: PackedGroup>(u: &GaugeField<G>) -> [f64; 2] {
+    let lat = u.lattice();
+    if !lat.is_open_in_time() {
+        return [0.0, 0.0];
+    }
+    u.assert_halo_fresh();
+    let d = lat.ndim();
+    let sites = lat.boundary_sites();
+    let planes: Vec<(usize, usize)> = (0..d - 1).flat_map(|i| (i + 1..d - 1).map(move |j| (i, j))).collect();
+    let re_tr = |x: usize, path: &[Step]| path_product(u, x, path).0.trace().re;
+    let sums = global_sums(lat.comm().as_ref(), sites.len(), |k, [plaquettes, rectangles]| {
+        let x = sites[k];
+        for &(i, j) in &planes {
+            plaquettes.add(re_tr(x, &[Step::up(i), Step::up(j), Step::down(i), Step::down(j)]));
+            rectangles.add(re_tr(x, &rectangle_path(i, j)) + re_tr(x, &rectangle_path(j, i)));
+        }
+    });
+    sums.map(|s| s.value())
+}
+
+/// The numbers of loops [`boundary_loop_re_tr_sums`] sums: 2 V3 (D-1)(D-2)/2 plaquettes and
+/// twice as many rectangles on a lattice open in time, V3 the global volume of a time slice;
+/// none on a periodic lattice.
+pub fn boundary_loop_counts(lat: &crate::geometry::Lattice) -> [usize; 2] {
+    if !lat.is_open_in_time() {
+        return [0, 0];
+    }
+    let d = lat.ndim();
+    let slice = lat.global_volume() / lat.global_dims()[d - 1];
+    let plaquettes = 2 * slice * (d - 1) * (d - 2) / 2;
+    [plaquettes, 2 * plaquettes]
+}
+
 /// The plaquettes P_{mu nu}(x) of the LANES sites of `x`.
 #[inline]
 pub fn packed_plaquette<G: PackedGroup>(

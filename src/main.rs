@@ -23,7 +23,8 @@ const USAGE: &str = "usage:
   flowhmc analyze DIR           recompute DIR/summary.json and DIR/plots from the measurements
           [--no-tail]           (without the tail correction of slow modes)
   flowhmc convert IN OUT FORMAT a 4D SU(3) configuration (flowhmc checkpoint, NERSC, ILDG or
-                                openQCD, detected) into FORMAT: nersc, ildg, openqcd or flowhmc
+          [--open]              openQCD, detected) into FORMAT: nersc, ildg, openqcd or flowhmc
+                                (--open: a field with open boundaries in time)
   flowhmc bench [--quick]       benchmarks: pure gauge (SU(3) Wilson 8^4), memory bandwidth,
                                 Wilson operator, CG, HMC with fermions, host-interface
                                 overhead, flow models (BENCHMARKS.md)
@@ -98,7 +99,12 @@ fn dispatch(args: &[String], world: &Arc<dyn Comm>) -> std::result::Result<(), F
             println!("{}", analyze_with(Path::new(dir), None, AnalysisOptions { tail: false })?.table());
             Ok(())
         }
-        ["convert", input, output, format] => Ok(convert(Path::new(input), Path::new(output), format)?),
+        ["convert", input, output, format] => {
+            Ok(convert(Path::new(input), Path::new(output), format, false)?)
+        }
+        ["convert", input, output, format, "--open"] => {
+            Ok(convert(Path::new(input), Path::new(output), format, true)?)
+        }
         ["convert", ..] => Err(Failure::Usage(
             "convert: give the input, the output and its format, e.g. flowhmc convert run/checkpoint.cfg \
              cnfg.lime ildg"
@@ -143,14 +149,15 @@ fn run(card_path: &Path, resume: bool, world: &Arc<dyn Comm>) -> Result<()> {
     Ok(())
 }
 
-/// Converts a 4D SU(3) configuration file into another format, printing what it read.
-fn convert(input: &Path, output: &Path, format: &str) -> Result<()> {
+/// Converts a 4D SU(3) configuration file into another format, printing what it read; `open`:
+/// the field lives on a lattice open in time (its removed links zero).
+fn convert(input: &Path, output: &Path, format: &str, open: bool) -> Result<()> {
     let formats = [FileFormat::Nersc, FileFormat::Ildg, FileFormat::OpenQcd, FileFormat::Native];
     let Some(&to) = formats.iter().find(|f| f.name() == format) else {
         return Err(Error::Config(format!("convert: format {format:?}: nersc, ildg, openqcd or flowhmc")));
     };
     let from = FileFormat::detect(input)?;
-    let u = flowhmc::io::read_su3_whole(input)?;
+    let u = flowhmc::io::read_su3_whole(input, open)?;
     flowhmc::io::write_su3(&u, output, to)?;
     println!(
         "{} ({}, dims {:?}, plaquette {:.15}) -> {} ({})",

@@ -73,7 +73,9 @@ impl<G: PackedGroup, const S: usize, R: Real> SpinorField<G, S, R> {
     }
 
     /// Gaussian noise with <|eta|^2> = 1 per complex component (real and imaginary parts
-    /// N(0, 1/2)) on `sites`, from the site streams of `key`.
+    /// N(0, 1/2)) on `sites`, from the site streams of `key`; zero on the boundary slices of a
+    /// lattice open in time, where quark fields vanish (drawn and discarded there, so that the
+    /// other sites get the values they get on a periodic lattice).
     pub fn gaussian(cb: &Checkerboard, sites: Sites, key: &StreamKey) -> Self {
         let mut f = Self::zeros(
             cb.lattice(),
@@ -92,11 +94,14 @@ impl<G: PackedGroup, const S: usize, R: Real> SpinorField<G, S, R> {
                 Sites::All if k < first => (0, k),
                 Sites::All => (1, k - first),
             };
+            let outer = cb.outer(p, i);
             for lane in 0..LANES {
-                let mut rng = key.stream(lattice.global_site(lattice.site_of_packed(cb.outer(p, i), lane)));
+                let mut rng = key.stream(lattice.global_site(lattice.site_of_packed(outer, lane)));
+                let vanishes = lattice.is_boundary_time(lattice.time_of_lane(outer, lane));
                 for component in spinor.iter_mut() {
                     for c in 0..colors {
-                        component.set(lane, c, Complex64::new(rng.normal(), rng.normal()) * scale);
+                        let z = Complex64::new(rng.normal(), rng.normal()) * scale;
+                        component.set(lane, c, if vanishes { Complex64::new(0.0, 0.0) } else { z });
                     }
                 }
             }

@@ -315,8 +315,8 @@ fn convert_moves_a_field_through_every_format_and_each_starts_the_same_chain() {
         previous = path;
     }
     assert!(chains.iter().all(|c| c == &chains[0]), "every format starts the same chain");
-    let want = flowhmc::io::read_su3_whole(&checkpoint).unwrap();
-    let back = flowhmc::io::read_su3_whole(&previous).unwrap();
+    let want = flowhmc::io::read_su3_whole(&checkpoint, false).unwrap();
+    let back = flowhmc::io::read_su3_whole(&previous, false).unwrap();
     assert!(want.max_distance(&back) == 0.0, "the links survive every format");
     let bad = flowhmc(&["convert", checkpoint.to_str().unwrap(), dir.join("x").to_str().unwrap(), "milc"]);
     assert_eq!(bad.status.code(), Some(2));

@@ -334,7 +334,7 @@ fn emulated_wilson_kernel_equals_the_cpu_operator() {
     let cb = Checkerboard::new(lattice.clone()).unwrap();
     let u = GaugeField::<Su3>::hot(lattice.clone(), 7);
     let (kappa, theta) = (0.13, 0.7);
-    let w = WilsonOperator::<Su3, 4>::new(&u, &cb, kappa, Boundary { theta }).unwrap();
+    let w = WilsonOperator::<Su3, 4>::new(&u, &cb, kappa, Boundary::Phase(theta)).unwrap();
     let x = SpinorField::<Su3, 4>::gaussian_full(&cb, 3, Purpose::Test, 0);
     let volume = lattice.volume();
     // the links with `rows` rows each
@@ -405,7 +405,7 @@ fn check_device_cg(device: &Device, test: &str) {
     let cb = Checkerboard::new(lattice.clone()).unwrap();
     let u = GaugeField::<Su3>::hot(lattice.clone(), 11);
     let (kappa, theta) = (0.12, 0.7);
-    let w = WilsonOperator::<Su3, 4>::new(&u, &cb, kappa, Boundary { theta }).unwrap();
+    let w = WilsonOperator::<Su3, 4>::new(&u, &cb, kappa, Boundary::Phase(theta)).unwrap();
     let full = SpinorField::<Su3, 4>::gaussian_full(&cb, 5, Purpose::Test, 0);
     let params = SolverParams { tolerance: 1e-10, max_iterations: 500 };
     let distance = |x: &[num_complex::Complex64], y: &[num_complex::Complex64]| -> f64 {
@@ -610,7 +610,7 @@ fn schur_operator_force_on_the_device_equals_the_cpu() {
     let cb = Checkerboard::new(lattice.clone()).unwrap();
     let u = GaugeField::<Su3>::hot(lattice.clone(), 19);
     let (kappa, theta, c) = (0.13, 0.7, 0.8);
-    let w = WilsonOperator::<Su3, 4>::new(&u, &cb, kappa, Boundary { theta }).unwrap();
+    let w = WilsonOperator::<Su3, 4>::new(&u, &cb, kappa, Boundary::Phase(theta)).unwrap();
     let a = SpinorField::<Su3, 4>::gaussian_full(&cb, 7, Purpose::Test, 0).half_of(0);
     let b = SpinorField::<Su3, 4>::gaussian_full(&cb, 8, Purpose::Test, 0).half_of(0);
     let mut want = MomentumField::<Su3>::zeros(&lattice);

@@ -260,6 +260,7 @@ fn hmc_agrees_with_exact_determinant_reweighting() {
         hmc_vs_reweighting(
             0.24,
             2.0,
+            Boundary::ANTIPERIODIC,
             |cb, params| vec![Box::new(Pseudofermion::<U1, 2>::new("fermions", params, cb.clone(), 0)) as _],
             |q, cb, kappa| {
                 let w = WilsonOperator::<U1, 2>::new(q, cb, kappa, Boundary::ANTIPERIODIC).unwrap();
@@ -276,6 +277,18 @@ fn hmc_agrees_with_exact_determinant_reweighting() {
 /// the chain drifts to fields where 1 + C is nearly singular and its solves fail.
 #[test]
 fn clover_hmc_agrees_with_exact_determinant_reweighting() {
+    clover_hmc_vs_reweighting(Boundary::ANTIPERIODIC);
+}
+
+/// The same with openQCD's open boundaries in time (4x8, c_F = 1.3, c_G = 1): the quark
+/// fields vanish on the boundary slices, the dense matrix is the identity there, and the
+/// Schur pseudofermions with the odd-site determinant sample |det M|^2 of the bulk.
+#[test]
+fn open_boundary_clover_hmc_agrees_with_exact_determinant_reweighting() {
+    clover_hmc_vs_reweighting(Boundary::Open { c_f: 1.3 });
+}
+
+fn clover_hmc_vs_reweighting(boundary: Boundary) {
     use flowhmc::action::clover::CloverDeterminant;
     use flowhmc::action::fermion::Pseudofermion;
     use flowhmc::dirac::{Clover, CloverOperator};
@@ -284,25 +297,20 @@ fn clover_hmc_agrees_with_exact_determinant_reweighting() {
         hmc_vs_reweighting(
             0.23,
             2.0,
+            boundary,
             |cb, params| {
                 let kappa = params.kappa;
-                let clover = Clover::new(cb.clone(), Boundary::ANTIPERIODIC, csw);
+                let clover = Clover::new(cb.clone(), boundary, csw);
                 vec![
                     Box::new(Pseudofermion::<U1, 2, Clover>::with_discretization(
                         "fermions", params, clover, 0,
                     )) as _,
-                    Box::new(CloverDeterminant::new(
-                        "fermions.det",
-                        cb.clone(),
-                        kappa,
-                        csw,
-                        Boundary::ANTIPERIODIC,
-                        2,
-                    )) as _,
+                    Box::new(CloverDeterminant::new("fermions.det", cb.clone(), kappa, csw, boundary, 2))
+                        as _,
                 ]
             },
             |q, cb, kappa| {
-                let m = CloverOperator::<U1, 2>::new(q, cb, kappa, csw, Boundary::ANTIPERIODIC).unwrap();
+                let m = CloverOperator::<U1, 2>::new(q, cb, kappa, csw, boundary).unwrap();
                 ln_abs_det(&m)
             },
         )
@@ -311,8 +319,18 @@ fn clover_hmc_agrees_with_exact_determinant_reweighting() {
 
 type Fermions = Vec<Box<dyn flowhmc::action::Monomial<flowhmc::field::GaugeField<U1>>>>;
 
-/// The Schwinger model of the sampler tests: 4x4, beta = 2, fermions antiperiodic in time.
+/// The Schwinger model of the sampler tests: 4x4, beta = 2, fermions antiperiodic in time;
+/// with open boundaries 4x8 (6 time slices in the bulk).
 const SAMPLER_DIMS: [usize; 2] = [4, 4];
+
+/// The sampler tests' lattice for fermions with `boundary`.
+fn sampler_lattice(boundary: Boundary) -> flowhmc::geometry::Lattice {
+    use flowhmc::geometry::Lattice;
+    match boundary {
+        Boundary::Open { .. } => Lattice::new(&[4, 8]).unwrap().open_in_time(),
+        _ => Lattice::new(&SAMPLER_DIMS).unwrap(),
+    }
+}
 const SAMPLER_BETA: f64 = 2.0;
 
 /// The plaquette of an HMC chain (Omelyan, 6 steps, tau = 1, hot start, 200 + 12000
@@ -320,6 +338,7 @@ const SAMPLER_BETA: f64 = 2.0;
 /// at `kappa` (even/odd, f64 CG to 1e-11), and its Gamma-method error.
 fn hmc_plaquette(
     kappa: f64,
+    boundary: Boundary,
     fermions: impl Fn(
         &flowhmc::checkerboard::Checkerboard,
         flowhmc::action::fermion::PseudofermionParams,
@@ -330,19 +349,18 @@ fn hmc_plaquette(
     use flowhmc::analysis::gamma::{DEFAULT_S, gamma_method};
     use flowhmc::checkerboard::Checkerboard;
     use flowhmc::field::GaugeField;
-    use flowhmc::geometry::Lattice;
     use flowhmc::integrator::{Integrator, Scheme};
     use flowhmc::observables::average_plaquette;
     use flowhmc::solver::SolverParams;
     use flowhmc::update::{Hmc, MarkovStep};
     use std::sync::Arc;
 
-    let lat = Arc::new(Lattice::new(&SAMPLER_DIMS).unwrap());
+    let lat = Arc::new(sampler_lattice(boundary));
     let cb = Checkerboard::new(lat.clone()).unwrap();
     let params = PseudofermionParams {
         kappa,
         kappa_heavy: 0.0,
-        boundary: Boundary::ANTIPERIODIC,
+        boundary,
         even_odd: true,
         solver: SolverParams { tolerance: 1e-11, max_iterations: 1000 },
         mixed_precision: false,
@@ -371,18 +389,18 @@ fn hmc_plaquette(
 fn reweighted_plaquette(
     kappa: f64,
     flavors: f64,
+    boundary: Boundary,
     ln_det: impl Fn(&flowhmc::field::GaugeField<U1>, &flowhmc::checkerboard::Checkerboard, f64) -> f64,
 ) -> (f64, f64, f64) {
     use flowhmc::action::{GaugeAction, GaugeActionKind};
     use flowhmc::checkerboard::Checkerboard;
     use flowhmc::field::GaugeField;
-    use flowhmc::geometry::Lattice;
     use flowhmc::integrator::{Integrator, Scheme};
     use flowhmc::observables::average_plaquette;
     use flowhmc::update::{Hmc, MarkovStep};
     use std::sync::Arc;
 
-    let lat = Arc::new(Lattice::new(&SAMPLER_DIMS).unwrap());
+    let lat = Arc::new(sampler_lattice(boundary));
     let cb = Checkerboard::new(lat.clone()).unwrap();
     let gauge = Box::new(GaugeAction::new(GaugeActionKind::Wilson, SAMPLER_BETA));
     let mut quenched =
@@ -426,14 +444,15 @@ fn reweighted_plaquette(
 fn hmc_vs_reweighting(
     kappa: f64,
     flavors: f64,
+    boundary: Boundary,
     fermions: impl Fn(
         &flowhmc::checkerboard::Checkerboard,
         flowhmc::action::fermion::PseudofermionParams,
     ) -> Fermions,
     ln_det: impl Fn(&flowhmc::field::GaugeField<U1>, &flowhmc::checkerboard::Checkerboard, f64) -> f64,
 ) {
-    let (hmc, hmc_err) = hmc_plaquette(kappa, fermions);
-    let (reweighted, rw_err, quenched) = reweighted_plaquette(kappa, flavors, ln_det);
+    let (hmc, hmc_err) = hmc_plaquette(kappa, boundary, fermions);
+    let (reweighted, rw_err, quenched) = reweighted_plaquette(kappa, flavors, boundary, ln_det);
     let sigma = (hmc_err * hmc_err + rw_err * rw_err).sqrt();
     println!(
         "HMC {hmc:.5} +- {hmc_err:.5}, reweighted {reweighted:.5} +- {rw_err:.5}, quenched {quenched:.5}"
@@ -481,6 +500,7 @@ fn one_flavour_rhmc_agrees_with_exact_determinant_reweighting() {
         hmc_vs_reweighting(
             0.24,
             1.0,
+            Boundary::ANTIPERIODIC,
             |cb, params| vec![rational_wilson("strange", cb, &params, 0)],
             |q, cb, kappa| {
                 let w = WilsonOperator::<U1, 2>::new(q, cb, kappa, Boundary::ANTIPERIODIC).unwrap();
@@ -497,10 +517,10 @@ fn one_flavour_rhmc_agrees_with_exact_determinant_reweighting() {
 fn two_rational_flavours_agree_with_the_two_flavour_pseudofermion() {
     use flowhmc::action::fermion::Pseudofermion;
     rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| {
-        let (rational, rational_err) = hmc_plaquette(0.24, |cb, params| {
+        let (rational, rational_err) = hmc_plaquette(0.24, Boundary::ANTIPERIODIC, |cb, params| {
             vec![rational_wilson("fermions.0", cb, &params, 0), rational_wilson("fermions.1", cb, &params, 1)]
         });
-        let (doublet, doublet_err) = hmc_plaquette(0.24, |cb, params| {
+        let (doublet, doublet_err) = hmc_plaquette(0.24, Boundary::ANTIPERIODIC, |cb, params| {
             vec![Box::new(Pseudofermion::<U1, 2>::new("fermions", params, cb.clone(), 0)) as _]
         });
         let sigma = (rational_err * rational_err + doublet_err * doublet_err).sqrt();

@@ -9,7 +9,7 @@ use flowhmc::analysis::gamma::{DEFAULT_S, gamma_method};
 use flowhmc::backend::cpu::PackedGroup;
 use flowhmc::field::{GaugeField, MomentumField};
 use flowhmc::geometry::Lattice;
-use flowhmc::group::{Su3, U1};
+use flowhmc::group::{LinkMatrix, Su3, U1};
 use flowhmc::integrator::{Integrator, Level, Scheme};
 use flowhmc::observables::{average_plaquette, topological_charge_u1_2d};
 use flowhmc::reference::{u1_2d_charge_squared, u1_2d_plaquette};
@@ -231,4 +231,66 @@ fn creutz_identity_with_large_dh() {
     let mean_dh = boltz.iter().map(|b| -b.ln()).sum::<f64>() / boltz.len() as f64;
     assert!(mean_dh > 0.05, "dH should be sizeable here: {mean_dh}");
     within_3_sigma("<exp(-dH)>", &boltz, 1.0);
+}
+
+/// Open boundaries in time on a 2D U(1) lattice (8 x 8, periodic in x): the plaquettes of a
+/// cylinder are independent, each with weight exp(beta Re P), so <Re P> = I1(beta) / I0(beta)
+/// exactly at any size (an average that counted the 8 absent plaquettes would be 7/8 of it);
+/// <exp(-dH)> = 1; the removed links stay zero.
+#[test]
+fn open_boundary_u1_2d_plaquette_is_the_single_plaquette_value() {
+    use flowhmc::reference::ln_bessel_i;
+    let beta = 2.0;
+    let lat = Arc::new(Lattice::new(&[8, 8]).unwrap().open_in_time());
+    let mut u = GaugeField::<U1>::hot(lat.clone(), 7);
+    let mut hmc = Hmc::new(
+        gauge_for::<U1>(GaugeActionKind::Wilson, beta),
+        Integrator::single(Scheme::Omelyan, 4, 1).unwrap(),
+        1.0,
+        11,
+    )
+    .unwrap();
+    let (mut plaq, mut boltz) = (vec![], vec![]);
+    for k in 0..8200 {
+        let r = hmc.step(&mut u, k).unwrap();
+        if k >= 200 {
+            plaq.push(average_plaquette(&u));
+            boltz.push((-r.dh).exp());
+        }
+    }
+    let exact = (ln_bessel_i(1, beta) - ln_bessel_i(0, beta)).exp();
+    within_3_sigma("open plaquette", &plaq, exact);
+    within_3_sigma("open <exp(-dH)>", &boltz, 1.0);
+    let removed = (0..lat.volume()).filter(|&s| lat.is_removed_link(s, 1)).collect::<Vec<_>>();
+    assert_eq!(removed.len(), 8);
+    assert!(removed.iter().all(|&s| u.link(s, 1).norm() == 0.0));
+}
+
+/// Open boundaries with SU(3) and the Symanzik action (c_G = 1.3): trajectories are reversible,
+/// the removed links stay zero and their momenta never move, the other links stay in SU(3).
+#[test]
+fn open_boundary_trajectories_are_reversible() {
+    let lat = Arc::new(Lattice::new(&[4, 4, 4, 6]).unwrap().open_in_time());
+    let mut u = GaugeField::<Su3>::hot(lat.clone(), 3);
+    let action = || GaugeAction::new(GaugeActionKind::Symanzik, 4.0).with_boundary_coefficient(1.3);
+    let mono: Vec<Box<dyn Monomial<GaugeField<Su3>>>> = vec![Box::new(action())];
+    let mut hmc = Hmc::new(mono, Integrator::single(Scheme::Omelyan, 8, 1).unwrap(), 1.0, 3)
+        .unwrap()
+        .with_reversibility_check(true);
+    for k in 0..3 {
+        let r = hmc.step(&mut u, k).unwrap();
+        let (du, dh) = r.reversibility.unwrap();
+        assert!(du < 1e-12 && dh < 1e-9, "|dU| = {du:e}, |dH| = {dh:e}");
+    }
+    let t = 3;
+    let removed: Vec<usize> = (0..lat.volume()).filter(|&s| lat.is_removed_link(s, t)).collect();
+    assert_eq!(removed.len(), 64);
+    assert!(removed.iter().all(|&s| u.link(s, t).norm_sqr() == 0.0));
+    assert!(u.max_unitarity_violation() < 1e-12);
+    let p = MomentumField::<Su3>::gaussian(&lat, 1, 2);
+    assert!(removed.iter().all(|&s| p.at(&lat, s, t).iter().all(|&x| x == 0.0)));
+    let mut f = MomentumField::<Su3>::zeros(&lat);
+    action().force(&u, 1.0, &mut f);
+    assert!(removed.iter().all(|&s| f.at(&lat, s, t).iter().all(|&x| x == 0.0)));
+    assert!(f.kinetic_energy() > 1.0);
 }

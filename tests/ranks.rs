@@ -10,7 +10,7 @@ use flowhmc::backend::cpu::PackedGroup;
 use flowhmc::checkerboard::Checkerboard;
 use flowhmc::comm::Comm;
 use flowhmc::comm::threads::run_ranks;
-use flowhmc::dirac::operator::{FermionMatrix, FermionOperator};
+use flowhmc::dirac::operator::FermionMatrix;
 use flowhmc::dirac::solve::{Method, solve};
 use flowhmc::dirac::wilson::{Boundary, WilsonOperator};
 use flowhmc::field::{GaugeField, MomentumField};
@@ -124,7 +124,7 @@ fn same_spinors<G: PackedGroup, const S: usize>(
     })
 }
 
-/// What the Wilson operator computes from one field: M x, M^dagger x, the derivative of
+/// What a fermion operator computes from one field: M x, M^dagger x, the derivative of
 /// Re(x^dagger M y) (full operator), and with even/odd preconditioning the Schur operator and
 /// its derivative on the even half, a CG solve (iterations, residual, solution) and a
 /// mixed-precision one.
@@ -135,6 +135,8 @@ struct WilsonResults<G: PackedGroup, const S: usize> {
     force: MomentumField<G>,
     schur: Option<(SpinorField<G, S>, MomentumField<G>)>,
     solves: Vec<(usize, f64, SpinorField<G, S>)>,
+    /// The clover term's ln det A over the lattice (clover operators only).
+    log_det: Option<f64>,
 }
 
 fn wilson_results<G: PackedGroup, const S: usize>(
@@ -143,51 +145,88 @@ fn wilson_results<G: PackedGroup, const S: usize>(
 ) -> (Checkerboard, WilsonResults<G, S>) {
     let cb = Checkerboard::for_fields(u.lattice().clone(), even_odd).unwrap();
     let w = WilsonOperator::<G, S>::new(u, &cb, 0.12, Boundary::ANTIPERIODIC).unwrap();
-    let x = SpinorField::<G, S>::gaussian_full(&cb, 5, Purpose::Pseudofermion, 2);
-    let y = SpinorField::<G, S>::gaussian_full(&cb, 6, Purpose::Pseudofermion, 2);
+    (cb.clone(), operator_results(&w, &cb, even_odd))
+}
+
+/// [`WilsonResults`] of the operator `w` on the layout `cb`.
+fn operator_results<G: PackedGroup, const S: usize>(
+    w: &impl FermionMatrix<G, S>,
+    cb: &Checkerboard,
+    even_odd: bool,
+) -> WilsonResults<G, S> {
+    let x = SpinorField::<G, S>::gaussian_full(cb, 5, Purpose::Pseudofermion, 2);
+    let y = SpinorField::<G, S>::gaussian_full(cb, 6, Purpose::Pseudofermion, 2);
     let (mut m, mut m_dagger) = (x.zeros_like(), x.zeros_like());
     w.apply(false, &x, &mut m);
     w.apply(true, &x, &mut m_dagger);
     // a point source at the global origin, with gamma5 applied so that the zeros of its lower
     // spin components are -0: the halo must keep the signs of zeros too
-    let lat = u.lattice();
+    let lat = cb.lattice();
     let mut source = x.zeros_like();
     if let Some(origin) = (0..lat.volume()).find(|&s| lat.global_site(s) == 0) {
-        source.set(&cb, origin, 0, 0, num_complex::Complex64::new(1.0, -2.0));
+        source.set(cb, origin, 0, 0, num_complex::Complex64::new(1.0, -2.0));
     }
     source.gamma5();
     let mut point = x.zeros_like();
     w.apply(false, &source, &mut point);
-    let mut force = MomentumField::<G>::gaussian(u.lattice(), 1, 1);
+    let mut force = MomentumField::<G>::gaussian(cb.lattice(), 1, 1);
     w.add_derivative(false, &x, &y, 0.7, &mut force);
     let params = SolverParams { tolerance: 1e-10, max_iterations: 1000 };
     let schur = even_odd.then(|| {
         let (xe, ye) = (x.half_of(0), y.half_of(0));
         let mut s = xe.zeros_like();
         w.apply_schur(false, &xe, &mut s);
-        let mut f = MomentumField::<G>::zeros(u.lattice());
+        let mut f = MomentumField::<G>::zeros(cb.lattice());
         w.add_derivative(true, &xe, &ye, -0.3, &mut f);
         (s, f)
     });
     let solves = [Method::Cg, Method::MixedCg]
         .into_iter()
         .map(|method| {
-            let (solution, report) = solve(&w, &x, None, method, even_odd, &params).unwrap();
+            let (solution, report) = solve(w, &x, None, method, even_odd, &params).unwrap();
             (report.iterations, report.residual, solution)
         })
         .collect();
-    (cb, WilsonResults { m, m_dagger, point, force, schur, solves })
+    WilsonResults { m, m_dagger, point, force, schur, solves, log_det: None }
 }
 
 fn check_wilson<G: PackedGroup, const S: usize>(dims: &[usize], grid: &[usize]) {
+    check_operator::<G, S>(dims, grid, wilson_results::<G, S>);
+}
+
+/// The clover operator's results ([`WilsonResults`]), the derivative of ln det A_oo added to the
+/// force, with the term's ln det A (both parities, summed over the ranks).
+fn clover_results<G: PackedGroup, const S: usize>(
+    u: &GaugeField<G>,
+    even_odd: bool,
+) -> (Checkerboard, WilsonResults<G, S>) {
+    use flowhmc::dirac::CloverOperator;
+    let cb = Checkerboard::for_fields(u.lattice().clone(), even_odd).unwrap();
+    let m = CloverOperator::<G, S>::new(u, &cb, 0.12, 1.7, Boundary::ANTIPERIODIC).unwrap();
+    let mut results = operator_results(&m, &cb, even_odd);
+    m.add_log_det_derivative(1, 0.4, &mut results.force);
+    let mut sums = [m.term().log_det(0), m.term().log_det(1)];
+    u.lattice().comm().sum_exact(&mut sums);
+    let logs = sums.map(|s| s.value());
+    results.log_det = Some(logs[0] + logs[1]);
+    (cb, results)
+}
+
+/// The operator results of `results` on the blocks of `grid` equal the whole lattice's, bit
+/// for bit.
+fn check_operator<G: PackedGroup, const S: usize>(
+    dims: &[usize],
+    grid: &[usize],
+    results: impl Fn(&GaugeField<G>, bool) -> (Checkerboard, WilsonResults<G, S>) + Sync,
+) {
     let whole = GaugeField::<G>::hot(Arc::new(Lattice::new(dims).unwrap()), 12);
     let wl = whole.lattice().clone();
     for even_odd in [false, true] {
-        let (wcb, want) = wilson_results::<G, S>(&whole, even_odd);
+        let (wcb, want) = results(&whole, even_odd);
         run_ranks(grid, |comm| {
             let u = block_of(&whole, comm);
             let lat = u.lattice().clone();
-            let (cb, got) = wilson_results::<G, S>(&u, even_odd);
+            let (cb, got) = results(&u, even_odd);
             let at = format!("{dims:?} on {grid:?}, even/odd {even_odd}");
             assert!(same_spinors(&got.m, &cb, &want.m, &wcb), "{at}: M");
             assert!(same_spinors(&got.m_dagger, &cb, &want.m_dagger, &wcb), "{at}: M^dagger");
@@ -202,11 +241,26 @@ fn check_wilson<G: PackedGroup, const S: usize>(dims: &[usize], grid: &[usize]) 
                 assert!(same_spinors(&full, &cb, &wfull, &wcb), "{at}: Schur operator");
                 assert!(same_momenta(f, &lat, wf, &wl), "{at}: derivative of the Schur operator");
             }
+            assert_eq!(got.log_det.map(f64::to_bits), want.log_det.map(f64::to_bits), "{at}: ln det A");
             for ((n, r, x), (wn, wr, wx)) in got.solves.iter().zip(&want.solves) {
                 assert_eq!((n, r.to_bits()), (wn, wr.to_bits()), "{at}: iterations and residual");
                 assert!(same_spinors(x, &cb, wx, &wcb), "{at}: solution");
             }
         });
+    }
+}
+
+/// The clover operator on ranks: M, the Schur operator, their derivatives with the odd-site
+/// determinant's, the solves and ln det A equal the whole lattice's bit for bit (the force
+/// reads the field-strength insertions of the neighbouring blocks from their halo).
+#[test]
+fn clover_operator_forces_and_solves_on_ranks_equal_the_whole_lattice() {
+    for (dims, grid) in GRIDS {
+        if dims.len() == 2 {
+            check_operator::<U1, 2>(dims, grid, clover_results::<U1, 2>);
+        } else {
+            check_operator::<Su3, 4>(dims, grid, clover_results::<Su3, 4>);
+        }
     }
 }
 
@@ -427,6 +481,46 @@ fn a_run_on_ranks_writes_the_files_of_one_process_and_resumes_on_another_grid() 
     std::fs::remove_dir_all(&scratch).unwrap();
 }
 
+/// Open boundaries in time on ranks: a Symanzik (c_G = 1.2) Nf = 2 + 1 card with an open clover
+/// doublet (c_F = 1.1, Hasenbusch, the odd-site determinant), an open Wilson strange quark and
+/// the Wilson flow gives the files of one process on 2 ranks (time cut, so that the removed
+/// links and the boundary slices sit on different ranks) and on 4.
+#[test]
+fn an_open_boundary_run_on_ranks_writes_the_files_of_one_process() {
+    use flowhmc::chain::{RunOptions, run_card};
+    let scratch = common::empty_dir("flowhmc-ranks-open");
+    let card = |out: &std::path::Path, grid: &str| {
+        let text = format!(
+            "[lattice]\ndims = [4, 4, 4, 8]\nboundary = \"open\"\n\
+             [gauge]\ngroup = \"su3\"\naction = \"symanzik\"\nbeta = 3.5\ncg = 1.2\n\
+             [update]\nkind = \"hmc\"\ntrajectory_length = 0.5\nintegrator = \"omelyan\"\nsteps = 4\n\
+             [run]\ntrajectories = 3\nthermalization = 1\nseed = 9\nstart = \"hot\"\n\
+             checkpoint_every = 2\noutput = {:?}\n{grid}\n\
+             [measure]\nflow = {{ epsilon = 0.05, t_max = 0.2, every = 2 }}\n\
+             [[fermions]]\nkind = \"clover\"\ncsw = 1.5\nflavors = 2\nkappa = 0.12\nboundary = \"open\"\ncf = 1.1\n\
+             hasenbusch = [0.1]\nsolver = {{ kind = \"mixed-cg\", tolerance = 1e-10, max_iterations = 1000 }}\n\
+             [[fermions]]\nname = \"strange\"\nkind = \"wilson\"\nflavors = 1\nkappa = 0.1\nboundary = \"open\"\n\
+             rational = {{ range = [0.36, 1.64], tolerance = 1e-6, reweight_sources = 1 }}\n\
+             solver = {{ kind = \"cg\", tolerance = 1e-10, max_iterations = 1000 }}\n",
+            out.display().to_string()
+        );
+        flowhmc::chain::Card::parse(&text, "open.toml").unwrap()
+    };
+    let one = scratch.join("one");
+    run_card(&card(&one, ""), RunOptions { resume: false, quiet: true }).unwrap();
+    let want = chain_files(&one);
+    let text = String::from_utf8_lossy(&want.1).to_string();
+    assert!(text.contains("\"flow_t0\"") && !text.contains("polyakov"), "{text}");
+    for (ranks, grid) in [(2, "process_grid = [1, 1, 1, 2]"), (4, "process_grid = [1, 2, 1, 2]")] {
+        let out = scratch.join(format!("ranks{ranks}"));
+        run_on_ranks(&card(&out, grid), ranks, false).into_iter().for_each(|r| {
+            r.unwrap();
+        });
+        assert!(chain_files(&out) == want, "{ranks} ranks: checkpoint and measurements");
+    }
+    std::fs::remove_dir_all(&scratch).unwrap();
+}
+
 #[test]
 fn bad_input_on_ranks_fails_every_rank_with_one_message() {
     let scratch = common::empty_dir("flowhmc-ranks-bad");
@@ -518,7 +612,7 @@ fn field_files_written_on_ranks_are_the_files_of_one_process() {
                 assert!(back == u, "{grid:?}: {kind} read onto the blocks");
             }
             let back = nersc::read_into(&single("nersc"), &lattice).unwrap();
-            let whole_back = nersc::read(&single("nersc")).unwrap();
+            let whole_back = nersc::read(&single("nersc"), false).unwrap();
             for site in 0..lattice.volume() {
                 for mu in 0..4 {
                     let (a, b) = (back.link(site, mu), whole_back.link(lattice.global_site(site), mu));

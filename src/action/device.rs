@@ -96,7 +96,15 @@ impl DevicePseudofermion {
     }
 
     fn operator(&self, u: &DeviceGauge, kappa: f64) -> Result<DeviceWilson<f64>> {
-        DeviceWilson::on(u, kappa, self.params.boundary.theta, self.links)
+        DeviceWilson::on(u, kappa, self.theta()?, self.links)
+    }
+
+    /// The boundary phase; open boundaries do not run on the device.
+    fn theta(&self) -> Result<f64> {
+        self.params
+            .boundary
+            .theta()
+            .ok_or_else(|| Error::Config("open boundaries do not run on the CUDA backend yet".into()))
     }
 
     /// M_hat x or M_hat^dagger x.
@@ -122,7 +130,7 @@ impl DevicePseudofermion {
     ) -> Result<DeviceSpinor<f64>> {
         let normal = DeviceNormal::new(w, true)?;
         let (x, report) = if self.params.mixed_precision {
-            let single = DeviceWilson::<f32>::on(u, w.kappa(), self.params.boundary.theta, self.links)?;
+            let single = DeviceWilson::<f32>::on(u, w.kappa(), self.theta()?, self.links)?;
             mixed_cg(&normal, &DeviceNormal::new(&single, true)?, psi, None, &self.params.solver)?
         } else {
             cg(&normal, psi, None, &self.params.solver)?

@@ -4,6 +4,14 @@
 //!                  + c1 sum_{mu != nu} (1 - Re tr R_{mu nu}(x) / N) ]
 //! with c0 = 1 - 8 c1 (README, Conventions): c1 = 0 (Wilson), -1/12 (Symanzik), -0.331 (Iwasaki). The
 //! rectangle sum runs over every 1x2 rectangle once ([`crate::loops`]).
+//!
+//! On a lattice open in time ([`crate::geometry`]) the sums run over the loops that lie in the
+//! lattice, 0 <= x0 <= N0-1 (those through the removed links vanish, as their links are zero),
+//! and each space-like loop on the boundary slices x0 = 0 and N0-1 carries the weight c_G / 2,
+//! openQCD's convention for its open boundaries (type 0; c_G = 1 is on-shell O(a) improved at
+//! tree level): S = beta sum_C c_k w(C) (1 - Re tr C / N) with w(C) = c_G / 2 for those loops
+//! and 1 otherwise. openQCD writes the same action as (1/g0^2) sum over oriented loops of
+//! c_k w(C) tr(1 - C), with beta = 6 / g0^2.
 
 use super::Monomial;
 use crate::backend::cpu::PackedGroup;
@@ -12,7 +20,11 @@ use crate::backend::cpu::packed::{LANES, Lanes, PackedMatrix};
 use crate::error::Result;
 use crate::field::{GaugeField, MomentumField};
 use crate::geometry::PackedSite;
-use crate::loops::{plaquette_re_tr_sum, rectangle_re_tr_sum, rectangle_staple};
+use crate::group::LinkMatrix;
+use crate::loops::{
+    boundary_loop_counts, boundary_loop_re_tr_sums, path_product, plaquette_re_tr_sum, rectangle_re_tr_sum,
+    rectangle_staple, spatial_loops_through,
+};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
@@ -46,6 +58,9 @@ pub struct GaugeAction {
     beta: f64,
     c0: f64,
     c1: f64,
+    /// c_G / 2, the weight of the space-like loops on the boundary slices of a lattice open in
+    /// time (module docs).
+    boundary_weight: f64,
     scratch: Scratch,
 }
 
@@ -64,7 +79,22 @@ impl GaugeAction {
     /// The action of `kind` at coupling `beta`, named "gauge".
     pub fn new(kind: GaugeActionKind, beta: f64) -> Self {
         let c1 = kind.c1();
-        GaugeAction { name: "gauge".into(), beta, c0: 1.0 - 8.0 * c1, c1, scratch: Scratch::default() }
+        GaugeAction {
+            name: "gauge".into(),
+            beta,
+            c0: 1.0 - 8.0 * c1,
+            c1,
+            boundary_weight: 0.5,
+            scratch: Scratch::default(),
+        }
+    }
+
+    /// The same action with openQCD's boundary coefficient c_G (default 1), which weights the
+    /// space-like loops on the boundary slices of a lattice open in time by c_G / 2 (module
+    /// docs); it does nothing on a periodic lattice.
+    pub fn with_boundary_coefficient(mut self, c_g: f64) -> Self {
+        self.boundary_weight = 0.5 * c_g;
+        self
     }
 
     /// The same action under another name (to place parts of it on different levels).
@@ -87,10 +117,16 @@ impl GaugeAction {
     pub fn value<G: PackedGroup>(&self, u: &GaugeField<G>) -> f64 {
         let lat = u.lattice();
         let n = G::NC as f64;
-        let plaquettes = lat.plaquette_count() as f64;
-        let mut s = self.c0 * (plaquettes - plaquette_re_tr_sum(u) / n);
+        let mut s = self.c0 * (lat.plaquette_count() as f64 - plaquette_re_tr_sum(u) / n);
         if self.c1 != 0.0 {
-            s += self.c1 * (2.0 * plaquettes - rectangle_re_tr_sum(u) / n);
+            s += self.c1 * (lat.rectangle_count() as f64 - rectangle_re_tr_sum(u) / n);
+        }
+        if lat.is_open_in_time() {
+            // the boundary loops' weights beyond the 1 they got above
+            let [plaquettes, rectangles] = boundary_loop_re_tr_sums(u);
+            let [np, nr] = boundary_loop_counts(lat).map(|k| k as f64);
+            let extra = self.c0 * (np - plaquettes / n) + self.c1 * (nr - rectangles / n);
+            s += (self.boundary_weight - 1.0) * extra;
         }
         self.beta * s
     }
@@ -104,6 +140,10 @@ impl GaugeAction {
         add_plaquette_force(u, coeff * self.c0, p, &self.scratch.0);
         if self.c1 != 0.0 {
             add_rectangle_force(u, coeff * self.c1, p);
+        }
+        if u.lattice().is_open_in_time() && self.boundary_weight != 1.0 {
+            let extra = coeff * (self.boundary_weight - 1.0);
+            add_boundary_loop_force(u, extra * self.c0, extra * self.c1, p);
         }
     }
 }
@@ -234,28 +274,69 @@ fn add_rectangle_force<G: PackedGroup>(u: &GaugeField<G>, c: f64, p: &mut Moment
     });
 }
 
+/// p += F with F_a = c_k Re tr(T_a L) summed over the space-like loops L on the boundary
+/// slices of a lattice open in time that contain each link, L traversed from that link forward:
+/// c0 for plaquettes, c1 for rectangles (the weights beyond 1 of those loops, module docs).
+/// Per site of the two slices: a boundary term, a fraction 2 / N0 of the links.
+fn add_boundary_loop_force<G: PackedGroup>(u: &GaugeField<G>, c0: f64, c1: f64, p: &mut MomentumField<G>) {
+    u.assert_halo_fresh();
+    let lat = u.lattice();
+    let d = lat.ndim();
+    let forces: Vec<(usize, usize, G::Alg)> = lat
+        .boundary_sites()
+        .into_par_iter()
+        .flat_map_iter(|x| {
+            (0..d - 1).map(move |mu| {
+                let start = lat.fwd(x, mu);
+                let mut w = G::Elem::zero();
+                for path in spatial_loops_through(d, mu, c1 != 0.0) {
+                    let c = if path.len() == 4 { c0 } else { c1 };
+                    w = w.add(&path_product(u, start, &path[1..]).0.scale(c));
+                }
+                (x, mu, G::re_tr_generators(&u.link(x, mu).mul(&w)))
+            })
+        })
+        .collect();
+    for (x, mu, f) in forces {
+        p.add_at(lat, x, mu, &f);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::geometry::Lattice;
     use crate::group::{LinkMatrix, Su3, U1};
+    use crate::loops::Step;
     use crate::rng::{Purpose, StreamKey};
     use std::sync::Arc;
 
     /// Every force component agrees with a central finite difference of the action,
     /// relative to the force scale, to 1e-6.
     fn check_force<G: PackedGroup>(dims: &[usize], kind: GaugeActionKind) {
-        let lat = Arc::new(Lattice::new(dims).unwrap());
+        check_force_on::<G>(Lattice::new(dims).unwrap(), GaugeAction::new(kind, 2.3));
+    }
+
+    /// `check_force` on `lattice` for `action`: 32 random links and, on a lattice open in time,
+    /// links of every direction on the slices 0, 1, N0-2 and N0-1 (the removed ones included).
+    fn check_force_on<G: PackedGroup>(lattice: Lattice, action: GaugeAction) {
+        let lat = Arc::new(lattice);
         let u = GaugeField::<G>::hot(lat.clone(), 21);
-        let action = GaugeAction::new(kind, 2.3);
         let mut f = MomentumField::<G>::zeros(&lat);
         action.force(&u, 1.0, &mut f);
         let scale = f.components().fold(0.0f64, |m, x| m.max(x.abs()));
         let mut rng = StreamKey::new(2, Purpose::Test, 0).stream(0);
         let d = lat.ndim();
-        for _ in 0..32 {
-            let (site, mu) =
-                ((rng.uniform() * lat.volume() as f64) as usize, (rng.uniform() * d as f64) as usize);
+        let n0 = lat.dims()[d - 1];
+        let edges: Vec<(usize, usize)> = if lat.is_open_in_time() {
+            let slice_site = |x0: usize| (0..lat.volume()).find(|&s| lat.coord(s, d - 1) == x0).unwrap() + 1;
+            [0, 1, n0 - 2, n0 - 1].iter().flat_map(|&x0| (0..d).map(move |mu| (slice_site(x0), mu))).collect()
+        } else {
+            Vec::new()
+        };
+        let random = (0..32)
+            .map(|_| ((rng.uniform() * lat.volume() as f64) as usize, (rng.uniform() * d as f64) as usize));
+        for (site, mu) in random.collect::<Vec<_>>().into_iter().chain(edges) {
             let a = (rng.uniform() * G::ALG_DIM as f64) as usize;
             let mut t = G::Alg::default();
             t.as_mut()[a] = 1.0;
@@ -271,7 +352,8 @@ mod tests {
             let got = f.at(&lat, site, mu).as_ref()[a];
             assert!(
                 (fd - got).abs() < 1e-6 * scale,
-                "{kind:?} {} link ({site}, {mu}) a {a}: force {got}, finite difference {fd}",
+                "{:?} {} link ({site}, {mu}) a {a}: force {got}, finite difference {fd}",
+                action.coefficients(),
                 G::NAME
             );
         }
@@ -285,6 +367,82 @@ mod tests {
             check_force::<Su3>(&[4, 4], kind);
             check_force::<Su3>(&[4, 4, 2, 4], kind);
         }
+    }
+
+    /// Open boundaries: the forces with c_G != 1 (space-like boundary loops weighted 0.65)
+    /// against finite differences, the removed links' and their neighbours' included.
+    #[test]
+    fn open_boundary_forces_match_finite_differences() {
+        for kind in [GaugeActionKind::Wilson, GaugeActionKind::Symanzik] {
+            let action = || GaugeAction::new(kind, 2.3).with_boundary_coefficient(1.3);
+            check_force_on::<U1>(Lattice::new(&[4, 6]).unwrap().open_in_time(), action());
+            check_force_on::<U1>(Lattice::new(&[4, 4, 4, 6]).unwrap().open_in_time(), action());
+            check_force_on::<Su3>(Lattice::new(&[4, 4, 2, 6]).unwrap().open_in_time(), action());
+        }
+    }
+
+    /// The action on a lattice open in time is openQCD's: beta sum c_k w(C) (1 - Re tr C / N)
+    /// over the loops C whose links all join sites with 0 <= x0 <= N0-1 (found by walking each
+    /// plaquette and rectangle with an unwrapped time coordinate), w = c_G / 2 for space-like
+    /// loops on the slices x0 = 0 and N0-1, 1 otherwise. Links on the removed positions do not
+    /// count: a field built from links that have them is the same field.
+    #[test]
+    fn open_boundary_action_sums_the_loops_inside_with_openqcd_weights() {
+        fn check<G: PackedGroup>(dims: &[usize], kind: GaugeActionKind) {
+            let (beta, c_g) = (2.3, 1.3);
+            let lat = Arc::new(Lattice::new(dims).unwrap().open_in_time());
+            let periodic = GaugeField::<G>::hot(Arc::new(Lattice::new(dims).unwrap()), 8);
+            let u = GaugeField::<G>::from_links(lat.clone(), periodic.to_links()).unwrap();
+            let action = GaugeAction::new(kind, beta).with_boundary_coefficient(c_g);
+            let (d, n0) = (lat.ndim(), dims[dims.len() - 1] as isize);
+            let (c0, c1) = action.coefficients();
+            let mut shapes: Vec<(f64, Vec<Step>)> = Vec::new();
+            for mu in 0..d {
+                for nu in (0..d).filter(|&nu| nu != mu) {
+                    if mu < nu {
+                        shapes.push((c0, vec![Step::up(mu), Step::up(nu), Step::down(mu), Step::down(nu)]));
+                    }
+                    shapes.push((c1, crate::loops::rectangle_path(mu, nu).to_vec()));
+                }
+            }
+            let mut want = 0.0;
+            for x in 0..lat.volume() {
+                let x0 = lat.coord(x, d - 1) as isize;
+                for (c, path) in &shapes {
+                    let mut t = x0;
+                    let inside = path.iter().all(|s| {
+                        if s.mu == d - 1 {
+                            t += if s.forward { 1 } else { -1 };
+                        }
+                        (0..n0).contains(&t)
+                    });
+                    if !inside {
+                        continue;
+                    }
+                    let spatial = path.iter().all(|s| s.mu != d - 1);
+                    let w = if spatial && (x0 == 0 || x0 == n0 - 1) { c_g / 2.0 } else { 1.0 };
+                    let re_tr = path_product(&u, x, path).0.trace().re;
+                    want += beta * c * w * (1.0 - re_tr / G::NC as f64);
+                }
+            }
+            let got = action.value(&u);
+            assert!((got - want).abs() < 1e-11 * want.abs(), "{kind:?} {dims:?}: {got} against {want}");
+            // the removed links are zero whatever the links given there
+            let t = d - 1;
+            let mut links = periodic.to_links();
+            (0..lat.volume())
+                .filter(|&s| lat.is_removed_link(s, t))
+                .for_each(|s| links[s * d + t] = G::Elem::identity());
+            assert!(GaugeField::<G>::from_links(lat.clone(), links).unwrap() == u);
+            assert!(
+                (0..lat.volume())
+                    .filter(|&s| lat.is_removed_link(s, t))
+                    .all(|s| u.link(s, t) == G::Elem::zero())
+            );
+        }
+        check::<U1>(&[4, 6], GaugeActionKind::Wilson);
+        check::<Su3>(&[4, 2, 4, 6], GaugeActionKind::Symanzik);
+        check::<U1>(&[2, 4, 2, 8], GaugeActionKind::Iwasaki);
     }
 
     #[test]

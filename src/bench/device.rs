@@ -118,7 +118,7 @@ fn solve(device: &Device, u: &GaugeField<Su3>, gauge: &DeviceGauge) -> Result<Ve
     let params = SolverParams { tolerance: 1e-10, max_iterations: 10_000 };
     let cb = Checkerboard::new(u.lattice().clone())?;
     let b = SpinorField::<Su3, 4>::gaussian_full(&cb, 3, Purpose::Test, 0);
-    let w = WilsonOperator::<Su3, 4>::new(u, &cb, kappa, Boundary { theta })?;
+    let w = WilsonOperator::<Su3, 4>::new(u, &cb, kappa, Boundary::Phase(theta))?;
     let start = Instant::now();
     let (_, cpu) = cg(&DiracOperator { op: &w, form: Operator::SchurNormal }, &b.half_of(0), None, &params)?;
     let cpu_seconds = start.elapsed().as_secs_f64();

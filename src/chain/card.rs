@@ -58,8 +58,9 @@
 //! Unknown keys, wrong types and invalid values are errors that name the key.
 
 use crate::action::exact_determinant::MAX_DENSE_ROWS;
-use crate::action::{GaugeActionKind, Phi4Action};
+use crate::action::{GaugeAction, GaugeActionKind, Phi4Action};
 use crate::checkerboard::Checkerboard;
+use crate::comm::Comm;
 use crate::dirac::{Boundary, Method};
 use crate::error::{Error, Result, spelling};
 use crate::flow::real_nvp::RealNvpArchitecture;
@@ -73,6 +74,7 @@ use crate::rational::Zolotarev;
 use crate::solver::SolverParams;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A whole run card.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -120,6 +122,20 @@ pub enum BoundaryName {
     Antiperiodic,
     /// psi(t + L_t) = psi(t).
     Periodic,
+    /// openQCD's open boundaries ([`crate::dirac::Boundary::Open`]), on a lattice with
+    /// `boundary = "open"` (and only there).
+    Open,
+}
+
+/// The lattice's boundary in time (`[lattice] boundary`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LatticeBoundary {
+    /// A torus.
+    #[default]
+    Periodic,
+    /// Open ends in time, openQCD's type 0 ([`crate::geometry::Lattice::open_in_time`]).
+    Open,
 }
 
 /// Krylov solvers a card can name for the pseudofermion solves.
@@ -165,9 +181,12 @@ pub struct FermionCard {
     pub rational: Option<RationalCard>,
     /// Hopping parameter.
     pub kappa: f64,
-    /// Boundary condition in time.
+    /// Boundary condition in time ("open" exactly when the lattice is open).
     #[serde(default)]
     pub boundary: BoundaryName,
+    /// openQCD's boundary coefficient c_F of open boundaries (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cf: Option<f64>,
     /// Even/odd preconditioning (default true).
     #[serde(default = "yes")]
     pub even_odd: bool,
@@ -236,11 +255,12 @@ pub fn max_kappa(ndim: usize) -> f64 {
 }
 
 impl FermionCard {
-    /// The boundary phase of the fermions in time.
-    pub fn boundary_phase(&self) -> Boundary {
+    /// The boundary of the fermions in time.
+    pub fn time_boundary(&self) -> Boundary {
         match self.boundary {
             BoundaryName::Antiperiodic => Boundary::ANTIPERIODIC,
             BoundaryName::Periodic => Boundary::PERIODIC,
+            BoundaryName::Open => Boundary::Open { c_f: self.cf.unwrap_or(1.0) },
         }
     }
 
@@ -297,12 +317,33 @@ impl FermionCard {
     }
 }
 
-/// `[lattice]`: the extents.
+/// `[lattice]`: the extents and the boundary in time.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LatticeCard {
     /// Extents x, y, (z,) t.
     pub dims: Vec<usize>,
+    /// "periodic" (default) or "open" (openQCD's open boundaries in time).
+    #[serde(default, skip_serializing_if = "is_periodic")]
+    pub boundary: LatticeBoundary,
+}
+
+fn is_periodic(b: &LatticeBoundary) -> bool {
+    *b == LatticeBoundary::Periodic
+}
+
+impl LatticeCard {
+    /// This rank's block of the lattice on the process grid of `comm`, open in time where the
+    /// card says so.
+    pub fn lattice(&self, comm: Arc<dyn Comm>) -> Result<Lattice> {
+        let lattice = Lattice::distributed(&self.dims, comm)?;
+        Ok(if self.is_open() { lattice.open_in_time() } else { lattice })
+    }
+
+    /// Whether time has open ends.
+    pub fn is_open(&self) -> bool {
+        self.boundary == LatticeBoundary::Open
+    }
 }
 
 /// The gauge groups a card can name.
@@ -335,6 +376,16 @@ pub struct GaugeCard {
     pub action: GaugeActionKind,
     /// The coupling beta (> 0).
     pub beta: f64,
+    /// openQCD's boundary coefficient c_G of open boundaries (default 1; lattice open only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cg: Option<f64>,
+}
+
+impl GaugeCard {
+    /// The gauge action monomial.
+    pub fn action(&self) -> GaugeAction {
+        GaugeAction::new(self.action, self.beta).with_boundary_coefficient(self.cg.unwrap_or(1.0))
+    }
 }
 
 /// `[scalar]`: the couplings of the phi^4 action (convention of arXiv 2101.08176).
@@ -830,6 +881,7 @@ impl Card {
         Lattice::check_extents(&self.lattice.dims, || self.memory_need())?;
         let theory = self.theory()?;
         validate_theory(theory)?;
+        self.validate_boundaries()?;
         if let Theory::Scalar(_) = theory {
             let gauge_only = [
                 (!self.fermions.is_empty(), "[[fermions]]"),
@@ -1032,6 +1084,74 @@ impl Card {
                 spelling(&self.update.kind)
             ))),
         }
+    }
+
+    /// What open boundaries in time need: a gauge theory with N0 >= 4, HMC or its kin on the
+    /// CPU, `boundary = "open"` in every fermion table (and only then), and c_G and c_F only with
+    /// them (c_F != 1 on clover quarks).
+    fn validate_boundaries(&self) -> Result<()> {
+        let open = self.lattice.is_open();
+        let bad = |m: String| Err(Error::Card(m));
+        if let Some(cg) = self.gauge.as_ref().and_then(|g| g.cg) {
+            if !open {
+                return bad(
+                    "gauge.cg: c_G weights the boundary of an open lattice (lattice.boundary = \"open\")"
+                        .into(),
+                );
+            }
+            if !cg.is_finite() {
+                return bad(format!("gauge.cg = {cg}: must be finite"));
+            }
+        }
+        for (i, f) in self.fermions.iter().enumerate() {
+            let at = format!("fermions[{i}]");
+            match (f.boundary == BoundaryName::Open, open) {
+                (true, false) => {
+                    return bad(format!("{at}.boundary = \"open\": needs lattice.boundary = \"open\""));
+                }
+                (false, true) => {
+                    return bad(format!(
+                        "{at}.boundary = \"{}\": the lattice is open in time, its quarks need boundary = \"open\"",
+                        spelling(&f.boundary)
+                    ));
+                }
+                _ => {}
+            }
+            match f.cf {
+                Some(_) if !open => return bad(format!("{at}.cf: c_F is for boundary = \"open\"")),
+                Some(cf) if !cf.is_finite() => return bad(format!("{at}.cf = {cf}: must be finite")),
+                Some(cf) if cf != 1.0 && f.kind == FermionKind::Wilson => {
+                    return bad(format!(
+                        "{at}.cf = {cf}: c_F != 1 needs kind = \"clover\" (with csw = 0 for no clover term)"
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if !open {
+            return Ok(());
+        }
+        let n0 = *self.lattice.dims.last().expect("checked extents");
+        let at = "lattice.boundary = \"open\"";
+        if n0 < 4 {
+            return bad(format!("{at}: needs at least 4 time slices, lattice.dims has {n0}"));
+        }
+        if let Theory::Scalar(_) = self.theory()? {
+            return bad(format!("{at}: open boundaries are for gauge fields, the card has [scalar]"));
+        }
+        if self.update.kind.uses_flow() {
+            return bad(format!(
+                "{at}: flow updates (update.kind = \"{}\") run on periodic lattices",
+                spelling(&self.update.kind)
+            ));
+        }
+        if self.run.device != DeviceKind::Cpu {
+            return bad(format!("{at}: the CUDA backend runs periodic lattices (run.device = \"cpu\")"));
+        }
+        if self.measure.hadrons.is_some() {
+            return bad(format!("{at}: measure.hadrons (the pion correlator) runs on periodic lattices"));
+        }
+        Ok(())
     }
 
     /// What a run on the CUDA backend needs (`run.device`): the feature, SU(3) in 4D, HMC,
@@ -1285,6 +1405,45 @@ mod tests {
         let card = Card::parse(DEFAULT_CARD, "default").unwrap();
         assert_eq!(Card::parse(&card.to_toml(), "again").unwrap(), card);
         assert_eq!(card.start(), Start::Hot);
+    }
+
+    /// `[lattice] boundary = "open"`: the card round-trips, the lattice it builds is open, and
+    /// every key that does not fit open (or periodic) boundaries is refused by name.
+    #[test]
+    fn open_boundary_cards() {
+        let fermions = |extra: &str| {
+            format!(
+                "[[fermions]]\nflavors = 2\nkappa = 0.2\n{extra}\n\
+                 solver = {{ kind = \"cg\", tolerance = 1e-10, max_iterations = 1000 }}\n[run]"
+            )
+        };
+        let open = |extra: &str| {
+            let text = DEFAULT_CARD.replace("dims = [16, 16]", "dims = [8, 8]\nboundary = \"open\"");
+            let text = text.replace("beta = 3.0", "beta = 3.0\ncg = 1.1");
+            Card::parse(
+                &text.replace("[run]", &fermions(&format!("kind = \"clover\"\ncsw = 1.0\n{extra}"))),
+                "card.toml",
+            )
+        };
+        let card = open("boundary = \"open\"\ncf = 0.9").unwrap();
+        assert_eq!(Card::parse(&card.to_toml(), "again").unwrap(), card);
+        assert!(card.lattice.lattice(Arc::new(crate::comm::Single::new(2))).unwrap().is_open_in_time());
+        assert_eq!(card.fermions[0].time_boundary(), Boundary::Open { c_f: 0.9 });
+        assert_eq!(card.gauge.as_ref().unwrap().cg, Some(1.1));
+        let e = open("").unwrap_err().to_string();
+        assert!(e.contains("fermions[0].boundary = \"antiperiodic\": the lattice is open in time"), "{e}");
+        let text = DEFAULT_CARD.replace("dims = [16, 16]", "dims = [8, 8]\nboundary = \"open\"");
+        let wilson = fermions("kind = \"wilson\"\nboundary = \"open\"\ncf = 0.9");
+        let e = Card::parse(&text.replace("[run]", &wilson), "card.toml").unwrap_err().to_string();
+        assert!(e.contains("fermions[0].cf = 0.9: c_F != 1 needs kind = \"clover\""), "{e}");
+        let periodic = |extra: &str| err("[run]", &fermions(&format!("kind = \"wilson\"\n{extra}")));
+        assert!(periodic("boundary = \"open\"").contains("needs lattice.boundary = \"open\""));
+        assert!(periodic("cf = 1.0").contains("fermions[0].cf: c_F is for boundary = \"open\""));
+        assert!(err("beta = 3.0", "beta = 3.0\ncg = 1.0").contains("gauge.cg: c_G weights the boundary"));
+        let short = err("dims = [16, 16]", "dims = [16, 2]\nboundary = \"open\"");
+        assert!(short.contains("at least 4 time slices"), "{short}");
+        let e = err("dims = [16, 16]", "dims = [16, 16]\nboundary = \"closed\"");
+        assert!(e.contains("closed"), "{e}");
     }
 
     #[test]

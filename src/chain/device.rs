@@ -35,7 +35,7 @@ pub fn device_hmc(card: &Card, lattice: &Arc<Lattice>) -> Result<Box<dyn MarkovS
             let params = PseudofermionParams {
                 kappa,
                 kappa_heavy,
-                boundary: f.boundary_phase(),
+                boundary: f.time_boundary(),
                 even_odd: f.even_odd,
                 solver: f.solver_params(),
                 mixed_precision: f.solver.kind == SolverKind::MixedCg,

@@ -9,7 +9,7 @@ use super::rational::{measure_reweighting, rational_terms, spectral_check};
 use crate::action::clover::CloverDeterminant;
 use crate::action::exact_determinant::ExactDeterminant;
 use crate::action::fermion::{Pseudofermion, PseudofermionParams};
-use crate::action::{GaugeAction, Monomial, Phi4Action};
+use crate::action::{Monomial, Phi4Action};
 use crate::backend::cpu::PackedGroup;
 use crate::checkerboard::Checkerboard;
 use crate::dirac::Clover;
@@ -136,8 +136,7 @@ impl<G: PackedGroup> ChainField for GaugeField<G> {
 
     fn monomials(card: &Card, lattice: &Arc<Lattice>) -> Result<Vec<Box<dyn Monomial<Self>>>> {
         let gauge = gauge_card(card)?;
-        let mut monomials: Vec<Box<dyn Monomial<Self>>> =
-            vec![Box::new(GaugeAction::new(gauge.action, gauge.beta))];
+        let mut monomials: Vec<Box<dyn Monomial<Self>>> = vec![Box::new(gauge.action())];
         debug_assert_eq!(monomials[0].name(), GAUGE_MONOMIAL);
         if card.fermions.is_empty() {
             return Ok(monomials);
@@ -147,7 +146,7 @@ impl<G: PackedGroup> ChainField for GaugeField<G> {
         let cb = Checkerboard::for_fields(lattice.clone(), card.fermions.iter().any(|f| f.even_odd))?;
         let mut stream = 0;
         for (i, f) in card.fermions.iter().enumerate() {
-            let (boundary, solver) = (f.boundary_phase(), f.solver_params());
+            let (boundary, solver) = (f.time_boundary(), f.solver_params());
             if f.exact_determinant {
                 let name = &f.term_names(i)[0];
                 monomials.push(match lattice.ndim() {

@@ -1,7 +1,9 @@
 //! The per-trajectory measurement record (one JSON object per line of measurements.jsonl).
 //!
 //! Keys: `trajectory` (global update number, 1-based, thermalization included), `accepted`,
-//! `dh`, `plaquette`, `rectangle`, `polyakov_loop_re`, `polyakov_loop_abs`; for 2D U(1)
+//! `dh`, `plaquette`, `rectangle`, `polyakov_loop_re`, `polyakov_loop_abs` (not on a lattice
+//! open in time, where no loop winds around time; there the plaquette and rectangle are
+//! openQCD's weighted averages, and the flow's E and Q sum the bulk slices); for 2D U(1)
 //! `topological_charge` (geometric); with a reversibility check `reversibility_du` and
 //! `reversibility_dh`; with dynamical fermions `solver_iterations` (Krylov iterations of the
 //! trajectory, all pseudofermion terms); with Wilson-flow measurements `flow_t0` (null if t^2 E < 0.3 up to
@@ -79,9 +81,11 @@ pub fn measure<G: PackedGroup>(
     let mut m = step_record(report, trajectory);
     m.insert("plaquette".into(), json!(average_plaquette(u)));
     m.insert("rectangle".into(), json!(average_rectangle(u)));
-    let p = polyakov_loop(u);
-    m.insert("polyakov_loop_re".into(), json!(p.re));
-    m.insert("polyakov_loop_abs".into(), json!(p.norm()));
+    if !u.lattice().is_open_in_time() {
+        let p = polyakov_loop(u);
+        m.insert("polyakov_loop_re".into(), json!(p.re));
+        m.insert("polyakov_loop_abs".into(), json!(p.norm()));
+    }
     if let Some(q) = geometric_charge(u) {
         m.insert("topological_charge".into(), json!(q));
     }
@@ -124,7 +128,7 @@ fn hadrons_with_spins<G: PackedGroup, const S: usize>(
     update: u64,
 ) -> Result<Map<String, Value>> {
     let cb = Checkerboard::for_fields(u.lattice().clone(), fermions.even_odd)?;
-    let (kappa, boundary) = (fermions.kappa, fermions.boundary_phase());
+    let (kappa, boundary) = (fermions.kappa, fermions.time_boundary());
     let (method, solver) = (fermions.solver_method(), fermions.solver_params());
     let key = StreamKey::new(seed, Purpose::Noise, update);
     let (condensate, pion) = match (fermions.kind, fermions.csw) {

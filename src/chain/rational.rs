@@ -31,7 +31,7 @@ pub fn rational_terms<G: PackedGroup>(
     let rational = f.rational.as_ref().expect("a table with rational");
     let params = RationalParams {
         kappa: f.kappa,
-        boundary: f.boundary_phase(),
+        boundary: f.time_boundary(),
         even_odd: f.even_odd,
         solver: f.solver_params(),
         approximation: rational.approximation()?,

@@ -309,7 +309,7 @@ pub const DEFAULT_PROPOSAL_BATCH: usize = 8;
 
 fn run<C: ChainField>(card: &Card, options: RunOptions, comm: Arc<dyn Comm>) -> Result<Option<Summary>> {
     let dir = card.run.output.as_path();
-    let lattice = Arc::new(Lattice::distributed(&card.lattice.dims, comm.clone())?);
+    let lattice = Arc::new(card.lattice.lattice(comm.clone())?);
     let root = comm.rank() == 0;
     let mut markov = build_update::<C>(card, &lattice)?;
     let (mut u, first, mut measured) = if options.resume {

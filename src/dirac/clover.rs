@@ -18,11 +18,19 @@
 //! gamma_mu = [[0, A_mu], [A_mu^dagger, 0]]. M stays gamma5-Hermitian, and in even/odd blocks
 //! M = [[A_ee, -kappa H_eo], [-kappa H_oe, A_oo]] with det M = det A_oo det M_hat,
 //! M_hat = A_ee - kappa^2 H_eo A_oo^{-1} H_oe (the conventions of [`super::operator`]).
+//!
+//! Open boundaries ([`Boundary::Open`]): C vanishes on the boundary slices x0 = 0 and N0-1
+//! (where the quark fields do) and gets 2 kappa (c_F - 1) on its diagonal at x0 = 1 and N0-2.
+//!
+//! On a block of a cut lattice the leaves reach into the gauge field's halo, and the force
+//! reads the insertions Z_{mu nu} of the corners on neighbouring blocks from a halo of its own
+//! (exchanged like the links), so every result equals the whole lattice's bit for bit.
 
 use super::gamma::{SpinMatrix, gamma};
 use super::operator::{Discretization, FermionMatrix, FermionOperator};
 use super::wilson::{Boundary, WilsonOperator};
 use crate::backend::cpu::PackedGroup;
+use crate::backend::cpu::halo::{Extended, Whole, exchange};
 use crate::backend::cpu::packed::{ColorVector, LANES, Real};
 use crate::checkerboard::Checkerboard;
 use crate::error::{Error, Result};
@@ -80,8 +88,9 @@ pub struct CloverTerm {
     term: Vec<Complex64>,
     /// A^{-1} = (1 + C)^{-1}, the same layout.
     inverse: Vec<Complex64>,
-    /// sum over the sites of parity p of ln det A(x) (real: A is Hermitian), p = 0, 1.
-    log_det: [f64; 2],
+    /// sum over the sites of parity p of ln det A(x) (real: A is Hermitian), p = 0, 1, exact
+    /// (not rounded, so that the sums of the ranks add up to the whole lattice's bit for bit).
+    log_det: [ExactSum; 2],
 }
 
 /// Why a block of A could not be inverted: it is (numerically) singular.
@@ -93,13 +102,16 @@ fn singular(site: usize) -> Error {
 
 impl CloverTerm {
     /// The clover term of `u` on the layout `cb` with hopping parameter `kappa` and clover
-    /// coefficient `csw` (module docs), for fields of S spin components. An error when a block
-    /// of 1 + C is singular.
+    /// coefficient `csw` (module docs), for fields of S spin components, with `boundary` in
+    /// time: open boundaries make C zero on the boundary slices x0 = 0 and N0-1 (A = 1 where the
+    /// quark fields vanish, as openQCD's `sw_term` sets it) and add 2 kappa (c_F - 1) to C at
+    /// x0 = 1 and N0-2. An error when a block of 1 + C is singular.
     pub fn new<G: PackedGroup, const S: usize>(
         u: &GaugeField<G>,
         cb: &Checkerboard,
         kappa: f64,
         csw: f64,
+        boundary: Boundary,
     ) -> Result<Self> {
         let lattice = cb.lattice();
         let (h, n) = (S / 2, G::NC);
@@ -116,8 +128,21 @@ impl CloverTerm {
             })
             .collect();
         let block_len = side * side;
+        let nt = lattice.global_dims()[d - 1];
+        // the diagonal C gets at time x0 (c_F's) and whether C vanishes there
+        let diagonal = |x0: usize| match boundary {
+            Boundary::Open { c_f } if x0 == 1 || x0 + 2 == nt => 2.0 * kappa * (c_f - 1.0),
+            _ => 0.0,
+        };
+        let identity: Vec<Complex64> = (0..2 * block_len)
+            .map(|k| Complex64::new(f64::from(u8::from(k % block_len % (side + 1) == 0)), 0.0))
+            .collect();
         // per site (in parallel): the two blocks of C, their inverses of 1 + C, ln det 1 + C
         let per_site = |site: usize| -> Result<(Vec<Complex64>, Vec<Complex64>, f64)> {
+            if lattice.is_boundary_slice(site) {
+                return Ok((vec![Complex64::new(0.0, 0.0); 2 * block_len], identity.clone(), 0.0));
+            }
+            let shift = diagonal(lattice.global_coords(site)[d - 1]);
             let mut reals = vec![0.0; 2 * n * n];
             // F_{mu nu}(x) of each pair, dense row-major
             let strengths: Vec<Vec<Complex64>> = pairs
@@ -139,6 +164,7 @@ impl CloverTerm {
                         }
                     }
                 }
+                (0..side).for_each(|k| block[k * side + k] += shift);
                 let mut a: Vec<Complex64> = block.to_vec();
                 (0..side).for_each(|k| a[k * side + k] += 1.0);
                 let (inv, block_ln_det) =
@@ -160,13 +186,13 @@ impl CloverTerm {
             inverse[at..at + 2 * block_len].copy_from_slice(&inverses);
             sums[lattice.parity(site) as usize].add(ln_det);
         }
-        let log_det = sums.map(|s| s.value());
-        Ok(CloverTerm { side, term, inverse, log_det })
+        Ok(CloverTerm { side, term, inverse, log_det: sums })
     }
 
     /// ln det A_pp summed over the sites of parity p of this rank's block (A Hermitian: the
-    /// determinant is real; the blocks' determinants are positive for fields near unit links).
-    pub fn log_det(&self, p: usize) -> f64 {
+    /// determinant is real; the blocks' determinants are positive for fields near unit links),
+    /// as an exact sum: add the ranks' with [`crate::comm::Comm::sum_exact`], then round.
+    pub fn log_det(&self, p: usize) -> ExactSum {
         self.log_det[p]
     }
 
@@ -206,6 +232,44 @@ impl CloverTerm {
                 }
             }
         });
+    }
+}
+
+/// Per-site matrices of the planes (the force's Z_{mu nu}(x)) on the sites of a block and of
+/// its halo box: packed like a gauge field's links (`element * planes + plane`) and exchanged
+/// with the gauge field's box plan, so that a leaf whose corner lies on a neighbouring rank
+/// (the force reads the corners x + lambda, x + lambda +- rho and x +- rho of each link's
+/// leaves) finds it there.
+struct ZField<G: PackedGroup> {
+    lattice: Arc<crate::geometry::Lattice>,
+    planes: usize,
+    packed: Vec<G::Packed<f64>>,
+}
+
+impl<G: PackedGroup> ZField<G> {
+    /// The field of `values` (site-major: `site * planes + plane`, the block's sites), its halo
+    /// filled (collective on a cut lattice).
+    fn new(lattice: &Arc<crate::geometry::Lattice>, planes: usize, values: &[G::Elem]) -> Self {
+        let zero = G::Elem::zero();
+        let mut packed = vec![G::pack([&zero; LANES]); lattice.box_len() * planes];
+        for (site, z) in values.chunks_exact(planes).enumerate() {
+            let (e, lane) = lattice.packed_of(site);
+            for (k, m) in z.iter().enumerate() {
+                G::set_lane(&mut packed[e * planes + k], lane, m);
+            }
+        }
+        if !lattice.box_plan().is_empty() {
+            let (interior, halo) = packed.split_at_mut(lattice.outer_volume() * planes);
+            let mut field = Extended { interior, halo, width: planes };
+            exchange(lattice.comm().as_ref(), lattice.box_plan(), &mut field, &Whole);
+        }
+        ZField { lattice: lattice.clone(), planes, packed }
+    }
+
+    /// Z at site x (of the block or its halo) in plane k.
+    fn at(&self, x: usize, k: usize) -> G::Elem {
+        let (e, lane) = self.lattice.packed_of(x);
+        G::lane(&self.packed[e * self.planes + k], lane)
     }
 }
 
@@ -286,13 +350,14 @@ impl<'a, G: PackedGroup, const S: usize> CloverOperator<'a, G, S> {
         if !csw.is_finite() {
             return Err(Error::Config(format!("csw = {csw}: must be finite")));
         }
-        if !u.lattice().is_whole() {
-            return Err(Error::Config(
-                "clover fermions run on one rank for now (the force's field-strength halos come next)".into(),
-            ));
-        }
-        let wilson = WilsonOperator::new(u, cb, kappa, boundary)?;
-        let term = Arc::new(CloverTerm::new::<G, S>(u, cb, kappa, csw)?);
+        // the hopping term's boundary; c_F sits in the clover term
+        let hops = match boundary {
+            Boundary::Open { .. } => Boundary::Open { c_f: 1.0 },
+            phase => phase,
+        };
+        boundary.check(u.lattice())?;
+        let wilson = WilsonOperator::new(u, cb, kappa, hops)?;
+        let term = Arc::new(CloverTerm::new::<G, S>(u, cb, kappa, csw, boundary)?);
         Ok(CloverOperator { wilson, term, csw })
     }
 
@@ -483,10 +548,11 @@ impl<G: PackedGroup, const S: usize> CloverOperator<'_, G, S> {
         let (pairs, products) = planes(S, d);
         let plane = |mu: usize, nu: usize| pairs.iter().position(|&q| q == (mu.min(nu), mu.max(nu))).unwrap();
         // Z_{mu nu}(x) per site and plane
-        let z: Vec<G::Elem> = (0..lattice.volume())
+        let z_local: Vec<G::Elem> = (0..lattice.volume())
             .into_par_iter()
             .flat_map_iter(|x| {
-                let o = outer(x);
+                // C vanishes identically on the boundary slices of open boundaries
+                let o = if lattice.is_boundary_slice(x) { None } else { outer(x) };
                 products.iter().map(move |g| {
                     let Some(o) = &o else { return G::Elem::zero() };
                     let mut reals = vec![0.0; 2 * n * n];
@@ -503,7 +569,8 @@ impl<G: PackedGroup, const S: usize> CloverOperator<'_, G, S> {
                 })
             })
             .collect();
-        let at = |x: usize, k: usize| &z[x * pairs.len() + k];
+        let z = ZField::<G>::new(lattice, pairs.len(), &z_local);
+        let at = |x: usize, k: usize| z.at(x, k);
         let coef = -c * self.kappa() * self.csw / 8.0;
         let forces: Vec<Vec<G::Alg>> = (0..lattice.volume())
             .into_par_iter()
@@ -524,9 +591,9 @@ impl<G: PackedGroup, const S: usize> CloverOperator<'_, G, S> {
                                 let leaves = at(end, k)
                                     .mul(&l1)
                                     .mul(&l23)
-                                    .add(&l1.mul(at(c2, k)).mul(&l23))
-                                    .add(&l12.mul(at(c3, k)).mul(&l3))
-                                    .add(&l12.mul(&l3).mul(at(y, k)));
+                                    .add(&l1.mul(&at(c2, k)).mul(&l23))
+                                    .add(&l12.mul(&at(c3, k)).mul(&l3))
+                                    .add(&l12.mul(&l3).mul(&at(y, k)));
                                 let forward = side == (lambda < rho);
                                 w = if forward { w.add(&leaves) } else { w.sub(&leaves) };
                             }
@@ -558,8 +625,31 @@ mod tests {
     const CSW: f64 = 1.3;
 
     fn hot<G: PackedGroup>(dims: &[usize]) -> (GaugeField<G>, Checkerboard) {
-        let lat = Arc::new(Lattice::new(dims).unwrap());
+        hot_with::<G>(dims, Boundary::ANTIPERIODIC)
+    }
+
+    /// A hot field on a lattice open in time where `boundary` is open, and its checkerboard.
+    fn hot_with<G: PackedGroup>(dims: &[usize], boundary: Boundary) -> (GaugeField<G>, Checkerboard) {
+        let lat = Lattice::new(dims).unwrap();
+        let lat = Arc::new(if boundary.theta().is_none() { lat.open_in_time() } else { lat });
         (GaugeField::<G>::hot(lat.clone(), 3), Checkerboard::new(lat).unwrap())
+    }
+
+    /// The sites of the time slice x0 (global coordinates; one rank).
+    fn slice(lat: &Lattice, x0: usize) -> impl Iterator<Item = usize> + '_ {
+        (0..lat.volume()).filter(move |&s| lat.coord(s, lat.ndim() - 1) == x0)
+    }
+
+    /// The largest |component| of `f` on the sites `sites`.
+    fn largest_on<G: PackedGroup, const S: usize>(
+        cb: &Checkerboard,
+        f: &SpinorField<G, S>,
+        sites: impl Iterator<Item = usize>,
+    ) -> f64 {
+        sites
+            .flat_map(|x| (0..S * G::NC).map(move |k| (x, k)))
+            .map(|(x, k)| f.get(cb, x, k / G::NC, k % G::NC).norm())
+            .fold(0.0, f64::max)
     }
 
     fn distance<G: PackedGroup, const S: usize>(a: &SpinorField<G, S>, b: &SpinorField<G, S>) -> f64 {
@@ -574,9 +664,9 @@ mod tests {
 
     /// M and M^dagger are adjoint on full fields and in Schur form, M^dagger = gamma5 M gamma5,
     /// and the clover term changes M (so these checks see it).
-    fn check_adjoint_and_gamma5<G: PackedGroup, const S: usize>(dims: &[usize]) {
-        let (u, cb) = hot::<G>(dims);
-        let m = CloverOperator::<G, S>::new(&u, &cb, KAPPA, CSW, Boundary { theta: 0.7 }).unwrap();
+    fn check_adjoint_and_gamma5<G: PackedGroup, const S: usize>(dims: &[usize], boundary: Boundary) {
+        let (u, cb) = hot_with::<G>(dims, boundary);
+        let m = CloverOperator::<G, S>::new(&u, &cb, KAPPA, CSW, boundary).unwrap();
         let x = SpinorField::<G, S>::gaussian_full(&cb, 1, Purpose::Test, 0);
         let y = SpinorField::<G, S>::gaussian_full(&cb, 2, Purpose::Test, 0);
         let (mut my, mut mdx) = (SpinorField::full(&cb), SpinorField::full(&cb));
@@ -596,7 +686,8 @@ mod tests {
         m.apply_schur(true, &xe, &mut sdx);
         let (a, b) = (xe.dot(&sy), sdx.dot(&ye));
         assert!((a - b).norm() < 1e-12 * a.norm(), "Schur: {a} against {b}");
-        let w = WilsonOperator::<G, S>::new(&u, &cb, KAPPA, Boundary { theta: 0.7 }).unwrap();
+        let hops = if boundary.theta().is_none() { Boundary::Open { c_f: 1.0 } } else { boundary };
+        let w = WilsonOperator::<G, S>::new(&u, &cb, KAPPA, hops).unwrap();
         let mut wy = SpinorField::full(&cb);
         w.apply(false, &y, &mut wy);
         assert!(distance(&wy, &my) > 1e-2, "the clover term is there");
@@ -604,16 +695,75 @@ mod tests {
 
     #[test]
     fn clover_operator_is_adjoint_and_gamma5_hermitian() {
-        check_adjoint_and_gamma5::<U1, 2>(&[4, 8]);
-        check_adjoint_and_gamma5::<Su3, 4>(&[4, 4, 4, 4]);
+        for boundary in [Boundary::Phase(0.7), Boundary::Open { c_f: 0.8 }] {
+            check_adjoint_and_gamma5::<U1, 2>(&[4, 8], boundary);
+            check_adjoint_and_gamma5::<Su3, 4>(&[4, 4, 4, 4], boundary);
+        }
+    }
+
+    /// Open boundaries: a field that vanishes on the boundary slices (Gaussian noise does) has
+    /// M x and M^dagger x vanishing there too, whatever the field's links there; M x does not
+    /// see x on the boundary slices; c_F adds 2 kappa (c_F - 1) x at x0 = 1 and N0-2 and
+    /// nothing elsewhere.
+    fn check_open<G: PackedGroup, const S: usize>(dims: &[usize]) {
+        let c_f = 0.8;
+        let (u, cb) = hot_with::<G>(dims, Boundary::Open { c_f });
+        let lat = cb.lattice().clone();
+        let n0 = lat.dims()[lat.ndim() - 1];
+        let m = CloverOperator::<G, S>::new(&u, &cb, KAPPA, CSW, Boundary::Open { c_f }).unwrap();
+        let x = SpinorField::<G, S>::gaussian_full(&cb, 1, Purpose::Test, 0);
+        let boundary = || slice(&lat, 0).chain(slice(&lat, n0 - 1));
+        assert_eq!(largest_on(&cb, &x, boundary()), 0.0, "noise vanishes on the boundary");
+        assert!(largest_on(&cb, &x, slice(&lat, 1)) > 0.5);
+        let mut mx = SpinorField::full(&cb);
+        for dagger in [false, true] {
+            m.apply(dagger, &x, &mut mx);
+            assert_eq!(largest_on(&cb, &mx, boundary()), 0.0, "M x on the boundary, dagger {dagger}");
+        }
+        // noise on the boundary slices only (copied from a periodic lattice's): M acts there as
+        // the identity and sends nothing into the bulk
+        let pcb = Checkerboard::new(Arc::new(Lattice::new(dims).unwrap())).unwrap();
+        let noise = SpinorField::<G, S>::gaussian_full(&pcb, 1, Purpose::Test, 0);
+        let mut y = SpinorField::<G, S>::full(&cb);
+        for site in boundary() {
+            for k in 0..S * G::NC {
+                let (s, c) = (k / G::NC, k % G::NC);
+                y.set(&cb, site, s, c, noise.get(&pcb, site, s, c));
+            }
+        }
+        assert!(y.norm_sqr() > 1.0);
+        m.apply(false, &y, &mut mx);
+        assert_eq!(distance(&mx, &y), 0.0, "M y = y for y on the boundary slices");
+        // M - M(c_F = 1) = 2 kappa (c_F - 1) on the slices next to the boundary
+        let plain = CloverOperator::<G, S>::new(&u, &cb, KAPPA, CSW, Boundary::Open { c_f: 1.0 }).unwrap();
+        let mut px = SpinorField::full(&cb);
+        m.apply(false, &x, &mut mx);
+        plain.apply(false, &x, &mut px);
+        mx.axpy(Complex64::new(-1.0, 0.0), &px);
+        for x0 in 0..n0 {
+            let factor = if x0 == 1 || x0 + 2 == n0 { 2.0 * KAPPA * (c_f - 1.0) } else { 0.0 };
+            for site in slice(&lat, x0) {
+                for k in 0..S * G::NC {
+                    let (s, c) = (k / G::NC, k % G::NC);
+                    let (got, want) = (mx.get(&cb, site, s, c), x.get(&cb, site, s, c) * factor);
+                    assert!((got - want).norm() < 1e-14, "c_F at x0 = {x0}: {got} against {want}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn open_boundaries_keep_quark_fields_off_the_boundary_slices() {
+        check_open::<U1, 2>(&[4, 8]);
+        check_open::<Su3, 4>(&[4, 4, 4, 8]);
     }
 
     /// Even/odd form equals full: for b = M x, the Schur source is M_hat x_e and the
     /// reconstruction from x_e gives back x; M (x_e, 0) = (A_ee x_e, M_oe x_e); A^{-1} inverts
     /// the diagonal blocks; at c_sw = 0 the operator is the Wilson operator.
-    fn check_even_odd<G: PackedGroup, const S: usize>(dims: &[usize]) {
-        let (u, cb) = hot::<G>(dims);
-        let m = CloverOperator::<G, S>::new(&u, &cb, KAPPA, CSW, Boundary::ANTIPERIODIC).unwrap();
+    fn check_even_odd<G: PackedGroup, const S: usize>(dims: &[usize], boundary: Boundary) {
+        let (u, cb) = hot_with::<G>(dims, boundary);
+        let m = CloverOperator::<G, S>::new(&u, &cb, KAPPA, CSW, boundary).unwrap();
         let x = SpinorField::<G, S>::gaussian_full(&cb, 5, Purpose::Test, 0);
         let mut b = SpinorField::full(&cb);
         m.apply(false, &x, &mut b);
@@ -637,9 +787,10 @@ mod tests {
             m.apply_diagonal_inverse(p, false, &ax, &mut back);
             assert!(distance(&back, &x.half_of(p)) < 1e-13, "A^-1 A on parity {p}");
         }
+        let hops = if boundary.theta().is_none() { Boundary::Open { c_f: 1.0 } } else { boundary };
         let (plain, w) = (
-            CloverOperator::<G, S>::new(&u, &cb, KAPPA, 0.0, Boundary::ANTIPERIODIC).unwrap(),
-            WilsonOperator::<G, S>::new(&u, &cb, KAPPA, Boundary::ANTIPERIODIC).unwrap(),
+            CloverOperator::<G, S>::new(&u, &cb, KAPPA, 0.0, hops).unwrap(),
+            WilsonOperator::<G, S>::new(&u, &cb, KAPPA, hops).unwrap(),
         );
         let (mut cx, mut wx) = (SpinorField::full(&cb), SpinorField::full(&cb));
         plain.apply(false, &x, &mut cx);
@@ -649,8 +800,10 @@ mod tests {
 
     #[test]
     fn even_odd_blocks_equal_the_full_operator() {
-        check_even_odd::<U1, 2>(&[4, 8]);
-        check_even_odd::<Su3, 4>(&[4, 4, 4, 4]);
+        for boundary in [Boundary::ANTIPERIODIC, Boundary::Open { c_f: 1.2 }] {
+            check_even_odd::<U1, 2>(&[4, 8], boundary);
+            check_even_odd::<Su3, 4>(&[4, 4, 4, 4], boundary);
+        }
     }
 
     /// On a 2D U(1) field of constant flux (every plaquette e^{i phi}, phi = 2 pi n / V) the
@@ -702,10 +855,9 @@ mod tests {
     /// The derivative of Re(a^dagger M b) (full fields) and of Re(a^dagger M_hat b) (even
     /// halves) against central finite differences (eps = 1e-5) for every generator of links
     /// inside and on the time boundary: within 1e-6 of the largest component.
-    fn check_derivative<G: PackedGroup, const S: usize>(dims: &[usize]) {
-        let (u, cb) = hot::<G>(dims);
+    fn check_derivative<G: PackedGroup, const S: usize>(dims: &[usize], boundary: Boundary) {
+        let (u, cb) = hot_with::<G>(dims, boundary);
         let lat = cb.lattice().clone();
-        let boundary = Boundary { theta: 0.9 };
         for even_odd in [false, true] {
             let (a, b) = if even_odd {
                 (even::<G, S>(&cb, 8), even::<G, S>(&cb, 9))
@@ -727,7 +879,18 @@ mod tests {
             };
             let largest = deriv.components().fold(0.0f64, |m, v| m.max(v.abs()));
             let t = lat.ndim() - 1;
-            for (site, mu) in [(0, 0), (lat.volume() - 1, t), (lat.volume() / 2 + 1, 1), (3, t)] {
+            // inside, on the time boundary, and (open) next to it: slices 1 and N0-2
+            let n0 = lat.dims()[t];
+            let near = |x0: usize| slice(&lat, x0).nth(1).unwrap();
+            let links = [
+                (0, 0),
+                (lat.volume() - 1, t),
+                (lat.volume() / 2 + 1, 1),
+                (3, t),
+                (near(1), t),
+                (near(1), 0),
+            ];
+            for (site, mu) in links.into_iter().chain([(near(n0 - 2), t), (near(n0 - 2), 1)]) {
                 for k in 0..G::ALG_DIM {
                     let mut generator = G::Alg::default();
                     generator.as_mut()[k] = 1.0;
@@ -750,7 +913,9 @@ mod tests {
 
     #[test]
     fn clover_derivative_matches_finite_differences() {
-        check_derivative::<U1, 2>(&[4, 8]);
-        check_derivative::<Su3, 4>(&[4, 4, 4, 4]);
+        for boundary in [Boundary::Phase(0.9), Boundary::Open { c_f: 0.9 }] {
+            check_derivative::<U1, 2>(&[4, 8], boundary);
+            check_derivative::<Su3, 4>(&[4, 4, 4, 4], boundary);
+        }
     }
 }

@@ -157,7 +157,7 @@ mod tests {
         let lat = Arc::new(Lattice::new(dims).unwrap());
         let u = GaugeField::<G>::hot(lat.clone(), 12);
         let (eo, natural) = (Checkerboard::new(lat.clone()).unwrap(), Checkerboard::natural(lat).unwrap());
-        let boundary = Boundary { theta: 0.4 };
+        let boundary = Boundary::Phase(0.4);
         let w = WilsonOperator::<G, S>::new(&u, &eo, kappa, boundary).unwrap();
         let (full, schur) = (ln_abs_det(&w), schur_ln_abs_det(&w));
         let plain = ln_abs_det(&WilsonOperator::<G, S>::new(&u, &natural, kappa, boundary).unwrap());

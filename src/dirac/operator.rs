@@ -202,7 +202,7 @@ mod tests {
         let lat = Arc::new(Lattice::new(dims).unwrap());
         let u = GaugeField::<G>::hot(lat.clone(), 6);
         let cb = Checkerboard::new(lat).unwrap();
-        let w = WilsonOperator::<G, S>::new(&u, &cb, 0.14, Boundary { theta: 0.9 }).unwrap();
+        let w = WilsonOperator::<G, S>::new(&u, &cb, 0.14, Boundary::Phase(0.9)).unwrap();
         let composed = FromBlocks(&w);
         let half = |seed| {
             SpinorField::<G, S>::gaussian(&cb, Sites::Parity(0), &StreamKey::new(seed, Purpose::Test, 0))

@@ -21,7 +21,7 @@ use crate::backend::cpu::halo::{
     Extended, LaneCodec, LaneRun, Whole, copy_lanes, exchange, finish_stage, lane_vectors, lane_vectors_mut,
     start_stage,
 };
-use crate::backend::cpu::packed::{ColorVector, Lanes, PackedMatrix, Real, VectorPair};
+use crate::backend::cpu::packed::{ColorVector, LANES, Lanes, PackedMatrix, Real, VectorPair};
 use crate::checkerboard::{Checkerboard, Hop};
 use crate::error::{Error, Result};
 use crate::field::{GaugeField, MomentumField};
@@ -31,19 +31,54 @@ use crate::spinor::{Color, MIN_CHUNK, Spinor, SpinorField};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
-/// Boundary condition of the fermion fields in the time direction (mu = D-1): hops that wrap
-/// around pick up e^{i theta} forward and e^{-i theta} backward.
+/// Boundary condition of the fermion fields in time (mu = D-1).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Boundary {
-    /// The phase angle theta.
-    pub theta: f64,
+pub enum Boundary {
+    /// Hops that wrap around in time pick up e^{i theta} forward and e^{-i theta} backward
+    /// (on a periodic lattice).
+    Phase(f64),
+    /// openQCD's open boundaries (its type 0) on a lattice open in time
+    /// ([`crate::geometry::Lattice::open_in_time`]): the quark fields vanish on the boundary
+    /// slices x0 = 0 and N0-1. No hop reaches or leaves those slices and the operator is the
+    /// identity there, so a field that vanishes there keeps vanishing, and det M is that of
+    /// the bulk 0 < x0 < N0-1. c_F adds 2 kappa (c_F - 1) to the diagonal at x0 = 1 and N0-2
+    /// (c_F - 1 in openQCD's D_w, its `sw_term`); the clover operator takes any c_F, the Wilson
+    /// operator c_F = 1.
+    Open {
+        /// The boundary improvement coefficient c_F (1 at tree level).
+        c_f: f64,
+    },
 }
 
 impl Boundary {
     /// Periodic fermions (theta = 0).
-    pub const PERIODIC: Boundary = Boundary { theta: 0.0 };
+    pub const PERIODIC: Boundary = Boundary::Phase(0.0);
     /// Antiperiodic fermions (theta = pi), the default.
-    pub const ANTIPERIODIC: Boundary = Boundary { theta: std::f64::consts::PI };
+    pub const ANTIPERIODIC: Boundary = Boundary::Phase(std::f64::consts::PI);
+
+    /// The phase angle theta of a periodic boundary; None for open boundaries.
+    pub fn theta(&self) -> Option<f64> {
+        match *self {
+            Boundary::Phase(theta) => Some(theta),
+            Boundary::Open { .. } => None,
+        }
+    }
+
+    /// Checks that the boundary suits `lattice`: open fermions on a lattice open in time,
+    /// periodic ones (with a phase) otherwise, and a finite c_F.
+    pub fn check(&self, lattice: &crate::geometry::Lattice) -> Result<()> {
+        match (*self, lattice.is_open_in_time()) {
+            (Boundary::Phase(_), false) => Ok(()),
+            (Boundary::Open { c_f }, true) if c_f.is_finite() => Ok(()),
+            (Boundary::Open { c_f }, true) => Err(Error::Config(format!("c_F = {c_f}: must be finite"))),
+            (Boundary::Phase(_), true) => {
+                Err(Error::Config("a lattice open in time needs fermions with open boundaries".into()))
+            }
+            (Boundary::Open { .. }, false) => {
+                Err(Error::Config("open fermion boundaries need a lattice open in time".into()))
+            }
+        }
+    }
 }
 
 /// Wilson fermions on the fields of a checkerboard with a boundary phase in time: the
@@ -85,8 +120,8 @@ pub struct WilsonOperator<'a, G: PackedGroup, const S: usize, R: Real = f64> {
     u: &'a GaugeField<G>,
     cb: &'a Checkerboard,
     kappa: f64,
-    /// (cos theta, sin theta) of the boundary phase.
-    boundary_phase: (f64, f64),
+    /// The boundary in time.
+    boundary: Boundary,
     /// The links of the hops of each parity, in hop order (see above).
     hop_links: [Vec<G::Packed<R>>; 2],
     /// Spare fields for intermediate results, reused across applications (a CG iteration
@@ -211,12 +246,18 @@ impl<'a, G: PackedGroup, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
         if !(kappa.is_finite() && kappa >= 0.0) {
             return Err(Error::Config(format!("kappa = {kappa}: must be a finite number >= 0")));
         }
-        Ok(Self::build(u, cb, kappa, (boundary.theta.cos(), boundary.theta.sin())))
+        boundary.check(u.lattice())?;
+        if matches!(boundary, Boundary::Open { c_f } if c_f != 1.0) {
+            return Err(Error::Config(
+                "c_F != 1 needs the clover operator (kind = \"clover\", with csw = 0 for none)".into(),
+            ));
+        }
+        Ok(Self::build(u, cb, kappa, boundary))
     }
 
-    fn build(u: &'a GaugeField<G>, cb: &'a Checkerboard, kappa: f64, boundary_phase: (f64, f64)) -> Self {
+    fn build(u: &'a GaugeField<G>, cb: &'a Checkerboard, kappa: f64, boundary: Boundary) -> Self {
         u.assert_halo_fresh();
-        let mut w = Self::with_links(u, cb, kappa, boundary_phase, [Vec::new(), Vec::new()]);
+        let mut w = Self::with_links(u, cb, kappa, boundary, [Vec::new(), Vec::new()]);
         w.hop_links = std::array::from_fn(|p| w.links_in_hop_order(p));
         w
     }
@@ -226,10 +267,10 @@ impl<'a, G: PackedGroup, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
         u: &'a GaugeField<G>,
         cb: &'a Checkerboard,
         kappa: f64,
-        boundary_phase: (f64, f64),
+        boundary: Boundary,
         hop_links: [Vec<G::Packed<R>>; 2],
     ) -> Self {
-        WilsonOperator { u, cb, kappa, boundary_phase, hop_links, scratch: Mutex::new(Vec::new()) }
+        WilsonOperator { u, cb, kappa, boundary, hop_links, scratch: Mutex::new(Vec::new()) }
     }
 
     /// A field of `len` packed spinors with unspecified contents, for a result that will be
@@ -258,8 +299,7 @@ impl<'a, G: PackedGroup, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
                 if !forward {
                     l = l.adj();
                 }
-                if hop.wraps_time() != 0 {
-                    let (re, im) = self.wrap_phase(hop.wraps_time(), !forward);
+                if let Some((re, im)) = self.hop_factor(self.cb.outer(p, i), hop, mu, forward) {
                     l = l.mul_lanes(&re, &im);
                 }
                 *out = G::packed_in(&l);
@@ -447,17 +487,37 @@ impl<'a, G: PackedGroup, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
         if minus { v[r].sub(&lower) } else { v[r].add(&lower) }
     }
 
-    /// The boundary phase per lane of a hop: e^{i theta} (its conjugate when `conjugate`, for
-    /// backward hops) on the lanes that wrap around in time, 1 on the others.
-    #[inline(always)]
-    fn wrap_phase(&self, wraps_time: u8, conjugate: bool) -> (Lanes, Lanes) {
-        let (cos, sin) = self.boundary_phase;
-        let s = if conjugate { -sin } else { sin };
-        let wraps = |l: usize| wraps_time >> l & 1 == 1;
-        (
-            std::array::from_fn(|l| if wraps(l) { cos } else { 1.0 }),
-            std::array::from_fn(|l| if wraps(l) { s } else { 0.0 }),
-        )
+    /// The factor per lane (re, im) of `hop`, from the element `outer` along +mu (`forward`) or
+    /// -mu: with a phase, e^{i theta} forward and e^{-i theta} backward on the lanes that wrap
+    /// around in time; with open boundaries, 0 on the lanes whose hop leaves or reaches a
+    /// boundary slice; 1 on the others. None where every lane's factor is 1.
+    fn hop_factor(&self, outer: usize, hop: &Hop, mu: usize, forward: bool) -> Option<(Lanes, Lanes)> {
+        match self.boundary {
+            Boundary::Phase(theta) => (hop.wraps_time() != 0).then(|| {
+                let (cos, sin) = (theta.cos(), theta.sin());
+                let s = if forward { sin } else { -sin };
+                let wraps = |l: usize| hop.wraps_time() >> l & 1 == 1;
+                (
+                    std::array::from_fn(|l| if wraps(l) { cos } else { 1.0 }),
+                    std::array::from_fn(|l| if wraps(l) { s } else { 0.0 }),
+                )
+            }),
+            Boundary::Open { .. } => {
+                let lat = self.cb.lattice();
+                let nt = lat.global_dims()[lat.ndim() - 1];
+                let step = |x0: usize| match (mu + 1 == lat.ndim(), forward) {
+                    (false, _) => x0,
+                    (true, true) => (x0 + 1) % nt,
+                    (true, false) => (x0 + nt - 1) % nt,
+                };
+                let cut = |l: usize| {
+                    let x0 = lat.time_of_lane(outer, l);
+                    lat.is_boundary_time(x0) || lat.is_boundary_time(step(x0))
+                };
+                let re: Lanes = std::array::from_fn(|l| if cut(l) { 0.0 } else { 1.0 });
+                (re != [1.0; LANES]).then_some((re, [0.0; LANES]))
+            }
+        }
     }
 
     /// Adds the projected spinor of row r back: up_r += chi, down_{column r} -+= conj(phase) chi
@@ -650,7 +710,7 @@ impl<'a, G: PackedGroup, const S: usize> FermionMatrix<G, S> for WilsonOperator<
     /// them from the gauge field in f32, without gathering them again).
     fn single(&self) -> WilsonOperator<'a, G, S, f32> {
         let links = self.hop_links.each_ref().map(|table| table.par_iter().map(G::packed_in).collect());
-        WilsonOperator::with_links(self.u, self.cb, self.kappa, self.boundary_phase, links)
+        WilsonOperator::with_links(self.u, self.cb, self.kappa, self.boundary, links)
     }
 
     fn add_derivative(
@@ -741,11 +801,10 @@ impl<G: PackedGroup, const S: usize> WilsonOperator<'_, G, S> {
                     c1 = G::Packed::<f64>::outer_add(&c1, &hb_next, &Self::project(blk, r, true, a_here));
                     c2 = G::Packed::<f64>::outer_add(&c2, &Self::project(blk, r, false, b_here), &ka_next);
                 }
-                if hop.wraps_time() != 0 {
-                    let (re, im) = self.wrap_phase(hop.wraps_time(), false);
+                if let Some((re, im)) = self.hop_factor(outer, hop, mu, true) {
                     c1 = c1.mul_lanes(&re, &im);
-                    let (re, im) = self.wrap_phase(hop.wraps_time(), true);
-                    c2 = c2.mul_lanes(&re, &im);
+                    // the conjugate factor (+0 where im is 0, as a conjugate phase has it)
+                    c2 = c2.mul_lanes(&re, &im.map(|x| if x == 0.0 { 0.0 } else { -x }));
                 }
                 let (link, _) = self.u.packed_link(PackedSite { outer, mask: 0 }, mu);
                 let forward = G::packed_re_tr_generators_of_product(link, &c1);
@@ -798,7 +857,7 @@ mod tests {
     /// every site's hop (and its gamma5-conjugate) bit for bit as the row-by-row kernel does.
     fn check_paired_rows<G: PackedGroup>(dims: &[usize]) {
         let (u, cb) = fields::<G, 4>(dims);
-        let w = WilsonOperator::<G, 4>::new(&u, &cb, 0.13, Boundary { theta: 0.7 }).unwrap().single();
+        let w = WilsonOperator::<G, 4>::new(&u, &cb, 0.13, Boundary::Phase(0.7)).unwrap().single();
         let x = SpinorField::<G, 4>::gaussian_full(&cb, 1, Purpose::Test, 0).convert::<f32>();
         for p in 0..2 {
             let src = x.block(&cb, cb.neighbour_block(p));
@@ -817,7 +876,7 @@ mod tests {
 
     /// <x, M y> = <M^dagger x, y> on full fields.
     fn check_full_adjoint<G: PackedGroup, const S: usize>(u: &GaugeField<G>, cb: &Checkerboard) {
-        let m = WilsonOperator::<G, S>::new(u, cb, 0.13, Boundary { theta: 0.7 }).unwrap();
+        let m = WilsonOperator::<G, S>::new(u, cb, 0.13, Boundary::Phase(0.7)).unwrap();
         let x = SpinorField::<G, S>::gaussian_full(cb, 1, Purpose::Test, 0);
         let y = SpinorField::<G, S>::gaussian_full(cb, 2, Purpose::Test, 0);
         let (mut my, mut mdx) = (SpinorField::full(cb), SpinorField::full(cb));
@@ -834,7 +893,7 @@ mod tests {
     fn check_adjoint_and_gamma5<G: PackedGroup, const S: usize>(dims: &[usize]) {
         let (u, cb) = fields::<G, S>(dims);
         check_full_adjoint::<G, S>(&u, &cb);
-        let m = WilsonOperator::<G, S>::new(&u, &cb, 0.13, Boundary { theta: 0.7 }).unwrap();
+        let m = WilsonOperator::<G, S>::new(&u, &cb, 0.13, Boundary::Phase(0.7)).unwrap();
         // Schur operator on the even halves
         let (xe, ye) = (
             SpinorField::<G, S>::gaussian(
@@ -859,7 +918,7 @@ mod tests {
     /// every form (M, M^dagger, M_hat, M_hat^dagger).
     fn check_single_precision<G: PackedGroup, const S: usize>(dims: &[usize]) {
         let (u, cb) = fields::<G, S>(dims);
-        let m = WilsonOperator::<G, S>::new(&u, &cb, 0.13, Boundary { theta: 0.7 }).unwrap();
+        let m = WilsonOperator::<G, S>::new(&u, &cb, 0.13, Boundary::Phase(0.7)).unwrap();
         let single = m.single();
         let x = SpinorField::<G, S>::gaussian_full(&cb, 1, Purpose::Test, 0);
         let xe = SpinorField::<G, S>::gaussian(
@@ -917,7 +976,7 @@ mod tests {
         let natural = Checkerboard::natural(u.lattice().clone()).unwrap();
         let lat = u.lattice().clone();
         let run = |cb: &Checkerboard| {
-            let m = WilsonOperator::<G, S>::new(&u, cb, 0.13, Boundary { theta: 0.7 }).unwrap();
+            let m = WilsonOperator::<G, S>::new(&u, cb, 0.13, Boundary::Phase(0.7)).unwrap();
             let x = SpinorField::<G, S>::gaussian_full(cb, 1, Purpose::Test, 0);
             let y = SpinorField::<G, S>::gaussian_full(cb, 2, Purpose::Test, 0);
             let (mut mx, mut mdx) = (SpinorField::full(cb), SpinorField::full(cb));
@@ -1069,7 +1128,7 @@ mod tests {
     fn check_derivative<G: PackedGroup, const S: usize>(dims: &[usize], natural: bool) {
         let (u, cb) = if natural { natural_fields::<G>(dims) } else { fields::<G, S>(dims) };
         let lat = cb.lattice().clone();
-        let boundary = Boundary { theta: 0.9 };
+        let boundary = Boundary::Phase(0.9);
         let a = SpinorField::<G, S>::gaussian_full(&cb, 6, Purpose::Test, 0);
         let b = SpinorField::<G, S>::gaussian_full(&cb, 7, Purpose::Test, 0);
         let mut deriv = MomentumField::<G>::zeros(&lat);

@@ -482,7 +482,7 @@ fn spins(lattice: &Lattice) -> usize {
 
 impl<G: PackedGroup> GroupSession<G> {
     fn new(card: Card, comm: Arc<dyn Comm>) -> Result<Self> {
-        let lattice = Arc::new(Lattice::distributed(&card.lattice.dims, comm)?);
+        let lattice = Arc::new(card.lattice.lattice(comm)?);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(card.run.threads)
             .build()
@@ -535,7 +535,7 @@ impl<G: PackedGroup> GroupSession<G> {
         let f = self.card.fermions.first().ok_or_else(|| {
             Error::Host("the parameters have no [[fermions]] table: there is no Dirac operator".into())
         })?;
-        Ok((f, f.boundary_phase()))
+        Ok((f, f.time_boundary()))
     }
 
     fn dirac_in<const S: usize>(

@@ -30,6 +30,13 @@
 //! the block's edge, as long as the halo is up to date. Random streams are keyed by global
 //! site index ([`Lattice::global_site`]), so fields drawn on any process grid hold the same
 //! values.
+//!
+//! Open boundaries in time ([`Lattice::open_in_time`], openQCD's boundary type 0): the lattice
+//! keeps its periodic tables, but the N0 time slices x0 = 0 .. N0-1 end at both sides. The
+//! links U_t(x) with x0 = N0-1, which would close time into a circle, are absent: gauge fields
+//! hold zero matrices there and never move them ([`Lattice::is_removed_link`]), so every loop
+//! through them vanishes. Quark fields vanish on the boundary slices x0 = 0 and N0-1
+//! ([`Lattice::is_boundary_slice`]), as openQCD's do.
 
 pub mod halo;
 
@@ -92,6 +99,10 @@ pub struct Lattice {
     /// Neighbours of every element of the box with crossing masks, `element * D + mu`.
     outer_forward: Vec<PackedSite>,
     outer_backward: Vec<PackedSite>,
+    /// Whether time has open ends (see the module docs).
+    open_time: bool,
+    /// The global time coordinate of every lane of every element of the box.
+    lane_times: Vec<[u32; LANES]>,
 }
 
 impl Lattice {
@@ -145,12 +156,12 @@ impl Lattice {
     /// Bytes of the neighbour, parity and layout tables that [`Lattice::new`] builds for
     /// `volume` sites in `ndim` dimensions.
     /// Bytes per site of the tables: forward and backward neighbours (2 D words), parity (1
-    /// byte), even/odd maps (2 words), packed maps (3 words) and outer hops (2 D packed sites
-    /// per LANES sites).
+    /// byte), even/odd maps (2 words), packed maps (3 words), outer hops (2 D packed sites
+    /// per LANES sites) and time coordinates (4 bytes).
     pub fn table_bytes_per_site(ndim: usize) -> u128 {
         let word = size_of::<usize>() as u128;
         let d = ndim as u128;
-        2 * d * word + 1 + 5 * word + 2 * d * size_of::<PackedSite>() as u128 / LANES as u128
+        2 * d * word + 1 + 5 * word + 2 * d * size_of::<PackedSite>() as u128 / LANES as u128 + 4
     }
 
     /// The whole lattice with extents `dims` (x first, time last) on one process, checked by
@@ -279,6 +290,14 @@ impl Lattice {
                 .collect()
         };
         let (outer_forward, outer_backward) = (hops(true), hops(false));
+        let lane_times = (0..extended.len())
+            .map(|e| {
+                std::array::from_fn(|lane| {
+                    let t = extended.lane_coords(e, lane)[d - 1] + origin[d - 1] as isize;
+                    t.rem_euclid(global_dims[d - 1] as isize) as u32
+                })
+            })
+            .collect();
         Ok(Lattice {
             lower_face: (0..extended.len()).map(|e| extended.is_lower_face(e)).collect(),
             face_plan: extended.plan(true),
@@ -301,7 +320,69 @@ impl Lattice {
             site_of_packed,
             outer_forward,
             outer_backward,
+            open_time: false,
+            lane_times,
         })
+    }
+
+    /// The same lattice with open boundaries in time (module docs; openQCD's boundary type 0).
+    pub fn open_in_time(mut self) -> Self {
+        self.open_time = true;
+        self
+    }
+
+    /// The same block with periodic time (the tables are the same; only the removed links and
+    /// boundary slices of an open lattice go).
+    pub fn periodic_in_time(&self) -> Self {
+        Lattice { open_time: false, ..self.clone() }
+    }
+
+    /// Whether time has open ends.
+    pub fn is_open_in_time(&self) -> bool {
+        self.open_time
+    }
+
+    /// The global time coordinate x0 of lane `lane` of element `e` of the box (interior or halo).
+    #[inline]
+    pub fn time_of_lane(&self, e: usize, lane: usize) -> usize {
+        self.lane_times[e][lane] as usize
+    }
+
+    /// Whether the link U_mu(site) of this block is absent: on a lattice open in time, the
+    /// time links at x0 = N0-1 (module docs).
+    pub fn is_removed_link(&self, site: usize, mu: usize) -> bool {
+        let t = self.ndim() - 1;
+        self.open_time && mu == t && self.global_coords(site)[t] + 1 == self.global_dims[t]
+    }
+
+    /// The lanes of element `e` of the box (interior or halo) whose link in direction mu is
+    /// removed ([`Lattice::is_removed_link`]), as a bit mask (bit l: lane l).
+    pub fn removed_lanes(&self, e: usize, mu: usize) -> u8 {
+        let t = self.ndim() - 1;
+        if !self.open_time || mu != t {
+            return 0;
+        }
+        (0..LANES).filter(|&l| self.time_of_lane(e, l) + 1 == self.global_dims[t]).fold(0, |m, l| m | 1 << l)
+    }
+
+    /// Whether a global time coordinate x0 is a boundary slice of a lattice open in time
+    /// (x0 = 0 or N0-1), where quark fields vanish; never on a periodic lattice.
+    pub fn is_boundary_time(&self, x0: usize) -> bool {
+        self.open_time && (x0 == 0 || x0 + 1 == self.global_dims[self.ndim() - 1])
+    }
+
+    /// Whether a site of this block lies on a boundary slice ([`Lattice::is_boundary_time`]).
+    pub fn is_boundary_slice(&self, site: usize) -> bool {
+        self.open_time && self.is_boundary_time(self.global_coords(site)[self.ndim() - 1])
+    }
+
+    /// The sites of this block on the boundary slices x0 = 0 and N0-1 of a lattice open in time
+    /// (none on a periodic lattice), in increasing order.
+    pub fn boundary_sites(&self) -> Vec<usize> {
+        if !self.open_time {
+            return Vec::new();
+        }
+        (0..self.volume).filter(|&s| self.is_boundary_slice(s)).collect()
     }
 
     /// Local coordinates of a site, into `out`.
@@ -515,9 +596,24 @@ impl Lattice {
         self.global_dims.iter().product()
     }
 
-    /// Number of plaquettes of the global lattice: V D(D-1)/2.
+    /// Number of plaquettes of the global lattice: V D(D-1)/2, less the (D-1) V/N0 time-like
+    /// ones through the removed links when time is open.
     pub fn plaquette_count(&self) -> usize {
-        self.global_volume() * self.ndim() * (self.ndim() - 1) / 2
+        let d = self.ndim();
+        self.global_volume() * d * (d - 1) / 2 - self.open_time_loss(d - 1)
+    }
+
+    /// Number of 1x2 rectangles of the global lattice: V D(D-1), less, when time is open, the
+    /// 3 (D-1) V/N0 through the removed links (long in time from x0 = N0-2 and N0-1, short in
+    /// time from x0 = N0-1).
+    pub fn rectangle_count(&self) -> usize {
+        let d = self.ndim();
+        self.global_volume() * d * (d - 1) - self.open_time_loss(3 * (d - 1))
+    }
+
+    /// `per_slice` times the global volume of one time slice when time is open, else 0.
+    fn open_time_loss(&self, per_slice: usize) -> usize {
+        if self.open_time { per_slice * self.global_volume() / self.global_dims[self.ndim() - 1] } else { 0 }
     }
 }
 
@@ -543,6 +639,7 @@ impl PartialEq for Lattice {
             && self.global_dims == other.global_dims
             && self.origin == other.origin
             && self.comm.grid() == other.comm.grid()
+            && self.open_time == other.open_time
     }
 }
 
@@ -562,7 +659,7 @@ mod tests {
         // the volume of 65536^4 wraps to 0 in 64 bits
         let e = Lattice::new(&[65536; 4]).unwrap_err().to_string();
         assert!(e.contains("[65536, 65536, 65536, 65536]") && e.contains("1.845e19 sites"), "{e}");
-        assert!(e.contains("would need about 2.53e21 bytes"), "{e}");
+        assert!(e.contains("would need about 2.60e21 bytes"), "{e}");
         // 10^10 sites overflow the 32-bit hop tables
         let e = Lattice::new(&[100000, 100000]).unwrap_err().to_string();
         assert!(e.contains("1.000e10 sites"), "{e}");

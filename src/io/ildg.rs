@@ -178,10 +178,11 @@ impl Contents {
     }
 }
 
-/// Reads an ILDG file onto the whole lattice its `ildg-format` record names.
-pub fn read(path: &Path) -> Result<GaugeField<Su3>> {
+/// Reads an ILDG file onto the whole lattice its `ildg-format` record names (open in time with
+/// `open_time`).
+pub fn read(path: &Path, open_time: bool) -> Result<GaugeField<Su3>> {
     let contents = Contents::read(path)?;
-    let lattice = Lattice::new(&contents.dims).map_err(|e| {
+    let lattice = super::whole_lattice(&contents.dims, open_time).map_err(|e| {
         Error::Config(format!(
             "{} (ILDG): extents {:?}: {}",
             path.display(),
@@ -269,7 +270,7 @@ mod tests {
         for (precision, tolerance) in [(Precision::F64, 0.0), (Precision::F32, 1e-6)] {
             let path = dir.join(format!("{precision:?}.lime"));
             write(&u, &path, precision).unwrap();
-            let v = read(&path).unwrap();
+            let v = read(&path, false).unwrap();
             assert!(u.max_distance(&v) <= tolerance, "{precision:?}: {}", u.max_distance(&v));
             let kinds: Vec<String> = lime::records(&path).unwrap().into_iter().map(|r| r.kind).collect();
             assert_eq!(kinds, ["ildg-format", "ildg-data-lfn", "ildg-binary-data", "scidac-checksum"]);
@@ -278,7 +279,7 @@ mod tests {
         let good = std::fs::read(&path).unwrap();
         let message = |bytes: &[u8]| {
             std::fs::write(&path, bytes).unwrap();
-            read(&path).unwrap_err().to_string()
+            read(&path, false).unwrap_err().to_string()
         };
         let data = lime::records(&path).unwrap()[2].offset as usize;
         let mut flipped = good.clone();

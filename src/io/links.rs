@@ -4,6 +4,7 @@
 
 use super::native::check_links;
 use crate::geometry::Lattice;
+use crate::group::LinkMatrix;
 use crate::group::{Group, Su3, Su3Matrix};
 use num_complex::Complex64;
 
@@ -97,10 +98,16 @@ pub fn decode(bytes: &[u8], rows: usize, format: RealFormat) -> std::result::Res
     Ok(if rows == 3 && format.precision == Precision::F64 { stored } else { projected })
 }
 
+/// Whether every real stored in `bytes` is zero.
+fn is_zero(bytes: &[u8], format: RealFormat) -> bool {
+    bytes.chunks_exact(format.precision.bytes()).all(|c| format.value(c) == 0.0)
+}
+
 /// The links of a block's site data in this crate's order (per site the directions 0..3, each
 /// matrix stored with `rows` rows in `format`), each checked to lie on SU(3) as stored
 /// ([`decode`]) and once more as decoded (finite, unitary to 1e-10); an error names the first
-/// bad link by its global coordinates and direction.
+/// bad link by its global coordinates and direction. A removed link of a lattice open in time
+/// may also be stored as the zero matrix, as openQCD and this crate store it.
 pub fn decode_block(
     lattice: &Lattice,
     data: &[u8],
@@ -111,14 +118,16 @@ pub fn decode_block(
     let links = data
         .chunks_exact(format.matrix_bytes(rows))
         .enumerate()
-        .map(|(i, bytes)| {
-            decode(bytes, rows, format).map_err(|off| {
-                format!(
-                    "the link at {:?} in direction {} is not in SU(3) (stored rows off by {off:e})",
-                    lattice.global_coords(i / d),
-                    i % d
-                )
-            })
+        .map(|(i, bytes)| match decode(bytes, rows, format) {
+            Ok(m) => Ok(m),
+            Err(_) if lattice.is_removed_link(i / d, i % d) && is_zero(bytes, format) => {
+                Ok(Su3Matrix::zero())
+            }
+            Err(off) => Err(format!(
+                "the link at {:?} in direction {} is not in SU(3) (stored rows off by {off:e})",
+                lattice.global_coords(i / d),
+                i % d
+            )),
         })
         .collect::<std::result::Result<Vec<Su3Matrix>, String>>()?;
     check_links::<Su3>(lattice, &links)?;

@@ -102,14 +102,21 @@ pub fn read_su3_as(format: FileFormat, path: &Path, lattice: &Arc<Lattice>) -> R
     }
 }
 
-/// Reads a 4D SU(3) field from a file of any format onto the whole lattice it states.
-pub fn read_su3_whole(path: &Path) -> Result<GaugeField<Su3>> {
+/// Reads a 4D SU(3) field from a file of any format onto the whole lattice it states, open in
+/// time with `open_time` (the removed links may then be stored as zero matrices).
+pub fn read_su3_whole(path: &Path, open_time: bool) -> Result<GaugeField<Su3>> {
     match FileFormat::detect(path)? {
-        FileFormat::Native => Ok(native::read(path)?.0),
-        FileFormat::Nersc => nersc::read(path),
-        FileFormat::Ildg => ildg::read(path),
-        FileFormat::OpenQcd => openqcd::read(path),
+        FileFormat::Native => Ok(native::read(path, open_time)?.0),
+        FileFormat::Nersc => nersc::read(path, open_time),
+        FileFormat::Ildg => ildg::read(path, open_time),
+        FileFormat::OpenQcd => openqcd::read(path, open_time),
     }
+}
+
+/// The whole lattice of extents `dims` on one process, open in time with `open_time`.
+fn whole_lattice(dims: &[usize], open: bool) -> Result<Lattice> {
+    let lattice = Lattice::new(dims)?;
+    Ok(if open { lattice.open_in_time() } else { lattice })
 }
 
 /// Writes a 4D SU(3) field in `format` (collective on a cut lattice): NERSC with whole
@@ -310,6 +317,48 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A field on a lattice open in time goes through every format with its zero links (the
+    /// openQCD header's plaquette is the plain sum over all 6 V plaquettes, absent ones 0, as
+    /// openQCD's `export_cnfg` writes it); the same file on a periodic lattice is refused at the
+    /// first zero link, and a periodic field's file read as open has those links set to zero.
+    #[test]
+    fn open_boundary_fields_keep_their_zero_links_in_every_format() {
+        use crate::group::{LinkMatrix, Su3Matrix};
+        use crate::loops::plaquette_re_tr_sum;
+        let dir = std::env::temp_dir().join(format!("flowhmc-io-open-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dims = [4, 4, 2, 6];
+        let open = Arc::new(whole_lattice(&dims, true).unwrap());
+        let u = GaugeField::<Su3>::hot(open.clone(), 4);
+        let t = 3;
+        let removed: Vec<usize> = (0..open.volume()).filter(|&s| open.is_removed_link(s, t)).collect();
+        assert_eq!(removed.len(), 32);
+        let periodic = GaugeField::<Su3>::hot(Arc::new(Lattice::new(&dims).unwrap()), 4);
+        for format in FileFormat::ALL {
+            let path = dir.join(format!("open.{}", format.name()));
+            write_su3(&u, &path, format).unwrap();
+            let back = read_su3_whole(&path, true).unwrap();
+            assert!(back.max_distance(&u) == 0.0, "{}", format.name());
+            assert!(removed.iter().all(|&s| back.link(s, t) == Su3Matrix::zero()));
+            let e = read_su3_whole(&path, false).unwrap_err().to_string().to_lowercase();
+            assert!(
+                e.contains("in direction 3 is not in su") && e.contains(", 5]"),
+                "{}: {e}",
+                format.name()
+            );
+            write_su3(&periodic, &path, format).unwrap();
+            let cut = read_su3_whole(&path, true).unwrap();
+            assert!(removed.iter().all(|&s| cut.link(s, t) == Su3Matrix::zero()));
+            assert_eq!(cut.link(0, t), periodic.link(0, t));
+        }
+        let path = dir.join("header.openqcd");
+        write_su3(&u, &path, FileFormat::OpenQcd).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let stated = f64::from_le_bytes(bytes[16..24].try_into().unwrap());
+        assert_eq!(stated, plaquette_re_tr_sum(&u) / (6.0 * open.volume() as f64));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn stale_temporaries_of_dead_writers_are_removed() {

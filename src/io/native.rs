@@ -134,17 +134,18 @@ pub fn write<F: NativeField>(field: &F, metadata: serde_json::Value, path: &Path
     write_field_file(lattice, path, &local, per_site, frame, FNV_START, |h, bytes| *h = fnv1a(*h, bytes))
 }
 
-/// Reads a native file holding a field of kind `F` on the whole lattice its header names;
-/// returns the field and the metadata. The kind, the extents, the data length, the checksum
-/// and every value are checked (links in the group to 1e-10, scalars finite).
-pub fn read<F: NativeField>(path: &Path) -> Result<(F, serde_json::Value)> {
+/// Reads a native file holding a field of kind `F` on the whole lattice its header names (open
+/// in time with `open_time`); returns the field and the metadata. The kind, the extents, the
+/// data length, the checksum and every value are checked (links in the group to 1e-10, scalars
+/// finite).
+pub fn read<F: NativeField>(path: &Path, open_time: bool) -> Result<(F, serde_json::Value)> {
     let (_, header, data_len) = open::<F>(path)?;
     let dims = &header.dims;
     // the data length is checked before the lattice's tables are built
     let volume = Lattice::check_extents(dims, || Lattice::table_bytes(dims))
         .map_err(|e| in_file(path, in_header(e)))?;
     check_data_len::<F>(path, dims, volume, data_len)?;
-    let lattice = Arc::new(Lattice::new(dims).map_err(|e| in_file(path, in_header(e)))?);
+    let lattice = Arc::new(super::whole_lattice(dims, open_time).map_err(|e| in_file(path, in_header(e)))?);
     read_into(path, &lattice)
 }
 
@@ -239,14 +240,17 @@ fn in_header(e: Error) -> String {
     }
 }
 
-/// Every link of a block finite and in the group to 1e-10; an invalid one is named by its
-/// global coordinates and direction.
+/// Every link of a block finite and in the group to 1e-10, or zero where a lattice open in time
+/// removes it; an invalid one is named by its global coordinates and direction.
 pub(crate) fn check_links<G: PackedGroup>(
     lattice: &Lattice,
     links: &[G::Elem],
 ) -> std::result::Result<(), String> {
     let d = lattice.ndim();
     for (i, link) in links.iter().enumerate() {
+        if lattice.is_removed_link(i / d, i % d) && link.norm_sqr() == 0.0 {
+            continue;
+        }
         let v = G::unitarity_violation(link);
         if v.is_nan() || v >= 1e-10 {
             return Err(format!(
@@ -273,22 +277,22 @@ mod tests {
         let lat = Arc::new(Lattice::new(&[4, 4, 2, 2]).unwrap());
         let u = GaugeField::<Su3>::hot(lat, 3);
         write(&u, serde_json::json!({"update": 12}), &path).unwrap();
-        let (v, meta) = read::<GaugeField<Su3>>(&path).unwrap();
+        let (v, meta) = read::<GaugeField<Su3>>(&path, false).unwrap();
         assert!(u == v);
         assert_eq!(meta["update"], 12);
         // wrong group, or a scalar field expected
-        let err = read::<GaugeField<U1>>(&path).unwrap_err().to_string();
+        let err = read::<GaugeField<U1>>(&path, false).unwrap_err().to_string();
         assert!(err.contains("su3 field"), "{err}");
-        assert!(read::<ScalarField>(&path).unwrap_err().to_string().contains("scalar was expected"));
+        assert!(read::<ScalarField>(&path, false).unwrap_err().to_string().contains("scalar was expected"));
         // one flipped data byte
         let mut bytes = std::fs::read(&path).unwrap();
         let n = bytes.len();
         bytes[n - 20] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        assert!(read::<GaugeField<Su3>>(&path).unwrap_err().to_string().contains("checksum"));
+        assert!(read::<GaugeField<Su3>>(&path, false).unwrap_err().to_string().contains("checksum"));
         // truncated
         std::fs::write(&path, &bytes[..n - 8]).unwrap();
-        assert!(read::<GaugeField<Su3>>(&path).unwrap_err().to_string().contains("data bytes"));
+        assert!(read::<GaugeField<Su3>>(&path, false).unwrap_err().to_string().contains("data bytes"));
         // a header claiming a huge lattice is refused by its data length (before 10^9 sites of
         // tables are built) or its extents, in the file's words
         let good = std::fs::read(&path).unwrap();
@@ -302,7 +306,7 @@ mod tests {
             let mut bytes = serde_json::to_vec(&header).unwrap();
             bytes.extend_from_slice(&good[end..]);
             std::fs::write(&path, &bytes).unwrap();
-            let e = read::<GaugeField<Su3>>(&path).unwrap_err().to_string();
+            let e = read::<GaugeField<Su3>>(&path, false).unwrap_err().to_string();
             assert!(e.contains(expected) && !e.contains("lattice.dims"), "{e}");
         }
         // a scalar field round-trips; a NaN in it is refused
@@ -311,11 +315,11 @@ mod tests {
             &crate::rng::StreamKey::new(1, crate::rng::Purpose::Test, 0),
         );
         write(&phi, serde_json::json!({}), &path).unwrap();
-        assert_eq!(read::<ScalarField>(&path).unwrap().0, phi);
+        assert_eq!(read::<ScalarField>(&path, false).unwrap().0, phi);
         let mut nan = phi.clone();
         nan.values_mut()[5] = f64::NAN;
         write(&nan, serde_json::json!({}), &path).unwrap();
-        assert!(read::<ScalarField>(&path).unwrap_err().to_string().contains("phi at [1, 1] is NaN"));
+        assert!(read::<ScalarField>(&path, false).unwrap_err().to_string().contains("phi at [1, 1] is NaN"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -16,7 +16,7 @@ use crate::ffi::without_kind;
 use crate::field::GaugeField;
 use crate::geometry::Lattice;
 use crate::group::{LinkMatrix, Su3};
-use crate::observables::average_plaquette;
+use crate::loops::plaquette_re_tr_sum;
 use crate::parallel::global_sum;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -34,6 +34,13 @@ pub enum Storage {
 }
 
 pub use super::links::Precision;
+
+/// NERSC's PLAQUETTE: the average of Re tr P / 3 over all 6 V plaquettes of the links as
+/// stored (on a lattice open in time the absent ones count 0; this crate's
+/// [`crate::observables::average_plaquette`] on a periodic lattice).
+fn file_plaquette(u: &GaugeField<Su3>) -> f64 {
+    plaquette_re_tr_sum(u) / (3 * 6 * u.lattice().global_volume()) as f64
+}
 
 /// Average of Re tr U / 3 over all links (collective on a cut lattice).
 fn link_trace(u: &GaugeField<Su3>) -> f64 {
@@ -66,7 +73,7 @@ pub fn write(u: &GaugeField<Su3>, path: &Path, storage: Storage, precision: Prec
     links.iter().for_each(|link| links::encode(&mut local, link, rows, format));
     let datatype = if storage == Storage::Full { "4D_SU3_GAUGE_3x3" } else { "4D_SU3_GAUGE" };
     let fp = if precision == Precision::F64 { "IEEE64BIG" } else { "IEEE32BIG" };
-    let (trace, plaquette) = (link_trace(u), average_plaquette(u));
+    let (trace, plaquette) = (link_trace(u), file_plaquette(u));
     let header = |checksum: &u32| {
         let mut header = String::from("BEGIN_HEADER\nHDR_VERSION = 1.0\n");
         header += &format!("DATATYPE = {datatype}\nSTORAGE_FORMAT = 1.0\n");
@@ -171,15 +178,15 @@ fn open(path: &Path) -> Result<(BufReader<File>, String, u64)> {
     Ok((reader, text, len - header_len))
 }
 
-/// Reads a NERSC file onto the whole lattice its header names; every inconsistency is an
-/// error naming the file and the problem.
-pub fn read(path: &Path) -> Result<GaugeField<Su3>> {
+/// Reads a NERSC file onto the whole lattice its header names (open in time with `open_time`);
+/// every inconsistency is an error naming the file and the problem.
+pub fn read(path: &Path, open_time: bool) -> Result<GaugeField<Su3>> {
     let in_file = |m: String| Error::Config(format!("{} (NERSC): {m}", path.display()));
     let (_, text, data_len) = open(path)?;
     let header = Header::parse(&text).map_err(in_file)?;
     check_data_size(&header.dims, header.site_bytes(), usize::try_from(data_len).unwrap_or(usize::MAX))
         .map_err(in_file)?;
-    let lattice = Lattice::new(&header.dims)
+    let lattice = super::whole_lattice(&header.dims, open_time)
         .map_err(|e| in_file(format!("header DIMENSION_1..4 = {:?}: {}", header.dims, without_kind(&e))))?;
     read_into(path, &Arc::new(lattice))
 }
@@ -219,8 +226,8 @@ pub fn read_into(path: &Path, lattice: &Arc<Lattice>) -> Result<GaugeField<Su3>>
         comm.as_ref(),
         links::decode_block(lattice, &local, header.rows, header.format).map_err(in_file),
     )?;
-    let field = GaugeField::from_links(lattice.clone(), links)?;
-    for ((key, stated), value) in header.checks.iter().zip([average_plaquette(&field), link_trace(&field)]) {
+    let (stored, field) = GaugeField::from_stored_links(lattice.clone(), links)?;
+    for ((key, stated), value) in header.checks.iter().zip([file_plaquette(&stored), link_trace(&stored)]) {
         if let Some(stated) = stated.filter(|s| (s - value).abs() > header.tolerance()) {
             return Err(in_file(format!("{key} mismatch: header {stated}, data {value}")));
         }
@@ -290,7 +297,7 @@ mod tests {
             for precision in [Precision::F64, Precision::F32] {
                 let path = dir.join(format!("{storage:?}{precision:?}.nersc"));
                 write(&u, &path, storage, precision).unwrap();
-                let v = read(&path).unwrap();
+                let v = read(&path, false).unwrap();
                 let tol = if precision == Precision::F64 { 1e-14 } else { 1e-6 };
                 assert!(u.max_distance(&v) < tol, "{storage:?} {precision:?}: {}", u.max_distance(&v));
             }
@@ -302,7 +309,7 @@ mod tests {
         let n = bad.len();
         bad[n - 3] ^= 0x10;
         std::fs::write(&path, &bad).unwrap();
-        assert!(read(&path).unwrap_err().to_string().contains("checksum mismatch"));
+        assert!(read(&path, false).unwrap_err().to_string().contains("checksum mismatch"));
         let text = String::from_utf8_lossy(&good).to_string();
         let plaq_line = text.lines().find(|l| l.starts_with("PLAQUETTE")).unwrap().to_string();
         // an edit of the same length keeps the data aligned
@@ -311,11 +318,11 @@ mod tests {
         let replacement = format!("{:<width$}", "PLAQUETTE = 0.1", width = plaq_line.len());
         edited_bytes[pos..pos + plaq_line.len()].copy_from_slice(replacement.as_bytes());
         std::fs::write(&path, &edited_bytes).unwrap();
-        assert!(read(&path).unwrap_err().to_string().contains("PLAQUETTE mismatch"));
+        assert!(read(&path, false).unwrap_err().to_string().contains("PLAQUETTE mismatch"));
         std::fs::write(&path, &good[..n - 100]).unwrap();
-        assert!(read(&path).unwrap_err().to_string().contains("data bytes"));
+        assert!(read(&path, false).unwrap_err().to_string().contains("data bytes"));
         std::fs::write(&path, text.replacen("4D_SU3_GAUGE_3x3", "4D_SU2_GAUGE_3x3", 1)).unwrap();
-        assert!(read(&path).unwrap_err().to_string().contains("DATATYPE"));
+        assert!(read(&path, false).unwrap_err().to_string().contains("DATATYPE"));
         // a two-row file whose rows are not unitary is refused, not silently projected
         let lat = u.lattice().clone();
         let mut links = u.to_links();
@@ -324,10 +331,10 @@ mod tests {
         for precision in [Precision::F64, Precision::F32] {
             let path = dir.join("nonunitary.nersc");
             write(&bad, &path, Storage::TwoRow, precision).unwrap();
-            let err = read(&path).unwrap_err().to_string();
+            let err = read(&path, false).unwrap_err().to_string();
             assert!(err.contains("the link at [1, 0, 0, 0] in direction 3 is not in SU(3)"), "{err}");
         }
-        assert!(read(&dir.join("missing.nersc")).unwrap_err().to_string().contains("missing.nersc"));
+        assert!(read(&dir.join("missing.nersc"), false).unwrap_err().to_string().contains("missing.nersc"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
@@ -352,7 +359,7 @@ mod header_tests {
         let mut edited = header.replace(old, line).into_bytes();
         edited.extend_from_slice(&bytes[end..]);
         std::fs::write(&path, edited).unwrap();
-        let message = read(&path).map(|_| "read".to_string()).unwrap_or_else(|e| e.to_string());
+        let message = read(&path, false).map(|_| "read".to_string()).unwrap_or_else(|e| e.to_string());
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(message.contains(&path.display().to_string()), "{message} does not name the file");
         assert!(!message.contains('\n') && !message.contains("lattice.dims"), "{message}");

@@ -3,7 +3,9 @@
 //! - header: the extents N0, N1, N2, N3 (int32; openQCD's direction 0 is time, 1..3 are
 //!   this crate's x, y, z) and the average plaquette (f64) in openQCD's normalisation,
 //!   sum_p Re tr U(p) / (6 V), 3 for the unit field (three times this crate's
-//!   [`average_plaquette`]);
+//!   [`crate::observables::average_plaquette`] on a periodic lattice; on a lattice open in time
+//!   the same sum and divisor, the plaquettes through the removed links counting 0, as
+//!   openQCD's `export_cnfg` writes it with `plaq_sum_dble`);
 //! - the links, time slice by time slice (x0 slowest, then x1, x2, x3 fastest), of the odd
 //!   points only (x0 + x1 + x2 + x3 odd): per point the 8 links attached to it,
 //!   U(x, 0), U(x - 0, 0), U(x, 1), U(x - 1, 1), ..., U(x, 3), U(x - 3, 3) (periodic), each
@@ -21,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::field::GaugeField;
 use crate::geometry::Lattice;
 use crate::group::Su3;
-use crate::observables::average_plaquette;
+use crate::loops::plaquette_re_tr_sum;
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -131,7 +133,7 @@ pub fn write(u: &GaugeField<Su3>, path: &Path) -> Result<()> {
     let g = Slice { lx: dims[0], ly: dims[1], lz: dims[2] };
     let mut local = Vec::with_capacity(lattice.volume() * SITE);
     u.to_links().iter().for_each(|m| links::encode(&mut local, m, 3, FORMAT));
-    let plaquette = 3.0 * average_plaquette(u);
+    let plaquette = plaquette_re_tr_sum(u) / (6.0 * lattice.global_volume() as f64);
     let root = lattice.comm().rank() == 0;
     let mut file = root.then(|| -> Result<AtomicFile> {
         let mut file = AtomicFile::create(path)?;
@@ -188,14 +190,14 @@ fn parse_header(h: &[u8], len: u64) -> std::result::Result<(Vec<usize>, f64), St
     Ok((dims, plaquette))
 }
 
-/// Reads an openQCD file onto the whole lattice its header names.
-pub fn read(path: &Path) -> Result<GaugeField<Su3>> {
+/// Reads an openQCD file onto the whole lattice its header names (open in time with `open_time`).
+pub fn read(path: &Path, open_time: bool) -> Result<GaugeField<Su3>> {
     let in_file = |m: String| Error::Config(format!("{} (openQCD): {m}", path.display()));
     let (mut file, len) = open(path)?;
     let mut h = [0u8; HEADER];
     file.read_exact(&mut h).map_err(|e| Error::io(path, e))?;
     let (dims, _) = parse_header(&h, len).map_err(in_file)?;
-    let lattice = Lattice::new(&dims)
+    let lattice = super::whole_lattice(&dims, open_time)
         .map_err(|e| in_file(format!("extents {dims:?}: {}", crate::ffi::without_kind(&e))))?;
     read_into(path, &Arc::new(lattice))
 }
@@ -253,9 +255,9 @@ pub fn read_into(path: &Path, lattice: &Arc<Lattice>) -> Result<GaugeField<Su3>>
     });
     comm.agree(result)?;
     let links = agreed(comm.as_ref(), links::decode_block(lattice, &local, 3, FORMAT).map_err(in_file))?;
-    let field = GaugeField::from_links(lattice.clone(), links)?;
+    let (stored, field) = GaugeField::from_stored_links(lattice.clone(), links)?;
     let plaquettes = 6.0 * lattice.global_volume() as f64;
-    let (stated, measured) = (plaquette * plaquettes, 3.0 * average_plaquette(&field) * plaquettes);
+    let (stated, measured) = (plaquette * plaquettes, plaquette_re_tr_sum(&stored));
     let eps =
         (64.0 * plaquettes).sqrt() * f64::EPSILON + 64.0 * (stated.abs() + measured.abs()) * f64::EPSILON;
     if (stated - measured).abs() > eps {
@@ -331,12 +333,12 @@ mod tests {
         let path = std::env::temp_dir().join(format!("flowhmc-openqcd-trip-{}", std::process::id()));
         let u = GaugeField::<Su3>::hot(Arc::new(Lattice::new(&[4, 6, 4, 8]).unwrap()), 9);
         write(&u, &path).unwrap();
-        let v = read(&path).unwrap();
+        let v = read(&path, false).unwrap();
         assert!(u.max_distance(&v) == 0.0);
         let good = std::fs::read(&path).unwrap();
         let message = |bytes: &[u8]| {
             std::fs::write(&path, bytes).unwrap();
-            read(&path).unwrap_err().to_string()
+            read(&path, false).unwrap_err().to_string()
         };
         let mut plaq = good.clone();
         let p = f64::from_le_bytes(good[16..24].try_into().unwrap());

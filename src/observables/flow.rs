@@ -16,6 +16,7 @@
 use crate::action::{GaugeAction, GaugeActionKind};
 use crate::backend::cpu::PackedGroup;
 use crate::field::{GaugeField, MomentumField};
+use crate::geometry::Lattice;
 use crate::group::LinkMatrix;
 use crate::loops::clover_leaves;
 use crate::parallel::global_sum;
@@ -27,11 +28,16 @@ pub fn clover<G: PackedGroup>(u: &GaugeField<G>, site: usize, mu: usize, nu: usi
     if G::NC > 1 { g.add_scalar(-g.trace() / G::NC as f64) } else { g }
 }
 
-/// Clover energy density E = -sum_{mu<nu} tr G^2, averaged over sites.
+/// Clover energy density E = -sum_{mu<nu} tr G^2, averaged over sites; on a lattice open in
+/// time over the bulk sites 0 < x0 < N0-1 (openQCD's `ym_action` and `tcharge` leave out the
+/// boundary slices, where leaves pass through removed links).
 pub fn energy_density<G: PackedGroup>(u: &GaugeField<G>) -> f64 {
     u.assert_halo_fresh();
     let (lat, d) = (u.lattice(), u.lattice().ndim());
     let sum = global_sum(lat.comm().as_ref(), lat.volume(), |x| {
+        if lat.is_boundary_slice(x) {
+            return 0.0;
+        }
         let mut e = 0.0;
         for mu in 0..d {
             for nu in mu + 1..d {
@@ -41,27 +47,49 @@ pub fn energy_density<G: PackedGroup>(u: &GaugeField<G>) -> f64 {
         }
         e
     });
-    sum / lat.global_volume() as f64
+    sum / bulk_volume(lat) as f64
 }
 
-/// Clover topological charge of a 4D field (module docs for the normalisation).
+/// The number of sites off the boundary slices: the global volume, less two time slices on a
+/// lattice open in time.
+fn bulk_volume(lat: &Lattice) -> usize {
+    let boundary =
+        if lat.is_open_in_time() { 2 * lat.global_volume() / lat.global_dims()[lat.ndim() - 1] } else { 0 };
+    lat.global_volume() - boundary
+}
+
+/// Clover topological charge of a 4D field (module docs for the normalisation); on a lattice
+/// open in time the sum over the bulk sites, like [`energy_density`] (not an integer there).
 pub fn topological_charge_clover<G: PackedGroup>(u: &GaugeField<G>) -> f64 {
     assert_eq!(u.lattice().ndim(), 4, "the clover charge is defined in 4D");
     u.assert_halo_fresh();
     let lat = u.lattice();
     let sum = global_sum(lat.comm().as_ref(), lat.volume(), |x| {
+        if lat.is_boundary_slice(x) {
+            return 0.0;
+        }
         let g = |mu, nu| clover(u, x, mu, nu);
         g(0, 1).re_tr_mul(&g(2, 3)) - g(0, 2).re_tr_mul(&g(1, 3)) + g(0, 3).re_tr_mul(&g(1, 2))
     });
     -sum / (4.0 * std::f64::consts::PI * std::f64::consts::PI)
 }
 
-/// One Runge-Kutta step of the Wilson flow of size `eps`.
+/// One Runge-Kutta step of the Wilson flow of size `eps`. On a lattice open in time the removed
+/// links stay zero, Z is the force of the Wilson action with c_G = 1 (space-like boundary
+/// plaquettes weighted 1/2), and the space-like links on the boundary slices move with 2 Z
+/// (openQCD's `wflow`, after Luscher and Schaefer, arXiv:1206.2809, app. B).
 pub fn flow_step<G: PackedGroup>(v: &mut GaugeField<G>, eps: f64) {
     let wilson = GaugeAction::new(GaugeActionKind::Wilson, 2.0 * G::NC as f64);
     let z = |w: &GaugeField<G>| {
-        let mut f = MomentumField::<G>::zeros(w.lattice());
+        let lat = w.lattice();
+        let mut f = MomentumField::<G>::zeros(lat);
         wilson.force(w, eps, &mut f);
+        for x in lat.boundary_sites() {
+            for mu in 0..lat.ndim() - 1 {
+                let z = f.at(lat, x, mu);
+                f.add_at(lat, x, mu, &z);
+            }
+        }
         f
     };
     let lattice = v.lattice().clone();

@@ -12,21 +12,32 @@ use crate::backend::cpu::halo::{LaneArray, lane_vectors, lane_vectors_mut};
 use crate::backend::cpu::packed::{LANES, Real};
 use crate::field::GaugeField;
 use crate::group::{LinkMatrix, U1};
-use crate::loops::{plaquette, plaquette_re_tr_sum, rectangle_re_tr_sum};
+use crate::loops::{
+    boundary_loop_counts, boundary_loop_re_tr_sums, plaquette, plaquette_re_tr_sum, rectangle_re_tr_sum,
+};
 use crate::parallel::{global_sum, global_sums};
 use num_complex::Complex64;
 use rayon::prelude::*;
 
 pub use flow::{FlowMeasurement, wilson_flow};
 
-/// Average plaquette <Re tr P / N>.
+/// Average plaquette <Re tr P / N>; on a lattice open in time the plaquettes in the lattice,
+/// the space-like ones on the boundary slices with weight 1/2 (openQCD's `plaq_wsum_dble`,
+/// which qcd1 divides by the weighted count D(D-1)/2 (N0-1) V3: 1 on a cold start).
 pub fn average_plaquette<G: PackedGroup>(u: &GaugeField<G>) -> f64 {
-    plaquette_re_tr_sum(u) / (G::NC * u.lattice().plaquette_count()) as f64
+    let [boundary, _] = boundary_loop_re_tr_sums(u);
+    let [count, _] = boundary_loop_counts(u.lattice());
+    (plaquette_re_tr_sum(u) - 0.5 * boundary)
+        / (G::NC as f64 * (u.lattice().plaquette_count() as f64 - 0.5 * count as f64))
 }
 
-/// Average 1x2 rectangle <Re tr R / N>.
+/// Average 1x2 rectangle <Re tr R / N>, weighted like [`average_plaquette`] on a lattice open in
+/// time.
 pub fn average_rectangle<G: PackedGroup>(u: &GaugeField<G>) -> f64 {
-    rectangle_re_tr_sum(u) / (G::NC * 2 * u.lattice().plaquette_count()) as f64
+    let [_, boundary] = boundary_loop_re_tr_sums(u);
+    let [_, count] = boundary_loop_counts(u.lattice());
+    (rectangle_re_tr_sum(u) - 0.5 * boundary)
+        / (G::NC as f64 * (u.lattice().rectangle_count() as f64 - 0.5 * count as f64))
 }
 
 /// Polyakov loop: the average over spatial sites of tr prod_t U_t(x, t) / N, the product
