@@ -39,17 +39,20 @@ impl Step {
 pub fn path_product<G: PackedGroup>(u: &GaugeField<G>, start: usize, path: &[Step]) -> (G::Elem, usize) {
     let lat = u.lattice();
     let mut site = start;
-    let mut prod = G::Elem::identity();
+    let mut prod: Option<G::Elem> = None;
     for step in path {
-        if step.forward {
-            prod = prod.mul(&u.link(site, step.mu));
+        let link = if step.forward {
+            let l = u.link(site, step.mu);
             site = lat.fwd(site, step.mu);
+            l
         } else {
             site = lat.bwd(site, step.mu);
-            prod = prod.mul_adj(&u.link(site, step.mu));
-        }
+            u.link(site, step.mu).adj()
+        };
+        // the first link as it is (a product with the identity would only cost time)
+        prod = Some(prod.map_or(link, |p| p.mul(&link)));
     }
-    (prod, site)
+    (prod.unwrap_or_else(G::Elem::identity), site)
 }
 
 /// The plaquette matrix P_{mu nu}(x).

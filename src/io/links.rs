@@ -98,6 +98,19 @@ pub fn decode(bytes: &[u8], rows: usize, format: RealFormat) -> std::result::Res
     Ok(if rows == 3 && format.precision == Precision::F64 { stored } else { projected })
 }
 
+/// What to add to the error about the zero link U_mu(site) of a periodic lattice where open
+/// boundaries in time would remove it (x0 = N0-1, mu = t): how to read such a file.
+pub(crate) fn open_hint(lattice: &Lattice, site: usize, mu: usize, zero: bool) -> &'static str {
+    let t = lattice.ndim() - 1;
+    let last = lattice.global_coords(site)[t] + 1 == lattice.global_dims()[t];
+    if zero && mu == t && last && !lattice.is_open_in_time() {
+        "; zero there is a removed link of open boundaries in time: read the file onto an open \
+         lattice (lattice.boundary = \"open\", or flowhmc convert ... --open)"
+    } else {
+        ""
+    }
+}
+
 /// Whether every real stored in `bytes` is zero.
 fn is_zero(bytes: &[u8], format: RealFormat) -> bool {
     bytes.chunks_exact(format.precision.bytes()).all(|c| format.value(c) == 0.0)
@@ -124,9 +137,10 @@ pub fn decode_block(
                 Ok(Su3Matrix::zero())
             }
             Err(off) => Err(format!(
-                "the link at {:?} in direction {} is not in SU(3) (stored rows off by {off:e})",
+                "the link at {:?} in direction {} is not in SU(3) (stored rows off by {off:e}){}",
                 lattice.global_coords(i / d),
-                i % d
+                i % d,
+                open_hint(lattice, i / d, i % d, is_zero(bytes, format))
             )),
         })
         .collect::<std::result::Result<Vec<Su3Matrix>, String>>()?;

@@ -347,6 +347,7 @@ mod tests {
                 "{}: {e}",
                 format.name()
             );
+            assert!(e.contains("a removed link of open boundaries in time"), "{}: {e}", format.name());
             write_su3(&periodic, &path, format).unwrap();
             let cut = read_su3_whole(&path, true).unwrap();
             assert!(removed.iter().all(|&s| cut.link(s, t) == Su3Matrix::zero()));

@@ -254,10 +254,11 @@ pub(crate) fn check_links<G: PackedGroup>(
         let v = G::unitarity_violation(link);
         if v.is_nan() || v >= 1e-10 {
             return Err(format!(
-                "the link at {:?} in direction {} is not in {} (violation {v:e})",
+                "the link at {:?} in direction {} is not in {} (violation {v:e}){}",
                 lattice.global_coords(i / d),
                 i % d,
-                G::NAME
+                G::NAME,
+                super::links::open_hint(lattice, i / d, i % d, link.norm_sqr() == 0.0)
             ));
         }
     }
