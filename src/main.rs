@@ -152,8 +152,7 @@ fn run(card_path: &Path, resume: bool, world: &Arc<dyn Comm>) -> Result<()> {
 /// Converts a 4D SU(3) configuration file into another format, printing what it read; `open`:
 /// the field lives on a lattice open in time (its removed links zero).
 fn convert(input: &Path, output: &Path, format: &str, open: bool) -> Result<()> {
-    let formats = [FileFormat::Nersc, FileFormat::Ildg, FileFormat::OpenQcd, FileFormat::Native];
-    let Some(&to) = formats.iter().find(|f| f.name() == format) else {
+    let Some(to) = FileFormat::named(format) else {
         return Err(Error::Config(format!("convert: format {format:?}: nersc, ildg, openqcd or flowhmc")));
     };
     let from = FileFormat::detect(input)?;

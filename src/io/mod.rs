@@ -63,11 +63,15 @@ impl FileFormat {
             FileFormat::OpenQcd => "openqcd",
         }
     }
-}
 
-impl FileFormat {
-    const ALL: [FileFormat; 4] =
+    /// Every format.
+    pub const ALL: [FileFormat; 4] =
         [FileFormat::Native, FileFormat::Nersc, FileFormat::Ildg, FileFormat::OpenQcd];
+
+    /// The format of name `name` ([`FileFormat::name`]).
+    pub fn named(name: &str) -> Option<FileFormat> {
+        FileFormat::ALL.into_iter().find(|f| f.name() == name)
+    }
 
     /// [`FileFormat::detect`] on rank 0, after `check` of what it found there, agreed on by
     /// every rank (collective; an error is every rank's).
