@@ -168,11 +168,11 @@ pub fn spatial_loops_through(d: usize, mu: usize, rectangles: bool) -> Vec<Vec<S
     paths
 }
 
-/// Sums of Re tr L over the space-like plaquettes (first) and 1x2 rectangles (second) based at
-/// the sites of the boundary slices x0 = 0 and N0-1 of a lattice open in time, the loops
-/// openQCD weights with c_G / 2 (zero on a periodic lattice); exact over ranks. There are
-/// [`boundary_loop_counts`] of them.
-pub fn boundary_loop_re_tr_sums<G: PackedGroup>(u: &GaugeField<G>) -> [f64; 2] {
+/// Sums of Re tr L over the space-like plaquettes (first) and, with `rectangles`, 1x2
+/// rectangles (second; else 0) based at the sites of the boundary slices x0 = 0 and N0-1 of a
+/// lattice open in time, the loops openQCD weights with c_G / 2 (zero on a periodic lattice);
+/// exact over ranks. There are [`boundary_loop_counts`] of them.
+pub fn boundary_loop_re_tr_sums<G: PackedGroup>(u: &GaugeField<G>, rectangles: bool) -> [f64; 2] {
     let lat = u.lattice();
     if !lat.is_open_in_time() {
         return [0.0, 0.0];
@@ -182,11 +182,13 @@ pub fn boundary_loop_re_tr_sums<G: PackedGroup>(u: &GaugeField<G>) -> [f64; 2] {
     let sites = lat.boundary_sites();
     let planes: Vec<(usize, usize)> = (0..d - 1).flat_map(|i| (i + 1..d - 1).map(move |j| (i, j))).collect();
     let re_tr = |x: usize, path: &[Step]| path_product(u, x, path).0.trace().re;
-    let sums = global_sums(lat.comm().as_ref(), sites.len(), |k, [plaquettes, rectangles]| {
+    let sums = global_sums(lat.comm().as_ref(), sites.len(), |k, [plaquette_sum, rectangle_sum]| {
         let x = sites[k];
         for &(i, j) in &planes {
-            plaquettes.add(re_tr(x, &[Step::up(i), Step::up(j), Step::down(i), Step::down(j)]));
-            rectangles.add(re_tr(x, &rectangle_path(i, j)) + re_tr(x, &rectangle_path(j, i)));
+            plaquette_sum.add(re_tr(x, &[Step::up(i), Step::up(j), Step::down(i), Step::down(j)]));
+            if rectangles {
+                rectangle_sum.add(re_tr(x, &rectangle_path(i, j)) + re_tr(x, &rectangle_path(j, i)));
+            }
         }
     });
     sums.map(|s| s.value())

@@ -22,8 +22,8 @@ use crate::field::{GaugeField, MomentumField};
 use crate::geometry::PackedSite;
 use crate::group::LinkMatrix;
 use crate::loops::{
-    boundary_loop_counts, boundary_loop_re_tr_sums, path_product, plaquette_re_tr_sum, rectangle_re_tr_sum,
-    rectangle_staple, spatial_loops_through,
+    Step, boundary_loop_counts, boundary_loop_re_tr_sums, path_product, plaquette_re_tr_sum,
+    rectangle_re_tr_sum, rectangle_staple, spatial_loops_through,
 };
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -123,7 +123,7 @@ impl GaugeAction {
         }
         if lat.is_open_in_time() {
             // the boundary loops' weights beyond the 1 they got above
-            let [plaquettes, rectangles] = boundary_loop_re_tr_sums(u);
+            let [plaquettes, rectangles] = boundary_loop_re_tr_sums(u, self.c1 != 0.0);
             let [np, nr] = boundary_loop_counts(lat).map(|k| k as f64);
             let extra = self.c0 * (np - plaquettes / n) + self.c1 * (nr - rectangles / n);
             s += (self.boundary_weight - 1.0) * extra;
@@ -282,14 +282,16 @@ fn add_boundary_loop_force<G: PackedGroup>(u: &GaugeField<G>, c0: f64, c1: f64, 
     u.assert_halo_fresh();
     let lat = u.lattice();
     let d = lat.ndim();
+    let loops: Vec<Vec<Vec<Step>>> = (0..d - 1).map(|mu| spatial_loops_through(d, mu, c1 != 0.0)).collect();
     let forces: Vec<(usize, usize, G::Alg)> = lat
         .boundary_sites()
         .into_par_iter()
         .flat_map_iter(|x| {
+            let loops = &loops;
             (0..d - 1).map(move |mu| {
                 let start = lat.fwd(x, mu);
                 let mut w = G::Elem::zero();
-                for path in spatial_loops_through(d, mu, c1 != 0.0) {
+                for path in &loops[mu] {
                     let c = if path.len() == 4 { c0 } else { c1 };
                     w = w.add(&path_product(u, start, &path[1..]).0.scale(c));
                 }
@@ -307,7 +309,6 @@ mod tests {
     use super::*;
     use crate::geometry::Lattice;
     use crate::group::{LinkMatrix, Su3, U1};
-    use crate::loops::Step;
     use crate::rng::{Purpose, StreamKey};
     use std::sync::Arc;
 

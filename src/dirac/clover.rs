@@ -129,7 +129,7 @@ impl CloverTerm {
             .collect();
         let block_len = side * side;
         let nt = lattice.global_dims()[d - 1];
-        // the diagonal C gets at time x0 (c_F's) and whether C vanishes there
+        // what C gets on its diagonal at time x0 (c_F's term next to an open boundary)
         let diagonal = |x0: usize| match boundary {
             Boundary::Open { c_f } if x0 == 1 || x0 + 2 == nt => 2.0 * kappa * (c_f - 1.0),
             _ => 0.0,
@@ -139,10 +139,11 @@ impl CloverTerm {
             .collect();
         // per site (in parallel): the two blocks of C, their inverses of 1 + C, ln det 1 + C
         let per_site = |site: usize| -> Result<(Vec<Complex64>, Vec<Complex64>, f64)> {
-            if lattice.is_boundary_slice(site) {
+            let x0 = lattice.time_of(site);
+            if lattice.is_boundary_time(x0) {
                 return Ok((vec![Complex64::new(0.0, 0.0); 2 * block_len], identity.clone(), 0.0));
             }
-            let shift = diagonal(lattice.global_coords(site)[d - 1]);
+            let shift = diagonal(x0);
             let mut reals = vec![0.0; 2 * n * n];
             // F_{mu nu}(x) of each pair, dense row-major
             let strengths: Vec<Vec<Complex64>> = pairs
@@ -350,13 +351,8 @@ impl<'a, G: PackedGroup, const S: usize> CloverOperator<'a, G, S> {
         if !csw.is_finite() {
             return Err(Error::Config(format!("csw = {csw}: must be finite")));
         }
-        // the hopping term's boundary; c_F sits in the clover term
-        let hops = match boundary {
-            Boundary::Open { .. } => Boundary::Open { c_f: 1.0 },
-            phase => phase,
-        };
         boundary.check(u.lattice())?;
-        let wilson = WilsonOperator::new(u, cb, kappa, hops)?;
+        let wilson = WilsonOperator::new(u, cb, kappa, boundary.hopping())?;
         let term = Arc::new(CloverTerm::new::<G, S>(u, cb, kappa, csw, boundary)?);
         Ok(CloverOperator { wilson, term, csw })
     }
@@ -686,8 +682,7 @@ mod tests {
         m.apply_schur(true, &xe, &mut sdx);
         let (a, b) = (xe.dot(&sy), sdx.dot(&ye));
         assert!((a - b).norm() < 1e-12 * a.norm(), "Schur: {a} against {b}");
-        let hops = if boundary.theta().is_none() { Boundary::Open { c_f: 1.0 } } else { boundary };
-        let w = WilsonOperator::<G, S>::new(&u, &cb, KAPPA, hops).unwrap();
+        let w = WilsonOperator::<G, S>::new(&u, &cb, KAPPA, boundary.hopping()).unwrap();
         let mut wy = SpinorField::full(&cb);
         w.apply(false, &y, &mut wy);
         assert!(distance(&wy, &my) > 1e-2, "the clover term is there");
@@ -787,10 +782,9 @@ mod tests {
             m.apply_diagonal_inverse(p, false, &ax, &mut back);
             assert!(distance(&back, &x.half_of(p)) < 1e-13, "A^-1 A on parity {p}");
         }
-        let hops = if boundary.theta().is_none() { Boundary::Open { c_f: 1.0 } } else { boundary };
         let (plain, w) = (
-            CloverOperator::<G, S>::new(&u, &cb, KAPPA, 0.0, hops).unwrap(),
-            WilsonOperator::<G, S>::new(&u, &cb, KAPPA, hops).unwrap(),
+            CloverOperator::<G, S>::new(&u, &cb, KAPPA, 0.0, boundary.hopping()).unwrap(),
+            WilsonOperator::<G, S>::new(&u, &cb, KAPPA, boundary.hopping()).unwrap(),
         );
         let (mut cx, mut wx) = (SpinorField::full(&cb), SpinorField::full(&cb));
         plain.apply(false, &x, &mut cx);

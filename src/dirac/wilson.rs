@@ -56,6 +56,15 @@ impl Boundary {
     /// Antiperiodic fermions (theta = pi), the default.
     pub const ANTIPERIODIC: Boundary = Boundary::Phase(std::f64::consts::PI);
 
+    /// The boundary of the hopping term alone: open boundaries without their c_F (which the
+    /// clover term carries), a phase as it is.
+    pub fn hopping(self) -> Boundary {
+        match self {
+            Boundary::Open { .. } => Boundary::Open { c_f: 1.0 },
+            phase => phase,
+        }
+    }
+
     /// The phase angle theta of a periodic boundary; None for open boundaries.
     pub fn theta(&self) -> Option<f64> {
         match *self {

@@ -348,11 +348,18 @@ impl Lattice {
         self.lane_times[e][lane] as usize
     }
 
+    /// The global time coordinate x0 of a site of this block (or of its exterior).
+    #[inline]
+    pub fn time_of(&self, site: usize) -> usize {
+        let (e, lane) = self.packed_of[site];
+        self.time_of_lane(e, lane)
+    }
+
     /// Whether the link U_mu(site) of this block is absent: on a lattice open in time, the
     /// time links at x0 = N0-1 (module docs).
     pub fn is_removed_link(&self, site: usize, mu: usize) -> bool {
         let t = self.ndim() - 1;
-        self.open_time && mu == t && self.global_coords(site)[t] + 1 == self.global_dims[t]
+        self.open_time && mu == t && self.time_of(site) + 1 == self.global_dims[t]
     }
 
     /// The lanes of element `e` of the box (interior or halo) whose link in direction mu is
@@ -373,7 +380,7 @@ impl Lattice {
 
     /// Whether a site of this block lies on a boundary slice ([`Lattice::is_boundary_time`]).
     pub fn is_boundary_slice(&self, site: usize) -> bool {
-        self.open_time && self.is_boundary_time(self.global_coords(site)[self.ndim() - 1])
+        self.is_boundary_time(self.time_of(site))
     }
 
     /// The sites of this block on the boundary slices x0 = 0 and N0-1 of a lattice open in time

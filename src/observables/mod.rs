@@ -25,7 +25,7 @@ pub use flow::{FlowMeasurement, wilson_flow};
 /// the space-like ones on the boundary slices with weight 1/2 (openQCD's `plaq_wsum_dble`,
 /// which qcd1 divides by the weighted count D(D-1)/2 (N0-1) V3: 1 on a cold start).
 pub fn average_plaquette<G: PackedGroup>(u: &GaugeField<G>) -> f64 {
-    let [boundary, _] = boundary_loop_re_tr_sums(u);
+    let [boundary, _] = boundary_loop_re_tr_sums(u, false);
     let [count, _] = boundary_loop_counts(u.lattice());
     (plaquette_re_tr_sum(u) - 0.5 * boundary)
         / (G::NC as f64 * (u.lattice().plaquette_count() as f64 - 0.5 * count as f64))
@@ -34,7 +34,7 @@ pub fn average_plaquette<G: PackedGroup>(u: &GaugeField<G>) -> f64 {
 /// Average 1x2 rectangle <Re tr R / N>, weighted like [`average_plaquette`] on a lattice open in
 /// time.
 pub fn average_rectangle<G: PackedGroup>(u: &GaugeField<G>) -> f64 {
-    let [_, boundary] = boundary_loop_re_tr_sums(u);
+    let [_, boundary] = boundary_loop_re_tr_sums(u, true);
     let [_, count] = boundary_loop_counts(u.lattice());
     (rectangle_re_tr_sum(u) - 0.5 * boundary)
         / (G::NC as f64 * (u.lattice().rectangle_count() as f64 - 0.5 * count as f64))
