@@ -16,17 +16,35 @@ use crate::parallel::global_sums;
 use crate::rng::{Purpose, StreamKey};
 use rayon::prelude::*;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The next [`GaugeField::generation`] to hand out.
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// A generation no field has had before.
+fn new_generation() -> u64 {
+    NEXT_GENERATION.fetch_add(1, Ordering::Relaxed)
+}
 
 /// Link variables U_mu(x) of group `G` on this rank's block, and their halo (the links of the
 /// neighbouring blocks within the box of [`crate::geometry::halo`]), kept up to date by every
 /// method that changes links in bulk.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct GaugeField<G: PackedGroup> {
     lattice: Arc<Lattice>,
     /// The interior elements' links, then the halo elements' (`element * D + mu`).
     packed: Vec<G::Packed<f64>>,
     /// Whether links were set one by one since the halo was last filled.
     halo_stale: bool,
+    /// The links' identity ([`GaugeField::generation`]).
+    generation: u64,
+}
+
+/// Fields are equal when their lattices and links are (whatever their generations).
+impl<G: PackedGroup> PartialEq for GaugeField<G> {
+    fn eq(&self, other: &Self) -> bool {
+        self.lattice == other.lattice && self.packed == other.packed && self.halo_stale == other.halo_stale
+    }
 }
 
 impl<G: PackedGroup> GaugeField<G> {
@@ -34,7 +52,7 @@ impl<G: PackedGroup> GaugeField<G> {
     pub fn cold(lattice: Arc<Lattice>) -> Self {
         let one = G::Elem::identity();
         let packed = vec![G::pack([&one; LANES]); lattice.box_len() * lattice.ndim()];
-        let mut u = GaugeField { lattice, packed, halo_stale: false };
+        let mut u = GaugeField { lattice, packed, halo_stale: false, generation: new_generation() };
         u.zero_removed_links();
         u
     }
@@ -49,7 +67,12 @@ impl<G: PackedGroup> GaugeField<G> {
             return Ok((u.clone(), u));
         }
         let stored = Self::from_links(Arc::new(lattice.periodic_in_time()), links)?;
-        let mut u = GaugeField { lattice, packed: stored.packed.clone(), halo_stale: stored.halo_stale };
+        let mut u = GaugeField {
+            lattice,
+            packed: stored.packed.clone(),
+            halo_stale: stored.halo_stale,
+            generation: new_generation(),
+        };
         u.zero_removed_links();
         Ok((stored, u))
     }
@@ -63,6 +86,7 @@ impl<G: PackedGroup> GaugeField<G> {
         }
         let (lat, d) = (self.lattice.clone(), self.lattice.ndim());
         let zero = G::Elem::zero();
+        self.generation = new_generation();
         self.packed.par_chunks_mut(d).enumerate().for_each(|(e, links)| {
             let removed = lat.removed_lanes(e, d - 1);
             (0..LANES)
@@ -145,6 +169,14 @@ impl<G: PackedGroup> GaugeField<G> {
         &self.lattice
     }
 
+    /// The identity of the links' values: two fields of the same generation hold the same
+    /// links. A clone keeps its original's generation; creating a field and every change of a
+    /// link (one by one, the MD drift, projection) draws one no field has had, so a cache keyed
+    /// on it (the clover term of [`crate::dirac::Clover`]) never serves a changed field.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// U_mu(site).
     #[inline]
     pub fn link(&self, site: usize, mu: usize) -> G::Elem {
@@ -158,10 +190,13 @@ impl<G: PackedGroup> GaugeField<G> {
         let (outer, lane) = self.lattice.packed_of(site);
         G::set_lane(&mut self.packed[outer * self.lattice.ndim() + mu], lane, value);
         self.halo_stale = !self.lattice.is_whole();
+        self.generation = new_generation();
     }
 
-    /// The interior elements' links, mutable (the halo is refreshed by the caller).
+    /// The interior elements' links, mutable (the halo is refreshed by the caller), under a
+    /// new generation.
     fn interior_mut(&mut self) -> &mut [G::Packed<f64>] {
+        self.generation = new_generation();
         let n = self.lattice.outer_volume() * self.lattice.ndim();
         &mut self.packed[..n]
     }

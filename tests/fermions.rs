@@ -303,10 +303,12 @@ fn clover_hmc_vs_reweighting(boundary: Boundary) {
                 let clover = Clover::new(cb.clone(), boundary, csw);
                 vec![
                     Box::new(Pseudofermion::<U1, 2, Clover>::with_discretization(
-                        "fermions", params, clover, 0,
+                        "fermions",
+                        params,
+                        clover.clone(),
+                        0,
                     )) as _,
-                    Box::new(CloverDeterminant::new("fermions.det", cb.clone(), kappa, csw, boundary, 2))
-                        as _,
+                    Box::new(CloverDeterminant::new("fermions.det", clover, kappa, 2)) as _,
                 ]
             },
             |q, cb, kappa| {

@@ -12,8 +12,7 @@
 
 use super::Monomial;
 use crate::backend::cpu::PackedGroup;
-use crate::checkerboard::Checkerboard;
-use crate::dirac::{Boundary, CloverOperator, CloverTerm};
+use crate::dirac::{Clover, Discretization};
 use crate::error::Result;
 use crate::field::{GaugeField, MomentumField};
 
@@ -21,18 +20,17 @@ use crate::field::{GaugeField, MomentumField};
 #[derive(Clone, Debug)]
 pub struct CloverDeterminant {
     name: String,
-    cb: Checkerboard,
+    clover: Clover,
     kappa: f64,
-    csw: f64,
-    boundary: Boundary,
     flavors: f64,
 }
 
 impl CloverDeterminant {
-    /// The term named `name` for `flavors` flavours of clover fermions with `kappa`, `csw`
-    /// and `boundary` on the even/odd layout `cb`.
-    pub fn new(name: &str, cb: Checkerboard, kappa: f64, csw: f64, boundary: Boundary, flavors: u32) -> Self {
-        CloverDeterminant { name: name.into(), cb, kappa, csw, boundary, flavors: f64::from(flavors) }
+    /// The term named `name` for `flavors` flavours of the clover fermions `clover` (on an
+    /// even/odd layout) at `kappa`; it shares the clover terms `clover` builds with its clones
+    /// (the table's pseudofermions).
+    pub fn new(name: &str, clover: Clover, kappa: f64, flavors: u32) -> Self {
+        CloverDeterminant { name: name.into(), clover, kappa, flavors: f64::from(flavors) }
     }
 }
 
@@ -42,10 +40,9 @@ impl<G: PackedGroup> Monomial<GaugeField<G>> for CloverDeterminant {
     }
 
     fn action(&self, u: &GaugeField<G>) -> Result<f64> {
-        let spins = if u.lattice().ndim() == 2 { 2 } else { 4 };
-        let term = match spins {
-            2 => CloverTerm::new::<G, 2>(u, &self.cb, self.kappa, self.csw, self.boundary)?,
-            _ => CloverTerm::new::<G, 4>(u, &self.cb, self.kappa, self.csw, self.boundary)?,
+        let term = match u.lattice().ndim() {
+            2 => self.clover.term::<G, 2>(u, self.kappa)?,
+            _ => self.clover.term::<G, 4>(u, self.kappa)?,
         };
         let mut sums = [term.log_det(1)];
         u.lattice().comm().sum_exact(&mut sums);
@@ -55,11 +52,9 @@ impl<G: PackedGroup> Monomial<GaugeField<G>> for CloverDeterminant {
     fn add_force(&self, u: &GaugeField<G>, h: f64, p: &mut MomentumField<G>) -> Result<()> {
         let c = h * self.flavors;
         if u.lattice().ndim() == 2 {
-            CloverOperator::<G, 2>::new(u, &self.cb, self.kappa, self.csw, self.boundary)?
-                .add_log_det_derivative(1, c, p);
+            Discretization::<G, 2>::operator(&self.clover, u, self.kappa)?.add_log_det_derivative(1, c, p);
         } else {
-            CloverOperator::<G, 4>::new(u, &self.cb, self.kappa, self.csw, self.boundary)?
-                .add_log_det_derivative(1, c, p);
+            Discretization::<G, 4>::operator(&self.clover, u, self.kappa)?.add_log_det_derivative(1, c, p);
         }
         Ok(())
     }
@@ -69,8 +64,9 @@ impl<G: PackedGroup> Monomial<GaugeField<G>> for CloverDeterminant {
 mod tests {
     use super::*;
     use crate::action::fermion::{Pseudofermion, PseudofermionParams};
+    use crate::checkerboard::Checkerboard;
     use crate::dirac::dense::ln_abs_det;
-    use crate::dirac::{Clover, FermionOperator};
+    use crate::dirac::{Boundary, CloverOperator, FermionOperator};
     use crate::geometry::Lattice;
     use crate::group::{LinkMatrix, Su3, U1};
     use crate::solver::SolverParams;
@@ -122,7 +118,8 @@ mod tests {
     /// pseudofermion's heatbath returns its action.
     fn check_forces<G: PackedGroup, const S: usize>(dims: &[usize]) {
         let (u, cb) = hot::<G>(dims);
-        let det = CloverDeterminant::new("det", cb.clone(), KAPPA, CSW, Boundary::ANTIPERIODIC, 2);
+        let clover = Clover::new(cb.clone(), Boundary::ANTIPERIODIC, CSW);
+        let det = CloverDeterminant::new("det", clover, KAPPA, 2);
         check_force(&det, &u, &format!("{} det", G::NAME));
         for kappa_heavy in [0.0, 0.1] {
             let params = PseudofermionParams {
@@ -177,7 +174,8 @@ mod tests {
         let full = ln_abs_det(&m);
         let factored = m.term().log_det(1).value() + ln_det_schur;
         assert!((full - factored).abs() < 1e-10 * full.abs(), "ln |det M| {full}, factored {factored}");
-        let det = CloverDeterminant::new("det", cb.clone(), KAPPA, CSW, Boundary::ANTIPERIODIC, 2);
+        let det =
+            CloverDeterminant::new("det", Clover::new(cb.clone(), Boundary::ANTIPERIODIC, CSW), KAPPA, 2);
         assert!((det.action(&u).unwrap() + 2.0 * m.term().log_det(1).value()).abs() < 1e-12);
     }
 }

@@ -3,7 +3,7 @@
 //! line shows. Gauge fields of every group (with or without fermions) and real scalar fields
 //! (phi^4) implement it.
 
-use super::card::{Card, FermionCard, FermionKind, GAUGE_MONOMIAL, Start, Theory};
+use super::card::{Card, FermionKind, GAUGE_MONOMIAL, Start, Theory};
 use super::measure::{measure, measure_hadrons, measure_scalar};
 use super::rational::{measure_reweighting, rational_terms, spectral_check};
 use crate::action::clover::CloverDeterminant;
@@ -77,10 +77,11 @@ pub fn load_configuration<F: NativeField + 'static>(path: &Path, lattice: &Arc<L
 /// independence sampler started far from where its model puts weight (a Gaussian field in a
 /// near-critical phi^4 theory) keeps rejecting for a very long time; a model sample is a
 /// typical start.
-/// The pseudofermion term `name` of the table `f` (Wilson or clover quarks) with `params` on
-/// the layout `cb` of an `ndim`-dimensional lattice.
+/// The pseudofermion term `name` with `params` of clover quarks `clover` (shared by the
+/// table's terms), or Wilson quarks on the layout `cb` (`clover` None), on an
+/// `ndim`-dimensional lattice.
 fn pseudofermion<G: PackedGroup>(
-    f: &FermionCard,
+    clover: Option<&Clover>,
     name: &str,
     params: PseudofermionParams,
     cb: &Checkerboard,
@@ -88,17 +89,15 @@ fn pseudofermion<G: PackedGroup>(
     ndim: usize,
 ) -> Box<dyn Monomial<GaugeField<G>>> {
     let cb = cb.clone();
-    match (f.kind, f.csw, ndim) {
-        (FermionKind::Clover, Some(csw), 2) => {
-            let clover = Clover::new(cb, params.boundary, csw);
-            Box::new(Pseudofermion::<G, 2, Clover>::with_discretization(name, params, clover, stream))
+    match (clover, ndim) {
+        (Some(clover), 2) => {
+            Box::new(Pseudofermion::<G, 2, Clover>::with_discretization(name, params, clover.clone(), stream))
         }
-        (FermionKind::Clover, Some(csw), _) => {
-            let clover = Clover::new(cb, params.boundary, csw);
-            Box::new(Pseudofermion::<G, 4, Clover>::with_discretization(name, params, clover, stream))
+        (Some(clover), _) => {
+            Box::new(Pseudofermion::<G, 4, Clover>::with_discretization(name, params, clover.clone(), stream))
         }
-        (_, _, 2) => Box::new(Pseudofermion::<G, 2>::new(name, params, cb, stream)),
-        _ => Box::new(Pseudofermion::<G, 4>::new(name, params, cb, stream)),
+        (None, 2) => Box::new(Pseudofermion::<G, 2>::new(name, params, cb, stream)),
+        (None, _) => Box::new(Pseudofermion::<G, 4>::new(name, params, cb, stream)),
     }
 }
 
@@ -155,6 +154,11 @@ impl<G: PackedGroup> ChainField for GaugeField<G> {
                 });
                 continue;
             }
+            // one set of clover terms per gauge field for the table's pseudofermions and determinant
+            let clover = match (f.kind, f.csw) {
+                (FermionKind::Clover, Some(csw)) => Some(Clover::new(cb.clone(), boundary, csw)),
+                _ => None,
+            };
             if f.rational.is_some() {
                 let terms = rational_terms::<G>(f, i, &cb, lattice.ndim(), stream)?;
                 stream += terms.len() as u64;
@@ -169,19 +173,19 @@ impl<G: PackedGroup> ChainField for GaugeField<G> {
                         solver,
                         mixed_precision: f.solver.kind == super::card::SolverKind::MixedCg,
                     };
-                    monomials.push(pseudofermion::<G>(f, name, params, &cb, stream, lattice.ndim()));
+                    monomials.push(pseudofermion::<G>(
+                        clover.as_ref(),
+                        name,
+                        params,
+                        &cb,
+                        stream,
+                        lattice.ndim(),
+                    ));
                     stream += 1;
                 }
             }
-            if let (Some(name), Some(csw)) = (f.determinant_name(i), f.csw) {
-                monomials.push(Box::new(CloverDeterminant::new(
-                    &name,
-                    cb.clone(),
-                    f.kappa,
-                    csw,
-                    boundary,
-                    f.flavors,
-                )));
+            if let (Some(name), Some(clover)) = (f.determinant_name(i), clover) {
+                monomials.push(Box::new(CloverDeterminant::new(&name, clover, f.kappa, f.flavors)));
             }
         }
         Ok(monomials)

@@ -36,25 +36,26 @@ pub fn rational_terms<G: PackedGroup>(
         solver: f.solver_params(),
         approximation: rational.approximation()?,
     };
+    // the flavours' terms share one set of clover terms per gauge field
+    let clover = match (f.kind, f.csw) {
+        (FermionKind::Clover, Some(csw)) => Some(Clover::new(cb.clone(), params.boundary, csw)),
+        _ => None,
+    };
     let term = |name: &str, stream: u64| -> Box<dyn RationalTerm<G>> {
         let (p, cb, boundary) = (params.clone(), cb.clone(), params.boundary);
-        match (f.kind, f.csw, ndim) {
-            (FermionKind::Clover, Some(csw), 2) => Box::new(RationalPseudofermion::<G, 2, Clover>::new(
-                name,
-                p,
-                Clover::new(cb, boundary, csw),
-                stream,
-            )),
-            (FermionKind::Clover, Some(csw), _) => Box::new(RationalPseudofermion::<G, 4, Clover>::new(
-                name,
-                p,
-                Clover::new(cb, boundary, csw),
-                stream,
-            )),
-            (_, _, 2) => {
+        match (&clover, ndim) {
+            (Some(clover), 2) => {
+                Box::new(RationalPseudofermion::<G, 2, Clover>::new(name, p, clover.clone(), stream))
+            }
+            (Some(clover), _) => {
+                Box::new(RationalPseudofermion::<G, 4, Clover>::new(name, p, clover.clone(), stream))
+            }
+            (None, 2) => {
                 Box::new(RationalPseudofermion::<G, 2>::new(name, p, Wilson::new(cb, boundary), stream))
             }
-            _ => Box::new(RationalPseudofermion::<G, 4>::new(name, p, Wilson::new(cb, boundary), stream)),
+            (None, _) => {
+                Box::new(RationalPseudofermion::<G, 4>::new(name, p, Wilson::new(cb, boundary), stream))
+            }
         }
     };
     Ok(f.term_names(index).iter().zip(stream..).map(|(name, s)| term(name, s)).collect())

@@ -546,7 +546,7 @@ impl<'a, G: PackedGroup, const S: usize, R: Real> WilsonOperator<'a, G, S, R> {
     /// On a block of a cut lattice the halo of src is sent off first (the spin projections of
     /// [`Projection`]), the sites away from the block's edge are computed while it travels,
     /// and the boundary sites once it has arrived.
-    fn hopping_into<const DAGGER: bool>(
+    pub(crate) fn hopping_into<const DAGGER: bool>(
         &self,
         p: usize,
         src: &[Spinor<G, S, R>],

@@ -22,45 +22,98 @@
 //! Open boundaries ([`Boundary::Open`]): C vanishes on the boundary slices x0 = 0 and N0-1
 //! (where the quark fields do) and gets 2 kappa (c_F - 1) on its diagonal at x0 = 1 and N0-2.
 //!
-//! On a block of a cut lattice the leaves reach into the gauge field's halo, and the force
-//! reads the insertions Z_{mu nu} of the corners on neighbouring blocks from a halo of its own
-//! (exchanged like the links), so every result equals the whole lattice's bit for bit.
+//! The blocks and their inverses ([`CloverTerm`], `term.rs`) and the force's insertions
+//! (`force.rs`) are packed like the spinors and links. On a block of a cut lattice the leaves
+//! reach into the gauge field's halo, and the force reads the insertions of the corners on
+//! neighbouring blocks from a halo of its own, so every result equals the whole lattice's bit
+//! for bit. A [`Clover`] keeps the terms it built for the gauge field it last saw (one per
+//! hopping parameter), so the pseudofermion and determinant terms of one table, which all
+//! need them at the same field, build each once per field.
 
-use super::gamma::{SpinMatrix, gamma};
+mod force;
+mod term;
+
+pub use term::CloverTerm;
+
 use super::operator::{Discretization, FermionMatrix, FermionOperator};
 use super::wilson::{Boundary, WilsonOperator};
 use crate::backend::cpu::PackedGroup;
-use crate::backend::cpu::halo::{Extended, Whole, exchange};
-use crate::backend::cpu::packed::{ColorVector, LANES, Real};
+use crate::backend::cpu::packed::Real;
 use crate::checkerboard::Checkerboard;
 use crate::error::{Error, Result};
-use crate::exact_sum::ExactSum;
 use crate::field::{GaugeField, MomentumField};
-use crate::group::LinkMatrix;
-use crate::loops::{Step, clover_leaves, path_product};
-use crate::spinor::{MIN_CHUNK, Spinor, SpinorField};
+use crate::spinor::SpinorField;
+use force::Insertions;
 use num_complex::Complex64;
-use rayon::prelude::*;
-use std::sync::Arc;
+use std::any::Any;
+use std::sync::{Arc, Mutex};
+
+/// The clover terms a [`Clover`] built for one gauge field: per (hopping parameter, spin
+/// components) one term.
+#[derive(Default)]
+struct TermCache {
+    /// The [`GaugeField::generation`] the terms belong to.
+    generation: Option<u64>,
+    /// (kappa's bits, S, the term: a `CloverTerm<G>` of the field's group).
+    terms: Vec<(u64, usize, Arc<dyn Any + Send + Sync>)>,
+}
+
+impl std::fmt::Debug for TermCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TermCache")
+            .field("generation", &self.generation)
+            .field("terms", &self.terms.len())
+            .finish()
+    }
+}
 
 /// Clover-improved Wilson fermions with coefficient c_sw on the fields of a checkerboard, with
 /// a boundary phase in time: the [`Discretization`] whose operators are [`CloverOperator`]s.
+/// Clones share the terms built for the last gauge field (module docs).
 #[derive(Clone, Debug)]
 pub struct Clover {
     cb: Checkerboard,
     boundary: Boundary,
     csw: f64,
+    terms: Arc<Mutex<TermCache>>,
 }
 
 impl Clover {
     /// Clover fermions with coefficient `csw` on the layout `cb`, `boundary` in time.
     pub fn new(cb: Checkerboard, boundary: Boundary, csw: f64) -> Self {
-        Clover { cb, boundary, csw }
+        Clover { cb, boundary, csw, terms: Arc::default() }
     }
 
     /// The clover coefficient.
     pub fn csw(&self) -> f64 {
         self.csw
+    }
+
+    /// The boundary in time.
+    pub fn boundary(&self) -> Boundary {
+        self.boundary
+    }
+
+    /// The clover term of `u` at `kappa` for fields of S spin components
+    /// ([`CloverTerm::new`]): the one built before when `u` has not changed since
+    /// ([`GaugeField::generation`]); the terms of earlier fields are dropped.
+    pub fn term<G: PackedGroup, const S: usize>(
+        &self,
+        u: &GaugeField<G>,
+        kappa: f64,
+    ) -> Result<Arc<CloverTerm<G>>> {
+        let mut cache = self.terms.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if cache.generation != Some(u.generation()) {
+            *cache = TermCache { generation: Some(u.generation()), terms: Vec::new() };
+        }
+        let key = (kappa.to_bits(), S);
+        let found = cache.terms.iter().find(|(k, s, _)| (*k, *s) == key);
+        if let Some(term) = found.and_then(|(_, _, term)| term.clone().downcast::<CloverTerm<G>>().ok()) {
+            return Ok(term);
+        }
+        let term = Arc::new(CloverTerm::<G>::new::<S>(u, &self.cb, kappa, self.csw, self.boundary)?);
+        cache.terms.push((key.0, key.1, term.clone()));
+        Ok(term)
     }
 }
 
@@ -72,268 +125,17 @@ impl<G: PackedGroup, const S: usize> Discretization<G, S> for Clover {
     }
 
     fn operator<'a>(&'a self, u: &'a GaugeField<G>, kappa: f64) -> Result<CloverOperator<'a, G, S>> {
-        CloverOperator::new(u, &self.cb, kappa, self.csw, self.boundary)
-    }
-}
-
-/// The site-local part of the clover operator on one gauge field: per site and chirality the
-/// Hermitian block of C and the inverse of the block of A = 1 + C, dense and row-major in the
-/// index (spin within the chirality) N + colour. Blocks are stored in the order of a full
-/// field's packed spinors and lanes, so that applying them walks a field in order.
-#[derive(Debug)]
-pub struct CloverTerm {
-    /// (S/2) N, the side of a block.
-    side: usize,
-    /// C: blocks of `side`^2 entries, two per site.
-    term: Vec<Complex64>,
-    /// A^{-1} = (1 + C)^{-1}, the same layout.
-    inverse: Vec<Complex64>,
-    /// sum over the sites of parity p of ln det A(x) (real: A is Hermitian), p = 0, 1, exact
-    /// (not rounded, so that the sums of the ranks add up to the whole lattice's bit for bit).
-    log_det: [ExactSum; 2],
-}
-
-/// Why a block of A could not be inverted: it is (numerically) singular.
-fn singular(site: usize) -> Error {
-    Error::Config(format!(
-        "clover term: 1 + C is singular at site {site} (c_sw or kappa too large for this gauge field)"
-    ))
-}
-
-impl CloverTerm {
-    /// The clover term of `u` on the layout `cb` with hopping parameter `kappa` and clover
-    /// coefficient `csw` (module docs), for fields of S spin components, with `boundary` in
-    /// time: open boundaries make C zero on the boundary slices x0 = 0 and N0-1 (A = 1 where the
-    /// quark fields vanish, as openQCD's `sw_term` sets it) and add 2 kappa (c_F - 1) to C at
-    /// x0 = 1 and N0-2. An error when a block of 1 + C is singular.
-    pub fn new<G: PackedGroup, const S: usize>(
-        u: &GaugeField<G>,
-        cb: &Checkerboard,
-        kappa: f64,
-        csw: f64,
-        boundary: Boundary,
-    ) -> Result<Self> {
-        let lattice = cb.lattice();
-        let (h, n) = (S / 2, G::NC);
-        let side = h * n;
-        let d = lattice.ndim();
-        // the chiral blocks of gamma_mu gamma_nu, mu < nu: [pair][chirality][row][column]
-        let (pairs, full) = planes(S, d);
-        let products: Vec<[Vec<Vec<Complex64>>; 2]> = full
-            .iter()
-            .map(|g| {
-                std::array::from_fn(|chi| {
-                    (0..h).map(|r| (0..h).map(|c| g[chi * h + r][chi * h + c]).collect()).collect()
-                })
-            })
-            .collect();
-        let block_len = side * side;
-        let nt = lattice.global_dims()[d - 1];
-        // what C gets on its diagonal at time x0 (c_F's term next to an open boundary)
-        let diagonal = |x0: usize| match boundary {
-            Boundary::Open { c_f } if x0 == 1 || x0 + 2 == nt => 2.0 * kappa * (c_f - 1.0),
-            _ => 0.0,
-        };
-        let identity: Vec<Complex64> = (0..2 * block_len)
-            .map(|k| Complex64::new(f64::from(u8::from(k % block_len % (side + 1) == 0)), 0.0))
-            .collect();
-        // per site (in parallel): the two blocks of C, their inverses of 1 + C, ln det 1 + C
-        let per_site = |site: usize| -> Result<(Vec<Complex64>, Vec<Complex64>, f64)> {
-            let x0 = lattice.time_of(site);
-            if lattice.is_boundary_time(x0) {
-                return Ok((vec![Complex64::new(0.0, 0.0); 2 * block_len], identity.clone(), 0.0));
-            }
-            let shift = diagonal(x0);
-            let mut reals = vec![0.0; 2 * n * n];
-            // F_{mu nu}(x) of each pair, dense row-major
-            let strengths: Vec<Vec<Complex64>> = pairs
-                .iter()
-                .map(|&(mu, nu)| {
-                    let q = clover_leaves(u, site, mu, nu);
-                    q.sub(&q.adj()).scale(0.125).write_reals(&mut reals);
-                    reals.chunks_exact(2).map(|z| Complex64::new(z[0], z[1])).collect()
-                })
-                .collect();
-            let mut blocks = vec![Complex64::new(0.0, 0.0); 2 * block_len];
-            let mut inverses = Vec::with_capacity(2 * block_len);
-            let mut ln_det = 0.0;
-            for (chi, block) in blocks.chunks_exact_mut(block_len).enumerate() {
-                for (f, g) in strengths.iter().zip(products.iter().map(|pair| &pair[chi])) {
-                    for (r, c) in (0..h).flat_map(|r| (0..h).map(move |c| (r, c))) {
-                        for (a, b) in (0..n).flat_map(|a| (0..n).map(move |b| (a, b))) {
-                            block[(r * n + a) * side + c * n + b] -= kappa * csw * g[r][c] * f[a * n + b];
-                        }
-                    }
-                }
-                (0..side).for_each(|k| block[k * side + k] += shift);
-                let mut a: Vec<Complex64> = block.to_vec();
-                (0..side).for_each(|k| a[k * side + k] += 1.0);
-                let (inv, block_ln_det) =
-                    invert(&a, side).ok_or_else(|| singular(lattice.global_site(site)))?;
-                inverses.extend(inv);
-                ln_det += block_ln_det;
-            }
-            Ok((blocks, inverses, ln_det))
-        };
-        let sites: Vec<_> = (0..lattice.volume()).into_par_iter().map(per_site).collect::<Result<_>>()?;
-        let slots = cb.full_len() * LANES;
-        let mut term = vec![Complex64::new(0.0, 0.0); slots * 2 * block_len];
-        let mut inverse = term.clone();
-        let mut sums = [ExactSum::default(), ExactSum::default()];
-        for (site, (blocks, inverses, ln_det)) in sites.into_iter().enumerate() {
-            let (p, i, lane) = cb.locate(site);
-            let at = (cb.field_index(p, i) * LANES + lane) * 2 * block_len;
-            term[at..at + 2 * block_len].copy_from_slice(&blocks);
-            inverse[at..at + 2 * block_len].copy_from_slice(&inverses);
-            sums[lattice.parity(site) as usize].add(ln_det);
-        }
-        Ok(CloverTerm { side, term, inverse, log_det: sums })
-    }
-
-    /// ln det A_pp summed over the sites of parity p of this rank's block (A Hermitian: the
-    /// determinant is real; the blocks' determinants are positive for fields near unit links),
-    /// as an exact sum: add the ranks' with [`crate::comm::Comm::sum_exact`], then round.
-    pub fn log_det(&self, p: usize) -> ExactSum {
-        self.log_det[p]
-    }
-
-    /// y = base + B x on the packed spinors `x` (the field positions from `first` on), B the
-    /// blocks `blocks` (C or A^{-1}) of each site; `base` None: y = B x.
-    fn apply<G: PackedGroup, const S: usize, R: Real>(
-        &self,
-        blocks: &[Complex64],
-        first: usize,
-        x: &[Spinor<G, S, R>],
-        identity: bool,
-        y: &mut [Spinor<G, S, R>],
-    ) {
-        let (side, n, h) = (self.side, G::NC, S / 2);
-        let block_len = side * side;
-        y.par_chunks_mut(MIN_CHUNK).enumerate().for_each(|(chunk, ys)| {
-            let start = chunk * MIN_CHUNK;
-            let mut v = vec![Complex64::new(0.0, 0.0); side];
-            for (k, y) in ys.iter_mut().enumerate() {
-                let x = &x[start + k];
-                for lane in 0..LANES {
-                    let slot = (first + start + k) * LANES + lane;
-                    for chi in 0..2 {
-                        for (s, a) in (0..h).flat_map(|s| (0..n).map(move |a| (s, a))) {
-                            v[s * n + a] = x[chi * h + s].get(lane, a);
-                        }
-                        let block = &blocks[(slot * 2 + chi) * block_len..][..block_len];
-                        for (s, a) in (0..h).flat_map(|s| (0..n).map(move |a| (s, a))) {
-                            let row = &block[(s * n + a) * side..][..side];
-                            let mut z: Complex64 = row.iter().zip(&v).map(|(m, w)| m * w).sum();
-                            if identity {
-                                z += v[s * n + a];
-                            }
-                            y[chi * h + s].set(lane, a, z);
-                        }
-                    }
-                }
-            }
-        });
-    }
-}
-
-/// Per-site matrices of the planes (the force's Z_{mu nu}(x)) on the sites of a block and of
-/// its halo box: packed like a gauge field's links (`element * planes + plane`) and exchanged
-/// with the gauge field's box plan, so that a leaf whose corner lies on a neighbouring rank
-/// (the force reads the corners x + lambda, x + lambda +- rho and x +- rho of each link's
-/// leaves) finds it there.
-struct ZField<G: PackedGroup> {
-    lattice: Arc<crate::geometry::Lattice>,
-    planes: usize,
-    packed: Vec<G::Packed<f64>>,
-}
-
-impl<G: PackedGroup> ZField<G> {
-    /// The field of `values` (site-major: `site * planes + plane`, the block's sites), its halo
-    /// filled (collective on a cut lattice).
-    fn new(lattice: &Arc<crate::geometry::Lattice>, planes: usize, values: &[G::Elem]) -> Self {
-        let zero = G::Elem::zero();
-        let mut packed = vec![G::pack([&zero; LANES]); lattice.box_len() * planes];
-        for (site, z) in values.chunks_exact(planes).enumerate() {
-            let (e, lane) = lattice.packed_of(site);
-            for (k, m) in z.iter().enumerate() {
-                G::set_lane(&mut packed[e * planes + k], lane, m);
-            }
-        }
-        if !lattice.box_plan().is_empty() {
-            let (interior, halo) = packed.split_at_mut(lattice.outer_volume() * planes);
-            let mut field = Extended { interior, halo, width: planes };
-            exchange(lattice.comm().as_ref(), lattice.box_plan(), &mut field, &Whole);
-        }
-        ZField { lattice: lattice.clone(), planes, packed }
-    }
-
-    /// Z at site x (of the block or its halo) in plane k.
-    fn at(&self, x: usize, k: usize) -> G::Elem {
-        let (e, lane) = self.lattice.packed_of(x);
-        G::lane(&self.packed[e * self.planes + k], lane)
-    }
-}
-
-/// The planes (mu, nu), mu < nu, of a `d`-dimensional lattice in the order of the clover
-/// term's sums, and gamma_mu gamma_nu for each (dense, `spins` x `spins`).
-fn planes(spins: usize, d: usize) -> (Vec<(usize, usize)>, Vec<SpinMatrix>) {
-    let pairs: Vec<(usize, usize)> = (0..d).flat_map(|mu| (mu + 1..d).map(move |nu| (mu, nu))).collect();
-    let products = pairs
-        .iter()
-        .map(|&(mu, nu)| {
-            let (a, b) = (gamma(spins, mu), gamma(spins, nu));
-            (0..spins)
-                .map(|r| (0..spins).map(|c| (0..spins).map(|k| a[r][k] * b[k][c]).sum()).collect())
-                .collect()
+        CloverOperator::with_term(u, &self.cb, kappa, self.csw, self.boundary, |u| {
+            self.term::<G, S>(u, kappa)
         })
-        .collect();
-    (pairs, products)
-}
-
-/// The inverse of the `n` x `n` row-major matrix `a` and ln |det a| (Gauss-Jordan elimination
-/// with partial pivoting); None when a pivot vanishes.
-fn invert(a: &[Complex64], n: usize) -> Option<(Vec<Complex64>, f64)> {
-    let mut m = a.to_vec();
-    let mut inv = vec![Complex64::new(0.0, 0.0); n * n];
-    (0..n).for_each(|k| inv[k * n + k] = Complex64::new(1.0, 0.0));
-    let mut ln_det = 0.0;
-    for col in 0..n {
-        let pivot = (col..n).max_by(|&r, &s| m[r * n + col].norm().total_cmp(&m[s * n + col].norm()))?;
-        let p = m[pivot * n + col];
-        if p.norm() == 0.0 || !p.norm().is_finite() {
-            return None;
-        }
-        if pivot != col {
-            for k in 0..n {
-                m.swap(pivot * n + k, col * n + k);
-                inv.swap(pivot * n + k, col * n + k);
-            }
-        }
-        ln_det += p.norm().ln();
-        let scale = p.inv();
-        for k in 0..n {
-            m[col * n + k] *= scale;
-            inv[col * n + k] *= scale;
-        }
-        for r in (0..n).filter(|&r| r != col) {
-            let f = m[r * n + col];
-            if f != Complex64::new(0.0, 0.0) {
-                for k in 0..n {
-                    let (mk, ik) = (m[col * n + k], inv[col * n + k]);
-                    m[r * n + k] -= f * mk;
-                    inv[r * n + k] -= f * ik;
-                }
-            }
-        }
     }
-    Some((inv, ln_det))
 }
 
 /// The clover-improved Wilson operator M = 1 - kappa H + C on a gauge field (module docs), in
 /// precision R: the Wilson operator's hopping term and a [`CloverTerm`].
 pub struct CloverOperator<'a, G: PackedGroup, const S: usize, R: Real = f64> {
     wilson: WilsonOperator<'a, G, S, R>,
-    term: Arc<CloverTerm>,
+    term: Arc<CloverTerm<G>>,
     csw: f64,
 }
 
@@ -348,13 +150,27 @@ impl<'a, G: PackedGroup, const S: usize> CloverOperator<'a, G, S> {
         csw: f64,
         boundary: Boundary,
     ) -> Result<Self> {
+        Self::with_term(u, cb, kappa, csw, boundary, |u| {
+            Ok(Arc::new(CloverTerm::<G>::new::<S>(u, cb, kappa, csw, boundary)?))
+        })
+    }
+
+    /// [`CloverOperator::new`] with the clover term `term(u)` (built for these parameters),
+    /// asked for once the parameters are checked.
+    fn with_term(
+        u: &'a GaugeField<G>,
+        cb: &'a Checkerboard,
+        kappa: f64,
+        csw: f64,
+        boundary: Boundary,
+        term: impl FnOnce(&GaugeField<G>) -> Result<Arc<CloverTerm<G>>>,
+    ) -> Result<Self> {
         if !csw.is_finite() {
             return Err(Error::Config(format!("csw = {csw}: must be finite")));
         }
         boundary.check(u.lattice())?;
         let wilson = WilsonOperator::new(u, cb, kappa, boundary.hopping())?;
-        let term = Arc::new(CloverTerm::new::<G, S>(u, cb, kappa, csw, boundary)?);
-        Ok(CloverOperator { wilson, term, csw })
+        Ok(CloverOperator { wilson, term: term(u)?, csw })
     }
 
     /// The same operator in f32 (the hopping term's links rounded; the clover blocks are
@@ -376,14 +192,33 @@ impl<G: PackedGroup, const S: usize, R: Real> CloverOperator<'_, G, S, R> {
     }
 
     /// The site-local term.
-    pub fn term(&self) -> &CloverTerm {
+    pub fn term(&self) -> &CloverTerm<G> {
         &self.term
     }
 
-    /// The field position of the first packed spinor of a half field of parity p, or of a full
-    /// field (`None`).
-    fn first(&self, p: Option<usize>) -> usize {
-        p.map_or(0, |p| self.wilson.checkerboard().field_index(p, 0))
+    /// The field position of the first packed spinor of a half field of parity p.
+    fn first(&self, p: usize) -> usize {
+        self.wilson.checkerboard().field_index(p, 0)
+    }
+
+    /// M_hat = A_ee - kappa^2 H_eo A_oo^{-1} H_oe (its adjoint with DAGGER: A is Hermitian and
+    /// commutes with gamma5) on even half fields, the last hop fused with the subtraction.
+    fn schur<const DAGGER: bool>(&self, x: &SpinorField<G, S, R>, y: &mut SpinorField<G, S, R>) {
+        let half = x.len();
+        let (mut hop, mut inverse, mut diagonal) =
+            (self.wilson.scratch(half), self.wilson.scratch(half), self.wilson.scratch(half));
+        self.wilson.hopping_into::<DAGGER>(1, x.data(), 1.0, None, hop.data_mut());
+        self.term.multiply::<S, R>(true, self.first(1), hop.data(), inverse.data_mut());
+        self.term.multiply::<S, R>(false, self.first(0), x.data(), diagonal.data_mut());
+        let kappa = self.kappa();
+        self.wilson.hopping_into::<DAGGER>(
+            0,
+            inverse.data(),
+            -kappa * kappa,
+            Some(diagonal.data()),
+            y.data_mut(),
+        );
+        [hop, inverse, diagonal].into_iter().for_each(|f| self.wilson.recycle(f));
     }
 }
 
@@ -392,12 +227,13 @@ impl<G: PackedGroup, const S: usize, R: Real> FermionOperator<G, S, R> for Clove
         self.wilson.checkerboard()
     }
 
-    /// y = (1 - kappa H) x + C x (C is Hermitian, so M^dagger adds the same C x).
+    /// y = (1 - kappa H) x + (A - 1) x (C is Hermitian, so M^dagger adds the same C x).
     fn apply(&self, dagger: bool, x: &SpinorField<G, S, R>, y: &mut SpinorField<G, S, R>) {
         self.wilson.apply(dagger, x, y);
-        let mut c = x.zeros_like();
-        self.term.apply::<G, S, R>(&self.term.term, 0, x.data(), false, c.data_mut());
-        y.axpy(Complex64::new(1.0, 0.0), &c);
+        let mut ax = x.zeros_like();
+        self.term.multiply::<S, R>(false, 0, x.data(), ax.data_mut());
+        y.axpy(Complex64::new(1.0, 0.0), &ax);
+        y.axpy(Complex64::new(-1.0, 0.0), x);
     }
 
     /// The diagonal blocks are A_pp = 1 + C on the sites of parity p; the others the Wilson
@@ -411,7 +247,7 @@ impl<G: PackedGroup, const S: usize, R: Real> FermionOperator<G, S, R> for Clove
         y: &mut SpinorField<G, S, R>,
     ) {
         if row == column {
-            self.term.apply::<G, S, R>(&self.term.term, self.first(Some(row)), x.data(), true, y.data_mut());
+            self.term.multiply::<S, R>(false, self.first(row), x.data(), y.data_mut());
         } else {
             self.wilson.apply_block(row, column, dagger, x, y);
         }
@@ -425,7 +261,18 @@ impl<G: PackedGroup, const S: usize, R: Real> FermionOperator<G, S, R> for Clove
         x: &SpinorField<G, S, R>,
         y: &mut SpinorField<G, S, R>,
     ) {
-        self.term.apply::<G, S, R>(&self.term.inverse, self.first(Some(p)), x.data(), false, y.data_mut());
+        self.term.multiply::<S, R>(true, self.first(p), x.data(), y.data_mut());
+    }
+
+    fn apply_schur(&self, dagger: bool, x: &SpinorField<G, S, R>, y: &mut SpinorField<G, S, R>) {
+        if dagger { self.schur::<true>(x, y) } else { self.schur::<false>(x, y) }
+    }
+
+    fn apply_normal(&self, even_odd: bool, x: &SpinorField<G, S, R>, y: &mut SpinorField<G, S, R>) {
+        let mut t = self.wilson.scratch(x.len());
+        self.apply_as(even_odd, false, x, &mut t);
+        self.apply_as(even_odd, true, &t, y);
+        self.wilson.recycle(t);
     }
 }
 
@@ -453,7 +300,9 @@ impl<'a, G: PackedGroup, const S: usize> FermionMatrix<G, S> for CloverOperator<
         let (u, v) =
             if even_odd { (self.lift(a, true), self.lift(b, false)) } else { (a.clone(), b.clone()) };
         self.wilson.add_derivative(false, &u, &v, c, p);
-        self.add_clover_derivative(&u, &v, c, p);
+        let mut insertions = Insertions::<G>::new(self.checkerboard().lattice(), S);
+        insertions.add_outer_products(self.checkerboard(), &u, &v, self.clover_coefficient(c));
+        insertions.add_force(self.wilson.gauge_field(), p);
     }
 }
 
@@ -469,143 +318,19 @@ impl<G: PackedGroup, const S: usize> CloverOperator<'_, G, S> {
         SpinorField::from_halves(x, &odd)
     }
 
-    /// p_a(y, lambda) += c d/dw Re(a^dagger C b) for every link, U_lambda(y) -> exp(w T_a)
-    /// U_lambda(y), a and b full fields: `add_trace_derivative` with O(x) = b(x) a(x)^dagger.
-    fn add_clover_derivative(
-        &self,
-        a: &SpinorField<G, S>,
-        b: &SpinorField<G, S>,
-        c: f64,
-        p: &mut MomentumField<G>,
-    ) {
-        let cb = self.checkerboard();
-        let n = G::NC;
-        self.add_trace_derivative(
-            |x| {
-                let av: Vec<Complex64> = (0..S * n).map(|k| a.get(cb, x, k / n, k % n)).collect();
-                let bv: Vec<Complex64> = (0..S * n).map(|k| b.get(cb, x, k / n, k % n)).collect();
-                Some(bv.iter().flat_map(|bi| av.iter().map(move |aj| bi * aj.conj())).collect())
-            },
-            c,
-            p,
-        );
+    /// The factor of the insertions Z of c d/dw Re tr(O C): -c kappa c_sw / 8 (`force.rs`).
+    fn clover_coefficient(&self, c: f64) -> f64 {
+        -c * self.kappa() * self.csw / 8.0
     }
 
     /// p_a(y, lambda) += c d/dw ln det A_pp for every link: the force of the log-determinant
-    /// of the diagonal blocks of parity p (d ln det A = tr(A^{-1} dC)): the clover leaves'
+    /// of the diagonal blocks of parity p (d ln det A = tr(A^{-1} dC)), the clover leaves'
     /// derivative of Re sum_x tr(O(x) C(x)) at O(x) = A(x)^{-1} on the sites of parity p.
     pub fn add_log_det_derivative(&self, parity: usize, c: f64, p: &mut MomentumField<G>) {
         let cb = self.checkerboard();
-        let lattice = cb.lattice();
-        let (side, h) = (self.term.side, S / 2);
-        let sn = S * G::NC;
-        self.add_trace_derivative(
-            |x| {
-                if lattice.parity(x) as usize != parity {
-                    return None;
-                }
-                let (q, i, lane) = cb.locate(x);
-                let slot = cb.field_index(q, i) * LANES + lane;
-                let mut o = vec![Complex64::new(0.0, 0.0); sn * sn];
-                for chi in 0..2 {
-                    let block = &self.term.inverse[(slot * 2 + chi) * side * side..][..side * side];
-                    let offset = chi * h * G::NC;
-                    for (r, k) in (0..side).flat_map(|r| (0..side).map(move |k| (r, k))) {
-                        o[(offset + r) * sn + offset + k] = block[r * side + k];
-                    }
-                }
-                Some(o)
-            },
-            c,
-            p,
-        );
-    }
-
-    /// p_a(y, lambda) += c d/dw Re sum_x tr(O(x) C(x)) for every link, U_lambda(y) -> exp(w T_a)
-    /// U_lambda(y), with O(x) fixed (S N) x (S N) matrices, row-major in the index spin N +
-    /// colour, `outer(x)` (None: zero at x). With Y_{mu nu}(x)_{beta alpha} = sum_{s s'}
-    /// (gamma_mu gamma_nu)_{s s'} O(x)_{(s' beta), (s alpha)} and Z = Y - Y^dagger,
-    /// Re tr(O C) = -(kappa c_sw / 8) sum_{mu<nu} Re tr(Q_{mu nu}(x) Z_{mu nu}(x)). A link lies
-    /// on two plaquettes per plane it spans, each a leaf of its four corners z; a leaf that runs
-    /// the link forward contributes Re tr(T_a U W), W the rest of the loop from the link's end
-    /// back to y with Z(z) inserted at z, and one that runs it backward the same with -Z (Z is
-    /// anti-Hermitian).
-    fn add_trace_derivative(
-        &self,
-        outer: impl Fn(usize) -> Option<Vec<Complex64>> + Sync,
-        c: f64,
-        p: &mut MomentumField<G>,
-    ) {
-        let cb = self.checkerboard();
-        let u = self.wilson.gauge_field();
-        let lattice = cb.lattice();
-        let (d, n) = (lattice.ndim(), G::NC);
-        let sn = S * n;
-        let (pairs, products) = planes(S, d);
-        let plane = |mu: usize, nu: usize| pairs.iter().position(|&q| q == (mu.min(nu), mu.max(nu))).unwrap();
-        // Z_{mu nu}(x) per site and plane
-        let z_local: Vec<G::Elem> = (0..lattice.volume())
-            .into_par_iter()
-            .flat_map_iter(|x| {
-                // C vanishes identically on the boundary slices of open boundaries
-                let o = if lattice.is_boundary_slice(x) { None } else { outer(x) };
-                products.iter().map(move |g| {
-                    let Some(o) = &o else { return G::Elem::zero() };
-                    let mut reals = vec![0.0; 2 * n * n];
-                    for (row, col) in (0..n).flat_map(|r| (0..n).map(move |c| (r, c))) {
-                        let mut y = Complex64::new(0.0, 0.0);
-                        for (s, t) in (0..S).flat_map(|s| (0..S).map(move |t| (s, t))) {
-                            y += g[s][t] * o[(t * n + row) * sn + s * n + col];
-                        }
-                        reals[2 * (row * n + col)] = y.re;
-                        reals[2 * (row * n + col) + 1] = y.im;
-                    }
-                    let y = G::Elem::read_reals(&reals);
-                    y.sub(&y.adj())
-                })
-            })
-            .collect();
-        let z = ZField::<G>::new(lattice, pairs.len(), &z_local);
-        let at = |x: usize, k: usize| z.at(x, k);
-        let coef = -c * self.kappa() * self.csw / 8.0;
-        let forces: Vec<Vec<G::Alg>> = (0..lattice.volume())
-            .into_par_iter()
-            .map(|y| {
-                (0..d)
-                    .map(|lambda| {
-                        let link = u.link(y, lambda);
-                        let end = lattice.fwd(y, lambda);
-                        let mut w = G::Elem::zero();
-                        for rho in (0..d).filter(|&rho| rho != lambda) {
-                            let k = plane(lambda, rho);
-                            for side in [true, false] {
-                                let (l1, c2) = path_product(u, end, &[Step::signed(rho, side)]);
-                                let (l2, c3) = path_product(u, c2, &[Step::down(lambda)]);
-                                let (l3, _) = path_product(u, c3, &[Step::signed(rho, !side)]);
-                                let l23 = l2.mul(&l3);
-                                let l12 = l1.mul(&l2);
-                                let leaves = at(end, k)
-                                    .mul(&l1)
-                                    .mul(&l23)
-                                    .add(&l1.mul(&at(c2, k)).mul(&l23))
-                                    .add(&l12.mul(&at(c3, k)).mul(&l3))
-                                    .add(&l12.mul(&l3).mul(&at(y, k)));
-                                let forward = side == (lambda < rho);
-                                w = if forward { w.add(&leaves) } else { w.sub(&leaves) };
-                            }
-                        }
-                        let mut f = G::re_tr_generators(&link.mul(&w));
-                        f.as_mut().iter_mut().for_each(|v| *v *= coef);
-                        f
-                    })
-                    .collect()
-            })
-            .collect();
-        for (y, f) in forces.iter().enumerate() {
-            for (lambda, f) in f.iter().enumerate() {
-                p.add_at(lattice, y, lambda, f);
-            }
-        }
+        let mut insertions = Insertions::<G>::new(cb.lattice(), S);
+        insertions.add_inverse_blocks(cb, &self.term, parity, self.clover_coefficient(c));
+        insertions.add_force(self.wilson.gauge_field(), p);
     }
 }
 
@@ -613,7 +338,7 @@ impl<G: PackedGroup, const S: usize> CloverOperator<'_, G, S> {
 mod tests {
     use super::*;
     use crate::geometry::Lattice;
-    use crate::group::{Su3, U1};
+    use crate::group::{LinkMatrix, Su3, U1};
     use crate::rng::{Purpose, StreamKey};
     use crate::spinor::Sites;
 
