@@ -46,10 +46,6 @@ pub trait ColorVector: Copy + Send + Sync + std::fmt::Debug + PartialEq + 'stati
     fn get(&self, lane: usize, c: usize) -> Complex64;
     /// Sets entry c of lane l (rounded to the lanes' precision).
     fn set(&mut self, lane: usize, c: usize, z: Complex64);
-    /// Entry c of every lane: its real and its imaginary lane vector.
-    fn entry(&self, c: usize) -> (Lanes<Self::Real>, Lanes<Self::Real>);
-    /// Sets entry c of every lane from its real and imaginary lane vectors.
-    fn set_entry(&mut self, c: usize, re: Lanes<Self::Real>, im: Lanes<Self::Real>);
     /// Two vectors side by side (see [`ColorPair`]).
     type Pair: VectorPair<Single = Self>;
 }
@@ -265,14 +261,6 @@ impl<const N: usize, R: Real> ColorVector for ColorLanes<N, R> {
     fn set(&mut self, lane: usize, c: usize, z: Complex64) {
         self.re[c][lane] = R::from_f64(z.re);
         self.im[c][lane] = R::from_f64(z.im);
-    }
-    #[inline(always)]
-    fn entry(&self, c: usize) -> (Lanes<R>, Lanes<R>) {
-        (self.re[c], self.im[c])
-    }
-    #[inline(always)]
-    fn set_entry(&mut self, c: usize, re: Lanes<R>, im: Lanes<R>) {
-        (self.re[c], self.im[c]) = (re, im);
     }
     type Pair = ColorPair<N, R>;
 }
