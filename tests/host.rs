@@ -171,6 +171,67 @@ fn a_context_on_a_milc_buffer_runs_the_native_chain() {
     assert_eq!(ctx.plaquette(HostSlice::F64(&buffer)).unwrap(), average_plaquette(&u));
 }
 
+/// Parameters of an openQCD-like host with open boundaries in time (its type 0): the extents
+/// come from the host, `[lattice]` gives only the boundary.
+const OPEN_PARAMETERS: &str = r#"
+[lattice]
+boundary = "open"
+[gauge]
+group = "su3"
+action = "wilson"
+beta = 5.7
+cg = 1.1
+[update]
+kind = "hmc"
+trajectory_length = 1.0
+integrator = "omelyan"
+steps = 8
+[run]
+seed = 11
+threads = 1
+[[fermions]]
+kind = "clover"
+csw = 1.5
+flavors = 2
+kappa = 0.12
+boundary = "open"
+cf = 1.1
+even_odd = true
+solver = { kind = "cg", tolerance = 1e-11, max_iterations = 2000 }
+"#;
+
+/// A host with open boundaries hands over its field in openQCD's layout with the time links
+/// at x0 = N0-1 zero, as openQCD holds them: the context runs the native chain on the open
+/// lattice (boundary-improved gauge action, open clover quarks), and the field it hands back
+/// keeps those links exactly zero.
+#[test]
+fn an_open_lattice_on_an_openqcd_buffer_runs_the_native_chain() {
+    let lat = Arc::new(Lattice::new(&DIMS).unwrap().open_in_time());
+    let start = GaugeField::<Su3>::cold(lat.clone());
+    let mut ctx = Context::new(&DIMS, OPEN_PARAMETERS).unwrap();
+    let layout = GaugeLayout::openqcd(SiteOrder::x_fastest(4, true).resolve(&lat).unwrap());
+    ctx.set_gauge_layout(&layout).unwrap();
+    let mut buffer = host_buffer(&ctx, &start, &layout);
+    // the links of the last time slice in time (openQCD's direction 0) are zero matrices
+    let zero_links = |b: &[f64]| b.chunks_exact(18).filter(|m| m.iter().all(|&x| x == 0.0)).count();
+    let removed = lat.volume() / DIMS[3];
+    assert_eq!(zero_links(&buffer), removed);
+    let reports = ctx.trajectories(HostSliceMut::F64(&mut buffer), 3).unwrap();
+
+    let card: Card = parse_parameters(&DIMS, OPEN_PARAMETERS).unwrap();
+    assert!(card.lattice.is_open(), "the parameters keep their boundary");
+    let mut native = build_update::<GaugeField<Su3>>(&card, &lat).unwrap();
+    let mut u = start.clone();
+    for (update, r) in reports.iter().enumerate() {
+        let n = native.step(&mut u, update as u64).unwrap();
+        assert_eq!((n.accepted, n.dh, n.solver_iterations), (r.accepted, r.dh, r.solver_iterations));
+        assert_eq!(average_plaquette(&u), r.plaquette);
+    }
+    assert!(reports.iter().any(|r| r.accepted), "the test needs a move");
+    assert_eq!(read_back(&buffer, &lat, &layout), u);
+    assert_eq!(zero_links(&buffer), removed, "the removed links stay zero");
+}
+
 #[test]
 fn refused_inputs_leave_the_host_buffer_bit_identical() {
     let lat = Arc::new(Lattice::new(&DIMS).unwrap());

@@ -180,7 +180,9 @@ typedef struct flowhmc_context flowhmc_context;
 const char *flowhmc_version(void);
 
 /** Creates a context for the lattice dims[0..ndim) (x, y, (z,) t) from a parameter set in the
- *  run-card schema (TOML; [lattice] and [run] may be omitted). On failure *out is NULL (if out
+ *  run-card schema (TOML; [run] may be omitted, and [lattice] too or give only boundary =
+ *  "open" for openQCD's open boundaries in time, whose removed links the host holds as zero
+ *  matrices). On failure *out is NULL (if out
  *  is not NULL) and, if error is not NULL, up to error_capacity bytes of the message are
  *  written there (NUL-terminated). Extents whose fields would not fit in memory are
  *  FLOWHMC_ERROR_PARAMETERS. */

@@ -138,7 +138,8 @@ struct FortranComm {
 class Context {
   public:
     /// A context for the lattice `dims` (x, y, (z,) t) and a parameter set in the run-card
-    /// schema (TOML; [lattice] and [run] may be omitted, [run] seed and threads are used).
+    /// schema (TOML; [run] may be omitted, [run] seed and threads are used; [lattice] may be
+    /// omitted or give only boundary = "open", openQCD's open boundaries in time).
     Context(const std::vector<std::size_t> &dims, const std::string &parameters)
         : handle_(call([&] {
               return bridge::create(rust::Slice<const std::size_t>(dims.data(), dims.size()), parameters);

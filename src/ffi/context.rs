@@ -104,14 +104,19 @@ pub const DEFAULT_TOLERANCE_F64: f64 = 1e-10;
 /// The same for f32 buffers (single-precision rounding alone reaches a few 1e-7).
 pub const DEFAULT_TOLERANCE_F32: f64 = 1e-5;
 
-/// Parses a parameter set: a run card whose `[lattice]` table may be omitted (the extents
-/// come from the host; if given it must agree) and whose `[run]` table may be omitted or
+/// Parses a parameter set: a run card whose `[lattice]` table may be omitted or give only
+/// `boundary` (the extents come from the host; if given they must agree) and whose `[run]`
+/// table may be omitted or
 /// give only some keys (`seed`, default 1, and `threads`, default 0 = all cores, are the ones a
 /// host context uses).
 pub fn parse_parameters(dims: &[usize], text: &str) -> Result<Card> {
     let mut table: toml::Table = toml::from_str(text).map_err(|e| Error::Card(format!("parameters: {e}")))?;
     let given: toml::Value = dims.iter().map(|&l| toml::Value::Integer(l as i64)).collect::<Vec<_>>().into();
-    match table.get("lattice").and_then(|l| l.get("dims")) {
+    // the host's extents go into the lattice table, beside its other keys (boundary)
+    let lattice = table.entry("lattice").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let lattice =
+        lattice.as_table_mut().ok_or_else(|| Error::Card("parameters: lattice must be a table".into()))?;
+    match lattice.get("dims") {
         Some(d) if *d != given => {
             return Err(Error::Card(format!(
                 "parameters: lattice.dims = {d} but the host lattice is {dims:?}"
@@ -119,10 +124,7 @@ pub fn parse_parameters(dims: &[usize], text: &str) -> Result<Card> {
         }
         Some(_) => {}
         None => {
-            table.insert(
-                "lattice".into(),
-                toml::Value::Table([("dims".to_string(), given)].into_iter().collect()),
-            );
+            lattice.insert("dims".into(), given);
         }
     }
     let run = table.entry("run").or_insert_with(|| toml::Value::Table(toml::Table::new()));
