@@ -6,6 +6,8 @@
 //! `FLOWHMC_REQUIRE_NVRTC=1` (set by CI, which installs NVRTC) a missing NVRTC fails instead.
 #![cfg(feature = "cuda")]
 
+mod common;
+
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 use flowhmc::action::Monomial;
 use flowhmc::action::device::{DeviceGaugeAction, DevicePseudofermion};
@@ -703,43 +705,8 @@ fn hmc_trajectories_on_the_device_repeat_the_cpu() {
 #[test]
 fn a_card_runs_on_the_devices_as_on_the_cpu() {
     let card = |device: &str, link_reals: usize, dir: &std::path::Path| {
-        format!(
-            r#"
-[lattice]
-dims = [4, 4, 4, 4]
-[gauge]
-group = "su3"
-action = "iwasaki"
-beta = 2.3
-[[update.levels]]
-integrator = "omelyan"
-steps = 3
-monomials = ["fermions.1"]
-[[update.levels]]
-integrator = "leapfrog"
-steps = 2
-monomials = ["gauge", "fermions.0"]
-[update]
-kind = "hmc"
-trajectory_length = 0.5
-[run]
-trajectories = 3
-thermalization = 0
-seed = 9
-start = "hot"
-checkpoint_every = 2
-output = "{}"
-device = "{device}"
-link_reals = {link_reals}
-[[fermions]]
-kind = "wilson"
-flavors = 2
-kappa = 0.12
-hasenbusch = [0.1]
-solver = {{ kind = "mixed-cg", tolerance = 1e-12, max_iterations = 1000 }}
-"#,
-            dir.display()
-        )
+        let run_keys = format!("device = \"{device}\"\nlink_reals = {link_reals}");
+        common::hasenbusch_card(dir, 3, 3, 9, 1e-12, &run_keys)
     };
     let run = |device: &str, link_reals: usize| {
         let dir = std::env::temp_dir().join(format!("flowhmc-cuda-card-{}-{device}", std::process::id()));
@@ -756,16 +723,7 @@ solver = {{ kind = "mixed-cg", tolerance = 1e-12, max_iterations = 1000 }}
     assert_eq!(cpu.len(), 3);
     for (kind, link_reals) in device_kinds().into_iter().flat_map(|k| [(k, 18), (k, 12)]) {
         let device = run(kind, link_reals);
-        let kind = format!("{kind}, {link_reals}-real links");
-        assert_eq!(device.len(), 3, "{kind}");
-        for (k, (a, b)) in cpu.iter().zip(&device).enumerate() {
-            assert_eq!(a["accepted"], b["accepted"], "{kind}, trajectory {k}");
-            let value = |r: &serde_json::Map<String, serde_json::Value>, key: &str| r[key].as_f64().unwrap();
-            let (p, q) = (value(a, "plaquette"), value(b, "plaquette"));
-            assert!((p - q).abs() <= 1e-10, "{kind}, trajectory {k}: plaquette {q} against {p}");
-            let (p, q) = (value(a, "dh"), value(b, "dh"));
-            assert!((p - q).abs() <= 1e-7, "{kind}, trajectory {k}: dH {q} against {p}");
-        }
+        common::assert_runs_agree(&cpu, &device, 1e-10, 1e-7, &format!("{kind}, {link_reals}-real links"));
     }
     if !driver_present() {
         let dir = std::env::temp_dir().join(format!("flowhmc-cuda-card-{}-nodriver", std::process::id()));

@@ -5,6 +5,8 @@
 //! their order (each rank sums its block, then the ranks' totals are added exactly).
 #![cfg(feature = "cuda")]
 
+mod common;
+
 use flowhmc::action::Monomial;
 use flowhmc::action::device::{DeviceGaugeAction, DevicePseudofermion};
 use flowhmc::action::fermion::PseudofermionParams;
@@ -262,44 +264,8 @@ fn a_card_on_ranks_with_a_device_each_repeats_one_process() {
     use flowhmc::chain::run::{RunOptions, run_card, run_card_on};
     use flowhmc::chain::summary::read_measurements;
     let card = |dir: &std::path::Path| {
-        let text = format!(
-            r#"
-[lattice]
-dims = [4, 4, 4, 4]
-[gauge]
-group = "su3"
-action = "iwasaki"
-beta = 2.3
-[[update.levels]]
-integrator = "omelyan"
-steps = 2
-monomials = ["fermions.1"]
-[[update.levels]]
-integrator = "leapfrog"
-steps = 2
-monomials = ["gauge", "fermions.0"]
-[update]
-kind = "hmc"
-trajectory_length = 0.5
-[run]
-trajectories = 2
-thermalization = 0
-seed = 3
-start = "hot"
-checkpoint_every = 2
-output = "{}"
-device = "cuda-emulated"
-process_grid = [1, 1, 1, 2]
-[[fermions]]
-kind = "wilson"
-flavors = 2
-kappa = 0.12
-hasenbusch = [0.1]
-solver = {{ kind = "mixed-cg", tolerance = 1e-11, max_iterations = 1000 }}
-"#,
-            dir.display()
-        );
-        Card::parse(&text, "card.toml").unwrap()
+        let run_keys = "device = \"cuda-emulated\"\nprocess_grid = [1, 1, 1, 2]";
+        Card::parse(&common::hasenbusch_card(dir, 2, 2, 3, 1e-11, run_keys), "card.toml").unwrap()
     };
     let scratch = std::env::temp_dir().join(format!("flowhmc-cuda-ranks-card-{}", std::process::id()));
     let (one, two) = (scratch.join("one"), scratch.join("two"));
@@ -320,12 +286,5 @@ solver = {{ kind = "mixed-cg", tolerance = 1e-11, max_iterations = 1000 }}
     let (want, got) = (read_measurements(&one).unwrap(), read_measurements(&two).unwrap());
     std::fs::remove_dir_all(&scratch).unwrap();
     assert_eq!(got.len(), 2);
-    for (k, (a, b)) in want.iter().zip(&got).enumerate() {
-        assert_eq!(a["accepted"], b["accepted"], "trajectory {k}");
-        let value = |r: &serde_json::Map<String, serde_json::Value>, key: &str| r[key].as_f64().unwrap();
-        let (p, q) = (value(a, "plaquette"), value(b, "plaquette"));
-        assert!((p - q).abs() <= 1e-11, "trajectory {k}: plaquette {q} against {p}");
-        let (p, q) = (value(a, "dh"), value(b, "dh"));
-        assert!((p - q).abs() <= 1e-8, "trajectory {k}: dH {q} against {p}");
-    }
+    common::assert_runs_agree(&want, &got, 1e-11, 1e-8, "2 ranks");
 }

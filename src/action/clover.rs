@@ -64,11 +64,12 @@ impl<G: PackedGroup> Monomial<GaugeField<G>> for CloverDeterminant {
 mod tests {
     use super::*;
     use crate::action::fermion::{Pseudofermion, PseudofermionParams};
+    use crate::action::finite_difference::{assert_force_matches, sample_components};
     use crate::checkerboard::Checkerboard;
     use crate::dirac::dense::ln_abs_det;
     use crate::dirac::{Boundary, CloverOperator, FermionOperator};
     use crate::geometry::Lattice;
-    use crate::group::{LinkMatrix, Su3, U1};
+    use crate::group::{Su3, U1};
     use crate::solver::SolverParams;
     use crate::spinor::SpinorField;
     use faer::Mat;
@@ -81,31 +82,10 @@ mod tests {
     /// Every sampled force component of `term` against a fourth-order central difference of its
     /// action (eps = 1e-3), within 1e-6 of the largest component.
     fn check_force<G: PackedGroup>(term: &dyn Monomial<GaugeField<G>>, u: &GaugeField<G>, label: &str) {
-        let lat = u.lattice().clone();
-        let mut f = MomentumField::<G>::zeros(&lat);
+        let mut f = MomentumField::<G>::zeros(u.lattice());
         term.add_force(u, 1.0, &mut f).unwrap();
-        let scale = f.components().fold(0.0f64, |m, x| m.max(x.abs()));
-        assert!(scale > 0.0, "{label}: a force");
-        let d = lat.ndim();
-        for (site, mu) in [(0, 0), (lat.volume() - 1, d - 1), (lat.volume() / 2 + 1, 1), (5, d - 1)] {
-            for a in [0, G::ALG_DIM - 1] {
-                let mut t = G::Alg::default();
-                t.as_mut()[a] = 1.0;
-                let eps = 1e-3;
-                let shifted = |w: f64| {
-                    let mut v = u.clone();
-                    v.set_link(site, mu, &G::exp(&t, w).mul(&u.link(site, mu)));
-                    term.action(&v).unwrap()
-                };
-                let fd = -(8.0 * (shifted(eps) - shifted(-eps)) - (shifted(2.0 * eps) - shifted(-2.0 * eps)))
-                    / (12.0 * eps);
-                let got = f.at(&lat, site, mu).as_ref()[a];
-                assert!(
-                    (fd - got).abs() < 1e-6 * scale,
-                    "{label}: site {site} mu {mu} a {a}: {got} against {fd}"
-                );
-            }
-        }
+        let components = sample_components(u.lattice(), G::ALG_DIM);
+        assert_force_matches(u, &f, components, 1e-3, |v| term.action(v).unwrap(), label);
     }
 
     fn hot<G: PackedGroup>(dims: &[usize]) -> (GaugeField<G>, Checkerboard) {

@@ -193,8 +193,9 @@ impl<G: PackedGroup, const S: usize, D: Discretization<G, S>> Monomial<GaugeFiel
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::action::finite_difference::{assert_force_matches, sample_components};
     use crate::geometry::Lattice;
-    use crate::group::{LinkMatrix, Su3, U1};
+    use crate::group::{Su3, U1};
     use std::sync::Arc;
 
     /// Every sampled force component agrees with a fourth-order central difference of the
@@ -223,29 +224,9 @@ mod tests {
         assert!((drawn - action).abs() < 1e-10 * action, "refresh {drawn}, action {action}");
         let mut f = MomentumField::<G>::zeros(&lat);
         term.add_force(&u, 1.0, &mut f).unwrap();
-        let scale = f.components().fold(0.0f64, |m, x| m.max(x.abs()));
-        assert!(scale > 0.0);
-        let d = lat.ndim();
         let label = format!("{} {dims:?} kappa {kappa} kappa_h {kappa_heavy} e/o {even_odd}", G::NAME);
-        for (site, mu) in [(0, 0), (lat.volume() - 1, d - 1), (lat.volume() / 2 + 1, 1), (5, d - 1)] {
-            for a in [0, G::ALG_DIM - 1] {
-                let mut t = G::Alg::default();
-                t.as_mut()[a] = 1.0;
-                let eps = 1e-3;
-                let shifted = |w: f64| {
-                    let mut v = u.clone();
-                    v.set_link(site, mu, &G::exp(&t, w).mul(&u.link(site, mu)));
-                    term.action(&v).unwrap()
-                };
-                let fd = -(8.0 * (shifted(eps) - shifted(-eps)) - (shifted(2.0 * eps) - shifted(-2.0 * eps)))
-                    / (12.0 * eps);
-                let got = f.at(&lat, site, mu).as_ref()[a];
-                assert!(
-                    (fd - got).abs() < 1e-6 * scale,
-                    "{label}: link ({site}, {mu}) a {a}: force {got}, fd {fd}"
-                );
-            }
-        }
+        let components = sample_components(&lat, G::ALG_DIM);
+        assert_force_matches(&u, &f, components, 1e-3, |v| term.action(v).unwrap(), &label);
         assert!(term.take_solver_iterations() > 0);
         assert_eq!(term.take_solver_iterations(), 0);
     }

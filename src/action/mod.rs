@@ -8,6 +8,8 @@ pub mod clover;
 pub mod device;
 pub mod exact_determinant;
 pub mod fermion;
+#[cfg(test)]
+mod finite_difference;
 pub mod gauge;
 pub mod phi4;
 pub mod rational;

@@ -61,7 +61,7 @@ use crate::action::exact_determinant::MAX_DENSE_ROWS;
 use crate::action::{GaugeAction, GaugeActionKind, Phi4Action};
 use crate::checkerboard::Checkerboard;
 use crate::comm::Comm;
-use crate::dirac::{Boundary, Method};
+use crate::dirac::{Boundary, Clover, Method};
 use crate::error::{Error, Result, spelling};
 use crate::flow::real_nvp::RealNvpArchitecture;
 use crate::flow::su3::Su3SpectralArchitecture;
@@ -261,6 +261,16 @@ impl FermionCard {
             BoundaryName::Antiperiodic => Boundary::ANTIPERIODIC,
             BoundaryName::Periodic => Boundary::PERIODIC,
             BoundaryName::Open => Boundary::Open { c_f: self.cf.unwrap_or(1.0) },
+        }
+    }
+
+    /// The clover fermions of this table on the layout `cb`, None for Wilson quarks: one per
+    /// table, its clones shared by the table's terms (they build the clover term once per
+    /// gauge field).
+    pub fn clover(&self, cb: &Checkerboard) -> Option<Clover> {
+        match (self.kind, self.csw) {
+            (FermionKind::Clover, Some(csw)) => Some(Clover::new(cb.clone(), self.time_boundary(), csw)),
+            _ => None,
         }
     }
 
@@ -1148,9 +1158,6 @@ impl Card {
         if self.run.device != DeviceKind::Cpu {
             return bad(format!("{at}: the CUDA backend runs periodic lattices (run.device = \"cpu\")"));
         }
-        if self.measure.hadrons.is_some() {
-            return bad(format!("{at}: measure.hadrons (the pion correlator) runs on periodic lattices"));
-        }
         Ok(())
     }
 
@@ -1430,6 +1437,10 @@ mod tests {
         assert!(card.lattice.lattice(Arc::new(crate::comm::Single::new(2))).unwrap().is_open_in_time());
         assert_eq!(card.fermions[0].time_boundary(), Boundary::Open { c_f: 0.9 });
         assert_eq!(card.gauge.as_ref().unwrap().cg, Some(1.1));
+        // hadrons: a source in the bulk (crate::observables::hadrons)
+        let mut hadrons = card.clone();
+        hadrons.measure.hadrons = Some(HadronCard { every: 1, noise: 1 });
+        assert_eq!(Card::parse(&hadrons.to_toml(), "hadrons").unwrap(), hadrons);
         let e = open("").unwrap_err().to_string();
         assert!(e.contains("fermions[0].boundary = \"antiperiodic\": the lattice is open in time"), "{e}");
         let text = DEFAULT_CARD.replace("dims = [16, 16]", "dims = [8, 8]\nboundary = \"open\"");

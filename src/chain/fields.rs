@@ -3,7 +3,7 @@
 //! line shows. Gauge fields of every group (with or without fermions) and real scalar fields
 //! (phi^4) implement it.
 
-use super::card::{Card, FermionKind, GAUGE_MONOMIAL, Start, Theory};
+use super::card::{Card, GAUGE_MONOMIAL, Start, Theory};
 use super::measure::{measure, measure_hadrons, measure_scalar};
 use super::rational::{measure_reweighting, rational_terms, spectral_check};
 use crate::action::clover::CloverDeterminant;
@@ -155,12 +155,9 @@ impl<G: PackedGroup> ChainField for GaugeField<G> {
                 continue;
             }
             // one set of clover terms per gauge field for the table's pseudofermions and determinant
-            let clover = match (f.kind, f.csw) {
-                (FermionKind::Clover, Some(csw)) => Some(Clover::new(cb.clone(), boundary, csw)),
-                _ => None,
-            };
+            let clover = f.clover(&cb);
             if f.rational.is_some() {
-                let terms = rational_terms::<G>(f, i, &cb, lattice.ndim(), stream)?;
+                let terms = rational_terms::<G>(f, i, &cb, clover.as_ref(), lattice.ndim(), stream)?;
                 stream += terms.len() as u64;
                 monomials.extend(terms.into_iter().map(|t| t as Box<dyn Monomial<Self>>));
             } else {

@@ -16,10 +16,10 @@
 //! then `magnetization` (m = sum_x phi(x) / V), `abs_magnetization` (|m|) and `phi_squared`
 //! (sum_x phi(x)^2 / V); the summary adds the two-point susceptibility estimator V m^2.
 
-use super::card::{FermionCard, FermionKind, FlowCard, HadronCard};
+use super::card::{FermionCard, FlowCard, HadronCard};
 use crate::backend::cpu::PackedGroup;
 use crate::checkerboard::Checkerboard;
-use crate::dirac::{CloverOperator, WilsonOperator};
+use crate::dirac::{Discretization, WilsonOperator};
 use crate::error::Result;
 use crate::field::GaugeField;
 use crate::group::U1;
@@ -131,9 +131,9 @@ fn hadrons_with_spins<G: PackedGroup, const S: usize>(
     let (kappa, boundary) = (fermions.kappa, fermions.time_boundary());
     let (method, solver) = (fermions.solver_method(), fermions.solver_params());
     let key = StreamKey::new(seed, Purpose::Noise, update);
-    let (condensate, pion) = match (fermions.kind, fermions.csw) {
-        (FermionKind::Clover, Some(csw)) => {
-            let w = CloverOperator::<G, S>::new(u, &cb, kappa, csw, boundary)?;
+    let (condensate, pion) = match fermions.clover(&cb) {
+        Some(clover) => {
+            let w = Discretization::<G, S>::operator(&clover, u, kappa)?;
             (
                 chiral_condensate(&w, hadrons.noise, &key, method, &solver)?,
                 pion_correlator(&w, method, &solver)?,

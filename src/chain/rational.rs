@@ -3,7 +3,7 @@
 //! spectrum of M^dagger M at the start and end of a run, and the reweighting factor of the
 //! approximation's error measured with the records (columns NAME.rw).
 
-use super::card::{Card, FermionCard, FermionKind};
+use super::card::{Card, FermionCard};
 use crate::action::rational::{RationalParams, RationalPseudofermion, RationalTerm};
 use crate::backend::cpu::PackedGroup;
 use crate::checkerboard::Checkerboard;
@@ -19,12 +19,14 @@ const LANCZOS_TOLERANCE: f64 = 1e-4;
 const LANCZOS_ITERATIONS: usize = 2000;
 
 /// The rational terms of table `f` (`rational` set) on the layout `cb` of an `ndim`-dimensional
-/// lattice, named by [`FermionCard::term_names`] with `index` the table's position; the
+/// lattice, with the table's clover fermions `clover` ([`FermionCard::clover`]; None for
+/// Wilson quarks), named by [`FermionCard::term_names`] with `index` the table's position; the
 /// pseudofermion streams count on from `stream`.
 pub fn rational_terms<G: PackedGroup>(
     f: &FermionCard,
     index: usize,
     cb: &Checkerboard,
+    clover: Option<&Clover>,
     ndim: usize,
     stream: u64,
 ) -> Result<Vec<Box<dyn RationalTerm<G>>>> {
@@ -36,14 +38,9 @@ pub fn rational_terms<G: PackedGroup>(
         solver: f.solver_params(),
         approximation: rational.approximation()?,
     };
-    // the flavours' terms share one set of clover terms per gauge field
-    let clover = match (f.kind, f.csw) {
-        (FermionKind::Clover, Some(csw)) => Some(Clover::new(cb.clone(), params.boundary, csw)),
-        _ => None,
-    };
     let term = |name: &str, stream: u64| -> Box<dyn RationalTerm<G>> {
         let (p, cb, boundary) = (params.clone(), cb.clone(), params.boundary);
-        match (&clover, ndim) {
+        match (clover, ndim) {
             (Some(clover), 2) => {
                 Box::new(RationalPseudofermion::<G, 2, Clover>::new(name, p, clover.clone(), stream))
             }
@@ -75,7 +72,7 @@ fn rational_tables<'c, G: PackedGroup>(card: &'c Card, u: &GaugeField<G>) -> Res
     let cb = Checkerboard::for_fields(lattice.clone(), card.fermions.iter().any(|f| f.even_odd))?;
     let mut tables = Vec::new();
     for (i, f) in card.fermions.iter().enumerate().filter(|(_, f)| f.rational.is_some()) {
-        let term = rational_terms::<G>(f, i, &cb, lattice.ndim(), 0)?.remove(0);
+        let term = rational_terms::<G>(f, i, &cb, f.clover(&cb).as_ref(), lattice.ndim(), 0)?.remove(0);
         tables.push(Table { name: f.base_name(i), card: f, term });
     }
     Ok(tables)

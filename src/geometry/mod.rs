@@ -383,6 +383,13 @@ impl Lattice {
         self.is_boundary_time(self.time_of(site))
     }
 
+    /// The number of sites of the whole lattice off the boundary slices: the global volume,
+    /// less two time slices on a lattice open in time.
+    pub fn bulk_volume(&self) -> usize {
+        let slices = if self.open_time { 2 } else { 0 };
+        self.global_volume() - slices * self.global_volume() / self.global_dims[self.ndim() - 1]
+    }
+
     /// The sites of this block on the boundary slices x0 = 0 and N0-1 of a lattice open in time
     /// (none on a periodic lattice), in increasing order.
     pub fn boundary_sites(&self) -> Vec<usize> {

@@ -16,7 +16,6 @@
 use crate::action::{GaugeAction, GaugeActionKind};
 use crate::backend::cpu::PackedGroup;
 use crate::field::{GaugeField, MomentumField};
-use crate::geometry::Lattice;
 use crate::group::LinkMatrix;
 use crate::loops::clover_leaves;
 use crate::parallel::global_sum;
@@ -47,15 +46,7 @@ pub fn energy_density<G: PackedGroup>(u: &GaugeField<G>) -> f64 {
         }
         e
     });
-    sum / bulk_volume(lat) as f64
-}
-
-/// The number of sites off the boundary slices: the global volume, less two time slices on a
-/// lattice open in time.
-fn bulk_volume(lat: &Lattice) -> usize {
-    let boundary =
-        if lat.is_open_in_time() { 2 * lat.global_volume() / lat.global_dims()[lat.ndim() - 1] } else { 0 };
-    lat.global_volume() - boundary
+    sum / lat.bulk_volume() as f64
 }
 
 /// Clover topological charge of a 4D field (module docs for the normalisation); on a lattice

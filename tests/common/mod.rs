@@ -219,3 +219,74 @@ pub fn empty_dir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// The run card of the device tests: 4^4 SU(3), Iwasaki at beta 2.3, Nf = 2 Wilson quarks
+/// (kappa 0.12) split by Hasenbusch at 0.1 over two levels (the ratio on an Omelyan level of
+/// `outer_steps` steps, the gauge action and the heavy term on a leapfrog level of 2 steps),
+/// mixed CG to `tolerance`, `trajectories` of length 0.5 from a hot start with `seed`, written
+/// to `dir`; `run_keys` are more lines of `[run]` (the device, a process grid).
+pub fn hasenbusch_card(
+    dir: &std::path::Path,
+    outer_steps: usize,
+    trajectories: usize,
+    seed: u64,
+    tolerance: f64,
+    run_keys: &str,
+) -> String {
+    format!(
+        r#"
+[lattice]
+dims = [4, 4, 4, 4]
+[gauge]
+group = "su3"
+action = "iwasaki"
+beta = 2.3
+[[update.levels]]
+integrator = "omelyan"
+steps = {outer_steps}
+monomials = ["fermions.1"]
+[[update.levels]]
+integrator = "leapfrog"
+steps = 2
+monomials = ["gauge", "fermions.0"]
+[update]
+kind = "hmc"
+trajectory_length = 0.5
+[run]
+trajectories = {trajectories}
+thermalization = 0
+seed = {seed}
+start = "hot"
+checkpoint_every = 2
+output = "{}"
+{run_keys}
+[[fermions]]
+kind = "wilson"
+flavors = 2
+kappa = 0.12
+hasenbusch = [0.1]
+solver = {{ kind = "mixed-cg", tolerance = {tolerance:e}, max_iterations = 1000 }}
+"#,
+        dir.display()
+    )
+}
+
+/// Asserts that two runs' measurement records agree trajectory by trajectory: the acceptance
+/// exactly, the plaquette within `plaquette` and dH within `dh`; `label` names the run.
+pub fn assert_runs_agree(
+    want: &[serde_json::Map<String, serde_json::Value>],
+    got: &[serde_json::Map<String, serde_json::Value>],
+    plaquette: f64,
+    dh: f64,
+    label: &str,
+) {
+    assert_eq!(got.len(), want.len(), "{label}: trajectories");
+    let value = |r: &serde_json::Map<String, serde_json::Value>, key: &str| r[key].as_f64().unwrap();
+    for (k, (a, b)) in want.iter().zip(got).enumerate() {
+        assert_eq!(a["accepted"], b["accepted"], "{label}, trajectory {k}");
+        let (p, q) = (value(a, "plaquette"), value(b, "plaquette"));
+        assert!((p - q).abs() <= plaquette, "{label}, trajectory {k}: plaquette {q} against {p}");
+        let (p, q) = (value(a, "dh"), value(b, "dh"));
+        assert!((p - q).abs() <= dh, "{label}, trajectory {k}: dH {q} against {p}");
+    }
+}
