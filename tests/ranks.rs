@@ -521,6 +521,25 @@ fn an_open_boundary_run_on_ranks_writes_the_files_of_one_process() {
     std::fs::remove_dir_all(&scratch).unwrap();
 }
 
+/// A clover block that cannot be inverted in one rank's block (a link of NaN at the last site,
+/// whose leaves reach the first time slice through the halo) fails the clover term on every
+/// rank with one message, so that no rank goes on to the next exchange alone.
+#[test]
+fn a_singular_clover_block_fails_every_rank_with_one_message() {
+    use flowhmc::dirac::CloverOperator;
+    use flowhmc::group::LinkMatrix;
+    let mut whole = GaugeField::<Su3>::hot(Arc::new(Lattice::new(&[4, 4, 4, 8]).unwrap()), 3);
+    let last = whole.lattice().volume() - 1;
+    whole.set_link(last, 1, &<Su3 as flowhmc::group::Group>::Elem::read_reals(&[f64::NAN; 18]));
+    let messages = run_ranks(&[1, 1, 1, 2], |comm| {
+        let u = block_of(&whole, comm);
+        let cb = Checkerboard::new(u.lattice().clone()).unwrap();
+        CloverOperator::<Su3, 4>::new(&u, &cb, 0.12, 1.7, Boundary::ANTIPERIODIC).err().map(|e| e.to_string())
+    });
+    assert!(messages[0].as_deref().is_some_and(|m| m.contains("1 + C is singular")), "{messages:?}");
+    assert_eq!(messages[0], messages[1]);
+}
+
 #[test]
 fn bad_input_on_ranks_fails_every_rank_with_one_message() {
     let scratch = common::empty_dir("flowhmc-ranks-bad");

@@ -20,6 +20,7 @@ use super::super::wilson::Boundary;
 use crate::backend::cpu::PackedGroup;
 use crate::backend::cpu::packed::{ColorVector, LANES, Lanes, PackedMatrix, Real};
 use crate::checkerboard::Checkerboard;
+use crate::comm::agreed;
 use crate::error::{Error, Result};
 use crate::exact_sum::ExactSum;
 use crate::field::GaugeField;
@@ -203,7 +204,8 @@ impl<G: PackedGroup> CloverTerm<G> {
     /// coefficient `csw` ([`super`]), for fields of S spin components, with `boundary` in time:
     /// open boundaries make C zero on the boundary slices x0 = 0 and N0-1 (A = 1 where the
     /// quark fields vanish, as openQCD's `sw_term` sets it) and add 2 kappa (c_F - 1) to C at
-    /// x0 = 1 and N0-2. An error when a block of 1 + C is singular.
+    /// x0 = 1 and N0-2. An error when a block of 1 + C is singular, on every rank of a process
+    /// grid (collective).
     pub fn new<const S: usize>(
         u: &GaugeField<G>,
         cb: &Checkerboard,
@@ -297,12 +299,14 @@ impl<G: PackedGroup> CloverTerm<G> {
                 }
                 Ok(ln_det)
             };
-        let ln_dets: Vec<Lanes> = blocks
+        let ln_dets: Result<Vec<Lanes>> = blocks
             .par_chunks_mut(stored)
             .zip(inverse.par_chunks_mut(stored))
             .enumerate()
             .map(|(j, (a_out, inv_out))| per_position(j, a_out, inv_out))
-            .collect::<Result<_>>()?;
+            .collect();
+        // a singular block on one rank fails every rank, before any goes on to an exchange
+        let ln_dets = agreed(lattice.comm().as_ref(), ln_dets)?;
         let mut log_det = [ExactSum::default(), ExactSum::default()];
         for (j, ln_det) in ln_dets.iter().enumerate() {
             let outer = cb.outer(j / first_block, j % first_block);
