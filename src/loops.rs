@@ -67,10 +67,27 @@ pub fn plaquette<G: PackedGroup>(u: &GaugeField<G>, site: usize, mu: usize, nu: 
 /// The clover: the sum Q_{mu nu}(x) of the four plaquettes around x in the (mu, nu) plane,
 /// each a loop from x oriented mu then nu (so Q_{nu mu} = Q_{mu nu}^dagger).
 pub fn clover_leaves<G: PackedGroup>(u: &GaugeField<G>, site: usize, mu: usize, nu: usize) -> G::Elem {
+    leaf_paths(mu, nu).iter().fold(G::Elem::zero(), |acc, path| acc.add(&path_product(u, site, path).0))
+}
+
+/// [`clover_leaves`] of the LANES sites of `x`, packed.
+pub fn packed_clover_leaves<G: PackedGroup>(
+    u: &GaugeField<G>,
+    x: PackedSite,
+    mu: usize,
+    nu: usize,
+) -> G::Packed<f64> {
+    leaf_paths(mu, nu)
+        .iter()
+        .fold(G::Packed::<f64>::zero(), |acc, path| acc.add(&path_product_packed(u, x, path)))
+}
+
+/// The paths of the four plaquettes around a site in the (mu, nu) plane, each from the site,
+/// oriented mu then nu.
+fn leaf_paths(mu: usize, nu: usize) -> [[Step; 4]; 4] {
     let (m, n) = (Step::up(mu), Step::up(nu));
     let (mb, nb) = (Step::down(mu), Step::down(nu));
-    let leaves = [[m, n, mb, nb], [n, mb, nb, m], [mb, nb, m, n], [nb, m, n, mb]];
-    leaves.iter().fold(G::Elem::zero(), |acc, path| acc.add(&path_product(u, site, path).0))
+    [[m, n, mb, nb], [n, mb, nb, m], [mb, nb, m, n], [nb, m, n, mb]]
 }
 
 /// Path of the rectangle R_{mu nu}(x) (long in mu).

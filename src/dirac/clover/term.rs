@@ -26,7 +26,7 @@ use crate::exact_sum::ExactSum;
 use crate::field::GaugeField;
 use crate::geometry::PackedSite;
 use crate::group::LinkMatrix;
-use crate::loops::{Step, path_product_packed};
+use crate::loops::packed_clover_leaves;
 use crate::spinor::{Color, MIN_CHUNK, Spinor};
 use num_complex::Complex64;
 use rayon::prelude::*;
@@ -84,14 +84,6 @@ pub(super) fn planes(spins: usize, d: usize) -> (Vec<(usize, usize)>, Vec<SpinMa
         })
         .collect();
     (pairs, products)
-}
-
-/// The clover leaves Q_{mu nu}(x) of the LANES sites of `x` ([`crate::loops::clover_leaves`]).
-fn packed_leaves<G: PackedGroup>(u: &GaugeField<G>, x: PackedSite, mu: usize, nu: usize) -> G::Packed<f64> {
-    let (m, n, mb, nb) = (Step::up(mu), Step::up(nu), Step::down(mu), Step::down(nu));
-    [[m, n, mb, nb], [n, mb, nb, m], [mb, nb, m, n], [nb, m, n, mb]]
-        .iter()
-        .fold(G::Packed::<f64>::zero(), |acc, path| acc.add(&path_product_packed(u, x, path)))
 }
 
 /// A dense complex matrix of LANES sites, row-major, each entry its real and imaginary lane
@@ -239,7 +231,7 @@ impl<G: PackedGroup> CloverTerm<G> {
                 let strengths: Vec<Vec<(Lanes, Lanes)>> = pairs
                     .iter()
                     .map(|&(mu, nu)| {
-                        let q = packed_leaves(u, PackedSite { outer, mask: 0 }, mu, nu);
+                        let q = packed_clover_leaves(u, PackedSite { outer, mask: 0 }, mu, nu);
                         let mut f = vec![([0.0; LANES], [0.0; LANES]); n * n];
                         for l in 0..LANES {
                             let q = G::lane(&q, l);
